@@ -1,0 +1,115 @@
+# lipc - build, test and install.  `make demo` and `make test` do all the
+# set-up on a fresh Debian 12 machine (through `make deps`).
+
+BUILD   ?= build
+PREFIX  ?= /usr/local
+CC      ?= cc
+LUA     ?= lua5.4
+PKGS     = lua5.4 libuv
+
+# Debian packages the project needs; `make deps` installs the missing ones.
+DEB_PKGS = gcc make pkg-config liblua5.4-dev libuv1-dev lua5.4 lua-busted \
+           lua-cjson lua-check nodejs clang valgrind socat netcat-openbsd
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+OPT     ?= -O2 -g
+WARN     = -Wall -Wextra -Werror
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -fPIC $(PKG_CFLAGS) \
+             -Iruntime -Ibindings $(SAN) $(CFLAGS)
+LUA_A   ?= $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/liblua5.4.a \
+                         /usr/lib/*/liblua5.4.a))
+UV_A    ?= $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libuv_a.a \
+                         /usr/lib/*/libuv_a.a))
+SYSLIBS  = -lpthread -ldl -lrt -lm
+
+# The executable carries Lua and libuv statically: no relocations to do
+# at start-up, and -Wl,-E exports the Lua API to C modules (cjson, lfs,
+# busted's system/term) loaded at run time.
+ifeq ($(SAN),)
+EXE_LIBS = $(LUA_A) $(UV_A) $(SYSLIBS)
+else
+EXE_LIBS = $(shell pkg-config --libs $(PKGS)) $(SYSLIBS)
+endif
+
+CORE_SRCS = runtime/runtime.c runtime/task.c runtime/emitter.c \
+            runtime/handle.c runtime/core.c
+MOD_SRCS  = $(sort $(wildcard bindings/*.c))
+LUA_SRCS  = $(sort $(wildcard bindings/*.lua))
+OBJS      = $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRCS) $(MOD_SRCS)) \
+            $(BUILD)/obj/embedded.o
+HDRS      = runtime/lipc.h runtime/internal.h $(wildcard bindings/*.h)
+
+.PHONY: all deps test check demo clean install uninstall lint bench
+
+all: $(BUILD)/lipc $(BUILD)/liblipc.a $(BUILD)/liblipc.so $(BUILD)/lipc.so
+
+$(BUILD)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/gen/embedded.c: tools/embed.lua $(LUA_SRCS)
+	@mkdir -p $(dir $@)
+	$(LUA) tools/embed.lua $@ $(foreach f,$(LUA_SRCS),$(basename $(notdir $(f)))=$(f))
+
+$(BUILD)/obj/embedded.o: $(BUILD)/gen/embedded.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/liblipc.a: $(OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/liblipc.so: $(OBJS)
+	$(CC) -shared $(SAN) -o $@ $^ $(shell pkg-config --libs $(PKGS)) $(SYSLIBS)
+
+# For stock lua5.4: the interpreter provides the Lua API.
+$(BUILD)/lipc.so: $(OBJS)
+	$(CC) -shared $(SAN) -o $@ $^ -luv $(SYSLIBS)
+
+$(BUILD)/lipc: $(BUILD)/obj/runtime/main.o $(BUILD)/liblipc.a
+	$(CC) $(SAN) -Wl,-E -o $@ $< $(BUILD)/liblipc.a $(EXE_LIBS)
+
+# Installs only what is missing, so it costs nothing on a ready machine.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
+	    || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+BUSTED_ARGS ?=
+test: deps all
+	$(BUILD)/lipc /usr/bin/busted $(BUSTED_ARGS)
+
+lint: deps
+	luacheck -q scripts spec bindings bench/lipc
+
+# The spec suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+check: deps
+	$(MAKE) BUILD=build/asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" OPT="-O1 -g" all
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp \
+	  LIPC=build/asan/lipc build/asan/lipc /usr/bin/busted $(BUSTED_ARGS)
+
+demo: deps all
+	$(BUILD)/lipc scripts/demo.lua
+
+clean:
+	rm -rf build
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
+	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/lua/5.4
+	install -m 755 $(BUILD)/lipc $(DESTDIR)$(PREFIX)/bin/lipc
+	install -m 644 $(BUILD)/liblipc.a $(DESTDIR)$(PREFIX)/lib/liblipc.a
+	install -m 755 $(BUILD)/liblipc.so $(DESTDIR)$(PREFIX)/lib/liblipc.so
+	install -m 644 runtime/lipc.h $(DESTDIR)$(PREFIX)/include/lipc.h
+	install -m 755 $(BUILD)/lipc.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/lipc.so
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/lipc $(DESTDIR)$(PREFIX)/lib/liblipc.a \
+	  $(DESTDIR)$(PREFIX)/lib/liblipc.so $(DESTDIR)$(PREFIX)/include/lipc.h \
+	  $(DESTDIR)$(PREFIX)/lib/lua/5.4/lipc.so

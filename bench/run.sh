@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# bench/run.sh - side-by-side benchmarks: lipc, Node and raw C.
+#
+#   bash bench/run.sh [case...]        (no case: all of them)
+#
+# Builds the C programs into build/bench/, runs every case for lipc, Node and
+# C in turn and prints one table. Cases: ipc_pingpong ipc_stream ipc_bulk
+# fork_ready spawn_seq spawn_par8 stdout_read tcp_echo_rr tcp_bulk unix_bulk
+# startup.
+#
+# Environment:
+#   LIPC=build/lipc      the lipc binary (missing: every lipc cell is n/a)
+#   NODE=node            the node binary (missing: every node cell is n/a)
+#   BENCH_SCALE=1        scales every count and time budget (CI: 0.05)
+#   BENCH_IMPLS="lipc node c"   which columns to run
+#   BENCH_REPEAT=1       runs per cell at the final count; the median is kept
+#   BENCH_TIMEOUT=120    seconds before one run is killed (its cell is n/a)
+#   CC=cc
+# Every run's stdout and stderr are kept in build/bench/logs/; the table is
+# also written to build/bench/results.tsv.
+set -u
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+
+LIPC=${LIPC:-build/lipc}
+case $LIPC in /*) ;; *) LIPC="$ROOT/$LIPC" ;; esac
+NODE=${NODE:-node}
+CC=${CC:-cc}
+SCALE=${BENCH_SCALE:-1}
+IMPLS=${BENCH_IMPLS:-lipc node c}
+REPEAT=${BENCH_REPEAT:-1}
+TIMEOUT=${BENCH_TIMEOUT:-120}
+OUT="$ROOT/build/bench"
+LOGS="$OUT/logs"
+
+export BENCH_SCALE=$SCALE
+export BENCH_WRITER="$OUT/writer"
+
+mkdir -p "$OUT" "$LOGS" || exit 1
+BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/lipc-bench.XXXXXX") || exit 1
+export BENCH_TMP
+CUR_PID=
+trap 'rm -rf "$BENCH_TMP"' EXIT
+# a run lives in its own process group, out of reach of the terminal's ^C
+trap '[[ -n $CUR_PID ]] && kill -TERM -- "-$CUR_PID" 2>/dev/null; exit 130' INT TERM
+
+fcalc() { awk "BEGIN { print $1 }"; }
+
+# ---- build the C side -------------------------------------------------------
+CFLAGS=(-O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror)
+for src in bench/c/*.c; do
+  name=$(basename "$src" .c)
+  if ! "$CC" "${CFLAGS[@]}" -o "$OUT/$name" "$src"; then
+    echo "run.sh: building $src failed" >&2
+    exit 1
+  fi
+done
+
+# ---- the cases --------------------------------------------------------------
+# case | unit | base count | calibrate? | lipc argv | node argv | C argv
+# {N} is replaced by the count. Base counts are sized so Node (the slowest
+# column) runs a case in ~2-3 s; a run that ends in under MIN_SECS is redone
+# with the count raised towards TARGET_SECS (at most x MAX_MULT), so fast
+# implementations are measured over a similar time and not over 20 ms.
+CASES=(
+  "ipc_pingpong|rt/s|30000|yes|ipc_pingpong.lua {N}|ipc_pingpong.js {N}|ipc_pingpong {N}"
+  "ipc_stream|msg/s|1000000|yes|ipc_stream.lua {N}|ipc_stream.js {N}|ipc_stream {N}"
+  "ipc_bulk|MB/s|500|yes|ipc_bulk.lua {N}|ipc_bulk.js {N}|ipc_bulk {N}"
+  "fork_ready|ms|20|no|fork_ready.lua {N}|fork_ready.js {N}|fork_ready {N}"
+  "spawn_seq|spawns/s|2000|yes|spawn_rate.lua {N} seq|spawn_rate.js {N} seq|spawn_rate {N} seq"
+  "spawn_par8|spawns/s|2000|yes|spawn_rate.lua {N} par8|spawn_rate.js {N} par8|spawn_rate {N} par8"
+  "stdout_read|MB/s|1073741824|yes|stdout_read.lua {N}|stdout_read.js {N}|stdout_read {N}"
+  "tcp_echo_rr|rt/s|30000|yes|tcp_echo_rr.lua {N}|tcp_echo_rr.js {N}|tcp_echo_rr {N}"
+  "tcp_bulk|MB/s|1073741824|yes|net_bulk.lua tcp {N}|net_bulk.js tcp {N}|net_bulk tcp {N}"
+  "unix_bulk|MB/s|1073741824|yes|net_bulk.lua unix {N}|net_bulk.js unix {N}|net_bulk unix {N}"
+)
+
+# Targets: "ratio-column op threshold" pairs, the ratio being lipc/that column.
+declare -A TARGET=(
+  [ipc_pingpong]="node >= 2 c >= 0.65"
+  [ipc_stream]="node >= 10"
+  [ipc_bulk]="node >= 5 c >= 0.4"
+  [fork_ready]="node <= 0.0333"
+  [spawn_seq]="node >= 2 c >= 0.85"
+  [spawn_par8]="node >= 2 c >= 0.85"
+  [stdout_read]="c >= 0.95"
+  [tcp_echo_rr]="c >= 0.9"
+  [tcp_bulk]="c >= 0.95"
+  [unix_bulk]="c >= 0.95"
+  [startup_wall]="c <= 1.3"
+  [startup_rss]="c <= 1.3"
+)
+
+MIN_SECS=$(fcalc "1.0 * $SCALE")
+TARGET_SECS=$(fcalc "2.0 * $SCALE")
+MAX_MULT=64
+
+declare -A VAL UNIT NOTE
+NOTES=()
+
+# run_one IMPL CASE ARGV... : one timed run in its own process group.
+# Sets R_VALUE (empty on failure) and R_WALL (seconds).
+run_one() {
+  local impl=$1 name=$2
+  shift 2
+  local log="$LOGS/$impl-$name"
+  local t0 t1 pid rc
+  t0=$(date +%s%N)
+  # timeout puts itself and the benchmark in a new process group and, on
+  # expiry, signals the whole group (forked children included).
+  timeout -k 5 "$TIMEOUT" "$@" </dev/null >"$log.out" 2>"$log.err" &
+  pid=$!
+  CUR_PID=$pid
+  wait "$pid"
+  rc=$?
+  CUR_PID=
+  t1=$(date +%s%N)
+  R_WALL=$(fcalc "($t1 - $t0) / 1e9")
+  # anything still alive in that group was left behind by the benchmark
+  if kill -0 -- "-$pid" 2>/dev/null; then
+    sleep 0.2
+    if kill -0 -- "-$pid" 2>/dev/null; then
+      NOTES+=("$impl $name: left processes running after it ended (killed)")
+      kill -KILL -- "-$pid" 2>/dev/null
+    fi
+  fi
+  R_VALUE=$(awk -v c="$name" '$1 == "RESULT" && $2 == c { print $3; exit }' "$log.out")
+  R_UNIT=$(awk -v c="$name" '$1 == "RESULT" && $2 == c { print $4; exit }' "$log.out")
+  if [[ -z $R_VALUE ]]; then
+    local why
+    if [[ $rc -eq 124 || $rc -eq 137 ]]; then why="timed out after ${TIMEOUT}s"
+    else why="exit $rc: $(grep -v '^\s*$' "$log.err" | head -n 1 | cut -c1-160)"; fi
+    NOTES+=("$impl $name: $why (see ${log#"$ROOT"/}.err)")
+  fi
+}
+
+# argv_for IMPL "SPEC" N : fills ARGV with the command line of one run.
+argv_for() {
+  local impl=$1 spec=${2//\{N\}/$3}
+  local -a words
+  read -r -a words <<<"$spec"
+  case $impl in
+    lipc) ARGV=("$LIPC" "$ROOT/bench/lipc/${words[0]}" "${words[@]:1}") ;;
+    node) ARGV=("$NODE" "$ROOT/bench/node/${words[0]}" "${words[@]:1}") ;;
+    c) ARGV=("$OUT/${words[0]}" "${words[@]:1}") ;;
+  esac
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
+
+# measure IMPL CASE BASE CALIBRATE SPEC
+measure() {
+  local impl=$1 name=$2 base=$3 calib=$4 spec=$5
+  local n mult vals=() i
+  n=$(fcalc "int($base * $SCALE) < 1 ? 1 : int($base * $SCALE)")
+  argv_for "$impl" "$spec" "$n"
+  run_one "$impl" "$name" "${ARGV[@]}"
+  [[ -z $R_VALUE ]] && return
+  if [[ $calib == yes ]] && awk "BEGIN { exit !($R_WALL < $MIN_SECS) }"; then
+    mult=$(fcalc "m = $TARGET_SECS / ($R_WALL > 0.001 ? $R_WALL : 0.001); m > $MAX_MULT ? $MAX_MULT : m")
+    n=$(fcalc "int($n * $mult)")
+    argv_for "$impl" "$spec" "$n"
+    run_one "$impl" "$name" "${ARGV[@]}"
+    [[ -z $R_VALUE ]] && return
+  fi
+  vals+=("$R_VALUE")
+  for ((i = 1; i < REPEAT; i++)); do
+    run_one "$impl" "$name" "${ARGV[@]}"
+    [[ -n $R_VALUE ]] && vals+=("$R_VALUE")
+  done
+  VAL[$impl,$name]=$(printf '%s\n' "${vals[@]}" | median)
+  UNIT[$name]=$R_UNIT
+  NOTE[$impl,$name]="n=$n"
+}
+
+have_impl() {
+  case $1 in
+    lipc) [[ -x $LIPC ]] ;;
+    node) command -v "$NODE" >/dev/null 2>&1 ;;
+    c) true ;;
+  esac
+}
+
+wanted() {
+  local c
+  [[ ${#SELECTED[@]} -eq 0 ]] && return 0
+  for c in "${SELECTED[@]}"; do [[ $c == "$1" ]] && return 0; done
+  return 1
+}
+
+SELECTED=("$@")
+for impl in $IMPLS; do
+  if ! have_impl "$impl"; then
+    case $impl in
+      lipc) NOTES+=("lipc: no executable at $LIPC (build it, or set LIPC=)") ;;
+      node) NOTES+=("node: '$NODE' not found") ;;
+    esac
+  fi
+done
+
+ROWS=()
+for entry in "${CASES[@]}"; do
+  IFS='|' read -r name unit base calib s_lipc s_node s_c <<<"$entry"
+  wanted "$name" || continue
+  ROWS+=("$name")
+  UNIT[$name]=$unit
+  for impl in $IMPLS; do
+    have_impl "$impl" || continue
+    case $impl in lipc) spec=$s_lipc ;; node) spec=$s_node ;; c) spec=$s_c ;; esac
+    echo "run.sh: $name: $impl ..." >&2
+    measure "$impl" "$name" "$base" "$calib" "$spec"
+  done
+done
+
+# startup: median of 20 runs of wall time and peak RSS. The C column holds
+# bare `lua5.4 -e ''`, the baseline of the target.
+if wanted startup; then
+  ROWS+=(startup_wall startup_rss)
+  UNIT[startup_wall]=ms
+  UNIT[startup_rss]=KiB
+  runs=20
+  for impl in $IMPLS; do
+    have_impl "$impl" || continue
+    case $impl in
+      lipc) cmd=("$LIPC" -e '') ;;
+      node) cmd=("$NODE" -e 0) ;;
+      c) cmd=(lua5.4 -e '') ;;
+    esac
+    echo "run.sh: startup: ${cmd[0]} ..." >&2
+    run_one "$impl" startup_wall "$OUT/startup" startup "$runs" "${cmd[@]}"
+    if [[ -n $R_VALUE ]]; then
+      VAL[$impl,startup_wall]=$R_VALUE
+      VAL[$impl,startup_rss]=$(awk '$1 == "RESULT" && $2 == "startup_rss" { print $3; exit }' \
+        "$LOGS/$impl-startup_wall.out")
+    fi
+  done
+fi
+
+# ---- the table --------------------------------------------------------------
+# check VALUE OP THRESHOLD -> "ok" / "MISS"
+check() { awk "BEGIN { print (($1 $2 $3) ? \"ok\" : \"MISS\") }"; }
+ratio() {
+  local a=${VAL[lipc,$2]:-} b=${VAL[$1,$2]:-}
+  if [[ -z $a || -z $b ]] || awk "BEGIN { exit !($b == 0) }"; then echo "n/a"; return; fi
+  fcalc "sprintf(\"%.3g\", $a / $b)"
+}
+
+TSV="$OUT/results.tsv"
+printf 'case\tunit\tlipc\tnode\tc\tlipc/node\tlipc/c\ttarget\tmet\n' >"$TSV"
+fmt='%-26s %12s %12s %12s %10s %10s  %-24s %s\n'
+echo
+echo "BENCH_SCALE=$SCALE  lipc=${LIPC#"$ROOT"/}  node=$("$NODE" --version 2>/dev/null || echo n/a)  $(nproc) cores"
+# shellcheck disable=SC2059
+printf "$fmt" "case" "lipc" "node" "C" "lipc/node" "lipc/C" "target" "met"
+printf '%.0s-' {1..118}
+echo
+for name in "${ROWS[@]}"; do
+  rn=$(ratio node "$name")
+  rc=$(ratio c "$name")
+  target="" met=""
+  read -r -a t <<<"${TARGET[$name]:-}"
+  for ((i = 0; i + 2 < ${#t[@]}; i += 3)); do
+    col=${t[i]} op=${t[i + 1]} thr=${t[i + 2]}
+    r=$rn
+    [[ $col == c ]] && r=$rc
+    label=$col
+    [[ $col == c ]] && label=C
+    target+="${target:+, }$label $op $thr"
+    if [[ $r == n/a ]]; then m="-"; else m=$(check "$r" "$op" "$thr"); fi
+    met+="${met:+,}$m"
+  done
+  label="$name (${UNIT[$name]:-})"
+  lv=${VAL[lipc,$name]:-n/a} nv=${VAL[node,$name]:-n/a} cv=${VAL[c,$name]:-n/a}
+  # shellcheck disable=SC2059
+  printf "$fmt" "$label" "$lv" "$nv" "$cv" "$rn" "$rc" "$target" "$met"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "${UNIT[$name]:-}" "$lv" "$nv" "$cv" \
+    "$rn" "$rc" "$target" "$met" >>"$TSV"
+done
+echo
+echo "startup: the C column is bare 'lua5.4 -e \"\"'; node is 'node -e 0'."
+echo "ratios are lipc/node and lipc/C; fork_ready and startup are lower-is-better."
+if [[ ${#NOTES[@]} -gt 0 ]]; then
+  echo
+  echo "notes:"
+  printf '  %s\n' "${NOTES[@]}"
+fi
+echo "logs: ${LOGS#"$ROOT"/}/  table: ${TSV#"$ROOT"/}"

@@ -1,0 +1,54 @@
+/*
+ * codec.h - internal interface of the MessagePack codec (bindings/codec.c).
+ *
+ * The codec turns one Lua value into one MessagePack value appended to a
+ * growable byte buffer, and one MessagePack value from a byte range back into
+ * a Lua value. It knows nothing of frames, channels or handles: channel.c
+ * adds the 4-byte length prefix and the handle marker (docs/wire-format.md).
+ */
+#ifndef LIPC_CODEC_H
+#define LIPC_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <lua.h>
+
+/* A growable byte buffer. Zero-initialise it ({0}) before first use. */
+typedef struct lipc_buf {
+  char *data;
+  size_t len;
+  size_t cap;
+} lipc_buf;
+
+/* Makes room for n more bytes. Returns 0, or UV_ENOMEM-style -12 on failure. */
+int lipc_buf_reserve(lipc_buf *b, size_t n);
+void lipc_buf_free(lipc_buf *b);
+
+/* Nesting deeper than this is refused by both encoder and decoder. */
+#define LIPC_CODEC_MAX_DEPTH 128
+
+/*
+ * Appends the Lua value at stack index idx to b.
+ * Returns 0 on success. On failure returns -1, leaves b->len as it was on
+ * entry (nothing partial is kept) and pushes one error string naming the
+ * offending key path, e.g. "value.jobs[3].fn: cannot send a function".
+ * Uses at most a bounded amount of Lua stack (it calls lua_checkstack).
+ */
+int lipc_codec_encode(lua_State *L, int idx, lipc_buf *b);
+
+/*
+ * Decodes one MessagePack value from p[0..n) and pushes it.
+ * Returns the number of bytes consumed (> 0) on success.
+ * Returns 0 when p[0..n) holds only a prefix of a valid value (need more).
+ * Returns -1 on malformed input, pushing nothing but setting *err to a
+ * static message ("invalid MessagePack: unknown type byte 0xc1", ...).
+ * Never reads outside p[0..n), never allocates more than the input can
+ * justify (claimed counts are checked against the bytes that remain).
+ */
+ptrdiff_t lipc_codec_decode(lua_State *L, const char *p, size_t n,
+                            const char **err);
+
+/* 1 when p[0..n) is valid UTF-8 (used to choose str or bin). */
+int lipc_utf8_valid(const char *p, size_t n);
+
+#endif

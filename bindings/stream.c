@@ -1,0 +1,1062 @@
+/*
+ * stream.c - the stream object over uv_stream_t (pipe, tcp, tty) and over
+ * plain fds written synchronously (stdout, stderr, files).
+ *
+ * One implementation for spawn's stdio, pipe and net sockets: writes with a
+ * high-water mark and 'drain', shutdown, close, flowing ('data' events) and
+ * pulled (read() in a task) reading, and hooks that let a message channel
+ * take the bytes instead. Reading is on only while somebody wants bytes:
+ * a task in read(), a flowing stream, or a channel; otherwise the kernel
+ * buffers and the writer on the other side feels the backpressure.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define RBUF_SIZE (256 * 1024)
+#define DEFAULT_HWM (1024 * 1024)
+#define WFREE_MAX 64
+#define SMALL_BUFS 8
+
+enum {
+  F_READING = 1 << 0,      /* uv_read_start is on */
+  F_FLOWING = 1 << 1,      /* 'data' listener or resume(), not paused */
+  F_EOF = 1 << 2,          /* the peer ended its side */
+  F_SHUT = 1 << 3,         /* shutdown() called: no more writes */
+  F_SHUT_DONE = 1 << 4,
+  F_ERRORED = 1 << 5,
+  F_CLOSE_AFTER_WRITES = 1 << 6,
+  F_SOCKET = 1 << 7,       /* shutdown(2) works; otherwise end = close */
+  F_HALF_OPEN = 1 << 8,    /* stay open for writing after the peer's end */
+  F_NEED_DRAIN = 1 << 9,
+  F_SYNC = 1 << 10,        /* a plain fd written with blocking write(2) */
+  F_SYNC_EOF = 1 << 11,
+  F_NO_READ = 1 << 12,
+  F_NO_WRITE = 1 << 13
+};
+
+struct lipc_stream {
+  lipc_handle h;
+  unsigned flags;
+  int fd;                  /* F_SYNC streams only */
+  size_t hwm;
+  size_t queued;           /* bytes handed to libuv, not yet written */
+  unsigned nwrites;
+  lipc_wait reader;
+  lipc_wait drainer;
+  int chunks;              /* registry ref: chunks nobody took yet */
+  lua_Integer chead, ctail;
+  int shut_cb;             /* registry ref of shutdown's callback */
+  int err_ref;             /* registry ref: {msg, code} of the first error */
+  lipc_alloc_hook alloc_hook;
+  lipc_read_hook read_hook;
+  void *hook_ctx;
+};
+
+typedef struct wreq {
+  uv_write_t req;
+  lipc_stream *s;
+  size_t len;
+  int data_ref;            /* keeps the Lua string(s) alive: zero copy */
+  int cb_ref;
+  lipc_write_done done;
+  void *ctx;
+  uv_buf_t small[SMALL_BUFS];
+  uv_buf_t *bufs;
+  struct wreq *next;
+} wreq;
+
+static void update_reading(lipc_stream *s);
+static void on_error(lipc_stream *s, int err, const char *what);
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static int is_open(lipc_stream *s) {
+  return s->h.uv != NULL && !s->h.closing;
+}
+
+lipc_stream *lipc_stream_test(lua_State *L, int idx) {
+  return lipc_testobj(L, idx, LIPC_STREAM);
+}
+
+lipc_stream *lipc_stream_check(lua_State *L, int idx, const char *fname) {
+  return lipc_checkobj(L, idx, LIPC_STREAM, fname);
+}
+
+uv_stream_t *lipc_stream_uv(lipc_stream *s) {
+  return (s->flags & F_SYNC) ? NULL : (uv_stream_t *)s->h.uv;
+}
+
+lipc_handle *lipc_stream_handle(lipc_stream *s) {
+  return &s->h;
+}
+
+size_t lipc_stream_queued(lipc_stream *s) {
+  return s->queued;
+}
+
+void *lipc_stream_hook_ctx(lipc_stream *s) {
+  return s->hook_ctx;
+}
+
+static int can_read(lipc_stream *s) {
+  if (s->flags & F_NO_READ)
+    return 0;
+  if (s->flags & F_SYNC)
+    return 1;
+  return s->h.uv && uv_is_readable((uv_stream_t *)s->h.uv);
+}
+
+static int can_write(lipc_stream *s) {
+  if (s->flags & F_NO_WRITE)
+    return 0;
+  if (s->flags & F_SYNC)
+    return 1;
+  return s->h.uv && uv_is_writable((uv_stream_t *)s->h.uv);
+}
+
+/* Pushes the first error as msg, code (2 values) or returns 0. */
+static int push_stored_error(lua_State *L, lipc_stream *s) {
+  if (s->err_ref == LUA_NOREF)
+    return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->err_ref);
+  lua_rawgeti(L, -1, 1);
+  lua_rawgeti(L, -2, 2);
+  lua_remove(L, -3);
+  return 2;
+}
+
+/* ---- chunks nobody has taken yet ----------------------------------------- */
+
+static void chunk_push(lipc_stream *s, lua_State *L) {   /* pops the chunk */
+  if (s->chunks == LUA_NOREF) {
+    lua_newtable(L);
+    s->chunks = luaL_ref(L, LUA_REGISTRYINDEX);
+    s->chead = s->ctail = 1;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->chunks);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, s->ctail++);
+  lua_pop(L, 1);
+}
+
+static int chunk_shift(lipc_stream *s, lua_State *L) {   /* pushes one */
+  if (s->chunks == LUA_NOREF || s->chead == s->ctail)
+    return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->chunks);
+  lua_rawgeti(L, -1, s->chead);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, s->chead++);
+  lua_remove(L, -2);
+  return 1;
+}
+
+static int has_chunks(lipc_stream *s) {
+  return s->chunks != LUA_NOREF && s->chead != s->ctail;
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *uv, size_t suggested, uv_buf_t *buf) {
+  lipc_stream *s = uv->data;
+  lipc_runtime *rt = s->h.rt;
+  if (s->alloc_hook) {
+    s->alloc_hook(s, suggested, buf);
+    return;
+  }
+  if (rt->rbuf == NULL)
+    rt->rbuf = malloc(RBUF_SIZE);
+  buf->base = rt->rbuf;
+  buf->len = rt->rbuf ? RBUF_SIZE : 0;
+}
+
+/* Hands one chunk to a task in read(), to 'data' listeners, or keeps it. */
+static void deliver(lipc_stream *s, const char *p, size_t n) {
+  lipc_runtime *rt = s->h.rt;
+  lua_State *L = rt->L;
+  int taken = 0;
+  if (!lipc_handle_push(&s->h))
+    return lua_pop(L, 1);
+  lua_pushlstring(L, p, n);                   /* obj chunk */
+  if (lipc_waiting(&s->reader)) {
+    lua_pushvalue(L, -1);
+    lipc_wake(rt, &s->reader, 1);
+    taken = 1;
+  }
+  if (s->flags & F_FLOWING) {
+    lua_pushvalue(L, -1);
+    lipc_emit(rt, -3, "data", 1);
+    taken = 1;
+  }
+  if (!taken)
+    chunk_push(s, L);
+  else
+    lua_pop(L, 1);
+  lua_pop(L, 1);
+}
+
+/* The stream is finished with: closes it now, or once queued writes are
+ * flushed. */
+static void finish(lipc_stream *s) {
+  if (!is_open(s))
+    return;
+  if (s->nwrites == 0)
+    lipc_handle_close(&s->h);
+  else
+    s->flags |= F_CLOSE_AFTER_WRITES;
+}
+
+static void on_eof(lipc_stream *s) {
+  lipc_runtime *rt = s->h.rt;
+  lua_State *L = rt->L;
+  s->flags |= F_EOF;
+  update_reading(s);
+  lua_pushnil(L);
+  lipc_wake(rt, &s->reader, 1);
+  if (lipc_handle_push(&s->h))
+    lipc_emit(rt, -1, "end", 0);
+  lua_pop(L, 1);
+  if (!can_write(s) || (s->flags & (F_SHUT_DONE | F_ERRORED)) ||
+      (s->flags & F_SHUT && !(s->flags & F_SOCKET)))
+    finish(s);
+  else if (!(s->flags & F_HALF_OPEN))
+    finish(s);
+}
+
+static void on_read(uv_stream_t *uv, ssize_t n, const uv_buf_t *buf) {
+  lipc_stream *s = uv->data;
+  if (s->read_hook) {
+    s->read_hook(s, n, buf->base);
+    return;
+  }
+  if (n > 0)
+    deliver(s, buf->base, (size_t)n);
+  else if (n == UV_EOF)
+    on_eof(s);
+  else if (n < 0)
+    on_error(s, (int)n, "read");
+  if (s->h.uv)
+    update_reading(s);
+}
+
+/* Files (stdin redirected from a file): one read(2) per loop turn from an
+ * idle handle, so a large file does not starve the loop. */
+static void on_sync_idle(uv_idle_t *idle) {
+  lipc_stream *s = idle->data;
+  lipc_runtime *rt = s->h.rt;
+  ssize_t n;
+  if (rt->rbuf == NULL && (rt->rbuf = malloc(RBUF_SIZE)) == NULL)
+    return on_error(s, UV_ENOMEM, "read");
+  do
+    n = read(s->fd, rt->rbuf, RBUF_SIZE);
+  while (n < 0 && errno == EINTR);
+  if (n > 0)
+    deliver(s, rt->rbuf, (size_t)n);
+  else if (n == 0) {
+    s->flags |= F_SYNC_EOF;
+    on_eof(s);
+  } else
+    on_error(s, -errno, "read");
+  if (s->h.uv)
+    update_reading(s);
+}
+
+static int want_read(lipc_stream *s) {
+  if (!is_open(s) || (s->flags & (F_EOF | F_ERRORED)) || !can_read(s))
+    return 0;
+  return lipc_waiting(&s->reader) || (s->flags & F_FLOWING) ||
+         s->read_hook != NULL;
+}
+
+static void update_reading(lipc_stream *s) {
+  int want = want_read(s), err;
+  if (want == !!(s->flags & F_READING))
+    return;
+  if (s->flags & F_SYNC) {
+    if (want)
+      uv_idle_start((uv_idle_t *)s->h.uv, on_sync_idle);
+    else if (s->h.uv)
+      uv_idle_stop((uv_idle_t *)s->h.uv);
+  } else if (want) {
+    err = uv_read_start((uv_stream_t *)s->h.uv, on_alloc, on_read);
+    if (err) {
+      on_error(s, err, "read");
+      return;
+    }
+  } else {
+    uv_read_stop((uv_stream_t *)s->h.uv);
+  }
+  s->flags = want ? s->flags | F_READING : s->flags & ~F_READING;
+}
+
+int lipc_stream_read_start(lipc_stream *s) {
+  if (!is_open(s))
+    return UV_EBADF;
+  update_reading(s);
+  return (s->flags & F_ERRORED) ? UV_EIO : 0;
+}
+
+void lipc_stream_read_stop(lipc_stream *s) {
+  s->flags &= ~F_FLOWING;
+  update_reading(s);
+}
+
+void lipc_stream_set_hooks(lipc_stream *s, lipc_alloc_hook alloc,
+                           lipc_read_hook read, void *ctx) {
+  s->alloc_hook = alloc;
+  s->read_hook = read;
+  s->hook_ctx = ctx;
+  if (read == NULL)
+    s->flags &= ~F_FLOWING;
+  update_reading(s);
+}
+
+/* An error ends the stream: waiting tasks get nil, msg, code; listeners
+ * get 'error'; nobody at all handling it makes it an uncaught error. */
+static void on_error(lipc_stream *s, int err, const char *what) {
+  lipc_runtime *rt = s->h.rt;
+  lua_State *L = rt->L;
+  int handled = 0, top = lua_gettop(L);
+  if (s->flags & F_ERRORED)
+    return;
+  s->flags |= F_ERRORED;
+  lipc_push_errpair(L, err, what);            /* msg code */
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, -3);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, 2);
+  s->err_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (lipc_waiting(&s->reader)) {
+    lua_pushnil(L);
+    lua_pushvalue(L, top + 1);
+    lua_pushvalue(L, top + 2);
+    lipc_wake(rt, &s->reader, 3);
+    handled = 1;
+  }
+  if (lipc_waiting(&s->drainer)) {
+    lua_pushnil(L);
+    lua_pushvalue(L, top + 1);
+    lua_pushvalue(L, top + 2);
+    lipc_wake(rt, &s->drainer, 3);
+    handled = 1;
+  }
+  if (lipc_handle_push(&s->h) &&
+      (!handled || lipc_has_listeners(L, -1, "error"))) {
+    lua_pushvalue(L, top + 1);
+    lua_pushvalue(L, top + 2);
+    lipc_emit(rt, -3, "error", 2);
+  }
+  lua_settop(L, top);
+  if (s->h.uv)
+    lipc_handle_close(&s->h);
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+static wreq *wreq_get(lipc_runtime *rt) {
+  wreq *w = rt->wfree;
+  if (w) {
+    rt->wfree = w->next;
+    return w;
+  }
+  return malloc(sizeof(wreq));
+}
+
+static void wreq_put(lipc_runtime *rt, wreq *w) {
+  unsigned n = 0;
+  wreq *p;
+  if (w->bufs != w->small)
+    free(w->bufs);
+  for (p = rt->wfree; p && n < WFREE_MAX; p = p->next)
+    n++;
+  if (n >= WFREE_MAX) {
+    free(w);
+    return;
+  }
+  w->next = rt->wfree;
+  rt->wfree = w;
+}
+
+static void after_write(lipc_stream *s) {
+  lipc_runtime *rt = s->h.rt;
+  if ((s->flags & F_NEED_DRAIN) && s->queued < s->hwm) {
+    s->flags &= ~F_NEED_DRAIN;
+    lua_pushboolean(rt->L, 1);
+    lipc_wake(rt, &s->drainer, 1);
+    if (lipc_handle_push(&s->h))
+      lipc_emit(rt, -1, "drain", 0);
+    lua_pop(rt->L, 1);
+  }
+  if ((s->flags & F_CLOSE_AFTER_WRITES) && s->nwrites == 0)
+    lipc_handle_close(&s->h);
+}
+
+static void call_write_cb(lipc_runtime *rt, int cb_ref, int status) {
+  lua_State *L = rt->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, cb_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
+  if (status < 0) {
+    lipc_push_errpair(L, status, "write");
+    lipc_task_start(rt, L, 2);
+  } else {
+    lipc_task_start(rt, L, 0);
+  }
+}
+
+static void on_written(uv_write_t *req, int status) {
+  wreq *w = (wreq *)req;
+  lipc_stream *s = w->s;
+  lipc_runtime *rt = s->h.rt;
+  s->queued -= w->len;
+  s->nwrites--;
+  rt->pending_writes--;
+  if (w->data_ref != LUA_NOREF)
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, w->data_ref);
+  if (w->done)
+    w->done(w->ctx, status);
+  if (w->cb_ref != LUA_NOREF)
+    call_write_cb(rt, w->cb_ref, status);
+  wreq_put(rt, w);
+  if (status < 0 && status != UV_ECANCELED)
+    on_error(s, status, "write");
+  if (s->h.uv)
+    after_write(s);
+}
+
+static int submit(lipc_stream *s, wreq *w, unsigned nbufs,
+                  uv_stream_t *send_handle) {
+  lipc_runtime *rt = s->h.rt;
+  int err;
+  w->s = s;
+  if (send_handle)
+    err = uv_write2(&w->req, (uv_stream_t *)s->h.uv, w->bufs, nbufs,
+                    send_handle, on_written);
+  else
+    err = uv_write(&w->req, (uv_stream_t *)s->h.uv, w->bufs, nbufs,
+                   on_written);
+  if (err)
+    return err;
+  s->queued += w->len;
+  s->nwrites++;
+  rt->pending_writes++;
+  if (s->queued >= s->hwm)
+    s->flags |= F_NEED_DRAIN;
+  return 0;
+}
+
+int lipc_stream_write_raw(lipc_stream *s, uv_buf_t *bufs, unsigned nbufs,
+                          uv_stream_t *send_handle, lipc_write_done cb,
+                          void *ctx) {
+  wreq *w;
+  unsigned i;
+  int err;
+  if (!is_open(s) || (s->flags & (F_SHUT | F_ERRORED)))
+    return UV_EPIPE;
+  if (s->flags & F_SYNC)
+    return UV_ENOTSUP;
+  w = wreq_get(s->h.rt);
+  if (w == NULL)
+    return UV_ENOMEM;
+  w->bufs = nbufs <= SMALL_BUFS ? w->small : malloc(nbufs * sizeof(uv_buf_t));
+  if (w->bufs == NULL) {
+    w->bufs = w->small;
+    wreq_put(s->h.rt, w);
+    return UV_ENOMEM;
+  }
+  w->len = 0;
+  for (i = 0; i < nbufs; i++) {
+    w->bufs[i] = bufs[i];
+    w->len += bufs[i].len;
+  }
+  w->data_ref = w->cb_ref = LUA_NOREF;
+  w->done = cb;
+  w->ctx = ctx;
+  err = submit(s, w, nbufs, send_handle);
+  if (err)
+    wreq_put(s->h.rt, w);
+  return err;
+}
+
+/* Blocking write of everything, for stdout/stderr/files; waits with
+ * poll() when somebody else made the fd non-blocking. */
+static int write_all_sync(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t k = write(fd, p, n);
+    if (k < 0) {
+      struct pollfd pfd = {fd, POLLOUT, 0};
+      if (errno == EINTR)
+        continue;
+      if (errno != EAGAIN)
+        return -errno;
+      poll(&pfd, 1, -1);
+      continue;
+    }
+    p += k;
+    n -= (size_t)k;
+  }
+  return 0;
+}
+
+static int write_error(lua_State *L, const char *msg) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  lua_pushstring(L, "ERR_STREAM_WRITE_AFTER_END");
+  return 3;
+}
+
+/* Collects the data argument into bufs: a string or an array of strings
+ * (written with one writev). Returns the count; 0 when too many. */
+static unsigned collect(lua_State *L, int idx, uv_buf_t *bufs, unsigned max,
+                        size_t *total) {
+  size_t len;
+  unsigned i, n;
+  *total = 0;
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    const char *p = lua_tolstring(L, idx, &len);
+    bufs[0] = uv_buf_init((char *)p, (unsigned)len);
+    *total = len;
+    return 1;
+  }
+  n = (unsigned)lua_rawlen(L, idx);
+  if (n > max)
+    return 0;
+  for (i = 0; i < n; i++) {
+    const char *p;
+    lua_rawgeti(L, idx, (lua_Integer)i + 1);
+    p = lua_tolstring(L, -1, &len);
+    if (p == NULL)
+      luaL_error(L, "stream.write: data[%d] is not a string", (int)i + 1);
+    bufs[i] = uv_buf_init((char *)p, (unsigned)len);  /* kept alive by the
+                                                         table */
+    *total += len;
+    lua_pop(L, 1);
+  }
+  return n;
+}
+
+/* write(data[, cb]) -> true while under the high-water mark, false over
+ * it ('drain' follows); nil, msg, code after shutdown/close. */
+static int l_write(lua_State *L) {
+  lipc_stream *s = lipc_stream_check(L, 1, "stream.write");
+  int t = lua_type(L, 2), has_cb = !lua_isnoneornil(L, 3), err;
+  uv_buf_t bufs[64];
+  unsigned n, i;
+  size_t total;
+  wreq *w;
+
+  if (t != LUA_TSTRING && t != LUA_TTABLE)
+    return luaL_typeerror(L, 2, "string or array of strings");
+  if (has_cb)
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+  if (!is_open(s))
+    return write_error(L, "stream.write: write after close");
+  if (s->flags & F_SHUT)
+    return write_error(L, "stream.write: write after shutdown");
+  if (s->flags & F_ERRORED) {
+    lua_pushnil(L);
+    return 1 + push_stored_error(L, s);
+  }
+  if (!can_write(s))
+    return luaL_error(L, "stream.write: the stream is not writable");
+  n = collect(L, 2, bufs, 64, &total);
+  if (n == 0 && t == LUA_TTABLE && lua_rawlen(L, 2) > 0)
+    return luaL_argerror(L, 2, "stream.write: at most 64 strings at once");
+
+  if (s->flags & F_SYNC) {
+    if (s->h.internal)
+      fflush(s->fd == 2 ? stderr : stdout);   /* print() comes first */
+    for (i = 0; i < n; i++)
+      if ((err = write_all_sync(s->fd, bufs[i].base, bufs[i].len)) < 0) {
+        on_error(s, err, "write");
+        return lipc_push_error(L, err, "write");
+      }
+    if (has_cb) {
+      lua_pushvalue(L, 3);
+      lipc_task_start(s->h.rt, L, 0);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+
+  /* Nothing queued: try the write now; most small writes end here,
+   * without a request or a reference. */
+  if (s->nwrites == 0 && !has_cb && n == 1) {
+    int k = uv_try_write((uv_stream_t *)s->h.uv, bufs, 1);
+    if (k == (int)total) {
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+    if (k > 0) {
+      bufs[0].base += k;
+      bufs[0].len -= (size_t)k;
+      total -= (size_t)k;
+    } else if (k != UV_EAGAIN && k != UV_ENOSYS) {
+      on_error(s, k, "write");
+      return lipc_push_error(L, k, "write");
+    }
+  }
+  w = wreq_get(s->h.rt);
+  if (w == NULL)
+    return luaL_error(L, "stream.write: out of memory");
+  w->bufs = w->small;
+  if (n > SMALL_BUFS && (w->bufs = malloc(n * sizeof(uv_buf_t))) == NULL) {
+    w->bufs = w->small;
+    wreq_put(s->h.rt, w);
+    return luaL_error(L, "stream.write: out of memory");
+  }
+  memcpy(w->bufs, bufs, n * sizeof(uv_buf_t));
+  w->len = total;
+  w->done = NULL;
+  lua_pushvalue(L, 2);
+  w->data_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  w->cb_ref = LUA_NOREF;
+  if (has_cb) {
+    lua_pushvalue(L, 3);
+    w->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  err = submit(s, w, n, NULL);
+  if (err) {
+    luaL_unref(L, LUA_REGISTRYINDEX, w->data_ref);
+    if (w->cb_ref != LUA_NOREF)
+      luaL_unref(L, LUA_REGISTRYINDEX, w->cb_ref);
+    wreq_put(s->h.rt, w);
+    on_error(s, err, "write");
+    return lipc_push_error(L, err, "write");
+  }
+  lua_pushboolean(L, s->queued < s->hwm);
+  return 1;
+}
+
+/* drain() in a task: returns true once the write queue is under the
+ * high-water mark (at once when it already is). */
+static int l_drain(lua_State *L) {
+  lipc_stream *s = lipc_stream_check(L, 1, "stream.drain");
+  lipc_task_check(L, "stream.drain");
+  if (s->flags & F_ERRORED) {
+    lua_pushnil(L);
+    return 1 + push_stored_error(L, s);
+  }
+  if (!is_open(s) || s->queued < s->hwm) {
+    lua_pushboolean(L, is_open(s));
+    return 1;
+  }
+  if (lipc_waiting(&s->drainer))
+    return luaL_error(L, "stream.drain: another task is already waiting");
+  return lipc_task_park(L, &s->drainer);
+}
+
+static void call_shut_cb(lipc_stream *s, int status) {
+  lipc_runtime *rt = s->h.rt;
+  int ref = s->shut_cb;
+  if (ref == LUA_NOREF)
+    return;
+  s->shut_cb = LUA_NOREF;
+  call_write_cb(rt, ref, status);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  lipc_stream *s = req->data;
+  free(req);
+  if (s == NULL)
+    return;
+  s->flags |= F_SHUT_DONE;
+  call_shut_cb(s, status == UV_ECANCELED ? 0 : status);
+  if (s->h.uv && ((s->flags & F_EOF) || !can_read(s)))
+    lipc_handle_close(&s->h);
+}
+
+/* shutdown([cb]): flush queued writes, then end our side (Node's end()).
+ * Sockets half-close; pipes and ttys have no half-close, so they close. */
+static int l_shutdown(lua_State *L) {
+  lipc_stream *s = lipc_stream_check(L, 1, "stream.shutdown");
+  uv_shutdown_t *req;
+  int err;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    s->shut_cb = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  if (!is_open(s) || (s->flags & F_SHUT)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  s->flags |= F_SHUT;
+  if (!(s->flags & F_SOCKET) || (s->flags & F_SYNC) || !can_read(s)) {
+    finish(s);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  req = malloc(sizeof(*req));
+  if (req == NULL)
+    return luaL_error(L, "stream.shutdown: out of memory");
+  req->data = s;
+  err = uv_shutdown(req, (uv_stream_t *)s->h.uv, on_shutdown);
+  if (err) {
+    free(req);
+    finish(s);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_close(lua_State *L) {
+  lipc_stream *s = lipc_stream_check(L, 1, "stream.close");
+  lipc_handle_close(&s->h);
+  return 0;
+}
+
+/* At exit: pending writes go out first (bounded by the runtime). */
+static void flush_close(lipc_handle *h) {
+  lipc_stream *s = (lipc_stream *)h;
+  if (s->nwrites > 0 && !h->closing) {
+    s->flags |= F_CLOSE_AFTER_WRITES;
+    s->flags &= ~F_FLOWING;
+    s->read_hook = NULL;
+    update_reading(s);
+    return;
+  }
+  lipc_handle_close(h);
+}
+
+/* Runs before 'close' is emitted: tasks still waiting get their answer,
+ * references are dropped exactly once. */
+static void on_closing(lipc_handle *h) {
+  lipc_stream *s = (lipc_stream *)h;
+  lipc_runtime *rt = h->rt;
+  lua_State *L = rt->L;
+  s->flags &= ~F_READING;
+  if (s->read_hook)                           /* the channel sees the end */
+    s->read_hook(s, UV_EOF, NULL);
+  lua_pushnil(L);
+  lipc_wake(rt, &s->reader, 1);
+  if (lipc_waiting(&s->drainer)) {
+    lua_pushnil(L);
+    lua_pushstring(L, "stream.drain: stream closed");
+    lua_pushstring(L, "EPIPE");
+    lipc_wake(rt, &s->drainer, 3);
+  }
+  call_shut_cb(s, 0);
+  if (s->chunks != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, s->chunks);
+  s->chunks = LUA_NOREF;
+  if (s->err_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, s->err_ref);
+  s->err_ref = LUA_NOREF;
+  if ((s->flags & F_SYNC) && !h->internal && s->fd > 2)
+    close(s->fd);
+}
+
+/* Starts reading for a task about to wait in read(); an error is
+ * returned rather than raised as an event, since the task gets it. */
+static int start_for_reader(lipc_stream *s) {
+  int err = 0;
+  if (s->flags & F_READING)
+    return 0;
+  if (s->flags & F_SYNC)
+    uv_idle_start((uv_idle_t *)s->h.uv, on_sync_idle);
+  else
+    err = uv_read_start((uv_stream_t *)s->h.uv, on_alloc, on_read);
+  if (err == 0)
+    s->flags |= F_READING;
+  return err;
+}
+
+/* read() in a task: the next chunk; nil at the end; nil, msg, code on
+ * error. */
+static int l_read(lua_State *L) {
+  lipc_stream *s = lipc_stream_check(L, 1, "stream.read");
+  int err;
+  lipc_task_check(L, "stream.read");
+  if (chunk_shift(s, L))
+    return 1;
+  if (s->flags & F_ERRORED) {
+    lua_pushnil(L);
+    return 1 + push_stored_error(L, s);
+  }
+  if (!is_open(s) || (s->flags & F_EOF))
+    return 0;
+  if (!can_read(s))
+    return luaL_error(L, "stream.read: the stream is not readable");
+  if (s->read_hook)
+    return luaL_error(L, "stream.read: a message channel owns this stream");
+  if (lipc_waiting(&s->reader))
+    return luaL_error(L, "stream.read: another task is already reading");
+  if ((err = start_for_reader(s)) < 0)
+    return lipc_push_error(L, err, "read");
+  return lipc_task_park(L, &s->reader);
+}
+
+/* on(name, fn): a 'data' listener makes the stream flow, as in Node;
+ * chunks that arrived before it are delivered first. */
+static int l_on(lua_State *L) {
+  lipc_stream *s = lipc_stream_check(L, 1, "stream.on");
+  const char *ev = luaL_checkstring(L, 2);
+  lipc_emitter_on(L);
+  if (strcmp(ev, "data") == 0 && !(s->flags & F_FLOWING)) {
+    lipc_runtime *rt = s->h.rt;
+    lua_State *M = rt->L;
+    s->flags |= F_FLOWING;
+    while (has_chunks(s) && lipc_handle_push(&s->h)) {
+      chunk_shift(s, M);
+      lipc_emit(rt, -2, "data", 1);
+      lua_pop(M, 1);
+    }
+    update_reading(s);
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_pause(lua_State *L) {
+  lipc_stream *s = lipc_stream_check(L, 1, "stream.pause");
+  s->flags &= ~F_FLOWING;
+  update_reading(s);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_resume(lua_State *L) {
+  lipc_stream *s = lipc_stream_check(L, 1, "stream.resume");
+  s->flags |= F_FLOWING;
+  update_reading(s);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_ref(lua_State *L) {
+  lipc_stream *s = lipc_stream_check(L, 1, "stream.ref");
+  if (s->h.uv)
+    uv_ref(s->h.uv);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_unref(lua_State *L) {
+  lipc_stream *s = lipc_stream_check(L, 1, "stream.unref");
+  if (s->h.uv)
+    uv_unref(s->h.uv);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_fileno(lua_State *L) {
+  lipc_stream *s = lipc_stream_check(L, 1, "stream.fileno");
+  uv_os_fd_t fd = -1;
+  if (s->flags & F_SYNC)
+    fd = s->fd;
+  else if (s->h.uv)
+    uv_fileno(s->h.uv, &fd);
+  if (fd < 0)
+    return 0;
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+/* set_high_water(bytes) -> self */
+static int l_set_high_water(lua_State *L) {
+  lipc_stream *s = lipc_stream_check(L, 1, "stream.set_high_water");
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n > 0, 2, "stream.set_high_water: must be > 0");
+  s->hwm = (size_t)n;
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* set_half_open(bool) -> self: keep writing after the peer's end. */
+static int l_set_half_open(lua_State *L) {
+  lipc_stream *s = lipc_stream_check(L, 1, "stream.set_half_open");
+  if (lua_toboolean(L, 2))
+    s->flags |= F_HALF_OPEN;
+  else
+    s->flags &= ~F_HALF_OPEN;
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* Fields that describe the state; Lua code (lines, pipe) needs them. */
+static int l_state(lua_State *L) {
+  lipc_stream *s = lipc_stream_check(L, 1, "stream.state");
+  lua_createtable(L, 0, 8);
+  lua_pushboolean(L, is_open(s));
+  lua_setfield(L, -2, "open");
+  lua_pushboolean(L, (s->flags & F_EOF) != 0);
+  lua_setfield(L, -2, "ended");
+  lua_pushboolean(L, (s->flags & F_SHUT) != 0);
+  lua_setfield(L, -2, "shut");
+  lua_pushboolean(L, is_open(s) && can_read(s));
+  lua_setfield(L, -2, "readable");
+  lua_pushboolean(L, is_open(s) && can_write(s) && !(s->flags & F_SHUT));
+  lua_setfield(L, -2, "writable");
+  lua_pushboolean(L, (s->flags & F_FLOWING) != 0);
+  lua_setfield(L, -2, "flowing");
+  lua_pushinteger(L, (lua_Integer)s->queued);
+  lua_setfield(L, -2, "queued");
+  lua_pushinteger(L, (lua_Integer)s->hwm);
+  lua_setfield(L, -2, "high_water");
+  return 1;
+}
+
+static void init_stream(lipc_stream *s) {
+  s->hwm = DEFAULT_HWM;
+  s->fd = -1;
+  s->chunks = s->shut_cb = s->err_ref = LUA_NOREF;
+  s->reader.ref = s->drainer.ref = LUA_NOREF;
+  s->h.on_close = on_closing;
+  s->h.flush_close = flush_close;
+}
+
+static int fd_is_socket(int fd) {
+  int type;
+  socklen_t len = sizeof(type);
+  return fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+}
+
+lipc_stream *lipc_stream_new(lua_State *L, uv_stream_t *h, const char *tname,
+                             const char *kind) {
+  lipc_stream *s = lipc_handle_new(L, sizeof(*s), tname, (uv_handle_t *)h,
+                                   kind);
+  uv_os_fd_t fd = -1;
+  init_stream(s);
+  if (h->type == UV_TCP)
+    s->flags |= F_SOCKET;
+  else if (h->type == UV_NAMED_PIPE && uv_fileno((uv_handle_t *)h, &fd) == 0)
+    s->flags |= fd_is_socket(fd) ? F_SOCKET : 0;
+  return s;
+}
+
+static lipc_stream *new_sync(lua_State *L, int fd, int internal) {
+  lipc_runtime *rt = lipc_rt(L);
+  uv_idle_t *idle = malloc(sizeof(*idle));
+  lipc_stream *s;
+  if (idle == NULL)
+    luaL_error(L, "stream: out of memory");
+  uv_idle_init(rt->loop, idle);
+  s = lipc_handle_new(L, sizeof(*s), LIPC_STREAM, (uv_handle_t *)idle,
+                      "file");
+  init_stream(s);
+  s->flags |= F_SYNC;
+  s->fd = fd;
+  s->h.internal = internal;
+  return s;
+}
+
+/* stdin from a pipe is reopened through /proc: a new open file
+ * description, so making it non-blocking does not reach the processes
+ * that share the original (a child spawned with stdio "inherit"). */
+static int reopen_fd(int fd) {
+  char path[64];
+  int flags = fcntl(fd, F_GETFL), nfd;
+  if (flags < 0)
+    return -1;
+  snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+  nfd = open(path, (flags & O_ACCMODE) | O_CLOEXEC);
+  if (nfd < 0)
+    nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  return nfd;
+}
+
+lipc_stream *lipc_stream_from_fd(lua_State *L, int fd, int internal) {
+  lipc_runtime *rt = lipc_rt(L);
+  uv_handle_type t = uv_guess_handle(fd);
+  lipc_stream *s;
+  int nfd;
+  /* Writers to stdout/stderr write synchronously, as Node does on Linux:
+   * the fd stays blocking for the processes that share it, and output is
+   * never lost at exit. */
+  if (fd == 1 || fd == 2 || t == UV_FILE || t == UV_UNKNOWN_HANDLE)
+    return new_sync(L, fd, internal);
+  if (t == UV_TTY) {
+    uv_tty_t *tty = malloc(sizeof(*tty));
+    if (tty == NULL || uv_tty_init(rt->loop, tty, fd, 1) != 0) {
+      free(tty);
+      return new_sync(L, fd, internal);
+    }
+    s = lipc_stream_new(L, (uv_stream_t *)tty, LIPC_STREAM, "tty");
+    s->h.internal = internal;
+    return s;
+  }
+  nfd = reopen_fd(fd);
+  if (nfd >= 0) {
+    uv_pipe_t *p = malloc(sizeof(*p));
+    if (p && uv_pipe_init(rt->loop, p, 0) == 0 && uv_pipe_open(p, nfd) == 0) {
+      s = lipc_stream_new(L, (uv_stream_t *)p, LIPC_STREAM, "pipe");
+      s->h.internal = internal;
+      return s;
+    }
+    free(p);
+    close(nfd);
+  }
+  return new_sync(L, fd, internal);
+}
+
+/* lipc.stream_from_fd(fd) -> stream (for fds a parent handed down) */
+static int l_from_fd(lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, fd >= 0 && fd < 1 << 20, 1, "stream.from_fd: bad fd");
+  lipc_stream_from_fd(L, (int)fd, 0);
+  return 1;
+}
+
+static const luaL_Reg stream_methods[] = {
+  {"write", l_write},
+  {"shutdown", l_shutdown},
+  {"close", l_close},
+  {"read", l_read},
+  {"drain", l_drain},
+  {"on", l_on},
+  {"pause", l_pause},
+  {"resume", l_resume},
+  {"ref", l_ref},
+  {"unref", l_unref},
+  {"fileno", l_fileno},
+  {"set_high_water", l_set_high_water},
+  {"set_half_open", l_set_half_open},
+  {"state", l_state},
+  {NULL, NULL}
+};
+
+void lipc_stream_class(lua_State *L, const char *tname,
+                       const luaL_Reg *extra) {
+  lipc_class(L, tname, NULL);                 /* methods */
+  luaL_getmetatable(L, LIPC_STREAM);
+  lua_getfield(L, -1, "methods");
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {                   /* copy the base methods */
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -6);
+  }
+  lua_pop(L, 2);
+  if (extra)
+    luaL_setfuncs(L, extra, 0);
+  luaL_getmetatable(L, tname);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "__is_" LIPC_STREAM);
+  lua_getfield(L, -2, "close");
+  lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
+}
+
+int luaopen_lipc_stream(lua_State *L) {
+  if (luaL_getmetatable(L, LIPC_STREAM) != LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pop(L, 1);
+  lipc_class(L, LIPC_STREAM, stream_methods);  /* methods */
+  lipc_load_embedded(L, "stream");            /* methods fn */
+  lua_pushvalue(L, -2);
+  lua_call(L, 1, 0);                          /* adds lines, read_all... */
+  lua_pushcfunction(L, l_from_fd);
+  lua_setfield(L, -2, "from_fd");
+  lua_pop(L, 1);
+  return 0;
+}

@@ -1,0 +1,594 @@
+/*
+ * core.c - the `lipc` module: timers, sleep, signals, process info,
+ * stdio streams, exit, and the door to the other modules.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+extern char **environ;
+
+#define TIMER "lipc.timer"
+#define SIGNAL "lipc.signal"
+
+/* ---- timers ---------------------------------------------------------- */
+
+typedef struct {
+  lipc_handle h;
+  int fn;                                     /* registry ref */
+  int repeat;
+} ltimer;
+
+static void timer_release(lipc_handle *h) {
+  ltimer *t = (ltimer *)h;
+  luaL_unref(h->rt->L, LUA_REGISTRYINDEX, t->fn);
+  t->fn = LUA_NOREF;
+}
+
+static void on_timer(uv_timer_t *uv) {
+  ltimer *t = uv->data;
+  lipc_runtime *rt = t->h.rt;
+  lua_rawgeti(rt->L, LUA_REGISTRYINDEX, t->fn);
+  if (!t->repeat)
+    lipc_handle_close(&t->h);                 /* before the call: a
+                                                 one-shot is done */
+  lipc_task_start(rt, rt->L, 0);
+}
+
+static lua_Integer check_ms(lua_State *L, int idx, const char *fname) {
+  lua_Number ms = luaL_checknumber(L, idx);
+  if (!(ms >= 0 && ms <= 1e15))
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s: delay must be a number "
+                  "of milliseconds >= 0", fname));
+  return (lua_Integer)ms;
+}
+
+static int start_timer(lua_State *L, int repeat, const char *fname) {
+  lipc_runtime *rt = lipc_rt(L);
+  lua_Integer ms = check_ms(L, 1, fname);
+  uv_timer_t *uv;
+  ltimer *t;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  uv = malloc(sizeof(*uv));
+  if (uv == NULL)
+    return luaL_error(L, "%s: out of memory", fname);
+  uv_timer_init(rt->loop, uv);
+  t = lipc_handle_new(L, sizeof(*t), TIMER, (uv_handle_t *)uv, "timer");
+  t->h.on_close = timer_release;
+  t->repeat = repeat;
+  lua_pushvalue(L, 2);
+  t->fn = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* The loop's clock is cached per turn and Lua may have run long since:
+   * refresh it so the delay counts from now. An interval of 0 would spin
+   * the loop, so it repeats every 1 ms. */
+  uv_update_time(rt->loop);
+  uv_timer_start(uv, on_timer, (uint64_t)ms, repeat ? (uint64_t)(ms ? ms : 1)
+                                                      : 0);
+  return 1;
+}
+
+static int l_set_timeout(lua_State *L) {
+  return start_timer(L, 0, "lipc.set_timeout");
+}
+
+static int l_set_interval(lua_State *L) {
+  return start_timer(L, 1, "lipc.set_interval");
+}
+
+static int timer_stop(lua_State *L) {
+  ltimer *t = luaL_checkudata(L, 1, TIMER);
+  lipc_handle_close(&t->h);
+  return 0;
+}
+
+static int handle_ref(lua_State *L) {
+  lipc_handle *h = lua_touserdata(L, 1);
+  luaL_checktype(L, 1, LUA_TUSERDATA);
+  if (h->uv)
+    uv_ref(h->uv);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int handle_unref(lua_State *L) {
+  lipc_handle *h = lua_touserdata(L, 1);
+  luaL_checktype(L, 1, LUA_TUSERDATA);
+  if (h->uv)
+    uv_unref(h->uv);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int timer_active(lua_State *L) {
+  ltimer *t = luaL_checkudata(L, 1, TIMER);
+  lua_pushboolean(L, t->h.uv && uv_is_active(t->h.uv));
+  return 1;
+}
+
+/* ---- sleep ----------------------------------------------------------- */
+
+typedef struct {
+  lipc_handle h;
+  uv_timer_t timer;
+  lipc_wait wait;
+} lsleep;
+
+static void sleep_free(lipc_handle *h) {
+  lsleep *s = (lsleep *)h;
+  lipc_wait_cancel(h->rt, &s->wait);
+  free(s);
+}
+
+static void on_sleep(uv_timer_t *uv) {
+  lsleep *s = (lsleep *)uv->data;
+  lipc_runtime *rt = s->h.rt;
+  lipc_handle_close(&s->h);
+  lipc_wake(rt, &s->wait, 0);
+}
+
+static int l_sleep(lua_State *L) {
+  lipc_runtime *rt = lipc_rt(L);
+  lua_Integer ms = check_ms(L, 1, "lipc.sleep");
+  lsleep *s;
+  lipc_task_check(L, "lipc.sleep");
+  s = calloc(1, sizeof(*s));
+  if (s == NULL)
+    return luaL_error(L, "lipc.sleep: out of memory");
+  uv_timer_init(rt->loop, &s->timer);
+  lipc_handle_bare(rt, &s->h, (uv_handle_t *)&s->timer, "sleep", sleep_free);
+  uv_update_time(rt->loop);
+  uv_timer_start(&s->timer, on_sleep, (uint64_t)ms, 0);
+  return lipc_task_park(L, &s->wait);
+}
+
+
+/* ---- cond: park tasks until somebody signals ------------------------- */
+
+/* A cond is the primitive behind "wait for this to happen": tasks wait
+ * (optionally with a timeout) and signal/broadcast resumes them with the
+ * values given. Waiters are served in arrival order. */
+typedef struct cwaiter {
+  lipc_handle h;             /* bare handle of the timeout timer */
+  uv_timer_t timer;
+  lipc_wait wait;
+  int timed;
+  struct cwaiter *next, *prev;
+  struct lcond *cond;
+} cwaiter;
+
+typedef struct lcond {
+  cwaiter *head, *tail;
+} lcond;
+
+#define COND "lipc.cond"
+
+static void cw_unlink(cwaiter *w) {
+  lcond *c = w->cond;
+  if (c == NULL)
+    return;
+  if (w->prev) w->prev->next = w->next; else c->head = w->next;
+  if (w->next) w->next->prev = w->prev; else c->tail = w->prev;
+  w->next = w->prev = NULL;
+  w->cond = NULL;
+}
+
+static void cw_free(lipc_handle *h) {
+  cwaiter *w = (cwaiter *)h;
+  cw_unlink(w);
+  lipc_wait_cancel(h->rt, &w->wait);
+  free(w);
+}
+
+static void cw_timeout(uv_timer_t *t) {
+  cwaiter *w = t->data ? (cwaiter *)t->data : NULL;
+  lipc_runtime *rt = w->h.rt;
+  cw_unlink(w);
+  lua_pushnil(rt->L);
+  lua_pushstring(rt->L, "timeout");
+  lipc_wake(rt, &w->wait, 2);
+  lipc_handle_close(&w->h);
+}
+
+/* cond:wait([timeout_ms]) in a task -> the values given to signal, or
+ * nil, "timeout". */
+static int cond_wait(lua_State *L) {
+  lcond *c = luaL_checkudata(L, 1, COND);
+  lipc_runtime *rt = lipc_rt(L);
+  cwaiter *w;
+  lipc_task_check(L, "cond.wait");
+  w = calloc(1, sizeof(*w));
+  if (w == NULL)
+    return luaL_error(L, "cond.wait: out of memory");
+  w->cond = c;
+  w->prev = c->tail;
+  if (c->tail) c->tail->next = w; else c->head = w;
+  c->tail = w;
+  uv_timer_init(rt->loop, &w->timer);
+  lipc_handle_bare(rt, &w->h, (uv_handle_t *)&w->timer, "cond", cw_free);
+  if (!lua_isnoneornil(L, 2)) {
+    uv_update_time(rt->loop);
+    uv_timer_start(&w->timer, cw_timeout, (uint64_t)check_ms(L, 2,
+                   "cond.wait"), 0);
+  } else {
+    uv_unref((uv_handle_t *)&w->timer);
+  }
+  return lipc_task_park(L, &w->wait);
+}
+
+static int cond_wake(lua_State *L, int all) {
+  lcond *c = luaL_checkudata(L, 1, COND);
+  lipc_runtime *rt = lipc_rt(L);
+  int nargs = lua_gettop(L) - 1, n = 0, i;
+  while (c->head) {
+    cwaiter *w = c->head;
+    cw_unlink(w);
+    uv_timer_stop(&w->timer);
+    for (i = 2; i <= nargs + 1; i++)
+      lua_pushvalue(L, i);
+    lua_xmove(L, rt->L, nargs);
+    lipc_wake(rt, &w->wait, nargs);
+    lipc_handle_close(&w->h);
+    n++;
+    if (!all)
+      break;
+  }
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static int cond_signal(lua_State *L) {
+  return cond_wake(L, 0);
+}
+
+static int cond_broadcast(lua_State *L) {
+  return cond_wake(L, 1);
+}
+
+static int cond_waiting(lua_State *L) {
+  lcond *c = luaL_checkudata(L, 1, COND);
+  int n = 0;
+  cwaiter *w;
+  for (w = c->head; w; w = w->next)
+    n++;
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static int cond_gc(lua_State *L) {
+  lcond *c = luaL_checkudata(L, 1, COND);
+  while (c->head)
+    cw_unlink(c->head);
+  return 0;
+}
+
+static int l_cond(lua_State *L) {
+  lcond *c = lua_newuserdatauv(L, sizeof(*c), 0);
+  c->head = c->tail = NULL;
+  luaL_setmetatable(L, COND);
+  return 1;
+}
+
+static void cond_class(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"wait", cond_wait},
+    {"signal", cond_signal},
+    {"broadcast", cond_broadcast},
+    {"waiting", cond_waiting},
+    {NULL, NULL}
+  };
+  luaL_newmetatable(L, COND);
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, cond_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+}
+
+/* mkdtemp(prefix) -> path: a fresh private directory (specs, scripts). */
+static int l_mkdtemp(lua_State *L) {
+  const char *prefix = luaL_optstring(L, 1, "/tmp/lipc-");
+  uv_fs_t req;
+  int err;
+  lua_pushfstring(L, "%sXXXXXX", prefix);
+  err = uv_fs_mkdtemp(NULL, &req, lua_tostring(L, -1), NULL);
+  if (err < 0) {
+    uv_fs_req_cleanup(&req);
+    return lipc_push_error(L, err, prefix);
+  }
+  lua_pushstring(L, req.path);
+  uv_fs_req_cleanup(&req);
+  return 1;
+}
+
+/* ---- signals --------------------------------------------------------- */
+
+typedef struct {
+  lipc_handle h;
+} lsignal;
+
+static void on_signal(uv_signal_t *uv, int signum) {
+  lsignal *s = uv->data;
+  lipc_runtime *rt = s->h.rt;
+  const char *name = lipc_signame(signum);
+  if (!lipc_handle_push(&s->h))
+    return lua_pop(rt->L, 1);
+  lua_pushstring(rt->L, name ? name : "?");
+  lipc_emit(rt, -2, "signal", 1);
+  lua_pop(rt->L, 1);
+}
+
+/* on_signal(name, fn) -> watcher; the watcher does not keep the process
+ * alive (as in Node): it is unref'd. */
+static int l_on_signal(lua_State *L) {
+  lipc_runtime *rt = lipc_rt(L);
+  int signum = lipc_signum(L, 1);
+  uv_signal_t *uv;
+  lsignal *s;
+  int err;
+  if (signum <= 0)
+    return luaL_argerror(L, 1, "lipc.on_signal: unknown signal name");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (signum == SIGKILL || signum == SIGSTOP)
+    return luaL_argerror(L, 1, "lipc.on_signal: SIGKILL and SIGSTOP cannot "
+                         "be caught");
+  uv = malloc(sizeof(*uv));
+  if (uv == NULL)
+    return luaL_error(L, "lipc.on_signal: out of memory");
+  uv_signal_init(rt->loop, uv);
+  s = lipc_handle_new(L, sizeof(*s), SIGNAL, (uv_handle_t *)uv, "signal");
+  err = uv_signal_start(uv, on_signal, signum);
+  if (err) {
+    lipc_handle_close(&s->h);
+    return lipc_push_error(L, err, "lipc.on_signal");
+  }
+  uv_unref((uv_handle_t *)uv);
+  lua_pushcfunction(L, lipc_emitter_on);
+  lua_pushvalue(L, -2);
+  lua_pushstring(L, "signal");
+  lua_pushvalue(L, 2);
+  lua_call(L, 3, 0);
+  return 1;
+}
+
+static int signal_stop(lua_State *L) {
+  lsignal *s = luaL_checkudata(L, 1, SIGNAL);
+  lipc_handle_close(&s->h);
+  return 0;
+}
+
+/* kill(pid, [signal]) -> true | nil, msg, code */
+static int l_kill(lua_State *L) {
+  lua_Integer pid = luaL_checkinteger(L, 1);
+  int signum = lua_isnoneornil(L, 2) ? SIGTERM : lipc_signum(L, 2);
+  int err;
+  if (signum < 0)
+    return luaL_argerror(L, 2, "lipc.kill: unknown signal");
+  err = uv_kill((int)pid, signum);
+  if (err)
+    return lipc_push_error(L, err, "lipc.kill");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ---- process --------------------------------------------------------- */
+
+static int l_getenv(lua_State *L) {
+  lua_pushstring(L, getenv(luaL_checkstring(L, 1)));
+  return 1;
+}
+
+static int l_setenv(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  int rc;
+  if (*name == '\0' || strchr(name, '='))
+    return luaL_argerror(L, 1, "lipc.setenv: invalid variable name");
+  rc = lua_isnoneornil(L, 2) ? unsetenv(name)
+                              : setenv(name, luaL_checkstring(L, 2), 1);
+  if (rc != 0)
+    return lipc_push_error(L, -errno, "lipc.setenv");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_env(lua_State *L) {
+  char **e;
+  lua_newtable(L);
+  for (e = environ; *e; e++) {
+    const char *eq = strchr(*e, '=');
+    if (eq == NULL)
+      continue;
+    lua_pushlstring(L, *e, (size_t)(eq - *e));
+    lua_pushstring(L, eq + 1);
+    lua_rawset(L, -3);
+  }
+  return 1;
+}
+
+static int l_cwd(lua_State *L) {
+  char buf[4096];
+  size_t n = sizeof(buf);
+  int err = uv_cwd(buf, &n);
+  if (err)
+    return lipc_push_error(L, err, "lipc.cwd");
+  lua_pushlstring(L, buf, n);
+  return 1;
+}
+
+static int l_chdir(lua_State *L) {
+  const char *dir = luaL_checkstring(L, 1);
+  int err = uv_chdir(dir);
+  if (err)
+    return lipc_push_error(L, err, dir);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_hrtime(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_hrtime());
+  return 1;
+}
+
+static int l_now(lua_State *L) {
+  uv_timeval64_t tv;
+  uv_gettimeofday(&tv);
+  lua_pushinteger(L, (lua_Integer)tv.tv_sec * 1000 + tv.tv_usec / 1000);
+  return 1;
+}
+
+/* exit([code]) - inside a task: stop running Lua now, flush, exit with
+ * code. Elsewhere (a plain coroutine, stock lua) there is no task to
+ * park, so the process exits at once after flushing C stdio. */
+static int l_exit(lua_State *L) {
+  lipc_runtime *rt = lipc_rt(L);
+  int code;
+  if (lua_isboolean(L, 1))
+    code = lua_toboolean(L, 1) ? 0 : 1;
+  else
+    code = (int)luaL_optinteger(L, 1, 0);
+  if (L == rt->current && lua_isyieldable(L) && rt->owns_state) {
+    lipc_exit_now(rt, code);
+    return lua_yield(L, 0);
+  }
+  fflush(NULL);
+  exit(code);
+}
+
+static int l_handles(lua_State *L) {
+  return lipc_push_handles(L);
+}
+
+static int l_emitter(lua_State *L) {
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  if (luaL_newmetatable(L, "lipc.emitter")) {
+    lua_newtable(L);
+    lipc_emitter_methods(L);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+static int push_argv(lua_State *L) {
+  char exe[4096];
+  size_t n = sizeof(exe);
+  lua_Integer i;
+  lua_newtable(L);
+  if (uv_exepath(exe, &n) == 0)
+    lua_pushlstring(L, exe, n);
+  else
+    lua_pushstring(L, "lipc");
+  lua_rawseti(L, -2, 1);
+  if (lua_getglobal(L, "arg") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  for (i = 0; lua_rawgeti(L, -1, i) != LUA_TNIL; i++)
+    lua_rawseti(L, -3, i + 2);
+  lua_pop(L, 2);
+  return 1;
+}
+
+/* Lazily made fields: pid/ppid stay live, stdio streams and modules are
+ * created on first use (a script that never touches stdin never makes
+ * fd 0 non-blocking). */
+static int l_index(lua_State *L) {
+  static const char *const mods[] = {"spawn", "fork", "pipe", "net", NULL};
+  const char *k = lua_tostring(L, 2);
+  int i;
+  if (k == NULL)
+    return 0;
+  if (strcmp(k, "pid") == 0)
+    return lua_pushinteger(L, uv_os_getpid()), 1;
+  if (strcmp(k, "ppid") == 0)
+    return lua_pushinteger(L, uv_os_getppid()), 1;
+  if (strcmp(k, "argv") == 0)
+    return push_argv(L);
+  for (i = 0; mods[i]; i++) {
+    if (strcmp(k, mods[i]) == 0) {
+      lua_getglobal(L, "require");
+      lua_pushstring(L, k);
+      lua_call(L, 1, 1);
+      lua_pushvalue(L, -1);
+      lua_setfield(L, 1, k);                  /* rawset: not in __newindex */
+      return 1;
+    }
+  }
+  for (i = 0; i < 3; i++) {
+    static const char *const names[] = {"stdin", "stdout", "stderr"};
+    if (strcmp(k, names[i]) == 0) {
+      lipc_stream_from_fd(L, i, 1);
+      lua_pushvalue(L, 2);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, 1);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+int luaopen_lipc_core(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"sleep", l_sleep},
+    {"set_timeout", l_set_timeout},
+    {"set_interval", l_set_interval},
+    {"on_signal", l_on_signal},
+    {"kill", l_kill},
+    {"getenv", l_getenv},
+    {"setenv", l_setenv},
+    {"env", l_env},
+    {"cwd", l_cwd},
+    {"chdir", l_chdir},
+    {"hrtime", l_hrtime},
+    {"now", l_now},
+    {"exit", l_exit},
+    {"handles", l_handles},
+    {"emitter", l_emitter},
+    {"cond", l_cond},
+    {"mkdtemp", l_mkdtemp},
+    {NULL, NULL}
+  };
+  static const luaL_Reg timer_methods[] = {
+    {"stop", timer_stop},
+    {"active", timer_active},
+    {"ref", handle_ref},
+    {"unref", handle_unref},
+    {NULL, NULL}
+  };
+  static const luaL_Reg signal_methods[] = {
+    {"stop", signal_stop},
+    {"ref", handle_ref},
+    {"unref", handle_unref},
+    {NULL, NULL}
+  };
+  lipc_class(L, TIMER, timer_methods);
+  lipc_class(L, SIGNAL, signal_methods);
+  lua_pop(L, 2);
+  cond_class(L);
+  luaopen_lipc_stream(L);
+  lua_createtable(L, 0, 32);
+  luaL_setfuncs(L, fns, 0);
+  luaopen_lipc_task(L);
+  lua_pushstring(L, LIPC_VERSION_STRING);
+  lua_setfield(L, -2, "version");
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, LIPC_VERSION_STRING);
+  lua_setfield(L, -2, "lipc");
+  lua_pushstring(L, LUA_RELEASE);
+  lua_setfield(L, -2, "lua");
+  lua_pushstring(L, uv_version_string());
+  lua_setfield(L, -2, "libuv");
+  lua_setfield(L, -2, "versions");
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, l_index);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+  return 1;
+}

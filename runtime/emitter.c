@@ -1,0 +1,251 @@
+/*
+ * emitter.c - the one event mechanism every object uses.
+ *
+ * on/once/off/emit/listeners work on userdata objects (listeners live in
+ * the object's second user value) and on plain tables (listeners live
+ * under a private key), so objects written in Lua get the same API.
+ * Each listener runs in its own task, so it may wait.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+static const char LISTENERS_KEY = 'L';
+
+/* Pushes the listeners table of the object at idx (creating it for tables
+ * when create is set); pushes nil when it has none. */
+static int push_listeners(lua_State *L, int idx, int create) {
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TUSERDATA) {
+    if (lua_getiuservalue(L, idx, 2) == LUA_TTABLE)
+      return 1;
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    return 0;
+  }
+  if (lua_type(L, idx) != LUA_TTABLE) {
+    lua_pushnil(L);
+    return 0;
+  }
+  if (lua_rawgetp(L, idx, &LISTENERS_KEY) == LUA_TTABLE || !create)
+    return lua_istable(L, -1);
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, idx, &LISTENERS_KEY);
+  return 1;
+}
+
+static void check_object(lua_State *L, const char *fname) {
+  int t = lua_type(L, 1);
+  if (t != LUA_TUSERDATA && t != LUA_TTABLE)
+    luaL_error(L, "%s: bad self (object expected, got %s)", fname,
+               luaL_typename(L, 1));
+}
+
+static int add(lua_State *L, int once, const char *fname) {
+  check_object(L, fname);
+  luaL_checkstring(L, 2);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  if (!push_listeners(L, 1, 1))
+    return luaL_error(L, "%s: object cannot have listeners", fname);
+  if (lua_getfield(L, -1, lua_tostring(L, 2)) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, lua_tostring(L, 2));
+  }
+  if (once) {                                 /* a once entry is {fn} */
+    lua_createtable(L, 1, 0);
+    lua_pushvalue(L, 3);
+    lua_rawseti(L, -2, 1);
+  } else {
+    lua_pushvalue(L, 3);
+  }
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  lua_settop(L, 1);
+  return 1;                                   /* self, for chaining */
+}
+
+int lipc_emitter_on(lua_State *L) {
+  return add(L, 0, "on");
+}
+
+static int l_once(lua_State *L) {
+  return add(L, 1, "once");
+}
+
+/* Pushes the function of the listener entry at idx. */
+static void entry_fn(lua_State *L, int idx) {
+  if (lua_istable(L, idx))
+    lua_rawgeti(L, idx, 1);
+  else
+    lua_pushvalue(L, idx);
+}
+
+static void remove_at(lua_State *L, int arr, lua_Integer i) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, arr);
+  for (; i < n; i++) {
+    lua_rawgeti(L, arr, i + 1);
+    lua_rawseti(L, arr, i);
+  }
+  lua_pushnil(L);
+  lua_rawseti(L, arr, n);
+}
+
+/* off(name, fn) removes one registration of fn; off(name) all of name;
+ * off() every listener. */
+static int l_off(lua_State *L) {
+  lua_Integer i, n;
+  check_object(L, "off");
+  if (!push_listeners(L, 1, 0))
+    return 1;
+  if (lua_isnoneornil(L, 2)) {
+    lua_settop(L, 1);
+    if (lua_type(L, 1) == LUA_TUSERDATA) {
+      lua_newtable(L);
+      lua_setiuservalue(L, 1, 2);
+    } else {
+      lua_pushnil(L);
+      lua_rawsetp(L, 1, &LISTENERS_KEY);
+    }
+    return 1;
+  }
+  luaL_checkstring(L, 2);
+  if (lua_isnoneornil(L, 3)) {
+    lua_pushnil(L);
+    lua_setfield(L, -2, lua_tostring(L, 2));
+    lua_settop(L, 1);
+    return 1;
+  }
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  if (lua_getfield(L, -1, lua_tostring(L, 2)) != LUA_TTABLE) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  n = (lua_Integer)lua_rawlen(L, -1);
+  for (i = n; i >= 1; i--) {                  /* the newest one first */
+    lua_rawgeti(L, -1, i);
+    entry_fn(L, -1);
+    if (lua_rawequal(L, -1, 3)) {
+      lua_pop(L, 2);
+      remove_at(L, lua_gettop(L), i);
+      break;
+    }
+    lua_pop(L, 2);
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+int lipc_has_listeners(lua_State *L, int obj, const char *ev) {
+  int n = 0;
+  if (push_listeners(L, obj, 0)) {
+    if (lua_getfield(L, -1, ev) == LUA_TTABLE)
+      n = (int)lua_rawlen(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return n;
+}
+
+/* listeners(name) -> array of functions */
+static int l_listeners(lua_State *L) {
+  lua_Integer i, n;
+  check_object(L, "listeners");
+  luaL_checkstring(L, 2);
+  lua_newtable(L);
+  if (!push_listeners(L, 1, 0) ||
+      lua_getfield(L, -1, lua_tostring(L, 2)) != LUA_TTABLE)
+    return lua_settop(L, 3), 1;
+  n = (lua_Integer)lua_rawlen(L, -1);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    entry_fn(L, -1);
+    lua_rawseti(L, 3, i);
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 3);
+  return 1;
+}
+
+static void unhandled_error(lipc_runtime *rt, lua_State *L, int nargs) {
+  const char *msg = nargs > 0 ? luaL_tolstring(L, -nargs, NULL) : "error";
+  lua_pushfstring(L, "unhandled 'error' event: %s", msg);
+  lipc_uncaught(rt, L, -1);
+  lua_pop(L, nargs + (nargs > 0 ? 2 : 1));
+}
+
+/* Calls the listeners of ev on the object at obj of L with the nargs
+ * values on top; pops them. */
+static int emit_on(lipc_runtime *rt, lua_State *L, int obj, const char *ev,
+                   int nargs) {
+  int arr, base, i, n, a;
+  obj = lua_absindex(L, obj);
+  base = lua_gettop(L) - nargs;               /* args at base+1..base+nargs */
+  luaL_checkstack(L, nargs + 8, "emit");
+  n = 0;
+  if (push_listeners(L, obj, 0) && lua_getfield(L, -1, ev) == LUA_TTABLE)
+    n = (int)lua_rawlen(L, -1);
+  if (n == 0) {
+    lua_settop(L, base + nargs);
+    if (strcmp(ev, "error") == 0 && !rt->exiting) {
+      unhandled_error(rt, L, nargs);
+      return 0;
+    }
+    lua_pop(L, nargs);
+    return 0;
+  }
+  arr = lua_gettop(L);
+  /* A snapshot: listeners added or removed by a listener take effect from
+   * the next emit, as in Node. */
+  lua_createtable(L, n, 0);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, arr, i);
+    lua_rawseti(L, -2, i);
+  }
+  for (i = n; i >= 1; i--) {                  /* drop once entries */
+    lua_rawgeti(L, arr, i);
+    if (lua_istable(L, -1))
+      remove_at(L, arr, i);
+    lua_pop(L, 1);
+  }
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, arr + 1, i);
+    entry_fn(L, -1);
+    lua_remove(L, -2);
+    for (a = 1; a <= nargs; a++)
+      lua_pushvalue(L, base + a);
+    lipc_task_start(rt, L, nargs);
+    if (rt->exiting)
+      break;
+  }
+  lua_settop(L, base);
+  return n;
+}
+
+int lipc_emit(lipc_runtime *rt, int obj, const char *ev, int nargs) {
+  return emit_on(rt, rt->L, obj, ev, nargs);
+}
+
+/* emit(name, ...) -> number of listeners called */
+static int l_emit(lua_State *L) {
+  int n;
+  check_object(L, "emit");
+  luaL_checkstring(L, 2);
+  n = emit_on(lipc_rt(L), L, 1, lua_tostring(L, 2), lua_gettop(L) - 2);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+void lipc_emitter_methods(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"on", lipc_emitter_on},
+    {"once", l_once},
+    {"off", l_off},
+    {"emit", l_emit},
+    {"listeners", l_listeners},
+    {NULL, NULL}
+  };
+  luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,272 @@
+/*
+ * handle.c - lifetime of every object that wraps a uv handle.
+ *
+ * The rules (DESIGN.md §4): the uv handle is malloc'd apart from the
+ * userdata; while open the object holds a registry reference to itself so
+ * the collector cannot take it while callbacks may arrive; close() calls
+ * uv_close once; the close callback emits 'close', frees the handle and
+ * drops the self reference. __gc of an object whose handle is still open
+ * (only possible for objects that released their self reference, or at
+ * lua_close) detaches it and lets the close callback free the memory.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void link_handle(lipc_runtime *rt, lipc_handle *h) {
+  h->prev = NULL;
+  h->next = rt->handles;
+  if (rt->handles)
+    rt->handles->prev = h;
+  rt->handles = h;
+}
+
+static void unlink_handle(lipc_handle *h) {
+  lipc_runtime *rt = h->rt;
+  if (h->prev)
+    h->prev->next = h->next;
+  else if (rt->handles == h)
+    rt->handles = h->next;
+  if (h->next)
+    h->next->prev = h->prev;
+  h->next = h->prev = NULL;
+}
+
+void *lipc_handle_new(lua_State *L, size_t size, const char *tname,
+                      uv_handle_t *uv, const char *kind) {
+  lipc_handle *h = lua_newuserdatauv(L, size, 2);
+  memset(h, 0, size);
+  h->rt = lipc_rt(L);
+  h->uv = uv;
+  h->kind = kind;
+  h->ref = LUA_NOREF;
+  if (uv)
+    uv->data = h;
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, 1);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, 2);
+  luaL_setmetatable(L, tname);
+  if (uv) {
+    lua_pushvalue(L, -1);
+    h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    link_handle(h->rt, h);
+  }
+  return h;
+}
+
+void lipc_handle_bare(lipc_runtime *rt, lipc_handle *h, uv_handle_t *uv,
+                      const char *kind, void (*on_close)(lipc_handle *)) {
+  memset(h, 0, sizeof(*h));
+  h->rt = rt;
+  h->uv = uv;
+  h->kind = kind;
+  h->ref = LUA_NOREF;
+  h->bare = 1;
+  h->internal = 1;
+  h->on_close = on_close;
+  uv->data = h;
+  link_handle(rt, h);
+}
+
+int lipc_handle_push(lipc_handle *h) {
+  lua_State *L = h->rt->L;
+  if (h->ref == LUA_NOREF || h->ref == LUA_REFNIL) {
+    lua_pushnil(L);
+    return 0;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+  return 1;
+}
+
+void lipc_handle_unref_self(lipc_handle *h) {
+  if (h->ref == LUA_NOREF)
+    return;
+  luaL_unref(h->rt->L, LUA_REGISTRYINDEX, h->ref);
+  h->ref = LUA_NOREF;
+}
+
+void lipc_handle_ref_self(lipc_handle *h, lua_State *L, int idx) {
+  if (h->ref != LUA_NOREF)
+    return;
+  lua_pushvalue(L, idx);
+  h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static void free_detached(uv_handle_t *uv) {
+  free(uv);
+}
+
+static void on_closed(uv_handle_t *uv) {
+  lipc_handle *h = uv->data;
+  lipc_runtime *rt;
+  if (h && h->bare) {                         /* uv lives inside h's owner */
+    h->uv = NULL;
+    unlink_handle(h);
+    h->on_close(h);
+    return;
+  }
+  free(uv);
+  if (h == NULL)                              /* collected meanwhile */
+    return;
+  rt = h->rt;
+  h->uv = NULL;
+  unlink_handle(h);
+  if (h->on_close)
+    h->on_close(h);
+  if (!rt->exiting && lipc_handle_push(h)) {
+    lipc_emit(rt, -1, "close", 0);
+    lua_pop(rt->L, 1);
+  }
+  lipc_handle_unref_self(h);
+}
+
+void lipc_handle_close(lipc_handle *h) {
+  if (h->uv == NULL || h->closing)
+    return;
+  h->closing = 1;
+  uv_close(h->uv, on_closed);
+}
+
+static int l_gc(lua_State *L) {
+  lipc_handle *h = lua_touserdata(L, 1);
+  if (h->uv == NULL)
+    return 0;
+  h->uv->data = NULL;
+  unlink_handle(h);
+  if (h->on_close)
+    h->on_close(h);
+  if (!h->closing)
+    uv_close(h->uv, free_detached);
+  h->uv = NULL;
+  return 0;
+}
+
+static int l_close(lua_State *L) {
+  lipc_handle *h = lua_touserdata(L, 1);
+  luaL_checktype(L, 1, LUA_TUSERDATA);
+  lipc_handle_close(h);
+  return 0;
+}
+
+static int l_tostring(lua_State *L) {
+  lipc_handle *h = lua_touserdata(L, 1);
+  const char *name = luaL_getmetafield(L, 1, "__name") ? lua_tostring(L, -1)
+                                                       : "lipc.handle";
+  lua_pushfstring(L, "%s (%s%s): %p", name, h->kind ? h->kind : "?",
+                  h->uv ? "" : ", closed", (void *)h);
+  return 1;
+}
+
+/* __index: methods first (upvalue 1), then the object's env table. */
+static int l_index(lua_State *L) {
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+    return 1;
+  lua_getiuservalue(L, 1, 1);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+static int l_newindex(lua_State *L) {
+  lua_getiuservalue(L, 1, 1);
+  lua_insert(L, 2);
+  lua_rawset(L, 2);
+  return 0;
+}
+
+void lipc_class(lua_State *L, const char *tname, const luaL_Reg *methods) {
+  luaL_newmetatable(L, tname);                /* mt */
+  lua_newtable(L);                            /* mt methods */
+  lipc_emitter_methods(L);
+  lua_pushcfunction(L, l_close);
+  lua_setfield(L, -2, "close");
+  if (methods)
+    luaL_setfuncs(L, methods, 0);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, l_index, 1);
+  lua_setfield(L, -3, "__index");
+  lua_pushcfunction(L, l_newindex);
+  lua_setfield(L, -3, "__newindex");
+  lua_pushcfunction(L, l_gc);
+  lua_setfield(L, -3, "__gc");
+  lua_getfield(L, -1, "close");
+  lua_setfield(L, -3, "__close");
+  lua_pushcfunction(L, l_tostring);
+  lua_setfield(L, -3, "__tostring");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "methods");
+  lua_remove(L, -2);                          /* methods */
+}
+
+void *lipc_testobj(lua_State *L, int idx, const char *tname) {
+  void *p = lua_touserdata(L, idx);
+  int ok;
+  if (p == NULL || !lua_getmetatable(L, idx))
+    return NULL;
+  lua_getfield(L, -1, "__name");
+  ok = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), tname) == 0;
+  lua_pop(L, 1);
+  if (!ok) {                                  /* a derived type? */
+    lua_pushfstring(L, "__is_%s", tname);
+    ok = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return ok ? p : NULL;
+}
+
+void *lipc_checkobj(lua_State *L, int idx, const char *tname,
+                    const char *fname) {
+  void *p = lipc_testobj(L, idx, tname);
+  if (p == NULL) {
+    const char *msg = lua_pushfstring(L, "%s: %s expected, got %s", fname,
+                                      tname, luaL_typename(L, idx));
+    luaL_argerror(L, idx, msg);
+  }
+  return p;
+}
+
+void lipc_close_all(lipc_runtime *rt, int graceful) {
+  lipc_handle *h, *next;
+  for (h = rt->handles; h; h = next) {
+    next = h->next;
+    if (graceful && h->flush_close)
+      h->flush_close(h);
+    else
+      lipc_handle_close(h);
+  }
+}
+
+int lipc_handle_count(lipc_runtime *rt) {
+  int n = 0;
+  lipc_handle *h;
+  for (h = rt->handles; h; h = h->next)
+    n += !h->internal && !h->closing;
+  return n;
+}
+
+/* lipc.handles() -> array of {kind=, active=, object=} of open handles */
+int lipc_push_handles(lua_State *L) {
+  lipc_runtime *rt = lipc_rt(L);
+  lipc_handle *h;
+  int i = 0;
+  lua_newtable(L);
+  for (h = rt->handles; h; h = h->next) {
+    if (h->internal || h->closing)
+      continue;
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, h->kind ? h->kind : "?");
+    lua_setfield(L, -2, "kind");
+    lua_pushboolean(L, h->uv && uv_is_active(h->uv));
+    lua_setfield(L, -2, "active");
+    if (h->ref != LUA_NOREF) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+      lua_setfield(L, -2, "object");
+    }
+    lua_rawseti(L, -2, ++i);
+  }
+  return 1;
+}

@@ -1,0 +1,175 @@
+/*
+ * internal.h - what the runtime and the modules share, and nobody else.
+ *
+ * The runtime (runtime.c), tasks (task.c), the emitter (emitter.c), handle
+ * lifetime (handle.c) and streams (bindings/stream.c) are used by every
+ * module; their internal interfaces live here, as libuv's uv-common.h does.
+ * Functions return 0 or a negative UV_E* code unless said otherwise.
+ */
+#ifndef LIPC_INTERNAL_H
+#define LIPC_INTERNAL_H
+
+#include <stddef.h>
+#include <uv.h>
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "lipc.h"
+
+typedef struct lipc_handle lipc_handle;
+
+struct lipc_runtime {
+  uv_loop_t *loop;
+  uv_loop_t own_loop;
+  int owns_loop;
+  int owns_state;          /* 0 when loaded as a module into stock lua */
+  lua_State *L;            /* the main thread: scratch stack for callbacks */
+  lua_State *current;      /* the task running now, NULL between tasks */
+  int pool_ref;            /* registry ref: idle coroutines, an array */
+  int pool_n;
+  int exit_code;
+  int exiting;             /* lipc.exit or an uncaught error: no more Lua */
+  int running;             /* inside uv_run */
+  lipc_handle *handles;    /* every open handle object, newest first */
+  unsigned pending_writes; /* write requests in flight, for the exit flush */
+  char *rbuf;              /* shared read buffer: reads are consumed at once */
+  void *wfree;             /* free list of write requests */
+};
+
+/* runtime.c */
+lipc_runtime *lipc_rt(lua_State *L);
+void lipc_uncaught(lipc_runtime *rt, lua_State *co, int idx);
+void lipc_exit_now(lipc_runtime *rt, int code);
+void lipc_ignore_sigpipe(void);
+
+/* task.c: coroutines. A task runs a function; when it waits it is parked
+ * in a lipc_wait and resumed by whoever completes the wait. */
+typedef struct lipc_wait {
+  lua_State *co;           /* NULL when nobody waits */
+  int ref;                 /* keeps co alive while parked */
+} lipc_wait;
+
+/* Starts fn (at -nargs-1 of L) with nargs arguments as a new task.
+ * Pops them. Runs it until it first waits or ends. */
+void lipc_task_start(lipc_runtime *rt, lua_State *L, int nargs);
+/* Raises "fname: must be called inside a task" unless L is a task. */
+void lipc_task_check(lua_State *L, const char *fname);
+/* Parks the running task L in w; returns what the C function must return
+ * (lua_yield). Values given to lipc_wake become its results. */
+int lipc_task_park(lua_State *L, lipc_wait *w);
+/* Resumes the task parked in w with the nargs values on top of rt->L
+ * (popped). No-op (values popped) when nobody waits. */
+void lipc_wake(lipc_runtime *rt, lipc_wait *w, int nargs);
+int lipc_waiting(const lipc_wait *w);
+void lipc_wait_cancel(lipc_runtime *rt, lipc_wait *w);
+int luaopen_lipc_task(lua_State *L);
+
+/* emitter.c: on/once/off/emit/listeners for userdata and table objects. */
+void lipc_emitter_methods(lua_State *L);   /* adds them to the table on top */
+/* Calls every listener of ev on the object at obj (an index of rt->L) with
+ * the nargs values on top of rt->L, each in a task. Pops the values.
+ * An 'error' nobody listens to becomes an uncaught error. Returns the
+ * number of listeners called. */
+int lipc_emit(lipc_runtime *rt, int obj, const char *ev, int nargs);
+int lipc_has_listeners(lua_State *L, int obj, const char *ev);
+int lipc_emitter_on(lua_State *L);          /* the `on` method itself */
+
+/* handle.c: every object wrapping a uv handle starts with a lipc_handle.
+ * The uv handle is malloc'd apart from the userdata so that it can outlive
+ * it until its close callback; while open the object holds a registry
+ * reference to itself so that it cannot be collected under a callback. */
+struct lipc_handle {
+  lipc_runtime *rt;
+  uv_handle_t *uv;         /* NULL once the close callback ran */
+  int ref;                 /* self reference, LUA_NOREF when released */
+  unsigned closing : 1;
+  unsigned internal : 1;   /* stdio: not reported by lipc.handles() */
+  unsigned bare : 1;       /* no Lua object: on_close frees the memory */
+  const char *kind;        /* "timer", "tcp", "pipe", "process", ... */
+  void (*on_close)(lipc_handle *h);  /* before 'close' is emitted */
+  void (*flush_close)(lipc_handle *h); /* at exit: close once flushed */
+  lipc_handle *next, *prev;
+};
+
+/* Creates the userdata (size bytes, starting with a lipc_handle) with an
+ * env table and a listeners table as user values and metatable tname, and
+ * links uv (malloc'd by the caller, already initialised) to it. Pushes it. */
+void *lipc_handle_new(lua_State *L, size_t size, const char *tname,
+                      uv_handle_t *uv, const char *kind);
+/* A handle with no Lua object (a sleep's timer): tracked so that exit
+ * closes it; on_close must free the memory holding h. */
+void lipc_handle_bare(lipc_runtime *rt, lipc_handle *h, uv_handle_t *uv,
+                      const char *kind, void (*on_close)(lipc_handle *));
+void lipc_handle_close(lipc_handle *h);
+int lipc_handle_push(lipc_handle *h);      /* pushes the object on rt->L */
+void lipc_handle_unref_self(lipc_handle *h); /* let GC take an idle object */
+void lipc_handle_ref_self(lipc_handle *h, lua_State *L, int idx);
+/* Creates metatable tname with __index (methods, then the env table),
+ * __newindex (env), __gc, __close, __tostring and the emitter methods;
+ * methods may be NULL. Leaves the methods table on the stack. */
+void lipc_class(lua_State *L, const char *tname, const luaL_Reg *methods);
+/* 1 when the value at idx has a metatable whose __name is tname or which
+ * lists tname as a base (field "__is_<tname>"). */
+void *lipc_testobj(lua_State *L, int idx, const char *tname);
+void *lipc_checkobj(lua_State *L, int idx, const char *tname,
+                    const char *fname);
+void lipc_close_all(lipc_runtime *rt, int graceful);
+int lipc_handle_count(lipc_runtime *rt);
+int lipc_push_handles(lua_State *L);
+
+/* Errors: pushes nil, "CODE: message (detail)", "CODE"; returns 3. */
+int lipc_push_error(lua_State *L, int err, const char *detail);
+/* Pushes "CODE: message (detail)" and "CODE" on rt->L; returns 2. */
+int lipc_push_errpair(lua_State *L, int err, const char *detail);
+/* "SIGTERM" -> 15; accepts numbers; -1 when unknown. */
+int lipc_signum(lua_State *L, int idx);
+const char *lipc_signame(int signum);
+
+/* bindings/stream.c: the stream object over uv_stream_t. */
+typedef struct lipc_stream lipc_stream;
+typedef void (*lipc_read_hook)(lipc_stream *s, ssize_t n, const char *base);
+typedef void (*lipc_alloc_hook)(lipc_stream *s, size_t suggested,
+                                uv_buf_t *buf);
+
+#define LIPC_STREAM "lipc.stream"
+
+/* Wraps h (malloc'd and initialised by the caller) as a stream object of
+ * type tname (LIPC_STREAM or a type made with lipc_stream_class).
+ * Pushes it. */
+lipc_stream *lipc_stream_new(lua_State *L, uv_stream_t *h, const char *tname,
+                             const char *kind);
+/* Wraps fd: a pipe/socket/tty or a regular file; pushes it. */
+lipc_stream *lipc_stream_from_fd(lua_State *L, int fd, int internal);
+lipc_stream *lipc_stream_check(lua_State *L, int idx, const char *fname);
+lipc_stream *lipc_stream_test(lua_State *L, int idx);
+uv_stream_t *lipc_stream_uv(lipc_stream *s);
+lipc_handle *lipc_stream_handle(lipc_stream *s);
+/* Makes a stream type: the stream methods plus extra (may be NULL). */
+void lipc_stream_class(lua_State *L, const char *tname, const luaL_Reg *extra);
+/* Lets another layer (a message channel) consume the bytes instead of
+ * 'data' events; hook NULL gives them back. */
+void lipc_stream_set_hooks(lipc_stream *s, lipc_alloc_hook alloc,
+                           lipc_read_hook read, void *ctx);
+void *lipc_stream_hook_ctx(lipc_stream *s);
+int lipc_stream_read_start(lipc_stream *s);
+void lipc_stream_read_stop(lipc_stream *s);
+/* Writes bufs; they must stay valid until cb(ctx, status) runs.
+ * Returns 0 or a negative error (then cb is not called). */
+typedef void (*lipc_write_done)(void *ctx, int status);
+int lipc_stream_write_raw(lipc_stream *s, uv_buf_t *bufs, unsigned nbufs,
+                          uv_stream_t *send_handle, lipc_write_done cb,
+                          void *ctx);
+size_t lipc_stream_queued(lipc_stream *s);
+int luaopen_lipc_stream(lua_State *L);
+
+/* the modules */
+int luaopen_lipc_core(lua_State *L);
+int luaopen_spawn(lua_State *L);
+int luaopen_fork(lua_State *L);
+int luaopen_pipe(lua_State *L);
+int luaopen_net(lua_State *L);
+
+/* Embedded Lua parts of modules (build/gen/embedded.c, from *.lua). */
+int lipc_load_embedded(lua_State *L, const char *name);
+
+#endif

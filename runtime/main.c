@@ -1,0 +1,73 @@
+/*
+ * main.c - the `lipc` command line: arguments in, exit status out.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lipc.h"
+
+static const char usage[] =
+  "usage: lipc [options] [script [args...]]\n"
+  "  script      a Lua file to run as the main task ('-' reads stdin)\n"
+  "  -e code     run code as the main task (args follow it)\n"
+  "  -v          print the version and exit\n"
+  "  -h          print this help and exit\n"
+  "The event loop runs until nothing is pending or lipc.exit() is called.\n";
+
+static void version(void) {
+  printf("lipc %s (%s, libuv %s)\n", LIPC_VERSION_STRING, LUA_RELEASE,
+         uv_version_string());
+}
+
+int main(int argc, char **argv) {
+  lipc_runtime *rt;
+  int status, i = 1;
+  const char *code = NULL;
+
+  if (i < argc && strcmp(argv[i], "-v") == 0)
+    return version(), 0;
+  if (i < argc && (strcmp(argv[i], "-h") == 0 ||
+                   strcmp(argv[i], "--help") == 0))
+    return fputs(usage, stdout), 0;
+  if (i < argc && strcmp(argv[i], "-e") == 0) {
+    if (i + 1 >= argc) {
+      fputs("lipc: '-e' needs an argument\n", stderr);
+      return 1;
+    }
+    code = argv[i + 1];
+    i += 2;
+  } else if (i < argc && argv[i][0] == '-' && argv[i][1] != '\0') {
+    fprintf(stderr, "lipc: unknown option '%s'\n%s", argv[i], usage);
+    return 1;
+  }
+  /* print() reaches a pipe line by line, like console.log. */
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  rt = lipc_new(NULL);
+  if (rt == NULL) {
+    fputs("lipc: cannot create the runtime\n", stderr);
+    return 1;
+  }
+  if (code) {
+    lua_State *L = lipc_state(rt);
+    int j;
+    lua_createtable(L, argc - i, 1);
+    lua_pushstring(L, "-e");
+    lua_rawseti(L, -2, 0);
+    for (j = i; j < argc; j++) {
+      lua_pushstring(L, argv[j]);
+      lua_rawseti(L, -2, j - i + 1);
+    }
+    lua_setglobal(L, "arg");
+    lipc_run_string(rt, code, "=(command line)");
+  } else if (i < argc) {
+    lipc_run_file(rt, argv[i], argc - i - 1, argv + i + 1);
+  } else {
+    lipc_run_file(rt, "-", 0, NULL);
+  }
+  lipc_run(rt);
+  status = lipc_exit_status(rt);
+  lipc_free(rt);
+  return status;
+}

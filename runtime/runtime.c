@@ -1,0 +1,363 @@
+/*
+ * runtime.c - lipc_runtime: owns the uv loop and the lua_State.
+ *
+ * It registers the modules, starts scripts as tasks, reports uncaught
+ * errors, and decides when and how the process ends: when nothing is
+ * pending, on lipc.exit(), or after an uncaught error, always flushing
+ * queued writes (bounded in time) before the Lua state goes away.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lualib.h>
+
+#include "internal.h"
+
+/* How long the exit flush may wait for peers to take queued writes. */
+#define EXIT_FLUSH_MS 2000
+
+lipc_runtime *lipc_rt(lua_State *L) {
+  return *(lipc_runtime **)lua_getextraspace(L);
+}
+
+void lipc_ignore_sigpipe(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* Reports the error value at idx of L (a failed coroutine gets its
+ * traceback) and ends the run with status 1. */
+void lipc_uncaught(lipc_runtime *rt, lua_State *L, int idx) {
+  lua_State *M = rt->L;
+  const char *msg;
+  if (rt->exiting)
+    return;
+  luaL_checkstack(M, 4, "uncaught");
+  lua_pushvalue(L, idx);
+  if (L != M)
+    lua_xmove(L, M, 1);
+  msg = luaL_tolstring(M, -1, NULL);
+  if (L != M && lua_status(L) != LUA_OK && lua_status(L) != LUA_YIELD)
+    luaL_traceback(M, L, msg, 0);
+  else
+    lua_pushstring(M, msg);
+  fflush(stdout);
+  fprintf(stderr, "lipc: uncaught error: %s\n", lua_tostring(M, -1));
+  fflush(stderr);
+  lua_pop(M, 3);
+  lipc_exit_now(rt, 1);
+}
+
+/* Stops running Lua: the loop stops at the end of this turn and the
+ * runtime flushes and closes from lipc_free. */
+void lipc_exit_now(lipc_runtime *rt, int code) {
+  if (rt->exiting)
+    return;
+  rt->exiting = 1;
+  rt->exit_code = code;
+  uv_stop(rt->loop);
+}
+
+int lipc_push_errpair(lua_State *L, int err, const char *detail) {
+  if (detail && *detail)
+    lua_pushfstring(L, "%s: %s (%s)", uv_err_name(err), uv_strerror(err),
+                    detail);
+  else
+    lua_pushfstring(L, "%s: %s", uv_err_name(err), uv_strerror(err));
+  lua_pushstring(L, uv_err_name(err));
+  return 2;
+}
+
+int lipc_push_error(lua_State *L, int err, const char *detail) {
+  lua_pushnil(L);
+  return 1 + lipc_push_errpair(L, err, detail);
+}
+
+static const struct { const char *name; int num; } signals[] = {
+  {"SIGHUP", SIGHUP}, {"SIGINT", SIGINT}, {"SIGQUIT", SIGQUIT},
+  {"SIGILL", SIGILL}, {"SIGTRAP", SIGTRAP}, {"SIGABRT", SIGABRT},
+  {"SIGBUS", SIGBUS}, {"SIGFPE", SIGFPE}, {"SIGKILL", SIGKILL},
+  {"SIGUSR1", SIGUSR1}, {"SIGSEGV", SIGSEGV}, {"SIGUSR2", SIGUSR2},
+  {"SIGPIPE", SIGPIPE}, {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM},
+  {"SIGCHLD", SIGCHLD}, {"SIGCONT", SIGCONT}, {"SIGSTOP", SIGSTOP},
+  {"SIGTSTP", SIGTSTP}, {"SIGTTIN", SIGTTIN}, {"SIGTTOU", SIGTTOU},
+  {"SIGURG", SIGURG}, {"SIGXCPU", SIGXCPU}, {"SIGXFSZ", SIGXFSZ},
+  {"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF}, {"SIGWINCH", SIGWINCH},
+  {"SIGIO", SIGIO}, {"SIGSYS", SIGSYS}, {NULL, 0}
+};
+
+int lipc_signum(lua_State *L, int idx) {
+  int i;
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    lua_Integer n = lua_tointeger(L, idx);
+    return n >= 0 && n < 65 ? (int)n : -1;
+  }
+  if (lua_type(L, idx) != LUA_TSTRING)
+    return -1;
+  for (i = 0; signals[i].name; i++) {
+    const char *s = lua_tostring(L, idx);
+    if (strcmp(s, signals[i].name) == 0 || strcmp(s, signals[i].name + 3) == 0)
+      return signals[i].num;
+  }
+  return -1;
+}
+
+const char *lipc_signame(int signum) {
+  int i;
+  for (i = 0; signals[i].name; i++)
+    if (signals[i].num == signum)
+      return signals[i].name;
+  return NULL;
+}
+
+/* os.exit is lipc.exit: a script (or busted) ending through os.exit still
+ * gets its queued writes flushed and its handles closed. */
+static void install_os_exit(lua_State *L) {
+  lua_getglobal(L, "os");
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "lipc");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "exit");
+  lua_setfield(L, -3, "exit");
+  lua_pop(L, 2);
+}
+
+static void preload(lua_State *L) {
+  static const luaL_Reg mods[] = {
+    {"lipc", luaopen_lipc}, {"spawn", luaopen_spawn},
+    {"fork", luaopen_fork}, {"pipe", luaopen_pipe}, {"net", luaopen_net},
+    {NULL, NULL}
+  };
+  int i;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (i = 0; mods[i].name; i++) {
+    lua_pushcfunction(L, mods[i].func);
+    lua_setfield(L, -2, mods[i].name);
+  }
+  lua_pop(L, 1);
+}
+
+static lipc_runtime *rt_alloc(uv_loop_t *loop) {
+  lipc_runtime *rt = calloc(1, sizeof(*rt));
+  if (rt == NULL)
+    return NULL;
+  rt->pool_ref = LUA_NOREF;
+  if (loop) {
+    rt->loop = loop;
+    return rt;
+  }
+  if (uv_loop_init(&rt->own_loop) != 0) {
+    free(rt);
+    return NULL;
+  }
+  rt->loop = &rt->own_loop;
+  rt->owns_loop = 1;
+  return rt;
+}
+
+static const char RT_KEY = 'R';
+
+static void set_rt(lua_State *L, lipc_runtime *rt) {
+  lua_State *main;
+  lua_pushlightuserdata(L, rt);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &RT_KEY);
+  *(lipc_runtime **)lua_getextraspace(L) = rt;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  main = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  *(lipc_runtime **)lua_getextraspace(main) = rt;
+}
+
+lipc_runtime *lipc_new(uv_loop_t *loop) {
+  lipc_runtime *rt = rt_alloc(loop);
+  lua_State *L;
+  if (rt == NULL)
+    return NULL;
+  L = luaL_newstate();
+  if (L == NULL) {
+    if (rt->owns_loop)
+      uv_loop_close(rt->loop);
+    free(rt);
+    return NULL;
+  }
+  rt->L = L;
+  rt->owns_state = 1;
+  set_rt(L, rt);
+  lipc_ignore_sigpipe();
+  luaL_openlibs(L);
+  preload(L);
+  install_os_exit(L);
+  return rt;
+}
+
+lua_State *lipc_state(lipc_runtime *rt) {
+  return rt->L;
+}
+
+uv_loop_t *lipc_loop(lipc_runtime *rt) {
+  return rt->loop;
+}
+
+int lipc_exit_status(lipc_runtime *rt) {
+  return rt->exit_code;
+}
+
+static void set_arg(lua_State *L, const char *script, int argc, char **argv) {
+  int i;
+  lua_createtable(L, argc, 1);
+  lua_pushstring(L, script);
+  lua_rawseti(L, -2, 0);
+  for (i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setglobal(L, "arg");
+}
+
+static int load_error(lipc_runtime *rt, int status) {
+  fflush(stdout);
+  fprintf(stderr, "lipc: %s\n", lua_tostring(rt->L, -1));
+  lua_pop(rt->L, 1);
+  rt->exit_code = 1;
+  rt->exiting = 1;
+  return status == LUA_ERRFILE ? UV_ENOENT : UV_EINVAL;
+}
+
+int lipc_run_file(lipc_runtime *rt, const char *path, int argc, char **argv) {
+  lua_State *L = rt->L;
+  const char *file = strcmp(path, "-") == 0 ? NULL : path;
+  int i, status;
+  set_arg(L, path, argc, argv);
+  status = luaL_loadfile(L, file);
+  if (status != LUA_OK)
+    return load_error(rt, status);
+  for (i = 0; i < argc; i++)
+    lua_pushstring(L, argv[i]);
+  lipc_task_start(rt, L, argc);
+  return rt->exit_code ? UV_ECANCELED : 0;
+}
+
+int lipc_run_string(lipc_runtime *rt, const char *code, const char *name) {
+  int status = luaL_loadbuffer(rt->L, code, strlen(code), name);
+  if (status != LUA_OK)
+    return load_error(rt, status);
+  lipc_task_start(rt, rt->L, 0);
+  return rt->exit_code ? UV_ECANCELED : 0;
+}
+
+int lipc_run(lipc_runtime *rt) {
+  if (rt->running)
+    return rt->exit_code;
+  rt->running = 1;
+  while (!rt->exiting && uv_run(rt->loop, UV_RUN_DEFAULT) != 0)
+    ;
+  rt->running = 0;
+  return rt->exit_code;
+}
+
+static void flush_timeout(uv_timer_t *t) {
+  lipc_runtime *rt = t->data;
+  lipc_close_all(rt, 0);
+}
+
+/* Lets queued writes reach their peers (bounded), then closes every
+ * handle and runs the loop until their close callbacks have run. */
+static void drain_and_close(lipc_runtime *rt) {
+  uv_timer_t guard;
+  rt->exiting = 1;
+  fflush(stdout);
+  lipc_close_all(rt, 1);
+  if (rt->handles) {
+    uv_timer_init(rt->loop, &guard);
+    guard.data = rt;
+    uv_timer_start(&guard, flush_timeout, EXIT_FLUSH_MS, 0);
+    uv_unref((uv_handle_t *)&guard);
+    while (rt->handles && uv_run(rt->loop, UV_RUN_ONCE))
+      ;
+    uv_close((uv_handle_t *)&guard, NULL);
+  }
+  lipc_close_all(rt, 0);
+  while (uv_run(rt->loop, UV_RUN_NOWAIT) && rt->owns_loop)
+    ;
+}
+
+void lipc_free(lipc_runtime *rt) {
+  if (rt == NULL)
+    return;
+  drain_and_close(rt);
+  if (rt->owns_state)
+    lua_close(rt->L);
+  if (rt->owns_loop) {
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+    uv_loop_close(rt->loop);
+  }
+  free(rt);
+}
+
+/* lipc.so in stock lua: the runtime lives as long as the Lua state; a
+ * registry sentinel's __gc tears it down at lua_close. */
+static int sentinel_gc(lua_State *L) {
+  lipc_runtime *rt = *(lipc_runtime **)lua_touserdata(L, 1);
+  drain_and_close(rt);
+  if (rt->owns_loop) {
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+    uv_loop_close(rt->loop);
+  }
+  free(rt);
+  return 0;
+}
+
+static const char SENTINEL_KEY = 'S';
+
+/* Makes sure L has a runtime: the lipc executable made one; stock lua
+ * gets one on first require. */
+static lipc_runtime *ensure_rt(lua_State *L) {
+  lipc_runtime **box;
+  lipc_runtime *rt;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &RT_KEY) != LUA_TNIL) {
+    rt = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return rt;
+  }
+  lua_pop(L, 1);
+  rt = rt_alloc(NULL);
+  if (rt == NULL)
+    luaL_error(L, "lipc: cannot create the event loop");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  rt->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  set_rt(L, rt);
+  lipc_ignore_sigpipe();
+  box = lua_newuserdatauv(L, sizeof(*box), 0);
+  *box = rt;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, sentinel_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &SENTINEL_KEY);
+  preload(L);
+  return rt;
+}
+
+/* lipc.run() for stock lua: drives the loop; returns the exit status. */
+static int l_run(lua_State *L) {
+  lipc_runtime *rt = lipc_rt(L);
+  if (rt->running)
+    return luaL_error(L, "lipc.run: the loop is already running");
+  lua_pushinteger(L, lipc_run(rt));
+  return 1;
+}
+
+int luaopen_lipc(lua_State *L) {
+  ensure_rt(L);
+  luaopen_lipc_core(L);                       /* the module table */
+  lua_pushcfunction(L, l_run);
+  lua_setfield(L, -2, "run");
+  return 1;
+}

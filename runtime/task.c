@@ -1,0 +1,143 @@
+/*
+ * task.c - tasks: Lua coroutines driven by the event loop.
+ *
+ * Every listener, timer callback and lipc.go body runs in a task. A task
+ * that needs to wait (sleep, read, receive...) parks itself in a lipc_wait
+ * and yields back to the loop; whoever completes the wait resumes it.
+ * Finished coroutines go back to a pool: starting a task is then a
+ * lua_resume on an existing thread, not an allocation.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+#define POOL_MAX 64
+
+static lua_State *pool_get(lipc_runtime *rt, lua_State *L) {
+  lua_State *co;
+  if (rt->pool_n == 0)
+    return lua_newthread(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
+  lua_rawgeti(L, -1, rt->pool_n);
+  co = lua_tothread(L, -1);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, rt->pool_n--);
+  lua_remove(L, -2);                          /* leaves the thread */
+  return co;
+}
+
+static void pool_put(lipc_runtime *rt, lua_State *co) {
+  lua_State *L = rt->L;
+  if (rt->pool_n >= POOL_MAX)
+    return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
+  lua_pushthread(co);
+  lua_xmove(co, L, 1);
+  lua_rawseti(L, -2, ++rt->pool_n);
+  lua_pop(L, 1);
+}
+
+/* Resumes co with nargs values already on its stack, and deals with how it
+ * stopped: parked, finished (back to the pool) or failed (uncaught). */
+static void resume(lipc_runtime *rt, lua_State *from, lua_State *co,
+                   int nargs) {
+  lua_State *prev = rt->current;
+  int nres, status;
+
+  rt->current = co;
+  status = lua_resume(co, from, nargs, &nres);
+  rt->current = prev;
+  if (status == LUA_YIELD) {
+    lua_pop(co, nres);
+    return;
+  }
+  if (status == LUA_OK) {
+    lua_settop(co, 0);
+    pool_put(rt, co);
+    return;
+  }
+  lipc_uncaught(rt, co, -1);
+}
+
+void lipc_task_start(lipc_runtime *rt, lua_State *L, int nargs) {
+  lua_State *co;
+  if (rt->exiting) {
+    lua_pop(L, nargs + 1);
+    return;
+  }
+  co = pool_get(rt, L);                       /* fn args... co */
+  lua_insert(L, -(nargs + 2));                /* co fn args... */
+  lua_xmove(L, co, nargs + 1);
+  resume(rt, L, co, nargs);
+  lua_pop(L, 1);                              /* co: referenced by a wait
+                                                 or the pool if it lives */
+}
+
+void lipc_task_check(lua_State *L, const char *fname) {
+  lipc_runtime *rt = lipc_rt(L);
+  if (L != rt->current || !lua_isyieldable(L))
+    luaL_error(L, "%s: must be called inside a task (lipc.go)", fname);
+}
+
+int lipc_task_park(lua_State *L, lipc_wait *w) {
+  w->co = L;
+  lua_pushthread(L);
+  w->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return lua_yield(L, 0);
+}
+
+int lipc_waiting(const lipc_wait *w) {
+  return w->co != NULL;
+}
+
+void lipc_wake(lipc_runtime *rt, lipc_wait *w, int nargs) {
+  lua_State *co = w->co;
+  int ref = w->ref;
+  if (co == NULL || rt->exiting) {
+    lua_pop(rt->L, nargs);
+    return;
+  }
+  w->co = NULL;
+  w->ref = LUA_NOREF;
+  lua_xmove(rt->L, co, nargs);
+  /* The ref is dropped only after the resume: the thread must not be
+   * collectable while it runs from a C callback. */
+  resume(rt, rt->L, co, nargs);
+  luaL_unref(rt->L, LUA_REGISTRYINDEX, ref);
+}
+
+void lipc_wait_cancel(lipc_runtime *rt, lipc_wait *w) {
+  if (w->co == NULL)
+    return;
+  luaL_unref(rt->L, LUA_REGISTRYINDEX, w->ref);
+  w->co = NULL;
+  w->ref = LUA_NOREF;
+}
+
+/* lipc.go(fn, ...) -> nothing; fn runs now, until it first waits. */
+static int l_go(lua_State *L) {
+  lipc_runtime *rt = lipc_rt(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lipc_task_start(rt, L, lua_gettop(L) - 1);
+  return 0;
+}
+
+/* lipc.in_task() -> boolean */
+static int l_in_task(lua_State *L) {
+  lipc_runtime *rt = lipc_rt(L);
+  lua_pushboolean(L, L == rt->current && lua_isyieldable(L));
+  return 1;
+}
+
+int luaopen_lipc_task(lua_State *L) {
+  lipc_runtime *rt = lipc_rt(L);
+  static const luaL_Reg fns[] = {
+    {"go", l_go},
+    {"in_task", l_in_task},
+    {NULL, NULL}
+  };
+  lua_newtable(L);
+  rt->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  luaL_setfuncs(L, fns, 0);                   /* into the table on top */
+  return 0;
+}

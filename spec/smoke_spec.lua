@@ -1,0 +1,10 @@
+local lipc = require "lipc"
+describe("smoke", function()
+  it("sleeps inside a spec", function()
+    io.stderr:write(tostring(coroutine.running()), " ", tostring(lipc.in_task()), "\n")
+    local t0 = lipc.hrtime()
+    local r = table.pack(lipc.sleep(20))
+    io.stderr:write("after sleep ", r.n, " ", tostring(r[1]), " ", (lipc.hrtime()-t0)/1e6, "\n")
+    assert.is_true(lipc.hrtime() - t0 >= 19e6)
+  end)
+end)

@@ -1,0 +1,74 @@
+-- support.lua - small tools shared by the specs: where the lipc binary
+-- is, private temp dirs, and running a lipc child to completion.
+local lipc = require "lipc"
+
+local M = {}
+
+-- The lipc executable running these specs (build/lipc, or the ASan one).
+M.lipc = os.getenv("LIPC") or lipc.argv[1]
+M.root = lipc.cwd()
+
+local dirs = {}
+
+-- tmpdir() -> a new private directory, removed when the suite ends.
+function M.tmpdir()
+  local d = assert(lipc.mkdtemp("/tmp/lipc-spec-"))
+  dirs[#dirs + 1] = d
+  return d
+end
+
+function M.cleanup()
+  for _, d in ipairs(dirs) do os.execute("rm -rf '" .. d .. "'") end
+  dirs = {}
+end
+
+function M.write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+function M.read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+M.shell_quote = shell_quote
+
+-- sh(cmd) -> stdout, status: a shell command run to completion (blocking;
+-- for tools only, the specs under test use spawn).
+function M.sh(cmd)
+  local p = assert(io.popen(cmd .. "; echo \"__status=$?\"", "r"))
+  local out = p:read("a")
+  p:close()
+  local body, status = out:match("^(.-)__status=(%d+)\n?$")
+  return body, tonumber(status)
+end
+
+-- run_lipc(code[, args][, opts]) -> stdout, stderr, status: code run by a
+-- child lipc through a file (opts.stdin feeds its standard input).
+function M.run_lipc(code, args, opts)
+  opts = opts or {}
+  local dir = M.tmpdir()
+  local script = M.write_file(dir .. "/main.lua", code)
+  local argv = {}
+  for i, a in ipairs(args or {}) do argv[i] = shell_quote(a) end
+  local cmd = ("%s %s %s 2>%s/stderr"):format(shell_quote(M.lipc), shell_quote(script),
+    table.concat(argv, " "), dir)
+  if opts.stdin then
+    M.write_file(dir .. "/stdin", opts.stdin)
+    cmd = cmd .. " <" .. dir .. "/stdin"
+  else
+    cmd = cmd .. " </dev/null"
+  end
+  local out, status = M.sh(cmd)
+  return out, M.read_file(dir .. "/stderr"), status
+end
+
+return M

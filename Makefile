@@ -86,7 +86,7 @@ test: deps all
 	$(BUILD)/lipc /usr/bin/busted $(BUSTED_ARGS)
 
 lint: deps
-	luacheck -q scripts spec bindings bench/lipc
+	luacheck -q $(wildcard scripts spec bindings bench/lipc)
 
 # The spec suite under AddressSanitizer and UndefinedBehaviorSanitizer.
 check: deps

@@ -75,6 +75,7 @@ typedef struct wreq {
 
 static void update_reading(lipc_stream *s);
 static void on_error(lipc_stream *s, int err, const char *what);
+static void fail(lipc_stream *s, int err, const char *what, int returned);
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -319,11 +320,17 @@ void lipc_stream_set_hooks(lipc_stream *s, lipc_alloc_hook alloc,
 }
 
 /* An error ends the stream: waiting tasks get nil, msg, code; listeners
- * get 'error'; nobody at all handling it makes it an uncaught error. */
+ * get 'error'; nobody at all handling it makes it an uncaught error.
+ * returned: the caller of a write already got the error as nil, msg,
+ * code, which counts as handling it. */
 static void on_error(lipc_stream *s, int err, const char *what) {
+  fail(s, err, what, 0);
+}
+
+static void fail(lipc_stream *s, int err, const char *what, int returned) {
   lipc_runtime *rt = s->h.rt;
   lua_State *L = rt->L;
-  int handled = 0, top = lua_gettop(L);
+  int handled = returned, top = lua_gettop(L);
   if (s->flags & F_ERRORED)
     return;
   s->flags |= F_ERRORED;
@@ -575,7 +582,7 @@ static int l_write(lua_State *L) {
       fflush(s->fd == 2 ? stderr : stdout);   /* print() comes first */
     for (i = 0; i < n; i++)
       if ((err = write_all_sync(s->fd, bufs[i].base, bufs[i].len)) < 0) {
-        on_error(s, err, "write");
+        fail(s, err, "write", 1);
         return lipc_push_error(L, err, "write");
       }
     if (has_cb) {
@@ -599,7 +606,7 @@ static int l_write(lua_State *L) {
       bufs[0].len -= (size_t)k;
       total -= (size_t)k;
     } else if (k != UV_EAGAIN && k != UV_ENOSYS) {
-      on_error(s, k, "write");
+      fail(s, k, "write", 1);
       return lipc_push_error(L, k, "write");
     }
   }
@@ -628,7 +635,7 @@ static int l_write(lua_State *L) {
     if (w->cb_ref != LUA_NOREF)
       luaL_unref(L, LUA_REGISTRYINDEX, w->cb_ref);
     wreq_put(s->h.rt, w);
-    on_error(s, err, "write");
+    fail(s, err, "write", 1);
     return lipc_push_error(L, err, "write");
   }
   lua_pushboolean(L, s->queued < s->hwm);

@@ -54,6 +54,17 @@ void lipc_uncaught(lipc_runtime *rt, lua_State *L, int idx) {
   lipc_exit_now(rt, 1);
 }
 
+/* A count hook set on the running task when the process must end: the
+ * task stops at its next instruction wherever it is, as Node's
+ * process.exit() stops the code that follows it. */
+static void stop_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  if (lua_isyieldable(L))
+    lua_yield(L, 0);
+  luaL_error(L, "lipc: exiting");
+}
+
 /* Stops running Lua: the loop stops at the end of this turn and the
  * runtime flushes and closes from lipc_free. */
 void lipc_exit_now(lipc_runtime *rt, int code) {
@@ -62,6 +73,8 @@ void lipc_exit_now(lipc_runtime *rt, int code) {
   rt->exiting = 1;
   rt->exit_code = code;
   uv_stop(rt->loop);
+  if (rt->current)
+    lua_sethook(rt->current, stop_hook, LUA_MASKCOUNT, 1);
 }
 
 int lipc_push_errpair(lua_State *L, int err, const char *detail) {

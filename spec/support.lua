@@ -68,7 +68,19 @@ function M.run_lipc(code, args, opts)
     cmd = cmd .. " </dev/null"
   end
   local out, status = M.sh(cmd)
-  return out, M.read_file(dir .. "/stderr"), status
+  local err = M.read_file(dir .. "/stderr")
+  M.check_sanitizers(err)
+  return out, err, status
+end
+
+-- Under `make check` children run with ASan+UBSan: their reports fail the
+-- spec that started them.
+function M.check_sanitizers(stderr)
+  for _, pat in ipairs({"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"}) do
+    if stderr:find(pat, 1, true) then
+      error("sanitizer report from a child:\n" .. stderr, 2)
+    end
+  end
 end
 
 return M

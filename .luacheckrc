@@ -1,0 +1,10 @@
+-- luacheck configuration for lipc's Lua: scripts, specs, embedded module
+-- parts and benchmarks.
+std = "lua54"
+max_line_length = 110
+codes = true
+
+files["spec/**/*.lua"] = { std = "+busted" }
+files["spec/helper.lua"] = { std = "+busted" }
+-- Embedded chunks receive their module table as `...`.
+files["bindings/*.lua"] = { allow_defined_top = false }

@@ -1,0 +1,118 @@
+-- cli_spec.lua - the lipc command: scripts, -e, -, -v, -h, exit status,
+-- uncaught errors, lipc.exit flushing.
+local support = require "support"
+
+describe("the lipc command", function()
+  it("runs a script with arg like lua, and a shebang line", function()
+    local out, _, status = support.run_lipc(
+      "#!/usr/bin/env lipc\nprint(arg[0]:match('main.lua$'), #arg, ...)\n", {"a", "b c"})
+    assert.are.equal(0, status)
+    assert.are.equal("main.lua\t2\ta\tb c\n", out)
+  end)
+
+  it("-e runs a string, - reads the script from stdin", function()
+    local out, status = support.sh(support.shell_quote(support.lipc) .. " -e 'print(40 + 2)'")
+    assert.are.equal(0, status)
+    assert.are.equal("42\n", out)
+    out, status = support.sh("echo 'print(\"from stdin\")' | " .. support.shell_quote(support.lipc) .. " -")
+    assert.are.equal(0, status)
+    assert.are.equal("from stdin\n", out)
+  end)
+
+  it("-v and -h", function()
+    local out, status = support.sh(support.shell_quote(support.lipc) .. " -v")
+    assert.are.equal(0, status)
+    assert.matches("^lipc %d+%.%d+%.%d+ %(Lua 5%.4", out)
+    out, status = support.sh(support.shell_quote(support.lipc) .. " -h")
+    assert.are.equal(0, status)
+    assert.matches("usage: lipc", out)
+  end)
+
+  it("an uncaught error prints message and traceback, status 1", function()
+    local _, err, status = support.run_lipc("local function f() error('boom') end\nf()\n")
+    assert.are.equal(1, status)
+    assert.matches("uncaught error: .*main.lua:1: boom", err)
+    assert.matches("stack traceback", err)
+  end)
+
+  it("an error in a listener or a later task is uncaught too", function()
+    local _, err, status = support.run_lipc([[
+      local lipc = require "lipc"
+      lipc.set_timeout(5, function() error("late boom") end)
+      lipc.set_timeout(50, function() print("never") end)
+    ]])
+    assert.are.equal(1, status)
+    assert.matches("late boom", err)
+  end)
+
+  it("an 'error' event nobody listens to is uncaught", function()
+    local out, err, status = support.run_lipc([[
+      local lipc = require "lipc"
+      local e = lipc.emitter()
+      e:emit("error", "ECONNREFUSED: connection refused", "ECONNREFUSED")
+      print("not reached")
+    ]])
+    assert.are.equal(1, status)
+    assert.matches("unhandled 'error' event: ECONNREFUSED", err)
+    assert.are.equal("", out)
+  end)
+
+  it("a missing script is one line and status 1", function()
+    local out, status = support.sh(support.shell_quote(support.lipc) .. " /nonexistent/x.lua 2>&1")
+    assert.are.equal(1, status)
+    assert.matches("^lipc: cannot open /nonexistent/x%.lua[^\n]*\n$", out)
+  end)
+
+  it("a syntax error is reported with status 1", function()
+    local _, err, status = support.run_lipc("x = = 1")
+    assert.are.equal(1, status)
+    assert.matches("main.lua:1:", err)
+  end)
+
+  it("lipc.exit(n) exits with n after flushing stdout, from anywhere in a task", function()
+    local out, _, status = support.run_lipc([[
+      local lipc = require "lipc"
+      lipc.set_interval(1, function() end)
+      lipc.go(function()
+        lipc.sleep(5)
+        for i = 1, 1000 do lipc.stdout:write(("line %d\n"):format(i)) end
+        io.write("last\n")
+        lipc.exit(7)
+        print("not reached")
+      end)
+    ]])
+    assert.are.equal(7, status)
+    local n = select(2, out:gsub("line %d+\n", ""))
+    assert.are.equal(1000, n)
+    assert.matches("last\n$", out)
+  end)
+
+  it("os.exit is lipc.exit, true/false as in Lua", function()
+    local _, _, status = support.run_lipc("os.exit(false)")
+    assert.are.equal(1, status)
+    _, _, status = support.run_lipc("os.exit(3)")
+    assert.are.equal(3, status)
+  end)
+
+  it("the loop runs until nothing is pending", function()
+    local out, _, status = support.run_lipc([[
+      local lipc = require "lipc"
+      lipc.set_timeout(30, function() print("last") end)
+      lipc.go(function() lipc.sleep(10); print("first") end)
+    ]])
+    assert.are.equal(0, status)
+    assert.are.equal("first\nlast\n", out)
+  end)
+
+  it("a broken stdout pipe is an EPIPE error, not a death by SIGPIPE", function()
+    local dir = support.tmpdir()
+    local out, status = support.sh(support.shell_quote(support.lipc) ..
+      [[ -e 'local l = require "lipc"; l.sleep(100)
+             local ok, e, code = l.stdout:write(("x"):rep(100000))
+             io.stderr:write(tostring(ok), " ", tostring(code), "\n")' 2>]] ..
+      dir .. "/err | true")
+    assert.are.equal(0, status)
+    assert.are.equal("", out)
+    assert.are.equal("nil EPIPE\n", support.read_file(dir .. "/err"))
+  end)
+end)

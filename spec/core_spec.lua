@@ -1,0 +1,186 @@
+-- core_spec.lua - the `lipc` module: timers, sleep, tasks, signals,
+-- process info, exit and the coroutine-style rules.
+local lipc = require "lipc"
+
+describe("lipc timers", function()
+  it("sleep waits at least the delay", function()
+    local t0 = lipc.hrtime()
+    lipc.sleep(30)
+    assert.is_true(lipc.hrtime() - t0 >= 29e6)
+  end)
+
+  it("set_timeout fires once, in delay order, same delays in creation order", function()
+    local order, done = {}, lipc.cond()
+    lipc.set_timeout(20, function() order[#order + 1] = "c"; done:signal() end)
+    lipc.set_timeout(5, function() order[#order + 1] = "a" end)
+    lipc.set_timeout(5, function() order[#order + 1] = "b" end)
+    done:wait(2000)
+    assert.are.same({"a", "b", "c"}, order)
+  end)
+
+  it("set_interval repeats until stopped", function()
+    local n, done = 0, lipc.cond()
+    local t
+    t = lipc.set_interval(2, function()
+      n = n + 1
+      if n == 5 then t:stop(); done:signal() end
+    end)
+    done:wait(2000)
+    lipc.sleep(10)
+    assert.are.equal(5, n)
+    assert.is_false(t:active())
+  end)
+
+  it("a stopped timeout never fires", function()
+    local fired = false
+    local t = lipc.set_timeout(5, function() fired = true end)
+    t:stop()
+    t:stop() -- idempotent
+    lipc.sleep(20)
+    assert.is_false(fired)
+  end)
+
+  it("rejects bad arguments with the function's name", function()
+    assert.has_error(function() lipc.set_timeout("x", print) end)
+    local ok, err = pcall(lipc.set_timeout, -1, print)
+    assert.is_false(ok)
+    assert.matches("lipc.set_timeout", err)
+    ok, err = pcall(lipc.set_interval, 10, "nope")
+    assert.is_false(ok)
+    assert.matches("function expected", err)
+    ok, err = pcall(lipc.sleep, {})
+    assert.is_false(ok)
+    assert.matches("number expected", err)
+  end)
+end)
+
+describe("lipc tasks", function()
+  it("go runs a task until it waits, then the caller goes on", function()
+    local log = {}
+    lipc.go(function(a, b)
+      log[#log + 1] = "start " .. a .. b
+      lipc.sleep(5)
+      log[#log + 1] = "woke"
+    end, "x", "y")
+    log[#log + 1] = "caller"
+    lipc.sleep(20)
+    assert.are.same({"start xy", "caller", "woke"}, log)
+  end)
+
+  it("coroutine-style calls outside a task say so", function()
+    local co = coroutine.wrap(function() return pcall(lipc.sleep, 1) end)
+    local ok, err = co()
+    assert.is_false(ok)
+    assert.matches("lipc.sleep: must be called inside a task", err)
+  end)
+
+  it("in_task tells tasks from plain coroutines", function()
+    assert.is_true(lipc.in_task())
+    assert.is_false(coroutine.wrap(function() return lipc.in_task() end)())
+  end)
+
+  it("cond wakes waiters in order, with values, or times out", function()
+    local c, got = lipc.cond(), {}
+    for i = 1, 3 do
+      lipc.go(function() local v = c:wait(); got[#got + 1] = {i, v} end)
+    end
+    assert.are.equal(3, c:waiting())
+    c:signal("one")
+    c:broadcast("all")
+    assert.are.same({{1, "one"}, {2, "all"}, {3, "all"}}, got)
+    assert.are.same({nil, "timeout"}, {c:wait(5)})
+  end)
+
+  it("many tasks reuse pooled coroutines", function()
+    local n = 0
+    for _ = 1, 10000 do lipc.go(function() n = n + 1 end) end
+    assert.are.equal(10000, n)
+  end)
+end)
+
+describe("lipc emitter", function()
+  it("on, once, off, emit and listeners on a table object", function()
+    local obj = lipc.emitter()
+    local seen = {}
+    local function a(x) seen[#seen + 1] = "a" .. x end
+    obj:on("ev", a)
+    obj:once("ev", function(x) seen[#seen + 1] = "once" .. x end)
+    assert.are.equal(2, #obj:listeners("ev"))
+    assert.are.equal(2, obj:emit("ev", 1))
+    assert.are.equal(1, obj:emit("ev", 2))
+    obj:off("ev", a)
+    assert.are.equal(0, obj:emit("ev", 3))
+    assert.are.same({"a1", "once1", "a2"}, seen)
+  end)
+
+  it("listeners run in tasks, so they may wait", function()
+    local obj, done = lipc.emitter(), lipc.cond()
+    obj:on("go", function() lipc.sleep(5); done:signal("slept") end)
+    obj:emit("go")
+    assert.are.equal("slept", done:wait(1000))
+  end)
+
+  it("listeners added during an emit fire from the next emit", function()
+    local obj, n = lipc.emitter(), 0
+    obj:on("x", function() obj:on("x", function() n = n + 10 end); n = n + 1 end)
+    obj:emit("x")
+    assert.are.equal(1, n)
+  end)
+
+  it("bad arguments name the method", function()
+    local obj = lipc.emitter()
+    local ok, err = pcall(obj.on, obj, "x", 42)
+    assert.is_false(ok)
+    assert.matches("function expected", err)
+    ok, err = pcall(obj.on, 42, "x", print)
+    assert.is_false(ok)
+    assert.matches("on: bad self", err)
+  end)
+end)
+
+describe("lipc signals", function()
+  it("delivers a signal sent to self", function()
+    local got = lipc.cond()
+    local w = lipc.on_signal("SIGUSR1", function(name) got:signal(name) end)
+    assert.is_true(lipc.kill(lipc.pid, "SIGUSR1"))
+    assert.are.equal("SIGUSR1", got:wait(2000))
+    w:stop()
+  end)
+
+  it("accepts short names and numbers; rejects unknown ones", function()
+    local w = lipc.on_signal("USR2", function() end)
+    w:stop()
+    assert.has_error(function() lipc.on_signal("SIGNOPE", print) end)
+    assert.has_error(function() lipc.on_signal("SIGKILL", print) end)
+    local ok, msg, code = lipc.kill(2 ^ 22, 0)
+    assert.is_nil(ok)
+    assert.matches("ESRCH", msg)
+    assert.are.equal("ESRCH", code)
+  end)
+end)
+
+describe("lipc process info", function()
+  it("pid, ppid, argv, cwd, env, hrtime, now, version", function()
+    assert.is_true(math.type(lipc.pid) == "integer" and lipc.pid > 1)
+    assert.is_true(lipc.ppid >= 1)
+    assert.matches("lipc", lipc.argv[1])
+    assert.are.equal(os.getenv("PWD") and lipc.cwd() or lipc.cwd(), lipc.cwd())
+    assert.are.equal(os.getenv("HOME"), lipc.getenv("HOME"))
+    assert.are.equal(os.getenv("PATH"), lipc.env().PATH)
+    assert.is_true(lipc.setenv("LIPC_SPEC_VAR", "v1"))
+    assert.are.equal("v1", lipc.getenv("LIPC_SPEC_VAR"))
+    lipc.setenv("LIPC_SPEC_VAR", nil)
+    assert.is_nil(lipc.getenv("LIPC_SPEC_VAR"))
+    local h1 = lipc.hrtime()
+    assert.is_true(math.type(h1) == "integer" and lipc.hrtime() >= h1)
+    assert.is_true(math.abs(lipc.now() - os.time() * 1000) < 2000)
+    assert.matches("^%d+%.%d+%.%d+$", lipc.version)
+    assert.are.equal("Lua 5.4", lipc.versions.lua:match("^Lua 5%.4"))
+  end)
+
+  it("stdio streams exist and stdout writes in order with print", function()
+    assert.is_truthy(lipc.stdout)
+    assert.is_truthy(lipc.stderr)
+    assert.is_function(lipc.stdout.write)
+  end)
+end)

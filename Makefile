@@ -34,7 +34,7 @@ endif
 CORE_SRCS = runtime/runtime.c runtime/task.c runtime/emitter.c \
             runtime/handle.c runtime/core.c
 MOD_SRCS  = $(sort $(wildcard bindings/*.c))
-LUA_SRCS  = $(sort $(wildcard bindings/*.lua))
+LUA_SRCS  = $(sort $(wildcard runtime/*.lua bindings/*.lua))
 OBJS      = $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRCS) $(MOD_SRCS)) \
             $(BUILD)/obj/embedded.o
 HDRS      = runtime/lipc.h runtime/internal.h $(wildcard bindings/*.h)

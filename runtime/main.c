@@ -6,15 +6,24 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "lipc.h"
+#include "internal.h"
 
 static const char usage[] =
   "usage: lipc [options] [script [args...]]\n"
   "  script      a Lua file to run as the main task ('-' reads stdin)\n"
   "  -e code     run code as the main task (args follow it)\n"
+  "  -i          enter the interactive prompt after running the script\n"
   "  -v          print the version and exit\n"
   "  -h          print this help and exit\n"
+  "With no script on a terminal, lipc starts the interactive prompt.\n"
   "The event loop runs until nothing is pending or lipc.exit() is called.\n";
+
+/* The prompt is an embedded Lua chunk run as a task (runtime/repl.lua). */
+static void start_repl(lipc_runtime *rt) {
+  lua_State *L = lipc_state(rt);
+  lipc_load_embedded(L, "repl");
+  lipc_task_start(rt, L, 0);
+}
 
 static void version(void) {
   printf("lipc %s (%s, libuv %s)\n", LIPC_VERSION_STRING, LUA_RELEASE,
@@ -23,7 +32,7 @@ static void version(void) {
 
 int main(int argc, char **argv) {
   lipc_runtime *rt;
-  int status, i = 1;
+  int status, i = 1, interactive = 0;
   const char *code = NULL;
 
   if (i < argc && strcmp(argv[i], "-v") == 0)
@@ -31,6 +40,10 @@ int main(int argc, char **argv) {
   if (i < argc && (strcmp(argv[i], "-h") == 0 ||
                    strcmp(argv[i], "--help") == 0))
     return fputs(usage, stdout), 0;
+  if (i < argc && strcmp(argv[i], "-i") == 0) {
+    interactive = 1;
+    i++;
+  }
   if (i < argc && strcmp(argv[i], "-e") == 0) {
     if (i + 1 >= argc) {
       fputs("lipc: '-e' needs an argument\n", stderr);
@@ -63,9 +76,13 @@ int main(int argc, char **argv) {
     lipc_run_string(rt, code, "=(command line)");
   } else if (i < argc) {
     lipc_run_file(rt, argv[i], argc - i - 1, argv + i + 1);
+  } else if (isatty(0)) {
+    interactive = 1;
   } else {
     lipc_run_file(rt, "-", 0, NULL);
   }
+  if (interactive && lipc_exit_status(rt) == 0)
+    start_repl(rt);
   lipc_run(rt);
   status = lipc_exit_status(rt);
   lipc_free(rt);

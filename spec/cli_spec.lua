@@ -115,4 +115,27 @@ describe("the lipc command", function()
     assert.are.equal("", out)
     assert.are.equal("nil EPIPE\n", support.read_file(dir .. "/err"))
   end)
+  it("on a terminal with no script, starts the prompt with the loop running", function()
+    local input = "x = 20 + 1\nx * 2\nfor i = 1, 2 do\nio.write(i, ';')\nend\n" ..
+      "local l = require 'lipc'; l.set_timeout(5, function() print('timer fired') end)\n" ..
+      "require('lipc').sleep(30); return 'slept'\nerror('oops')\n"
+    local out, status = support.sh(("printf %s | script -qec %s /dev/null"):format(
+      support.shell_quote(input), support.shell_quote(support.shell_quote(support.lipc))))
+    assert.are.equal(0, status)
+    assert.matches("lipc %d+%.%d+%.%d+", out)
+    assert.matches("> 42", (out:gsub("\r", "")))
+    assert.matches("1;2;", out)
+    assert.matches("timer fired", out)
+    assert.matches("slept", out)
+    assert.matches("stdin:1: oops", out)
+  end)
+
+  it("-i runs the script, then the prompt", function()
+    local dir = support.tmpdir()
+    support.write_file(dir .. "/s.lua", "greeting = 'hi from script'\n")
+    local out, status = support.sh(("printf 'greeting\\n' | script -qec %s /dev/null"):format(
+      support.shell_quote(support.shell_quote(support.lipc) .. " -i " .. dir .. "/s.lua")))
+    assert.are.equal(0, status)
+    assert.matches("> hi from script", (out:gsub("\r", "")))
+  end)
 end)

@@ -15,6 +15,8 @@
 #   BENCH_IMPLS="lipc node c"   which columns to run
 #   BENCH_REPEAT=1       runs per cell at the final count; the median is kept
 #   BENCH_TIMEOUT=120    seconds before one run is killed (its cell is n/a)
+#   BENCH_PIN=           a CPU list (e.g. 0): run everything under taskset -c,
+#                        so both processes of a case share that CPU
 #   CC=cc
 # Every run's stdout and stderr are kept in build/bench/logs/; the table is
 # also written to build/bench/results.tsv.
@@ -31,6 +33,7 @@ SCALE=${BENCH_SCALE:-1}
 IMPLS=${BENCH_IMPLS:-lipc node c}
 REPEAT=${BENCH_REPEAT:-1}
 TIMEOUT=${BENCH_TIMEOUT:-120}
+PIN=${BENCH_PIN:-}
 OUT="$ROOT/build/bench"
 LOGS="$OUT/logs"
 
@@ -46,6 +49,7 @@ trap 'rm -rf "$BENCH_TMP"' EXIT
 trap '[[ -n $CUR_PID ]] && kill -TERM -- "-$CUR_PID" 2>/dev/null; exit 130' INT TERM
 
 fcalc() { awk "BEGIN { print $1 }"; }
+icalc() { awk "BEGIN { printf \"%.0f\", $1 }"; }  # integers: print would give 6.87195e+10
 
 # ---- build the C side -------------------------------------------------------
 CFLAGS=(-O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror)
@@ -109,7 +113,9 @@ run_one() {
   t0=$(date +%s%N)
   # timeout puts itself and the benchmark in a new process group and, on
   # expiry, signals the whole group (forked children included).
-  timeout -k 5 "$TIMEOUT" "$@" </dev/null >"$log.out" 2>"$log.err" &
+  local -a pin=()
+  [[ -n $PIN ]] && pin=(taskset -c "$PIN")
+  timeout -k 5 "$TIMEOUT" "${pin[@]}" "$@" </dev/null >"$log.out" 2>"$log.err" &
   pid=$!
   CUR_PID=$pid
   wait "$pid"
@@ -153,13 +159,14 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)
 measure() {
   local impl=$1 name=$2 base=$3 calib=$4 spec=$5
   local n mult vals=() i
-  n=$(fcalc "int($base * $SCALE) < 1 ? 1 : int($base * $SCALE)")
+  n=$(icalc "(int($base * $SCALE) < 1 ? 1 : int($base * $SCALE))")
   argv_for "$impl" "$spec" "$n"
   run_one "$impl" "$name" "${ARGV[@]}"
   [[ -z $R_VALUE ]] && return
   if [[ $calib == yes ]] && awk "BEGIN { exit !($R_WALL < $MIN_SECS) }"; then
-    mult=$(fcalc "m = $TARGET_SECS / ($R_WALL > 0.001 ? $R_WALL : 0.001); m > $MAX_MULT ? $MAX_MULT : m")
-    n=$(fcalc "int($n * $mult)")
+    mult=$(awk "BEGIN { w = $R_WALL; if (w < 0.001) w = 0.001; m = $TARGET_SECS / w
+                        if (m > $MAX_MULT) m = $MAX_MULT; print m }")
+    n=$(icalc "int($n * $mult)")
     argv_for "$impl" "$spec" "$n"
     run_one "$impl" "$name" "${ARGV[@]}"
     [[ -z $R_VALUE ]] && return
@@ -247,10 +254,11 @@ ratio() {
 }
 
 TSV="$OUT/results.tsv"
-printf 'case\tunit\tlipc\tnode\tc\tlipc/node\tlipc/c\ttarget\tmet\n' >"$TSV"
+printf 'case\tunit\tlipc\tnode\tc\tlipc/node\tlipc/c\ttarget\tmet\tcounts\n' >"$TSV"
 fmt='%-26s %12s %12s %12s %10s %10s  %-24s %s\n'
 echo
-echo "BENCH_SCALE=$SCALE  lipc=${LIPC#"$ROOT"/}  node=$("$NODE" --version 2>/dev/null || echo n/a)  $(nproc) cores"
+echo "BENCH_SCALE=$SCALE  lipc=${LIPC#"$ROOT"/}  node=$("$NODE" --version 2>/dev/null || echo n/a)" \
+  " $(nproc) cores${PIN:+, pinned to CPU $PIN}, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 # shellcheck disable=SC2059
 printf "$fmt" "case" "lipc" "node" "C" "lipc/node" "lipc/C" "target" "met"
 printf '%.0s-' {1..118}
@@ -274,8 +282,9 @@ for name in "${ROWS[@]}"; do
   lv=${VAL[lipc,$name]:-n/a} nv=${VAL[node,$name]:-n/a} cv=${VAL[c,$name]:-n/a}
   # shellcheck disable=SC2059
   printf "$fmt" "$label" "$lv" "$nv" "$cv" "$rn" "$rc" "$target" "$met"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "${UNIT[$name]:-}" "$lv" "$nv" "$cv" \
-    "$rn" "$rc" "$target" "$met" >>"$TSV"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "${UNIT[$name]:-}" "$lv" "$nv" "$cv" \
+    "$rn" "$rc" "$target" "$met" \
+    "lipc ${NOTE[lipc,$name]:-} node ${NOTE[node,$name]:-} c ${NOTE[c,$name]:-}" >>"$TSV"
 done
 echo
 echo "startup: the C column is bare 'lua5.4 -e \"\"'; node is 'node -e 0'."

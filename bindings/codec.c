@@ -547,6 +547,7 @@ typedef struct Dec {
   lua_State *L;
   const unsigned char *p, *end;
   const char *err;
+  uint64_t owed;  /* bytes the open containers still need after this value */
 } Dec;
 
 #define bad(d,msg)	((d)->err = ERRPFX msg, -1)
@@ -584,27 +585,49 @@ static int decstr (Dec *d, size_t l, int utf8) {
 }
 
 
-/* every element takes at least 1 byte: preallocate no more than that */
+/*
+** Preallocation. A claimed count is believed only when the input has
+** room for it: every array element takes at least 1 byte, every map
+** entry 2, and those bytes come after the ones still owed to the
+** enclosing containers' later elements (d->owed). So the tables open
+** at any moment together preallocate no more slots than there are
+** bytes, and 128 nested claims of 2^32-1 cost nothing. An unbelieved
+** count still decodes (the input is certainly incomplete, but whether
+** it is also malformed is decided by the bytes that are there); its
+** table grows only as elements really arrive.
+*/
+static int believe (Dec *d, uint64_t need) {
+  uint64_t room = left(d);
+  return d->owed <= room && need <= room - d->owed;
+}
+
+#define prealloc(n)	((int)((n) < PREALLOC_MAX ? (n) : PREALLOC_MAX))
+
+
 static int decarray (Dec *d, size_t n, int depth) {
   lua_State *L = d->L;
-  size_t i, pre = (n < left(d)) ? n : left(d);
+  uint64_t owed = d->owed;
+  size_t i;
   int r;
-  lua_createtable(L, (int)(pre < PREALLOC_MAX ? pre : PREALLOC_MAX), 0);
+  lua_createtable(L, believe(d, n) ? prealloc(n) : 0, 0);
   for (i = 1; i <= n; i++) {
+    d->owed = owed + (n - i);
     if ((r = decvalue(d, depth + 1)) <= 0) return r;
     lua_rawseti(L, -2, (lua_Integer)i);
   }
+  d->owed = owed;
   return 1;
 }
 
 
-/* every entry takes at least 2 bytes; keys must be usable in Lua */
+/* keys must be usable in Lua: not nil, NaN, or a table */
 static int decmap (Dec *d, size_t n, int depth) {
   lua_State *L = d->L;
-  size_t i, pre = (n < left(d) / 2) ? n : left(d) / 2;
+  uint64_t owed = d->owed;
+  size_t i;
   int r;
-  lua_createtable(L, 0, (int)(pre < PREALLOC_MAX ? pre : PREALLOC_MAX));
-  for (i = 0; i < n; i++) {
+  lua_createtable(L, 0, believe(d, 2 * (uint64_t)n) ? prealloc(n) : 0);
+  for (i = 1; i <= n; i++) {
     unsigned c;
     if (d->p == d->end) return 0;
     c = *d->p;  /* refuse by type byte, before a partial key could hide it */
@@ -612,14 +635,17 @@ static int decmap (Dec *d, size_t n, int depth) {
       return bad(d, "map key is nil");
     if ((c & 0xE0) == 0x80 || (c >= 0xDC && c <= 0xDF))
       return bad(d, "map key is an array or map");
+    d->owed = owed + 1 + 2 * (uint64_t)(n - i);  /* this value, later entries */
     if ((r = decvalue(d, depth + 1)) <= 0) return r;
     if (!lua_isinteger(L, -1) && lua_type(L, -1) == LUA_TNUMBER) {
       lua_Number k = lua_tonumber(L, -1);
       if (k != k) return bad(d, "map key is NaN");
     }
+    d->owed = owed + 2 * (uint64_t)(n - i);
     if ((r = decvalue(d, depth + 1)) <= 0) return r;
     lua_rawset(L, -3);
   }
+  d->owed = owed;
   return 1;
 }
 
@@ -712,6 +738,7 @@ ptrdiff_t lipc_codec_decode (lua_State *L, const char *p, size_t n,
   d.p = (const unsigned char *)p;
   d.end = d.p + n;
   d.err = NULL;
+  d.owed = 0;
   r = lua_checkstack(L, 2) ? decvalue(&d, 0) : bad(&d, "Lua stack overflow");
   if (r > 0)
     return (ptrdiff_t)(d.p - (const unsigned char *)p);

@@ -57,6 +57,8 @@ struct lipc_stream {
   int err_ref;             /* registry ref: {msg, code} of the first error */
   lipc_alloc_hook alloc_hook;
   lipc_read_hook read_hook;
+  uint64_t active;         /* loop time of the last read or write, for idle
+                              timeouts (net's set_timeout) */
   void *hook_ctx;
 };
 
@@ -97,6 +99,10 @@ uv_stream_t *lipc_stream_uv(lipc_stream *s) {
 
 lipc_handle *lipc_stream_handle(lipc_stream *s) {
   return &s->h;
+}
+
+uint64_t lipc_stream_active(lipc_stream *s) {
+  return s->active;
 }
 
 size_t lipc_stream_queued(lipc_stream *s) {
@@ -233,6 +239,7 @@ static void on_eof(lipc_stream *s) {
 
 static void on_read(uv_stream_t *uv, ssize_t n, const uv_buf_t *buf) {
   lipc_stream *s = uv->data;
+  s->active = uv_now(uv->loop);
   if (s->read_hook) {
     s->read_hook(s, n, buf->base);
     return;
@@ -423,6 +430,7 @@ static void on_written(uv_write_t *req, int status) {
   lipc_stream *s = w->s;
   lipc_runtime *rt = s->h.rt;
   s->queued -= w->len;
+  s->active = uv_now(req->handle->loop);
   s->nwrites--;
   rt->pending_writes--;
   if (w->data_ref != LUA_NOREF)
@@ -597,6 +605,7 @@ static int l_write(lua_State *L) {
    * without a request or a reference. */
   if (s->nwrites == 0 && !has_cb && n == 1) {
     int k = uv_try_write((uv_stream_t *)s->h.uv, bufs, 1);
+    s->active = uv_now(s->h.rt->loop);
     if (k == (int)total) {
       lua_pushboolean(L, 1);
       return 1;

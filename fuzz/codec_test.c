@@ -656,8 +656,63 @@ static void test_random (void) {
 }
 
 
+/* a counting allocator, to see what hostile input makes us allocate */
+static size_t mem_now, mem_peak;
+
+static void *countalloc (void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  if (ptr == NULL) osize = 0;
+  if (nsize == 0) {
+    free(ptr);
+    mem_now -= osize;
+    return NULL;
+  }
+  ptr = realloc(ptr, nsize);
+  if (ptr != NULL) {
+    mem_now = mem_now - osize + nsize;
+    if (mem_now > mem_peak) mem_peak = mem_now;
+  }
+  return ptr;
+}
+
+
+/* decoding 'p' may allocate at most 'limit' bytes beyond what it had */
+static void expect_peak (const char *name, const char *p, size_t n,
+                         ptrdiff_t want, size_t limit) {
+  const char *err;
+  ptrdiff_t r;
+  lua_gc(L, LUA_GCCOLLECT);
+  mem_peak = mem_now;
+  r = lipc_codec_decode(L, p, n, &err);
+  check(r == want, name, "returned %td, want %td", r, want);
+  check(mem_peak - mem_now <= limit || r > 0, name,
+        "allocated %zu bytes for %zu bytes of input", mem_peak - mem_now, n);
+  if (r > 0)
+    check(mem_peak - mem_now <= limit, name, "allocated %zu bytes", mem_peak - mem_now);
+  lua_settop(L, 0);
+}
+
+
+static void test_prealloc (void) {
+  size_t n = 128 * 6 + 60000, i;
+  char *p = calloc(n, 1);
+  /* 128 nested arrays each claiming 2^31 elements, then 60000 zeros */
+  for (i = 0; i < 128; i++) memcpy(p + 5 * i, "\xdd\x7f\xff\xff\xff", 5);
+  expect_peak("nested array claims", p, 128 * 5 + 60000, 0, 4u << 20);
+  /* 128 nested maps each claiming 2^31 entries */
+  memset(p, 0, n);
+  for (i = 0; i < 128; i++) memcpy(p + 6 * i, "\xdf\x7f\xff\xff\xff\x01", 6);
+  expect_peak("nested map claims", p, 128 * 6 + 60000, 0, 4u << 20);
+  /* a believable claim of the same size is preallocated and decodes */
+  memset(p, 0, n);
+  memcpy(p, "\xdd\x00\x00\xea\x60", 5);  /* 60000 */
+  expect_peak("true array claim", p, 5 + 60000, 5 + 60000, 2u << 20);
+  free(p);
+}
+
+
 int main (void) {
-  L = luaL_newstate();
+  L = lua_newstate(countalloc, NULL);
   luaL_openlibs(L);
   test_encodings();
   test_encoding_headers();
@@ -666,6 +721,7 @@ int main (void) {
   test_hostile();
   test_utf8();
   test_random();
+  test_prealloc();
   check(lua_gettop(L) == 0, "stack balanced at the end", "%d", lua_gettop(L));
   lua_close(L);
   printf("%d passed, %d failed\n", passed, failed);

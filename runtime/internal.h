@@ -160,7 +160,21 @@ int lipc_stream_write_raw(lipc_stream *s, uv_buf_t *bufs, unsigned nbufs,
                           uv_stream_t *send_handle, lipc_write_done cb,
                           void *ctx);
 size_t lipc_stream_queued(lipc_stream *s);
+/* Loop time (uv_now) of the stream's last read or write: idle timeouts. */
+uint64_t lipc_stream_active(lipc_stream *s);
 int luaopen_lipc_stream(lua_State *L);
+
+/* bindings/net.c: handle passing. The uv handle of a net/pipe server or
+ * socket at idx and its wire kind (1 TCP server, 2 TCP socket, 3 pipe
+ * server, 4 pipe socket), or NULL when it is none of these. */
+uv_stream_t *lipc_net_export(lua_State *L, int idx, int *kind);
+/* Wraps a handle received over an IPC pipe (malloc'd and initialised by
+ * the caller with uv_tcp_init/uv_pipe_init and uv_accept'ed from the IPC
+ * pipe) as the Lua object of that kind; pushes it. A received server is
+ * ready to listen(): it starts accepting when given a 'connection'
+ * listener or when server:listen() / server:accept() is called without
+ * an address. */
+void lipc_net_import(lua_State *L, uv_stream_t *h, int kind);
 
 /* the modules */
 int luaopen_lipc_core(lua_State *L);

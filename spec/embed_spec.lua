@@ -8,7 +8,8 @@ local build = support.lipc:match("^(.*)/lipc$") or "build"
 describe("embedding", function()
   it("a C program runs a script on its own loop through lipc.h", function()
     local dir = support.tmpdir()
-    local _, status = support.sh(("cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o %s/embed examples/embed.c -Iruntime " ..
+    local _, status = support.sh(("cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror " ..
+      "-o %s/embed examples/embed.c -Iruntime " ..
       "%s/liblipc.a $(pkg-config --cflags --libs lua5.4 libuv) -lm -ldl %s 2>&1"):format(
       dir, build, build:find("asan") and "-fsanitize=address,undefined" or ""))
     assert.are.equal(0, status)

@@ -399,6 +399,14 @@ static void wreq_put(lipc_runtime *rt, wreq *w) {
   rt->wfree = w;
 }
 
+void lipc_stream_free_requests(lipc_runtime *rt) {
+  while (rt->wfree) {
+    wreq *w = rt->wfree;
+    rt->wfree = w->next;
+    free(w);
+  }
+}
+
 static void after_write(lipc_stream *s) {
   lipc_runtime *rt = s->h.rt;
   if ((s->flags & F_NEED_DRAIN) && s->queued < s->hwm) {

@@ -10,6 +10,7 @@
 #define LIPC_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 #include <lua.h>
 #include <lauxlib.h>
@@ -33,10 +34,26 @@ struct lipc_runtime {
   lipc_handle *handles;    /* every open handle object, newest first */
   unsigned pending_writes; /* write requests in flight, for the exit flush */
   char *rbuf;              /* shared read buffer: reads are consumed at once */
+  unsigned trace;          /* LIPC_TRACE_* bits from LIPC_TRACE / --trace */
+  uint64_t t0;             /* hrtime at start, for trace timestamps */
   void *wfree;             /* free list of write requests */
 };
 
 /* runtime.c */
+/* Tracing: LIPC_TRACE=ipc,spawn,net (or all) writes one line per event to
+ * stderr. Callers test the bit first so that a disabled trace costs one
+ * branch: if (rt->trace & LIPC_TRACE_NET) lipc_trace(rt, "net", ...). */
+enum {
+  LIPC_TRACE_IPC = 1 << 0,
+  LIPC_TRACE_SPAWN = 1 << 1,
+  LIPC_TRACE_NET = 1 << 2
+};
+void lipc_trace(lipc_runtime *rt, const char *what, const char *fmt, ...)
+#if defined(__GNUC__)
+  __attribute__((format(printf, 3, 4)))
+#endif
+  ;
+unsigned lipc_trace_parse(const char *spec);
 lipc_runtime *lipc_rt(lua_State *L);
 void lipc_uncaught(lipc_runtime *rt, lua_State *co, int idx);
 void lipc_exit_now(lipc_runtime *rt, int code);
@@ -160,6 +177,7 @@ int lipc_stream_write_raw(lipc_stream *s, uv_buf_t *bufs, unsigned nbufs,
                           uv_stream_t *send_handle, lipc_write_done cb,
                           void *ctx);
 size_t lipc_stream_queued(lipc_stream *s);
+void lipc_stream_free_requests(lipc_runtime *rt);
 /* Loop time (uv_now) of the stream's last read or write: idle timeouts. */
 uint64_t lipc_stream_active(lipc_stream *s);
 int luaopen_lipc_stream(lua_State *L);

@@ -13,6 +13,8 @@ static const char usage[] =
   "  script      a Lua file to run as the main task ('-' reads stdin)\n"
   "  -e code     run code as the main task (args follow it)\n"
   "  -i          enter the interactive prompt after running the script\n"
+  "  --trace K   trace events of kinds K (ipc,spawn,net or all) to stderr\n"
+  "              (same as LIPC_TRACE=K; children inherit it)\n"
   "  -v          print the version and exit\n"
   "  -h          print this help and exit\n"
   "With no script on a terminal, lipc starts the interactive prompt.\n"
@@ -40,6 +42,10 @@ int main(int argc, char **argv) {
   if (i < argc && (strcmp(argv[i], "-h") == 0 ||
                    strcmp(argv[i], "--help") == 0))
     return fputs(usage, stdout), 0;
+  if (i + 1 < argc && strcmp(argv[i], "--trace") == 0) {
+    setenv("LIPC_TRACE", argv[i + 1], 1);   /* children trace too */
+    i += 2;
+  }
   if (i < argc && strcmp(argv[i], "-i") == 0) {
     interactive = 1;
     i++;

@@ -7,6 +7,7 @@
  * queued writes (bounded in time) before the Lua state goes away.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,44 @@
 
 /* How long the exit flush may wait for peers to take queued writes. */
 #define EXIT_FLUSH_MS 2000
+
+unsigned lipc_trace_parse(const char *spec) {
+  static const struct { const char *name; unsigned bit; } kinds[] = {
+    {"ipc", LIPC_TRACE_IPC}, {"spawn", LIPC_TRACE_SPAWN},
+    {"net", LIPC_TRACE_NET}, {NULL, 0}
+  };
+  unsigned mask = 0;
+  int i;
+  if (spec == NULL)
+    return 0;
+  if (strcmp(spec, "all") == 0 || strcmp(spec, "1") == 0)
+    return ~0u;
+  for (i = 0; kinds[i].name; i++) {
+    const char *p = strstr(spec, kinds[i].name);
+    size_t n = strlen(kinds[i].name);
+    if (p && (p == spec || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+      mask |= kinds[i].bit;
+  }
+  return mask;
+}
+
+/* One line per event, whole lines in one write so that the traces of a
+ * parent and its children interleave by line. */
+void lipc_trace(lipc_runtime *rt, const char *what, const char *fmt, ...) {
+  char line[512];
+  int n;
+  va_list ap;
+  n = snprintf(line, sizeof(line), "lipc[%d] %9.3fms %-5s ", (int)getpid(),
+               (double)(uv_hrtime() - rt->t0) / 1e6, what);
+  va_start(ap, fmt);
+  n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+  va_end(ap);
+  if (n > (int)sizeof(line) - 2)
+    n = (int)sizeof(line) - 2;
+  line[n++] = '\n';
+  if (write(2, line, (size_t)n) < 0)
+    return;
+}
 
 lipc_runtime *lipc_rt(lua_State *L) {
   return *(lipc_runtime **)lua_getextraspace(L);
@@ -161,6 +200,8 @@ static lipc_runtime *rt_alloc(uv_loop_t *loop) {
   if (rt == NULL)
     return NULL;
   rt->pool_ref = LUA_NOREF;
+  rt->trace = lipc_trace_parse(getenv("LIPC_TRACE"));
+  rt->t0 = uv_hrtime();
   if (loop) {
     rt->loop = loop;
     return rt;
@@ -300,6 +341,14 @@ static void drain_and_close(lipc_runtime *rt) {
     ;
 }
 
+/* The runtime's own buffers: the shared read buffer and the free list of
+ * write requests (each starts with its next pointer's owner: stream.c). */
+static void free_buffers(lipc_runtime *rt) {
+  free(rt->rbuf);
+  rt->rbuf = NULL;
+  lipc_stream_free_requests(rt);
+}
+
 void lipc_free(lipc_runtime *rt) {
   if (rt == NULL)
     return;
@@ -310,6 +359,7 @@ void lipc_free(lipc_runtime *rt) {
     uv_run(rt->loop, UV_RUN_NOWAIT);
     uv_loop_close(rt->loop);
   }
+  free_buffers(rt);
   free(rt);
 }
 
@@ -322,6 +372,7 @@ static int sentinel_gc(lua_State *L) {
     uv_run(rt->loop, UV_RUN_NOWAIT);
     uv_loop_close(rt->loop);
   }
+  free_buffers(rt);
   free(rt);
   return 0;
 }

@@ -39,7 +39,7 @@ OBJS      = $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRCS) $(MOD_SRCS)) \
             $(BUILD)/obj/embedded.o
 HDRS      = runtime/lipc.h runtime/internal.h $(wildcard bindings/*.h)
 
-.PHONY: all deps test check demo clean install uninstall lint bench
+.PHONY: all deps test check demo clean install uninstall lint bench module install-module
 
 all: $(BUILD)/lipc $(BUILD)/liblipc.a $(BUILD)/liblipc.so $(BUILD)/lipc.so
 
@@ -100,16 +100,30 @@ demo: deps all
 clean:
 	rm -rf build
 
+VERSION := $(shell sed -n 's/^\#define LIPC_VERSION_STRING "\(.*\)"/\1/p' runtime/lipc.h)
+# Where stock lua5.4 looks for C modules under PREFIX (package.cpath).
+LUA_CMOD = lib/lua/5.4
+INSTALLED = bin/lipc lib/liblipc.a lib/liblipc.so include/lipc.h \
+            lib/pkgconfig/lipc.pc share/man/man1/lipc.1 $(LUA_CMOD)/lipc.so
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
-	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/lua/5.4
+	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/$(LUA_CMOD) \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(BUILD)/lipc $(DESTDIR)$(PREFIX)/bin/lipc
 	install -m 644 $(BUILD)/liblipc.a $(DESTDIR)$(PREFIX)/lib/liblipc.a
 	install -m 755 $(BUILD)/liblipc.so $(DESTDIR)$(PREFIX)/lib/liblipc.so
 	install -m 644 runtime/lipc.h $(DESTDIR)$(PREFIX)/include/lipc.h
-	install -m 755 $(BUILD)/lipc.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/lipc.so
+	install -m 755 $(BUILD)/lipc.so $(DESTDIR)$(PREFIX)/$(LUA_CMOD)/lipc.so
+	install -m 644 docs/lipc.1 $(DESTDIR)$(PREFIX)/share/man/man1/lipc.1
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tools/lipc.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/lipc.pc
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/lipc $(DESTDIR)$(PREFIX)/lib/liblipc.a \
-	  $(DESTDIR)$(PREFIX)/lib/liblipc.so $(DESTDIR)$(PREFIX)/include/lipc.h \
-	  $(DESTDIR)$(PREFIX)/lib/lua/5.4/lipc.so
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/,$(INSTALLED))
+
+# For luarocks (lipc-*.rockspec): only the module for stock Lua.
+module: $(BUILD)/lipc.so
+install-module: $(BUILD)/lipc.so
+	install -d $(LUA_LIBDIR)
+	install -m 755 $(BUILD)/lipc.so $(LUA_LIBDIR)/lipc.so

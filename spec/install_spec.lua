@@ -1,0 +1,47 @@
+-- install_spec.lua - `make install` into a temporary prefix gives a
+-- working tool, library, header, pkg-config file, Lua module and man page;
+-- `make uninstall` takes them all away again.
+local support = require "support"
+local q = support.shell_quote
+
+local build = support.lipc:match("^(.*)/lipc$") or "build"
+local asan = build:find("asan") ~= nil
+
+describe("make install", function()
+  it("installs into a prefix, builds the embedder with pkg-config, uninstalls", function()
+    local prefix = support.tmpdir() .. "/prefix"
+    local make = ("make -s -C %s BUILD=%s PREFIX=%s"):format(q(support.root), q(build), q(prefix))
+    if asan then
+      make = make .. " SAN='-fsanitize=address,undefined -fno-omit-frame-pointer' OPT='-O1 -g'"
+    end
+    local out, status = support.sh(make .. " install 2>&1")
+    assert.are.equal(0, status, out)
+    for _, f in ipairs({"bin/lipc", "lib/liblipc.a", "lib/liblipc.so", "include/lipc.h",
+                        "lib/pkgconfig/lipc.pc", "share/man/man1/lipc.1", "lib/lua/5.4/lipc.so"}) do
+      assert.is_truthy(io.open(prefix .. "/" .. f), f)
+    end
+
+    out, status = support.sh(q(prefix .. "/bin/lipc") .. " -e 'print(require(\"lipc\").version)'")
+    assert.are.equal(0, status)
+    assert.matches("^%d+%.%d+%.%d+\n$", out)
+
+    local exe = prefix .. "/embed"
+    out, status = support.sh(("cd %s && PKG_CONFIG_PATH=%s/lib/pkgconfig cc -std=c11 -Wall -Werror " ..
+      "-o %s examples/embed.c $(PKG_CONFIG_PATH=%s/lib/pkgconfig pkg-config --cflags --libs lipc) %s 2>&1")
+      :format(q(support.root), q(prefix), q(exe), q(prefix), asan and "-fsanitize=address,undefined" or ""))
+    assert.are.equal(0, status, out)
+    local script = support.write_file(prefix .. "/s.lua", "print(EMBEDDER) require('lipc').exit(4)")
+    out, status = support.sh(("LD_LIBRARY_PATH=%s/lib %s %s"):format(q(prefix), q(exe), q(script)))
+    assert.are.equal(4, status)
+    assert.matches("^hello from C\n", out)
+
+    out = support.read_file(prefix .. "/share/man/man1/lipc.1")
+    assert.matches("^%.TH LIPC 1", out)
+
+    out, status = support.sh(make .. " uninstall 2>&1")
+    assert.are.equal(0, status, out)
+    -- Only what the spec itself made is left.
+    out = support.sh("find " .. q(prefix) .. " -type f | sort")
+    assert.are.equal(exe .. "\n" .. prefix .. "/s.lua\n", out)
+  end)
+end)

@@ -60,6 +60,8 @@ struct lipc_stream {
   uint64_t active;         /* loop time of the last read or write, for idle
                               timeouts (net's set_timeout) */
   void *hook_ctx;
+  /* counters for stats() */
+  uint64_t bytes_read, bytes_written, reads, writes, hwm_hits;
 };
 
 typedef struct wreq {
@@ -240,6 +242,10 @@ static void on_eof(lipc_stream *s) {
 static void on_read(uv_stream_t *uv, ssize_t n, const uv_buf_t *buf) {
   lipc_stream *s = uv->data;
   s->active = uv_now(uv->loop);
+  if (n > 0) {
+    s->bytes_read += (uint64_t)n;
+    s->reads++;
+  }
   if (s->read_hook) {
     s->read_hook(s, n, buf->base);
     return;
@@ -265,9 +271,11 @@ static void on_sync_idle(uv_idle_t *idle) {
   do
     n = read(s->fd, rt->rbuf, RBUF_SIZE);
   while (n < 0 && errno == EINTR);
-  if (n > 0)
+  if (n > 0) {
+    s->bytes_read += (uint64_t)n;
+    s->reads++;
     deliver(s, rt->rbuf, (size_t)n);
-  else if (n == 0) {
+  } else if (n == 0) {
     s->flags |= F_SYNC_EOF;
     on_eof(s);
   } else
@@ -441,6 +449,8 @@ static void on_written(uv_write_t *req, int status) {
   s->active = uv_now(req->handle->loop);
   s->nwrites--;
   rt->pending_writes--;
+  if (status == 0)
+    s->bytes_written += w->len;
   if (w->data_ref != LUA_NOREF)
     luaL_unref(rt->L, LUA_REGISTRYINDEX, w->data_ref);
   if (w->done)
@@ -469,9 +479,13 @@ static int submit(lipc_stream *s, wreq *w, unsigned nbufs,
     return err;
   s->queued += w->len;
   s->nwrites++;
+  s->writes++;
   rt->pending_writes++;
-  if (s->queued >= s->hwm)
+  if (s->queued >= s->hwm) {
+    if (!(s->flags & F_NEED_DRAIN))
+      s->hwm_hits++;
     s->flags |= F_NEED_DRAIN;
+  }
   return 0;
 }
 
@@ -601,6 +615,8 @@ static int l_write(lua_State *L) {
         fail(s, err, "write", 1);
         return lipc_push_error(L, err, "write");
       }
+    s->writes++;
+    s->bytes_written += total;
     if (has_cb) {
       lua_pushvalue(L, 3);
       lipc_task_start(s->h.rt, L, 0);
@@ -615,10 +631,13 @@ static int l_write(lua_State *L) {
     int k = uv_try_write((uv_stream_t *)s->h.uv, bufs, 1);
     s->active = uv_now(s->h.rt->loop);
     if (k == (int)total) {
+      s->writes++;
+      s->bytes_written += total;
       lua_pushboolean(L, 1);
       return 1;
     }
     if (k > 0) {
+      s->bytes_written += (uint64_t)k;
       bufs[0].base += k;
       bufs[0].len -= (size_t)k;
       total -= (size_t)k;
@@ -928,6 +947,28 @@ static int l_state(lua_State *L) {
   return 1;
 }
 
+/* stats() -> counters: what went through, and how often the writer ran
+ * into the high-water mark. */
+static int l_stats(lua_State *L) {
+  lipc_stream *s = lipc_stream_check(L, 1, "stream.stats");
+  lua_createtable(L, 0, 7);
+  lua_pushinteger(L, (lua_Integer)s->bytes_read);
+  lua_setfield(L, -2, "bytes_read");
+  lua_pushinteger(L, (lua_Integer)s->bytes_written);
+  lua_setfield(L, -2, "bytes_written");
+  lua_pushinteger(L, (lua_Integer)s->reads);
+  lua_setfield(L, -2, "reads");
+  lua_pushinteger(L, (lua_Integer)s->writes);
+  lua_setfield(L, -2, "writes");
+  lua_pushinteger(L, (lua_Integer)s->queued);
+  lua_setfield(L, -2, "queued");
+  lua_pushinteger(L, (lua_Integer)s->nwrites);
+  lua_setfield(L, -2, "pending_writes");
+  lua_pushinteger(L, (lua_Integer)s->hwm_hits);
+  lua_setfield(L, -2, "high_water_hits");
+  return 1;
+}
+
 static void init_stream(lipc_stream *s) {
   s->hwm = DEFAULT_HWM;
   s->fd = -1;
@@ -1044,6 +1085,7 @@ static const luaL_Reg stream_methods[] = {
   {"set_high_water", l_set_high_water},
   {"set_half_open", l_set_half_open},
   {"state", l_state},
+  {"stats", l_stats},
   {NULL, NULL}
 };
 

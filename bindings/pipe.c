@@ -1,9 +1,437 @@
 /*
- * pipe.c - the `pipe` module (placeholder until the module lands).
+ * pipe.c - the `pipe` module: Unix domain socket servers and clients,
+ * named pipes (FIFOs) and anonymous pipes.
+ *
+ * Servers are net.c's servers bound to a path. We bind and connect Unix
+ * sockets ourselves instead of through uv_pipe_bind/uv_pipe_connect:
+ * libuv 1.44 silently truncates a path longer than sun_path and cannot
+ * name Linux abstract sockets ("\0name"), and we want the socket file's
+ * mode set before anybody can connect (bind, chmod, then listen).
  */
-#include "internal.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "net.h"
+
+#define DEFAULT_MODE 0600
+#define FIFO_RETRY_MAX 32  /* ms between tries to open a FIFO's write end */
+
+/* ---- addresses ----------------------------------------------------------- */
+
+/* Fills sun from path ("\0name" is abstract); 0, or UV_ENAMETOOLONG
+ * rather than a truncated, different, path. */
+static int make_sun(const char *path, size_t len, struct sockaddr_un *sun,
+                    socklen_t *salen) {
+  memset(sun, 0, sizeof(*sun));
+  sun->sun_family = AF_UNIX;
+  if (len == 0)
+    return UV_EINVAL;
+  if (path[0] == '\0') {                      /* abstract: no terminator */
+    if (len > sizeof(sun->sun_path))
+      return UV_ENAMETOOLONG;
+    memcpy(sun->sun_path, path, len);
+    *salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+    return 0;
+  }
+  if (len >= sizeof(sun->sun_path) || strlen(path) != len)
+    return len >= sizeof(sun->sun_path) ? UV_ENAMETOOLONG : UV_EINVAL;
+  memcpy(sun->sun_path, path, len + 1);
+  *salen = (socklen_t)sizeof(*sun);
+  return 0;
+}
+
+/* The path as error messages show it: "@name" for abstract names. */
+static const char *show_path(lua_State *L, const char *path, size_t len) {
+  if (len > 0 && path[0] == '\0') {
+    lua_pushliteral(L, "@");
+    lua_pushlstring(L, path + 1, len - 1);
+    lua_concat(L, 2);
+  } else if (len >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+    lua_pushlstring(L, path, 60);
+    lua_pushfstring(L, "%s...: socket path of %d bytes, the limit is %d",
+                    lua_tostring(L, -1), (int)len,
+                    (int)sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+    lua_remove(L, -2);
+  } else {
+    lua_pushlstring(L, path, len);
+  }
+  return lua_tostring(L, -1);
+}
+
+static int check_path(lua_State *L, int idx, const char *fname,
+                      size_t *len) {
+  if (lua_type(L, idx) != LUA_TSTRING)
+    return luaL_argerror(L, idx, lua_pushfstring(L, "%s: path must be a "
+                         "string, got %s", fname, luaL_typename(L, idx)));
+  lua_tolstring(L, idx, len);
+  return 0;
+}
+
+static int unix_socket(void) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  return fd < 0 ? -errno : fd;
+}
+
+/* A socket file nobody answers on is a dead server's leftover; one that
+ * answers (or is not a socket at all) is in use. */
+static int is_stale(const char *path, const struct sockaddr_un *sun,
+                    socklen_t salen) {
+  struct stat st;
+  int fd, rc, e;
+  if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode))
+    return 0;
+  if ((fd = unix_socket()) < 0)
+    return 0;
+  rc = connect(fd, (const struct sockaddr *)sun, salen);
+  e = errno;
+  close(fd);
+  return rc != 0 && e == ECONNREFUSED;
+}
+
+/* ---- servers ------------------------------------------------------------- */
+
+static int bind_unix(lipc_server *srv, const char *path, size_t len,
+                     int mode) {
+  struct sockaddr_un sun;
+  socklen_t salen;
+  struct stat st;
+  int fd, err, abstract = path[0] == '\0';
+  if ((err = make_sun(path, len, &sun, &salen)) != 0)
+    return err;
+  if ((fd = unix_socket()) < 0)
+    return fd;
+  err = bind(fd, (struct sockaddr *)&sun, salen) ? -errno : 0;
+  if (err == UV_EADDRINUSE && !abstract && is_stale(path, &sun, salen)) {
+    unlink(path);
+    err = bind(fd, (struct sockaddr *)&sun, salen) ? -errno : 0;
+  }
+  if (err == 0 && !abstract) {
+    /* Before listen(): until then nobody can connect, so the file is
+     * never reachable with looser permissions than asked. */
+    if (chmod(path, (mode_t)mode) != 0 || lstat(path, &st) != 0) {
+      err = -errno;
+      unlink(path);
+    } else {
+      srv->path = strdup(path);
+      srv->dev = st.st_dev;
+      srv->ino = st.st_ino;
+    }
+  }
+  if (err == 0)
+    err = uv_pipe_open((uv_pipe_t *)srv->h.uv, fd);
+  if (err) {
+    close(fd);
+    return err;
+  }
+  err = lipc_server_start(srv);               /* the fd is libuv's now */
+  return err;
+}
+
+/* listen(path[, opts]) -> self | nil, msg, code; opts.mode (default
+ * "0600": owner only), opts.backlog. */
+static int pipe_listen(lua_State *L) {
+  lipc_server *srv = lipc_checkobj(L, 1, LIPC_PIPE_SERVER,
+                                   "pipe.server.listen");
+  const char *path, *shown;
+  size_t len;
+  int mode = DEFAULT_MODE, err;
+  if (srv->imported && lua_isnoneornil(L, 2))
+    return lipc_server_listened(L, 1, srv, lipc_server_start(srv), "listen");
+  check_path(L, 2, "pipe.server.listen", &len);
+  path = lua_tostring(L, 2);
+  if (!lua_isnoneornil(L, 3)) {
+    lua_Integer b;
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 3, "mode");
+    mode = lipc_check_mode(L, -1, DEFAULT_MODE, "pipe.server.listen");
+    lua_getfield(L, 3, "backlog");
+    b = luaL_optinteger(L, -1, LIPC_DEFAULT_BACKLOG);
+    luaL_argcheck(L, b > 0 && b < 1 << 20, 3,
+                  "pipe.server.listen: backlog must be > 0");
+    srv->backlog = (int)b;
+    lua_pop(L, 2);
+  }
+  if (srv->h.uv == NULL || srv->h.closing)
+    return lipc_push_error(L, UV_EBADF, "pipe.server.listen: server closed");
+  if (srv->listening)
+    return luaL_error(L, "pipe.server.listen: already listening");
+  err = bind_unix(srv, path, len, mode);
+  shown = show_path(L, path, len);
+  return lipc_server_listened(L, 1, srv, err, shown);
+}
+
+/* pipe.create_server([opts,] [on_connection]) -> server */
+static int l_create_server(lua_State *L) {
+  lipc_runtime *rt = lipc_rt(L);
+  uv_pipe_t *p = malloc(sizeof(*p));
+  if (p == NULL)
+    return luaL_error(L, "pipe.create_server: out of memory");
+  uv_pipe_init(rt->loop, p, 0);
+  lipc_server_new(L, (uv_stream_t *)p, LIPC_PIPE_SERVER, 1, 1);
+  return 1;
+}
+
+/* ---- clients ------------------------------------------------------------- */
+
+/* Wraps fd (or nothing yet, fd < 0) as a pipe stream; pushes it. */
+static lipc_stream *new_pipe_stream(lua_State *L, int fd, const char *kind,
+                                    int *err) {
+  lipc_runtime *rt = lipc_rt(L);
+  uv_pipe_t *p = malloc(sizeof(*p));
+  *err = 0;
+  if (p == NULL) {
+    if (fd >= 0)
+      close(fd);
+    luaL_error(L, "pipe: out of memory");
+    return NULL;
+  }
+  uv_pipe_init(rt->loop, p, 0);
+  if (fd >= 0 && (*err = uv_pipe_open(p, fd)) != 0)
+    close(fd);
+  return lipc_stream_new(L, (uv_stream_t *)p, LIPC_PIPE_SOCKET, kind);
+}
+
+/* pipe.connect(path) -> in a task the connected socket or nil, msg, code;
+ * elsewhere the socket at once, which emits 'connect' or 'error'. A Unix
+ * socket connects (or fails) at once, so this never waits for long. */
+static int l_connect(lua_State *L) {
+  lipc_runtime *rt = lipc_rt(L);
+  struct sockaddr_un sun;
+  socklen_t salen;
+  const char *path, *shown;
+  size_t len;
+  int fd, err, oerr, in_task = L == rt->current && lua_isyieldable(L);
+  check_path(L, 1, "pipe.connect", &len);
+  path = lua_tostring(L, 1);
+  shown = show_path(L, path, len);
+  err = make_sun(path, len, &sun, &salen);
+  fd = err ? err : unix_socket();
+  if (fd >= 0) {
+    do
+      err = connect(fd, (struct sockaddr *)&sun, salen) ? -errno : 0;
+    while (err == UV_EINTR);
+    if (err) {
+      close(fd);
+      fd = -1;
+    }
+  } else {
+    err = fd;
+  }
+  if (err && in_task)
+    return lipc_push_error(L, err, shown);
+  new_pipe_stream(L, err ? -1 : fd, "pipe", &oerr);   /* sock */
+  if (!err)
+    err = oerr;
+  if (in_task) {
+    if (err) {
+      lipc_handle_close(lipc_stream_handle(lipc_stream_test(L, -1)));
+      return lipc_push_error(L, err, shown);
+    }
+    return 1;
+  }
+  lua_pushvalue(L, -1);
+  if (err) {
+    lipc_push_errpair(L, err, shown);
+    lipc_emit_soon(L, "error", 2, 1);
+  } else {
+    lipc_emit_soon(L, "connect", 0, 0);
+  }
+  return 1;
+}
+
+/* ---- FIFOs --------------------------------------------------------------- */
+
+/* pipe.mkfifo(path[, mode="0600"]) -> true | nil, msg, code. The mode is
+ * exact (the umask does not apply), as with mkfifo -m. */
+static int l_mkfifo(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int mode = lipc_check_mode(L, 2, DEFAULT_MODE, "pipe.mkfifo");
+  if (mkfifo(path, (mode_t)mode) != 0 || chmod(path, (mode_t)mode) != 0)
+    return lipc_push_error(L, -errno, path);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Opening a FIFO for writing fails (ENXIO, non-blocking) until a reader
+ * has it open; a blocking open would stall the loop or a thread-pool
+ * thread forever, so we try again on a timer, backing off to 32 ms. */
+typedef struct {
+  lipc_handle h;           /* bare handle of the retry timer */
+  uv_timer_t timer;
+  lipc_stream *s;
+  int sock_ref;
+  unsigned delay;
+  lipc_wait wait;
+  char path[];
+} fifo_op;
+
+static void fifo_free(lipc_handle *h) {
+  fifo_op *op = (fifo_op *)h;
+  lipc_wait_cancel(h->rt, &op->wait);
+  luaL_unref(h->rt->L, LUA_REGISTRYINDEX, op->sock_ref);
+  free(op);
+}
+
+static int open_fifo(const char *path, int flags) {
+  struct stat st;
+  int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  if (fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+    close(fd);
+    return UV_EINVAL;
+  }
+  return fd;
+}
+
+static void on_fifo_retry(uv_timer_t *t) {
+  fifo_op *op = t->data;
+  lipc_runtime *rt = op->h.rt;
+  lua_State *L = rt->L;
+  lipc_handle *sh = lipc_stream_handle(op->s);
+  int fd, err, top = lua_gettop(L);
+  if (sh->uv == NULL || sh->closing) {        /* closed while waiting */
+    if (lipc_waiting(&op->wait)) {
+      lua_pushnil(L);
+      lipc_push_errpair(L, UV_ECANCELED, op->path);
+      lipc_wake(rt, &op->wait, 3);
+    }
+    lipc_handle_close(&op->h);
+    return;
+  }
+  fd = open_fifo(op->path, O_WRONLY);
+  if (fd == UV_ENXIO) {
+    op->delay = op->delay * 2 > FIFO_RETRY_MAX ? FIFO_RETRY_MAX
+                                               : op->delay * 2;
+    uv_timer_start(t, on_fifo_retry, op->delay, 0);
+    return;
+  }
+  err = fd < 0 ? fd : uv_pipe_open((uv_pipe_t *)sh->uv, fd);
+  if (err && fd >= 0)
+    close(fd);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, op->sock_ref);     /* sock */
+  if (lipc_waiting(&op->wait)) {
+    if (err) {
+      lua_pushnil(L);
+      lipc_push_errpair(L, err, op->path);
+      lipc_wake(rt, &op->wait, 3);
+      lipc_handle_close(sh);
+    } else {
+      lua_pushvalue(L, top + 1);
+      lipc_wake(rt, &op->wait, 1);
+    }
+  } else if (err) {
+    lipc_push_errpair(L, err, op->path);
+    lipc_emit(rt, top + 1, "error", 2);
+    lipc_handle_close(sh);
+  } else {
+    lipc_emit(rt, top + 1, "open", 0);
+  }
+  lua_settop(L, top);
+  lipc_handle_close(&op->h);
+}
+
+/* pipe.open(path, "r"|"w") -> stream. "r" opens at once; its 'data' and
+ * 'end' follow the writers. "w" waits, without blocking the loop, until
+ * a reader has the FIFO open: in a task open() returns then (or nil, msg,
+ * code); elsewhere it returns the stream at once and it emits 'open'. */
+static int l_open(lua_State *L) {
+  lipc_runtime *rt = lipc_rt(L);
+  const char *path = luaL_checkstring(L, 1);
+  const char *how = luaL_checkstring(L, 2);
+  int in_task = L == rt->current && lua_isyieldable(L), fd, err;
+  size_t plen = strlen(path);
+  fifo_op *op;
+  if (strcmp(how, "r") != 0 && strcmp(how, "w") != 0)
+    return luaL_argerror(L, 2, "pipe.open: mode must be \"r\" or \"w\"");
+  fd = open_fifo(path, how[0] == 'r' ? O_RDONLY : O_WRONLY);
+  if (fd < 0 && fd != UV_ENXIO) {
+    if (fd == UV_EINVAL)
+      return lipc_push_error(L, fd, lua_pushfstring(L, "%s: not a FIFO",
+                                                    path));
+    return lipc_push_error(L, fd, path);
+  }
+  if (fd >= 0) {
+    new_pipe_stream(L, fd, "fifo", &err);
+    if (err) {
+      lipc_handle_close(lipc_stream_handle(lipc_stream_test(L, -1)));
+      return lipc_push_error(L, err, path);
+    }
+    if (!in_task) {
+      lua_pushvalue(L, -1);
+      lipc_emit_soon(L, "open", 0, 0);
+    }
+    return 1;
+  }
+  op = calloc(1, sizeof(*op) + plen + 1);
+  if (op == NULL)
+    return luaL_error(L, "pipe.open: out of memory");
+  memcpy(op->path, path, plen + 1);
+  op->s = new_pipe_stream(L, -1, "fifo", &err);
+  lua_pushvalue(L, -1);
+  op->sock_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  op->wait.ref = LUA_NOREF;
+  op->delay = 1;
+  uv_timer_init(rt->loop, &op->timer);
+  lipc_handle_bare(rt, &op->h, (uv_handle_t *)&op->timer, "fifo open",
+                   fifo_free);
+  uv_timer_start(&op->timer, on_fifo_retry, op->delay, 0);
+  if (in_task)
+    return lipc_task_park(L, &op->wait);
+  return 1;
+}
+
+/* ---- anonymous pipes ----------------------------------------------------- */
+
+/* pipe.new() -> reader, writer: a real pipe(2), close-on-exec, as spawn
+ * stdio or between tasks. */
+static int l_new(lua_State *L) {
+  int fds[2], err;
+  if (pipe2(fds, O_CLOEXEC) != 0)
+    return lipc_push_error(L, -errno, "pipe.new");
+  new_pipe_stream(L, fds[0], "pipe", &err);
+  if (err) {
+    close(fds[1]);
+    lipc_handle_close(lipc_stream_handle(lipc_stream_test(L, -1)));
+    return lipc_push_error(L, err, "pipe.new");
+  }
+  new_pipe_stream(L, fds[1], "pipe", &err);
+  if (err) {
+    lipc_handle_close(lipc_stream_handle(lipc_stream_test(L, -1)));
+    lipc_handle_close(lipc_stream_handle(lipc_stream_test(L, -2)));
+    return lipc_push_error(L, err, "pipe.new");
+  }
+  return 2;
+}
 
 int luaopen_pipe(lua_State *L) {
-  lua_newtable(L);
+  static const luaL_Reg fns[] = {
+    {"create_server", l_create_server},
+    {"connect", l_connect},
+    {"mkfifo", l_mkfifo},
+    {"open", l_open},
+    {"new", l_new},
+    {NULL, NULL}
+  };
+  static const luaL_Reg server_methods[] = {
+    {"listen", pipe_listen},
+    {NULL, NULL}
+  };
+  luaopen_lipc_stream(L);
+  if (luaL_getmetatable(L, LIPC_PIPE_SOCKET) == LUA_TNIL) {
+    lipc_stream_class(L, LIPC_PIPE_SOCKET, lipc_socket_methods);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  if (luaL_getmetatable(L, LIPC_PIPE_SERVER) == LUA_TNIL)
+    lipc_server_class(L, LIPC_PIPE_SERVER, server_methods);
+  lua_pop(L, 1);
+  luaL_newlib(L, fns);
   return 1;
 }

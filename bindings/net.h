@@ -1,0 +1,67 @@
+/*
+ * net.h - what net.c shares with pipe.c: the one server implementation
+ * (TCP and Unix socket servers differ only in how they bind), the socket
+ * types, and deferred events. Private to the two modules.
+ */
+#ifndef LIPC_NET_H
+#define LIPC_NET_H
+
+#include <sys/types.h>
+
+#include "internal.h"
+
+#define LIPC_TCP_SERVER "lipc.net.server"
+#define LIPC_TCP_SOCKET "lipc.net.socket"
+#define LIPC_PIPE_SERVER "lipc.pipe.server"
+#define LIPC_PIPE_SOCKET "lipc.pipe.socket"
+
+#define LIPC_DEFAULT_BACKLOG 511
+
+typedef struct lipc_server {
+  lipc_handle h;
+  unsigned is_pipe : 1;
+  unsigned listening : 1;  /* uv_listen succeeded */
+  unsigned binding : 1;    /* a listen is resolving its host name */
+  unsigned imported : 1;   /* received over IPC: bound, listens on demand */
+  unsigned pending : 1;    /* libuv holds an accepted fd nobody took yet */
+  unsigned no_delay : 1;   /* options given to accepted sockets */
+  unsigned keep_alive : 1;
+  unsigned half_open : 1;
+  int backlog;
+  lipc_wait acceptor;      /* a task in accept() */
+  char *path;              /* Unix socket file we created, unlinked at close */
+  dev_t dev;               /* ... only while it is still ours */
+  ino_t ino;
+} lipc_server;
+
+/* Creates a server object of type tname around h (malloc'd, initialised);
+ * reads create_server's ([opts,] on_connection) at arg 1; pushes it. */
+lipc_server *lipc_server_new(lua_State *L, uv_stream_t *h, const char *tname,
+                             int is_pipe, int arg);
+lipc_server *lipc_server_check(lua_State *L, int idx, const char *fname);
+/* Starts accepting; 0 or a negative UV_E* code. */
+int lipc_server_start(lipc_server *srv);
+/* Ends a listen() call (server at idx of L): err == 0 returns the server
+ * and emits 'listening' soon; otherwise returns nil, msg, code and, when
+ * somebody listens for 'error' or the caller is not a task, emits it
+ * soon; the server is then closed. Returns the number of results. */
+int lipc_server_listened(lua_State *L, int idx, lipc_server *srv, int err,
+                         const char *detail);
+/* The methods every server has (accept, close, address for TCP...). */
+void lipc_server_class(lua_State *L, const char *tname, const luaL_Reg *extra);
+
+/* Wraps a connected socket as a stream of the right type; pushes it. */
+lipc_stream *lipc_socket_new(lua_State *L, uv_stream_t *h, int is_pipe);
+/* The socket methods shared by TCP and Unix sockets (set_timeout...). */
+extern const luaL_Reg lipc_socket_methods[];
+
+/* Emits ev with the nargs values on top of L on the object below them on
+ * the next loop turn (Node's nextTick): a listener added right after the
+ * call still hears it. Pops object and values. close_after closes the
+ * object's handle once emitted. */
+void lipc_emit_soon(lua_State *L, const char *ev, int nargs, int close_after);
+
+/* "0600", 384 or nil (-> def) as a file mode; raises on anything else. */
+int lipc_check_mode(lua_State *L, int idx, int def, const char *fname);
+
+#endif

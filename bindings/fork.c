@@ -1,9 +1,113 @@
 /*
- * fork.c - the `fork` module (placeholder until the module lands).
+ * fork.c - the `fork` module: the C half.
+ *
+ * fork.lua does the work (spawn a child lipc with an "ipc" stdio entry and
+ * a channel over it, pools, serve); this file gives it what Lua cannot do:
+ * socketpairs, the lipc executable's path, and the channel a parent
+ * handed down through LIPC_CHANNEL_FD (lipc) or NODE_CHANNEL_FD (Node).
  */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "internal.h"
+#include "channel.h"
+
+static const char PARENT_KEY = 'P';
+
+/* socketpair() -> a, b: two connected IPC pipe streams (handles can pass
+ * between them); mostly for specs and in-process channels. */
+static int l_socketpair(lua_State *L) {
+  lipc_runtime *rt = lipc_rt(L);
+  int fds[2], i;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+    return lipc_push_error(L, UV_EMFILE, "fork.socketpair");
+  for (i = 0; i < 2; i++) {
+    uv_pipe_t *p = malloc(sizeof(*p));
+    if (p == NULL || uv_pipe_init(rt->loop, p, 1) != 0 ||
+        uv_pipe_open(p, fds[i]) != 0) {
+      free(p);
+      close(fds[i]);
+      if (i == 1)
+        lipc_handle_close(lipc_stream_handle(lipc_stream_test(L, -1)));
+      return lipc_push_error(L, UV_ENOMEM, "fork.socketpair");
+    }
+    lipc_stream_new(L, (uv_stream_t *)p, LIPC_STREAM, "pipe");
+  }
+  return 2;
+}
+
+/* exepath() -> the running lipc executable */
+static int l_exepath(lua_State *L) {
+  char buf[4096];
+  size_t n = sizeof(buf);
+  int err = uv_exepath(buf, &n);
+  if (err)
+    return lipc_push_error(L, err, "fork.exepath");
+  lua_pushlstring(L, buf, n);
+  return 1;
+}
+
+/* An fd number from the environment variable name, or -1. The variable
+ * is removed so that our own children do not inherit a channel. */
+static int env_fd(const char *name) {
+  const char *v = getenv(name);
+  char *end;
+  long fd;
+  if (v == NULL || *v == '\0')
+    return -1;
+  fd = strtol(v, &end, 10);
+  unsetenv(name);
+  if (*end != '\0' || fd < 0 || fd > 1 << 20)
+    return -1;
+  return (int)fd;
+}
+
+/* parent() -> the channel to the process that forked us, or nil; made
+ * once, on first use. Node's JSON mode when Node is the parent. */
+static int l_parent(lua_State *L) {
+  int fd, json = 0;
+
+  int t = lua_rawgetp(L, LUA_REGISTRYINDEX, &PARENT_KEY);
+  if (t == LUA_TBOOLEAN) {                    /* known: not forked */
+    lua_pushnil(L);
+    return 1;
+  }
+  if (t != LUA_TNIL)
+    return 1;
+  lua_pop(L, 1);
+  fd = env_fd("LIPC_CHANNEL_FD");
+  if (fd < 0) {
+    const char *mode = getenv("NODE_CHANNEL_SERIALIZATION_MODE");
+    fd = env_fd("NODE_CHANNEL_FD");
+    if (fd >= 0 && mode && strcmp(mode, "json") != 0)
+      return luaL_error(L, "fork: Node's '%s' serialization is not "
+                        "supported; use 'json'", mode);
+    json = fd >= 0;
+    unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
+  }
+  if (fd < 0 || !lipc_channel_from_fd(L, fd, json, 1)) {
+    lua_pushboolean(L, 0);                    /* not forked: remember it */
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &PARENT_KEY);
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &PARENT_KEY);
+  return 1;
+}
 
 int luaopen_fork(lua_State *L) {
-  lua_newtable(L);
+  static const luaL_Reg fns[] = {
+    {"socketpair", l_socketpair},
+    {"exepath", l_exepath},
+    {"parent", l_parent},
+    {NULL, NULL}
+  };
+  luaopen_lipc_stream(L);
+  lipc_load_embedded(L, "fork");              /* fn */
+  luaL_newlib(L, fns);                        /* fn C */
+  lua_call(L, 1, 1);                          /* the module */
   return 1;
 }

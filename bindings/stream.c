@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "channel.h"
 
 #define RBUF_SIZE (256 * 1024)
 #define DEFAULT_HWM (1024 * 1024)
@@ -1118,6 +1119,7 @@ int luaopen_lipc_stream(lua_State *L) {
   }
   lua_pop(L, 1);
   lipc_class(L, LIPC_STREAM, stream_methods);  /* methods */
+  lipc_channel_open(L);                       /* stream:channel() */
   lipc_load_embedded(L, "stream");            /* methods fn */
   lua_pushvalue(L, -2);
   lua_call(L, 1, 0);                          /* adds lines, read_all... */

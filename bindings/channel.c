@@ -1,0 +1,1205 @@
+/*
+ * channel.c - the message channel over a stream: framing, codec calls,
+ * handle passing, and Node's JSON lines.
+ *
+ * A channel takes over a stream's bytes through the stream hooks: reads
+ * land straight in the frame-assembly buffer (no copy), frames are decoded
+ * into Lua values and handed to a task in receive(), to 'message'
+ * listeners, or queued until somebody asks. Sends are encoded into an
+ * output buffer and every frame of one loop turn goes out in one write,
+ * flushed from a uv_prepare (after the turn's callbacks, before polling);
+ * while that write is in flight the next batch fills the other buffer.
+ *
+ * Native frame (docs/wire-format.md): a 4-byte big-endian length of what
+ * follows, then optionally the handle marker (fixext1 0xd4, type 1, one
+ * byte of kind) when a handle travels with the frame as SCM_RIGHTS, then
+ * one MessagePack value. JSON mode: one JSON text and "\n" per message.
+ *
+ * Lifetime: the channel is a lipc_handle over its prepare handle, so the
+ * runtime's exit path (flush_close) flushes what is still buffered. The
+ * channel owns its stream: when either goes, both go.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "codec.h"
+#include "channel.h"
+
+#define CHANNEL "lipc.channel"
+#define DEFAULT_MAX ((size_t)64 << 20)
+#define DEFAULT_HWM ((size_t)1 << 20)
+#define READ_CHUNK (64 * 1024)
+#define KEEP_BUF_MAX ((size_t)4 << 20)  /* larger buffers go back to malloc */
+#define MARKER_LEN 3
+#define CLOSED_CODE "ERR_IPC_CHANNEL_CLOSED"
+
+typedef struct lchannel lchannel;
+
+/* One write in flight: the bytes, and the callbacks of its frames. */
+typedef struct wnode {
+  lipc_buf buf;
+  lchannel *ch;            /* NULL once the channel is gone */
+  int cbs;                 /* registry ref: array of send callbacks */
+  int handle_ref;          /* keeps a sent handle's object alive */
+  struct wnode *next, *prev;
+} wnode;
+
+struct lchannel {
+  lipc_handle h;           /* h.uv: the prepare handle that flushes `out` */
+  lipc_stream *s;          /* NULL once detached */
+  int stream_ref;          /* registry refs, LUA_NOREF when unused */
+  int owner_ref;           /* emit events here (fork's child) or on self */
+  int queue_ref;           /* messages nobody took yet: msg, handle pairs */
+  int out_cbs;             /* callbacks of frames in `out` */
+  int enc_ref, dec_ref;    /* cjson encode/decode in JSON mode */
+  lua_Integer qhead, qtail;
+  lipc_buf in;             /* frame assembly: bytes [ipos, in.len) unread */
+  size_t ipos;
+  lipc_buf out;            /* frames encoded since the last flush */
+  size_t max;              /* max_message: the largest frame body */
+  size_t hwm;
+  wnode *spare;            /* a buffer to swap in at the next flush */
+  wnode *writes;           /* writes in flight */
+  unsigned nregular;       /* of which batch writes (not handle frames) */
+  lipc_wait receiver, drainer;
+  unsigned json : 1;
+  unsigned connected : 1;
+  unsigned gone : 1;       /* 'disconnect' was emitted */
+  unsigned auto_ref : 1;   /* ref'd only while somebody waits (children) */
+  unsigned close_after : 1;/* disconnect(): close once writes are done */
+  unsigned need_drain : 1;
+  unsigned local_end : 1;  /* we disconnected, not the peer */
+  unsigned exit_on_gone : 1; /* fork.parent: no orphans */
+  unsigned own_disconnect : 1; /* 'disconnect' on self, not the owner */
+};
+
+static void peer_gone(lchannel *ch);
+static void channel_flush(lchannel *ch, int force);
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static lchannel *check_channel(lua_State *L, int idx, const char *fname) {
+  return lipc_checkobj(L, idx, CHANNEL, fname);
+}
+
+/* Pushes the object events go to (the owner, else the channel). */
+static int push_target(lchannel *ch) {
+  lua_State *L = ch->h.rt->L;
+  if (ch->owner_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ch->owner_ref);
+    return 1;
+  }
+  return lipc_handle_push(&ch->h);
+}
+
+static void unref(lua_State *L, int *ref) {
+  if (*ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+  *ref = LUA_NOREF;
+}
+
+/* Emits ev with the nargs values on top of rt->L on the target; pops. */
+static void emit(lchannel *ch, const char *ev, int nargs) {
+  lipc_runtime *rt = ch->h.rt;
+  lua_State *L = rt->L;
+  if (rt->exiting || !push_target(ch)) {
+    lua_pop(L, nargs + 1);
+    return;
+  }
+  lua_insert(L, -(nargs + 1));
+  lipc_emit(rt, -(nargs + 1), ev, nargs);
+  lua_pop(L, 1);
+}
+
+static int has_message_listeners(lchannel *ch) {
+  lua_State *L = ch->h.rt->L;
+  int n;
+  if (!push_target(ch)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  n = lipc_has_listeners(L, -1, "message");
+  lua_pop(L, 1);
+  return n;
+}
+
+/* Sets target.connected (a plain field: __newindex stores it). */
+static void set_connected(lchannel *ch, int on) {
+  lua_State *L = ch->h.rt->L;
+  ch->connected = on;
+  if (lipc_handle_push(&ch->h)) {
+    lua_pushboolean(L, on);
+    lua_setfield(L, -2, "connected");
+  }
+  lua_pop(L, 1);
+  if (ch->owner_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ch->owner_ref);
+    lua_pushboolean(L, on);
+    lua_setfield(L, -2, "connected");
+    lua_pop(L, 1);
+  }
+}
+
+/* A fork child's channel keeps the process alive only while somebody
+ * waits for messages (as Node's process.channel): a child that just sends
+ * and ends, ends. */
+static void update_ref(lchannel *ch) {
+  uv_stream_t *uv;
+  if (!ch->auto_ref || ch->s == NULL || (uv = lipc_stream_uv(ch->s)) == NULL)
+    return;
+  if (ch->connected && (lipc_waiting(&ch->receiver) ||
+                        has_message_listeners(ch)))
+    uv_ref((uv_handle_t *)uv);
+  else
+    uv_unref((uv_handle_t *)uv);
+}
+
+static void put_be32(char *p, size_t v) {
+  unsigned char *u = (unsigned char *)p;
+  u[0] = (unsigned char)(v >> 24);
+  u[1] = (unsigned char)(v >> 16);
+  u[2] = (unsigned char)(v >> 8);
+  u[3] = (unsigned char)v;
+}
+
+static size_t get_be32(const char *p) {
+  const unsigned char *u = (const unsigned char *)p;
+  return (size_t)u[0] << 24 | (size_t)u[1] << 16 | (size_t)u[2] << 8 | u[3];
+}
+
+/* ---- the queue of messages nobody took yet ------------------------------ */
+
+static void queue_push(lchannel *ch, lua_State *L) {  /* pops msg, handle */
+  if (ch->queue_ref == LUA_NOREF) {
+    lua_newtable(L);
+    ch->queue_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    ch->qhead = ch->qtail = 0;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ch->queue_ref);
+  lua_insert(L, -3);
+  lua_rawseti(L, -3, 2 * ch->qtail + 2);
+  lua_rawseti(L, -2, 2 * ch->qtail + 1);
+  ch->qtail++;
+  lua_pop(L, 1);
+}
+
+static int queue_shift(lchannel *ch, lua_State *L) {  /* pushes msg, handle */
+  if (ch->queue_ref == LUA_NOREF || ch->qhead == ch->qtail)
+    return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ch->queue_ref);
+  lua_rawgeti(L, -1, 2 * ch->qhead + 1);
+  lua_rawgeti(L, -2, 2 * ch->qhead + 2);
+  lua_pushnil(L);
+  lua_rawseti(L, -4, 2 * ch->qhead + 1);
+  lua_pushnil(L);
+  lua_rawseti(L, -4, 2 * ch->qhead + 2);
+  lua_remove(L, -3);
+  if (++ch->qhead == ch->qtail)
+    ch->qhead = ch->qtail = 0;
+  return 1;
+}
+
+static int queue_len(lchannel *ch) {
+  return ch->queue_ref == LUA_NOREF ? 0 : (int)(ch->qtail - ch->qhead);
+}
+
+/* ---- receiving ------------------------------------------------------------ */
+
+/* Hands msg, handle (on top of rt->L; popped) to a waiting task, to the
+ * 'message' listeners, or to the queue. */
+static void deliver(lchannel *ch) {
+  lipc_runtime *rt = ch->h.rt;
+  lua_State *L = rt->L;
+  int listeners = has_message_listeners(ch);
+  if (lipc_waiting(&ch->receiver)) {
+    if (listeners) {
+      lua_pushvalue(L, -2);
+      lua_pushvalue(L, -2);
+      lipc_wake(rt, &ch->receiver, 2);
+    } else {
+      lipc_wake(rt, &ch->receiver, 2);
+      update_ref(ch);
+      return;
+    }
+  }
+  if (listeners)
+    emit(ch, "message", 2);
+  else
+    queue_push(ch, L);
+}
+
+/* The peer broke the protocol: the channel closes with an 'error' saying
+ * why; the process lives on. A task in receive() gets nil, msg, code;
+ * 'error' listeners get msg, code; nobody at all makes it uncaught. */
+static void protocol_error(lchannel *ch, const char *code, const char *fmt,
+                           ...) {
+  lipc_runtime *rt = ch->h.rt;
+  lua_State *L = rt->L;
+  int handled = 0, listeners = 0;
+  va_list ap;
+  if (ch->gone)
+    return;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);               /* msg */
+  va_end(ap);
+  set_connected(ch, 0);                       /* listeners see it closed */
+  if (ch->s)
+    lipc_handle_close(lipc_stream_handle(ch->s));
+  if (lipc_waiting(&ch->receiver)) {
+    lua_pushnil(L);
+    lua_pushvalue(L, -2);
+    lua_pushstring(L, code);
+    lipc_wake(rt, &ch->receiver, 3);
+    handled = 1;
+  }
+  if (push_target(ch))
+    listeners = lipc_has_listeners(L, -1, "error");
+  lua_pop(L, 1);
+  if (!handled || listeners) {
+    lua_pushvalue(L, -1);
+    lua_pushstring(L, code);
+    emit(ch, "error", 2);
+  }
+  lua_pop(L, 1);
+  peer_gone(ch);
+}
+
+/* A handle came with this frame: it was queued by libuv when the bytes
+ * carrying it arrived; take it and wrap it as a net/pipe object. Returns
+ * 0 or an error; the caller pushes nil on error. */
+static int take_handle(lchannel *ch, int kind) {
+  lua_State *L = ch->h.rt->L;
+  uv_pipe_t *pipe = (uv_pipe_t *)lipc_stream_uv(ch->s);
+  uv_stream_t *h = NULL;
+  uv_handle_type t;
+  int err;
+  if (pipe == NULL || pipe->type != UV_NAMED_PIPE || !pipe->ipc ||
+      uv_pipe_pending_count(pipe) == 0)
+    return UV_EINVAL;
+  t = uv_pipe_pending_type(pipe);
+  if (t == UV_TCP) {
+    h = malloc(sizeof(uv_tcp_t));
+    if (h)
+      uv_tcp_init(ch->h.rt->loop, (uv_tcp_t *)h);
+  } else if (t == UV_NAMED_PIPE) {
+    h = malloc(sizeof(uv_pipe_t));
+    if (h)
+      uv_pipe_init(ch->h.rt->loop, (uv_pipe_t *)h, 0);
+  } else {
+    return UV_EINVAL;
+  }
+  if (h == NULL)
+    return UV_ENOMEM;
+  if ((err = uv_accept((uv_stream_t *)pipe, h)) != 0) {
+    uv_close((uv_handle_t *)h, (uv_close_cb)free);
+    return err;
+  }
+  if (kind < 1 || kind > 4) {
+    uv_close((uv_handle_t *)h, (uv_close_cb)free);
+    return UV_EINVAL;
+  }
+  lipc_net_import(L, h, kind);
+  return 0;
+}
+
+/* One native frame body: [marker] value. Returns 0, or -1 after a
+ * protocol error. */
+static int native_frame(lchannel *ch, const char *p, size_t n) {
+  lua_State *L = ch->h.rt->L;
+  const char *err = NULL;
+  ptrdiff_t used;
+  int kind = 0, herr = 0;
+  if (n >= MARKER_LEN && (unsigned char)p[0] == 0xd4 && p[1] == 0x01) {
+    kind = (unsigned char)p[2];
+    p += MARKER_LEN;
+    n -= MARKER_LEN;
+  }
+  luaL_checkstack(L, 8, "channel");
+  used = lipc_codec_decode(L, p, n, &err);
+  if (used <= 0 || (size_t)used != n) {
+    if (used > 0)
+      lua_pop(L, 1);
+    protocol_error(ch, "ERR_IPC_BAD_MESSAGE", "channel: bad message from "
+                   "peer: %s", used < 0 ? err : used == 0 ? "truncated value"
+                   : "bytes after the value");
+    return -1;
+  }
+  if (kind) {
+    int top = lua_gettop(L);
+    herr = take_handle(ch, kind);             /* pushes the object */
+    if (herr < 0 || lua_gettop(L) != top + 1) {
+      lua_settop(L, top);
+      lua_pushnil(L);
+    }
+  } else {
+    lua_pushnil(L);
+  }
+  deliver(ch);
+  return 0;
+}
+
+/* cjson decodes every number as a float; JSON has one number type, so
+ * integral values come back as integers, as the peer most likely meant. */
+static void json_ints(lua_State *L, int idx, int depth) {
+  idx = lua_absindex(L, idx);
+  if (depth > LIPC_CODEC_MAX_DEPTH || !lua_checkstack(L, 4))
+    return;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+      lua_Number x = lua_tonumber(L, -1);
+      if (x == (lua_Number)(lua_Integer)x && x >= -9007199254740992.0 &&
+          x <= 9007199254740992.0) {
+        lua_pushvalue(L, -2);
+        lua_pushinteger(L, (lua_Integer)x);
+        lua_rawset(L, idx);
+      }
+    } else if (lua_type(L, -1) == LUA_TTABLE) {
+      json_ints(L, -1, depth + 1);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+static int json_line(lchannel *ch, const char *p, size_t n) {
+  lua_State *L = ch->h.rt->L;
+  if (n > 0 && p[n - 1] == '\r')
+    n--;
+  if (n == 0)
+    return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ch->dec_ref);
+  lua_pushlstring(L, p, n);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    lua_pushfstring(L, "%s", msg ? msg : "?");
+    lua_remove(L, -2);
+    protocol_error(ch, "ERR_IPC_BAD_MESSAGE", "channel: bad JSON message "
+                   "from peer: %s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  if (lua_type(L, -1) == LUA_TLIGHTUSERDATA &&
+      lua_touserdata(L, -1) == NULL) {       /* cjson.null */
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  } else if (lua_istable(L, -1)) {
+    /* Node's own messages ({"cmd": "NODE_..."}) are not for us. */
+    int internal = 0;
+    if (lua_getfield(L, -1, "cmd") == LUA_TSTRING)
+      internal = strncmp(lua_tostring(L, -1), "NODE_", 5) == 0;
+    lua_pop(L, 1);
+    if (internal) {
+      lua_pop(L, 1);
+      return 0;
+    }
+    json_ints(L, -1, 0);
+  } else if (lua_type(L, -1) == LUA_TNUMBER) {
+    lua_Number x = lua_tonumber(L, -1);
+    if (x == (lua_Number)(lua_Integer)x && x >= -9007199254740992.0 &&
+        x <= 9007199254740992.0) {
+      lua_pop(L, 1);
+      lua_pushinteger(L, (lua_Integer)x);
+    }
+  }
+  lua_pushnil(L);
+  deliver(ch);
+  return 0;
+}
+
+/* Takes every complete frame (or line) out of `in`. */
+static void parse(lchannel *ch) {
+  while (!ch->gone && ch->s) {
+    const char *p = ch->in.data + ch->ipos;
+    size_t avail = ch->in.len - ch->ipos, flen;
+    if (ch->json) {
+      const char *nl = memchr(p, '\n', avail);
+      if (nl == NULL) {
+        if (avail > ch->max)
+          protocol_error(ch, "ERR_IPC_MESSAGE_TOO_LARGE", "channel: incoming"
+                         " message over max_message (%I bytes)",
+                         (lua_Integer)ch->max);
+        break;
+      }
+      flen = (size_t)(nl - p);
+      ch->ipos += flen + 1;
+      if (flen > ch->max) {
+        protocol_error(ch, "ERR_IPC_MESSAGE_TOO_LARGE", "channel: incoming "
+                       "message of %I bytes is over max_message (%I bytes)",
+                       (lua_Integer)flen, (lua_Integer)ch->max);
+        break;
+      }
+      if (json_line(ch, p, flen) < 0)
+        break;
+      continue;
+    }
+    if (avail < 4)
+      break;
+    flen = get_be32(p);
+    if (flen > ch->max + MARKER_LEN) {
+      protocol_error(ch, "ERR_IPC_MESSAGE_TOO_LARGE", "channel: incoming "
+                     "frame of %I bytes is over max_message (%I bytes)",
+                     (lua_Integer)flen, (lua_Integer)ch->max);
+      break;
+    }
+    if (avail - 4 < flen)
+      break;
+    ch->ipos += 4 + flen;
+    if (native_frame(ch, p + 4, flen) < 0)
+      break;
+  }
+  if (ch->ipos == ch->in.len)
+    ch->ipos = ch->in.len = 0;
+}
+
+/* Reads go straight to the end of the assembly buffer; when the length of
+ * the frame being assembled is known, room for all of it is made at once
+ * so that a large message is read in place. */
+static void on_alloc(lipc_stream *s, size_t suggested, uv_buf_t *buf) {
+  lchannel *ch = lipc_stream_hook_ctx(s);
+  size_t want = READ_CHUNK, avail;
+  (void)suggested;
+  if (ch->ipos > 0) {                         /* keep the unread part */
+    memmove(ch->in.data, ch->in.data + ch->ipos, ch->in.len - ch->ipos);
+    ch->in.len -= ch->ipos;
+    ch->ipos = 0;
+  }
+  avail = ch->in.len;
+  if (!ch->json && avail >= 4) {
+    size_t flen = get_be32(ch->in.data);
+    if (flen <= ch->max + MARKER_LEN && 4 + flen - avail > want)
+      want = 4 + flen - avail;
+  }
+  if (lipc_buf_reserve(&ch->in, want) != 0) {
+    buf->base = NULL;
+    buf->len = 0;                             /* libuv reports ENOBUFS */
+    return;
+  }
+  buf->base = ch->in.data + ch->in.len;
+  buf->len = ch->in.cap - ch->in.len;
+}
+
+static void on_read(lipc_stream *s, ssize_t n, const char *base) {
+  lchannel *ch = lipc_stream_hook_ctx(s);
+  (void)base;
+  if (ch == NULL)
+    return;
+  if (n < 0) {                                /* EOF, reset, or closing */
+    if (ch->s)
+      lipc_handle_close(lipc_stream_handle(ch->s));
+    peer_gone(ch);
+    return;
+  }
+  if (ch->gone)
+    return;
+  ch->in.len += (size_t)n;
+  parse(ch);
+}
+
+/* ---- the end ---------------------------------------------------------------- */
+
+/* The channel is over (peer went, error, disconnect or close): waiting
+ * tasks get nil, 'disconnect' is emitted once, and the flush handle closes
+ * once our writes are done. */
+static void peer_gone(lchannel *ch) {
+  lipc_runtime *rt = ch->h.rt;
+  lua_State *L = rt->L;
+  int was_receiving, listeners = 0;
+  if (ch->gone)
+    return;
+  ch->gone = 1;
+  if (ch->connected)
+    set_connected(ch, 0);
+  was_receiving = lipc_waiting(&ch->receiver);
+  lua_pushnil(L);
+  lipc_wake(rt, &ch->receiver, 1);
+  if (lipc_waiting(&ch->drainer)) {
+    lua_pushboolean(L, 0);
+    lipc_wake(rt, &ch->drainer, 1);
+  }
+  update_ref(ch);
+  if (push_target(ch))
+    listeners = lipc_has_listeners(L, -1, "disconnect");
+  lua_pop(L, 1);
+  if (ch->own_disconnect) {                   /* fork orders it after exit */
+    if (!rt->exiting && lipc_handle_push(&ch->h))
+      lipc_emit(rt, -1, "disconnect", 0);
+    lua_pop(L, 1);
+  } else {
+    emit(ch, "disconnect", 0);
+  }
+  if (ch->writes == NULL)
+    lipc_handle_close(&ch->h);
+  /* A forked child whose parent went away ends (no orphans), unless it
+   * listens for 'disconnect', was itself waiting in receive() (it sees
+   * nil and decides), or set parent.exit_on_disconnect = false. */
+  if (ch->exit_on_gone && !ch->local_end && !listeners && !was_receiving &&
+      !rt->exiting) {
+    int top = lua_gettop(L), keep = 0;
+    if (push_target(ch) &&
+        lua_getfield(L, -1, "exit_on_disconnect") == LUA_TBOOLEAN)
+      keep = !lua_toboolean(L, -1);
+    lua_settop(L, top);
+    if (!keep)
+      lipc_exit_now(rt, 0);
+  }
+}
+
+/* ---- sending ------------------------------------------------------------------ */
+
+static void call_cbs(lipc_runtime *rt, int cbs, int status) {
+  lua_State *L = rt->L;
+  lua_Integer i, n;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, cbs);
+  luaL_unref(L, LUA_REGISTRYINDEX, cbs);
+  n = (lua_Integer)lua_rawlen(L, -1);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    if (status < 0) {
+      lipc_push_errpair(L, status, "channel.send");
+      lipc_task_start(rt, L, 2);
+    } else {
+      lipc_task_start(rt, L, 0);
+    }
+  }
+  lua_pop(L, 1);
+}
+
+static void unlink_write(lchannel *ch, wnode *w) {
+  if (w->prev)
+    w->prev->next = w->next;
+  else if (ch && ch->writes == w)
+    ch->writes = w->next;
+  if (w->next)
+    w->next->prev = w->prev;
+  w->next = w->prev = NULL;
+}
+
+static void on_written(void *ctx, int status) {
+  wnode *w = ctx;
+  lchannel *ch = w->ch;
+  lipc_runtime *rt;
+  int regular = w->handle_ref == LUA_NOREF;
+  if (ch == NULL) {                           /* the channel went first */
+    lipc_buf_free(&w->buf);
+    free(w);
+    return;
+  }
+  rt = ch->h.rt;
+  unlink_write(ch, w);
+  if (regular)
+    ch->nregular--;
+  unref(rt->L, &w->handle_ref);
+  if (w->cbs != LUA_NOREF) {
+    call_cbs(rt, w->cbs, status);
+    w->cbs = LUA_NOREF;
+  }
+  if (ch->spare == NULL && w->buf.cap <= KEEP_BUF_MAX) {
+    w->buf.len = 0;
+    ch->spare = w;
+  } else {
+    lipc_buf_free(&w->buf);
+    free(w);
+  }
+  if (ch->h.uv == NULL || ch->h.closing)
+    return;
+  if (ch->connected || ch->close_after)
+    channel_flush(ch, ch->close_after);
+  if (ch->writes == NULL && ch->out.len == 0 && (ch->close_after ||
+                                                  ch->gone)) {
+    if (ch->s)
+      lipc_handle_close(lipc_stream_handle(ch->s));
+    lipc_handle_close(&ch->h);
+  }
+}
+
+static wnode *take_node(lchannel *ch) {
+  wnode *w = ch->spare;
+  if (w) {
+    ch->spare = NULL;
+    return w;
+  }
+  w = calloc(1, sizeof(*w));
+  if (w)
+    w->cbs = w->handle_ref = LUA_NOREF;
+  return w;
+}
+
+/* Hands the buffered frames to the stream in one write. A batch waits
+ * while another is in flight (unless forced: exit, handle frames), so a
+ * busy sender makes few large writes. */
+static void channel_flush(lchannel *ch, int force) {
+  lipc_runtime *rt = ch->h.rt;
+  wnode *w;
+  lipc_buf tmp;
+  uv_buf_t b;
+  int err;
+  if (ch->out.len == 0 || ch->s == NULL || (ch->nregular > 0 && !force))
+    goto done;
+  if ((w = take_node(ch)) == NULL)
+    goto done;
+  tmp = w->buf;                               /* swap: out gets the spare */
+  w->buf = ch->out;
+  ch->out = tmp;
+  ch->out.len = 0;
+  w->ch = ch;
+  w->cbs = ch->out_cbs;
+  ch->out_cbs = LUA_NOREF;
+  b = uv_buf_init(w->buf.data, (unsigned)w->buf.len);
+  err = lipc_stream_write_raw(ch->s, &b, 1, NULL, on_written, w);
+  if (err) {                                  /* the peer is gone */
+    if (w->cbs != LUA_NOREF)
+      call_cbs(rt, w->cbs, err);
+    w->cbs = LUA_NOREF;
+    w->buf.len = 0;
+    if (ch->spare == NULL)
+      ch->spare = w;
+    else {
+      lipc_buf_free(&w->buf);
+      free(w);
+    }
+    goto done;
+  }
+  w->next = ch->writes;
+  w->prev = NULL;
+  if (ch->writes)
+    ch->writes->prev = w;
+  ch->writes = w;
+  ch->nregular++;
+done:
+  if (ch->h.uv && (ch->out.len == 0 || ch->nregular > 0))
+    uv_prepare_stop((uv_prepare_t *)ch->h.uv);
+  if (ch->need_drain && ch->out.len < ch->hwm) {
+    ch->need_drain = 0;
+    lua_pushboolean(rt->L, 1);
+    lipc_wake(rt, &ch->drainer, 1);
+    if (ch->connected)
+      emit(ch, "drain", 0);
+  }
+}
+
+static void on_prepare(uv_prepare_t *p) {
+  lchannel *ch = p->data;
+  channel_flush(ch, 0);
+}
+
+static void schedule_flush(lchannel *ch) {
+  if (ch->h.uv && !uv_is_active(ch->h.uv) && ch->nregular == 0)
+    uv_prepare_start((uv_prepare_t *)ch->h.uv, on_prepare);
+}
+
+/* A handle travels alone, in its own uv_write2: SCM_RIGHTS arrive with
+ * the first byte of a write, so that byte must start its frame. */
+static int send_with_handle(lchannel *ch, lua_State *L, int hidx,
+                            uv_stream_t *hs, size_t start) {
+  lipc_buf frame = {0};
+  wnode *w;
+  uv_buf_t b;
+  int err;
+  size_t n = ch->out.len - start;
+  if (lipc_buf_reserve(&frame, n) != 0)
+    return UV_ENOMEM;
+  memcpy(frame.data, ch->out.data + start, n);
+  frame.len = n;
+  ch->out.len = start;
+  channel_flush(ch, 1);                       /* what came before goes first */
+  w = calloc(1, sizeof(*w));
+  if (w == NULL) {
+    lipc_buf_free(&frame);
+    return UV_ENOMEM;
+  }
+  w->buf = frame;
+  w->ch = ch;
+  w->cbs = LUA_NOREF;
+  lua_pushvalue(L, hidx);
+  w->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  b = uv_buf_init(frame.data, (unsigned)frame.len);
+  err = lipc_stream_write_raw(ch->s, &b, 1, hs, on_written, w);
+  if (err) {
+    luaL_unref(L, LUA_REGISTRYINDEX, w->handle_ref);
+    lipc_buf_free(&w->buf);
+    free(w);
+    return err;
+  }
+  w->next = ch->writes;
+  if (ch->writes)
+    ch->writes->prev = w;
+  ch->writes = w;
+  return 0;
+}
+
+static int encode_json(lchannel *ch, lua_State *L, int idx) {
+  size_t len;
+  const char *p;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ch->enc_ref);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    /* The MessagePack encoder names the key path of the culprit. */
+    lipc_buf scratch = {0};
+    if (lipc_codec_encode(L, idx, &scratch) != 0) {
+      lipc_buf_free(&scratch);
+      lua_remove(L, -2);
+      return -1;
+    }
+    lipc_buf_free(&scratch);
+    return -1;
+  }
+  p = lua_tolstring(L, -1, &len);
+  if (lipc_buf_reserve(&ch->out, len + 1) != 0) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "out of memory");
+    return -1;
+  }
+  memcpy(ch->out.data + ch->out.len, p, len);
+  ch->out.len += len;
+  ch->out.data[ch->out.len++] = '\n';
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Reports a send on a closed channel: to cb, else as an 'error' event. */
+static int send_closed(lchannel *ch, lua_State *L, int cb) {
+  lipc_runtime *rt = ch->h.rt;
+  const char *msg = "channel.send: channel closed";
+  if (cb) {
+    lua_pushvalue(L, cb);
+    lua_pushstring(L, msg);
+    lua_pushstring(L, CLOSED_CODE);
+    lipc_task_start(rt, L, 2);
+  } else {
+    lua_pushstring(rt->L, msg);
+    lua_pushstring(rt->L, CLOSED_CODE);
+    emit(ch, "error", 2);
+  }
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+/* send(value[, handle][, cb]) -> true, or false over the high-water mark
+ * ('drain' follows). A value that cannot be sent raises, naming its key
+ * path; nothing is sent. */
+static int l_send(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.send");
+  int hidx = 0, cb = 0, kind = 0;
+  uv_stream_t *hs = NULL;
+  size_t start, body;
+  luaL_checkany(L, 2);
+  if (lua_isfunction(L, 3)) {
+    cb = 3;
+  } else if (!lua_isnoneornil(L, 3)) {
+    hidx = 3;
+    if (!lua_isnoneornil(L, 4)) {
+      luaL_checktype(L, 4, LUA_TFUNCTION);
+      cb = 4;
+    }
+  }
+  if (!ch->connected || ch->s == NULL)
+    return send_closed(ch, L, cb);
+  if (hidx) {
+    if (ch->json)
+      return luaL_argerror(L, hidx, "channel.send: handles cannot be sent "
+                           "in JSON mode");
+    hs = lipc_net_export(L, hidx, &kind);
+    if (hs == NULL || kind <= 0 || kind > 255)
+      return luaL_argerror(L, hidx, "channel.send: a net or pipe server or "
+                           "socket expected");
+  }
+  start = ch->out.len;
+  if (ch->json) {
+    if (encode_json(ch, L, 2) != 0)
+      return luaL_error(L, "channel.send: %s", lua_tostring(L, -1));
+  } else {
+    if (lipc_buf_reserve(&ch->out, 4 + MARKER_LEN) != 0)
+      return luaL_error(L, "channel.send: out of memory");
+    ch->out.len += 4;
+    if (hs) {
+      ch->out.data[ch->out.len++] = (char)0xd4;
+      ch->out.data[ch->out.len++] = 0x01;
+      ch->out.data[ch->out.len++] = (char)kind;
+    }
+    if (lipc_codec_encode(L, 2, &ch->out) != 0) {
+      ch->out.len = start;
+      return luaL_error(L, "channel.send: %s", lua_tostring(L, -1));
+    }
+  }
+  body = ch->out.len - start - (ch->json ? 1 : 4 + (hs ? MARKER_LEN : 0));
+  if (body > ch->max) {
+    ch->out.len = start;
+    return luaL_error(L, "channel.send: message of %I bytes is over "
+                      "max_message (%I bytes)", (lua_Integer)body,
+                      (lua_Integer)ch->max);
+  }
+  if (!ch->json)
+    put_be32(ch->out.data + start, ch->out.len - start - 4);
+  if (cb) {
+    if (ch->out_cbs == LUA_NOREF) {
+      lua_newtable(L);
+      ch->out_cbs = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ch->out_cbs);
+    lua_pushvalue(L, cb);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 1);
+  }
+  if (hs) {
+    int err = send_with_handle(ch, L, hidx, hs, start);
+    if (err)
+      return lipc_push_error(L, err, "channel.send");
+  } else {
+    schedule_flush(ch);
+  }
+  if (ch->out.len >= ch->hwm) {
+    ch->need_drain = 1;
+    lua_pushboolean(L, 0);
+  } else {
+    lua_pushboolean(L, 1);
+  }
+  return 1;
+}
+
+/* receive() in a task -> msg, handle; nil once disconnected. */
+static int l_receive(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.receive");
+  lipc_task_check(L, "channel.receive");
+  if (queue_shift(ch, L))
+    return 2;
+  if (!ch->connected)
+    return 0;
+  if (lipc_waiting(&ch->receiver))
+    return luaL_error(L, "channel.receive: another task is already "
+                      "receiving");
+  if (ch->auto_ref && lipc_stream_uv(ch->s))    /* somebody waits now */
+    uv_ref((uv_handle_t *)lipc_stream_uv(ch->s));
+  return lipc_task_park(L, &ch->receiver);
+}
+
+/* drain() in a task -> true once the send buffer is under the high-water
+ * mark; false when the channel closed meanwhile. */
+static int l_drain(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.drain");
+  lipc_task_check(L, "channel.drain");
+  if (!ch->connected || ch->out.len < ch->hwm) {
+    lua_pushboolean(L, ch->connected);
+    return 1;
+  }
+  if (lipc_waiting(&ch->drainer))
+    return luaL_error(L, "channel.drain: another task is already waiting");
+  ch->need_drain = 1;
+  schedule_flush(ch);
+  return lipc_task_park(L, &ch->drainer);
+}
+
+/* disconnect(): what was sent goes out, then the channel closes; the
+ * peer sees the end. 'disconnect' is emitted here too. */
+static int l_disconnect(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.disconnect");
+  if (!ch->connected)
+    return 0;
+  ch->close_after = 1;
+  ch->local_end = 1;
+  channel_flush(ch, 1);
+  if (ch->s)                                  /* no more reading */
+    lipc_stream_set_hooks(ch->s, NULL, NULL, NULL);
+  if (ch->writes == NULL && ch->s)
+    lipc_handle_close(lipc_stream_handle(ch->s));
+  peer_gone(ch);
+  return 0;
+}
+
+/* on(name, fn): a 'message' listener first gets the queued messages. */
+static int l_on(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.on");
+  const char *ev = luaL_checkstring(L, 2);
+  lipc_emitter_on(L);
+  if (strcmp(ev, "message") == 0) {
+    lua_State *M = ch->h.rt->L;
+    while (queue_len(ch) > 0 && !ch->h.rt->exiting) {
+      queue_shift(ch, M);
+      emit(ch, "message", 2);
+    }
+    update_ref(ch);
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* off(...): the emitter's off (upvalue 1), then the ref follows. */
+static int l_off(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.off");
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  update_ref(ch);
+  return 1;
+}
+
+/* deliver_queued(): hands queued messages to the target's 'message'
+ * listeners (fork's child objects call it when one is added). */
+static int l_deliver_queued(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.deliver_queued");
+  lua_State *M = ch->h.rt->L;
+  while (queue_len(ch) > 0 && has_message_listeners(ch) &&
+         !ch->h.rt->exiting) {
+    queue_shift(ch, M);
+    emit(ch, "message", 2);
+  }
+  update_ref(ch);
+  return 0;
+}
+
+/* pending() -> number of messages received that nobody took yet */
+static int l_pending(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.pending");
+  lua_pushinteger(L, queue_len(ch));
+  return 1;
+}
+
+/* ref()/unref(): whether the channel keeps the process alive. */
+static int l_ref(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.ref");
+  ch->auto_ref = 0;
+  if (ch->s && lipc_stream_uv(ch->s))
+    uv_ref((uv_handle_t *)lipc_stream_uv(ch->s));
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_unref(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.unref");
+  ch->auto_ref = 0;
+  if (ch->s && lipc_stream_uv(ch->s))
+    uv_unref((uv_handle_t *)lipc_stream_uv(ch->s));
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* stream() -> the stream under the channel */
+static int l_stream(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.stream");
+  if (ch->stream_ref == LUA_NOREF)
+    return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ch->stream_ref);
+  return 1;
+}
+
+/* ---- lifetime ------------------------------------------------------------------ */
+
+/* At exit: what is buffered goes out before the stream closes (the stream
+ * is older, so its own flush_close runs after this and waits for it). */
+static void flush_close(lipc_handle *h) {
+  lchannel *ch = (lchannel *)h;
+  ch->close_after = 1;
+  if (ch->out.len > 0 && ch->s)
+    channel_flush(ch, 1);
+  if (ch->writes == NULL)
+    lipc_handle_close(h);                     /* else when they are done */
+}
+
+static void on_close(lipc_handle *h) {
+  lchannel *ch = (lchannel *)h;
+  lua_State *L = h->rt->L;
+  wnode *w;
+  peer_gone(ch);
+  for (w = ch->writes; w; w = w->next) {
+    w->ch = NULL;                             /* freed by its callback */
+    unref(L, &w->handle_ref);
+    unref(L, &w->cbs);
+  }
+  ch->writes = NULL;
+  if (ch->s) {
+    lipc_stream_set_hooks(ch->s, NULL, NULL, NULL);
+    lipc_handle_close(lipc_stream_handle(ch->s));
+    ch->s = NULL;
+  }
+  if (ch->spare) {
+    lipc_buf_free(&ch->spare->buf);
+    free(ch->spare);
+    ch->spare = NULL;
+  }
+  lipc_buf_free(&ch->in);
+  lipc_buf_free(&ch->out);
+  lipc_wait_cancel(h->rt, &ch->receiver);
+  lipc_wait_cancel(h->rt, &ch->drainer);
+  unref(L, &ch->out_cbs);
+  unref(L, &ch->stream_ref);
+  unref(L, &ch->owner_ref);
+  unref(L, &ch->queue_ref);
+  unref(L, &ch->enc_ref);
+  unref(L, &ch->dec_ref);
+}
+
+/* Errors of the stream under a channel are the channel's end, reported
+ * as 'disconnect' (a peer that dies makes EPIPE/ECONNRESET). */
+static int stream_error(lua_State *L) {
+  (void)L;
+  return 0;
+}
+
+static size_t opt_size(lua_State *L, int opts, const char *name, size_t dflt,
+                       size_t max) {
+  lua_Integer n;
+  if (lua_getfield(L, opts, name) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return dflt;
+  }
+  n = lua_tointeger(L, -1);
+  if (!lua_isinteger(L, -1) || n <= 0 || (lua_Unsigned)n > max)
+    luaL_error(L, "channel: opts.%s must be an integer in 1..%I", name,
+               (lua_Integer)max);
+  lua_pop(L, 1);
+  return (size_t)n;
+}
+
+static void load_cjson(lchannel *ch, lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "cjson");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "new");
+  lua_call(L, 0, 1);                          /* a private instance */
+  lua_getfield(L, -1, "encode_sparse_array");
+  lua_pushboolean(L, 1);
+  lua_call(L, 1, 0);
+  lua_getfield(L, -1, "encode_max_depth");
+  lua_pushinteger(L, LIPC_CODEC_MAX_DEPTH);
+  lua_call(L, 1, 0);
+  lua_getfield(L, -1, "decode_max_depth");
+  lua_pushinteger(L, LIPC_CODEC_MAX_DEPTH);
+  lua_call(L, 1, 0);
+  lua_getfield(L, -1, "encode");
+  ch->enc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, -1, "decode");
+  ch->dec_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 2);
+}
+
+/* Makes a channel over the stream at sidx with the options table at
+ * opts (0: none). Pushes it. */
+static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
+                             int auto_ref) {
+  lipc_runtime *rt = lipc_rt(L);
+  lipc_stream *s = lipc_stream_check(L, sidx, "stream.channel");
+  uv_prepare_t *prep;
+  lchannel *ch;
+  size_t max = DEFAULT_MAX, hwm = DEFAULT_HWM;
+  int err;
+  sidx = lua_absindex(L, sidx);
+  if (lipc_stream_uv(s) == NULL || !lipc_stream_handle(s)->uv ||
+      lipc_stream_handle(s)->closing)
+    luaL_error(L, "stream.channel: the stream is closed or not a pipe, "
+               "socket or tty");
+  if (lipc_stream_hook_ctx(s) != NULL)
+    luaL_error(L, "stream.channel: the stream already has a channel");
+  if (opts) {
+    opts = lua_absindex(L, opts);
+    max = opt_size(L, opts, "max_message", max, 0xffffffffu - MARKER_LEN);
+    hwm = opt_size(L, opts, "high_water", hwm, (size_t)1 << 40);
+    if (lua_getfield(L, opts, "serialization") == LUA_TSTRING) {
+      const char *m = lua_tostring(L, -1);
+      if (strcmp(m, "json") == 0)
+        json = 1;
+      else if (strcmp(m, "lipc") != 0)
+        luaL_error(L, "stream.channel: opts.serialization must be 'lipc' "
+                   "or 'json'");
+    }
+    lua_pop(L, 1);
+  }
+  prep = malloc(sizeof(*prep));
+  if (prep == NULL)
+    luaL_error(L, "stream.channel: out of memory");
+  uv_prepare_init(rt->loop, prep);
+  ch = lipc_handle_new(L, sizeof(*ch), CHANNEL, (uv_handle_t *)prep,
+                       "channel");
+  ch->h.internal = 1;                         /* the stream is what shows */
+  ch->h.on_close = on_close;
+  ch->h.flush_close = flush_close;
+  ch->stream_ref = ch->owner_ref = ch->queue_ref = LUA_NOREF;
+  ch->out_cbs = ch->enc_ref = ch->dec_ref = LUA_NOREF;
+  ch->receiver.ref = ch->drainer.ref = LUA_NOREF;
+  ch->max = max;
+  ch->hwm = hwm;
+  ch->json = json;
+  ch->auto_ref = auto_ref;
+  ch->s = s;
+  lua_pushvalue(L, sidx);
+  ch->stream_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (opts && lua_getfield(L, opts, "owner") != LUA_TNIL)
+    ch->owner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else if (opts)
+    lua_pop(L, 1);
+  if (opts && lua_getfield(L, opts, "own_disconnect") != LUA_TNIL)
+    ch->own_disconnect = lua_toboolean(L, -1);
+  if (opts)
+    lua_pop(L, 1);
+  if (json)
+    load_cjson(ch, L);
+  set_connected(ch, 1);
+  /* stream:on("error", noop): its errors are our disconnect. */
+  lua_pushcfunction(L, lipc_emitter_on);
+  lua_pushvalue(L, sidx);
+  lua_pushliteral(L, "error");
+  lua_pushcfunction(L, stream_error);
+  lua_call(L, 3, 0);
+  lipc_stream_set_hooks(s, on_alloc, on_read, ch);
+  err = lipc_stream_read_start(s);
+  if (err < 0) {
+    lipc_handle_close(&ch->h);
+    luaL_error(L, "stream.channel: %s", uv_strerror(err));
+  }
+  update_ref(ch);
+  return ch;
+}
+
+/* stream:channel([opts]) -> channel. opts: serialization ("lipc" or
+ * "json"), max_message, high_water, owner (object events go to). */
+static int l_channel(lua_State *L) {
+  int opts = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    opts = 2;
+  }
+  new_channel(L, 1, opts, 0, 0);
+  return 1;
+}
+
+int lipc_channel_from_fd(lua_State *L, int fd, int json, int auto_ref) {
+  lipc_runtime *rt = lipc_rt(L);
+  uv_pipe_t *p = malloc(sizeof(*p));
+  lchannel *ch;
+  if (p == NULL)
+    return 0;
+  uv_pipe_init(rt->loop, p, 1);
+  if (uv_pipe_open(p, fd) != 0) {
+    uv_close((uv_handle_t *)p, (uv_close_cb)free);
+    return 0;
+  }
+  lipc_stream_new(L, (uv_stream_t *)p, LIPC_STREAM, "pipe");
+  ch = new_channel(L, -1, 0, json, auto_ref);
+  ch->exit_on_gone = auto_ref;
+  lua_remove(L, -2);
+  return 1;
+}
+
+void lipc_channel_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"send", l_send},
+    {"receive", l_receive},
+    {"drain", l_drain},
+    {"disconnect", l_disconnect},
+    {"on", l_on},
+    {"pending", l_pending},
+    {"deliver_queued", l_deliver_queued},
+    {"ref", l_ref},
+    {"unref", l_unref},
+    {"stream", l_stream},
+    {NULL, NULL}
+  };
+  /* methods */
+  lipc_class(L, CHANNEL, NULL);               /* methods chmethods */
+  luaL_setfuncs(L, methods, 0);
+  lua_getfield(L, -1, "off");                 /* the emitter's */
+  lua_pushcclosure(L, l_off, 1);
+  lua_setfield(L, -2, "off");
+  lua_pop(L, 1);                              /* methods */
+  lua_pushcfunction(L, l_channel);
+  lua_setfield(L, -2, "channel");
+}

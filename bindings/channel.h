@@ -1,0 +1,23 @@
+/*
+ * channel.h - the message channel over a stream (bindings/channel.c).
+ *
+ * stream.c calls lipc_channel_open once, with the base stream methods
+ * table on top, so that every stream type gets `channel`; fork.c opens
+ * the channel a parent handed down (LIPC_CHANNEL_FD / NODE_CHANNEL_FD).
+ */
+#ifndef LIPC_CHANNEL_H
+#define LIPC_CHANNEL_H
+
+#include <lua.h>
+
+/* Creates the "lipc.channel" type and adds `channel` to the methods table
+ * on top of L. */
+void lipc_channel_open(lua_State *L);
+
+/* Wraps fd (a socketpair end made by a parent) as an IPC pipe stream and
+ * a channel over it; json selects Node's JSON lines; auto_ref makes the
+ * channel keep the loop alive only while somebody waits for messages.
+ * Pushes the channel, or returns 0 and pushes nothing on failure. */
+int lipc_channel_from_fd(lua_State *L, int fd, int json, int auto_ref);
+
+#endif

@@ -1,0 +1,290 @@
+-- fork.lua - the `fork` module: child lipc (or Node) processes with a
+-- message channel, the channel to our own parent, worker pools.
+--
+-- Called once by luaopen_fork with the C helpers (fork.c). A forked child
+-- is spawn's child wrapped in a table that adds the channel API; events
+-- of the process are relayed so that the order is always spawn, exit,
+-- disconnect, close (DESIGN §3), whichever of the process end and the
+-- channel end the kernel reports first.
+local C = ...
+local lipc = require "lipc"
+
+local M = {}
+
+M.socketpair = C.socketpair
+
+local emitter_methods = getmetatable(lipc.emitter()).__index
+
+-- ---- the child object ----------------------------------------------------
+
+local Child = {}
+for k, f in pairs(emitter_methods) do Child[k] = f end
+
+function Child:send(...) return self.channel:send(...) end
+function Child:receive() return self.channel:receive() end
+function Child:drain() return self.channel:drain() end
+function Child:disconnect() return self.channel:disconnect() end
+
+-- on(name, fn): a 'message' listener first gets what arrived before it.
+function Child:on(name, fn)
+  emitter_methods.on(self, name, fn)
+  if name == "message" then self.channel:deliver_queued() end
+  return self
+end
+
+function Child:once(name, fn)
+  emitter_methods.once(self, name, fn)
+  if name == "message" then self.channel:deliver_queued() end
+  return self
+end
+
+-- Anything else (pid, stdio, kill, wait...) is the process's.
+local method_cache = setmetatable({}, {__mode = "k"})
+local ChildMT = {
+  __name = "lipc.fork.child",
+  __index = function(self, k)
+    local m = Child[k]
+    if m ~= nil then return m end
+    local proc = rawget(self, "process")
+    local v = proc[k]
+    if type(v) ~= "function" then return v end
+    local cache = method_cache[self]
+    if not cache then cache = {}; method_cache[self] = cache end
+    local f = cache[k]
+    if not f then
+      f = function(s, ...)
+        if s == self then s = proc end
+        return v(s, ...)
+      end
+      cache[k] = f
+    end
+    return f
+  end,
+  __tostring = function(self)
+    return ("lipc.fork.child (pid %s)"):format(tostring(self.process.pid))
+  end,
+}
+
+local function is_array(t)
+  return type(t) == "table" and (next(t) == nil or t[1] ~= nil)
+end
+
+local function copy(t)
+  local r = {}
+  if t then for k, v in pairs(t) do r[k] = v end end
+  return r
+end
+
+local OWN_OPTS = {exec_path = true, exec_argv = true, serialization = true,
+                  max_message = true, high_water = true}
+
+-- Wires the process events and the channel's end into the child object.
+local function relay(child, proc, ch)
+  local exited, gone, disconnect_sent = false, false, false
+  local function send_disconnect()
+    if disconnect_sent then return end
+    disconnect_sent = true
+    child:emit("disconnect")
+  end
+  proc:on("spawn", function(...) child:emit("spawn", ...) end)
+  proc:on("error", function(...)
+    if #child:listeners("error") > 0 then child:emit("error", ...)
+    else error(select(1, ...) or "fork: child error", 0) end
+  end)
+  proc:on("exit", function(...)
+    exited = true
+    child:emit("exit", ...)
+    if gone then send_disconnect() end
+  end)
+  proc:on("close", function(...)
+    if not disconnect_sent then
+      if ch.connected then ch:disconnect() end
+      send_disconnect()
+    end
+    child:emit("close", ...)
+  end)
+  -- A disconnect of our own is reported at once; the peer's end waits for
+  -- the process's exit so that listeners see exit first.
+  local local_end = false
+  local disconnect = child.disconnect
+  child.disconnect = function(self)
+    local_end = true
+    return disconnect(self)
+  end
+  ch:on("disconnect", function()
+    gone = true
+    if exited or local_end then send_disconnect() end
+  end)
+end
+
+local function find_ipc(stdio)
+  for i = 1, #stdio do
+    if stdio[i] == "ipc" then return i end
+  end
+end
+
+-- fork(script[, args][, opts]) -> child | nil, msg, code
+local function fork(script, args, opts)
+  if type(script) ~= "string" then
+    error("fork: bad argument #1 (script path expected, got " .. type(script) .. ")", 2)
+  end
+  if opts == nil and type(args) == "table" and not is_array(args) then
+    args, opts = nil, args
+  end
+  args, opts = args or {}, opts or {}
+  local node = script:match("%.[cm]?js$") ~= nil
+  local exec = opts.exec_path or (node and "node") or C.exepath()
+  local mode = opts.serialization or (node and "json") or "lipc"
+  if mode ~= "json" and mode ~= "lipc" then
+    error("fork: opts.serialization must be 'lipc' or 'json'", 2)
+  end
+  local argv = {}
+  for _, a in ipairs(opts.exec_argv or {}) do argv[#argv + 1] = a end
+  argv[#argv + 1] = script
+  for _, a in ipairs(args) do argv[#argv + 1] = tostring(a) end
+
+  local stdio = copy(opts.stdio or {"inherit", "inherit", "inherit"})
+  local idx = find_ipc(stdio)
+  if not idx then
+    idx = math.max(#stdio, 3) + 1
+    for i = #stdio + 1, idx - 1 do stdio[i] = "inherit" end
+    stdio[idx] = "ipc"
+  end
+  local env = copy(opts.env)
+  if mode == "json" then
+    env.NODE_CHANNEL_FD = tostring(idx - 1)
+    env.NODE_CHANNEL_SERIALIZATION_MODE = "json"
+  else
+    env.LIPC_CHANNEL_FD = tostring(idx - 1)
+  end
+  local sopts = {}
+  for k, v in pairs(opts) do
+    if not OWN_OPTS[k] then sopts[k] = v end
+  end
+  sopts.stdio, sopts.env = stdio, env
+
+  local spawn = require "spawn"
+  local proc, err, code = spawn(exec, argv, sopts)
+  if not proc then return nil, err, code end
+  local stream = proc.stdio[idx]
+  local child = setmetatable({process = proc}, ChildMT)
+  local ch = stream:channel({owner = child, serialization = mode,
+                             max_message = opts.max_message,
+                             high_water = opts.high_water,
+                             own_disconnect = true})
+  child.channel = ch
+  relay(child, proc, ch)
+  return child
+end
+
+-- ---- in the child ------------------------------------------------------------
+
+-- fork.parent: the channel to the process that forked us (nil if none).
+M.parent = C.parent()
+
+-- serve(fn): answers the pool's calls with fn(msg) until the parent goes.
+function M.serve(fn)
+  local parent = M.parent
+  if not parent then error("fork.serve: this process was not forked", 2) end
+  while true do
+    local msg = parent:receive()
+    if msg == nil and not parent.connected then return end
+    local ok, reply = pcall(fn, msg)
+    if ok then
+      ok, reply = pcall(parent.send, parent, {true, reply})
+      if not ok then parent:send({false, "fork.serve: " .. tostring(reply)}) end
+    else
+      parent:send({false, tostring(reply)})
+    end
+  end
+end
+
+-- ---- worker pools ----------------------------------------------------------------
+
+local Pool = {}
+Pool.__index = Pool
+for k, f in pairs(emitter_methods) do Pool[k] = f end
+
+local function start_worker(pool)
+  local w = assert(fork(pool.script, pool.args, pool.opts))
+  local entry = {child = w, busy = false}
+  pool.workers[entry] = true
+  w:on("exit", function(code, signal)
+    entry.dead = {code = code, signal = signal}
+    pool.workers[entry] = nil
+    for i, e in ipairs(pool.idle) do
+      if e == entry then table.remove(pool.idle, i); break end
+    end
+    if not pool.closing then
+      start_worker(pool)
+      pool.ready:signal()
+    else
+      pool.ended:broadcast()
+    end
+  end)
+  pool.idle[#pool.idle + 1] = entry
+  return entry
+end
+
+-- pool(script, {size = n, args = {...}, ...fork opts}) -> pool
+function M.pool(script, opts)
+  opts = opts or {}
+  local pool = setmetatable({
+    script = script, args = opts.args or {}, size = opts.size or 4,
+    workers = {}, idle = {}, ready = lipc.cond(), ended = lipc.cond(),
+    inflight = 0, closing = false,
+  }, Pool)
+  local fopts = copy(opts)
+  fopts.size, fopts.args = nil, nil
+  pool.opts = fopts
+  for _ = 1, pool.size do start_worker(pool) end
+  return pool
+end
+
+-- call(msg) in a task -> reply | nil, msg, code
+function Pool:call(msg)
+  if self.closing then return nil, "pool: closed", "ERR_POOL_CLOSED" end
+  local entry = table.remove(self.idle)
+  while not entry do
+    self.ready:wait()
+    if self.closing then return nil, "pool: closed", "ERR_POOL_CLOSED" end
+    entry = table.remove(self.idle)
+  end
+  self.inflight = self.inflight + 1
+  local w = entry.child
+  local ok, err = pcall(w.send, w, msg)
+  local reply
+  if ok then reply = w:receive() end
+  self.inflight = self.inflight - 1
+  if not entry.dead and w.connected then
+    self.idle[#self.idle + 1] = entry
+    self.ready:signal()
+  end
+  if self.closing and self.inflight == 0 then self.ended:broadcast() end
+  if not ok then error(err, 2) end
+  if reply == nil then
+    local d = entry.dead
+    if not d then
+      w:wait()
+      d = entry.dead or {}
+    end
+    return nil, ("pool: worker %d crashed during the call (exit code %s, signal %s)")
+      :format(w.pid or -1, tostring(d.code), tostring(d.signal)), "ERR_WORKER_CRASHED"
+  end
+  if reply[1] then return reply[2] end
+  return nil, "pool: worker error: " .. tostring(reply[2]), "ERR_WORKER_ERROR"
+end
+
+-- close() in a task: waits for calls in flight, then ends every worker.
+function Pool:close()
+  if self.closing then return end
+  self.closing = true
+  self.ready:broadcast()
+  while self.inflight > 0 do self.ended:wait() end
+  for entry in pairs(self.workers) do
+    if entry.child.connected then entry.child:disconnect() end
+  end
+  while next(self.workers) do self.ended:wait() end
+end
+
+return setmetatable(M, {__call = function(_, ...) return fork(...) end})

@@ -1,0 +1,334 @@
+-- channel_spec.lua - the message channel over any stream (stream:channel),
+-- exercised over socketpairs in one process: values, order, backpressure,
+-- queueing, disconnect, protocol errors, JSON lines, handle passing.
+local lipc = require "lipc"
+local fork = require "fork"
+
+-- Two channels over the two ends of a socketpair.
+local function pair(opts_a, opts_b)
+  local a, b = assert(fork.socketpair())
+  return a:channel(opts_a), b:channel(opts_b), a, b
+end
+
+-- The raw other end: a channel on one side, a plain stream on the other.
+local function raw_pair(opts)
+  local a, b = assert(fork.socketpair())
+  return a:channel(opts), b
+end
+
+local function be32(n)
+  return string.char(n >> 24 & 255, n >> 16 & 255, n >> 8 & 255, n & 255)
+end
+
+describe("stream:channel", function()
+  it("is a method of every stream", function()
+    local a, b = assert(fork.socketpair())
+    assert.is_function(a.channel)
+    a:close(); b:close()
+  end)
+
+  it("carries nil, booleans, integers, floats, binary strings and nested tables", function()
+    local ca, cb = pair()
+    local bin = "\0\1\2\255\254 binary"
+    local values = {
+      false, true, 0, -1, 2^53, math.maxinteger, math.mininteger, 1.5, -0.25, 3.0,
+      "", "hello", bin, {}, {1, 2, 3}, {a = 1, b = {c = {d = "deep"}}},
+      {list = {1, "two", 3.0, {x = true}}, [10] = "sparse"},
+    }
+    for _, v in ipairs(values) do ca:send(v) end
+    ca:send(nil)
+    for _, v in ipairs(values) do
+      local got = cb:receive()
+      assert.are.same(v, got)
+      if type(v) == "number" then assert.are.equal(math.type(v), math.type(got)) end
+    end
+    assert.is_nil(cb:receive())
+    assert.is_true(cb.connected)
+    ca:disconnect()
+    cb:disconnect()
+  end)
+
+  it("keeps the order of 100 000 messages each way at once, none lost", function()
+    local ca, cb = pair()
+    local N = 100000
+    local got_a, got_b = 0, 0
+    local done = lipc.cond()
+    local finished = 0
+    local function sender(ch)
+      lipc.go(function()
+        for i = 1, N do
+          if not ch:send({seq = i}) then ch:drain() end
+        end
+      end)
+    end
+    local function receiver(ch, set)
+      lipc.go(function()
+        for i = 1, N do
+          local m = ch:receive()
+          assert(m and m.seq == i, "out of order")
+          set(i)
+        end
+        finished = finished + 1
+        done:signal()
+      end)
+    end
+    receiver(cb, function(i) got_b = i end)
+    receiver(ca, function(i) got_a = i end)
+    sender(ca)
+    sender(cb)
+    while finished < 2 do done:wait(20000) end
+    assert.are.equal(N, got_a)
+    assert.are.equal(N, got_b)
+    ca:disconnect()
+    cb:disconnect()
+  end)
+
+  it("emits 'message' with the value and no handle", function()
+    local ca, cb = pair()
+    local got, done = {}, lipc.cond()
+    cb:on("message", function(msg, handle)
+      got[#got + 1] = msg
+      assert.is_nil(handle)
+      if #got == 3 then done:signal() end
+    end)
+    ca:send("a"); ca:send("b"); ca:send("c")
+    done:wait(2000)
+    assert.are.same({"a", "b", "c"}, got)
+    ca:disconnect()
+    cb:disconnect()
+  end)
+
+  it("queues messages nobody takes until receive() or a 'message' listener", function()
+    local ca, cb = pair()
+    for i = 1, 5 do ca:send(i) end
+    lipc.sleep(30)
+    assert.are.equal(5, cb:pending())
+    assert.are.equal(1, cb:receive())
+    local got, done = {}, lipc.cond()
+    cb:on("message", function(m) got[#got + 1] = m; if #got == 4 then done:signal() end end)
+    if #got < 4 then done:wait(2000) end
+    assert.are.same({2, 3, 4, 5}, got)
+    ca:disconnect()
+    cb:disconnect()
+  end)
+
+  it("send returns false over the high-water mark, then 'drain'", function()
+    local ca, cb = pair({high_water = 1024})
+    local big = string.rep("x", 4096)
+    assert.is_false(ca:send(big))
+    local drained = lipc.cond()
+    ca:on("drain", function() drained:signal() end)
+    assert.is_true(ca:drain())
+    assert.are.equal(big, cb:receive())
+    ca:disconnect()
+    cb:disconnect()
+  end)
+
+  it("calls the send callback once the message is written", function()
+    local ca, cb = pair()
+    local done = lipc.cond()
+    ca:send("x", function(err) done:signal(err or "ok") end)
+    assert.are.equal("ok", done:wait(2000))
+    assert.are.equal("x", cb:receive())
+    ca:disconnect()
+    cb:disconnect()
+  end)
+
+  it("refuses functions, userdata, threads, cycles and too deep nesting, naming the key path; nothing is sent", function()
+    local ca, cb = pair()
+    local cyc = {}; cyc.self = cyc
+    local deep = {}
+    local t = deep
+    for _ = 1, 200 do t.x = {}; t = t.x end
+    local bad = {
+      {{jobs = {1, 2, {fn = print}}}, "jobs%[3%]%.fn"},
+      {{u = io.stdout}, "u"},
+      {{co = coroutine.create(print)}, "co"},
+      {cyc, "self"},
+      {deep, "x"},
+    }
+    for _, case in ipairs(bad) do
+      local ok, err = pcall(ca.send, ca, case[1])
+      assert.is_false(ok)
+      assert.matches("channel.send", err)
+      assert.matches(case[2], err)
+    end
+    ca:send("after")
+    assert.are.equal("after", cb:receive())
+    ca:disconnect()
+    cb:disconnect()
+  end)
+
+  it("refuses a message over max_message at send", function()
+    local ca, cb = pair({max_message = 1000})
+    local ok, err = pcall(ca.send, ca, string.rep("x", 2000))
+    assert.is_false(ok)
+    assert.matches("over max_message", err)
+    ca:send("small")
+    assert.are.equal("small", cb:receive())
+    ca:disconnect()
+    cb:disconnect()
+  end)
+
+  it("disconnect: the peer's receive returns nil, both sides emit 'disconnect'", function()
+    local ca, cb = pair()
+    local seen = 0
+    ca:on("disconnect", function() seen = seen + 1 end)
+    cb:on("disconnect", function() seen = seen + 1 end)
+    ca:send("last")
+    ca:disconnect()
+    assert.is_false(ca.connected)
+    assert.are.equal("last", cb:receive())
+    assert.is_nil(cb:receive())
+    assert.is_false(cb.connected)
+    lipc.sleep(10)
+    assert.are.equal(2, seen)
+  end)
+
+  it("send after disconnect emits 'error' with ERR_IPC_CHANNEL_CLOSED, no crash", function()
+    local ca, cb = pair()
+    ca:disconnect()
+    local msg, code
+    ca:on("error", function(m, c) msg, code = m, c end)
+    assert.is_false(ca:send("late"))
+    lipc.sleep(1)
+    assert.are.equal("ERR_IPC_CHANNEL_CLOSED", code)
+    assert.matches("closed", msg)
+    local cbmsg, cbcode
+    local done = lipc.cond()
+    ca:send("late", function(m, c) cbmsg, cbcode = m, c; done:signal() end)
+    done:wait(1000)
+    assert.are.equal("ERR_IPC_CHANNEL_CLOSED", cbcode)
+    assert.truthy(cbmsg)
+    assert.is_nil(cb:receive())
+  end)
+
+  it("a frame over max_message from the peer closes the channel with an 'error' saying why", function()
+    local ch, raw = raw_pair({max_message = 100})
+    local err, code, disc = nil, nil, false
+    local done = lipc.cond()
+    ch:on("error", function(m, c) err, code = m, c end)
+    ch:on("disconnect", function() disc = true; done:signal() end)
+    raw:write(be32(5000) .. string.rep("x", 10))
+    done:wait(2000)
+    assert.matches("over max_message", err)
+    assert.are.equal("ERR_IPC_MESSAGE_TOO_LARGE", code)
+    assert.is_true(disc)
+    assert.is_false(ch.connected)
+    raw:close()
+  end)
+
+  it("garbage from the peer closes the channel with an 'error' saying why", function()
+    local ch, raw = raw_pair()
+    local err, code
+    local done = lipc.cond()
+    ch:on("error", function(m, c) err, code = m, c; done:signal() end)
+    raw:write(be32(2) .. "\xc1\xc1")
+    done:wait(2000)
+    assert.matches("bad message", err)
+    assert.are.equal("ERR_IPC_BAD_MESSAGE", code)
+    assert.is_false(ch.connected)
+    raw:close()
+  end)
+
+  it("a task in receive() gets nil, msg, code on a protocol error", function()
+    local ch, raw = raw_pair()
+    lipc.set_timeout(5, function() raw:write(be32(3) .. "\xc1\xc1\xc1") end)
+    local m, err, code = ch:receive()
+    assert.is_nil(m)
+    assert.matches("bad message", err)
+    assert.are.equal("ERR_IPC_BAD_MESSAGE", code)
+    raw:close()
+  end)
+
+  it("a frame cut short by the peer's end is a disconnect, not a crash", function()
+    local ch, raw = raw_pair()
+    raw:write(be32(100) .. "\xa5hel")
+    raw:close()
+    assert.is_nil(ch:receive())
+    assert.is_false(ch.connected)
+  end)
+
+  it("reassembles frames split across reads and large messages", function()
+    local ch, raw = raw_pair()
+    local body = "\xa5hello"
+    local frame = be32(#body) .. body
+    for i = 1, #frame do raw:write(frame:sub(i, i)); lipc.sleep(0) end
+    assert.are.equal("hello", ch:receive())
+    raw:close()
+    local ca, cb = pair()
+    local big = string.rep("0123456789abcdef", 1 << 18) -- 4 MiB
+    ca:send({data = big})
+    assert.are.equal(big, cb:receive().data)
+    ca:disconnect()
+    cb:disconnect()
+  end)
+
+  it("speaks JSON lines in json mode, ignoring Node's internal messages", function()
+    local ch, raw = raw_pair({serialization = "json"})
+    raw:write('{"cmd":"NODE_HANDLE_ACK"}\n{"a":1,"b":[1,2.5,"x"]}\n"str"\n42\n')
+    local m = ch:receive()
+    assert.are.same({a = 1, b = {1, 2.5, "x"}}, m)
+    assert.are.equal("integer", math.type(m.a))
+    assert.are.equal("str", ch:receive())
+    assert.are.equal(42, ch:receive())
+    ch:send({x = "y"})
+    lipc.sleep(10)
+    assert.are.equal('{"x":"y"}\n', raw:read())
+    raw:close()
+  end)
+
+  it("bad JSON closes the channel with an 'error'", function()
+    local ch, raw = raw_pair({serialization = "json"})
+    local err
+    ch:on("error", function(m) err = m end)
+    raw:write("{not json\n")
+    assert.is_nil(ch:receive())
+    lipc.sleep(1)
+    assert.matches("bad JSON", err)
+    raw:close()
+  end)
+
+  it("coalesces the frames of one loop turn into one write", function()
+    local ca, cb = pair()
+    local s = ca:stream()
+    local before = s.stats and s:stats()
+    for i = 1, 1000 do ca:send(i) end
+    for i = 1, 1000 do assert.are.equal(i, cb:receive()) end
+    if before then
+      local after = s:stats()
+      local writes = (after.write_calls or after.writes or 0) - (before.write_calls or before.writes or 0)
+      assert.is_true(writes <= 2, "writes: " .. tostring(writes))
+    end
+    ca:disconnect()
+    cb:disconnect()
+  end)
+
+  it("passes a pipe server with a message; it arrives open and accepts", function()
+    local ok_pipe, pipe = pcall(require, "pipe")
+    if not ok_pipe or not pipe.create_server then
+      pending("pipe module not available")
+      return
+    end
+    local dir = lipc.mkdtemp("/tmp/lipc-ch-")
+    local path = dir .. "/s.sock"
+    local srv = pipe.create_server(function(sock) sock:close() end)
+    assert(srv:listen(path))
+    local ca, cb = pair()
+    ca:send({what = "server"}, srv)
+    local msg, handle = cb:receive()
+    assert.are.same({what = "server"}, msg)
+    assert.truthy(handle)
+    srv:close()
+    handle:on("connection", function(sock)
+      sock:write("hi from the passed server", function() sock:close() end)
+    end)
+    local c = assert(pipe.connect(path))
+    assert.are.equal("hi from the passed server", c:read_all())
+    c:close()
+    handle:close()
+    ca:disconnect()
+    cb:disconnect()
+    os.execute("rm -rf " .. dir)
+  end)
+end)

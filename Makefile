@@ -39,7 +39,7 @@ OBJS      = $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRCS) $(MOD_SRCS)) \
             $(BUILD)/obj/embedded.o
 HDRS      = runtime/lipc.h runtime/internal.h $(wildcard bindings/*.h)
 
-.PHONY: all deps test check demo clean install uninstall lint bench module install-module
+.PHONY: all deps test check demo clean install uninstall lint bench module install-module valgrind
 
 all: $(BUILD)/lipc $(BUILD)/liblipc.a $(BUILD)/liblipc.so $(BUILD)/lipc.so
 
@@ -93,6 +93,17 @@ check: deps
 	$(MAKE) BUILD=build/asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" OPT="-O1 -g" all
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp \
 	  LIPC=build/asan/lipc build/asan/lipc /usr/bin/busted $(BUSTED_ARGS)
+
+# A representative subset under valgrind: no invalid access, nothing
+# definitely lost (the process fails with status 99 otherwise).
+VALGRIND_SPECS ?= spec/core_spec.lua spec/cli_spec.lua
+valgrind: deps all
+	valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+	  --error-exitcode=99 --track-fds=no $(BUILD)/lipc /usr/bin/busted $(BUSTED_ARGS) $(VALGRIND_SPECS)
+
+# Side-by-side benchmarks: lipc, Node and plain C in one run, one table.
+bench: deps all
+	bash bench/run.sh
 
 demo: deps all
 	$(BUILD)/lipc scripts/demo.lua

@@ -177,7 +177,7 @@ measure() {
     [[ -n $R_VALUE ]] && vals+=("$R_VALUE")
   done
   VAL[$impl,$name]=$(printf '%s\n' "${vals[@]}" | median)
-  UNIT[$name]=$R_UNIT
+  [[ -n $R_UNIT ]] && UNIT[$name]=$R_UNIT
   NOTE[$impl,$name]="n=$n"
 }
 
@@ -197,6 +197,15 @@ wanted() {
 }
 
 SELECTED=("$@")
+for c in "${SELECTED[@]}"; do
+  known=no
+  [[ $c == startup ]] && known=yes
+  for entry in "${CASES[@]}"; do [[ ${entry%%|*} == "$c" ]] && known=yes; done
+  if [[ $known == no ]]; then
+    echo "run.sh: unknown case '$c'" >&2
+    exit 2
+  fi
+done
 for impl in $IMPLS; do
   if ! have_impl "$impl"; then
     case $impl in

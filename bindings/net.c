@@ -566,6 +566,17 @@ lipc_server *lipc_server_new(lua_State *L, uv_stream_t *h, const char *tname,
       fn = arg;
     }
   }
+  if (h == NULL) {                            /* after the checks: a raise
+                                                 must not leak a handle */
+    lipc_runtime *rt = lipc_rt(L);
+    h = malloc(is_pipe ? sizeof(uv_pipe_t) : sizeof(uv_tcp_t));
+    if (h == NULL)
+      luaL_error(L, "create_server: out of memory");
+    if (is_pipe)
+      uv_pipe_init(rt->loop, (uv_pipe_t *)h, 0);
+    else
+      uv_tcp_init(rt->loop, (uv_tcp_t *)h);
+  }
   srv = lipc_handle_new(L, sizeof(*srv), tname, (uv_handle_t *)h,
                         is_pipe ? "pipe server" : "tcp server");
   srv->is_pipe = is_pipe;
@@ -883,12 +894,7 @@ static int tcp_listen(lua_State *L) {
 
 /* net.create_server([opts,] [on_connection]) -> server */
 static int l_create_server(lua_State *L) {
-  lipc_runtime *rt = lipc_rt(L);
-  uv_tcp_t *t = malloc(sizeof(*t));
-  if (t == NULL)
-    return luaL_error(L, "net.create_server: out of memory");
-  uv_tcp_init(rt->loop, t);
-  lipc_server_new(L, (uv_stream_t *)t, LIPC_TCP_SERVER, 0, 1);
+  lipc_server_new(L, NULL, LIPC_TCP_SERVER, 0, 1);
   return 1;
 }
 

@@ -34,8 +34,9 @@ typedef struct lipc_server {
   ino_t ino;
 } lipc_server;
 
-/* Creates a server object of type tname around h (malloc'd, initialised);
- * reads create_server's ([opts,] on_connection) at arg 1; pushes it. */
+/* Creates a server object of type tname around h (malloc'd, initialised;
+ * NULL: a new one); reads create_server's ([opts,] on_connection) at arg
+ * (0: none); pushes it. */
 lipc_server *lipc_server_new(lua_State *L, uv_stream_t *h, const char *tname,
                              int is_pipe, int arg);
 lipc_server *lipc_server_check(lua_State *L, int idx, const char *fname);

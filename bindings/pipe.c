@@ -168,12 +168,7 @@ static int pipe_listen(lua_State *L) {
 
 /* pipe.create_server([opts,] [on_connection]) -> server */
 static int l_create_server(lua_State *L) {
-  lipc_runtime *rt = lipc_rt(L);
-  uv_pipe_t *p = malloc(sizeof(*p));
-  if (p == NULL)
-    return luaL_error(L, "pipe.create_server: out of memory");
-  uv_pipe_init(rt->loop, p, 0);
-  lipc_server_new(L, (uv_stream_t *)p, LIPC_PIPE_SERVER, 1, 1);
+  lipc_server_new(L, NULL, LIPC_PIPE_SERVER, 1, 1);
   return 1;
 }
 

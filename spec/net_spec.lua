@@ -287,6 +287,37 @@ open(%q, "wb").write(data)
     srv:close()
   end)
 
+  describe("scripts", function()
+    local function script(name) return support.root .. "/scripts/" .. name end
+
+    it("tcp_server.lua and tcp_client.lua exchange greetings", function()
+      local dir = support.tmpdir()
+      os.execute(("%s %s 0 2 >%s/srv 2>&1 &"):format(support.lipc,
+        script("tcp_server.lua"), dir))
+      local port
+      assert.is_true(wait_for(function()
+        port = support.read_file(dir .. "/srv"):match("listening on (%d+)")
+        return port ~= nil
+      end, 5000))
+      for _, name in ipairs({"alice", "bob"}) do
+        local out, status = support.sh(("%s %s %s %s"):format(support.lipc,
+          script("tcp_client.lua"), port, name))
+        assert.equal(0, status)
+        assert.equal("hello " .. name .. ", I am the server\n", out)
+      end
+      assert.is_true(wait_for(function()
+        return support.read_file(dir .. "/srv"):find("greeted bob") ~= nil
+      end, 5000))
+    end)
+
+    it("two_hosts.lua plays ping/pong both ways over loopback", function()
+      local out, status = support.sh(support.lipc .. " " .. script("two_hosts.lua") .. " 2>&1")
+      assert.equal(0, status)
+      assert.matches("A %-> B: ping 3, pong 3 from B", out)
+      assert.matches("B %-> A: ping 3, pong 3 from A", out)
+    end)
+  end)
+
   describe("failures", function()
     it("EADDRINUSE: listen returns nil, msg, code and closes the server", function()
       local a = assert(net.create_server():listen(0))

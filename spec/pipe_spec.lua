@@ -201,6 +201,33 @@ describe("pipe", function()
     end)
   end)
 
+  describe("scripts", function()
+    local function script(name) return support.root .. "/scripts/" .. name end
+
+    it("fifo_writer.lua and fifo_reader.lua talk through a named pipe", function()
+      local dir = support.tmpdir()
+      local fifo = dir .. "/f"
+      os.execute(("%s %s %s >%s/out 2>&1 &"):format(support.lipc,
+        script("fifo_reader.lua"), fifo, dir))
+      local _, status = support.sh(("%s %s %s one two 2>/dev/null"):format(support.lipc,
+        script("fifo_writer.lua"), fifo))
+      assert.equal(0, status)
+      assert.is_true(wait_for(function()
+        return support.read_file(dir .. "/out") == "read: one\nread: two\n"
+      end, 5000))
+    end)
+
+    it("pubsub_hub.lua forwards messages to subscribers of a topic", function()
+      local path = support.tmpdir() .. "/hub.sock"
+      local out, status = support.sh(("%s %s %s 2>&1"):format(support.lipc,
+        script("pubsub_hub.lua"), path))
+      assert.equal(0, status)
+      assert.matches("alice got: news lipc 1.0 released | news pipes are fast", out, 1, true)
+      assert.matches("bob got: weather sunny\n", out, 1, true)
+      assert.is_false(exists(path))
+    end)
+  end)
+
   describe("FIFOs", function()
     it("mkfifo makes a named pipe with an exact mode", function()
       local path = support.tmpdir() .. "/f"

@@ -115,8 +115,9 @@ static void on_closed(uv_handle_t *uv) {
   unlink_handle(h);
   if (h->on_close)
     h->on_close(h);
-  if (!rt->exiting && lipc_handle_push(h)) {
-    lipc_emit(rt, -1, "close", 0);
+  if (!rt->exiting) {
+    if (lipc_handle_push(h))                  /* else it pushed nil */
+      lipc_emit(rt, -1, "close", 0);
     lua_pop(rt->L, 1);
   }
   lipc_handle_unref_self(h);

@@ -103,7 +103,11 @@ static void unref(lua_State *L, int *ref) {
 static void emit(lchannel *ch, const char *ev, int nargs) {
   lipc_runtime *rt = ch->h.rt;
   lua_State *L = rt->L;
-  if (rt->exiting || !push_target(ch)) {
+  if (rt->exiting) {
+    lua_pop(L, nargs);
+    return;
+  }
+  if (!push_target(ch)) {
     lua_pop(L, nargs + 1);
     return;
   }

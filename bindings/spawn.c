@@ -501,17 +501,14 @@ static void emit_started(lchild *c) {
     lua_pop(L, 1);
     return;
   }
-  /* A failed spawn: 'error' goes to listeners, then tasks in wait() get
-   * nil, msg, code; it is uncaught only when nobody handles it at all. */
+  /* A failed spawn: 'error' goes to listeners; a task in wait() handles
+   * it too (it gets nil, msg, code after 'close'), so it is uncaught only
+   * when nobody handles it at all. */
   push_spawn_error(c);                        /* obj msg code */
-  if (!c->waiters || lipc_has_listeners(L, -3, "error")) {
-    lua_pushvalue(L, -2);
-    lua_pushvalue(L, -2);
-    lipc_emit(rt, -5, "error", 2);
-  }
-  lua_pushnil(L);
-  lua_insert(L, -3);                          /* obj nil msg code */
-  wake_waiters(c, 3);
+  if (!c->waiters || lipc_has_listeners(L, -3, "error"))
+    lipc_emit(rt, -3, "error", 2);            /* pops msg code */
+  else
+    lua_pop(L, 2);
   lua_pop(L, 1);
 }
 
@@ -604,7 +601,12 @@ static void child_closed(lipc_handle *h) {
     lua_pushvalue(L, -2);
     lipc_emit(rt, -5, "close", 2);
   }
-  wake_waiters(c, 2);                         /* after the listeners */
+  if (c->err) {                               /* wait() -> nil, msg, code */
+    lua_settop(L, top + 1);
+    lua_pushnil(L);
+    push_spawn_error(c);
+  }
+  wake_waiters(c, lua_gettop(L) - top - 1);   /* after the listeners */
   lua_settop(L, top);
   lipc_handle_unref_self(h);
 }
@@ -1172,9 +1174,11 @@ static int l_spawn(lua_State *L) {
   if (sp->timeout)
     c->deadline = uv_now(rt->loop) + sp->timeout;
 
-  err = resolve(L, sp, at, &na);
+  /* The pipes are made even when the program is missing: the streams
+   * exist and simply end, so code written for success does not trip. */
+  err = make_fds(L, sp);
   if (err == 0)
-    err = make_fds(L, sp);
+    err = resolve(L, sp, at, &na);
   if (err == 0)
     err = sigwatch_start(rt, st);
   if (err == 0) {
@@ -1231,7 +1235,7 @@ static int child_wait(lua_State *L) {
   lchild *c = check_child(L, "child.wait");
   waiter *w;
   lipc_task_check(L, "child.wait");
-  if (c->err && c->started) {
+  if (c->err && c->done) {
     push_spawn_error(c);                      /* on rt->L */
     lua_pushnil(L);
     lua_xmove(c->h.rt->L, L, 2);

@@ -1,0 +1,455 @@
+-- spawn_spec.lua - the spawn module: starting programs, stdio wiring,
+-- events, waiting, killing, and every way a child can fail.
+local lipc = require "lipc"
+local spawn = require "spawn"
+local support = require "support"
+
+-- Our children as the kernel sees them (zombies included).
+local function children()
+  local f = io.open(("/proc/%d/task/%d/children"):format(lipc.pid, lipc.pid))
+  local list = {}
+  if not f then return list end
+  for pid in f:read("a"):gmatch("%d+") do list[#list + 1] = tonumber(pid) end
+  f:close()
+  return list
+end
+
+local function zombies()
+  local n = 0
+  for _, pid in ipairs(children()) do
+    local f = io.open(("/proc/%d/stat"):format(pid))
+    if f then
+      local state = f:read("a"):match("%) (%a)")
+      f:close()
+      if state == "Z" then n = n + 1 end
+    end
+  end
+  return n
+end
+
+local function open_fds()
+  local p = io.popen("ls /proc/" .. lipc.pid .. "/fd")
+  local n = 0
+  for _ in p:lines() do n = n + 1 end
+  p:close()
+  return n
+end
+
+-- Collects every event of a child, in order.
+local function record(child)
+  local events = {}
+  for _, ev in ipairs({"spawn", "exit", "close", "error"}) do
+    child:on(ev, function(...) events[#events + 1] = {ev, ...} end)
+  end
+  if child.stdout then
+    child.stdout:on("data", function(d) events[#events + 1] = {"data", d} end)
+  end
+  return events
+end
+
+local function names(events)
+  local r = {}
+  for i, e in ipairs(events) do
+    if e[1] ~= r[#r] or e[1] ~= "data" then r[#r + 1] = e[1] end
+    assert(i)
+  end
+  return table.concat(r, " ")
+end
+
+describe("spawn", function()
+  teardown(support.cleanup)
+
+  describe("starting programs", function()
+    it("is callable and also spawn.spawn; the child has a pid", function()
+      local a = spawn("true", {}, {stdio = "ignore"})
+      local b = spawn.spawn("true", {}, {stdio = "ignore"})
+      assert.is_true(math.type(a.pid) == "integer" and a.pid > 0)
+      assert.are_not.equal(a.pid, b.pid)
+      assert.are.same({0}, {a:wait()})
+      assert.are.same({0}, {b:wait()})
+    end)
+
+    it("emits spawn, data, exit(code, signal), close(code, signal) in that order", function()
+      local child = spawn("sh", {"-c", "echo hello; exit 7"})
+      local events = record(child)
+      local code, signal = child:wait()
+      assert.are.equal(7, code)
+      assert.is_nil(signal)
+      assert.are.equal("spawn data exit close", names(events))
+      assert.are.equal("hello\n", events[2][2])
+      assert.are.same({"exit", 7}, events[3])
+      assert.are.same({"close", 7}, events[4])
+      assert.are.equal(7, child.exit_code)
+      assert.is_nil(child.signal_code)
+    end)
+
+    it("passes arguments as they are: no shell, nothing re-parsed", function()
+      local args = {"%s|", "a b", "$HOME", "'q'", "*", "; ls", 42}
+      local r = assert(spawn.run("printf", args))
+      assert.are.equal("a b|$HOME|'q'|*|; ls|42|", r.stdout)
+    end)
+
+    it("runs a command line through the shell with opts.shell, args still quoted", function()
+      local r = assert(spawn.run("echo hi | tr a-z A-Z; printf '%s|' \"$@\"", {"x y", "$HOME"},
+        {shell = true}))
+      assert.are.equal("HI\n", r.stdout:sub(1, 3))
+      assert.are.equal("x y|$HOME|", r.stdout:sub(4))
+      assert.are.equal("ok\n", assert(spawn.exec("echo ok")).stdout)
+    end)
+
+    it("searches PATH and sets argv0", function()
+      local r = assert(spawn.run("sh", {"-c", "echo $0"}, {argv0 = "my-name"}))
+      assert.are.equal("my-name\n", r.stdout)
+    end)
+
+    it("runs in opts.cwd", function()
+      local dir = support.tmpdir()
+      local r = assert(spawn.run("pwd", {}, {cwd = dir}))
+      assert.are.equal(dir .. "\n", r.stdout)
+    end)
+
+    it("merges opts.env over the environment, so PATH still works (no 127)", function()
+      local r = assert(spawn.run("sh", {"-c", "echo $LIPC_X; ls / >/dev/null; echo $?"},
+        {env = {LIPC_X = "merged"}}))
+      assert.are.equal("merged\n0\n", r.stdout)
+      assert.are.equal(0, r.code)
+    end)
+
+    it("replaces the environment with clear_env, and unsets variables given as false", function()
+      local r = assert(spawn.run("/usr/bin/env", {}, {clear_env = true, env = {A = "1"}}))
+      assert.are.equal("A=1\n", r.stdout)
+      lipc.setenv("LIPC_SPEC_UNSET", "here")
+      r = assert(spawn.run("sh", {"-c", "echo x${LIPC_SPEC_UNSET}x"}, {env = {LIPC_SPEC_UNSET = false}}))
+      lipc.setenv("LIPC_SPEC_UNSET", nil)
+      assert.are.equal("xx\n", r.stdout)
+    end)
+
+    it("starts a detached child in its own session", function()
+      local child = spawn("sh", {"-c", "cat /proc/self/stat"},
+        {detached = true, stdio = {"ignore", "pipe", "ignore"}})
+      local stat = child.stdout:read_all()
+      child:wait()
+      local sid = tonumber(stat:match("%) %a %d+ %d+ (%d+)"))
+      assert.are.equal(child.pid, sid)
+    end)
+
+    it("switches uid/gid (through uv_spawn) when asked", function()
+      local r, msg, code = spawn.run("id", {"-u"}, {uid = 65534, gid = 65534})
+      if r then
+        assert.are.equal("65534\n", r.stdout)
+      else
+        assert.are.equal("EPERM", code, msg)   -- not root
+      end
+    end)
+
+    it("feeds opts.input to stdin and then closes it", function()
+      local r = assert(spawn.run("cat", {}, {input = "via stdin\n"}))
+      assert.are.equal("via stdin\n", r.stdout)
+      r = assert(spawn.run("true", {}, {input = string.rep("x", 1 << 20)}))
+      assert.are.equal(0, r.code)
+    end)
+
+    it("lets ref()/unref() chain and still delivers events", function()
+      local child = spawn("true", {}, {stdio = "ignore"})
+      assert.are.equal(child, child:unref())
+      assert.are.equal(child, child:ref())
+      assert.are.equal(0, child:wait())
+    end)
+  end)
+
+  describe("stdio", function()
+    it("gives real pipes: the child can open /dev/stdin", function()
+      local r = assert(spawn.run("sh", {"-c", "stat -L -c %F /dev/stdin; cat /dev/stdin"},
+        {input = "from a pipe"}))
+      assert.are.equal("fifo\nfrom a pipe", r.stdout)
+    end)
+
+    it("takes a single word for all three", function()
+      local child = spawn("true", {}, {stdio = "ignore"})
+      assert.is_nil(child.stdin)
+      assert.is_nil(child.stdout)
+      assert.are.same({false, false, false}, child.stdio)
+      child:wait()
+    end)
+
+    it("exposes 1-based stdio[i] with extra pipes opening more fds", function()
+      local child = spawn("sh", {"-c", "echo three >&3; echo four >&4"},
+        {stdio = {"ignore", "ignore", "ignore", "pipe", "pipe"}})
+      local a, b = child.stdio[4]:read_all(), child.stdio[5]:read_all()
+      assert.are.equal("three\n", a)
+      assert.are.equal("four\n", b)
+      assert.are.equal(0, child:wait())
+    end)
+
+    it("makes \"ipc\" entries duplex sockets", function()
+      local child = spawn("sh", {"-c", 'echo hi >&3; read x <&3; echo "got $x"'},
+        {stdio = {"ignore", "pipe", "inherit", "ipc"}})
+      local ch = child.stdio[4]
+      assert.is_true(ch:state().readable and ch:state().writable)
+      assert.are.equal("hi\n", ch:read())
+      ch:write("back\n")
+      assert.are.equal("got back\n", child.stdout:read_all())
+      assert.are.equal(0, child:wait())
+      assert.is_false(ch:state().open)
+    end)
+
+    it("gives children only the fds they were given", function()
+      local r = assert(spawn.run("ls", {"/proc/self/fd"}))
+      assert.are.equal("0\n1\n2\n3\n", r.stdout)        -- 3: ls's own directory
+      local child = spawn("ls", {"/proc/self/fd"}, {stdio = {"ignore", "pipe", "ignore", "ipc"}})
+      local out = child.stdout:read_all()
+      child:wait()
+      assert.are.equal("0\n1\n2\n3\n4\n", out)
+    end)
+
+    it("hands a stream to the child: fd to fd, the parent closes its copy", function()
+      local a = spawn("printf", {"one\ntwo\nthree\n"}, {stdio = {"ignore", "pipe", "inherit"}})
+      local b = spawn("wc", {"-l"}, {stdio = {a.stdout, "pipe", "inherit"}})
+      assert.is_false(a.stdout:state().open)
+      assert.are.equal("3", b.stdout:read_all():match("%d+"))
+      assert.are.equal(0, a:wait())
+      assert.are.equal(0, b:wait())
+    end)
+
+    it("wires a numbered fd (shared, not handed off)", function()
+      local cat = spawn("cat", {}, {stdio = {"pipe", "pipe", "ignore"}})
+      local echo = spawn("echo", {"via-fd"}, {stdio = {"ignore", cat.stdin:fileno(), "ignore"}})
+      assert.are.equal(0, echo:wait())
+      assert.is_true(cat.stdin:state().open)
+      cat.stdin:shutdown()
+      assert.are.equal("via-fd\n", cat.stdout:read_all())
+      assert.are.equal(0, cat:wait())
+    end)
+
+    it("pipes through Lua with stdout:pipe(stdin)", function()
+      local a = spawn("printf", {"b\na\nc\n"}, {stdio = {"ignore", "pipe", "inherit"}})
+      local b = spawn("sort", {}, {stdio = {"pipe", "pipe", "inherit"}})
+      a.stdout:pipe(b.stdin)
+      assert.are.equal("a\nb\nc\n", b.stdout:read_all())
+      a:wait()
+      b:wait()
+    end)
+
+    it("runs the ls | grep | wc -l pipeline as three spawns", function()
+      local expect = assert(spawn.exec("ls /usr/bin | grep -c '^l'")).stdout:match("%d+")
+      local ls = spawn("ls", {"/usr/bin"}, {stdio = {"ignore", "pipe", "inherit"}})
+      local grep = spawn("grep", {"^l"}, {stdio = {ls.stdout, "pipe", "inherit"}})
+      local wc = spawn("wc", {"-l"}, {stdio = {grep.stdout, "pipe", "inherit"}})
+      assert.are.equal(expect, wc.stdout:read_all():match("%d+"))
+      for _, c in ipairs({ls, grep, wc}) do assert.are.equal(0, c:wait()) end
+    end)
+
+    it("reads 100 MB of stdout completely", function()
+      local child = spawn("head", {"-c", "100000000", "/dev/zero"}, {stdio = {"ignore", "pipe", "inherit"}})
+      local n = 0
+      child.stdout:on("data", function(d) n = n + #d end)
+      assert.are.equal(0, child:wait())
+      assert.are.equal(100000000, n)
+    end)
+
+    it("does not deadlock on a child that fills stdout and stderr and never reads stdin", function()
+      local r = assert(spawn.run("sh", {"-c",
+        "head -c 3000000 /dev/zero >&2; head -c 3000000 /dev/zero; head -c 3000000 /dev/zero >&2"},
+        {stdio = {"pipe", "pipe", "pipe"}}))
+      assert.are.equal(3000000, #r.stdout)
+      assert.are.equal(6000000, #r.stderr)
+    end)
+
+    it("keeps unread output for after wait(), and closes what is empty", function()
+      local child = spawn("echo", {"later"})
+      assert.are.equal(0, child:wait())
+      assert.is_false(child.stdin:state().open)
+      assert.is_false(child.stderr:state().open)
+      assert.are.equal("later\n", child.stdout:read_all())
+    end)
+  end)
+
+  describe("signals and timeouts", function()
+    it("reports a child killed by a signal as exit(nil, \"SIGKILL\")", function()
+      local child = spawn("sleep", {"10"}, {stdio = "ignore"})
+      local events = record(child)
+      assert.is_true(child:kill("SIGKILL"))
+      local code, signal = child:wait()
+      assert.is_nil(code)
+      assert.are.equal("SIGKILL", signal)
+      assert.is_true(child.killed)
+      assert.are.same({"exit", nil, "SIGKILL"}, events[2])
+    end)
+
+    it("kills with signal names and numbers, SIGTERM by default", function()
+      local a = spawn("sleep", {"10"}, {stdio = "ignore"})
+      local b = spawn("sleep", {"10"}, {stdio = "ignore"})
+      local c = spawn("sleep", {"10"}, {stdio = "ignore"})
+      a:kill()
+      b:kill(9)
+      c:kill("INT")
+      assert.are.same({nil, "SIGTERM"}, {a:wait()})
+      assert.are.same({nil, "SIGKILL"}, {b:wait()})
+      assert.are.same({nil, "SIGINT"}, {c:wait()})
+      local ok, _, code = a:kill()
+      assert.is_nil(ok)
+      assert.are.equal("ESRCH", code)
+      assert.has_error(function() a:kill("SIGNOPE") end,
+        "child.kill: bad argument #1 (unknown signal 'SIGNOPE')")
+    end)
+
+    it("kills on timeout and reports it", function()
+      local t0 = lipc.hrtime()
+      local child = spawn("sleep", {"10"}, {stdio = "ignore", timeout = 50})
+      assert.are.same({nil, "SIGTERM"}, {child:wait()})
+      assert.is_true(child.timed_out)
+      assert.is_true((lipc.hrtime() - t0) / 1e6 < 2000)
+      local r, msg, code = spawn.run("sleep", {"10"}, {timeout = 50, kill_signal = "SIGKILL"})
+      assert.is_nil(r)
+      assert.are.equal("ETIMEDOUT", code)
+      assert.matches("timed out after 50 ms", msg)
+    end)
+
+    it("kills a child that writes more than max_buffer and says so", function()
+      local r, msg, code, partial = spawn.run("head", {"-c", "10000000", "/dev/zero"}, {max_buffer = 1000})
+      assert.is_nil(r)
+      assert.are.equal("ENOBUFS", code)
+      assert.matches("stdout exceeded max_buffer %(1000 bytes%)", msg)
+      assert.is_true(#partial.stdout <= 1000)
+    end)
+  end)
+
+  describe("failures", function()
+    it("emits error ENOENT for a missing program; no zombie, no fd leaked", function()
+      lipc.sleep(20)                         -- earlier closes settle
+      local fds = open_fds()
+      local child = spawn("lipc-no-such-program", {"x"})
+      local events = record(child)
+      child.stdout:on("data", function() end)
+      local r = table.pack(child:wait())
+      assert.are.same({"error", "close"}, {events[1][1], events[2][1]})
+      assert.are.equal("ENOENT", events[1][3])
+      assert.matches("spawn lipc%-no%-such%-program", events[1][2])
+      assert.is_nil(r[1])
+      assert.are.equal("ENOENT", r[3])
+      assert.is_nil(child.pid)
+      assert.are.equal(0, zombies())
+      assert.is_true(open_fds() <= fds)
+      local res, msg, code = spawn.run("/nonexistent/prog")
+      assert.is_nil(res)
+      assert.are.equal("ENOENT", code)
+      assert.matches("ENOENT: no such file or directory", msg)
+      lipc.sleep(1)                          -- the runtime keeps running
+    end)
+
+    it("emits error EACCES for a file that is not executable", function()
+      local path = support.write_file(support.tmpdir() .. "/not-exec", "#!/bin/sh\necho no\n")
+      local child = spawn(path, {}, {stdio = "ignore"})
+      local got
+      child:on("error", function(_, code) got = code end)
+      child:wait()
+      assert.are.equal("EACCES", got)
+      local _, _, code = spawn.run(path)
+      assert.are.equal("EACCES", code)
+      assert.are.equal(0, zombies())
+    end)
+
+    it("names a missing cwd in the error", function()
+      local r, msg, code = spawn.run("true", {}, {cwd = "/nonexistent-dir"})
+      assert.is_nil(r)
+      assert.are.equal("ENOENT", code)
+      assert.matches("cwd /nonexistent%-dir", msg)
+    end)
+
+    it("emits EPIPE on stdin when writing to a child that exited", function()
+      local child = spawn("true", {}, {stdio = {"pipe", "ignore", "ignore"}})
+      local err, ret
+      child.stdin:on("error", function(_, code) err = code end)
+      child:on("exit", function() ret = table.pack(child.stdin:write("late")) end)
+      child:wait()
+      assert.are.equal("EPIPE", err)
+      assert.are.equal("EPIPE", ret[3])
+    end)
+
+    it("emits EPIPE when a big write outlives the child", function()
+      local child = spawn("true", {}, {stdio = {"pipe", "ignore", "ignore"}})
+      local err
+      child.stdin:on("error", function(_, code) err = code end)
+      child.stdin:write(string.rep("x", 4 << 20))
+      child:wait()
+      assert.are.equal("EPIPE", err)
+    end)
+
+    it("reaps 200 concurrent children", function()
+      local kids = {}
+      for i = 1, 200 do
+        kids[i] = spawn("sh", {"-c", "exit " .. (i % 7)}, {stdio = "ignore"})
+      end
+      for i = 1, 200 do assert.are.equal(i % 7, kids[i]:wait()) end
+      assert.are.same({}, children())
+    end)
+
+    it("lets a parent exit promptly while its children still run", function()
+      local t0 = lipc.hrtime()
+      local out, _, status = support.run_lipc([[
+        local spawn = require "spawn"
+        local child = spawn("sleep", {"30"})
+        print(child.pid)
+        os.exit(0)
+      ]])
+      assert.are.equal(0, status)
+      assert.is_true((lipc.hrtime() - t0) / 1e6 < 5000)
+      local pid = assert(tonumber(out:match("%d+")))
+      lipc.kill(pid, "SIGKILL")
+      out, _, status = support.run_lipc([[
+        local spawn = require "spawn"
+        local child = spawn("sleep", {"30"}, {stdio = "ignore"})
+        print(child.pid)
+        child:unref()
+      ]])
+      assert.are.equal(0, status)
+      assert.is_true((lipc.hrtime() - t0) / 1e6 < 8000)
+      lipc.kill(assert(tonumber(out:match("%d+"))), "SIGKILL")
+    end)
+
+    it("raises on bad argument types, naming the function and the argument", function()
+      assert.has_error(function() spawn(5) end, "spawn: bad argument #1 (string expected, got number)")
+      assert.has_error(function() spawn("ls", 5) end, "spawn: bad argument #2 (table expected, got number)")
+      assert.has_error(function() spawn.spawn("ls", {}, "x") end,
+        "spawn: bad argument #3 (table expected, got string)")
+      assert.has_error(function() spawn("ls", {{}}) end,
+        "spawn: bad argument #2 (args[1]: string expected, got table)")
+      assert.has_error(function() spawn("ls", {}, {cwd = 1}) end,
+        "spawn: bad argument #3 (opts.cwd: string expected, got number)")
+      assert.has_error(function() spawn("ls", {}, {stdio = {"pipe", "bogus"}}) end,
+        "spawn: bad argument #3 (opts.stdio[2]: unknown value 'bogus' "
+          .. "(pipe, inherit, ignore, ipc, an fd or a stream))")
+      assert.has_error(function() spawn("ls", {}, {env = {X = {}}}) end,
+        "spawn: bad argument #3 (opts.env.X: string expected, got table)")
+      assert.has_error(function() spawn("") end,
+        "spawn: bad argument #1 (file must be a non-empty string "
+          .. "without zero bytes)")
+      assert.has_error(function() spawn.exec(1) end,
+        "spawn.exec: bad argument #1 (string expected, got number)")
+      assert.are.same({}, children())
+    end)
+  end)
+
+  describe("scripts", function()
+    local function run_script(name, ...)
+      local args = {}
+      for i, a in ipairs({...}) do args[i] = support.shell_quote(a) end
+      return support.sh(("%s %s %s 2>&1 </dev/null"):format(support.shell_quote(support.lipc),
+        support.shell_quote(support.root .. "/scripts/" .. name), table.concat(args, " ")))
+    end
+
+    it("spawn_basic.lua prints a child's output and its exit code", function()
+      local out, status = run_script("spawn_basic.lua")
+      assert.are.equal(0, status, out)
+      assert.matches("hello from a child", out)
+      assert.matches("exit code 0", out)
+    end)
+
+    it("pipeline.lua counts with ls | grep | wc -l", function()
+      local out, status = run_script("pipeline.lua", "/usr/bin", "^l")
+      assert.are.equal(0, status, out)
+      local expect = assert(spawn.exec("ls /usr/bin | grep '^l' | wc -l")).stdout:match("%d+")
+      assert.matches("^" .. expect .. "\n", out)
+    end)
+  end)
+end)

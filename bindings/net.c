@@ -650,12 +650,18 @@ static int server_accept(lua_State *L) {
   return lipc_task_park(L, &srv->acceptor);
 }
 
-/* on(ev, fn): a 'connection' listener takes connections that waited, and
- * starts a received server. */
+/* on(ev, fn) / once(ev, fn): a 'connection' listener takes connections
+ * that waited, and starts a received server. Upvalue 1 is the emitter's
+ * own method. */
 static int server_on(lua_State *L) {
   lipc_server *srv = lipc_server_check(L, 1, "server.on");
   int conn = strcmp(luaL_checkstring(L, 2), "connection") == 0;
-  lipc_emitter_on(L);
+  lua_settop(L, 3);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_call(L, 3, 0);
   if (conn) {
     if (srv->imported && !srv->listening)
       lipc_server_start(srv);
@@ -720,9 +726,9 @@ static int server_unref(lua_State *L) {
 
 void lipc_server_class(lua_State *L, const char *tname,
                        const luaL_Reg *extra) {
+  static const char *const adders[] = {"on", "once", NULL};
   static const luaL_Reg methods[] = {
     {"accept", server_accept},
-    {"on", server_on},
     {"close", server_close},
     {"address", server_address},
     {"listening", server_listening},
@@ -730,7 +736,13 @@ void lipc_server_class(lua_State *L, const char *tname,
     {"unref", server_unref},
     {NULL, NULL}
   };
+  int i;
   lipc_class(L, tname, methods);              /* methods */
+  for (i = 0; adders[i]; i++) {
+    lua_getfield(L, -1, adders[i]);
+    lua_pushcclosure(L, server_on, 1);
+    lua_setfield(L, -2, adders[i]);
+  }
   if (extra)
     luaL_setfuncs(L, extra, 0);
   lua_pop(L, 1);

@@ -134,6 +134,18 @@ describe("net", function()
     srv:close()
   end)
 
+  it("keeps connections for whoever takes them: a late once('connection')", function()
+    local srv = assert(net.create_server():listen(0))
+    local c = assert(net.connect{port = srv:address().port})
+    lipc.sleep(20)                            -- arrived; nobody took it yet
+    local sock
+    assert.equal(srv, srv:once("connection", function(s) sock = s end))
+    assert.is_true(wait_for(function() return sock ~= nil end))
+    sock:close()
+    c:close()
+    srv:close()
+  end)
+
   it("connects outside a task: returns the socket, then emits connect", function()
     local srv, port = echo_server()
     local got = lipc.cond()
@@ -296,7 +308,9 @@ open(%q, "wb").write(data)
         script("tcp_server.lua"), dir))
       local port
       assert.is_true(wait_for(function()
-        port = support.read_file(dir .. "/srv"):match("listening on (%d+)")
+        local f = io.open(dir .. "/srv")
+        port = f and f:read("a"):match("listening on (%d+)")
+        if f then f:close() end
         return port ~= nil
       end, 5000))
       for _, name in ipairs({"alice", "bob"}) do

@@ -526,9 +526,11 @@ static void peer_gone(lchannel *ch) {
     listeners = lipc_has_listeners(L, -1, "disconnect");
   lua_pop(L, 1);
   if (ch->own_disconnect) {                   /* fork orders it after exit */
-    if (!rt->exiting && lipc_handle_push(&ch->h))
-      lipc_emit(rt, -1, "disconnect", 0);
-    lua_pop(L, 1);
+    if (!rt->exiting) {
+      if (lipc_handle_push(&ch->h))
+        lipc_emit(rt, -1, "disconnect", 0);
+      lua_pop(L, 1);
+    }
   } else {
     emit(ch, "disconnect", 0);
   }

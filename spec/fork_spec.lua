@@ -1,0 +1,324 @@
+-- fork_spec.lua - fork(): child lipc processes with a message channel,
+-- fork.parent, the delivery guarantees, pools, handle passing, Node
+-- interop, and every example script under scripts/ that uses fork.
+local lipc = require "lipc"
+local fork = require "fork"
+local S = require "support"
+
+-- A child script in a private dir; returns its path.
+local function script(code)
+  return S.write_file(S.tmpdir() .. "/child.lua", code)
+end
+
+local function run_script(name, args)
+  local argv = {}
+  for i, a in ipairs(args or {}) do argv[i] = S.shell_quote(a) end
+  return S.sh(("cd %s && %s scripts/%s %s 2>&1"):format(S.shell_quote(S.root),
+    S.shell_quote(S.lipc), name, table.concat(argv, " ")))
+end
+
+describe("fork", function()
+  teardown(S.cleanup)
+
+  it("runs a child lipc with a channel: send, receive, args, exit", function()
+    local child = assert(fork(script([[
+      local parent = require("fork").parent
+      parent:send({args = {...}, pid = require("lipc").pid})
+      local m = parent:receive()
+      parent:send({twice = m.n * 2})
+    ]]), {"a", "b"}))
+    assert.is_true(child.connected)
+    local hello = child:receive()
+    assert.are.same({"a", "b"}, hello.args)
+    assert.are.equal(child.pid, hello.pid)
+    child:send({n = 21})
+    assert.are.equal(42, child:receive().twice)
+    assert.is_nil(child:receive())
+    assert.are.equal(0, (child:wait()))
+  end)
+
+  it("fork.parent is nil when not forked", function()
+    local out = S.run_lipc([[print(require("fork").parent == nil)]])
+    assert.are.equal("true\n", out)
+  end)
+
+  it("keeps the order of 100 000 messages each way at once, none lost", function()
+    local child = assert(fork(script([[
+      local lipc = require "lipc"
+      local parent = require("fork").parent
+      local N = 100000
+      lipc.go(function()
+        for i = 1, N do if not parent:send(i) then parent:drain() end end
+      end)
+      for i = 1, N do
+        local m = parent:receive()
+        if m ~= i then error("child: got " .. tostring(m) .. " expected " .. i) end
+      end
+      parent:send("child-done")
+    ]])))
+    local N = 100000
+    lipc.go(function()
+      for i = 1, N do if not child:send(i) then child:drain() end end
+    end)
+    for i = 1, N do
+      local m = child:receive()
+      assert(m == i, "parent: out of order")
+    end
+    assert.are.equal("child-done", child:receive())
+    assert.are.equal(0, (child:wait()))
+  end)
+
+  it("delivers messages queued before lipc.exit()", function()
+    local child = assert(fork(script([[
+      local lipc = require "lipc"
+      local parent = require("fork").parent
+      for i = 1, 1000 do parent:send({i = i, pad = string.rep("x", 100)}) end
+      lipc.exit(7)
+    ]])))
+    for i = 1, 1000 do assert.are.equal(i, child:receive().i) end
+    assert.is_nil(child:receive())
+    assert.are.equal(7, (child:wait()))
+  end)
+
+  it("delivers messages queued before the normal end of the child", function()
+    local child = assert(fork(script([[
+      local parent = require("fork").parent
+      for i = 1, 1000 do parent:send(i) end
+    ]])))
+    for i = 1, 1000 do assert.are.equal(i, child:receive()) end
+    assert.is_nil(child:receive())
+    assert.are.equal(0, (child:wait()))
+  end)
+
+  it("a child that dies mid-frame: exit, disconnect, close; no crash, no hang", function()
+    local child = assert(fork(script([[
+      local lipc = require "lipc"
+      local s = lipc.stream_from_fd and lipc.stream_from_fd(3)
+      -- half a frame on the channel fd, then death by signal
+      os.execute("printf '\\000\\000\\020\\000abc' >&3")
+      lipc.kill(lipc.pid, "SIGKILL")
+      lipc.sleep(1000)
+    ]])))
+    local events, done = {}, lipc.cond()
+    for _, e in ipairs({"exit", "disconnect", "close"}) do
+      child:on(e, function() events[#events + 1] = e; if e == "close" then done:signal() end end)
+    end
+    assert.is_nil(child:receive())
+    if events[#events] ~= "close" then done:wait(5000) end
+    assert.are.same({"exit", "disconnect", "close"}, events)
+    assert.is_false(child.connected)
+  end)
+
+  it("a child writing garbage: the channel closes with an 'error' saying why", function()
+    local child = assert(fork(script([[
+      os.execute("printf '\\000\\000\\000\\002\\301\\301' >&3")
+      require("lipc").sleep(200)
+    ]])))
+    local err, code
+    child:on("error", function(m, c) err, code = m, c end)
+    local m, rerr = child:receive()
+    assert.is_nil(m)
+    assert.matches("bad message", rerr or err)
+    assert.is_false(child.connected)
+    child:wait()
+    assert.are.equal("ERR_IPC_BAD_MESSAGE", code) -- listeners hear it too
+  end)
+
+  it("a child sending a frame over max_message: 'error' saying why, parent lives on", function()
+    local child = assert(fork(script([[
+      local parent = require("fork").parent
+      parent:send(string.rep("x", 5000))
+      require("lipc").sleep(200)
+    ]]), {}, {max_message = 1000}))
+    local err, code, done = nil, nil, lipc.cond()
+    child:on("error", function(m, c) err, code = m, c; done:signal() end)
+    child:on("message", function() error("must not arrive") end)
+    if not err then done:wait(5000) end
+    assert.matches("over max_message", err)
+    assert.are.equal("ERR_IPC_MESSAGE_TOO_LARGE", code)
+    child:wait()
+  end)
+
+  it("send after disconnect: 'error' ERR_IPC_CHANNEL_CLOSED, no crash", function()
+    local child = assert(fork(script([[require("fork").parent:receive()]])))
+    child:disconnect()
+    local code
+    child:on("error", function(_, c) code = c end)
+    assert.is_false(child:send("late"))
+    assert.are.equal("ERR_IPC_CHANNEL_CLOSED", code)
+    assert.are.equal(0, (child:wait()))
+  end)
+
+  it("send of an unserializable value raises naming the key path; nothing is sent", function()
+    local child = assert(fork(script([[
+      local parent = require("fork").parent
+      parent:send(parent:receive())
+    ]])))
+    local ok, err = pcall(child.send, child, {a = {b = {print}}})
+    assert.is_false(ok)
+    assert.matches("a%.b%[1%]", err)
+    child:send({fine = true})
+    assert.are.same({fine = true}, child:receive())
+    child:wait()
+  end)
+
+  it("'message' events carry the value; 'disconnect' follows 'exit'", function()
+    local child = assert(fork(script([[
+      local parent = require("fork").parent
+      for i = 1, 3 do parent:send(i) end
+    ]])))
+    local got, order, done = {}, {}, lipc.cond()
+    child:on("message", function(m) got[#got + 1] = m end)
+    child:on("exit", function() order[#order + 1] = "exit" end)
+    child:on("disconnect", function() order[#order + 1] = "disconnect" end)
+    child:on("close", function() order[#order + 1] = "close"; done:signal() end)
+    done:wait(5000)
+    assert.are.same({1, 2, 3}, got)
+    assert.are.same({"exit", "disconnect", "close"}, order)
+  end)
+
+  it("a child whose parent goes away exits (no orphans)", function()
+    local dir = S.tmpdir()
+    local grand = S.write_file(dir .. "/grand.lua", [[
+      local lipc = require "lipc"
+      local parent = require("fork").parent
+      parent:send(lipc.pid)
+      lipc.set_interval(1000, function() end) -- would live forever
+    ]])
+    local out = S.run_lipc(([[
+      local fork = require "fork"
+      local c = fork(%q)
+      print((c:receive()))
+      require("lipc").exit(0)
+    ]]):format(grand))
+    local pid = tonumber(out)
+    assert.truthy(pid)
+    local gone = false
+    for _ = 1, 100 do
+      if not lipc.kill(pid, 0) then gone = true; break end
+      lipc.sleep(20)
+    end
+    assert.is_true(gone)
+  end)
+
+  it("passes a TCP server to a child that accepts on it", function()
+    local net = require "net"
+    local child = assert(fork(script([[
+      local parent = require("fork").parent
+      local _, server = parent:receive()
+      server:on("connection", function(sock)
+        sock:write("child accepted", function() sock:close() end)
+      end)
+      parent:send("ready")
+      parent:receive()
+      server:close()
+    ]])))
+    local server = net.create_server()
+    assert(server:listen(0, "127.0.0.1"))
+    local port = server:address().port
+    child:send("take it", server)
+    assert.are.equal("ready", child:receive())
+    server:close()
+    local sock = assert(net.connect({host = "127.0.0.1", port = port}))
+    assert.are.equal("child accepted", sock:read_all())
+    sock:close()
+    child:disconnect()
+    child:wait()
+  end)
+
+  it("pool: calls spread over workers; a crash fails its call and is replaced; close ends all", function()
+    local worker = script([[
+      require("fork").serve(function(m)
+        if m == "crash" then os.exit(5) end
+        if m == "raise" then error("bad input") end
+        return m * 2
+      end)
+    ]])
+    local pool = fork.pool(worker, {size = 3})
+    local results, left, done = {}, 30, lipc.cond()
+    for i = 1, 30 do
+      lipc.go(function()
+        results[i] = pool:call(i)
+        left = left - 1
+        if left == 0 then done:signal() end
+      end)
+    end
+    if left > 0 then done:wait(10000) end
+    for i = 1, 30 do assert.are.equal(2 * i, results[i]) end
+    local r, err, code = pool:call("crash")
+    assert.is_nil(r)
+    assert.are.equal("ERR_WORKER_CRASHED", code)
+    assert.matches("crashed", err)
+    r, err, code = pool:call("raise")
+    assert.is_nil(r)
+    assert.are.equal("ERR_WORKER_ERROR", code)
+    assert.matches("bad input", err)
+    assert.are.equal(8, pool:call(4))
+    pool:close()
+    assert.is_nil(next(pool.workers))
+  end)
+end)
+
+describe("fork and Node", function()
+  teardown(S.cleanup)
+
+  it("a lipc parent talks to a Node child (fork of a .js script)", function()
+    local child = assert(fork(S.write_file(S.tmpdir() .. "/c.js", [[
+      process.on('message', (m) => process.send({ got: m, n: m.n + 1 }));
+      process.send({ ready: true });
+    ]])))
+    assert.are.same({ready = true}, child:receive())
+    child:send({n = 41, s = "str", list = {1, 2}})
+    local r = child:receive()
+    assert.are.equal(42, r.n)
+    assert.are.same({n = 41, s = "str", list = {1, 2}}, r.got)
+    child:disconnect()
+    child:wait()
+  end)
+
+  it("a Node parent talks to a lipc child (child_process.fork with execPath)", function()
+    local out, status = S.sh(("node %s/scripts/node_parent.js %s 2>&1"):format(
+      S.shell_quote(S.root), S.shell_quote(S.lipc)))
+    assert.are.equal(0, status, out)
+    assert.matches("hello from lipc pid %d+", out)
+    assert.matches("lipc says bye after 6 messages", out)
+    assert.matches("exit 0", out)
+  end)
+end)
+
+describe("fork scripts", function()
+  it("fork_basic.lua", function()
+    local out, status = run_script("fork_basic.lua")
+    assert.are.equal(0, status, out)
+    assert.matches("sum of 3 numbers = 6", out)
+    assert.matches("worker said: bye", out)
+  end)
+
+  it("ping_pong.lua", function()
+    local out, status = run_script("ping_pong.lua", {"2000"})
+    assert.are.equal(0, status, out)
+    assert.matches("2000 round trips", out)
+  end)
+
+  it("pool.lua", function()
+    local out, status = run_script("pool.lua")
+    assert.are.equal(0, status, out)
+    assert.matches("sum of squares 1..20 = 2870", out)
+    assert.matches("ERR_WORKER_CRASHED", out)
+    assert.matches("after crash: 144", out)
+    assert.matches("pool closed", out)
+  end)
+
+  it("prefork_server.lua", function()
+    local out, status = run_script("prefork_server.lua", {"3", "12"})
+    assert.are.equal(0, status, out)
+    assert.matches("12 connections answered by %d worker", out)
+  end)
+
+  it("node_child.lua (lipc parent, Node child)", function()
+    local out, status = run_script("node_child.lua")
+    assert.are.equal(0, status, out)
+    assert.matches("upper: HELLO FROM LIPC", out)
+    assert.matches("sum: 10.5", out)
+  end)
+end)

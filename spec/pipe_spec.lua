@@ -155,6 +155,26 @@ describe("pipe", function()
       srv:close()
     end)
 
+    it("are reachable by an outside client (socat)", function()
+      local dir = support.tmpdir()
+      local path = dir .. "/s.sock"
+      local srv = assert(pipe.create_server(function(sock)
+        local line = sock:lines()()
+        sock:write("hello " .. line .. ", from lipc\n")
+        sock:shutdown()
+        sock:read_all()
+        sock:close()
+      end):listen(path))
+      os.execute(("printf 'socat\\n' | socat -t 5 - UNIX-CONNECT:%s >%s/out 2>&1 &"):format(path, dir))
+      assert.is_true(wait_for(function()
+        local f = io.open(dir .. "/out")
+        local text = f and f:read("a")
+        if f then f:close() end
+        return text == "hello socat, from lipc\n"
+      end, 5000))
+      srv:close()
+    end)
+
     it("use Linux abstract names", function()
       local name = "\0lipc-spec-" .. lipc.pid
       local srv = assert(greeter():listen(name))

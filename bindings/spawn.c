@@ -860,25 +860,52 @@ static void release_fds(spec *sp, int parent_ends) {
   }
 }
 
+/* A new fd must not land on 0-2 (lipc started with one closed): libuv
+ * refuses to close those, and they are the child's places. */
+static int lift(int *fds) {
+  int i, nfd;
+  for (i = 0; i < 2; i++) {
+    if (fds[i] >= 3)
+      continue;
+    nfd = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+    close(fds[i]);
+    fds[i] = nfd;
+  }
+  if (fds[0] >= 0 && fds[1] >= 0)
+    return 0;
+  nfd = -errno;
+  close_fd(&fds[0]);
+  close_fd(&fds[1]);
+  return nfd;
+}
+
 /* Makes the pipes and finds the fds of streams; sources below n that are
  * not in their own place are moved up, so that no dup2 in the child
  * overwrites a source still needed. */
 static int make_fds(lua_State *L, spec *sp) {
-  int i, fds[2];
+  int i, fds[2], err;
   for (i = 0; i < sp->n; i++) {
     sio *io = &sp->io[i];
     switch (io->kind) {
     case IO_PIPE:
       if (pipe2(fds, O_CLOEXEC) != 0)
         return -errno;
+      if ((err = lift(fds)) != 0)
+        return err;
       io->src = fds[i == 0 ? 0 : 1];
       io->parent_end = fds[i == 0 ? 1 : 0];
       break;
     case IO_IPC:
       if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
         return -errno;
+      if ((err = lift(fds)) != 0)
+        return err;
       io->parent_end = fds[0];
       io->src = fds[1];
+      break;
+    case IO_FD:                               /* "inherit" of a closed fd */
+      if (io->src == i && i < 3 && fcntl(i, F_GETFD) < 0)
+        io->kind = IO_NULL;
       break;
     case IO_STREAM: {
       lipc_stream *s = lipc_stream_test(L, io->sidx);

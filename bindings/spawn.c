@@ -51,6 +51,7 @@ typedef struct lchild lchild;
  * first, so that the zombie is still collected. */
 typedef struct lproc {
   pid_t pid;
+  int status;                       /* waitpid's, -1 when unknown */
   lchild *child;                    /* NULL once the object let go */
   struct lproc *next, *prev;
 } lproc;
@@ -185,10 +186,8 @@ static void on_sigchld(uv_signal_t *uv, int signum) {
     while (r < 0 && errno == EINTR);
     if (r == 0)
       continue;
-    if (r < 0)                               /* reaped by someone else */
-      status = -1;
     proc_unlink(st, p);
-    p->pid = status;                         /* reuse: the status now */
+    p->status = r < 0 ? -1 : status;         /* -1: reaped by someone else */
     p->next = done;
     done = p;
   }
@@ -197,7 +196,7 @@ static void on_sigchld(uv_signal_t *uv, int signum) {
     done = p->next;
     if (p->child) {
       lchild *c = p->child;
-      status = p->pid;
+      status = p->status;
       c->proc = NULL;
       if (status == -1)
         child_exit(c, -1, 0);
@@ -411,13 +410,15 @@ static int stdio_close_listener(lua_State *L) {
 
 /* ---- events ------------------------------------------------------------- */
 
+/* child[k] = the value on top of rt->L (popped). */
 static void set_field(lipc_runtime *rt, lchild *c, const char *k) {
-  lua_State *L = rt->L;                       /* value on top: popped */
+  lua_State *L = rt->L;
+  int top = lua_gettop(L);
   if (lipc_handle_push(&c->h) && lua_getiuservalue(L, -1, 1) == LUA_TTABLE) {
-    lua_pushvalue(L, -3);
+    lua_pushvalue(L, top);
     lua_setfield(L, -2, k);
   }
-  lua_pop(L, 3);
+  lua_settop(L, top - 1);
 }
 
 /* Pushes the spawn error as msg, code on rt->L. */
@@ -561,6 +562,24 @@ static void child_exit(lchild *c, int code, int termsig) {
   check_close(c);
 }
 
+/* Closes the stdio streams of the child object at idx of L. */
+static void close_stdio(lua_State *L, int idx) {
+  int i, n;
+  if (lua_getiuservalue(L, idx, 1) == LUA_TTABLE &&
+      lua_getfield(L, -1, "stdio") == LUA_TTABLE) {
+    n = (int)lua_rawlen(L, -1);
+    for (i = 1; i <= n; i++) {
+      lipc_stream *s;
+      lua_rawgeti(L, -1, i);
+      if ((s = lipc_stream_test(L, -1)) != NULL)
+        lipc_handle_close(lipc_stream_handle(s));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
 /* on_close of the child object: 'close' carries (code, signal), so it is
  * emitted here, and the self reference dropped, leaving the runtime's
  * bare 'close' nothing to do. An early close (close() or the runtime
@@ -569,7 +588,7 @@ static void child_closed(lipc_handle *h) {
   lchild *c = (lchild *)h;
   lipc_runtime *rt = h->rt;
   lua_State *L = rt->L;
-  int top = lua_gettop(L), i, n;
+  int top = lua_gettop(L);
   c->done = 1;
   if (c->proc) {
     c->proc->child = NULL;
@@ -579,21 +598,13 @@ static void child_closed(lipc_handle *h) {
     c->uvp->child = NULL;
     c->uvp = NULL;
   }
-  if (!lipc_handle_push(h)) {
+  if (!lipc_handle_push(h)) {                 /* collected: nobody to tell */
     lua_settop(L, top);
+    wake_waiters(c, 0);
     return;
   }
-  if (!c->ending && lua_getiuservalue(L, -1, 1) == LUA_TTABLE &&
-      lua_getfield(L, -1, "stdio") == LUA_TTABLE) {
-    n = (int)lua_rawlen(L, -1);               /* early: close our ends */
-    for (i = 1; i <= n; i++) {
-      lipc_stream *s;
-      lua_rawgeti(L, -1, i);
-      if ((s = lipc_stream_test(L, -1)) != NULL)
-        lipc_handle_close(lipc_stream_handle(s));
-      lua_pop(L, 1);
-    }
-  }
+  if (!c->ending)                             /* early: close our ends */
+    close_stdio(L, -1);
   lua_settop(L, top + 1);
   push_status(L, c);                          /* obj code signal */
   if (!rt->exiting) {
@@ -722,7 +733,7 @@ static void parse_env(lua_State *L, spec *sp, int at, int *na) {
   lua_pop(L, 1);                              /* env */
 }
 
-static int stdio_word(lua_State *L, const char *w, int i, sio *io) {
+static int stdio_word(const char *w, int i, sio *io) {
   if (strcmp(w, "pipe") == 0)
     io->kind = IO_PIPE;
   else if (strcmp(w, "ipc") == 0)
@@ -734,7 +745,6 @@ static int stdio_word(lua_State *L, const char *w, int i, sio *io) {
     io->kind = i < 3 ? IO_NULL : IO_CLOSE;
   else
     return 0;
-  (void)L;
   return 1;
 }
 
@@ -748,7 +758,7 @@ static void stdio_entry(lua_State *L, int i, sio *io) {
   } else if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
     io->kind = i < 3 ? IO_NULL : IO_CLOSE;
   } else if (t == LUA_TSTRING) {
-    if (!stdio_word(L, lua_tostring(L, -1), i, io)) {
+    if (!stdio_word(lua_tostring(L, -1), i, io)) {
       lua_pushfstring(L, "opts.stdio[%d]: unknown value '%s' (pipe, inherit,"
                       " ignore, ipc, an fd or a stream)", i + 1,
                       lua_tostring(L, -1));
@@ -1281,6 +1291,16 @@ static int child_wait(lua_State *L) {
   return lipc_task_park(L, &w->w);
 }
 
+/* close(): stop watching the child (it is still reaped) and close our
+ * ends of its stdio now; 'close' follows. */
+static int child_close(lua_State *L) {
+  lchild *c = check_child(L, "child.close");
+  if (c->h.uv && !c->h.closing && !c->ending)
+    close_stdio(L, 1);
+  lipc_handle_close(&c->h);
+  return 0;
+}
+
 static int child_ref(lua_State *L) {
   lchild *c = check_child(L, "child.ref");
   if (c->h.uv)
@@ -1302,6 +1322,7 @@ static const luaL_Reg child_methods[] = {
   {"wait", child_wait},
   {"ref", child_ref},
   {"unref", child_unref},
+  {"close", child_close},
   {NULL, NULL}
 };
 
@@ -1309,10 +1330,18 @@ int luaopen_spawn(lua_State *L) {
   sstate *st;
   lipc_class(L, CHILD, child_methods);        /* methods */
   stdio_class(L);
-  st = lua_newuserdatauv(L, sizeof(*st), 0);  /* methods st */
-  memset(st, 0, sizeof(*st));
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &STATE_KEY);    /* keep it alive */
+  /* One state per Lua state, however often the module is loaded again
+   * (busted's insulation unloads it between spec files): the SIGCHLD
+   * watcher and the children it reaps point at this state. */
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY) == LUA_TUSERDATA) {
+    st = lua_touserdata(L, -1);               /* methods st */
+  } else {
+    lua_pop(L, 1);
+    st = lua_newuserdatauv(L, sizeof(*st), 0);  /* methods st */
+    memset(st, 0, sizeof(*st));
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &STATE_KEY);  /* keep it alive */
+  }
   lipc_load_embedded(L, "spawn");             /* methods st chunk */
   lua_createtable(L, 0, 1);
   lua_pushvalue(L, -3);

@@ -407,6 +407,17 @@ describe("spawn", function()
       lipc.kill(assert(tonumber(out:match("%d+"))), "SIGKILL")
     end)
 
+    it("close() stops watching a running child, which is still reaped", function()
+      local child = spawn("sleep", {"0.05"})
+      local pid, closed = child.pid, nil
+      child:on("close", function(...) closed = table.pack(...) end)
+      child:close()
+      assert.is_false(child.stdout:state().open)
+      lipc.sleep(300)
+      assert.are.equal(2, closed.n)
+      for _, p in ipairs(children()) do assert.are_not.equal(pid, p) end
+    end)
+
     it("raises on bad argument types, naming the function and the argument", function()
       assert.has_error(function() spawn(5) end, "spawn: bad argument #1 (string expected, got number)")
       assert.has_error(function() spawn("ls", 5) end, "spawn: bad argument #2 (table expected, got number)")

@@ -54,6 +54,7 @@ struct lipc_stream {
   lipc_wait drainer;
   int chunks;              /* registry ref: chunks nobody took yet */
   lua_Integer chead, ctail;
+  size_t cbytes;           /* bytes in those chunks */
   int shut_cb;             /* registry ref of shutdown's callback */
   int err_ref;             /* registry ref: {msg, code} of the first error */
   lipc_alloc_hook alloc_hook;
@@ -146,6 +147,7 @@ static int push_stored_error(lua_State *L, lipc_stream *s) {
 /* ---- chunks nobody has taken yet ----------------------------------------- */
 
 static void chunk_push(lipc_stream *s, lua_State *L) {   /* pops the chunk */
+  s->cbytes += lua_rawlen(L, -1);
   if (s->chunks == LUA_NOREF) {
     lua_newtable(L);
     s->chunks = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -165,6 +167,7 @@ static int chunk_shift(lipc_stream *s, lua_State *L) {   /* pushes one */
   lua_pushnil(L);
   lua_rawseti(L, -3, s->chead++);
   lua_remove(L, -2);
+  s->cbytes -= lua_rawlen(L, -1);
   return 1;
 }
 
@@ -288,8 +291,13 @@ static void on_sync_idle(uv_idle_t *idle) {
 static int want_read(lipc_stream *s) {
   if (!is_open(s) || (s->flags & (F_EOF | F_ERRORED)) || !can_read(s))
     return 0;
-  return lipc_waiting(&s->reader) || (s->flags & F_FLOWING) ||
-         s->read_hook != NULL;
+  if (lipc_waiting(&s->reader) || (s->flags & F_FLOWING) || s->read_hook)
+    return 1;
+  /* A socket whose side is shut and whose bytes nobody takes still reads,
+   * keeping up to a high-water mark of them, so that it sees the peer's
+   * end and closes instead of staying half-open for ever. */
+  return (s->flags & F_SHUT_DONE) && (s->flags & F_SOCKET) &&
+         s->cbytes < s->hwm;
 }
 
 static void update_reading(lipc_stream *s) {
@@ -715,6 +723,8 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
   call_shut_cb(s, status == UV_ECANCELED ? 0 : status);
   if (s->h.uv && ((s->flags & F_EOF) || !can_read(s)))
     lipc_handle_close(&s->h);
+  else if (s->h.uv)
+    update_reading(s);
 }
 
 /* shutdown([cb]): flush queued writes, then end our side (Node's end()).

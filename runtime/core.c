@@ -218,12 +218,17 @@ static int cond_wait(lua_State *L) {
   return lipc_task_park(L, &w->wait);
 }
 
+/* Wakes the oldest waiter, or (all) every waiter present now: a woken
+ * task that waits again at once is served by the next signal, not by
+ * this one. */
 static int cond_wake(lua_State *L, int all) {
   lcond *c = luaL_checkudata(L, 1, COND);
   lipc_runtime *rt = lipc_rt(L);
   int nargs = lua_gettop(L) - 1, n = 0, i;
+  cwaiter *last = c->tail;
   while (c->head) {
     cwaiter *w = c->head;
+    int was_last = w == last;
     cw_unlink(w);
     uv_timer_stop(&w->timer);
     for (i = 2; i <= nargs + 1; i++)
@@ -232,7 +237,7 @@ static int cond_wake(lua_State *L, int all) {
     lipc_wake(rt, &w->wait, nargs);
     lipc_handle_close(&w->h);
     n++;
-    if (!all)
+    if (!all || was_last)
       break;
   }
   lua_pushinteger(L, n);

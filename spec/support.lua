@@ -5,7 +5,8 @@ local lipc = require "lipc"
 local M = {}
 
 -- The lipc executable running these specs (build/lipc, or the ASan one).
-M.lipc = os.getenv("LIPC") or lipc.argv[1]
+-- (/proc/self/exe says " (deleted)" once the binary was rebuilt under us.)
+M.lipc = os.getenv("LIPC") or (lipc.argv[1]:gsub(" %(deleted%)$", ""))
 M.root = lipc.cwd()
 
 local dirs = {}

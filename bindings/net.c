@@ -1237,12 +1237,17 @@ uv_stream_t *lipc_net_export(lua_State *L, int idx, int *kind) {
 
 void lipc_net_import(lua_State *L, uv_stream_t *h, int kind) {
   lipc_server *srv;
-  if (luaL_getmetatable(L, LIPC_PIPE_SERVER) == LUA_TNIL) {
+  /* The receiver may not have loaded the module of the kind it gets
+   * (a worker that only requires "pipe" can be handed a TCP server). */
+  int top = lua_gettop(L), have;
+  have = luaL_getmetatable(L, LIPC_PIPE_SERVER) != LUA_TNIL;
+  have = have && luaL_getmetatable(L, LIPC_TCP_SERVER) != LUA_TNIL;
+  lua_settop(L, top);
+  if (!have) {
     luaL_requiref(L, "net", luaopen_net, 0);  /* makes the classes */
     luaL_requiref(L, "pipe", luaopen_pipe, 0);
     lua_pop(L, 2);
   }
-  lua_pop(L, 1);
   switch (kind) {
   case 1:
   case 3:

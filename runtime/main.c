@@ -1,6 +1,8 @@
 /*
  * main.c - the `lipc` command line: arguments in, exit status out.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,19 @@ static void version(void) {
          uv_version_string());
 }
 
+/* A closed fd 0, 1 or 2 would be reused by the loop's own fds (epoll,
+ * signal pipe), which the stdio streams would then close: point them at
+ * /dev/null first, as Node does. */
+static void guard_stdio(void) {
+  int fd;
+  for (fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+      continue;
+    if (open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) != fd)
+      abort();
+  }
+}
+
 int main(int argc, char **argv) {
   lipc_runtime *rt;
   int status, i = 1, interactive = 0;
@@ -61,6 +76,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "lipc: unknown option '%s'\n%s", argv[i], usage);
     return 1;
   }
+  guard_stdio();
   /* print() reaches a pipe line by line, like console.log. */
   setvbuf(stdout, NULL, _IOLBF, 0);
   rt = lipc_new(NULL);

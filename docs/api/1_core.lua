@@ -1,0 +1,189 @@
+-- The core module, events and streams (section "core" of docs/api.md).
+-- See tools/gendocs.lua for the format.
+return {
+  section = "core",
+  module = "lipc",
+  module_text = [[The core module: tasks, timers, signals, process information and the
+standard streams. `lipc.spawn`, `lipc.fork`, `lipc.pipe`, `lipc.net` are the other modules.]],
+  classes = {
+    {name = "lipc.emitter", var = "obj", text = "Every lipc object is an event emitter."},
+    {name = "lipc.handle", extends = "lipc.emitter", var = "handle",
+     text = "An object over a libuv handle (timers, signal watchers, streams, servers, children)."},
+    {name = "lipc.cond", var = "cond", text = "A condition tasks wait on (`lipc.cond()`)."},
+    {name = "lipc.timer", extends = "lipc.handle", var = "timer"},
+    {name = "lipc.signal", extends = "lipc.handle", var = "watcher",
+     text = "A signal watcher (`lipc.on_signal`)."},
+    {name = "lipc.stream", extends = "lipc.handle", var = "s",
+     text = "One stream type serves stdio, pipes, Unix and TCP sockets and child processes' stdio.",
+     events = {"data(chunk: string)", "end()", "drain()", "error(msg: string, code: string)", "close()"}},
+    {name = "lipc.stream_stats", text = "What `stream:stats()` returns.",
+     fields = {"bytes_read: integer", "bytes_written: integer", "reads: integer", "writes: integer",
+               "queued: integer", "pending_writes: integer", "high_water_hits: integer"}},
+  },
+  doc = {
+[[## Conventions
+
+- Modules return tables: `require "lipc"`, `"spawn"`, `"fork"`, `"pipe"`,
+  `"net"` (also `lipc.spawn`, `lipc.fork`, `lipc.pipe`, `lipc.net`).
+- Methods use `:`; options are tables; names are snake_case.
+- **Tasks.** The main chunk, every listener, every timer callback and every
+  `lipc.go` body runs in a task (a coroutine from a pool). Functions marked
+  *(task)* wait without blocking the loop and may only be called inside a
+  task; elsewhere they raise `"<name>: must be called inside a task
+  (lipc.go)"`.
+- **Errors.** Wrong argument types raise errors naming the function and the
+  argument. System failures are returned as `nil, message, code`, e.g.
+  `nil, "ECONNREFUSED: connection refused (127.0.0.1:9)", "ECONNREFUSED"`,
+  and objects emit `error(message, code)`. An `error` event with no
+  listener, and an error thrown by a task or listener, is *uncaught*: its
+  message and traceback go to stderr and the process exits with status 1.
+- **Exit.** The process ends when nothing is pending (no active handle, no
+  pending request), on `lipc.exit(code)` / `os.exit(code)`, or after an
+  uncaught error. Queued writes (stream writes, channel messages) are
+  flushed first, for at most 2 seconds.
+- **Editors.** `types/*.lua` (generated with this page from `docs/api/*.lua`)
+  are LuaLS `---@meta` files: add `types/` to `workspace.library`.
+
+## Events: every object]],
+    {table = {"method", "meaning"},
+      {"obj:on(name: string, fn: function): lipc.emitter",
+       text = "call `fn(...)` on every `name` event; returns `obj`"},
+      {"obj:once(name: string, fn: function): lipc.emitter", text = "only the next one"},
+      {"obj:off(name?: string, fn?: function): lipc.emitter",
+       text = "remove one registration of `fn`, or all of `name`; `off()` removes all"},
+      {"obj:emit(name: string, ...: any): integer",
+       text = "call the listeners (each in its own task); returns how many"},
+      {"obj:listeners(name: string): function[]", text = "array of the listening functions"},
+      {"handle:close()",
+       text = "every object over a handle (timer, watcher, stream, server, child) closes with "
+         .. "`close()`: idempotent, also `__close`; `close` is emitted once it is closed"},
+    },
+[[Listeners added while an event is being emitted are called from the next
+emit on.]],
+    {list = true,
+      {"lipc.emitter(t?: table): table",
+       text = "makes a table `t` (or a new one) an emitter (for objects written in Lua)."},
+    },
+[[## `lipc` — the core module
+
+### Tasks]],
+    {list = true,
+      {"lipc.go(fn: function, ...: any)",
+       text = "start `fn(...)` as a task now; it runs until it first waits, then the caller goes on."},
+      {"lipc.in_task(): boolean", ret = "boolean."},
+      {"lipc.cond(): lipc.cond", "cond:wait(timeout_ms?: integer): any", "cond:signal(...: any)",
+       "cond:broadcast(...: any)", "cond:waiting(): integer",
+       sig = "`lipc.cond()`", ret = "a condition:",
+       text = [[`cond:wait([timeout_ms])` *(task)* returns
+the values given to `cond:signal(...)` (wakes the oldest waiter) or
+`cond:broadcast(...)` (wakes all), or `nil, "timeout"`;
+`cond:waiting()` → count. A wait without a timeout does not keep the
+process alive by itself.]]},
+    },
+[[### Timers]],
+    {list = true,
+      {"lipc.sleep(ms: integer)", task = true, text = "."},
+      {"lipc.set_timeout(ms: integer, fn: function): lipc.timer", ret = "timer;",
+       text = "`fn` runs once in a task."},
+      {"lipc.set_interval(ms: integer, fn: function): lipc.timer", ret = "timer;",
+       text = "repeats every `ms` (0 means 1)."},
+      {"timer:stop()", "timer:active(): boolean", "timer:ref()", "timer:unref()",
+       sig = "`timer:stop()` (idempotent), `timer:active()` → boolean, `timer:ref()`, `timer:unref()`",
+       text = "(an unref'd timer does not keep the process alive)."},
+    },
+[[- Timers with the same delay fire in the order they were created.
+
+### Signals and processes]],
+    {list = true,
+      {"lipc.on_signal(name: string|integer, fn: fun(name: string)): lipc.signal", ret = "watcher;",
+       text = [[`fn(name)` runs on each delivery.
+Names: `"SIGINT"` or `"INT"`, or numbers. The watcher does not keep the
+process alive (as in Node).]]},
+      {"watcher:stop()", "watcher:ref()", "watcher:unref()",
+       text = "stop watching; `ref()` makes the watcher keep the process alive, `unref()` undoes it."},
+      {"lipc.kill(pid: integer, signal?: string|integer): true?, string?, string?",
+       ret = "`true` or `nil, msg, code`", text = "(default `SIGTERM`)."},
+    },
+[[- SIGPIPE is ignored process-wide: writing to a closed pipe is an `EPIPE`
+  error, never a death.
+
+### Process information]],
+    {list = true,
+      {"lipc.pid: integer", "lipc.ppid: integer", text = "live values."},
+      {"lipc.argv: string[]", sig = "`lipc.argv`",
+       text = "`{exe_path, script, args...}`; the global `arg` is set as by `lua` (`arg[0]` the script)."},
+      {"lipc.getenv(name: string): string?", "lipc.setenv(name: string, value?: string)",
+       "lipc.env(): table<string, string>",
+       sig = "`lipc.getenv(name)`, `lipc.setenv(name, value|nil)`, `lipc.env()` → table", text = "."},
+      {"lipc.cwd(): string", "lipc.chdir(dir: string): true?, string?, string?", text = "."},
+      {"lipc.hrtime(): integer", "lipc.now(): integer",
+       sig = "`lipc.hrtime()` → monotonic nanoseconds (integer); `lipc.now()` → wall clock "
+         .. "milliseconds since the epoch (integer)", text = "."},
+      {"lipc.version: string", "lipc.versions: {lipc: string, lua: string, libuv: string}",
+       sig = "`lipc.version` (`\"0.1.0\"`), `lipc.versions` → `{lipc, lua, libuv}`", text = "."},
+      {"lipc.exit(code?: integer|boolean)", text = [[inside a task: stops the running code at once,
+flushes queued writes, exits with `code` (default 0; `true`/`false` as
+in `os.exit`). `os.exit` is the same function.]]},
+      {"lipc.handles(): {kind: string, active: boolean, object: any}[]",
+       ret = "the open handles as `{kind, active, object}`", text = "(used by the spec harness to find leaks)."},
+      {"lipc.mkdtemp(prefix?: string): string", ret = "path of a new private directory."},
+      {"lipc.run(): integer", text = [[with stock `lua5.4` (`require "lipc"` through the
+`lipc.so` module): runs the event loop until nothing is pending and
+returns the exit status. Raises when the loop is already running.]]},
+    },
+[[### Standard streams
+`lipc.stdin`, `lipc.stdout`, `lipc.stderr` are streams, made on first use.
+stdout and stderr are written synchronously (as Node does on Linux), so an
+fd shared with children stays blocking and nothing is lost at exit; they
+flush Lua's own `print`/`io.write` buffer first so output stays in order.
+stdin reads from a tty, a pipe (reopened so that making it non-blocking
+does not affect other processes sharing it) or a file.]],
+    {list = true,
+      {"lipc.stdin: lipc.stream", "lipc.stdout: lipc.stream", "lipc.stderr: lipc.stream",
+       text = "the standard streams."},
+    },
+[[## Streams
+
+One stream type serves stdio, pipes, Unix and TCP sockets and child
+processes' stdio.]],
+    {table = {"method", "meaning"},
+      {"s:write(data: string|string[], cb?: fun(err?: string)): boolean?, string?, string?",
+       text = [[`data` is a string or an array of strings (one `writev`); returns `true` while the
+queue is under the high-water mark (1 MiB), `false` over it (`drain` follows), `nil, msg, code`
+after shutdown/close (`ERR_STREAM_WRITE_AFTER_END`) or on error. `cb(err)` runs when written.]]},
+      {"s:shutdown(cb?: fun(err?: string))",
+       text = "flush, then end our side (Node's `end`): sockets half-close, pipes close"},
+      {"s:close()", text = "close now (idempotent; also `__close`, so `local s <close> = ...`)"},
+      {"s:pause()", "s:resume()", text = "stop/start `data` events"},
+      {"s:pipe(dest: lipc.stream, opts?: table): lipc.stream",
+       sig = "`s:pipe(dest[, {[\"end\"] = false}])`",
+       text = "copy to `dest` honouring backpressure; ends `dest` at the end unless told not to"},
+      {"s:read(): string?, string?, string?", task = true,
+       text = "next chunk, `nil` at the end, `nil, msg, code` on error"},
+      {"s:lines(): fun(): string?", task = true, text = "iterator over lines (without `\"\\n\"`)"},
+      {"s:read_all(): string?, string?, string?", task = true,
+       text = "the rest of the stream as one string"},
+      {"s:drain()", task = true, text = "wait until the write queue is under the high-water mark"},
+      {"s:set_high_water(bytes: integer)", "s:set_half_open(on: boolean)",
+       sig = "`s:set_high_water(bytes)`, `s:set_half_open(bool)`",
+       text = "tuning; half-open keeps a socket writable after the peer's end"},
+      {"s:state(): table", text = "`{open, ended, shut, readable, writable, flowing, queued, high_water}`"},
+      {"s:stats(): lipc.stream_stats",
+       text = [[counters: `{bytes_read, bytes_written, reads, writes, queued, pending_writes,
+high_water_hits}` (reads/writes are calls; `queued` bytes not yet written; `high_water_hits`
+how often a write went over the high-water mark)]]},
+      {"s:fileno(): integer", "s:ref()", "s:unref()", text = ""},
+      {"s:channel(opts?: table): lipc.channel",
+       text = "a message channel over this stream (see fork: Channel API)"},
+      {"s.from_fd(fd: integer): lipc.stream", sig = "`stream.from_fd(fd)`",
+       text = "a stream over an fd a parent handed down (a pipe, socket, tty or file)"},
+    },
+[[Events: `data(chunk)`, `end`, `drain`, `error(msg, code)`, `close`.
+A `data` listener puts the stream in flowing mode (as in Node). A stream
+reads from the kernel only while somebody wants bytes — a task in `read()`,
+a flowing stream, or a message channel — so a slow consumer makes the
+writer on the other side feel backpressure rather than growing memory.
+After the peer ends (`end`) a stream closes by itself once its own writes
+are flushed, unless it is half-open.]],
+  },
+}

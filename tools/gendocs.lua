@@ -192,7 +192,7 @@ local function build(parts)
       def.class, def.member, def.shown_prefix = resolve(def, item, block)
       local c = model.classes[def.class]
       assert(c, "gendocs: unknown class " .. def.class .. " for " .. s)
-      c.members[#c.members + 1] = {def = def, item = item}
+      c.members[#c.members + 1] = {def = def, item = item, optional = block.options ~= nil}
       model.documented[def.class .. "\0" .. def.member] = true
       item.defs[#item.defs + 1] = def
     end
@@ -242,6 +242,11 @@ local function item_line(item)
   return line
 end
 
+-- A two-column table row; an empty cell is "| |".
+local function row(a, b)
+  return "| " .. a .. " |" .. (b == "" and " " or " " .. b .. " ") .. "|"
+end
+
 local function render_md(parts)
   local out = {"# lipc API reference", ""}
   local open
@@ -255,11 +260,11 @@ local function render_md(parts)
       if type(block) == "string" then
         out[#out + 1] = (block:gsub("^\n+", ""):gsub("\n+$", ""))
       elseif block.table then
-        out[#out + 1] = "| " .. block.table[1] .. " | " .. block.table[2] .. " |"
+        out[#out + 1] = row(block.table[1], block.table[2])
         out[#out + 1] = "|---|---|"
         for _, item in ipairs(block) do
           local text = (item.text or ""):gsub("%s*\n%s*", " ")
-          out[#out + 1] = "| " .. sigs(item):gsub("|", "\\|") .. " | " .. text .. " |"
+          out[#out + 1] = row((sigs(item):gsub("|", "\\|")), text)
         end
       else
         for _, item in ipairs(block) do
@@ -320,10 +325,10 @@ local function emit_class(out, c)
   comment(c.text, out)
   out[#out + 1] = "---@class " .. c.name .. (c.extends and (": " .. c.extends) or "")
   local methods = {}
-  for _, f in ipairs(c.fields or {}) do out[#out + 1] = "---@field " .. f:gsub(":%s*", " ", 1) end
+  for _, f in ipairs(c.fields or {}) do out[#out + 1] = "---@field " .. (f:gsub(":%s*", " ", 1)) end
   for _, m in ipairs(c.members) do
     if m.def.field then
-      out[#out + 1] = "---@field " .. m.def.member .. " " .. m.def.type .. " "
+      out[#out + 1] = "---@field " .. m.def.member .. (m.optional and "? " or " ") .. m.def.type .. " "
         .. item_line(m.item):gsub("%s*\n%s*", " ")
     else
       methods[#methods + 1] = m

@@ -1,0 +1,122 @@
+-- The spawn module (section "spawn" of docs/api.md). Format: tools/gendocs.lua.
+return {
+  section = "spawn",
+  module = "spawn",
+  module_text = "Child processes: `spawn(file[, args][, opts])` starts one.",
+  module_call = "spawn(file: string, args?: (string|number)[], opts?: spawn.options): lipc.child",
+  classes = {
+    {name = "spawn.options", text = "Options of `spawn`, `spawn.run` and `spawn.exec`."},
+    {name = "lipc.child", extends = "lipc.handle", var = "child", text = "A child process.",
+     events = {"spawn()", "exit(code?: integer, signal?: string)", "close(code?: integer, signal?: string)",
+               "error(msg: string, code: string)"}},
+    {name = "lipc.child_stdio", extends = "lipc.stream",
+     text = "A child's stdio stream (`child.stdin`, `child.stdout`...): a stream."},
+    {name = "spawn.result", text = "What `spawn.run` returns.",
+     fields = {"code: integer?", "signal: string?", "stdout: string", "stderr: string", "pid: integer",
+               "timed_out: boolean"}},
+  },
+  doc = {
+[[## `spawn` — child processes
+
+`spawn(file[, args][, opts]) -> child`, also `spawn.spawn(...)`. Starts
+`file` (searched on the child's `PATH` when it has no `/`) with the
+arguments `args` (strings or numbers). No shell is involved, so arguments
+reach the program exactly as given. Starting failures do not raise: they
+come as the child's `error` event (a missing program is `ENOENT`, a file
+that is not executable `EACCES`) and as `nil, msg, code` from `wait()` and
+`run()`. Wrong argument types raise `spawn: bad argument #n (...)`.]],
+    {list = true,
+      {"spawn.spawn(file: string, args?: (string|number)[], opts?: spawn.options): lipc.child",
+       text = "the same as calling the module."},
+    },
+    {table = {"option", "meaning"}, options = "spawn.options",
+      {"cwd: string", text = "working directory of the child (a missing one is `ENOENT`, naming it)"},
+      {"env: table<string, string|false>",
+       text = "variables merged over the current environment; a value `false` unsets one"},
+      {"clear_env: boolean", text = "`true`: the child gets only `env`"},
+      {"stdio: string|(string|integer|false|lipc.stream)[]",
+       text = "three (or more) entries, or one word for all three; default `\"pipe\"` for 0-2"},
+      {"shell: boolean|string",
+       text = "`true` (`/bin/sh`) or a shell path: `file` is a command line; `args` are appended quoted"},
+      {"input: string",
+       text = "a string written to stdin, which is then closed (an `EPIPE` from a child that does "
+         .. "not read is ignored)"},
+      {"timeout: integer", text = "ms; then the child is sent `kill_signal` and `child.timed_out` is `true`"},
+      {"kill_signal: string|integer",
+       text = "for `timeout` (and `run`'s `max_buffer`); name or number, default `\"SIGTERM\"`"},
+      {"detached: boolean", text = "the child leads a new session (`setsid`)"},
+      {"uid: integer", "gid: integer",
+       text = "run as this user/group (needs privileges; uses `uv_spawn` instead of `posix_spawn`)"},
+      {"argv0: string", text = "`argv[0]` of the child (default `file`)"},
+      {"max_buffer: integer", text = "`spawn.run` only: the most bytes of stdout or stderr it collects"},
+    },
+[[**stdio entries.** Entry `i` becomes fd `i - 1` in the child.
+- `"pipe"`: a real `pipe(2)`, not a socketpair. Fd 0 is written by the
+  parent (`child.stdin`); every other fd is read by it (`child.stdout`,
+  `child.stderr`, `child.stdio[4]`...).
+- `"ipc"`: a duplex Unix socketpair, wrapped in the parent as a pipe
+  stream opened with ipc (handles can be passed over it); `fork` builds its
+  message channel on it.
+- `"inherit"`: the parent's own fd of that number; `"ignore"` (or `false`):
+  `/dev/null` for 0-2, not open for 3 and up; a number: that fd of the
+  parent, shared.
+- a lipc stream: its fd is handed to the child and the parent closes its
+  own copy (so `{a.stdout, ...}` wires `a`'s output into this child with no
+  data passing through Lua). lipc's own `lipc.stdin/stdout/stderr` are
+  shared, not closed.
+The child receives exactly these fds: everything else is closed.
+
+**The child object**]],
+    {table = {"field / method", "meaning"},
+      {"child.pid: integer?", text = "process id (nil when starting failed)"},
+      {"child.stdin: lipc.child_stdio?", "child.stdout: lipc.child_stdio?", "child.stderr: lipc.child_stdio?",
+       sig = "`child.stdin`, `.stdout`, `.stderr`", text = "streams for `\"pipe\"` entries 1-3, else nil"},
+      {"child.stdio: (lipc.stream|false)[]", sig = "`child.stdio[i]`",
+       text = "the stream of entry `i` (1-based: `stdio[1]` is fd 0), or `false`"},
+      {"child.exit_code: integer?", "child.signal_code: string?", sig = "`child.exit_code`, `.signal_code`",
+       text = "set at exit; `exit_code` is nil when a signal killed it"},
+      {"child.killed: boolean", "child.timed_out: boolean", sig = "`child.killed`, `.timed_out`",
+       text = "`true` once `kill` sent a signal / the timeout fired"},
+      {"child:kill(signal?: string|integer): true?, string?, string?",
+       text = "names (`\"SIGKILL\"`, `\"KILL\"`) or numbers, default `SIGTERM`; `true` or "
+         .. "`nil, msg, \"ESRCH\"` once it has exited"},
+      {"child:wait(): integer?, string?, string?", task = true,
+       text = "`code, signal` once `close` came; `nil, msg, code` when it could not start"},
+      {"child:ref()", "child:unref()", text = "an unref'd child does not keep the process alive"},
+      {"child:close()", text = "stop watching it: close its stdio streams; it is still reaped"},
+    },
+[[Events, in Node's order: `spawn`; output (`data` on the streams);
+`exit(code, signal)` — `code` nil and `signal` a name like `"SIGKILL"`
+when a signal ended it; `close(code, signal)` once the child has exited
+and every output stream being read has ended. Output streams nobody read
+are then closed if empty, or left open (their data can still be read
+after `wait()`); stdin is ended. A child that could not start emits
+`error(msg, code)` and then `close(nil, nil)`, never `exit`; its pipe
+streams exist and simply end. Writing to the stdin of a child that exited
+gives `error(msg, "EPIPE")` on that stream.
+
+**Helpers** (tasks)]],
+    {list = true,
+      {"spawn.run(file: string, args?: (string|number)[], opts?: spawn.options): spawn.result?, string?, string?, spawn.result?",
+       sig = "`spawn.run(file[, args][, opts]) -> {code, signal, stdout, stderr, pid, timed_out}`",
+       text = [[collects stdout and stderr (stdin is `/dev/null` unless
+`input` is given). Returns `nil, msg, code, partial` when the program
+could not start, on `timeout` (`ETIMEDOUT`), or when stdout or stderr
+passes `opts.max_buffer` bytes (default 16 MiB; `ENOBUFS`, the message
+says which stream, and the child is killed).]]},
+      {"spawn.exec(command_line: string, opts?: spawn.options): spawn.result?, string?, string?, spawn.result?",
+       text = "`run(\"/bin/sh\", {\"-c\", command_line}, opts)`."},
+      {"spawn.child_methods: table",
+       text = "the methods table of the child class (`fork` builds on it); not for scripts."},
+    },
+[[**How it works.** Children start through `posix_spawn` (glibc:
+`clone(CLONE_VM|CLONE_VFORK)`), with signal mask and dispositions reset,
+`cwd` via `addchdir_np`, `detached` via `POSIX_SPAWN_SETSID` and the fds
+closed from `#stdio` up. The PATH search is done in the parent with the
+child's `PATH`. Every fd the parent creates is `O_CLOEXEC`. One `uv_signal_t`
+on SIGCHLD per runtime calls `waitpid(pid, WNOHANG)` on spawn's own
+children only, so it coexists with libuv's watcher for `uv_spawn` children
+(used only for `uid`/`gid`). Children still running when lipc exits are
+left running; their zombies go to init.]],
+  },
+}

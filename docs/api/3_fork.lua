@@ -1,0 +1,147 @@
+-- The fork module and message channels (section "fork" of docs/api.md).
+-- Format: tools/gendocs.lua.
+return {
+  section = "fork",
+  module = "fork",
+  module_text = "Child lipc (or Node) processes with a message channel; worker pools.",
+  module_call = "fork(script: string, args?: string[], opts?: fork.options): lipc.fork.child?, string?, string?",
+  classes = {
+    {name = "fork.options", extends = "spawn.options", text = "Options of `fork` (and of `fork.pool`)."},
+    {name = "lipc.channel", extends = "lipc.emitter", var = "ch",
+     text = "A message channel (fork children, `fork.parent`, `stream:channel()`).",
+     events = {"message(msg: any, handle?: userdata)", "disconnect()", "drain()",
+               "error(msg: string, code: string)"}},
+    {name = "lipc.channel_stats", text = "What `channel:stats()` returns.",
+     fields = {"messages_sent: integer", "messages_received: integer", "bytes_sent: integer",
+               "bytes_received: integer", "queued: integer", "pending: integer", "high_water_hits: integer"}},
+    {name = "lipc.fork.child", extends = "lipc.child",
+     text = "A forked child: spawn's child plus the channel API.",
+     events = {"spawn()", "exit(code?: integer, signal?: string)", "close(code?: integer, signal?: string)",
+               "message(msg: any, handle?: userdata)", "disconnect()", "drain()",
+               "error(msg: string, code: string)"}},
+    {name = "lipc.fork.process", extends = "lipc.handle",
+     text = "fork's own minimal launcher's process (when spawn has no `\"ipc\"` stdio)."},
+    {name = "lipc.fork.pool", extends = "lipc.emitter", var = "pool", text = "A pool of forked workers."},
+    {name = "fork.pool_options", extends = "fork.options",
+     fields = {"size: integer", "args: string[]"}},
+  },
+  doc = {
+[[## fork
+
+### `fork(script[, args][, opts]) -> child | nil, msg, code`
+Runs a child (the lipc executable from `uv_exepath`, or `opts.exec_path`;
+`node` for a `.js`/`.mjs`/`.cjs` script) on `script` with `args`, and a
+message channel on an `"ipc"` stdio entry (added at fd 3 unless `opts.stdio`
+has one). The child finds it through `LIPC_CHANNEL_FD` (native) or
+`NODE_CHANNEL_FD` + `NODE_CHANNEL_SERIALIZATION_MODE=json` (JSON mode).
+`opts`: everything `spawn` takes, plus:]],
+    {list = true, options = "fork.options",
+      {"exec_path: string", text = "the program to run (default: this lipc, or `node`)."},
+      {"exec_argv: string[]", text = "arguments before the script."},
+      {"serialization: \"lipc\"|\"json\"", sig = "`serialization`",
+       text = "`\"lipc\"` default, `\"json\"`; automatic for Node scripts."},
+      {"max_message: integer", text = "bytes, default 64 MiB, enforced both ways."},
+      {"high_water: integer", text = "bytes of unsent frames before `send` returns false, default 1 MiB."},
+    },
+[[The child object is spawn's child (pid, stdio, kill, wait, `spawn`, `exit`,
+`close`, `error`) plus the channel API below and the field `channel`.
+Events: `message(msg, handle)`, `disconnect` (after `exit` when the child
+ended; at once after our own `disconnect()`), `drain`, `error(msg, code)`.]],
+    {list = true, class = "lipc.fork.child",
+      {"child.channel: lipc.channel", text = "its message channel."},
+      {"child.process: lipc.child", text = "the process object underneath (spawn's child)."},
+      {"child.connected: boolean", text = "whether the channel is open."},
+      {"child:send(value: any, handle?: userdata, cb?: fun(err?: string, code?: string)): boolean",
+       "child:receive(): any, userdata?", "child:drain(): boolean", "child:disconnect()",
+       sig = "`child:send(...)`, `child:receive()`, `child:drain()`, `child:disconnect()`",
+       text = "the channel's (below)."},
+      {"child:stats(): table",
+       text = [[counters of the child: `{messages_sent, messages_received, bytes_sent,
+bytes_received, queued, high_water_hits, channel = ch:stats(), stdin = ..., stdout = ...,
+stderr = ...}` (the channel's counters, and each stdio stream's `stats()`).]]},
+    },
+[[### Channel API (fork children, `fork.parent`, `stream:channel([opts])`)]],
+    {list = true, class = "lipc.channel",
+      {"send(value: any, handle?: userdata, cb?: fun(err?: string, code?: string)): boolean",
+       sig = "`send(value[, handle][, cb]) -> bool`",
+       text = [[queues one message; false when
+the unsent bytes are over the high-water mark (`drain` follows). Raises
+on a value that cannot be sent (the message names the key path) or is
+over `max_message`. `handle`: a net/pipe server or socket, passed with
+SCM_RIGHTS (native mode, IPC pipes only). `cb(err, code)` runs once the
+frame is written. On a closed channel: `cb("...", "ERR_IPC_CHANNEL_CLOSED")`
+or an `error` event with that code; returns false.]]},
+      {"receive(): any, userdata|string?, string?", task = true, sig = "`receive()`",
+       ret = "`msg, handle`",
+       text = [[the next message; `nil` once
+disconnected; `nil, msg, code` when the peer broke the protocol.
+Messages that arrive while nobody receives and nobody listens for
+`message` are queued in order (`pending()` counts them).]]},
+      {"drain(): boolean", task = true, ret = "`bool`",
+       text = "waits until the unsent bytes are under the high-water mark."},
+      {"disconnect()", "connected: boolean",
+       sig = "`disconnect()`",
+       text = [[sends what is queued, then closes; the peer's
+`receive()` returns nil. `connected` is a boolean field.]]},
+      {"pending(): integer", text = "messages received that nobody took yet."},
+      {"stats(): lipc.channel_stats",
+       text = [[counters: `{messages_sent, messages_received, bytes_sent, bytes_received,
+queued, pending, high_water_hits}` (bytes are frame bytes; `queued` unsent bytes; `high_water_hits`
+how often a `send` went over the high-water mark).]]},
+      {"ref()", "unref()", text = [[whether the channel keeps the process alive (by default it does
+only while a task waits in `receive()` or a `message` listener exists).]]},
+      {"stream(): lipc.stream?", text = "the stream the channel runs over."},
+      {"deliver_queued()",
+       text = "hands queued messages to `message` listeners (fork's child objects call it); internal."},
+      {"exit_on_disconnect: boolean", sig = "`exit_on_disconnect`", text = "see `fork.parent`."},
+      {"close()", text = "closes the channel and its stream at once."},
+    },
+[[- `stream:channel(opts)`: `serialization`, `max_message`, `high_water`.
+- Errors closing a channel: `ERR_IPC_MESSAGE_TOO_LARGE`,
+  `ERR_IPC_BAD_MESSAGE` (garbage, truncated value, bad JSON).
+
+### `fork.parent`]],
+    {list = true,
+      {"fork.parent: lipc.channel?", sig = "`fork.parent`", text = [[
+The channel to the process that forked us, or nil. It keeps the process
+alive only while a task waits in `receive()` or a `message` listener
+exists. When the parent goes away the child exits with status 0 unless it
+listens for `disconnect`, was waiting in `receive()`, or set
+`fork.parent.exit_on_disconnect = false`.]]},
+    },
+[[### Pools]],
+    {list = true,
+      {"fork.pool(script: string, opts?: fork.pool_options): lipc.fork.pool",
+       sig = "`fork.pool(script, {size = 4, args = {...}, ...fork opts}) -> pool`"},
+      {"pool:call(msg: any): any, string?, string?", task = true, sig = "`pool:call(msg)`",
+       text = [[`-> reply | nil, msg, code` - on an idle worker;
+`ERR_WORKER_CRASHED` when the worker died during the call (it is
+replaced), `ERR_WORKER_ERROR` when the handler raised, `ERR_POOL_CLOSED`.]]},
+      {"pool:close()", task = true, text = [[waits for calls in flight, disconnects every
+worker and waits for them to exit.]]},
+      {"pool.workers: table", text = "the workers: keys `{child = ..., busy = ...}`, for monitoring."},
+      {"fork.serve(fn: fun(msg: any): any)", sig = "`fork.serve(fn)` in the worker",
+       text = [[answers each call with `fn(msg)` until
+the parent disconnects.]]},
+    },
+[[### Others]],
+    {list = true,
+      {"fork.socketpair(): lipc.stream, lipc.stream", sig = "`fork.socketpair() -> a, b`",
+       text = "two connected IPC pipe streams (tests, in-process channels)."},
+      {"lipc.fork.process:wait(): integer?, string?", "lipc.fork.process:kill(signal?: string|integer)",
+       class = "lipc.fork.process", sig = "`process:wait()`, `process:kill([signal])`",
+       text = [[the process object of fork's fallback launcher (used only when spawn has
+no `"ipc"` stdio): `wait()` *(task)* → `code, signal`; `kill` as `child:kill`.]]},
+    },
+[[### Wire format
+Native frame: 4-byte big-endian length of the rest, then optionally the
+handle marker `d4 01 <kind>` (MessagePack fixext1, type 1; kind 1 TCP
+server, 2 TCP socket, 3 pipe server, 4 pipe socket; the fd travels as
+SCM_RIGHTS with the first byte of the frame), then one MessagePack value.
+The length covers marker and value and may not exceed `max_message` + 3.
+JSON mode (Node): one JSON text + `"\n"` per message; lines that decode to
+`{"cmd": "NODE_..."}` are Node's own and are ignored. JSON numbers with
+integral values arrive as Lua integers; cjson writes at most 14
+significant digits.]],
+  },
+}

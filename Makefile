@@ -9,7 +9,8 @@ PKGS     = lua5.4 libuv
 
 # Debian packages the project needs; `make deps` installs the missing ones.
 DEB_PKGS = gcc make pkg-config liblua5.4-dev libuv1-dev lua5.4 lua-busted \
-           lua-cjson lua-check nodejs clang valgrind socat netcat-openbsd
+           lua-cjson lua-check nodejs clang valgrind socat netcat-openbsd \
+           libclang-rt-14-dev iproute2
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 OPT     ?= -O2 -g
@@ -39,7 +40,8 @@ OBJS      = $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRCS) $(MOD_SRCS)) \
             $(BUILD)/obj/embedded.o
 HDRS      = runtime/lipc.h runtime/internal.h $(wildcard bindings/*.h)
 
-.PHONY: all deps test check demo clean install uninstall lint bench module install-module valgrind
+.PHONY: all deps test check demo clean install uninstall lint bench module install-module valgrind \
+        fuzz fuzz-build soak
 
 all: $(BUILD)/lipc $(BUILD)/liblipc.a $(BUILD)/liblipc.so $(BUILD)/lipc.so
 
@@ -100,6 +102,40 @@ VALGRIND_SPECS ?= spec/core_spec.lua spec/cli_spec.lua
 valgrind: deps all
 	valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
 	  --error-exitcode=99 --track-fds=no $(BUILD)/lipc /usr/bin/busted $(BUSTED_ARGS) $(VALGRIND_SPECS)
+
+# libFuzzer targets (fuzz/*.c) under ASan+UBSan, each run FUZZ_SECONDS
+# with its seed corpus (fuzz/corpus/<name>); new inputs go to
+# build/fuzz/corpus/<name>, so the seeds stay clean. The library is built
+# with coverage instrumentation into build/fuzz.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = fuzz_codec fuzz_frame fuzz_json fuzz_spawn_opts
+FUZZ_SAN     = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_LIBS    = build/fuzz/liblipc.a $(shell pkg-config --libs $(PKGS)) $(SYSLIBS)
+FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) $(PKG_CFLAGS) -Iruntime -Ibindings
+fuzz-build: deps
+	$(MAKE) BUILD=build/fuzz CC=clang OPT="-O1 -g" \
+	  SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" build/fuzz/liblipc.a
+	clang $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer fuzz/fuzz_codec.c $(FUZZ_LIBS) -o build/fuzz/fuzz_codec
+	clang $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer fuzz/fuzz_frame.c $(FUZZ_LIBS) -o build/fuzz/fuzz_frame
+	clang $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -DFUZZ_JSON fuzz/fuzz_frame.c $(FUZZ_LIBS) -o build/fuzz/fuzz_json
+	clang $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer fuzz/fuzz_spawn_opts.c $(FUZZ_LIBS) -o build/fuzz/fuzz_spawn_opts
+
+fuzz: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  n=$${t#fuzz_}; mkdir -p build/fuzz/corpus/$$n; \
+	  echo "=== $$t ($(FUZZ_SECONDS) s)"; \
+	  if ASAN_OPTIONS=detect_leaks=1 build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) \
+	      -print_final_stats=1 -artifact_prefix=build/fuzz/ -max_len=65536 -timeout=20 -rss_limit_mb=2048 \
+	      build/fuzz/corpus/$$n fuzz/corpus/$$n >build/fuzz/$$t.log 2>&1; then \
+	    grep -E '^#[0-9]+ +DONE|stat::number_of_executed_units' build/fuzz/$$t.log; \
+	    echo "corpus: $$(ls build/fuzz/corpus/$$n | wc -l) new + $$(ls fuzz/corpus/$$n | wc -l) seeds"; \
+	  else tail -60 build/fuzz/$$t.log; exit 1; fi; \
+	done
+
+# Soak: a million messages, 1 GiB over TCP and over a Unix socket, 10 000
+# spawns; RSS, fd and child counts before and after, as a table.
+soak: deps all
+	$(BUILD)/lipc tools/soak.lua
 
 # Side-by-side benchmarks: lipc, Node and plain C in one run, one table.
 bench: deps all

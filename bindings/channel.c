@@ -62,6 +62,7 @@ struct lchannel {
   wnode *spare;            /* a buffer to swap in at the next flush */
   wnode *writes;           /* writes in flight */
   unsigned nregular;       /* of which batch writes (not handle frames) */
+  uint64_t msgs_out, msgs_in, bytes_out, bytes_in, hwm_hits; /* stats() */
   lipc_wait receiver, drainer;
   unsigned json : 1;
   unsigned connected : 1;
@@ -76,6 +77,23 @@ struct lchannel {
 
 static void peer_gone(lchannel *ch);
 static void channel_flush(lchannel *ch, int force);
+
+/* The fd of the channel's stream, for trace lines (-1 when detached). */
+static int chan_fd(lchannel *ch) {
+  uv_os_fd_t fd = -1;
+  if (ch->s && lipc_stream_uv(ch->s))
+    uv_fileno((uv_handle_t *)lipc_stream_uv(ch->s), &fd);
+  return (int)fd;
+}
+
+/* Counts one incoming message of n bytes (frame or line) and traces it. */
+static void count_in(lchannel *ch, size_t n) {
+  ch->msgs_in++;
+  ch->bytes_in += n;
+  if (ch->h.rt->trace & LIPC_TRACE_IPC)
+    lipc_trace(ch->h.rt, "ipc", "recv message %zu bytes fd %d", n,
+               chan_fd(ch));
+}
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -353,8 +371,9 @@ static void json_ints(lua_State *L, int idx, int depth) {
   while (lua_next(L, idx)) {
     if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
       lua_Number x = lua_tonumber(L, -1);
-      if (x == (lua_Number)(lua_Integer)x && x >= -9007199254740992.0 &&
-          x <= 9007199254740992.0) {
+      /* range first: casting inf/NaN/1e300 to an integer is undefined */
+      if (x >= -9007199254740992.0 && x <= 9007199254740992.0 &&
+          x == (lua_Number)(lua_Integer)x) {
         lua_pushvalue(L, -2);
         lua_pushinteger(L, (lua_Integer)x);
         lua_rawset(L, idx);
@@ -400,8 +419,8 @@ static int json_line(lchannel *ch, const char *p, size_t n) {
     json_ints(L, -1, 0);
   } else if (lua_type(L, -1) == LUA_TNUMBER) {
     lua_Number x = lua_tonumber(L, -1);
-    if (x == (lua_Number)(lua_Integer)x && x >= -9007199254740992.0 &&
-        x <= 9007199254740992.0) {
+    if (x >= -9007199254740992.0 && x <= 9007199254740992.0 &&
+        x == (lua_Number)(lua_Integer)x) {
       lua_pop(L, 1);
       lua_pushinteger(L, (lua_Integer)x);
     }
@@ -427,6 +446,7 @@ static void parse(lchannel *ch) {
       }
       flen = (size_t)(nl - p);
       ch->ipos += flen + 1;
+      count_in(ch, flen + 1);
       if (flen > ch->max) {
         protocol_error(ch, "ERR_IPC_MESSAGE_TOO_LARGE", "channel: incoming "
                        "message of %I bytes is over max_message (%I bytes)",
@@ -449,6 +469,7 @@ static void parse(lchannel *ch) {
     if (avail - 4 < flen)
       break;
     ch->ipos += 4 + flen;
+    count_in(ch, 4 + flen);
     if (native_frame(ch, p + 4, flen) < 0)
       break;
   }
@@ -470,9 +491,15 @@ static void on_alloc(lipc_stream *s, size_t suggested, uv_buf_t *buf) {
   }
   avail = ch->in.len;
   if (!ch->json && avail >= 4) {
-    size_t flen = get_be32(ch->in.data);
-    if (flen <= ch->max + MARKER_LEN && 4 + flen - avail > want)
-      want = 4 + flen - avail;
+    /* Room for the rest of the frame, but never more than doubling what
+     * has arrived: a peer's 4-byte claim alone must not make us allocate
+     * max_message (found by fuzz_frame: 2^32-1 claimed, 8 GiB malloc). */
+    size_t flen = get_be32(ch->in.data), rest;
+    if (flen <= ch->max + MARKER_LEN && 4 + flen > avail) {
+      rest = 4 + flen - avail;
+      if (rest > want)
+        want = rest < avail ? rest : (avail > want ? avail : want);
+    }
   }
   if (lipc_buf_reserve(&ch->in, want) != 0) {
     buf->base = NULL;
@@ -498,6 +525,28 @@ static void on_read(lipc_stream *s, ssize_t n, const char *base) {
     return;
   ch->in.len += (size_t)n;
   parse(ch);
+}
+
+/* Feeds bytes to the channel at idx exactly as reads from its stream
+ * would arrive: through on_alloc's buffer sizing and on_read's parse, one
+ * buffer-full at a time. Lets fuzz/fuzz_frame.c drive the frame and
+ * JSON-lines readers with chosen splits and no syscalls. Returns the
+ * number of bytes taken (fewer once the channel is gone). */
+size_t lipc_channel_feed(lua_State *L, int idx, const char *p, size_t n) {
+  lchannel *ch = check_channel(L, idx, "channel.feed");
+  size_t done = 0;
+  while (done < n && ch->s && !ch->gone) {
+    uv_buf_t b;
+    size_t k;
+    on_alloc(ch->s, READ_CHUNK, &b);
+    if (b.base == NULL || b.len == 0)
+      break;
+    k = n - done < b.len ? n - done : b.len;
+    memcpy(b.base, p + done, k);
+    on_read(ch->s, (ssize_t)k, b.base);
+    done += k;
+  }
+  return done;
 }
 
 /* ---- the end ---------------------------------------------------------------- */
@@ -837,6 +886,11 @@ static int l_send(lua_State *L) {
   }
   if (!ch->json)
     put_be32(ch->out.data + start, ch->out.len - start - 4);
+  ch->msgs_out++;
+  ch->bytes_out += ch->out.len - start;
+  if (ch->h.rt->trace & LIPC_TRACE_IPC)
+    lipc_trace(ch->h.rt, "ipc", "send message %zu bytes fd %d%s",
+               ch->out.len - start, chan_fd(ch), hs ? " with a handle" : "");
   if (cb) {
     if (ch->out_cbs == LUA_NOREF) {
       lua_newtable(L);
@@ -856,6 +910,7 @@ static int l_send(lua_State *L) {
   }
   if (ch->out.len >= ch->hwm) {
     ch->need_drain = 1;
+    ch->hwm_hits++;
     lua_pushboolean(L, 0);
   } else {
     lua_pushboolean(L, 1);
@@ -957,6 +1012,32 @@ static int l_deliver_queued(lua_State *L) {
 static int l_pending(lua_State *L) {
   lchannel *ch = check_channel(L, 1, "channel.pending");
   lua_pushinteger(L, queue_len(ch));
+  return 1;
+}
+
+/* stats() -> {messages_sent, messages_received, bytes_sent, bytes_received,
+ * queued, pending, high_water_hits}: bytes are whole frames (or lines). */
+static int l_stats(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.stats");
+  size_t queued = ch->out.len;
+  wnode *w;
+  for (w = ch->writes; w; w = w->next)
+    queued += w->buf.len;
+  lua_createtable(L, 0, 7);
+  lua_pushinteger(L, (lua_Integer)ch->msgs_out);
+  lua_setfield(L, -2, "messages_sent");
+  lua_pushinteger(L, (lua_Integer)ch->msgs_in);
+  lua_setfield(L, -2, "messages_received");
+  lua_pushinteger(L, (lua_Integer)ch->bytes_out);
+  lua_setfield(L, -2, "bytes_sent");
+  lua_pushinteger(L, (lua_Integer)ch->bytes_in);
+  lua_setfield(L, -2, "bytes_received");
+  lua_pushinteger(L, (lua_Integer)queued);
+  lua_setfield(L, -2, "queued");
+  lua_pushinteger(L, queue_len(ch));
+  lua_setfield(L, -2, "pending");
+  lua_pushinteger(L, (lua_Integer)ch->hwm_hits);
+  lua_setfield(L, -2, "high_water_hits");
   return 1;
 }
 
@@ -1197,6 +1278,7 @@ void lipc_channel_open(lua_State *L) {
     {"ref", l_ref},
     {"unref", l_unref},
     {"stream", l_stream},
+    {"stats", l_stats},
     {NULL, NULL}
   };
   /* methods */

@@ -20,4 +20,8 @@ void lipc_channel_open(lua_State *L);
  * Pushes the channel, or returns 0 and pushes nothing on failure. */
 int lipc_channel_from_fd(lua_State *L, int fd, int json, int auto_ref);
 
+/* Feeds n bytes to the channel at idx as if read from its stream (for the
+ * fuzz harnesses). Returns how many were taken before the channel went. */
+size_t lipc_channel_feed(lua_State *L, int idx, const char *p, size_t n);
+
 #endif

@@ -1,0 +1,200 @@
+/*
+** fuzz_frame.c - libFuzzer target for the channel readers (bindings/channel.c):
+** the native frame reader (4-byte length + MessagePack) and, built with
+** -DFUZZ_JSON, Node's JSON-lines reader.
+**
+** The bytes go through a real channel over a real socketpair in a real
+** lipc runtime, entering through lipc_channel_feed, which takes the same
+** path as the stream's reads (on_alloc's buffer sizing, then parse); the
+** fuzzer chooses where the reads split. Input layout:
+**
+**   byte 0   bits 0-1: max_message (default, 16, 1000, 2^32-4)
+**            bits 2-4: largest read (1, 2, 3, 7, 64, 4096, 65536, all)
+**   byte 1   seed of the read sizes (each in 1..largest)
+**   rest     the bytes the peer sent
+**
+** Properties checked, beyond "no crash, no sanitizer report": the stack
+** is balanced; the messages delivered and the error reported (if any) are
+** the same whether the bytes come in one read or split as chosen; the
+** channel is closed after a protocol error; every handle is closed at the
+** end of each input (nothing leaks from one input to the next).
+**
+**   make fuzz FUZZ_SECONDS=60     (builds build/fuzz/fuzz_frame, fuzz_json)
+*/
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "channel.h"
+#include "codec.h"
+
+static lipc_runtime *rt;
+static lua_State *L;
+static int open_ref;
+
+#ifdef FUZZ_JSON
+#define JSON_MODE 1
+#else
+#define JSON_MODE 0
+#endif
+
+/* open(json, max) -> channel, other end, record of what arrived */
+static const char helper[] =
+  "local fork = require 'fork'\n"
+  "return function(json, max)\n"
+  "  local a, b = assert(fork.socketpair())\n"
+  "  local ch = a:channel({max_message = max,\n"
+  "                        serialization = json and 'json' or 'lipc'})\n"
+  "  local got = {n = 0}\n"
+  "  ch:on('message', function(m) got.n = got.n + 1; got[got.n] = m end)\n"
+  "  ch:on('error', function(_, code) got.err = code end)\n"
+  "  return ch, b, got\n"
+  "end\n";
+
+#define ensure(c)	((c) ? (void)0 : fail(#c, __LINE__))
+
+static void fail(const char *what, int line) {
+  fprintf(stderr, "fuzz_frame.c:%d: property failed: %s\n", line, what);
+  abort();
+}
+
+static void init(void) {
+  rt = lipc_new(NULL);
+  ensure(rt != NULL);
+  L = lipc_state(rt);
+  ensure(luaL_loadbuffer(L, helper, sizeof helper - 1, "=fuzz_frame") == 0);
+  ensure(lua_pcall(L, 0, 1, 0) == 0);
+  open_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* deep equality that also compares integer/float subtype */
+static int deq(int a, int b, int depth) {
+  a = lua_absindex(L, a);
+  b = lua_absindex(L, b);
+  if (lua_type(L, a) != lua_type(L, b))
+    return 0;
+  switch (lua_type(L, a)) {
+  case LUA_TNIL:
+    return 1;
+  case LUA_TBOOLEAN:
+    return lua_toboolean(L, a) == lua_toboolean(L, b);
+  case LUA_TNUMBER: {
+    lua_Number x, y;
+    if (lua_isinteger(L, a) != lua_isinteger(L, b))
+      return 0;
+    if (lua_isinteger(L, a))
+      return lua_tointeger(L, a) == lua_tointeger(L, b);
+    x = lua_tonumber(L, a);
+    y = lua_tonumber(L, b);
+    return memcmp(&x, &y, sizeof x) == 0 || (x != x && y != y);
+  }
+  case LUA_TSTRING:
+    return lua_rawequal(L, a, b);
+  case LUA_TLIGHTUSERDATA:
+    return lua_touserdata(L, a) == lua_touserdata(L, b);
+  case LUA_TTABLE: {
+    size_t na = 0, nb = 0;
+    if (depth > 2 * LIPC_CODEC_MAX_DEPTH || !lua_checkstack(L, 4))
+      return 0;
+    lua_pushnil(L);
+    while (lua_next(L, b)) {
+      nb++;
+      lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    while (lua_next(L, a)) {
+      na++;
+      lua_pushvalue(L, -2);
+      lua_rawget(L, b);
+      if (!deq(-2, -1, depth + 1)) {
+        lua_pop(L, 3);
+        return 0;
+      }
+      lua_pop(L, 2);
+    }
+    return na == nb;
+  }
+  default:
+    return 0;
+  }
+}
+
+/* Runs the loop until every handle of this input has closed. */
+static void settle(void) {
+  int i;
+  for (i = 0; i < 100 && rt->handles; i++)
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+  ensure(rt->handles == NULL);
+}
+
+/* Feeds data through a fresh channel in reads of the chosen sizes; leaves
+ * the record of what arrived on the stack. */
+static void run_once(lua_Integer max, const uint8_t *data, size_t size,
+                     size_t largest, unsigned seed) {
+  int top = lua_gettop(L);
+  size_t off = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, open_ref);
+  lua_pushboolean(L, JSON_MODE);
+  if (max)
+    lua_pushinteger(L, max);
+  else
+    lua_pushnil(L);
+  ensure(lua_pcall(L, 2, 3, 0) == 0);         /* ch b got */
+  while (off < size) {
+    size_t k = size - off, taken;
+    if (largest < k) {
+      seed = seed * 1103515245u + 12345u;
+      k = 1 + (seed >> 8) % largest;
+    }
+    taken = lipc_channel_feed(L, top + 1, (const char *)data + off, k);
+    ensure(lua_gettop(L) == top + 3);
+    if (taken < k)
+      break;                                  /* the channel is gone */
+    off += k;
+  }
+  /* after a protocol error nothing more is taken */
+  lua_getfield(L, top + 3, "err");
+  if (!lua_isnil(L, -1))
+    ensure(lipc_channel_feed(L, top + 1, "\0\0\0\1\xc0\n", 6) == 0);
+  lua_pop(L, 1);
+  lua_getfield(L, top + 1, "close");
+  lua_pushvalue(L, top + 1);
+  ensure(lua_pcall(L, 1, 0, 0) == 0);
+  lua_getfield(L, top + 2, "close");
+  lua_pushvalue(L, top + 2);
+  ensure(lua_pcall(L, 1, 0, 0) == 0);
+  settle();
+  lua_replace(L, top + 1);                    /* got */
+  lua_settop(L, top + 1);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static const lua_Integer maxes[4] = {0, 16, 1000, 0xfffffffcLL};
+  static const size_t reads[8] = {1, 2, 3, 7, 64, 4096, 65536, SIZE_MAX};
+  lua_Integer max;
+  size_t largest;
+  unsigned seed;
+  if (rt == NULL)
+    init();
+  if (size < 2)
+    return 0;
+  max = maxes[data[0] & 3];
+  largest = reads[(data[0] >> 2) & 7];
+  seed = data[1];
+  lua_settop(L, 0);
+  run_once(max, data + 2, size - 2, SIZE_MAX, 0);     /* got1 */
+  run_once(max, data + 2, size - 2, largest, seed);   /* got2 */
+  ensure(lua_gettop(L) == 2);
+  /* a split never changes what arrives, nor the error */
+  lua_getfield(L, 1, "err");
+  lua_getfield(L, 2, "err");
+  ensure(lua_rawequal(L, -1, -2));
+  lua_pop(L, 2);
+  ensure(deq(1, 2, 0));
+  lua_settop(L, 0);
+  ensure(!rt->exiting);                       /* no uncaught error */
+  return 0;
+}

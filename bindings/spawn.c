@@ -1295,8 +1295,10 @@ static int child_wait(lua_State *L) {
  * ends of its stdio now; 'close' follows. */
 static int child_close(lua_State *L) {
   lchild *c = check_child(L, "child.close");
-  if (c->h.uv && !c->h.closing && !c->ending)
-    close_stdio(L, 1);
+  /* also after 'close': an output stream left open for its unread bytes
+   * would otherwise stay open for good (an fd per child, found by
+   * fuzz_spawn_opts: a shell's unread error message) */
+  close_stdio(L, 1);
   lipc_handle_close(&c->h);
   return 0;
 }

@@ -41,6 +41,7 @@ OBJS      = $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRCS) $(MOD_SRCS)) \
 HDRS      = runtime/lipc.h runtime/internal.h $(wildcard bindings/*.h)
 
 .PHONY: all deps test check demo clean install uninstall lint bench module install-module valgrind \
+        docs docs-check format-check \
         fuzz fuzz-build soak
 
 all: $(BUILD)/lipc $(BUILD)/liblipc.a $(BUILD)/liblipc.so $(BUILD)/lipc.so
@@ -88,7 +89,27 @@ test: deps all
 	$(BUILD)/lipc /usr/bin/busted $(BUSTED_ARGS)
 
 lint: deps
-	luacheck -q $(wildcard scripts spec bindings bench/lipc)
+	luacheck -q $(wildcard scripts spec bindings runtime bench/lipc tools docs/api)
+
+# docs/api.md and the LuaLS types (types/*.lua) from one description of
+# the API, docs/api/*.lua.
+docs:
+	$(LUA) tools/gendocs.lua .
+
+# Fails when docs/api.md or types/ differ from what docs/api/*.lua makes,
+# or when a function registered in C (module tables, methods of the
+# "lipc.*" classes) has no entry in docs/api/*.lua.
+docs-check: $(BUILD)/lipc
+	@tmp=$$(mktemp -d); $(LUA) tools/gendocs.lua $$tmp && \
+	  diff -u docs/api.md $$tmp/docs/api.md && diff -ru types $$tmp/types; \
+	  st=$$?; rm -rf $$tmp; \
+	  if [ $$st != 0 ]; then echo "docs/api.md or types/ are stale: run make docs"; exit 1; fi
+	$(BUILD)/lipc tools/gendocs.lua --undocumented
+
+# C style (.clang-format): reports what clang-format would change.
+CLANG_FORMAT ?= clang-format-14
+format-check:
+	$(CLANG_FORMAT) --dry-run -Werror runtime/*.[ch] bindings/*.[ch] $(wildcard examples/*.c)
 
 # The spec suite under AddressSanitizer and UndefinedBehaviorSanitizer.
 check: deps

@@ -664,6 +664,14 @@ static void parse_argv(lua_State *L, spec *sp, int at, int *na) {
   sp->argv[n + 1] = NULL;
 }
 
+/* 1 when the string (or number) at idx has a zero byte in it: C would
+ * silently cut it there ("A=x\0y" reaching the child as "A=x"). */
+static int has_zero(lua_State *L, int idx) {
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  return s != NULL && strlen(s) != len;
+}
+
 static int var_named(const char *entry, const char *name) {
   size_t n = strlen(name);
   return strncmp(entry, name, n) == 0 && entry[n] == '=';
@@ -708,13 +716,19 @@ static void parse_env(lua_State *L, spec *sp, int at, int *na) {
   if (t == LUA_TTABLE) {
     for (lua_pushnil(L); lua_next(L, e); lua_pop(L, 1)) {
       int vt = lua_type(L, -1);
-      if (lua_type(L, -2) != LUA_TSTRING || strchr(lua_tostring(L, -2), '='))
+      if (lua_type(L, -2) != LUA_TSTRING || strchr(lua_tostring(L, -2), '=') ||
+          has_zero(L, -2) || lua_rawlen(L, -2) == 0)
         argfail(L, 3, "opts.env keys must be variable names");
       if (vt == LUA_TBOOLEAN && !lua_toboolean(L, -1))
         continue;                             /* env = {X = false}: unset */
       if (vt != LUA_TSTRING && vt != LUA_TNUMBER) {
         lua_pushfstring(L, "opts.env.%s", lua_tostring(L, -2));
         typefail(L, 3, lua_tostring(L, -1), "string", -2);
+      }
+      if (has_zero(L, -1)) {
+        lua_pushfstring(L, "opts.env.%s contains a zero byte",
+                        lua_tostring(L, -2));
+        argfail(L, 3, lua_tostring(L, -1));
       }
       lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
       sp->envp[k] = (char *)anchor(L, at, na);
@@ -1088,8 +1102,11 @@ static int opt_id(lua_State *L, const char *name) {
 static void parse_opts(lua_State *L, spec *sp, int at, int *na) {
   int opts = lua_istable(L, 3) ? 3 : 0;
   if (opt_field(L, opts, "cwd", LUA_TSTRING, LUA_TSTRING, "string") ==
-      LUA_TSTRING)
+      LUA_TSTRING) {
+    if (has_zero(L, -1))
+      argfail(L, 3, "opts.cwd contains a zero byte");
     sp->cwd = anchor(L, at, na);
+  }
   else
     lua_pop(L, 1);
   opt_field(L, opts, "detached", LUA_TBOOLEAN, LUA_TBOOLEAN, "boolean");

@@ -451,6 +451,15 @@ static int accept_one(lipc_server *srv, lua_State *L) {
   }
   if (!srv->is_pipe)
     tune_tcp((uv_tcp_t *)c, srv->no_delay, srv->keep_alive);
+  if (rt->trace & LIPC_TRACE_NET) {
+    char a[128], b[128];
+    uv_os_fd_t fd = -1;
+    uv_fileno((uv_handle_t *)c, &fd);
+    lipc_trace(rt, "net", "accept %s fd %d %s <- %s",
+               srv->is_pipe ? "pipe" : "tcp", (int)fd,
+               lipc_trace_addr((uv_handle_t *)c, 0, a, sizeof(a)) ? a : "?",
+               lipc_trace_addr((uv_handle_t *)c, 1, b, sizeof(b)) ? b : "?");
+  }
   lipc_socket_new(L, c, srv->is_pipe);
   if (srv->half_open)
     set_half_open(L);
@@ -526,6 +535,13 @@ int lipc_server_start(lipc_server *srv) {
   err = uv_listen((uv_stream_t *)srv->h.uv, srv->backlog, on_connection);
   if (err == 0)
     srv->listening = 1;
+  if (srv->h.rt->trace & LIPC_TRACE_NET) {
+    char a[128];
+    lipc_trace(srv->h.rt, "net", "listen %s %s%s%s",
+               srv->is_pipe ? "pipe" : "tcp",
+               lipc_trace_addr(srv->h.uv, 0, a, sizeof(a)) ? a : "?",
+               err ? ": " : "", err ? uv_err_name(err) : "");
+  }
   return err;
 }
 
@@ -958,6 +974,19 @@ static void finish(connect_op *op, int err) {
     uv_cancel((uv_req_t *)&op->gai);
   if (rt->exiting)
     goto out;
+  if (rt->trace & LIPC_TRACE_NET) {
+    char a[128], b[128];
+    uv_os_fd_t fd = -1;
+    if (err == 0 && sh->uv)
+      uv_fileno(sh->uv, &fd);
+    if (err == 0)
+      lipc_trace(rt, "net", "connect tcp fd %d %s -> %s", (int)fd,
+                 lipc_trace_addr(sh->uv, 0, a, sizeof(a)) ? a : "?",
+                 lipc_trace_addr(sh->uv, 1, b, sizeof(b)) ? b : "?");
+    else
+      lipc_trace(rt, "net", "connect tcp %s: %s", op->detail,
+                 uv_err_name(err));
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, op->sock_ref);     /* sock */
   if (err == 0) {
     tune_tcp((uv_tcp_t *)sh->uv, op->no_delay, op->keep_alive);

@@ -218,6 +218,12 @@ static int l_connect(lua_State *L) {
   } else {
     err = fd;
   }
+  if (rt->trace & LIPC_TRACE_NET) {
+    if (err)
+      lipc_trace(rt, "net", "connect pipe %s: %s", shown, uv_err_name(err));
+    else
+      lipc_trace(rt, "net", "connect pipe fd %d -> %s", fd, shown);
+  }
   if (err && in_task)
     return lipc_push_error(L, err, shown);
   new_pipe_stream(L, err ? -1 : fd, "pipe", &oerr);   /* sock */

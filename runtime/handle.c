@@ -123,9 +123,30 @@ static void on_closed(uv_handle_t *uv) {
   lipc_handle_unref_self(h);
 }
 
+/* LIPC_TRACE=net: a socket or server closing, with its addresses. */
+static void trace_close(lipc_handle *h) {
+  char a[128], b[128];
+  const char *local, *peer;
+  uv_os_fd_t fd = -1;
+  if (h->kind == NULL || (strcmp(h->kind, "tcp") != 0 &&
+                          strcmp(h->kind, "pipe") != 0 &&
+                          strcmp(h->kind, "tcp server") != 0 &&
+                          strcmp(h->kind, "pipe server") != 0))
+    return;
+  local = lipc_trace_addr(h->uv, 0, a, sizeof(a));
+  peer = lipc_trace_addr(h->uv, 1, b, sizeof(b));
+  if (local == NULL)                          /* a pipe(2), not a socket */
+    return;
+  uv_fileno(h->uv, &fd);
+  lipc_trace(h->rt, "net", "close %s fd %d %s%s%s", h->kind, (int)fd, local,
+             peer ? " <-> " : "", peer ? peer : "");
+}
+
 void lipc_handle_close(lipc_handle *h) {
   if (h->uv == NULL || h->closing)
     return;
+  if (h->rt->trace & LIPC_TRACE_NET)
+    trace_close(h);
   h->closing = 1;
   uv_close(h->uv, on_closed);
 }

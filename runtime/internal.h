@@ -54,6 +54,10 @@ void lipc_trace(lipc_runtime *rt, const char *what, const char *fmt, ...)
 #endif
   ;
 unsigned lipc_trace_parse(const char *spec);
+/* The local (peer 0) or remote (peer 1) address of a socket handle for a
+ * trace line: "127.0.0.1:80", "[::1]:80", a Unix socket path, "@name"
+ * (abstract), "unnamed"; NULL when uv is not an open socket. */
+const char *lipc_trace_addr(uv_handle_t *uv, int peer, char *buf, size_t n);
 lipc_runtime *lipc_rt(lua_State *L);
 void lipc_uncaught(lipc_runtime *rt, lua_State *co, int idx);
 void lipc_exit_now(lipc_runtime *rt, int code);

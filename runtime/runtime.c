@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <lualib.h>
@@ -57,6 +59,44 @@ void lipc_trace(lipc_runtime *rt, const char *what, const char *fmt, ...) {
   line[n++] = '\n';
   if (write(2, line, (size_t)n) < 0)
     return;
+}
+
+const char *lipc_trace_addr(uv_handle_t *uv, int peer, char *buf, size_t n) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  uv_os_fd_t fd;
+  char ip[64] = "";
+  int rc;
+  if (uv == NULL || uv_is_closing(uv) || uv_fileno(uv, &fd) != 0)
+    return NULL;
+  memset(&ss, 0, sizeof(ss));
+  rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
+            : getsockname(fd, (struct sockaddr *)&ss, &len);
+  if (rc != 0)
+    return NULL;
+  if (ss.ss_family == AF_INET) {
+    uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+    snprintf(buf, n, "%s:%d", ip,
+             ntohs(((struct sockaddr_in *)&ss)->sin_port));
+  } else if (ss.ss_family == AF_INET6) {
+    uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+    snprintf(buf, n, "[%s]:%d", ip,
+             ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+  } else if (ss.ss_family == AF_UNIX) {
+    struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+    size_t off = offsetof(struct sockaddr_un, sun_path);
+    size_t plen = len > off ? len - off : 0;
+    if (plen == 0)
+      snprintf(buf, n, "unnamed");
+    else if (sun->sun_path[0] == '\0')
+      snprintf(buf, n, "@%.*s", (int)plen - 1, sun->sun_path + 1);
+    else
+      snprintf(buf, n, "%.*s", (int)strnlen(sun->sun_path, plen),
+               sun->sun_path);
+  } else {
+    return NULL;
+  }
+  return buf;
 }
 
 lipc_runtime *lipc_rt(lua_State *L) {

@@ -25,6 +25,27 @@ function Child:receive() return self.channel:receive() end
 function Child:drain() return self.channel:drain() end
 function Child:disconnect() return self.channel:disconnect() end
 
+-- stats() -> the channel's counters (messages, bytes, queued, high-water
+-- hits) plus channel = channel:stats() and each stdio stream's stats().
+function Child:stats()
+  local ch = self.channel:stats()
+  local t = {channel = ch, messages_sent = ch.messages_sent,
+             messages_received = ch.messages_received, bytes_sent = ch.bytes_sent,
+             bytes_received = ch.bytes_received, queued = ch.queued,
+             high_water_hits = ch.high_water_hits}
+  local proc = rawget(self, "process")
+  for _, name in ipairs({"stdin", "stdout", "stderr"}) do
+    local s = proc[name]
+    if s and s.stats then
+      local st = s:stats()
+      t[name] = st
+      t.queued = t.queued + st.queued
+      t.high_water_hits = t.high_water_hits + st.high_water_hits
+    end
+  end
+  return t
+end
+
 -- on(name, fn): a 'message' listener first gets what arrived before it.
 function Child:on(name, fn)
   emitter_methods.on(self, name, fn)

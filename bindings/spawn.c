@@ -549,6 +549,13 @@ static void child_exit(lchild *c, int code, int termsig) {
   c->exited = 1;
   c->code = code;
   c->termsig = termsig;
+  if (rt->trace & LIPC_TRACE_SPAWN) {
+    if (termsig)
+      lipc_trace(rt, "spawn", "exit pid %d signal %s", (int)c->pid,
+                 lipc_signame(termsig));
+    else
+      lipc_trace(rt, "spawn", "exit pid %d code %d", (int)c->pid, code);
+  }
   restart_timer(c);
   if (!lipc_handle_push(&c->h))
     return lua_pop(L, 1);
@@ -1247,6 +1254,13 @@ static int l_spawn(lua_State *L) {
     sp->detail = anchor(L, at, &na);
   }
   c->err = err;
+  if (rt->trace & LIPC_TRACE_SPAWN) {
+    if (err == 0)
+      lipc_trace(rt, "spawn", "start pid %d %s", (int)c->pid, sp->file);
+    else
+      lipc_trace(rt, "spawn", "start %s failed: %s", sp->file,
+                 uv_err_name(err));
+  }
   publish(L, sp, c, obj);
   release_fds(sp, 1);
   if (err == 0)

@@ -94,6 +94,37 @@ describe("LIPC_TRACE", function()
     assert.are.equal(4, #ipc)
   end)
 
+  it("spawn: starts and exits with pid and status; a forked child traces too", function()
+    local _, err, status = traced("spawn,ipc", [[
+      local spawn, fork = require "spawn", require "fork"
+      local c = spawn("sh", {"-c", "exit 3"})
+      assert(c:wait() == 3)
+      c = spawn("sleep", {"5"})
+      c:kill("SIGKILL")
+      c:wait()
+      spawn("/nonexistent/program"):wait()
+      local lipc = require "lipc"
+      local path = lipc.mkdtemp() .. "/w.lua"
+      local f = assert(io.open(path, "w"))
+      f:write('require("fork").parent:send("up")')
+      f:close()
+      local w = assert(fork(path))
+      assert(w:receive() == "up")
+      w:wait()
+    ]])
+    assert.are.equal(0, status, err)
+    local sp = lines_of(err, "spawn")
+    local pid = assert(find(sp, "^start pid %d+ sh$"), err):match("pid (%d+)")
+    assert.truthy(find(sp, "^exit pid " .. pid .. " code 3$"), err)
+    pid = assert(find(sp, "^start pid %d+ sleep$"), err):match("pid (%d+)")
+    assert.truthy(find(sp, "^exit pid " .. pid .. " signal SIGKILL$"), err)
+    assert.truthy(find(sp, "^start /nonexistent/program failed: ENOENT$"), err)
+    -- the forked child inherits LIPC_TRACE: its own send shows under its pid
+    local wpid = assert(sp[#sp - 1]:match("^start pid (%d+) "), err)    -- then its exit
+    assert.truthy(err:find("lipc[" .. wpid .. "]", 1, true), err)
+    assert.truthy(err:match("lipc%[" .. wpid .. "%]%s+[%d.]+ms ipc%s+send message %d+ bytes fd 3\n"), err)
+  end)
+
   it("off: no trace lines at all", function()
     local _, err, status = traced("", [[
       local fork = require "fork"

@@ -149,6 +149,24 @@ function M.exec(command, opts)
   return M.run("/bin/sh", {"-c", command}, opts)
 end
 
+-- child:stats() -> the sums over the child's stdio streams (bytes_read,
+-- bytes_written, queued, high_water_hits) and each stream's own stats()
+-- as stdin, stdout, stderr and stdio[i].
+function child_methods:stats()
+  local t = {bytes_read = 0, bytes_written = 0, queued = 0, high_water_hits = 0, stdio = {}}
+  for i, s in pairs(self.stdio or {}) do
+    if s and s.stats then
+      local st = s:stats()
+      t.stdio[i] = st
+      for _, k in ipairs({"bytes_read", "bytes_written", "queued", "high_water_hits"}) do
+        t[k] = t[k] + st[k]
+      end
+    end
+  end
+  t.stdin, t.stdout, t.stderr = t.stdio[1], t.stdio[2], t.stdio[3]
+  return t
+end
+
 M.child_methods = child_methods
 
 return setmetatable(M, {__call = function(_, file, args, opts) return spawn(file, args, opts) end})

@@ -89,6 +89,10 @@ function lipc_child:unref() end
 ---`child:close()` — stop watching it: close its stdio streams; it is still reaped
 function lipc_child:close() end
 
+---`child:stats()` — counters summed over its stdio streams: `{bytes_read, bytes_written, queued, high_water_hits, stdin, stdout, stderr, stdio = {[i] = stream:stats()}}`
+---@return table
+function lipc_child:stats() end
+
 ---Listen for "spawn", "exit", "close", "error"; returns the object.
 ---@overload fun(self: lipc.child, name: "spawn", fn: fun()): lipc.child
 ---@overload fun(self: lipc.child, name: "exit", fn: fun(code?: integer, signal?: string)): lipc.child

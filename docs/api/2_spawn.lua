@@ -84,6 +84,9 @@ The child receives exactly these fds: everything else is closed.
        text = "`code, signal` once `close` came; `nil, msg, code` when it could not start"},
       {"child:ref()", "child:unref()", text = "an unref'd child does not keep the process alive"},
       {"child:close()", text = "stop watching it: close its stdio streams; it is still reaped"},
+      {"child:stats(): table",
+       text = "counters summed over its stdio streams: `{bytes_read, bytes_written, queued, "
+         .. "high_water_hits, stdin, stdout, stderr, stdio = {[i] = stream:stats()}}`"},
     },
 [[Events, in Node's order: `spawn`; output (`data` on the streams);
 `exit(code, signal)` — `code` nil and `signal` a name like `"SIGKILL"`

@@ -6,8 +6,9 @@ local M = {}
 
 -- The lipc executable running these specs (build/lipc, or the ASan one).
 -- (/proc/self/exe says " (deleted)" once the binary was rebuilt under us.)
-M.lipc = os.getenv("LIPC") or (lipc.argv[1]:gsub(" %(deleted%)$", ""))
 M.root = lipc.cwd()
+M.lipc = os.getenv("LIPC") or (lipc.argv[1]:gsub(" %(deleted%)$", ""))
+if M.lipc:sub(1, 1) ~= "/" then M.lipc = M.root .. "/" .. M.lipc end
 
 local dirs = {}
 

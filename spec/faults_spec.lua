@@ -92,6 +92,23 @@ describe("faults", function()
     end)
   end)
 
+  it("a child whose output is never read leaves no fd behind once closed", function()
+    local function fds()
+      local n = 0
+      for _ in (S.sh("ls /proc/" .. lipc.pid .. "/fd")):gmatch("[^\n]+") do n = n + 1 end
+      return n
+    end
+    lipc.sleep(20)
+    local before = fds()
+    for _ = 1, 20 do
+      local child = spawn("sh", {"-c", "echo unread; echo unread >&2"})
+      child:wait()
+      child:close()                                -- stdout, stderr unread
+    end
+    lipc.sleep(20)
+    assert.are.equal(before, fds())
+  end)
+
   it("a TCP peer resetting mid-write: the writer gets ECONNRESET or EPIPE", function()
     local srv = assert(net.create_server():listen(0))
     local port = srv:address().port

@@ -13,7 +13,6 @@
 */
 
 #include <errno.h>
-#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,17 +23,15 @@
 
 #include "codec.h"
 
-
-#define MAXDEPTH	LIPC_CODEC_MAX_DEPTH
+#define MAXDEPTH LIPC_CODEC_MAX_DEPTH
 
 /* stringify the depth limit for the error messages */
-#define STR_(x)		#x
-#define STR(x)		STR_(x)
-#define DEEPMSG		"nested deeper than " STR(LIPC_CODEC_MAX_DEPTH)
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define DEEPMSG "nested deeper than " STR(LIPC_CODEC_MAX_DEPTH)
 
 /* decoder: never preallocate more than this many slots on trust */
-#define PREALLOC_MAX	(1 << 24)
-
+#define PREALLOC_MAX (1 << 24)
 
 /*
 ** {==================================================================
@@ -43,41 +40,49 @@
 */
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-#define be16(x)		(x)
-#define be32(x)		(x)
-#define be64(x)		(x)
+#define be16(x) (x)
+#define be32(x) (x)
+#define be64(x) (x)
 #else
-#define be16(x)		__builtin_bswap16(x)
-#define be32(x)		__builtin_bswap32(x)
-#define be64(x)		__builtin_bswap64(x)
+#define be16(x) __builtin_bswap16(x)
+#define be32(x) __builtin_bswap32(x)
+#define be64(x) __builtin_bswap64(x)
 #endif
 
-static void put16 (unsigned char *w, uint16_t v) {
-  v = be16(v); memcpy(w, &v, 2);
+static void put16(unsigned char *w, uint16_t v) {
+  v = be16(v);
+  memcpy(w, &v, 2);
 }
 
-static void put32 (unsigned char *w, uint32_t v) {
-  v = be32(v); memcpy(w, &v, 4);
+static void put32(unsigned char *w, uint32_t v) {
+  v = be32(v);
+  memcpy(w, &v, 4);
 }
 
-static void put64 (unsigned char *w, uint64_t v) {
-  v = be64(v); memcpy(w, &v, 8);
+static void put64(unsigned char *w, uint64_t v) {
+  v = be64(v);
+  memcpy(w, &v, 8);
 }
 
-static uint16_t get16 (const unsigned char *r) {
-  uint16_t v; memcpy(&v, r, 2); return be16(v);
+static uint16_t get16(const unsigned char *r) {
+  uint16_t v;
+  memcpy(&v, r, 2);
+  return be16(v);
 }
 
-static uint32_t get32 (const unsigned char *r) {
-  uint32_t v; memcpy(&v, r, 4); return be32(v);
+static uint32_t get32(const unsigned char *r) {
+  uint32_t v;
+  memcpy(&v, r, 4);
+  return be32(v);
 }
 
-static uint64_t get64 (const unsigned char *r) {
-  uint64_t v; memcpy(&v, r, 8); return be64(v);
+static uint64_t get64(const unsigned char *r) {
+  uint64_t v;
+  memcpy(&v, r, 8);
+  return be64(v);
 }
 
 /* }================================================================== */
-
 
 /*
 ** {==================================================================
@@ -85,7 +90,7 @@ static uint64_t get64 (const unsigned char *r) {
 ** ===================================================================
 */
 
-int lipc_buf_reserve (lipc_buf *b, size_t n) {
+int lipc_buf_reserve(lipc_buf *b, size_t n) {
   size_t need, cap;
   char *p;
   if (b->cap - b->len >= n)
@@ -94,7 +99,7 @@ int lipc_buf_reserve (lipc_buf *b, size_t n) {
     return -ENOMEM;
   need = b->len + n;
   cap = (b->cap > 0) ? b->cap : 256;
-  while (cap < need)  /* double, so appending stays amortised O(1) */
+  while (cap < need) /* double, so appending stays amortised O(1) */
     cap = (cap > SIZE_MAX / 2) ? need : cap * 2;
   p = (char *)realloc(b->data, cap);
   if (p == NULL)
@@ -104,8 +109,7 @@ int lipc_buf_reserve (lipc_buf *b, size_t n) {
   return 0;
 }
 
-
-void lipc_buf_free (lipc_buf *b) {
+void lipc_buf_free(lipc_buf *b) {
   free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
@@ -113,14 +117,13 @@ void lipc_buf_free (lipc_buf *b) {
 
 /* }================================================================== */
 
-
 /*
 ** {==================================================================
 ** UTF-8
 ** ===================================================================
 */
 
-#define HIGHBITS	UINT64_C(0x8080808080808080)
+#define HIGHBITS UINT64_C(0x8080808080808080)
 
 /*
 ** Returns 0 when s[0..n) is valid UTF-8, 1 when it is valid but ends
@@ -129,59 +132,71 @@ void lipc_buf_free (lipc_buf *b) {
 ** it is invalid. Strict: no overlongs, no surrogates, nothing past
 ** U+10FFFF, the same rules as Lua's utf8 library and Python's decoder.
 */
-static int utf8_check (const unsigned char *s, size_t n) {
+static int utf8_check(const unsigned char *s, size_t n) {
   const unsigned char *e = s + n;
   while (s < e) {
     unsigned c = *s;
-    unsigned lo = 0x80, hi = 0xBF;  /* range of the next continuation */
+    unsigned lo = 0x80, hi = 0xBF; /* range of the next continuation */
     int k;
-    if (c < 0x80) {  /* ASCII run: skip 16, then 8 bytes at a time */
+    if (c < 0x80) { /* ASCII run: skip 16, then 8 bytes at a time */
       uint64_t w1, w2;
       while (e - s >= 16) {
-        memcpy(&w1, s, 8); memcpy(&w2, s + 8, 8);
-        if ((w1 | w2) & HIGHBITS) break;
+        memcpy(&w1, s, 8);
+        memcpy(&w2, s + 8, 8);
+        if ((w1 | w2) & HIGHBITS)
+          break;
         s += 16;
       }
       while (e - s >= 8) {
         memcpy(&w1, s, 8);
-        if (w1 & HIGHBITS) break;
+        if (w1 & HIGHBITS)
+          break;
         s += 8;
       }
-      while (s < e && *s < 0x80) s++;
+      while (s < e && *s < 0x80)
+        s++;
       continue;
     }
-    if (c < 0xC2)  /* stray continuation, or overlong 2-byte lead */
+    /* 2-byte characters (Latin, Greek, Cyrillic, ...) the short way */
+    if (c >= 0xC2 && c < 0xE0 && e - s >= 2 && (s[1] & 0xC0) == 0x80) {
+      s += 2;
+      continue;
+    }
+    if (c < 0xC2) /* stray continuation, or overlong 2-byte lead */
       return -1;
     else if (c < 0xE0)
       k = 1;
     else if (c < 0xF0) {
       k = 2;
-      if (c == 0xE0) lo = 0xA0;  /* overlong */
-      else if (c == 0xED) hi = 0x9F;  /* surrogates */
-    }
-    else if (c < 0xF5) {
+      if (c == 0xE0)
+        lo = 0xA0; /* overlong */
+      else if (c == 0xED)
+        hi = 0x9F; /* surrogates */
+    } else if (c < 0xF5) {
       k = 3;
-      if (c == 0xF0) lo = 0x90;  /* overlong */
-      else if (c == 0xF4) hi = 0x8F;  /* above U+10FFFF */
-    }
-    else
+      if (c == 0xF0)
+        lo = 0x90; /* overlong */
+      else if (c == 0xF4)
+        hi = 0x8F; /* above U+10FFFF */
+    } else
       return -1;
     for (s++; k > 0; k--, s++) {
-      if (s == e) return 1;
-      if (*s < lo || *s > hi) return -1;
-      lo = 0x80; hi = 0xBF;
+      if (s == e)
+        return 1;
+      if (*s < lo || *s > hi)
+        return -1;
+      lo = 0x80;
+      hi = 0xBF;
     }
   }
   return 0;
 }
 
-
-int lipc_utf8_valid (const char *p, size_t n) {
+int lipc_utf8_valid(const char *p, size_t n) {
   return utf8_check((const unsigned char *)p, n) == 0;
 }
 
 /* }================================================================== */
-
 
 /*
 ** {==================================================================
@@ -191,118 +206,119 @@ int lipc_utf8_valid (const char *p, size_t n) {
 
 /* one step of the key path: a map key on the stack or an array index */
 typedef struct Seg {
-  int key;  /* stack index of the key, or 0 for an array index */
+  int key; /* stack index of the key, or 0 for an array index */
   lua_Integer i;
 } Seg;
 
 typedef struct Enc {
   lua_State *L;
   lipc_buf *b;
-  const void *open[MAXDEPTH];  /* tables on the current path (cycles) */
-  Seg path[MAXDEPTH + 1];  /* path[1..depth] leads to the current value */
+  const void *open[MAXDEPTH]; /* tables on the current path (cycles) */
+  Seg path[MAXDEPTH + 1];     /* path[1..depth] leads to the current value */
 } Enc;
 
-
 /* Lua reserved words cannot follow a '.', so they are shown as ["end"] */
-static int isreserved (const char *s, size_t l) {
-  static const char *const words[] = {
-    "and", "break", "do", "else", "elseif", "end", "false", "for",
-    "function", "goto", "if", "in", "local", "nil", "not", "or",
-    "repeat", "return", "then", "true", "until", "while", NULL
-  };
+static int isreserved(const char *s, size_t l) {
+  static const char *const words[] = {"and",      "break",  "do",    "else",
+                                      "elseif",   "end",    "false", "for",
+                                      "function", "goto",   "if",    "in",
+                                      "local",    "nil",    "not",   "or",
+                                      "repeat",   "return", "then",  "true",
+                                      "until",    "while",  NULL};
   int i;
   for (i = 0; words[i] != NULL; i++)
-    if (strlen(words[i]) == l && memcmp(words[i], s, l) == 0) return 1;
+    if (strlen(words[i]) == l && memcmp(words[i], s, l) == 0)
+      return 1;
   return 0;
 }
 
+#define isalpha_(c) (((c) | 0x20) >= 'a' && ((c) | 0x20) <= 'z')
+#define isdigit_(c) ((c) >= '0' && (c) <= '9')
+#define isword_(c) (isalpha_(c) || isdigit_(c) || (c) == '_')
 
-#define isalpha_(c)	(((c) | 0x20) >= 'a' && ((c) | 0x20) <= 'z')
-#define isdigit_(c)	((c) >= '0' && (c) <= '9')
-#define isword_(c)	(isalpha_(c) || isdigit_(c) || (c) == '_')
-
-#define KEYSHOW		40  /* longest string key shown in full */
+#define KEYSHOW 40 /* longest string key shown in full */
 
 /* short identifier-like keys are shown as .name (ASCII, locale-free) */
-static int isname (const char *s, size_t l) {
+static int isname(const char *s, size_t l) {
   size_t i;
-  if (l == 0 || l > KEYSHOW || isdigit_((unsigned char)s[0])) return 0;
+  if (l == 0 || l > KEYSHOW || isdigit_((unsigned char)s[0]))
+    return 0;
   for (i = 0; i < l; i++)
-    if (!isword_((unsigned char)s[i])) return 0;
+    if (!isword_((unsigned char)s[i]))
+      return 0;
   return !isreserved(s, l);
 }
 
-
 /* appends ["..."], escaped like Lua's %q and cut short when long */
-static void addquoted (luaL_Buffer *B, const char *s, size_t l) {
+static void addquoted(luaL_Buffer *B, const char *s, size_t l) {
   size_t i, show = l;
-  if (l > KEYSHOW) {  /* cut at a character boundary */
+  if (l > KEYSHOW) { /* cut at a character boundary */
     show = KEYSHOW;
-    while (show > 0 && ((unsigned char)s[show] & 0xC0) == 0x80) show--;
+    while (show > 0 && ((unsigned char)s[show] & 0xC0) == 0x80)
+      show--;
   }
   luaL_addstring(B, "[\"");
   for (i = 0; i < show; i++) {
     unsigned char c = (unsigned char)s[i];
     if (c == '"' || c == '\\') {
-      luaL_addchar(B, '\\'); luaL_addchar(B, (char)c);
-    }
-    else if (c < 0x20 || c == 0x7F) {
+      luaL_addchar(B, '\\');
+      luaL_addchar(B, (char)c);
+    } else if (c < 0x20 || c == 0x7F) {
       char esc[8];
       snprintf(esc, sizeof esc, "\\%u", c);
       luaL_addstring(B, esc);
-    }
-    else
+    } else
       luaL_addchar(B, (char)c);
   }
-  if (show < l) luaL_addstring(B, "...");
+  if (show < l)
+    luaL_addstring(B, "...");
   luaL_addstring(B, "\"]");
 }
 
-
 /* 'dot' is 0 right after an elision, so "...name" and not "....name" */
-static void addseg (Enc *e, luaL_Buffer *B, const Seg *g, int dot) {
+static void addseg(Enc *e, luaL_Buffer *B, const Seg *g, int dot) {
   lua_State *L = e->L;
   if (g->key == 0) {
     lua_pushfstring(L, "[%I]", (LUAI_UACINT)g->i);
     luaL_addvalue(B);
-  }
-  else switch (lua_type(L, g->key)) {
-    case LUA_TSTRING: {
-      size_t l;
-      const char *s = lua_tolstring(L, g->key, &l);
-      if (isname(s, l)) {
-        if (dot) luaL_addchar(B, '.');
-        luaL_addlstring(B, s, l);
+  } else
+    switch (lua_type(L, g->key)) {
+      case LUA_TSTRING: {
+        size_t l;
+        const char *s = lua_tolstring(L, g->key, &l);
+        if (isname(s, l)) {
+          if (dot)
+            luaL_addchar(B, '.');
+          luaL_addlstring(B, s, l);
+        } else
+          addquoted(B, s, l);
+        break;
       }
-      else addquoted(B, s, l);
-      break;
+      case LUA_TNUMBER:
+        if (lua_isinteger(L, g->key))
+          lua_pushfstring(L, "[%I]", (LUAI_UACINT)lua_tointeger(L, g->key));
+        else
+          lua_pushfstring(L, "[%f]", (LUAI_UACNUMBER)lua_tonumber(L, g->key));
+        luaL_addvalue(B);
+        break;
+      default: /* boolean: the only other kind of key that gets this far */
+        luaL_addstring(B, lua_toboolean(L, g->key) ? "[true]" : "[false]");
+        break;
     }
-    case LUA_TNUMBER:
-      if (lua_isinteger(L, g->key))
-        lua_pushfstring(L, "[%I]", (LUAI_UACINT)lua_tointeger(L, g->key));
-      else
-        lua_pushfstring(L, "[%f]", (LUAI_UACNUMBER)lua_tonumber(L, g->key));
-      luaL_addvalue(B);
-      break;
-    default:  /* boolean: the only other kind of key that gets this far */
-      luaL_addstring(B, lua_toboolean(L, g->key) ? "[true]" : "[false]");
-      break;
-  }
 }
 
-
-#define PATHSHOW	12  /* longer paths show 6 steps, "...", 6 steps */
+#define PATHSHOW 12 /* longer paths show 6 steps, "...", 6 steps */
 
 /*
 ** Pushes "<path>: <msg>" (path of the value at 'depth') and returns -1.
 ** The stack may hold iteration leftovers below the message;
 ** lipc_codec_encode drops them.
 */
-static int encfail (Enc *e, int depth, const char *msg) {
+static int encfail(Enc *e, int depth, const char *msg) {
   lua_State *L = e->L;
   luaL_Buffer B;
   int i;
-  lua_checkstack(L, 4);  /* keys below are still live; room for B */
+  lua_checkstack(L, 4); /* keys below are still live; room for B */
   luaL_buffinit(L, &B);
   luaL_addstring(&B, "value");
   for (i = 1; i <= depth; i++) {
@@ -320,48 +336,78 @@ static int encfail (Enc *e, int depth, const char *msg) {
   return -1;
 }
 
-
-static int enctypefail (Enc *e, int depth, int idx, const char *what) {
+static int enctypefail(Enc *e, int depth, int idx, const char *what) {
   char msg[64];
   const char *tname = (lua_type(e->L, idx) == LUA_TLIGHTUSERDATA)
-                      ? "light userdata" : luaL_typename(e->L, idx);
+                          ? "light userdata"
+                          : luaL_typename(e->L, idx);
   snprintf(msg, sizeof msg, "cannot send a %s%s", tname, what);
   return encfail(e, depth, msg);
 }
 
-
 /* header of a 16- or 32-bit length; 'c16' is the 16-bit type byte and
    the 32-bit one follows it, as for str, bin, array and map */
-static unsigned char *putlen (unsigned char *w, size_t n, int c16) {
+static unsigned char *putlen(unsigned char *w, size_t n, int c16) {
   if (n <= 0xFFFF) {
-    *w = (unsigned char)c16; put16(w + 1, (uint16_t)n); return w + 3;
+    *w = (unsigned char)c16;
+    put16(w + 1, (uint16_t)n);
+    return w + 3;
   }
-  *w = (unsigned char)(c16 + 1); put32(w + 1, (uint32_t)n); return w + 5;
+  *w = (unsigned char)(c16 + 1);
+  put32(w + 1, (uint32_t)n);
+  return w + 5;
 }
-
 
 /* smallest form; non-negative values use the unsigned forms */
-static void encint (lipc_buf *b, lua_Integer v) {
+static void encint(lipc_buf *b, lua_Integer v) {
   unsigned char *w = (unsigned char *)b->data + b->len;
   if (v >= 0) {
-    if (v <= 0x7F) { w[0] = (unsigned char)v; b->len += 1; }
-    else if (v <= 0xFF) { w[0] = 0xCC; w[1] = (unsigned char)v; b->len += 2; }
-    else if (v <= 0xFFFF) { w[0] = 0xCD; put16(w + 1, (uint16_t)v); b->len += 3; }
-    else if (v <= 0xFFFFFFFF) { w[0] = 0xCE; put32(w + 1, (uint32_t)v); b->len += 5; }
-    else { w[0] = 0xCF; put64(w + 1, (uint64_t)v); b->len += 9; }
-  }
-  else {
-    if (v >= -32) { w[0] = (unsigned char)(int8_t)v; b->len += 1; }
-    else if (v >= INT8_MIN) { w[0] = 0xD0; w[1] = (unsigned char)(int8_t)v; b->len += 2; }
-    else if (v >= INT16_MIN) { w[0] = 0xD1; put16(w + 1, (uint16_t)v); b->len += 3; }
-    else if (v >= INT32_MIN) { w[0] = 0xD2; put32(w + 1, (uint32_t)v); b->len += 5; }
-    else { w[0] = 0xD3; put64(w + 1, (uint64_t)v); b->len += 9; }
+    if (v <= 0x7F) {
+      w[0] = (unsigned char)v;
+      b->len += 1;
+    } else if (v <= 0xFF) {
+      w[0] = 0xCC;
+      w[1] = (unsigned char)v;
+      b->len += 2;
+    } else if (v <= 0xFFFF) {
+      w[0] = 0xCD;
+      put16(w + 1, (uint16_t)v);
+      b->len += 3;
+    } else if (v <= 0xFFFFFFFF) {
+      w[0] = 0xCE;
+      put32(w + 1, (uint32_t)v);
+      b->len += 5;
+    } else {
+      w[0] = 0xCF;
+      put64(w + 1, (uint64_t)v);
+      b->len += 9;
+    }
+  } else {
+    if (v >= -32) {
+      w[0] = (unsigned char)(int8_t)v;
+      b->len += 1;
+    } else if (v >= INT8_MIN) {
+      w[0] = 0xD0;
+      w[1] = (unsigned char)(int8_t)v;
+      b->len += 2;
+    } else if (v >= INT16_MIN) {
+      w[0] = 0xD1;
+      put16(w + 1, (uint16_t)v);
+      b->len += 3;
+    } else if (v >= INT32_MIN) {
+      w[0] = 0xD2;
+      put32(w + 1, (uint32_t)v);
+      b->len += 5;
+    } else {
+      w[0] = 0xD3;
+      put64(w + 1, (uint64_t)v);
+      b->len += 9;
+    }
   }
 }
 
-
 /* always float64, so 1.0 arrives as a float and not as 1 */
-static void encfloat (lipc_buf *b, lua_Number x) {
+static void encfloat(lipc_buf *b, lua_Number x) {
   unsigned char *w = (unsigned char *)b->data + b->len;
   double d = (double)x;
   uint64_t u;
@@ -371,9 +417,8 @@ static void encfloat (lipc_buf *b, lua_Number x) {
   b->len += 9;
 }
 
-
 /* str when valid UTF-8, else bin; the bytes are copied once */
-static int encstr (Enc *e, int idx, int depth) {
+static int encstr(Enc *e, int idx, int depth) {
   lipc_buf *b = e->b;
   size_t l;
   const char *s = lua_tolstring(e->L, idx, &l);
@@ -384,143 +429,166 @@ static int encstr (Enc *e, int idx, int depth) {
     return encfail(e, depth, "not enough memory");
   w = (unsigned char *)b->data + b->len;
   if (lipc_utf8_valid(s, l)) {
-    if (l < 32) *w++ = (unsigned char)(0xA0 | l);
-    else if (l <= 0xFF) { *w++ = 0xD9; *w++ = (unsigned char)l; }
-    else w = putlen(w, l, 0xDA);
-  }
-  else {
-    if (l <= 0xFF) { *w++ = 0xC4; *w++ = (unsigned char)l; }
-    else w = putlen(w, l, 0xC5);
+    if (l < 32)
+      *w++ = (unsigned char)(0xA0 | l);
+    else if (l <= 0xFF) {
+      *w++ = 0xD9;
+      *w++ = (unsigned char)l;
+    } else
+      w = putlen(w, l, 0xDA);
+  } else {
+    if (l <= 0xFF) {
+      *w++ = 0xC4;
+      *w++ = (unsigned char)l;
+    } else
+      w = putlen(w, l, 0xC5);
   }
   memcpy(w, s, l);
   b->len = (size_t)((char *)w - b->data) + l;
   return 0;
 }
 
+static int encvalue(Enc *e, int idx, int type, int depth);
 
-static int encvalue (Enc *e, int idx, int depth);
-
-
-/*
-** Pass 1 of a table: counts the entries, refuses unsendable keys and
-** tells whether the keys are exactly 1..n (returns 1) or not (0).
-** Keys are unique, so "all are integers >= 1 and the largest is the
-** count" is the same as "exactly 1..n". Stack: unchanged on success.
-*/
-static int tabshape (Enc *e, int t, int depth, lua_Unsigned *count) {
-  lua_State *L = e->L;
-  lua_Unsigned n = 0, max = 0;
-  int seq = 1;
+/* entries of table 't': two API calls each, the cheapest way to count */
+static lua_Unsigned tabcount(lua_State *L, int t) {
+  lua_Unsigned n = 0;
   lua_pushnil(L);
   while (lua_next(L, t)) {
-    lua_pop(L, 1);  /* the value; keep the key for lua_next */
+    lua_pop(L, 1);
     n++;
-    switch (lua_type(L, -1)) {
-      case LUA_TNUMBER:
-        if (seq && lua_isinteger(L, -1)) {
-          lua_Integer k = lua_tointeger(L, -1);
-          if (k < 1) seq = 0;
-          else if ((lua_Unsigned)k > max) max = (lua_Unsigned)k;
-        }
-        else seq = 0;
-        break;
-      case LUA_TSTRING: case LUA_TBOOLEAN:
-        seq = 0;
-        break;
-      default:
-        return enctypefail(e, depth, -1, " key");
-    }
   }
-  *count = n;
-  return (seq && n > 0 && max == n);
+  return n;
 }
 
-
-static int enctable (Enc *e, int t, int depth) {
+/*
+** t[1..n] as an array. Returns 1, having written only garbage past the
+** header, at the first nil: then t is not a sequence (see enctable).
+*/
+static int encarray(Enc *e, int t, lua_Unsigned n, int depth) {
   lua_State *L = e->L;
   lipc_buf *b = e->b;
-  const void *self = lua_topointer(L, t);
-  lua_Unsigned n = 0, i;
-  unsigned char *w;
-  int isarray, d;
-  for (d = 0; d < depth; d++)  /* at most MAXDEPTH compares */
-    if (e->open[d] == self) return encfail(e, depth, "cycle");
-  if (depth >= MAXDEPTH)
-    return encfail(e, depth, DEEPMSG);
-  if (!lua_checkstack(L, 4))  /* key, value, and room to fail */
-    return encfail(e, depth, "Lua stack overflow");
-  e->open[depth] = self;
-  isarray = tabshape(e, t, depth, &n);
-  if (isarray < 0) return -1;
-  if (n > UINT32_MAX)
-    return encfail(e, depth, "table has more than 2^32-1 entries");
-  /* encvalue reserved 9 bytes: enough for any header */
-  w = (unsigned char *)b->data + b->len;
-  if (isarray) {
-    if (n < 16) { *w = (unsigned char)(0x90 | n); b->len += 1; }
-    else b->len += (size_t)(putlen(w, (size_t)n, 0xDC) - w);
-    for (i = 1; i <= n; i++) {
-      e->path[depth + 1].key = 0;
-      e->path[depth + 1].i = (lua_Integer)i;
-      lua_rawgeti(L, t, (lua_Integer)i);
-      if (encvalue(e, lua_gettop(L), depth + 1)) return -1;
+  unsigned char *w = (unsigned char *)b->data + b->len;
+  int v = lua_gettop(L) + 1; /* where each element lands */
+  lua_Unsigned i;
+  if (n < 16) {
+    *w = (unsigned char)(0x90 | n);
+    b->len += 1;
+  } else
+    b->len += (size_t)(putlen(w, (size_t)n, 0xDC) - w);
+  for (i = 1; i <= n; i++) {
+    int type = lua_rawgeti(L, t, (lua_Integer)i);
+    if (type == LUA_TNIL) {
       lua_pop(L, 1);
+      return 1;
     }
-  }
-  else {
-    if (n < 16) { *w = (unsigned char)(0x80 | n); b->len += 1; }
-    else b->len += (size_t)(putlen(w, (size_t)n, 0xDE) - w);
-    lua_pushnil(L);
-    while (lua_next(L, t)) {  /* stack: key value */
-      int v = lua_gettop(L);
-      e->path[depth + 1].key = v - 1;
-      if (encvalue(e, v - 1, depth)) return -1;  /* a scalar: no path step */
-      if (encvalue(e, v, depth + 1)) return -1;
-      lua_pop(L, 1);
-    }
+    e->path[depth + 1].key = 0;
+    e->path[depth + 1].i = (lua_Integer)i;
+    if (encvalue(e, v, type, depth + 1))
+      return -1;
+    lua_pop(L, 1);
   }
   return 0;
 }
 
+static int encmap(Enc *e, int t, lua_Unsigned n, int depth) {
+  lua_State *L = e->L;
+  lipc_buf *b = e->b;
+  unsigned char *w = (unsigned char *)b->data + b->len;
+  if (n < 16) {
+    *w = (unsigned char)(0x80 | n);
+    b->len += 1;
+  } else
+    b->len += (size_t)(putlen(w, (size_t)n, 0xDE) - w);
+  lua_pushnil(L);
+  while (lua_next(L, t)) { /* stack: key value */
+    int v = lua_gettop(L);
+    int kt = lua_type(L, v - 1);
+    if (kt != LUA_TSTRING && kt != LUA_TNUMBER && kt != LUA_TBOOLEAN)
+      return enctypefail(e, depth, v - 1, " key");
+    e->path[depth + 1].key = v - 1;
+    /* the key is a scalar: it adds no step to the path */
+    if (encvalue(e, v - 1, kt, depth))
+      return -1;
+    if (encvalue(e, v, lua_type(L, v), depth + 1))
+      return -1;
+    lua_pop(L, 1);
+  }
+  return 0;
+}
 
-/* appends the value at absolute index 'idx'; stack unchanged on success */
-static int encvalue (Enc *e, int idx, int depth) {
+/*
+** A table is an array when its keys are exactly 1..n. With c entries
+** and a border n = #t (raw), that holds iff c == n > 0 and none of
+** t[1..n] is nil: then 1..n are n of the c keys, leaving room for no
+** other. So one cheap counting pass decides, and the holes are found
+** by the array encoder itself; after a hole we start over as a map.
+*/
+static int enctable(Enc *e, int t, int depth) {
+  lua_State *L = e->L;
+  const void *self = lua_topointer(L, t);
+  lua_Unsigned n, c;
+  int d;
+  for (d = 0; d < depth; d++) /* at most MAXDEPTH compares */
+    if (e->open[d] == self)
+      return encfail(e, depth, "cycle");
+  if (depth >= MAXDEPTH)
+    return encfail(e, depth, DEEPMSG);
+  if (!lua_checkstack(L, 4)) /* key, value, and room to fail */
+    return encfail(e, depth, "Lua stack overflow");
+  e->open[depth] = self;
+  n = (lua_Unsigned)lua_rawlen(L, t);
+  c = tabcount(L, t);
+  if (c > UINT32_MAX)
+    return encfail(e, depth, "table has more than 2^32-1 entries");
+  /* encvalue reserved 9 bytes: room for either header */
+  if (c == n && n > 0) {
+    size_t start = e->b->len;
+    int r = encarray(e, t, n, depth);
+    if (r <= 0)
+      return r;
+    e->b->len = start; /* a hole */
+  }
+  return encmap(e, t, c, depth);
+}
+
+/* appends the value at absolute index 'idx', of Lua type 'type';
+   stack unchanged on success */
+static int encvalue(Enc *e, int idx, int type, int depth) {
   lua_State *L = e->L;
   lipc_buf *b = e->b;
   /* room for any scalar or table header, so those need no checks */
   if (b->cap - b->len < 9 && lipc_buf_reserve(b, 9) != 0)
     return encfail(e, depth, "not enough memory");
-  switch (lua_type(L, idx)) {
-    case LUA_TNIL:
-      b->data[b->len++] = (char)0xC0;
-      return 0;
+  switch (type) {
+    case LUA_TNIL: b->data[b->len++] = (char)0xC0; return 0;
     case LUA_TBOOLEAN:
       b->data[b->len++] = (char)(lua_toboolean(L, idx) ? 0xC3 : 0xC2);
       return 0;
     case LUA_TNUMBER:
-      if (lua_isinteger(L, idx)) encint(b, lua_tointeger(L, idx));
-      else encfloat(b, lua_tonumber(L, idx));
+      if (lua_isinteger(L, idx))
+        encint(b, lua_tointeger(L, idx));
+      else
+        encfloat(b, lua_tonumber(L, idx));
       return 0;
-    case LUA_TSTRING:
-      return encstr(e, idx, depth);
-    case LUA_TTABLE:
-      return enctable(e, idx, depth);
-    default:  /* function, userdata, light userdata, thread */
+    case LUA_TSTRING: return encstr(e, idx, depth);
+    case LUA_TTABLE: return enctable(e, idx, depth);
+    default: /* function, userdata, light userdata, thread */
       return enctypefail(e, depth, idx, "");
   }
 }
 
-
-int lipc_codec_encode (lua_State *L, int idx, lipc_buf *b) {
+int lipc_codec_encode(lua_State *L, int idx, lipc_buf *b) {
   Enc e;
   size_t len0 = b->len;
   int top = lua_gettop(L);
   e.L = L;
   e.b = b;
-  if (encvalue(&e, lua_absindex(L, idx), 0) == 0)
+  idx = lua_absindex(L, idx);
+  if (encvalue(&e, idx, lua_type(L, idx), 0) == 0)
     return 0;
-  b->len = len0;  /* keep nothing partial */
-  if (lua_gettop(L) > top + 1) {  /* drop iteration leftovers */
+  b->len = len0;                 /* keep nothing partial */
+  if (lua_gettop(L) > top + 1) { /* drop iteration leftovers */
     lua_replace(L, top + 1);
     lua_settop(L, top + 1);
   }
@@ -528,7 +596,6 @@ int lipc_codec_encode (lua_State *L, int idx, lipc_buf *b) {
 }
 
 /* }================================================================== */
-
 
 /*
 ** {==================================================================
@@ -538,41 +605,40 @@ int lipc_codec_encode (lua_State *L, int idx, lipc_buf *b) {
 ** did) or -1 (malformed, d->err set). Input is consumed left to right,
 ** so the first problem decides: a malformed byte anywhere in the input
 ** gives -1 even inside a container whose claimed length runs past the
-** end, and 0 means that what is there is a valid prefix.
+** end, and 0 means that what is there is a valid prefix (one lenient
+** corner: a float map key cut short is not known to be NaN yet).
 */
 
-#define ERRPFX		"invalid MessagePack: "
+#define ERRPFX "invalid MessagePack: "
 
 typedef struct Dec {
   lua_State *L;
   const unsigned char *p, *end;
   const char *err;
-  uint64_t owed;  /* bytes the open containers still need after this value */
+  uint64_t owed; /* bytes the open containers still need after this value */
 } Dec;
 
-#define bad(d,msg)	((d)->err = ERRPFX msg, -1)
-#define left(d)		((size_t)((d)->end - (d)->p))
+#define bad(d, msg) ((d)->err = ERRPFX msg, -1)
+#define left(d) ((size_t)((d)->end - (d)->p))
 
-
-static int decvalue (Dec *d, int depth);
-
+static int decvalue(Dec *d, int depth);
 
 /* the ext type sits at d->p[at]. The message names it, so it cannot be
    a literal: it lives in thread-local storage until the next ext
    failure on this thread */
-static int badext (Dec *d, size_t at) {
+static int badext(Dec *d, size_t at) {
   static _Thread_local char msg[64];
-  if (at >= left(d))  /* no ext type is accepted, so this is already bad */
+  if (at >= left(d)) /* no ext type is accepted, so this is already bad */
     return bad(d, "unknown ext type");
-  snprintf(msg, sizeof msg, ERRPFX "unknown ext type %d", (int)(int8_t)d->p[at]);
+  snprintf(msg, sizeof msg, ERRPFX "unknown ext type %d",
+           (int)(int8_t)d->p[at]);
   d->err = msg;
   return -1;
 }
 
-
 /* str (utf8 = 1) or bin of l bytes at d->p */
-static int decstr (Dec *d, size_t l, int utf8) {
-  if (l > left(d)) {  /* truncated: bad only if no completion could fix it */
+static int decstr(Dec *d, size_t l, int utf8) {
+  if (l > left(d)) { /* truncated: bad only if no completion could fix it */
     if (utf8 && utf8_check(d->p, left(d)) < 0)
       return bad(d, "str is not valid UTF-8");
     return 0;
@@ -583,7 +649,6 @@ static int decstr (Dec *d, size_t l, int utf8) {
   d->p += l;
   return 1;
 }
-
 
 /*
 ** Preallocation. A claimed count is believed only when the input has
@@ -596,15 +661,14 @@ static int decstr (Dec *d, size_t l, int utf8) {
 ** it is also malformed is decided by the bytes that are there); its
 ** table grows only as elements really arrive.
 */
-static int believe (Dec *d, uint64_t need) {
+static int believe(Dec *d, uint64_t need) {
   uint64_t room = left(d);
   return d->owed <= room && need <= room - d->owed;
 }
 
-#define prealloc(n)	((int)((n) < PREALLOC_MAX ? (n) : PREALLOC_MAX))
+#define prealloc(n) ((int)((n) < PREALLOC_MAX ? (n) : PREALLOC_MAX))
 
-
-static int decarray (Dec *d, size_t n, int depth) {
+static int decarray(Dec *d, size_t n, int depth) {
   lua_State *L = d->L;
   uint64_t owed = d->owed;
   size_t i;
@@ -612,16 +676,16 @@ static int decarray (Dec *d, size_t n, int depth) {
   lua_createtable(L, believe(d, n) ? prealloc(n) : 0, 0);
   for (i = 1; i <= n; i++) {
     d->owed = owed + (n - i);
-    if ((r = decvalue(d, depth + 1)) <= 0) return r;
+    if ((r = decvalue(d, depth + 1)) <= 0)
+      return r;
     lua_rawseti(L, -2, (lua_Integer)i);
   }
   d->owed = owed;
   return 1;
 }
 
-
 /* keys must be usable in Lua: not nil, NaN, or a table */
-static int decmap (Dec *d, size_t n, int depth) {
+static int decmap(Dec *d, size_t n, int depth) {
   lua_State *L = d->L;
   uint64_t owed = d->owed;
   size_t i;
@@ -629,111 +693,151 @@ static int decmap (Dec *d, size_t n, int depth) {
   lua_createtable(L, 0, believe(d, 2 * (uint64_t)n) ? prealloc(n) : 0);
   for (i = 1; i <= n; i++) {
     unsigned c;
-    if (d->p == d->end) return 0;
-    c = *d->p;  /* refuse by type byte, before a partial key could hide it */
+    if (d->p == d->end)
+      return 0;
+    c = *d->p; /* refuse by type byte, before a partial key could hide it */
     if (c == 0xC0)
       return bad(d, "map key is nil");
     if ((c & 0xE0) == 0x80 || (c >= 0xDC && c <= 0xDF))
       return bad(d, "map key is an array or map");
-    d->owed = owed + 1 + 2 * (uint64_t)(n - i);  /* this value, later entries */
-    if ((r = decvalue(d, depth + 1)) <= 0) return r;
+    d->owed = owed + 1 + 2 * (uint64_t)(n - i); /* this value, later entries */
+    if ((r = decvalue(d, depth + 1)) <= 0)
+      return r;
     if (!lua_isinteger(L, -1) && lua_type(L, -1) == LUA_TNUMBER) {
       lua_Number k = lua_tonumber(L, -1);
-      if (k != k) return bad(d, "map key is NaN");
+      if (k != k)
+        return bad(d, "map key is NaN");
     }
     d->owed = owed + 2 * (uint64_t)(n - i);
-    if ((r = decvalue(d, depth + 1)) <= 0) return r;
+    if ((r = decvalue(d, depth + 1)) <= 0)
+      return r;
     lua_rawset(L, -3);
   }
   d->owed = owed;
   return 1;
 }
 
+/* the k-byte big-endian number at p, for k = 1, 2, 4 or 8 */
+static uint64_t getn(const unsigned char *p, size_t k) {
+  switch (k) {
+    case 1: return p[0];
+    case 2: return get16(p);
+    case 4: return get32(p);
+    default: return get64(p);
+  }
+}
 
-static int deccontainer (Dec *d, size_t n, int depth, int ismap) {
-  if (!lua_checkstack(d->L, 3))  /* table, key, value */
+/* fixarray, fixmap, array 16/32, map 16/32 */
+static int deccontainer(Dec *d, unsigned c, int depth) {
+  int ismap = (c <= 0x8F || c >= 0xDE);
+  size_t k = (c <= 0x9F) ? 0 : (c & 1) ? 4 : 2; /* bytes of the count */
+  size_t n;
+  if (depth >= MAXDEPTH) /* whatever follows, this is too deep */
+    return bad(d, DEEPMSG);
+  if (left(d) < 1 + k)
+    return 0;
+  n = (k == 0) ? (c & 0x0F) : (size_t)getn(d->p + 1, k);
+  d->p += 1 + k;
+  if (!lua_checkstack(d->L, 3)) /* table, key, value */
     return bad(d, "Lua stack overflow");
   return ismap ? decmap(d, n, depth) : decarray(d, n, depth);
 }
 
-
-/* needs k bytes after the type byte; 0 when they are not all there */
-#define NEED(k)		if (left(d) < (size_t)(k) + 1) return 0; else (void)0
-
-static int decvalue (Dec *d, int depth) {
-  lua_State *L = d->L;
-  const unsigned char *p = d->p;
-  unsigned c;
-  if (p == d->end) return 0;
-  c = *p;
-  if (c <= 0x7F) {  /* positive fixint */
-    lua_pushinteger(L, (lua_Integer)c); d->p++; return 1;
-  }
-  if (c >= 0xE0) {  /* negative fixint */
-    lua_pushinteger(L, (lua_Integer)(int8_t)c); d->p++; return 1;
-  }
-  if (c <= 0x9F || (c >= 0xDC && c <= 0xDF)) {  /* array or map */
-    size_t n;
-    int ismap = (c <= 0x8F || c >= 0xDE);
-    if (depth >= MAXDEPTH) return bad(d, DEEPMSG);
-    if (c <= 0x9F) { n = c & 0x0F; d->p += 1; }
-    else if (c & 1) { NEED(4); n = get32(p + 1); d->p += 5; }
-    else { NEED(2); n = get16(p + 1); d->p += 3; }
-    return deccontainer(d, n, depth, ismap);
-  }
-  if (c <= 0xBF) {  /* fixstr */
-    d->p++; return decstr(d, c & 0x1F, 1);
-  }
-  switch (c) {
-    case 0xC0: lua_pushnil(L); d->p++; return 1;
-    case 0xC2: lua_pushboolean(L, 0); d->p++; return 1;
-    case 0xC3: lua_pushboolean(L, 1); d->p++; return 1;
-    case 0xC4: NEED(1); d->p += 2; return decstr(d, p[1], 0);
-    case 0xC5: NEED(2); d->p += 3; return decstr(d, get16(p + 1), 0);
-    case 0xC6: NEED(4); d->p += 5; return decstr(d, get32(p + 1), 0);
-    case 0xD9: NEED(1); d->p += 2; return decstr(d, p[1], 1);
-    case 0xDA: NEED(2); d->p += 3; return decstr(d, get16(p + 1), 1);
-    case 0xDB: NEED(4); d->p += 5; return decstr(d, get32(p + 1), 1);
-    case 0xCA: {
-      uint32_t u; float f;
-      NEED(4); u = get32(p + 1); memcpy(&f, &u, 4);
-      lua_pushnumber(L, (lua_Number)f); d->p += 5; return 1;
-    }
-    case 0xCB: {
-      uint64_t u; double x;
-      NEED(8); u = get64(p + 1); memcpy(&x, &u, 8);
-      lua_pushnumber(L, (lua_Number)x); d->p += 9; return 1;
-    }
-    case 0xCC: NEED(1); lua_pushinteger(L, p[1]); d->p += 2; return 1;
-    case 0xCD: NEED(2); lua_pushinteger(L, get16(p + 1)); d->p += 3; return 1;
-    case 0xCE: NEED(4); lua_pushinteger(L, get32(p + 1)); d->p += 5; return 1;
-    case 0xCF: {  /* above INT64_MAX has no Lua integer: make it a float */
-      uint64_t u;
-      NEED(8); u = get64(p + 1);
-      if (u > (uint64_t)LUA_MAXINTEGER) lua_pushnumber(L, (lua_Number)u);
-      else lua_pushinteger(L, (lua_Integer)u);
-      d->p += 9; return 1;
-    }
-    case 0xD0: NEED(1); lua_pushinteger(L, (int8_t)p[1]); d->p += 2; return 1;
-    case 0xD1: NEED(2); lua_pushinteger(L, (int16_t)get16(p + 1)); d->p += 3; return 1;
-    case 0xD2: NEED(4); lua_pushinteger(L, (int32_t)get32(p + 1)); d->p += 5; return 1;
-    case 0xD3: NEED(8); lua_pushinteger(L, (lua_Integer)(int64_t)get64(p + 1)); d->p += 9; return 1;
-    case 0xD4: case 0xD5: case 0xD6: case 0xD7: case 0xD8:  /* fixext */
-      return badext(d, 1);
-    case 0xC7: return badext(d, 2);  /* ext 8: type byte, len, ext type */
-    case 0xC8: return badext(d, 3);
-    case 0xC9: return badext(d, 5);
-    default:  /* 0xC1, never used */
-      return bad(d, "unknown type byte 0xc1");
-  }
+/* fixstr, str 8/16/32, bin 8/16/32 */
+static int decsized(Dec *d, unsigned c) {
+  size_t k, n;
+  int isstr = (c <= 0xBF || c >= 0xD9);
+  if (c <= 0xBF) /* fixstr */
+    k = 0;
+  else
+    k = (size_t)1 << (c - (isstr ? 0xD9 : 0xC4));
+  if (left(d) < 1 + k)
+    return 0;
+  n = (k == 0) ? (c & 0x1F) : (size_t)getn(d->p + 1, k);
+  d->p += 1 + k;
+  return decstr(d, n, isstr);
 }
 
+/* uint 8/16/32/64 (0xcc-0xcf), int 8/16/32/64 (0xd0-0xd3) */
+static int decint(Dec *d, unsigned c) {
+  int sign = (c >= 0xD0);
+  size_t k = (size_t)1 << (c - (sign ? 0xD0 : 0xCC));
+  uint64_t u;
+  if (left(d) < 1 + k)
+    return 0;
+  u = getn(d->p + 1, k);
+  d->p += 1 + k;
+  if (sign) /* sign-extend from k bytes */
+    lua_pushinteger(d->L, k == 1   ? (int8_t)u
+                          : k == 2 ? (int16_t)u
+                          : k == 4 ? (int32_t)u
+                                   : (lua_Integer)(int64_t)u);
+  else if (u > (uint64_t)LUA_MAXINTEGER) /* no Lua integer: a float */
+    lua_pushnumber(d->L, (lua_Number)u);
+  else
+    lua_pushinteger(d->L, (lua_Integer)u);
+  return 1;
+}
 
-ptrdiff_t lipc_codec_decode (lua_State *L, const char *p, size_t n,
-                             const char **err) {
+/* float 32 (0xca), float 64 (0xcb); both become Lua floats */
+static int decfloat(Dec *d, unsigned c) {
+  size_t k = (c == 0xCA) ? 4 : 8;
+  uint64_t u;
+  if (left(d) < 1 + k)
+    return 0;
+  u = getn(d->p + 1, k);
+  d->p += 1 + k;
+  if (k == 4) {
+    uint32_t u32 = (uint32_t)u;
+    float f;
+    memcpy(&f, &u32, 4);
+    lua_pushnumber(d->L, (lua_Number)f);
+  } else {
+    double x;
+    memcpy(&x, &u, 8);
+    lua_pushnumber(d->L, (lua_Number)x);
+  }
+  return 1;
+}
+
+static int decvalue(Dec *d, int depth) {
+  unsigned c;
+  if (d->p == d->end)
+    return 0;
+  c = *d->p;
+  if (c <= 0x7F || c >= 0xE0) { /* positive or negative fixint */
+    lua_pushinteger(d->L, (lua_Integer)(int8_t)c);
+    d->p++;
+    return 1;
+  }
+  if (c <= 0x9F || (c >= 0xDC && c <= 0xDF))
+    return deccontainer(d, c, depth);
+  if (c <= 0xBF || (c >= 0xC4 && c <= 0xC6) || (c >= 0xD9 && c <= 0xDB))
+    return decsized(d, c);
+  if (c >= 0xCC && c <= 0xD3)
+    return decint(d, c);
+  switch (c) {
+    case 0xC0: lua_pushnil(d->L); break;
+    case 0xC2: lua_pushboolean(d->L, 0); break;
+    case 0xC3: lua_pushboolean(d->L, 1); break;
+    case 0xCA:
+    case 0xCB: return decfloat(d, c);
+    case 0xC7: return badext(d, 2); /* ext 8: length, then the type */
+    case 0xC8: return badext(d, 3);
+    case 0xC9: return badext(d, 5);
+    case 0xC1: return bad(d, "unknown type byte 0xc1");
+    default: return badext(d, 1); /* fixext 1/2/4/8/16: 0xd4-0xd8 */
+  }
+  d->p++;
+  return 1;
+}
+
+ptrdiff_t lipc_codec_decode(lua_State *L, const char *p, size_t n,
+                            const char **err) {
   Dec d;
   int top = lua_gettop(L), r;
-  if (n == 0) return 0;
+  if (n == 0)
+    return 0;
   d.L = L;
   d.p = (const unsigned char *)p;
   d.end = d.p + n;
@@ -742,8 +846,9 @@ ptrdiff_t lipc_codec_decode (lua_State *L, const char *p, size_t n,
   r = lua_checkstack(L, 2) ? decvalue(&d, 0) : bad(&d, "Lua stack overflow");
   if (r > 0)
     return (ptrdiff_t)(d.p - (const unsigned char *)p);
-  lua_settop(L, top);  /* drop the partial value */
-  if (r < 0 && err != NULL) *err = d.err;
+  lua_settop(L, top); /* drop the partial value */
+  if (r < 0 && err != NULL)
+    *err = d.err;
   return r;
 }
 

@@ -42,6 +42,9 @@ int lipc_codec_encode(lua_State *L, int idx, lipc_buf *b);
  * Returns 0 when p[0..n) holds only a prefix of a valid value (need more).
  * Returns -1 on malformed input, pushing nothing but setting *err to a
  * static message ("invalid MessagePack: unknown type byte 0xc1", ...).
+ * "unknown ext type N" lives in a thread-local buffer that the next such
+ * failure on the same thread overwrites: push or copy it before that.
+ * The messages are listed in docs/wire-format.md, section 5.
  * Never reads outside p[0..n), never allocates more than the input can
  * justify (claimed counts are checked against the bytes that remain).
  */

@@ -16,7 +16,9 @@
 **   mkdir -p build/fuzz-codec-corpus
 **   build/fuzz_codec -max_total_time=60 build/fuzz-codec-corpus fuzz/corpus/codec
 **
-** (new inputs go to the first directory, so the seed corpus stays clean)
+** (new inputs go to the first directory, so the seed corpus stays clean).
+** `make fuzz` does the same against build/fuzz/liblipc.a, with the other
+** targets. Seeds: python3 fuzz/make_codec_corpus.py.
 */
 
 #include <stdint.h>
@@ -29,30 +31,32 @@
 
 #include "codec.h"
 
-
 static lua_State *L;
 
-#define ensure(c)	((c) ? (void)0 : fail(#c, __LINE__))
+#define ensure(c) ((c) ? (void)0 : fail(#c, __LINE__))
 
-static void fail (const char *what, int line) {
+static void fail(const char *what, int line) {
   fprintf(stderr, "fuzz_codec.c:%d: property failed: %s\n", line, what);
   abort();
 }
 
-
 /* deep equality that also compares integer/float subtype */
-static int deq (int a, int b, int depth) {
+static int deq(int a, int b, int depth) {
   a = lua_absindex(L, a);
   b = lua_absindex(L, b);
-  if (lua_type(L, a) != lua_type(L, b)) return 0;
+  if (lua_type(L, a) != lua_type(L, b))
+    return 0;
   switch (lua_type(L, a)) {
     case LUA_TNIL: return 1;
     case LUA_TBOOLEAN: return lua_toboolean(L, a) == lua_toboolean(L, b);
     case LUA_TNUMBER: {
       lua_Number x, y;
-      if (lua_isinteger(L, a) != lua_isinteger(L, b)) return 0;
-      if (lua_isinteger(L, a)) return lua_tointeger(L, a) == lua_tointeger(L, b);
-      x = lua_tonumber(L, a); y = lua_tonumber(L, b);
+      if (lua_isinteger(L, a) != lua_isinteger(L, b))
+        return 0;
+      if (lua_isinteger(L, a))
+        return lua_tointeger(L, a) == lua_tointeger(L, b);
+      x = lua_tonumber(L, a);
+      y = lua_tonumber(L, b);
       return memcmp(&x, &y, sizeof x) == 0 || (x != x && y != y);
     }
     case LUA_TSTRING: {
@@ -62,33 +66,38 @@ static int deq (int a, int b, int depth) {
     }
     case LUA_TTABLE: {
       size_t na = 0, nb = 0;
-      if (depth > LIPC_CODEC_MAX_DEPTH || !lua_checkstack(L, 4)) return 0;
+      if (depth > LIPC_CODEC_MAX_DEPTH || !lua_checkstack(L, 4))
+        return 0;
       lua_pushnil(L);
-      while (lua_next(L, b)) { nb++; lua_pop(L, 1); }
+      while (lua_next(L, b)) {
+        nb++;
+        lua_pop(L, 1);
+      }
       lua_pushnil(L);
       while (lua_next(L, a)) {
         na++;
         lua_pushvalue(L, -2);
         lua_rawget(L, b);
-        if (!deq(-2, -1, depth + 1)) { lua_pop(L, 3); return 0; }
+        if (!deq(-2, -1, depth + 1)) {
+          lua_pop(L, 3);
+          return 0;
+        }
         lua_pop(L, 2);
       }
       return na == nb;
     }
-    default: return 0;  /* the decoder makes nothing else */
+    default: return 0; /* the decoder makes nothing else */
   }
 }
 
-
-static void check_failure (ptrdiff_t r, const char *err) {
+static void check_failure(ptrdiff_t r, const char *err) {
   ensure(lua_gettop(L) == 0);
   if (r < 0)
     ensure(err != NULL && strncmp(err, "invalid MessagePack: ", 21) == 0);
 }
 
-
 /* strict prefixes of a value are "need more": all of them when short */
-static void check_prefixes (const char *p, size_t n) {
+static void check_prefixes(const char *p, size_t n) {
   size_t m, step = (n <= 64) ? 1 : n / 16;
   const char *err;
   for (m = 0; m < n; m += step) {
@@ -99,12 +108,12 @@ static void check_prefixes (const char *p, size_t n) {
   ensure(lua_gettop(L) == 1);
 }
 
-
-int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *p = (const char *)data, *err = NULL;
   lipc_buf b = {0}, b2 = {0};
   ptrdiff_t r;
-  if (L == NULL) L = luaL_newstate();
+  if (L == NULL)
+    L = luaL_newstate();
   lua_settop(L, 0);
   r = lipc_codec_decode(L, p, size, &err);
   if (r <= 0) {

@@ -64,6 +64,9 @@ struct lchannel {
   unsigned nregular;       /* of which batch writes (not handle frames) */
   uint64_t msgs_out, msgs_in, bytes_out, bytes_in, hwm_hits; /* stats() */
   lipc_wait receiver, drainer;
+  unsigned lgen;           /* rt->listener_gen when lcount was taken */
+  int lcount;              /* 'message' listeners of the target, cached */
+  unsigned lvalid : 1;
   unsigned json : 1;
   unsigned connected : 1;
   unsigned gone : 1;       /* 'disconnect' was emitted */
@@ -134,15 +137,23 @@ static void emit(lchannel *ch, const char *ev, int nargs) {
   lua_pop(L, 1);
 }
 
+/* Asked for every message: the count is cached until a listener is
+ * added or removed anywhere (rt->listener_gen moves). */
 static int has_message_listeners(lchannel *ch) {
-  lua_State *L = ch->h.rt->L;
+  lipc_runtime *rt = ch->h.rt;
+  lua_State *L = rt->L;
   int n;
+  if (ch->lvalid && ch->lgen == rt->listener_gen)
+    return ch->lcount;
   if (!push_target(ch)) {
     lua_pop(L, 1);
     return 0;
   }
   n = lipc_has_listeners(L, -1, "message");
   lua_pop(L, 1);
+  ch->lgen = rt->listener_gen;
+  ch->lcount = n;
+  ch->lvalid = 1;
   return n;
 }
 
@@ -228,27 +239,34 @@ static int queue_len(lchannel *ch) {
 
 /* ---- receiving ------------------------------------------------------------ */
 
-/* Hands msg, handle (on top of rt->L; popped) to a waiting task, to the
- * 'message' listeners, or to the queue. */
+/* A task waiting in receive() gets the first queued message; it takes
+ * the others from the queue without parking again. */
+static void wake_receiver(lchannel *ch) {
+  lipc_runtime *rt = ch->h.rt;
+  if (!lipc_waiting(&ch->receiver) || queue_len(ch) == 0)
+    return;
+  queue_shift(ch, rt->L);
+  lipc_wake(rt, &ch->receiver, 2);
+  update_ref(ch);
+}
+
+/* Hands msg, handle (on top of rt->L; popped) to the 'message'
+ * listeners (and a task in receive()), or to the queue. Without
+ * listeners no Lua runs here: every frame of a read is queued, and
+ * parse() wakes a waiting receiver once at the end. */
 static void deliver(lchannel *ch) {
   lipc_runtime *rt = ch->h.rt;
   lua_State *L = rt->L;
-  int listeners = has_message_listeners(ch);
-  if (lipc_waiting(&ch->receiver)) {
-    if (listeners) {
-      lua_pushvalue(L, -2);
-      lua_pushvalue(L, -2);
-      lipc_wake(rt, &ch->receiver, 2);
-    } else {
-      lipc_wake(rt, &ch->receiver, 2);
-      update_ref(ch);
-      return;
-    }
-  }
-  if (listeners)
-    emit(ch, "message", 2);
-  else
+  if (!has_message_listeners(ch)) {
     queue_push(ch, L);
+    return;
+  }
+  if (lipc_waiting(&ch->receiver)) {
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -2);
+    lipc_wake(rt, &ch->receiver, 2);
+  }
+  emit(ch, "message", 2);
 }
 
 /* The peer broke the protocol: the channel closes with an 'error' saying
@@ -260,6 +278,9 @@ static void protocol_error(lchannel *ch, const char *code, const char *fmt,
   lua_State *L = rt->L;
   int handled = 0, listeners = 0;
   va_list ap;
+  if (ch->gone)
+    return;
+  wake_receiver(ch);                          /* messages before the fault */
   if (ch->gone)
     return;
   va_start(ap, fmt);
@@ -475,6 +496,7 @@ static void parse(lchannel *ch) {
   }
   if (ch->ipos == ch->in.len)
     ch->ipos = ch->in.len = 0;
+  wake_receiver(ch);
 }
 
 /* Reads go straight to the end of the assembly buffer; when the length of
@@ -563,6 +585,7 @@ static void peer_gone(lchannel *ch) {
   ch->gone = 1;
   if (ch->connected)
     set_connected(ch, 0);
+  wake_receiver(ch);
   was_receiving = lipc_waiting(&ch->receiver);
   lua_pushnil(L);
   lipc_wake(rt, &ch->receiver, 1);

@@ -63,6 +63,7 @@ static int add(lua_State *L, int once, const char *fname) {
     lua_pushvalue(L, 3);
   }
   lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  lipc_rt(L)->listener_gen++;
   lua_settop(L, 1);
   return 1;                                   /* self, for chaining */
 }
@@ -100,6 +101,7 @@ static int l_off(lua_State *L) {
   check_object(L, "off");
   if (!push_listeners(L, 1, 0))
     return 1;
+  lipc_rt(L)->listener_gen++;
   if (lua_isnoneornil(L, 2)) {
     lua_settop(L, 1);
     if (lua_type(L, 1) == LUA_TUSERDATA) {
@@ -206,8 +208,10 @@ static int emit_on(lipc_runtime *rt, lua_State *L, int obj, const char *ev,
   }
   for (i = n; i >= 1; i--) {                  /* drop once entries */
     lua_rawgeti(L, arr, i);
-    if (lua_istable(L, -1))
+    if (lua_istable(L, -1)) {
       remove_at(L, arr, i);
+      rt->listener_gen++;
+    }
     lua_pop(L, 1);
   }
   for (i = 1; i <= n; i++) {

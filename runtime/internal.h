@@ -37,6 +37,8 @@ struct lipc_runtime {
   unsigned trace;          /* LIPC_TRACE_* bits from LIPC_TRACE / --trace */
   uint64_t t0;             /* hrtime at start, for trace timestamps */
   void *wfree;             /* free list of write requests */
+  unsigned listener_gen;   /* bumped whenever any listener is added or
+                              removed: lets hot paths cache a lookup */
 };
 
 /* runtime.c */

@@ -28,7 +28,13 @@
 
 #define CHANNEL "lipc.channel"
 #define DEFAULT_MAX ((size_t)64 << 20)
-#define DEFAULT_HWM ((size_t)1 << 20)
+/* The high-water mark also bounds what a busy sender encodes between two
+ * loop turns. The kernel's socket buffer is ~208 KiB (wmem_default), so a
+ * larger batch leaves the reader idle while the sender fills it: 64 KiB
+ * (the read size, and the C baseline's write size) keeps the pipe fed and
+ * the batch in cache. ipc_stream 0.88M -> 1.58M msg/s, ipc_bulk ~2.6 ->
+ * ~3.3 GB/s against 1 MiB. */
+#define DEFAULT_HWM ((size_t)64 << 10)
 #define READ_CHUNK (64 * 1024)
 #define KEEP_BUF_MAX ((size_t)4 << 20)  /* larger buffers go back to malloc */
 #define MARKER_LEN 3

@@ -47,14 +47,22 @@ describe("fork", function()
       local lipc = require "lipc"
       local parent = require("fork").parent
       local N = 100000
+      -- "child-done" goes last: after our N sends (the sender may wait in
+      -- drain, so it can finish after the receiving loop) and N receives.
+      local left = 2
+      local function done()
+        left = left - 1
+        if left == 0 then parent:send("child-done") end
+      end
       lipc.go(function()
         for i = 1, N do if not parent:send(i) then parent:drain() end end
+        done()
       end)
       for i = 1, N do
         local m = parent:receive()
         if m ~= i then error("child: got " .. tostring(m) .. " expected " .. i) end
       end
-      parent:send("child-done")
+      done()
     ]])))
     local N = 100000
     lipc.go(function()

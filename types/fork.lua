@@ -29,7 +29,7 @@ function fork.socketpair() end
 ---@field exec_argv? string[] `exec_argv` — arguments before the script.
 ---@field serialization? "lipc"|"json" `serialization` — `"lipc"` default, `"json"`; automatic for Node scripts.
 ---@field max_message? integer `max_message` — bytes, default 64 MiB, enforced both ways.
----@field high_water? integer `high_water` — bytes of unsent frames before `send` returns false, default 1 MiB.
+---@field high_water? integer `high_water` — bytes of unsent frames before `send` returns false, default 64 KiB.
 local fork_options = {}
 
 ---A message channel (fork children, `fork.parent`, `stream:channel()`).

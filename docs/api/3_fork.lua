@@ -41,7 +41,7 @@ has one). The child finds it through `LIPC_CHANNEL_FD` (native) or
       {"serialization: \"lipc\"|\"json\"", sig = "`serialization`",
        text = "`\"lipc\"` default, `\"json\"`; automatic for Node scripts."},
       {"max_message: integer", text = "bytes, default 64 MiB, enforced both ways."},
-      {"high_water: integer", text = "bytes of unsent frames before `send` returns false, default 1 MiB."},
+      {"high_water: integer", text = "bytes of unsent frames before `send` returns false, default 64 KiB."},
     },
 [[The child object is spawn's child (pid, stdio, kill, wait, `spawn`, `exit`,
 `close`, `error`) plus the channel API below and the field `channel`.

@@ -21,7 +21,11 @@
 #include "internal.h"
 #include "channel.h"
 
-#define RBUF_SIZE (256 * 1024)
+/* Reads of 64 KiB, libuv's suggestion: every chunk becomes a Lua string,
+ * and strings of 128 KiB and more go past glibc's mmap/trim thresholds
+ * (a page fault per page of every chunk) and out of L2. unix_bulk
+ * 2.1 -> 3.9 GB/s against 256 KiB. */
+#define RBUF_SIZE (64 * 1024)
 #define DEFAULT_HWM (1024 * 1024)
 #define WFREE_MAX 64
 #define SMALL_BUFS 8

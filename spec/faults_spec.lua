@@ -106,7 +106,9 @@ describe("faults", function()
       child:close()                                -- stdout, stderr unread
     end
     lipc.sleep(20)
-    assert.are.equal(before, fds())
+    -- at most as many: closes left by earlier specs may finish meanwhile
+    local after = fds()
+    assert.is_true(after <= before, ("fds %d -> %d"):format(before, after))
   end)
 
   it("a TCP peer resetting mid-write: the writer gets ECONNRESET or EPIPE", function()

@@ -1,0 +1,27 @@
+-- rockspec_spec.lua - `luarocks make` with the repo's rockspec builds the
+-- lipc module for stock Lua 5.4, and lua5.4 then requires it from the
+-- rocks tree and runs the loop.
+local support = require "support"
+local q = support.shell_quote
+
+describe("the rockspec", function()
+  it("luarocks make builds lipc.so that stock lua5.4 requires", function()
+    local dir = support.tmpdir()
+    local src, tree = dir .. "/src", dir .. "/tree"
+    local out, status = support.sh(("mkdir %s && cd %s && cp -r Makefile lipc-*.rockspec runtime bindings tools %s/"):format(
+      q(src), q(support.root), q(src)))
+    assert.are.equal(0, status, out)
+    out, status = support.sh(("cd %s && luarocks --lua-version=5.4 make --tree=%s lipc-*.rockspec 2>&1")
+      :format(q(src), q(tree)))
+    assert.are.equal(0, status, out)
+    assert.matches("lipc 0%.1%.0%-1 is now installed", out)
+    out, status = support.sh(("LUA_CPATH=%s/lib/lua/5.4/?.so lua5.4 -e %s 2>&1"):format(q(tree), q([[
+      local lipc = require "lipc"
+      lipc.go(function() lipc.sleep(5); print("slept in a task, " .. lipc.version) end)
+      os.exit(lipc.run())
+    ]])))
+    if support.lipc:find("asan") then return end -- lua5.4 is not instrumented
+    assert.are.equal(0, status, out)
+    assert.matches("^slept in a task, 0%.1%.0\n$", out)
+  end)
+end)

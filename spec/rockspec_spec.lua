@@ -8,8 +8,8 @@ describe("the rockspec", function()
   it("luarocks make builds lipc.so that stock lua5.4 requires", function()
     local dir = support.tmpdir()
     local src, tree = dir .. "/src", dir .. "/tree"
-    local out, status = support.sh(("mkdir %s && cd %s && cp -r Makefile lipc-*.rockspec runtime bindings tools %s/")
-      :format(q(src), q(support.root), q(src)))
+    local copy = "mkdir %s && cd %s && cp -r Makefile lipc-*.rockspec runtime bindings tools %s/"
+    local out, status = support.sh(copy:format(q(src), q(support.root), q(src)))
     assert.are.equal(0, status, out)
     out, status = support.sh(("cd %s && luarocks --lua-version=5.4 make --tree=%s lipc-*.rockspec 2>&1")
       :format(q(src), q(tree)))

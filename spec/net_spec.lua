@@ -13,14 +13,7 @@ local function echo_server(opts)
   return srv, srv:address().port
 end
 
--- Waits (bounded) until pred() is true.
-local function wait_for(pred, ms)
-  for _ = 1, (ms or 2000) / 5 do
-    if pred() then return true end
-    lipc.sleep(5)
-  end
-  return pred()
-end
+local wait_for = support.wait_for
 
 -- A port nothing listens on: taken from a server that then closes.
 local function free_port()

@@ -4,13 +4,7 @@ local lipc = require "lipc"
 local pipe = require "pipe"
 local support = require "support"
 
-local function wait_for(pred, ms)
-  for _ = 1, (ms or 2000) / 5 do
-    if pred() then return true end
-    lipc.sleep(5)
-  end
-  return pred()
-end
+local wait_for = support.wait_for
 
 local function mode_of(path)
   return (support.sh("stat -c %a " .. support.shell_quote(path)):gsub("%s+$", ""))

@@ -12,6 +12,16 @@ if M.lipc:sub(1, 1) ~= "/" then M.lipc = M.root .. "/" .. M.lipc end
 
 local dirs = {}
 
+-- wait_for(pred[, ms]) in a task -> true once pred() is true, polling
+-- every 5 ms for at most ms (default 2000); else pred()'s last answer.
+function M.wait_for(pred, ms)
+  for _ = 1, (ms or 2000) / 5 do
+    if pred() then return true end
+    lipc.sleep(5)
+  end
+  return pred()
+end
+
 -- tmpdir() -> a new private directory, removed when the suite ends.
 function M.tmpdir()
   local d = assert(lipc.mkdtemp("/tmp/lipc-spec-"))

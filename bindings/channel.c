@@ -7,7 +7,7 @@
  * into Lua values and handed to a task in receive(), to 'message'
  * listeners, or queued until somebody asks. Sends are encoded into an
  * output buffer and every frame of one loop turn goes out in one write,
- * flushed from a uv_prepare (after the turn's callbacks, before polling);
+ * flushed from a uv_idle (after the turn's callbacks, before polling);
  * while that write is in flight the next batch fills the other buffer.
  *
  * Native frame (docs/wire-format.md): a 4-byte big-endian length of what
@@ -15,7 +15,7 @@
  * byte of kind) when a handle travels with the frame as SCM_RIGHTS, then
  * one MessagePack value. JSON mode: one JSON text and "\n" per message.
  *
- * Lifetime: the channel is a lipc_handle over its prepare handle, so the
+ * Lifetime: the channel is a lipc_handle over its idle handle, so the
  * runtime's exit path (flush_close) flushes what is still buffered. The
  * channel owns its stream: when either goes, both go.
  */
@@ -52,7 +52,7 @@ typedef struct wnode {
 } wnode;
 
 struct lchannel {
-  lipc_handle h;           /* h.uv: the prepare handle that flushes `out` */
+  lipc_handle h;           /* h.uv: the idle handle that flushes `out` */
   lipc_stream *s;          /* NULL once detached */
   int stream_ref;          /* registry refs, LUA_NOREF when unused */
   int owner_ref;           /* emit events here (fork's child) or on self */
@@ -717,9 +717,23 @@ static void channel_flush(lchannel *ch, int force) {
   wnode *w;
   lipc_buf tmp;
   uv_buf_t b;
-  int err;
+  int err, k = 0;
   if (ch->out.len == 0 || ch->s == NULL || (ch->nregular > 0 && !force))
     goto done;
+  /* Nothing in flight: the kernel usually takes the batch at once. No
+   * request then, so no write callback, no extra loop turn to run it and
+   * no POLLOUT toggling (ipc_pingpong: one epoll_ctl and one epoll_wait
+   * less per message). */
+  if (ch->writes == NULL && ch->out_cbs == LUA_NOREF) {
+    b = uv_buf_init(ch->out.data, (unsigned)ch->out.len);
+    k = lipc_stream_try_write(ch->s, &b);
+    if (k == (int)ch->out.len) {
+      ch->out.len = 0;
+      goto done;
+    }
+    if (k < 0)
+      k = 0;                                  /* uv_write reports errors */
+  }
   if ((w = take_node(ch)) == NULL)
     goto done;
   tmp = w->buf;                               /* swap: out gets the spare */
@@ -729,7 +743,7 @@ static void channel_flush(lchannel *ch, int force) {
   w->ch = ch;
   w->cbs = ch->out_cbs;
   ch->out_cbs = LUA_NOREF;
-  b = uv_buf_init(w->buf.data, (unsigned)w->buf.len);
+  b = uv_buf_init(w->buf.data + k, (unsigned)(w->buf.len - (size_t)k));
   err = lipc_stream_write_raw(ch->s, &b, 1, NULL, on_written, w);
   if (err) {                                  /* the peer is gone */
     if (w->cbs != LUA_NOREF)
@@ -751,8 +765,8 @@ static void channel_flush(lchannel *ch, int force) {
   ch->writes = w;
   ch->nregular++;
 done:
-  if (ch->h.uv && (ch->out.len == 0 || ch->nregular > 0))
-    uv_prepare_stop((uv_prepare_t *)ch->h.uv);
+  if (ch->h.uv)
+    uv_idle_stop((uv_idle_t *)ch->h.uv);
   if (ch->need_drain && ch->out.len < ch->hwm) {
     ch->need_drain = 0;
     lua_pushboolean(rt->L, 1);
@@ -762,14 +776,19 @@ done:
   }
 }
 
-static void on_prepare(uv_prepare_t *p) {
+/* An idle handle, not a prepare: a flush that completes at once (try
+ * write) can wake a drain()er who sends the next batch and schedules the
+ * next flush from inside this callback. A prepare started there would run
+ * only after a poll that nothing may ever end; an active idle handle makes
+ * that poll return at once. */
+static void on_idle(uv_idle_t *p) {
   lchannel *ch = p->data;
   channel_flush(ch, 0);
 }
 
 static void schedule_flush(lchannel *ch) {
   if (ch->h.uv && !uv_is_active(ch->h.uv) && ch->nregular == 0)
-    uv_prepare_start((uv_prepare_t *)ch->h.uv, on_prepare);
+    uv_idle_start((uv_idle_t *)ch->h.uv, on_idle);
 }
 
 /* A handle travels alone, in its own uv_write2: SCM_RIGHTS arrive with
@@ -1194,7 +1213,7 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
                              int auto_ref) {
   lipc_runtime *rt = lipc_rt(L);
   lipc_stream *s = lipc_stream_check(L, sidx, "stream.channel");
-  uv_prepare_t *prep;
+  uv_idle_t *prep;
   lchannel *ch;
   size_t max = DEFAULT_MAX, hwm = DEFAULT_HWM;
   int err;
@@ -1222,7 +1241,7 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
   prep = malloc(sizeof(*prep));
   if (prep == NULL)
     luaL_error(L, "stream.channel: out of memory");
-  uv_prepare_init(rt->loop, prep);
+  uv_idle_init(rt->loop, prep);
   ch = lipc_handle_new(L, sizeof(*ch), CHANNEL, (uv_handle_t *)prep,
                        "channel");
   ch->h.internal = 1;                         /* the stream is what shows */

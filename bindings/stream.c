@@ -535,6 +535,20 @@ int lipc_stream_write_raw(lipc_stream *s, uv_buf_t *bufs, unsigned nbufs,
   return err;
 }
 
+int lipc_stream_try_write(lipc_stream *s, const uv_buf_t *b) {
+  int k;
+  if (!is_open(s) || (s->flags & (F_SHUT | F_ERRORED | F_SYNC)) ||
+      s->nwrites > 0)
+    return UV_EAGAIN;
+  k = uv_try_write((uv_stream_t *)s->h.uv, b, 1);
+  s->active = uv_now(s->h.rt->loop);
+  if (k > 0) {
+    s->bytes_written += (uint64_t)k;
+    s->writes += (size_t)k == b->len;
+  }
+  return k;
+}
+
 /* Blocking write of everything, for stdout/stderr/files; waits with
  * poll() when somebody else made the fd non-blocking. */
 static int write_all_sync(int fd, const char *p, size_t n) {

@@ -182,6 +182,10 @@ typedef void (*lipc_write_done)(void *ctx, int status);
 int lipc_stream_write_raw(lipc_stream *s, uv_buf_t *bufs, unsigned nbufs,
                           uv_stream_t *send_handle, lipc_write_done cb,
                           void *ctx);
+/* Writes what the kernel takes at once, without a request, when nothing
+ * is queued: bytes written (maybe fewer than b->len) or a negative error,
+ * UV_EAGAIN when nothing could be. */
+int lipc_stream_try_write(lipc_stream *s, const uv_buf_t *b);
 size_t lipc_stream_queued(lipc_stream *s);
 void lipc_stream_free_requests(lipc_runtime *rt);
 /* Loop time (uv_now) of the stream's last read or write: idle timeouts. */

@@ -76,6 +76,27 @@ describe("fork", function()
     assert.are.equal(0, (child:wait()))
   end)
 
+  it("a sender waiting in drain() goes on while the child only reads", function()
+    -- Every batch fits the socket buffer, so each flush completes at once
+    -- and wakes the sender from inside the flush; the child says nothing
+    -- until the end, so no I/O of ours may be what moves the loop on.
+    local child = assert(fork(script([[
+      local parent = require("fork").parent
+      local n = 0
+      while n < 20000 do
+        if parent:receive() == nil then break end
+        n = n + 1
+      end
+      parent:send(n)
+    ]])))
+    local pad = string.rep("p", 100)
+    for i = 1, 20000 do
+      if not child:send({i, pad}) then assert.is_true(child:drain()) end
+    end
+    assert.are.equal(20000, child:receive())
+    assert.are.equal(0, (child:wait()))
+  end)
+
   it("delivers messages queued before lipc.exit()", function()
     local child = assert(fork(script([[
       local lipc = require "lipc"

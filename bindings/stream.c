@@ -1135,6 +1135,8 @@ void lipc_stream_class(lua_State *L, const char *tname,
   luaL_getmetatable(L, tname);
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "__is_" LIPC_STREAM);
+  lua_pushboolean(L, 1);                      /* lipc_testobj's fast path */
+  lua_rawsetp(L, -2, LIPC_STREAM);
   lua_getfield(L, -2, "close");
   lua_setfield(L, -2, "__close");
   lua_pop(L, 1);

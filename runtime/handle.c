@@ -201,6 +201,8 @@ static int l_newindex(lua_State *L) {
 
 void lipc_class(lua_State *L, const char *tname, const luaL_Reg *methods) {
   luaL_newmetatable(L, tname);                /* mt */
+  lua_pushboolean(L, 1);                      /* lipc_testobj's fast path */
+  lua_rawsetp(L, -2, tname);
   lua_newtable(L);                            /* mt methods */
   lipc_emitter_methods(L);
   lua_pushcfunction(L, l_close);
@@ -228,6 +230,14 @@ void *lipc_testobj(lua_State *L, int idx, const char *tname) {
   int ok;
   if (p == NULL || !lua_getmetatable(L, idx))
     return NULL;
+  /* Fast path, on every method call: lipc_class keys the metatable with
+   * the tname pointer it was given (a lightuserdata: one hash lookup, no
+   * string compare). Another pointer to an equal name falls through. */
+  if (lua_rawgetp(L, -1, tname) == LUA_TBOOLEAN) {
+    lua_pop(L, 2);
+    return p;
+  }
+  lua_pop(L, 1);
   lua_getfield(L, -1, "__name");
   ok = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), tname) == 0;
   lua_pop(L, 1);

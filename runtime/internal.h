@@ -28,6 +28,8 @@ struct lipc_runtime {
   lua_State *current;      /* the task running now, NULL between tasks */
   int pool_ref;            /* registry ref: idle coroutines, an array */
   int pool_n;
+  int parked_ref;          /* registry ref: parked tasks, keyed by their
+                              lipc_wait (lightuserdata) */
   int exit_code;
   int exiting;             /* lipc.exit or an uncaught error: no more Lua */
   int running;             /* inside uv_run */

@@ -240,6 +240,7 @@ static lipc_runtime *rt_alloc(uv_loop_t *loop) {
   if (rt == NULL)
     return NULL;
   rt->pool_ref = LUA_NOREF;
+  rt->parked_ref = LUA_NOREF;
   rt->trace = lipc_trace_parse(getenv("LIPC_TRACE"));
   rt->t0 = uv_hrtime();
   if (loop) {

@@ -79,10 +79,22 @@ void lipc_task_check(lua_State *L, const char *fname) {
     luaL_error(L, "%s: must be called inside a task (lipc.go)", fname);
 }
 
+/* A parked task is kept alive by parked[w] (w as a lightuserdata key):
+ * the same wait parks again and again (a receive loop), so its key is
+ * reused, where luaL_ref + luaL_unref cost ~530 instructions a park. */
+static void anchor(lipc_runtime *rt, lua_State *L, lipc_wait *w, int set) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->parked_ref);
+  if (set)
+    lua_pushthread(L);
+  else
+    lua_pushnil(L);
+  lua_rawsetp(L, -2, w);
+  lua_pop(L, 1);
+}
+
 int lipc_task_park(lua_State *L, lipc_wait *w) {
   w->co = L;
-  lua_pushthread(L);
-  w->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  anchor(lipc_rt(L), L, w, 1);
   return lua_yield(L, 0);
 }
 
@@ -92,26 +104,25 @@ int lipc_waiting(const lipc_wait *w) {
 
 void lipc_wake(lipc_runtime *rt, lipc_wait *w, int nargs) {
   lua_State *co = w->co;
-  int ref = w->ref;
   if (co == NULL || rt->exiting) {
     lua_pop(rt->L, nargs);
     return;
   }
   w->co = NULL;
-  w->ref = LUA_NOREF;
   lua_xmove(rt->L, co, nargs);
-  /* The ref is dropped only after the resume: the thread must not be
-   * collectable while it runs from a C callback. */
+  /* The anchor is dropped only after the resume: the thread must not be
+   * collectable while it runs from a C callback. Unless the task parked
+   * in w again meanwhile: then the anchor is its new one. */
   resume(rt, rt->L, co, nargs);
-  luaL_unref(rt->L, LUA_REGISTRYINDEX, ref);
+  if (w->co == NULL)
+    anchor(rt, rt->L, w, 0);
 }
 
 void lipc_wait_cancel(lipc_runtime *rt, lipc_wait *w) {
   if (w->co == NULL)
     return;
-  luaL_unref(rt->L, LUA_REGISTRYINDEX, w->ref);
   w->co = NULL;
-  w->ref = LUA_NOREF;
+  anchor(rt, rt->L, w, 0);
 }
 
 /* lipc.go(fn, ...) -> nothing; fn runs now, until it first waits. */
@@ -136,8 +147,16 @@ int luaopen_lipc_task(lua_State *L) {
     {"in_task", l_in_task},
     {NULL, NULL}
   };
-  lua_newtable(L);
-  rt->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* Once per runtime, however often the module is loaded (busted's
+   * insulation reloads it): tasks parked or pooled before stay anchored. */
+  if (rt->pool_ref == LUA_NOREF) {
+    lua_newtable(L);
+    rt->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  if (rt->parked_ref == LUA_NOREF) {
+    lua_newtable(L);
+    rt->parked_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   luaL_setfuncs(L, fns, 0);                   /* into the table on top */
   return 0;
 }

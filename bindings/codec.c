@@ -138,8 +138,22 @@ static int utf8_check(const unsigned char *s, size_t n) {
     unsigned c = *s;
     unsigned lo = 0x80, hi = 0xBF; /* range of the next continuation */
     int k;
-    if (c < 0x80) { /* ASCII run: skip 16, then 8 bytes at a time */
+    if (c < 0x80) { /* ASCII run: skip 64, 16, then 8 bytes at a time */
       uint64_t w1, w2;
+      while (e - s >= 64) { /* big strings: one test per 64 bytes */
+        uint64_t w3, w4, w5, w6, w7, w8;
+        memcpy(&w1, s, 8);
+        memcpy(&w2, s + 8, 8);
+        memcpy(&w3, s + 16, 8);
+        memcpy(&w4, s + 24, 8);
+        memcpy(&w5, s + 32, 8);
+        memcpy(&w6, s + 40, 8);
+        memcpy(&w7, s + 48, 8);
+        memcpy(&w8, s + 56, 8);
+        if ((w1 | w2 | w3 | w4 | w5 | w6 | w7 | w8) & HIGHBITS)
+          break;
+        s += 64;
+      }
       while (e - s >= 16) {
         memcpy(&w1, s, 8);
         memcpy(&w2, s + 8, 8);

@@ -162,7 +162,7 @@ soak: deps all
 
 # Side-by-side benchmarks: lipc, Node and plain C in one run, one table.
 bench: deps all
-	bash bench/run.sh
+	LIPC=$${LIPC:-$(BUILD)/lipc} bash bench/run.sh
 
 demo: deps all
 	$(BUILD)/lipc scripts/demo.lua

@@ -220,6 +220,11 @@ local function fork(script, args, opts)
                              high_water = opts.high_water,
                              own_disconnect = true})
   child.channel = ch
+  -- send and receive call the channel's C functions directly: no Child
+  -- wrapper and no method lookup on the channel per message.
+  local methods, csend, creceive = getmetatable(child).__index, ch.send, ch.receive
+  methods.send = function(_, ...) return csend(ch, ...) end
+  methods.receive = function() return creceive(ch) end
   relay(child, proc, ch)
   return child
 end

@@ -227,14 +227,28 @@ void lipc_class(lua_State *L, const char *tname, const luaL_Reg *methods) {
 
 void *lipc_testobj(lua_State *L, int idx, const char *tname) {
   void *p = lua_touserdata(L, idx);
+  lipc_runtime *rt;
+  const void *mt;
+  unsigned slot;
   int ok;
   if (p == NULL || !lua_getmetatable(L, idx))
     return NULL;
-  /* Fast path, on every method call: lipc_class keys the metatable with
-   * the tname pointer it was given (a lightuserdata: one hash lookup, no
-   * string compare). Another pointer to an equal name falls through. */
+  /* Every method call checks its self. Fastest: the metatable last found
+   * for this tname pointer (metatables of classes live as long as the
+   * state). Then lipc_class's key: the tname pointer as a lightuserdata
+   * (one hash lookup, no string compare). Another pointer to an equal
+   * name falls through to __name. */
+  rt = lipc_rt(L);
+  mt = lua_topointer(L, -1);
+  slot = (unsigned)((uintptr_t)tname >> 4) & 7;
+  if (rt->mtc_name[slot] == tname && rt->mtc_mt[slot] == mt) {
+    lua_pop(L, 1);
+    return p;
+  }
   if (lua_rawgetp(L, -1, tname) == LUA_TBOOLEAN) {
     lua_pop(L, 2);
+    rt->mtc_name[slot] = tname;
+    rt->mtc_mt[slot] = mt;
     return p;
   }
   lua_pop(L, 1);

@@ -39,6 +39,8 @@ struct lipc_runtime {
   unsigned trace;          /* LIPC_TRACE_* bits from LIPC_TRACE / --trace */
   uint64_t t0;             /* hrtime at start, for trace timestamps */
   void *wfree;             /* free list of write requests */
+  const char *mtc_name[8]; /* lipc_testobj: the metatable last found for */
+  const void *mtc_mt[8];   /* a type name (by pointer), by name hash */
   unsigned listener_gen;   /* bumped whenever any listener is added or
                               removed: lets hot paths cache a lookup */
 };

@@ -21,11 +21,12 @@
 #include "internal.h"
 #include "channel.h"
 
-/* Reads of 64 KiB, libuv's suggestion: every chunk becomes a Lua string,
- * and strings of 128 KiB and more go past glibc's mmap/trim thresholds
- * (a page fault per page of every chunk) and out of L2. unix_bulk
- * 2.1 -> 3.9 GB/s against 256 KiB. */
-#define RBUF_SIZE (64 * 1024)
+/* Reads of up to 256 KiB: on loopback TCP one read then takes several
+ * segments. Every chunk becomes a Lua string; the lipc executable raises
+ * glibc's mmap and trim thresholds (main.c) so that such strings do not
+ * fault their pages in again each time (with glibc's defaults 64 KiB
+ * reads were faster: unix_bulk 2.1 vs 3.9 GB/s). */
+#define RBUF_SIZE (256 * 1024)
 #define DEFAULT_HWM (1024 * 1024)
 #define WFREE_MAX 64
 #define SMALL_BUFS 8

@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,14 @@ int main(int argc, char **argv) {
   guard_stdio();
   /* print() reaches a pipe line by line, like console.log. */
   setvbuf(stdout, NULL, _IOLBF, 0);
+  /* Read chunks and big messages are Lua strings of 64 KiB to a few MiB,
+   * freed in batches by the collector. With glibc's defaults each one
+   * past 128 KiB is an mmap, and a batch of frees trims the heap top:
+   * either way every page of the next chunk faults again (perf: the
+   * reader of tcp_bulk in exc_page_fault/clear_page). The executable owns
+   * its process; an embedder's malloc is left alone. */
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  mallopt(M_TRIM_THRESHOLD, 32 << 20);
   rt = lipc_new(NULL);
   if (rt == NULL) {
     fputs("lipc: cannot create the runtime\n", stderr);

@@ -188,32 +188,9 @@ local function fork(script, args, opts)
   end
   sopts.stdio, sopts.env = stdio, env
 
-  local proc, stream, err, code
-  local ok, spawn = pcall(require, "spawn")
-  local mt = ok and getmetatable(spawn)
-  if mt and mt.__call then
-    local called
-    called, proc, err, code = pcall(spawn, exec, argv, sopts)
-    if not called then
-      -- spawn without "ipc" stdio yet: fall back below
-      if not tostring(proc):find("ipc") then error(proc, 2) end
-      proc = nil
-    elseif not proc then
-      return nil, err, code
-    else
-      stream = proc.stdio[idx]
-    end
-  end
-  if not proc then
-    -- fork.c's minimal launcher: fds 0-2 inherited, the channel on fd 3.
-    if idx ~= 4 then error("fork: custom stdio needs spawn's 'ipc' support", 2) end
-    local envl = {}
-    local merged = opts.clear_env and {} or lipc.env()
-    for k, v in pairs(env) do merged[k] = v end
-    for k, v in pairs(merged) do envl[#envl + 1] = k .. "=" .. tostring(v) end
-    proc, stream, err = C.spawn_ipc(exec, argv, envl)
-    if not proc then return nil, stream, err end
-  end
+  local proc, err, code = require("spawn")(exec, argv, sopts)
+  if not proc then return nil, err, code end
+  local stream = proc.stdio[idx]
   local child = new_child(proc)
   local ch = stream:channel({owner = child, serialization = mode,
                              max_message = opts.max_message,

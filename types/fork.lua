@@ -185,21 +185,6 @@ function lipc_fork_child:on(name, fn) end
 ---@return lipc.fork.child
 function lipc_fork_child:once(name, fn) end
 
----fork's own minimal launcher's process (when spawn has no `"ipc"` stdio).
----@class lipc.fork.process: lipc.handle
-local lipc_fork_process = {}
-
----`process:wait()`, `process:kill([signal])` — the process object of fork's fallback launcher (used only when spawn has
----no `"ipc"` stdio): `wait()` *(task)* → `code, signal`; `kill` as `child:kill`.
----@return integer?
----@return string?
-function lipc_fork_process:wait() end
-
----`process:wait()`, `process:kill([signal])` — the process object of fork's fallback launcher (used only when spawn has
----no `"ipc"` stdio): `wait()` *(task)* → `code, signal`; `kill` as `child:kill`.
----@param signal? string|integer
-function lipc_fork_process:kill(signal) end
-
 ---A pool of forked workers.
 ---@class lipc.fork.pool: lipc.emitter
 ---@field workers table `pool.workers` — the workers: keys `{child = ..., busy = ...}`, for monitoring.

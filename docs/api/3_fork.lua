@@ -19,8 +19,6 @@ return {
      events = {"spawn()", "exit(code?: integer, signal?: string)", "close(code?: integer, signal?: string)",
                "message(msg: any, handle?: userdata)", "disconnect()", "drain()",
                "error(msg: string, code: string)"}},
-    {name = "lipc.fork.process", extends = "lipc.handle",
-     text = "fork's own minimal launcher's process (when spawn has no `\"ipc\"` stdio)."},
     {name = "lipc.fork.pool", extends = "lipc.emitter", var = "pool", text = "A pool of forked workers."},
     {name = "fork.pool_options", extends = "fork.options",
      fields = {"size: integer", "args: string[]"}},
@@ -128,10 +126,6 @@ the parent disconnects.]]},
     {list = true,
       {"fork.socketpair(): lipc.stream, lipc.stream", sig = "`fork.socketpair() -> a, b`",
        text = "two connected IPC pipe streams (tests, in-process channels)."},
-      {"lipc.fork.process:wait(): integer?, string?", "lipc.fork.process:kill(signal?: string|integer)",
-       class = "lipc.fork.process", sig = "`process:wait()`, `process:kill([signal])`",
-       text = [[the process object of fork's fallback launcher (used only when spawn has
-no `"ipc"` stdio): `wait()` *(task)* → `code, signal`; `kill` as `child:kill`.]]},
     },
 [[### Wire format
 Native frame: 4-byte big-endian length of the rest, then optionally the

@@ -10,7 +10,7 @@ PKGS     = lua5.4 libuv
 # Debian packages the project needs; `make deps` installs the missing ones.
 DEB_PKGS = gcc make pkg-config liblua5.4-dev libuv1-dev lua5.4 lua-busted \
            lua-cjson lua-check nodejs clang valgrind socat netcat-openbsd \
-           libclang-rt-14-dev iproute2 luarocks
+           libclang-rt-14-dev iproute2 luarocks clang-format-14
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 OPT     ?= -O2 -g

@@ -36,7 +36,7 @@
  * ~3.3 GB/s against 1 MiB. */
 #define DEFAULT_HWM ((size_t)64 << 10)
 #define READ_CHUNK (64 * 1024)
-#define KEEP_BUF_MAX ((size_t)4 << 20)  /* larger buffers go back to malloc */
+#define KEEP_BUF_MAX ((size_t)4 << 20) /* larger buffers go back to malloc */
 #define MARKER_LEN 3
 #define CLOSED_CODE "ERR_IPC_CHANNEL_CLOSED"
 
@@ -45,42 +45,42 @@ typedef struct lchannel lchannel;
 /* One write in flight: the bytes, and the callbacks of its frames. */
 typedef struct wnode {
   lipc_buf buf;
-  lchannel *ch;            /* NULL once the channel is gone */
-  int cbs;                 /* registry ref: array of send callbacks */
-  int handle_ref;          /* keeps a sent handle's object alive */
+  lchannel *ch;   /* NULL once the channel is gone */
+  int cbs;        /* registry ref: array of send callbacks */
+  int handle_ref; /* keeps a sent handle's object alive */
   struct wnode *next, *prev;
 } wnode;
 
 struct lchannel {
-  lipc_handle h;           /* h.uv: the idle handle that flushes `out` */
-  lipc_stream *s;          /* NULL once detached */
-  int stream_ref;          /* registry refs, LUA_NOREF when unused */
-  int owner_ref;           /* emit events here (fork's child) or on self */
-  int queue_ref;           /* messages nobody took yet: msg, handle pairs */
-  int out_cbs;             /* callbacks of frames in `out` */
-  int enc_ref, dec_ref;    /* cjson encode/decode in JSON mode */
+  lipc_handle h;        /* h.uv: the idle handle that flushes `out` */
+  lipc_stream *s;       /* NULL once detached */
+  int stream_ref;       /* registry refs, LUA_NOREF when unused */
+  int owner_ref;        /* emit events here (fork's child) or on self */
+  int queue_ref;        /* messages nobody took yet: msg, handle pairs */
+  int out_cbs;          /* callbacks of frames in `out` */
+  int enc_ref, dec_ref; /* cjson encode/decode in JSON mode */
   lua_Integer qhead, qtail;
-  lipc_buf in;             /* frame assembly: bytes [ipos, in.len) unread */
+  lipc_buf in; /* frame assembly: bytes [ipos, in.len) unread */
   size_t ipos;
-  lipc_buf out;            /* frames encoded since the last flush */
-  size_t max;              /* max_message: the largest frame body */
+  lipc_buf out; /* frames encoded since the last flush */
+  size_t max;   /* max_message: the largest frame body */
   size_t hwm;
-  wnode *spare;            /* a buffer to swap in at the next flush */
-  wnode *writes;           /* writes in flight */
-  unsigned nregular;       /* of which batch writes (not handle frames) */
+  wnode *spare;      /* a buffer to swap in at the next flush */
+  wnode *writes;     /* writes in flight */
+  unsigned nregular; /* of which batch writes (not handle frames) */
   uint64_t msgs_out, msgs_in, bytes_out, bytes_in, hwm_hits; /* stats() */
   lipc_wait receiver, drainer;
-  unsigned lgen;           /* rt->listener_gen when lcount was taken */
-  int lcount;              /* 'message' listeners of the target, cached */
+  unsigned lgen; /* rt->listener_gen when lcount was taken */
+  int lcount;    /* 'message' listeners of the target, cached */
   unsigned lvalid : 1;
   unsigned json : 1;
   unsigned connected : 1;
-  unsigned gone : 1;       /* 'disconnect' was emitted */
-  unsigned auto_ref : 1;   /* ref'd only while somebody waits (children) */
-  unsigned close_after : 1;/* disconnect(): close once writes are done */
+  unsigned gone : 1;        /* 'disconnect' was emitted */
+  unsigned auto_ref : 1;    /* ref'd only while somebody waits (children) */
+  unsigned close_after : 1; /* disconnect(): close once writes are done */
   unsigned need_drain : 1;
-  unsigned local_end : 1;  /* we disconnected, not the peer */
-  unsigned exit_on_gone : 1; /* fork.parent: no orphans */
+  unsigned local_end : 1;      /* we disconnected, not the peer */
+  unsigned exit_on_gone : 1;   /* fork.parent: no orphans */
   unsigned own_disconnect : 1; /* 'disconnect' on self, not the owner */
 };
 
@@ -100,8 +100,7 @@ static void count_in(lchannel *ch, size_t n) {
   ch->msgs_in++;
   ch->bytes_in += n;
   if (ch->h.rt->trace & LIPC_TRACE_IPC)
-    lipc_trace(ch->h.rt, "ipc", "recv message %zu bytes fd %d", n,
-               chan_fd(ch));
+    lipc_trace(ch->h.rt, "ipc", "recv message %zu bytes fd %d", n, chan_fd(ch));
 }
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -187,8 +186,8 @@ static void update_ref(lchannel *ch) {
   uv_stream_t *uv;
   if (!ch->auto_ref || ch->s == NULL || (uv = lipc_stream_uv(ch->s)) == NULL)
     return;
-  if (ch->connected && (lipc_waiting(&ch->receiver) ||
-                        has_message_listeners(ch)))
+  if (ch->connected &&
+      (lipc_waiting(&ch->receiver) || has_message_listeners(ch)))
     uv_ref((uv_handle_t *)uv);
   else
     uv_unref((uv_handle_t *)uv);
@@ -209,7 +208,7 @@ static size_t get_be32(const char *p) {
 
 /* ---- the queue of messages nobody took yet ------------------------------ */
 
-static void queue_push(lchannel *ch, lua_State *L) {  /* pops msg, handle */
+static void queue_push(lchannel *ch, lua_State *L) { /* pops msg, handle */
   if (ch->queue_ref == LUA_NOREF) {
     lua_newtable(L);
     ch->queue_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -223,7 +222,7 @@ static void queue_push(lchannel *ch, lua_State *L) {  /* pops msg, handle */
   lua_pop(L, 1);
 }
 
-static int queue_shift(lchannel *ch, lua_State *L) {  /* pushes msg, handle */
+static int queue_shift(lchannel *ch, lua_State *L) { /* pushes msg, handle */
   if (ch->queue_ref == LUA_NOREF || ch->qhead == ch->qtail)
     return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, ch->queue_ref);
@@ -286,13 +285,13 @@ static void protocol_error(lchannel *ch, const char *code, const char *fmt,
   va_list ap;
   if (ch->gone)
     return;
-  wake_receiver(ch);                          /* messages before the fault */
+  wake_receiver(ch); /* messages before the fault */
   if (ch->gone)
     return;
   va_start(ap, fmt);
-  lua_pushvfstring(L, fmt, ap);               /* msg */
+  lua_pushvfstring(L, fmt, ap); /* msg */
   va_end(ap);
-  set_connected(ch, 0);                       /* listeners see it closed */
+  set_connected(ch, 0); /* listeners see it closed */
   if (ch->s)
     lipc_handle_close(lipc_stream_handle(ch->s));
   if (lipc_waiting(&ch->receiver)) {
@@ -369,14 +368,17 @@ static int native_frame(lchannel *ch, const char *p, size_t n) {
   if (used <= 0 || (size_t)used != n) {
     if (used > 0)
       lua_pop(L, 1);
-    protocol_error(ch, "ERR_IPC_BAD_MESSAGE", "channel: bad message from "
-                   "peer: %s", used < 0 ? err : used == 0 ? "truncated value"
-                   : "bytes after the value");
+    protocol_error(ch, "ERR_IPC_BAD_MESSAGE",
+                   "channel: bad message from "
+                   "peer: %s",
+                   used < 0    ? err
+                   : used == 0 ? "truncated value"
+                               : "bytes after the value");
     return -1;
   }
   if (kind) {
     int top = lua_gettop(L);
-    herr = take_handle(ch, kind);             /* pushes the object */
+    herr = take_handle(ch, kind); /* pushes the object */
     if (herr < 0 || lua_gettop(L) != top + 1) {
       lua_settop(L, top);
       lua_pushnil(L);
@@ -424,13 +426,15 @@ static int json_line(lchannel *ch, const char *p, size_t n) {
     const char *msg = lua_tostring(L, -1);
     lua_pushfstring(L, "%s", msg ? msg : "?");
     lua_remove(L, -2);
-    protocol_error(ch, "ERR_IPC_BAD_MESSAGE", "channel: bad JSON message "
-                   "from peer: %s", lua_tostring(L, -1));
+    protocol_error(ch, "ERR_IPC_BAD_MESSAGE",
+                   "channel: bad JSON message "
+                   "from peer: %s",
+                   lua_tostring(L, -1));
     lua_pop(L, 1);
     return -1;
   }
   if (lua_type(L, -1) == LUA_TLIGHTUSERDATA &&
-      lua_touserdata(L, -1) == NULL) {       /* cjson.null */
+      lua_touserdata(L, -1) == NULL) { /* cjson.null */
     lua_pop(L, 1);
     lua_pushnil(L);
   } else if (lua_istable(L, -1)) {
@@ -466,7 +470,8 @@ static void parse(lchannel *ch) {
       const char *nl = memchr(p, '\n', avail);
       if (nl == NULL) {
         if (avail > ch->max)
-          protocol_error(ch, "ERR_IPC_MESSAGE_TOO_LARGE", "channel: incoming"
+          protocol_error(ch, "ERR_IPC_MESSAGE_TOO_LARGE",
+                         "channel: incoming"
                          " message over max_message (%I bytes)",
                          (lua_Integer)ch->max);
         break;
@@ -475,7 +480,8 @@ static void parse(lchannel *ch) {
       ch->ipos += flen + 1;
       count_in(ch, flen + 1);
       if (flen > ch->max) {
-        protocol_error(ch, "ERR_IPC_MESSAGE_TOO_LARGE", "channel: incoming "
+        protocol_error(ch, "ERR_IPC_MESSAGE_TOO_LARGE",
+                       "channel: incoming "
                        "message of %I bytes is over max_message (%I bytes)",
                        (lua_Integer)flen, (lua_Integer)ch->max);
         break;
@@ -488,7 +494,8 @@ static void parse(lchannel *ch) {
       break;
     flen = get_be32(p);
     if (flen > ch->max + MARKER_LEN) {
-      protocol_error(ch, "ERR_IPC_MESSAGE_TOO_LARGE", "channel: incoming "
+      protocol_error(ch, "ERR_IPC_MESSAGE_TOO_LARGE",
+                     "channel: incoming "
                      "frame of %I bytes is over max_message (%I bytes)",
                      (lua_Integer)flen, (lua_Integer)ch->max);
       break;
@@ -512,7 +519,7 @@ static void on_alloc(lipc_stream *s, size_t suggested, uv_buf_t *buf) {
   lchannel *ch = lipc_stream_hook_ctx(s);
   size_t want = READ_CHUNK, avail;
   (void)suggested;
-  if (ch->ipos > 0) {                         /* keep the unread part */
+  if (ch->ipos > 0) { /* keep the unread part */
     memmove(ch->in.data, ch->in.data + ch->ipos, ch->in.len - ch->ipos);
     ch->in.len -= ch->ipos;
     ch->ipos = 0;
@@ -531,7 +538,7 @@ static void on_alloc(lipc_stream *s, size_t suggested, uv_buf_t *buf) {
   }
   if (lipc_buf_reserve(&ch->in, want) != 0) {
     buf->base = NULL;
-    buf->len = 0;                             /* libuv reports ENOBUFS */
+    buf->len = 0; /* libuv reports ENOBUFS */
     return;
   }
   buf->base = ch->in.data + ch->in.len;
@@ -543,7 +550,7 @@ static void on_read(lipc_stream *s, ssize_t n, const char *base) {
   (void)base;
   if (ch == NULL)
     return;
-  if (n < 0) {                                /* EOF, reset, or closing */
+  if (n < 0) { /* EOF, reset, or closing */
     if (ch->s)
       lipc_handle_close(lipc_stream_handle(ch->s));
     peer_gone(ch);
@@ -603,7 +610,7 @@ static void peer_gone(lchannel *ch) {
   if (push_target(ch))
     listeners = lipc_has_listeners(L, -1, "disconnect");
   lua_pop(L, 1);
-  if (ch->own_disconnect) {                   /* fork orders it after exit */
+  if (ch->own_disconnect) { /* fork orders it after exit */
     if (!rt->exiting) {
       if (lipc_handle_push(&ch->h))
         lipc_emit(rt, -1, "disconnect", 0);
@@ -664,7 +671,7 @@ static void on_written(void *ctx, int status) {
   lchannel *ch = w->ch;
   lipc_runtime *rt;
   int regular = w->handle_ref == LUA_NOREF;
-  if (ch == NULL) {                           /* the channel went first */
+  if (ch == NULL) { /* the channel went first */
     lipc_buf_free(&w->buf);
     free(w);
     return;
@@ -689,8 +696,7 @@ static void on_written(void *ctx, int status) {
     return;
   if (ch->connected || ch->close_after)
     channel_flush(ch, ch->close_after);
-  if (ch->writes == NULL && ch->out.len == 0 && (ch->close_after ||
-                                                  ch->gone)) {
+  if (ch->writes == NULL && ch->out.len == 0 && (ch->close_after || ch->gone)) {
     if (ch->s)
       lipc_handle_close(lipc_stream_handle(ch->s));
     lipc_handle_close(&ch->h);
@@ -732,11 +738,11 @@ static void channel_flush(lchannel *ch, int force) {
       goto done;
     }
     if (k < 0)
-      k = 0;                                  /* uv_write reports errors */
+      k = 0; /* uv_write reports errors */
   }
   if ((w = take_node(ch)) == NULL)
     goto done;
-  tmp = w->buf;                               /* swap: out gets the spare */
+  tmp = w->buf; /* swap: out gets the spare */
   w->buf = ch->out;
   ch->out = tmp;
   ch->out.len = 0;
@@ -745,7 +751,7 @@ static void channel_flush(lchannel *ch, int force) {
   ch->out_cbs = LUA_NOREF;
   b = uv_buf_init(w->buf.data + k, (unsigned)(w->buf.len - (size_t)k));
   err = lipc_stream_write_raw(ch->s, &b, 1, NULL, on_written, w);
-  if (err) {                                  /* the peer is gone */
+  if (err) { /* the peer is gone */
     if (w->cbs != LUA_NOREF)
       call_cbs(rt, w->cbs, err);
     w->cbs = LUA_NOREF;
@@ -805,7 +811,7 @@ static int send_with_handle(lchannel *ch, lua_State *L, int hidx,
   memcpy(frame.data, ch->out.data + start, n);
   frame.len = n;
   ch->out.len = start;
-  channel_flush(ch, 1);                       /* what came before goes first */
+  channel_flush(ch, 1); /* what came before goes first */
   w = calloc(1, sizeof(*w));
   if (w == NULL) {
     lipc_buf_free(&frame);
@@ -900,11 +906,13 @@ static int l_send(lua_State *L) {
     return send_closed(ch, L, cb);
   if (hidx) {
     if (ch->json)
-      return luaL_argerror(L, hidx, "channel.send: handles cannot be sent "
+      return luaL_argerror(L, hidx,
+                           "channel.send: handles cannot be sent "
                            "in JSON mode");
     hs = lipc_net_export(L, hidx, &kind);
     if (hs == NULL || kind <= 0 || kind > 255)
-      return luaL_argerror(L, hidx, "channel.send: a net or pipe server or "
+      return luaL_argerror(L, hidx,
+                           "channel.send: a net or pipe server or "
                            "socket expected");
   }
   start = ch->out.len;
@@ -928,9 +936,10 @@ static int l_send(lua_State *L) {
   body = ch->out.len - start - (ch->json ? 1 : 4 + (hs ? MARKER_LEN : 0));
   if (body > ch->max) {
     ch->out.len = start;
-    return luaL_error(L, "channel.send: message of %I bytes is over "
-                      "max_message (%I bytes)", (lua_Integer)body,
-                      (lua_Integer)ch->max);
+    return luaL_error(L,
+                      "channel.send: message of %I bytes is over "
+                      "max_message (%I bytes)",
+                      (lua_Integer)body, (lua_Integer)ch->max);
   }
   if (!ch->json)
     put_be32(ch->out.data + start, ch->out.len - start - 4);
@@ -976,8 +985,8 @@ static int l_receive(lua_State *L) {
     return 0;
   if (lipc_waiting(&ch->receiver))
     return luaL_error(L, "channel.receive: another task is already "
-                      "receiving");
-  if (ch->auto_ref && lipc_stream_uv(ch->s))    /* somebody waits now */
+                         "receiving");
+  if (ch->auto_ref && lipc_stream_uv(ch->s)) /* somebody waits now */
     uv_ref((uv_handle_t *)lipc_stream_uv(ch->s));
   return lipc_task_park(L, &ch->receiver);
 }
@@ -1007,7 +1016,7 @@ static int l_disconnect(lua_State *L) {
   ch->close_after = 1;
   ch->local_end = 1;
   channel_flush(ch, 1);
-  if (ch->s)                                  /* no more reading */
+  if (ch->s) /* no more reading */
     lipc_stream_set_hooks(ch->s, NULL, NULL, NULL);
   if (ch->writes == NULL && ch->s)
     lipc_handle_close(lipc_stream_handle(ch->s));
@@ -1047,8 +1056,7 @@ static int l_off(lua_State *L) {
 static int l_deliver_queued(lua_State *L) {
   lchannel *ch = check_channel(L, 1, "channel.deliver_queued");
   lua_State *M = ch->h.rt->L;
-  while (queue_len(ch) > 0 && has_message_listeners(ch) &&
-         !ch->h.rt->exiting) {
+  while (queue_len(ch) > 0 && has_message_listeners(ch) && !ch->h.rt->exiting) {
     queue_shift(ch, M);
     emit(ch, "message", 2);
   }
@@ -1127,7 +1135,7 @@ static void flush_close(lipc_handle *h) {
   if (ch->out.len > 0 && ch->s)
     channel_flush(ch, 1);
   if (ch->writes == NULL)
-    lipc_handle_close(h);                     /* else when they are done */
+    lipc_handle_close(h); /* else when they are done */
 }
 
 static void on_close(lipc_handle *h) {
@@ -1136,7 +1144,7 @@ static void on_close(lipc_handle *h) {
   wnode *w;
   peer_gone(ch);
   for (w = ch->writes; w; w = w->next) {
-    w->ch = NULL;                             /* freed by its callback */
+    w->ch = NULL; /* freed by its callback */
     unref(L, &w->handle_ref);
     unref(L, &w->cbs);
   }
@@ -1190,7 +1198,7 @@ static void load_cjson(lchannel *ch, lua_State *L) {
   lua_pushliteral(L, "cjson");
   lua_call(L, 1, 1);
   lua_getfield(L, -1, "new");
-  lua_call(L, 0, 1);                          /* a private instance */
+  lua_call(L, 0, 1); /* a private instance */
   lua_getfield(L, -1, "encode_sparse_array");
   lua_pushboolean(L, 1);
   lua_call(L, 1, 0);
@@ -1221,7 +1229,7 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
   if (lipc_stream_uv(s) == NULL || !lipc_stream_handle(s)->uv ||
       lipc_stream_handle(s)->closing)
     luaL_error(L, "stream.channel: the stream is closed or not a pipe, "
-               "socket or tty");
+                  "socket or tty");
   if (lipc_stream_hook_ctx(s) != NULL)
     luaL_error(L, "stream.channel: the stream already has a channel");
   if (opts) {
@@ -1234,7 +1242,7 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
         json = 1;
       else if (strcmp(m, "lipc") != 0)
         luaL_error(L, "stream.channel: opts.serialization must be 'lipc' "
-                   "or 'json'");
+                      "or 'json'");
     }
     lua_pop(L, 1);
   }
@@ -1242,9 +1250,8 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
   if (prep == NULL)
     luaL_error(L, "stream.channel: out of memory");
   uv_idle_init(rt->loop, prep);
-  ch = lipc_handle_new(L, sizeof(*ch), CHANNEL, (uv_handle_t *)prep,
-                       "channel");
-  ch->h.internal = 1;                         /* the stream is what shows */
+  ch = lipc_handle_new(L, sizeof(*ch), CHANNEL, (uv_handle_t *)prep, "channel");
+  ch->h.internal = 1; /* the stream is what shows */
   ch->h.on_close = on_close;
   ch->h.flush_close = flush_close;
   ch->stream_ref = ch->owner_ref = ch->queue_ref = LUA_NOREF;
@@ -1316,26 +1323,26 @@ int lipc_channel_from_fd(lua_State *L, int fd, int json, int auto_ref) {
 
 void lipc_channel_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-    {"send", l_send},
-    {"receive", l_receive},
-    {"drain", l_drain},
-    {"disconnect", l_disconnect},
-    {"on", l_on},
-    {"pending", l_pending},
-    {"deliver_queued", l_deliver_queued},
-    {"ref", l_ref},
-    {"unref", l_unref},
-    {"stream", l_stream},
-    {"stats", l_stats},
-    {NULL, NULL}
+      {"send", l_send},
+      {"receive", l_receive},
+      {"drain", l_drain},
+      {"disconnect", l_disconnect},
+      {"on", l_on},
+      {"pending", l_pending},
+      {"deliver_queued", l_deliver_queued},
+      {"ref", l_ref},
+      {"unref", l_unref},
+      {"stream", l_stream},
+      {"stats", l_stats},
+      {NULL, NULL},
   };
   /* methods */
-  lipc_class(L, CHANNEL, NULL);               /* methods chmethods */
+  lipc_class(L, CHANNEL, NULL); /* methods chmethods */
   luaL_setfuncs(L, methods, 0);
-  lua_getfield(L, -1, "off");                 /* the emitter's */
+  lua_getfield(L, -1, "off"); /* the emitter's */
   lua_pushcclosure(L, l_off, 1);
   lua_setfield(L, -2, "off");
-  lua_pop(L, 1);                              /* methods */
+  lua_pop(L, 1); /* methods */
   lua_pushcfunction(L, l_channel);
   lua_setfield(L, -2, "channel");
 }

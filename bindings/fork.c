@@ -70,7 +70,7 @@ static int l_parent(lua_State *L) {
   int fd, json = 0;
 
   int t = lua_rawgetp(L, LUA_REGISTRYINDEX, &PARENT_KEY);
-  if (t == LUA_TBOOLEAN) {                    /* known: not forked */
+  if (t == LUA_TBOOLEAN) { /* known: not forked */
     lua_pushnil(L);
     return 1;
   }
@@ -82,13 +82,15 @@ static int l_parent(lua_State *L) {
     const char *mode = getenv("NODE_CHANNEL_SERIALIZATION_MODE");
     fd = env_fd("NODE_CHANNEL_FD");
     if (fd >= 0 && mode && strcmp(mode, "json") != 0)
-      return luaL_error(L, "fork: Node's '%s' serialization is not "
-                        "supported; use 'json'", mode);
+      return luaL_error(L,
+                        "fork: Node's '%s' serialization is not "
+                        "supported; use 'json'",
+                        mode);
     json = fd >= 0;
     unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
   }
   if (fd < 0 || !lipc_channel_from_fd(L, fd, json, 1)) {
-    lua_pushboolean(L, 0);                    /* not forked: remember it */
+    lua_pushboolean(L, 0); /* not forked: remember it */
     lua_rawsetp(L, LUA_REGISTRYINDEX, &PARENT_KEY);
     lua_pushnil(L);
     return 1;
@@ -100,14 +102,14 @@ static int l_parent(lua_State *L) {
 
 int luaopen_fork(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"socketpair", l_socketpair},
-    {"exepath", l_exepath},
-    {"parent", l_parent},
-    {NULL, NULL}
+      {"socketpair", l_socketpair},
+      {"exepath", l_exepath},
+      {"parent", l_parent},
+      {NULL, NULL},
   };
   luaopen_lipc_stream(L);
-  lipc_load_embedded(L, "fork");              /* fn */
-  luaL_newlib(L, fns);                        /* fn C */
-  lua_call(L, 1, 1);                          /* the module */
+  lipc_load_embedded(L, "fork"); /* fn */
+  luaL_newlib(L, fns);           /* fn C */
+  lua_call(L, 1, 1);             /* the module */
   return 1;
 }

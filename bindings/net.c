@@ -25,9 +25,9 @@
 /* ---- events on the next loop turn --------------------------------------- */
 
 typedef struct {
-  lipc_handle h;           /* bare handle of the timer */
+  lipc_handle h; /* bare handle of the timer */
   uv_timer_t timer;
-  int ref;                 /* {object, args...} */
+  int ref; /* {object, args...} */
   int nargs;
   int close_after;
   char ev[24];
@@ -45,10 +45,10 @@ static void on_soon(uv_timer_t *t) {
   lua_State *L = rt->L;
   int i, top = lua_gettop(L);
   lipc_handle *obj;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, d->ref);  /* tbl */
-  lua_rawgeti(L, top + 1, 1);                 /* tbl obj */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, d->ref); /* tbl */
+  lua_rawgeti(L, top + 1, 1);                /* tbl obj */
   obj = lua_touserdata(L, -1);
-  if (obj && obj->uv && !obj->closing) {      /* closed meanwhile: quiet */
+  if (obj && obj->uv && !obj->closing) { /* closed meanwhile: quiet */
     for (i = 0; i < d->nargs; i++)
       lua_rawgeti(L, top + 1, i + 2);
     lipc_emit(rt, top + 2, d->ev, d->nargs);
@@ -67,9 +67,9 @@ void lipc_emit_soon(lua_State *L, const char *ev, int nargs, int close_after) {
     luaL_error(L, "out of memory");
     return;
   }
-  lua_createtable(L, nargs + 1, 0);           /* obj args... tbl */
-  lua_insert(L, -(nargs + 2));                /* tbl obj args... */
-  for (i = nargs + 1; i >= 1; i--)            /* fills from the top down */
+  lua_createtable(L, nargs + 1, 0); /* obj args... tbl */
+  lua_insert(L, -(nargs + 2));      /* tbl obj args... */
+  for (i = nargs + 1; i >= 1; i--)  /* fills from the top down */
     lua_rawseti(L, -(i + 1), i);
   d->nargs = nargs;
   d->ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -96,8 +96,12 @@ int lipc_check_mode(lua_State *L, int idx, int def, const char *fname) {
     m = -1;
   }
   if (m < 0 || m > 07777)
-    return luaL_argerror(L, idx, lua_pushfstring(L, "%s: mode must be an "
-                         "octal string (\"0600\") or an integer", fname));
+    return luaL_argerror(
+        L, idx,
+        lua_pushfstring(L,
+                        "%s: mode must be an "
+                        "octal string (\"0600\") or an integer",
+                        fname));
   return (int)m;
 }
 
@@ -143,12 +147,15 @@ static int parse_ip(const char *host, int port, struct sockaddr_storage *ss) {
 static int check_port(lua_State *L, int idx, const char *fname) {
   lua_Integer port;
   if (!lua_isinteger(L, idx))
-    luaL_argerror(L, idx, lua_pushfstring(L, "%s: port must be an integer, "
-                  "got %s", fname, luaL_typename(L, idx)));
+    luaL_argerror(L, idx,
+                  lua_pushfstring(L,
+                                  "%s: port must be an integer, "
+                                  "got %s",
+                                  fname, luaL_typename(L, idx)));
   port = lua_tointeger(L, idx);
   if (port < 0 || port > 65535)
-    luaL_argerror(L, idx, lua_pushfstring(L, "%s: port must be 0..65535",
-                  fname));
+    luaL_argerror(L, idx,
+                  lua_pushfstring(L, "%s: port must be 0..65535", fname));
   return (int)port;
 }
 
@@ -156,7 +163,8 @@ static int check_port(lua_State *L, int idx, const char *fname) {
 static void push_sun(lua_State *L, const struct sockaddr_un *sun,
                      socklen_t len) {
   size_t n = len > offsetof(struct sockaddr_un, sun_path)
-                 ? len - offsetof(struct sockaddr_un, sun_path) : 0;
+                 ? len - offsetof(struct sockaddr_un, sun_path)
+                 : 0;
   if (n > 0 && sun->sun_path[0] != '\0')
     n = strnlen(sun->sun_path, n);
   lua_pushlstring(L, sun->sun_path, n);
@@ -268,11 +276,11 @@ static int sock_field(lua_State *L) {
 static const char TIMEOUT_KEY = 'T';
 
 typedef struct {
-  lipc_handle h;           /* bare handle of the timer */
+  lipc_handle h; /* bare handle of the timer */
   uv_timer_t timer;
   uint64_t ms;
-  uint64_t since;          /* set_timeout time: idle counts from here */
-  uint64_t fired;          /* activity stamp 'timeout' was emitted for */
+  uint64_t since; /* set_timeout time: idle counts from here */
+  uint64_t fired; /* activity stamp 'timeout' was emitted for */
   int sock_ref;
   lipc_stream *s;
 } idle_timer;
@@ -308,7 +316,7 @@ static void on_idle(uv_timer_t *uv) {
     return;
   }
   uv_timer_start(uv, on_idle, t->ms, 0);
-  if (t->fired == last + 1)                   /* once per idle period */
+  if (t->fired == last + 1) /* once per idle period */
     return;
   t->fired = last + 1;
   lua_rawgeti(rt->L, LUA_REGISTRYINDEX, t->sock_ref);
@@ -332,7 +340,7 @@ static int sock_set_timeout(lua_State *L) {
     lua_pushvalue(L, 3);
     lua_call(L, 3, 0);
   }
-  lua_getiuservalue(L, 1, 1);                 /* env */
+  lua_getiuservalue(L, 1, 1); /* env */
   if (lua_rawgetp(L, -1, &TIMEOUT_KEY) == LUA_TLIGHTUSERDATA)
     t = lua_touserdata(L, -1);
   lua_pop(L, 1);
@@ -350,8 +358,7 @@ static int sock_set_timeout(lua_State *L) {
     lua_pushvalue(L, 1);
     t->sock_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     uv_timer_init(rt->loop, &t->timer);
-    lipc_handle_bare(rt, &t->h, (uv_handle_t *)&t->timer, "timeout",
-                     idle_free);
+    lipc_handle_bare(rt, &t->h, (uv_handle_t *)&t->timer, "timeout", idle_free);
     uv_unref((uv_handle_t *)&t->timer);
     lua_pushlightuserdata(L, t);
     lua_rawsetp(L, -2, &TIMEOUT_KEY);
@@ -366,30 +373,31 @@ static int sock_set_timeout(lua_State *L) {
 }
 
 static const luaL_Reg tcp_socket_methods[] = {
-  {"set_nodelay", sock_set_nodelay},
-  {"set_keepalive", sock_set_keepalive},
-  {"set_timeout", sock_set_timeout},
-  {"reset", sock_reset},
-  {"address", sock_address},
-  {"remote", sock_remote},
-  {NULL, NULL}
+    {"set_nodelay", sock_set_nodelay},
+    {"set_keepalive", sock_set_keepalive},
+    {"set_timeout", sock_set_timeout},
+    {"reset", sock_reset},
+    {"address", sock_address},
+    {"remote", sock_remote},
+    {NULL, NULL},
 };
 
 const luaL_Reg lipc_socket_methods[] = {
-  {"set_timeout", sock_set_timeout},
-  {"address", sock_address},
-  {"remote_address", sock_remote},
-  {NULL, NULL}
+    {"set_timeout", sock_set_timeout},
+    {"address", sock_address},
+    {"remote_address", sock_remote},
+    {NULL, NULL},
 };
 
 static void tcp_socket_class(lua_State *L) {
-  static const char *const fields[][3] = {
-    {"remote_address", "1", "address"}, {"remote_port", "1", "port"},
-    {"remote_family", "1", "family"}, {"local_address", "0", "address"},
-    {"local_port", "0", "port"}, {NULL, NULL, NULL}
-  };
+  static const char *const fields[][3] = {{"remote_address", "1", "address"},
+                                          {"remote_port", "1", "port"},
+                                          {"remote_family", "1", "family"},
+                                          {"local_address", "0", "address"},
+                                          {"local_port", "0", "port"},
+                                          {NULL, NULL, NULL}};
   int i;
-  lipc_stream_class(L, LIPC_TCP_SOCKET, tcp_socket_methods);  /* methods */
+  lipc_stream_class(L, LIPC_TCP_SOCKET, tcp_socket_methods); /* methods */
   for (i = 0; fields[i][0]; i++) {
     lua_pushinteger(L, fields[i][1][0] - '0');
     lua_pushstring(L, fields[i][2]);
@@ -422,8 +430,9 @@ lipc_server *lipc_server_check(lua_State *L, int idx, const char *fname) {
   if (srv == NULL)
     srv = lipc_testobj(L, idx, LIPC_PIPE_SERVER);
   if (srv == NULL)
-    luaL_argerror(L, idx, lua_pushfstring(L, "%s: server expected, got %s",
-                  fname, luaL_typename(L, idx)));
+    luaL_argerror(L, idx,
+                  lua_pushfstring(L, "%s: server expected, got %s", fname,
+                                  luaL_typename(L, idx)));
   return srv;
 }
 
@@ -508,8 +517,8 @@ static void deliver(lipc_server *srv) {
     lipc_wake(rt, &srv->acceptor, 1);
     return;
   }
-  lipc_handle_push(&srv->h);                  /* sock srv */
-  lua_insert(L, -2);                          /* srv sock */
+  lipc_handle_push(&srv->h); /* sock srv */
+  lua_insert(L, -2);         /* srv sock */
   lipc_emit(rt, -2, "connection", 1);
   lua_pop(L, 1);
 }
@@ -577,13 +586,16 @@ lipc_server *lipc_server_new(lua_State *L, uv_stream_t *h, const char *tname,
     }
     if (!lua_isnoneornil(L, arg)) {
       if (!lua_isfunction(L, arg))
-        luaL_argerror(L, arg, lua_pushfstring(L, "%s: on_connection must be "
-                      "a function, got %s", fname, luaL_typename(L, arg)));
+        luaL_argerror(L, arg,
+                      lua_pushfstring(L,
+                                      "%s: on_connection must be "
+                                      "a function, got %s",
+                                      fname, luaL_typename(L, arg)));
       fn = arg;
     }
   }
-  if (h == NULL) {                            /* after the checks: a raise
-                                                 must not leak a handle */
+  if (h == NULL) { /* after the checks: a raise
+                      must not leak a handle */
     lipc_runtime *rt = lipc_rt(L);
     h = malloc(is_pipe ? sizeof(uv_pipe_t) : sizeof(uv_tcp_t));
     if (h == NULL)
@@ -631,13 +643,13 @@ int lipc_server_listened(lua_State *L, int idx, lipc_server *srv, int err,
     lua_pushvalue(L, idx);
     return 1;
   }
-  lipc_push_error(L, err, detail);            /* nil msg code */
+  lipc_push_error(L, err, detail); /* nil msg code */
   top = lua_gettop(L);
   if (!in_task || lipc_has_listeners(L, idx, "error")) {
     lua_pushvalue(L, idx);
     lua_pushvalue(L, top - 1);
     lua_pushvalue(L, top);
-    lipc_emit_soon(L, "error", 2, 1);         /* error, then close */
+    lipc_emit_soon(L, "error", 2, 1); /* error, then close */
   } else {
     lipc_handle_close(&srv->h);
   }
@@ -651,8 +663,7 @@ static int server_accept(lua_State *L) {
   lipc_task_check(L, "server.accept");
   if (!server_open(srv))
     return lipc_push_error(L, UV_EBADF, "server.accept: server closed");
-  if (srv->imported && !srv->listening &&
-      (err = lipc_server_start(srv)) != 0)
+  if (srv->imported && !srv->listening && (err = lipc_server_start(srv)) != 0)
     return lipc_push_error(L, err, "server.accept");
   if (lipc_waiting(&srv->acceptor))
     return luaL_error(L, "server.accept: another task is already accepting");
@@ -740,20 +751,19 @@ static int server_unref(lua_State *L) {
   return 1;
 }
 
-void lipc_server_class(lua_State *L, const char *tname,
-                       const luaL_Reg *extra) {
+void lipc_server_class(lua_State *L, const char *tname, const luaL_Reg *extra) {
   static const char *const adders[] = {"on", "once", NULL};
   static const luaL_Reg methods[] = {
-    {"accept", server_accept},
-    {"close", server_close},
-    {"address", server_address},
-    {"listening", server_listening},
-    {"ref", server_ref},
-    {"unref", server_unref},
-    {NULL, NULL}
+      {"accept", server_accept},
+      {"close", server_close},
+      {"address", server_address},
+      {"listening", server_listening},
+      {"ref", server_ref},
+      {"unref", server_unref},
+      {NULL, NULL},
   };
   int i;
-  lipc_class(L, tname, methods);              /* methods */
+  lipc_class(L, tname, methods); /* methods */
   for (i = 0; adders[i]; i++) {
     lua_getfield(L, -1, adders[i]);
     lua_pushcclosure(L, server_on, 1);
@@ -781,7 +791,7 @@ static int bind_listen(lipc_server *srv, const struct sockaddr_storage *ss,
                        int flags, int reuse_port) {
   uv_tcp_t *t = (uv_tcp_t *)srv->h.uv;
   int err;
-  if (reuse_port) {                           /* before bind: own the fd */
+  if (reuse_port) { /* before bind: own the fd */
     int on = 1, fd = socket(ss->ss_family,
                             SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
@@ -819,7 +829,7 @@ static void on_listen_resolved(uv_getaddrinfo_t *req, int status,
   }
   uv_freeaddrinfo(res);
   snprintf(detail, sizeof(detail), "%s:%d", op->host, op->port);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, op->srv_ref);      /* srv */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, op->srv_ref); /* srv */
   if (err == 0) {
     lipc_emit(rt, top + 1, "listening", 0);
     if (waiting) {
@@ -827,7 +837,7 @@ static void on_listen_resolved(uv_getaddrinfo_t *req, int status,
       lipc_wake(rt, &op->wait, 1);
     }
   } else if (err != UV_ECANCELED || waiting) {
-    lipc_push_error(L, err, detail);                   /* srv nil msg code */
+    lipc_push_error(L, err, detail); /* srv nil msg code */
     if (!waiting || lipc_has_listeners(L, top + 1, "error")) {
       lua_pushvalue(L, top + 3);
       lua_pushvalue(L, top + 4);
@@ -845,8 +855,7 @@ static void on_listen_resolved(uv_getaddrinfo_t *req, int status,
 /* listen(port[, host][, opts]) -> self | nil, msg, code. Without a host
  * only loopback (127.0.0.1) hears it; "0.0.0.0" or "::" expose it. */
 static int tcp_listen(lua_State *L) {
-  lipc_server *srv = lipc_checkobj(L, 1, LIPC_TCP_SERVER,
-                                   "net.server.listen");
+  lipc_server *srv = lipc_checkobj(L, 1, LIPC_TCP_SERVER, "net.server.listen");
   lipc_runtime *rt = lipc_rt(L);
   const char *host = "127.0.0.1";
   struct sockaddr_storage ss;
@@ -862,8 +871,11 @@ static int tcp_listen(lua_State *L) {
   } else if (lua_istable(L, 3)) {
     opts = 3;
   } else if (!lua_isnoneornil(L, 3)) {
-    return luaL_argerror(L, 3, lua_pushfstring(L, "net.server.listen: host "
-                         "must be a string, got %s", luaL_typename(L, 3)));
+    return luaL_argerror(L, 3,
+                         lua_pushfstring(L,
+                                         "net.server.listen: host "
+                                         "must be a string, got %s",
+                                         luaL_typename(L, 3)));
   }
   if (opts) {
     lua_Integer b;
@@ -904,8 +916,8 @@ static int tcp_listen(lua_State *L) {
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    err = uv_getaddrinfo(rt->loop, &op->req, on_listen_resolved, op->host,
-                         NULL, &hints);
+    err = uv_getaddrinfo(rt->loop, &op->req, on_listen_resolved, op->host, NULL,
+                         &hints);
   }
   if (err) {
     free(op);
@@ -931,17 +943,17 @@ static int l_create_server(lua_State *L) {
 /* One connect: resolve, try each address in turn, time out. Lives until
  * its requests are done and its timer is closed, whichever is last. */
 typedef struct {
-  lipc_handle h;           /* bare handle of the timeout timer */
+  lipc_handle h; /* bare handle of the timeout timer */
   uv_timer_t timer;
   uv_connect_t req;
   uv_getaddrinfo_t gai;
   lipc_stream *s;
   int sock_ref;
-  lipc_wait wait;          /* the task in net.connect */
+  lipc_wait wait; /* the task in net.connect */
   struct sockaddr_storage addrs[MAX_ADDRS];
   struct sockaddr_storage local;
   int naddr, next, port, last_err, sync_err;
-  int busy;                /* requests in flight */
+  int busy; /* requests in flight */
   unsigned has_local : 1, no_delay : 1, keep_alive : 1, half_open : 1;
   unsigned in_task : 1, in_call : 1, done : 1, tried : 1, freed : 1;
   unsigned resolving : 1;
@@ -984,13 +996,12 @@ static void finish(connect_op *op, int err) {
                  lipc_trace_addr(sh->uv, 0, a, sizeof(a)) ? a : "?",
                  lipc_trace_addr(sh->uv, 1, b, sizeof(b)) ? b : "?");
     else
-      lipc_trace(rt, "net", "connect tcp %s: %s", op->detail,
-                 uv_err_name(err));
+      lipc_trace(rt, "net", "connect tcp %s: %s", op->detail, uv_err_name(err));
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, op->sock_ref);     /* sock */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, op->sock_ref); /* sock */
   if (err == 0) {
     tune_tcp((uv_tcp_t *)sh->uv, op->no_delay, op->keep_alive);
-    lipc_stream_read_start(op->s);            /* 'data' listeners wait */
+    lipc_stream_read_start(op->s); /* 'data' listeners wait */
     if (op->in_task) {
       lipc_wake(rt, &op->wait, 1);
     } else {
@@ -1008,7 +1019,7 @@ static void finish(connect_op *op, int err) {
   } else if (!quiet) {
     lipc_push_errpair(L, err, op->detail);
     if (op->in_call) {
-      lipc_emit_soon(L, "error", 2, 1);       /* pops sock msg code */
+      lipc_emit_soon(L, "error", 2, 1); /* pops sock msg code */
       lua_settop(L, top);
       goto unref;
     }
@@ -1049,8 +1060,7 @@ static int start_next(connect_op *op) {
       return err;
     op->tried = 1;
     t = (uv_tcp_t *)lipc_stream_handle(op->s)->uv;
-    err = op->has_local
-              ? uv_tcp_bind(t, (struct sockaddr *)&op->local, 0) : 0;
+    err = op->has_local ? uv_tcp_bind(t, (struct sockaddr *)&op->local, 0) : 0;
     if (err == 0)
       err = uv_tcp_connect(&op->req, t, (struct sockaddr *)ss, on_connect);
     if (err == 0) {
@@ -1076,8 +1086,7 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   op->last_err = status;
-  if (status != UV_ECANCELED && sh->uv && !sh->closing &&
-      start_next(op) == 0)
+  if (status != UV_ECANCELED && sh->uv && !sh->closing && start_next(op) == 0)
     return;
   finish(op, op->last_err);
 }
@@ -1135,14 +1144,16 @@ static void connect_args(lua_State *L, connect_op *op, const char **host,
     if (lua_getfield(L, 1, "local_address") != LUA_TNIL) {
       const char *la = lua_tostring(L, -1);
       if (la == NULL || parse_ip(la, 0, &op->local) != 0)
-        luaL_argerror(L, 1, "net.connect: local_address must be an IP "
+        luaL_argerror(L, 1,
+                      "net.connect: local_address must be an IP "
                       "address");
       op->has_local = 1;
     }
     if (lua_getfield(L, 1, "timeout") != LUA_TNIL) {
       *timeout = lua_tonumber(L, -1);
       if (!lua_isnumber(L, -1) || *timeout < 0)
-        luaL_argerror(L, 1, "net.connect: timeout must be a number of "
+        luaL_argerror(L, 1,
+                      "net.connect: timeout must be a number of "
                       "ms >= 0");
     }
     if (lua_getfield(L, 1, "no_delay") != LUA_TNIL)
@@ -1158,8 +1169,11 @@ static void connect_args(lua_State *L, connect_op *op, const char **host,
     if (!lua_isnoneornil(L, 2))
       *host = luaL_checkstring(L, 2);
   } else {
-    luaL_argerror(L, 1, lua_pushfstring(L, "net.connect: options table or "
-                  "port expected, got %s", luaL_typename(L, 1)));
+    luaL_argerror(L, 1,
+                  lua_pushfstring(L,
+                                  "net.connect: options table or "
+                                  "port expected, got %s",
+                                  luaL_typename(L, 1)));
   }
 }
 
@@ -1175,7 +1189,7 @@ static int l_connect(lua_State *L) {
   int err = 0, top;
   memset(&args, 0, sizeof(args));
   args.no_delay = 1;
-  connect_args(L, &args, &host, &timeout);    /* may raise: nothing held */
+  connect_args(L, &args, &host, &timeout); /* may raise: nothing held */
   op = malloc(sizeof(*op));
   t = malloc(sizeof(*t));
   if (op == NULL || t == NULL) {
@@ -1196,12 +1210,11 @@ static int l_connect(lua_State *L) {
   lua_pushvalue(L, top);
   op->sock_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   uv_timer_init(rt->loop, &op->timer);
-  lipc_handle_bare(rt, &op->h, (uv_handle_t *)&op->timer, "connect",
-                   op_free);
+  lipc_handle_bare(rt, &op->h, (uv_handle_t *)&op->timer, "connect", op_free);
   if (timeout > 0)
     uv_timer_start(&op->timer, on_connect_timeout, (uint64_t)timeout, 0);
   op->in_call = 1;
-  if (strcmp(host, "localhost") == 0) {       /* RFC 6761: no resolver */
+  if (strcmp(host, "localhost") == 0) { /* RFC 6761: no resolver */
     parse_ip("127.0.0.1", op->port, &op->addrs[0]);
     parse_ip("::1", op->port, &op->addrs[1]);
     op->naddr = 2;
@@ -1214,8 +1227,7 @@ static int l_connect(lua_State *L) {
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    err = uv_getaddrinfo(rt->loop, &op->gai, on_resolved, host, NULL,
-                         &hints);
+    err = uv_getaddrinfo(rt->loop, &op->gai, on_resolved, host, NULL, &hints);
     if (err == 0) {
       op->busy++;
       op->resolving = 1;
@@ -1227,7 +1239,7 @@ static int l_connect(lua_State *L) {
   lua_settop(L, top);
   if (!op->in_task)
     return 1;
-  if (op->done) {                             /* failed at once */
+  if (op->done) { /* failed at once */
     err = op->sync_err;
     return lipc_push_error(L, err ? err : UV_ECANCELED, op->detail);
   }
@@ -1240,7 +1252,8 @@ static int l_is_ip(lua_State *L) {
   struct sockaddr_in a4;
   struct sockaddr_in6 a6;
   lua_pushinteger(L, uv_ip4_addr(s, 0, &a4) == 0   ? 4
-                     : uv_ip6_addr(s, 0, &a6) == 0 ? 6 : 0);
+                     : uv_ip6_addr(s, 0, &a6) == 0 ? 6
+                                                   : 0);
   return 1;
 }
 
@@ -1273,35 +1286,36 @@ void lipc_net_import(lua_State *L, uv_stream_t *h, int kind) {
   have = have && luaL_getmetatable(L, LIPC_TCP_SERVER) != LUA_TNIL;
   lua_settop(L, top);
   if (!have) {
-    luaL_requiref(L, "net", luaopen_net, 0);  /* makes the classes */
+    luaL_requiref(L, "net", luaopen_net, 0); /* makes the classes */
     luaL_requiref(L, "pipe", luaopen_pipe, 0);
     lua_pop(L, 2);
   }
   switch (kind) {
-  case 1:
-  case 3:
-    srv = lipc_server_new(L, h, kind == 1 ? LIPC_TCP_SERVER
-                                          : LIPC_PIPE_SERVER, kind == 3, 0);
-    srv->imported = 1;
-    break;
-  default:
-    lipc_socket_new(L, h, kind == 4);
-    if (kind == 2)
-      tune_tcp((uv_tcp_t *)h, 1, 0);
-    break;
+    case 1:
+    case 3:
+      srv =
+          lipc_server_new(L, h, kind == 1 ? LIPC_TCP_SERVER : LIPC_PIPE_SERVER,
+                          kind == 3, 0);
+      srv->imported = 1;
+      break;
+    default:
+      lipc_socket_new(L, h, kind == 4);
+      if (kind == 2)
+        tune_tcp((uv_tcp_t *)h, 1, 0);
+      break;
   }
 }
 
 int luaopen_net(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"create_server", l_create_server},
-    {"connect", l_connect},
-    {"is_ip", l_is_ip},
-    {NULL, NULL}
+      {"create_server", l_create_server},
+      {"connect", l_connect},
+      {"is_ip", l_is_ip},
+      {NULL, NULL},
   };
   static const luaL_Reg server_methods[] = {
-    {"listen", tcp_listen},
-    {NULL, NULL}
+      {"listen", tcp_listen},
+      {NULL, NULL},
   };
   luaopen_lipc_stream(L);
   if (luaL_getmetatable(L, LIPC_TCP_SOCKET) == LUA_TNIL)

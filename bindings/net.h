@@ -20,17 +20,17 @@
 typedef struct lipc_server {
   lipc_handle h;
   unsigned is_pipe : 1;
-  unsigned listening : 1;  /* uv_listen succeeded */
-  unsigned binding : 1;    /* a listen is resolving its host name */
-  unsigned imported : 1;   /* received over IPC: bound, listens on demand */
-  unsigned pending : 1;    /* libuv holds an accepted fd nobody took yet */
-  unsigned no_delay : 1;   /* options given to accepted sockets */
+  unsigned listening : 1; /* uv_listen succeeded */
+  unsigned binding : 1;   /* a listen is resolving its host name */
+  unsigned imported : 1;  /* received over IPC: bound, listens on demand */
+  unsigned pending : 1;   /* libuv holds an accepted fd nobody took yet */
+  unsigned no_delay : 1;  /* options given to accepted sockets */
   unsigned keep_alive : 1;
   unsigned half_open : 1;
   int backlog;
-  lipc_wait acceptor;      /* a task in accept() */
-  char *path;              /* Unix socket file we created, unlinked at close */
-  dev_t dev;               /* ... only while it is still ours */
+  lipc_wait acceptor; /* a task in accept() */
+  char *path;         /* Unix socket file we created, unlinked at close */
+  dev_t dev;          /* ... only while it is still ours */
   ino_t ino;
 } lipc_server;
 

@@ -20,7 +20,7 @@
 #include "net.h"
 
 #define DEFAULT_MODE 0600
-#define FIFO_RETRY_MAX 32  /* ms between tries to open a FIFO's write end */
+#define FIFO_RETRY_MAX 32 /* ms between tries to open a FIFO's write end */
 
 /* ---- addresses ----------------------------------------------------------- */
 
@@ -32,7 +32,7 @@ static int make_sun(const char *path, size_t len, struct sockaddr_un *sun,
   sun->sun_family = AF_UNIX;
   if (len == 0)
     return UV_EINVAL;
-  if (path[0] == '\0') {                      /* abstract: no terminator */
+  if (path[0] == '\0') { /* abstract: no terminator */
     if (len > sizeof(sun->sun_path))
       return UV_ENAMETOOLONG;
     memcpy(sun->sun_path, path, len);
@@ -64,11 +64,13 @@ static const char *show_path(lua_State *L, const char *path, size_t len) {
   return lua_tostring(L, -1);
 }
 
-static int check_path(lua_State *L, int idx, const char *fname,
-                      size_t *len) {
+static int check_path(lua_State *L, int idx, const char *fname, size_t *len) {
   if (lua_type(L, idx) != LUA_TSTRING)
-    return luaL_argerror(L, idx, lua_pushfstring(L, "%s: path must be a "
-                         "string, got %s", fname, luaL_typename(L, idx)));
+    return luaL_argerror(L, idx,
+                         lua_pushfstring(L,
+                                         "%s: path must be a "
+                                         "string, got %s",
+                                         fname, luaL_typename(L, idx)));
   lua_tolstring(L, idx, len);
   return 0;
 }
@@ -96,8 +98,7 @@ static int is_stale(const char *path, const struct sockaddr_un *sun,
 
 /* ---- servers ------------------------------------------------------------- */
 
-static int bind_unix(lipc_server *srv, const char *path, size_t len,
-                     int mode) {
+static int bind_unix(lipc_server *srv, const char *path, size_t len, int mode) {
   struct sockaddr_un sun;
   socklen_t salen;
   struct stat st;
@@ -129,15 +130,15 @@ static int bind_unix(lipc_server *srv, const char *path, size_t len,
     close(fd);
     return err;
   }
-  err = lipc_server_start(srv);               /* the fd is libuv's now */
+  err = lipc_server_start(srv); /* the fd is libuv's now */
   return err;
 }
 
 /* listen(path[, opts]) -> self | nil, msg, code; opts.mode (default
  * "0600": owner only), opts.backlog. */
 static int pipe_listen(lua_State *L) {
-  lipc_server *srv = lipc_checkobj(L, 1, LIPC_PIPE_SERVER,
-                                   "pipe.server.listen");
+  lipc_server *srv =
+      lipc_checkobj(L, 1, LIPC_PIPE_SERVER, "pipe.server.listen");
   const char *path, *shown;
   size_t len;
   int mode = DEFAULT_MODE, err;
@@ -226,7 +227,7 @@ static int l_connect(lua_State *L) {
   }
   if (err && in_task)
     return lipc_push_error(L, err, shown);
-  new_pipe_stream(L, err ? -1 : fd, "pipe", &oerr);   /* sock */
+  new_pipe_stream(L, err ? -1 : fd, "pipe", &oerr); /* sock */
   if (!err)
     err = oerr;
   if (in_task) {
@@ -263,7 +264,7 @@ static int l_mkfifo(lua_State *L) {
  * has it open; a blocking open would stall the loop or a thread-pool
  * thread forever, so we try again on a timer, backing off to 32 ms. */
 typedef struct {
-  lipc_handle h;           /* bare handle of the retry timer */
+  lipc_handle h; /* bare handle of the retry timer */
   uv_timer_t timer;
   lipc_stream *s;
   int sock_ref;
@@ -297,7 +298,7 @@ static void on_fifo_retry(uv_timer_t *t) {
   lua_State *L = rt->L;
   lipc_handle *sh = lipc_stream_handle(op->s);
   int fd, err, top = lua_gettop(L);
-  if (sh->uv == NULL || sh->closing) {        /* closed while waiting */
+  if (sh->uv == NULL || sh->closing) { /* closed while waiting */
     if (lipc_waiting(&op->wait)) {
       lua_pushnil(L);
       lipc_push_errpair(L, UV_ECANCELED, op->path);
@@ -308,15 +309,14 @@ static void on_fifo_retry(uv_timer_t *t) {
   }
   fd = open_fifo(op->path, O_WRONLY);
   if (fd == UV_ENXIO) {
-    op->delay = op->delay * 2 > FIFO_RETRY_MAX ? FIFO_RETRY_MAX
-                                               : op->delay * 2;
+    op->delay = op->delay * 2 > FIFO_RETRY_MAX ? FIFO_RETRY_MAX : op->delay * 2;
     uv_timer_start(t, on_fifo_retry, op->delay, 0);
     return;
   }
   err = fd < 0 ? fd : uv_pipe_open((uv_pipe_t *)sh->uv, fd);
   if (err && fd >= 0)
     close(fd);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, op->sock_ref);     /* sock */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, op->sock_ref); /* sock */
   if (lipc_waiting(&op->wait)) {
     if (err) {
       lua_pushnil(L);
@@ -354,8 +354,7 @@ static int l_open(lua_State *L) {
   fd = open_fifo(path, how[0] == 'r' ? O_RDONLY : O_WRONLY);
   if (fd < 0 && fd != UV_ENXIO) {
     if (fd == UV_EINVAL)
-      return lipc_push_error(L, fd, lua_pushfstring(L, "%s: not a FIFO",
-                                                    path));
+      return lipc_push_error(L, fd, lua_pushfstring(L, "%s: not a FIFO", path));
     return lipc_push_error(L, fd, path);
   }
   if (fd >= 0) {
@@ -413,16 +412,16 @@ static int l_new(lua_State *L) {
 
 int luaopen_pipe(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"create_server", l_create_server},
-    {"connect", l_connect},
-    {"mkfifo", l_mkfifo},
-    {"open", l_open},
-    {"new", l_new},
-    {NULL, NULL}
+      {"create_server", l_create_server},
+      {"connect", l_connect},
+      {"mkfifo", l_mkfifo},
+      {"open", l_open},
+      {"new", l_new},
+      {NULL, NULL},
   };
   static const luaL_Reg server_methods[] = {
-    {"listen", pipe_listen},
-    {NULL, NULL}
+      {"listen", pipe_listen},
+      {NULL, NULL},
   };
   luaopen_lipc_stream(L);
   if (luaL_getmetatable(L, LIPC_PIPE_SOCKET) == LUA_TNIL) {

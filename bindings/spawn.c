@@ -38,7 +38,7 @@ extern char **environ;
 #define CHILD "lipc.child"
 #define CHILD_STDIO "lipc.child_stdio"
 #define MAX_STDIO 64
-#define FOREVER ((uint64_t)1 << 40)  /* ms: a timer that keeps the loop up */
+#define FOREVER ((uint64_t)1 << 40) /* ms: a timer that keeps the loop up */
 #define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
 
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34)
@@ -51,8 +51,8 @@ typedef struct lchild lchild;
  * first, so that the zombie is still collected. */
 typedef struct lproc {
   pid_t pid;
-  int status;                       /* waitpid's, -1 when unknown */
-  lchild *child;                    /* NULL once the object let go */
+  int status;    /* waitpid's, -1 when unknown */
+  lchild *child; /* NULL once the object let go */
   struct lproc *next, *prev;
 } lproc;
 
@@ -60,17 +60,17 @@ typedef struct sigwatch sigwatch;
 
 /* Per runtime, in a registry userdata (lives as long as the Lua state). */
 typedef struct sstate {
-  sigwatch *sig;                    /* NULL until the first spawn */
+  sigwatch *sig; /* NULL until the first spawn */
   lproc *procs;
 } sstate;
 
-struct sigwatch {                   /* bare handle: closed by the runtime */
+struct sigwatch { /* bare handle: closed by the runtime */
   lipc_handle h;
   uv_signal_t sig;
   sstate *st;
 };
 
-typedef struct uvproc {             /* the uv_spawn path (uid/gid) */
+typedef struct uvproc { /* the uv_spawn path (uid/gid) */
   lipc_handle h;
   uv_process_t p;
   lchild *child;
@@ -82,19 +82,19 @@ typedef struct waiter {
 } waiter;
 
 struct lchild {
-  lipc_handle h;                    /* uv: a uv_timer_t (see on_tick) */
+  lipc_handle h; /* uv: a uv_timer_t (see on_tick) */
   lproc *proc;
   uvproc *uvp;
   int pid;
-  int err;                          /* spawn failure, a UV_E* code */
-  int code;                         /* exit status, -1 when signalled */
+  int err;  /* spawn failure, a UV_E* code */
+  int code; /* exit status, -1 when signalled */
   int termsig;
-  int kill_sig;                     /* for the timeout */
-  uint64_t deadline;                /* loop time of the timeout, 0: none */
-  unsigned started : 1;             /* 'spawn' or 'error' emitted */
+  int kill_sig;         /* for the timeout */
+  uint64_t deadline;    /* loop time of the timeout, 0: none */
+  unsigned started : 1; /* 'spawn' or 'error' emitted */
   unsigned exited : 1;
-  unsigned ending : 1;              /* close condition met: not early */
-  unsigned done : 1;                /* 'close' emitted */
+  unsigned ending : 1; /* close condition met: not early */
+  unsigned done : 1;   /* 'close' emitted */
   waiter *waiters;
 };
 
@@ -102,25 +102,25 @@ enum { IO_PIPE, IO_IPC, IO_FD, IO_STREAM, IO_NULL, IO_CLOSE };
 
 typedef struct sio {
   int kind;
-  int src;                          /* fd dup'd into place in the child */
-  int parent_end;                   /* pipes: our end, wrapped after */
-  int tmp;                          /* a dup made for the spawn only */
-  int sidx;                         /* IO_STREAM: its stack index */
+  int src;        /* fd dup'd into place in the child */
+  int parent_end; /* pipes: our end, wrapped after */
+  int tmp;        /* a dup made for the spawn only */
+  int sidx;       /* IO_STREAM: its stack index */
 } sio;
 
 typedef struct spec {
-  const char *file;                 /* as given */
-  const char *path;                 /* what is executed */
+  const char *file; /* as given */
+  const char *path; /* what is executed */
   char **argv, **envp;
   const char *cwd;
-  const char *pathvar;              /* PATH used for the search */
-  int n;                            /* stdio entries */
+  const char *pathvar; /* PATH used for the search */
+  int n;               /* stdio entries */
   sio io[MAX_STDIO];
   int detached;
-  int uid, gid;                     /* -1: unchanged */
-  uint64_t timeout;                 /* ms, 0: none */
+  int uid, gid;     /* -1: unchanged */
+  uint64_t timeout; /* ms, 0: none */
   int kill_sig;
-  const char *detail;               /* for a spawn error */
+  const char *detail; /* for a spawn error */
 } spec;
 
 static const char USED_KEY = 'U';
@@ -134,8 +134,8 @@ static int argfail(lua_State *L, int arg, const char *what) {
 
 static int typefail(lua_State *L, int arg, const char *field,
                     const char *expected, int idx) {
-  return luaL_error(L, "spawn: bad argument #%d (%s%s%s expected, got %s)",
-                    arg, field ? field : "", field ? ": " : "", expected,
+  return luaL_error(L, "spawn: bad argument #%d (%s%s%s expected, got %s)", arg,
+                    field ? field : "", field ? ": " : "", expected,
                     luaL_typename(L, idx));
 }
 
@@ -187,7 +187,7 @@ static void on_sigchld(uv_signal_t *uv, int signum) {
     if (r == 0)
       continue;
     proc_unlink(st, p);
-    p->status = r < 0 ? -1 : status;         /* -1: reaped by someone else */
+    p->status = r < 0 ? -1 : status; /* -1: reaped by someone else */
     p->next = done;
     done = p;
   }
@@ -242,7 +242,7 @@ static int sigwatch_start(lipc_runtime *rt, sstate *st) {
     lipc_handle_close(&sw->h);
     return err;
   }
-  uv_unref((uv_handle_t *)&sw->sig);          /* children keep us up */
+  uv_unref((uv_handle_t *)&sw->sig); /* children keep us up */
   st->sig = sw;
   return 0;
 }
@@ -277,13 +277,14 @@ static int used_call(lua_State *L) {
 }
 
 static void stdio_class(lua_State *L) {
-  static const struct { const char *name; int always; } wrapped[] = {
-    {"read", 1}, {"resume", 1}, {"on", 0}, {"once", 0}, {NULL, 0}
-  };
+  static const struct {
+    const char *name;
+    int always;
+  } wrapped[] = {{"read", 1}, {"resume", 1}, {"on", 0}, {"once", 0}, {NULL, 0}};
   int i;
-  lipc_stream_class(L, CHILD_STDIO, NULL);   /* methods */
+  lipc_stream_class(L, CHILD_STDIO, NULL); /* methods */
   luaL_getmetatable(L, LIPC_STREAM);
-  lua_getfield(L, -1, "methods");            /* methods mt base */
+  lua_getfield(L, -1, "methods"); /* methods mt base */
   for (i = 0; wrapped[i].name; i++) {
     lua_getfield(L, -1, wrapped[i].name);
     lua_pushboolean(L, wrapped[i].always);
@@ -358,14 +359,13 @@ static void check_close(lchild *c) {
   int top = lua_gettop(L), i, n;
   if (!c->exited || c->ending || c->h.uv == NULL || c->h.closing)
     return;
-  if (!lipc_handle_push(&c->h) ||
-      lua_getiuservalue(L, -1, 1) != LUA_TTABLE ||
+  if (!lipc_handle_push(&c->h) || lua_getiuservalue(L, -1, 1) != LUA_TTABLE ||
       lua_getfield(L, -1, "stdio") != LUA_TTABLE) {
     lua_settop(L, top);
     return;
   }
   n = (int)lua_rawlen(L, -1);
-  for (i = 1; i <= n; i++) {                  /* anything still flowing? */
+  for (i = 1; i <= n; i++) { /* anything still flowing? */
     lipc_stream *s;
     uv_stream_t *uv;
     lua_rawgeti(L, -1, i);
@@ -375,7 +375,7 @@ static void check_close(lchild *c) {
         (uv_is_active((uv_handle_t *)uv) ||
          (stream_used(L, -1) && unread(uv) > 0))) {
       lua_settop(L, top);
-      return;                                 /* its 'close' comes back */
+      return; /* its 'close' comes back */
     }
     lua_pop(L, 1);
   }
@@ -391,7 +391,7 @@ static void check_close(lchild *c) {
         if (unread(uv) == 0)
           lipc_handle_close(lipc_stream_handle(s));
       } else {
-        lua_getfield(L, -1, "shutdown");      /* flush, then close */
+        lua_getfield(L, -1, "shutdown"); /* flush, then close */
         lua_pushvalue(L, -2);
         lua_call(L, 1, 0);
       }
@@ -431,7 +431,7 @@ static void push_spawn_error(lchild *c) {
         lua_getfield(L, -2, "spawnfile") == LUA_TSTRING)
       detail = lua_pushfstring(L, "spawn %s", lua_tostring(L, -1));
   lipc_push_errpair(L, c->err, detail);
-  lua_rotate(L, top + 1, 2);                  /* msg code ... */
+  lua_rotate(L, top + 1, 2); /* msg code ... */
   lua_settop(L, top + 2);
 }
 
@@ -480,7 +480,7 @@ static void restart_timer(lchild *c) {
   uint64_t now, ms = FOREVER;
   if (t == NULL || c->h.closing)
     return;
-  if (c->exited) {                            /* streams keep us up now */
+  if (c->exited) { /* streams keep us up now */
     uv_timer_stop(t);
     return;
   }
@@ -505,9 +505,9 @@ static void emit_started(lchild *c) {
   /* A failed spawn: 'error' goes to listeners; a task in wait() handles
    * it too (it gets nil, msg, code after 'close'), so it is uncaught only
    * when nobody handles it at all. */
-  push_spawn_error(c);                        /* obj msg code */
+  push_spawn_error(c); /* obj msg code */
   if (!c->waiters || lipc_has_listeners(L, -3, "error"))
-    lipc_emit(rt, -3, "error", 2);            /* pops msg code */
+    lipc_emit(rt, -3, "error", 2); /* pops msg code */
   else
     lua_pop(L, 2);
   lua_pop(L, 1);
@@ -521,7 +521,7 @@ static void on_tick(uv_timer_t *t) {
   if (!c->started) {
     emit_started(c);
     if (c->err) {
-      c->exited = 1;                          /* nothing to wait for */
+      c->exited = 1; /* nothing to wait for */
       check_close(c);
     }
     restart_timer(c);
@@ -544,7 +544,7 @@ static void child_exit(lchild *c, int code, int termsig) {
   lua_State *L = rt->L;
   if (c->exited || c->h.uv == NULL)
     return;
-  if (!c->started)                            /* 'spawn' always first */
+  if (!c->started) /* 'spawn' always first */
     emit_started(c);
   c->exited = 1;
   c->code = code;
@@ -605,26 +605,26 @@ static void child_closed(lipc_handle *h) {
     c->uvp->child = NULL;
     c->uvp = NULL;
   }
-  if (!lipc_handle_push(h)) {                 /* collected: nobody to tell */
+  if (!lipc_handle_push(h)) { /* collected: nobody to tell */
     lua_settop(L, top);
     wake_waiters(c, 0);
     return;
   }
-  if (!c->ending)                             /* early: close our ends */
+  if (!c->ending) /* early: close our ends */
     close_stdio(L, -1);
   lua_settop(L, top + 1);
-  push_status(L, c);                          /* obj code signal */
+  push_status(L, c); /* obj code signal */
   if (!rt->exiting) {
     lua_pushvalue(L, -2);
     lua_pushvalue(L, -2);
     lipc_emit(rt, -5, "close", 2);
   }
-  if (c->err) {                               /* wait() -> nil, msg, code */
+  if (c->err) { /* wait() -> nil, msg, code */
     lua_settop(L, top + 1);
     lua_pushnil(L);
     push_spawn_error(c);
   }
-  wake_waiters(c, lua_gettop(L) - top - 1);   /* after the listeners */
+  wake_waiters(c, lua_gettop(L) - top - 1); /* after the listeners */
   lua_settop(L, top);
   lipc_handle_unref_self(h);
 }
@@ -645,8 +645,8 @@ static void parse_argv(lua_State *L, spec *sp, int at, int *na) {
     typefail(L, 2, NULL, "table", 2);
   if (t == LUA_TTABLE)
     n = (int)lua_rawlen(L, 2);
-  if (opt_field(L, lua_istable(L, 3) ? 3 : 0, "argv0", LUA_TSTRING,
-                LUA_TSTRING, "string") == LUA_TSTRING)
+  if (opt_field(L, lua_istable(L, 3) ? 3 : 0, "argv0", LUA_TSTRING, LUA_TSTRING,
+                "string") == LUA_TSTRING)
     argv0 = anchor(L, at, na);
   else
     lua_pop(L, 1);
@@ -661,7 +661,7 @@ static void parse_argv(lua_State *L, spec *sp, int at, int *na) {
       lua_pushfstring(L, "args[%d]", i);
       typefail(L, 2, lua_tostring(L, -1), "string", -2);
     }
-    a = lua_tolstring(L, -1, &len);           /* numbers: strings */
+    a = lua_tolstring(L, -1, &len); /* numbers: strings */
     if (strlen(a) != len) {
       lua_pushfstring(L, "args[%d] contains a zero byte", i);
       argfail(L, 2, lua_tostring(L, -1));
@@ -727,7 +727,7 @@ static void parse_env(lua_State *L, spec *sp, int at, int *na) {
           has_zero(L, -2) || lua_rawlen(L, -2) == 0)
         argfail(L, 3, "opts.env keys must be variable names");
       if (vt == LUA_TBOOLEAN && !lua_toboolean(L, -1))
-        continue;                             /* env = {X = false}: unset */
+        continue; /* env = {X = false}: unset */
       if (vt != LUA_TSTRING && vt != LUA_TNUMBER) {
         lua_pushfstring(L, "opts.env.%s", lua_tostring(L, -2));
         typefail(L, 3, lua_tostring(L, -1), "string", -2);
@@ -745,13 +745,13 @@ static void parse_env(lua_State *L, spec *sp, int at, int *na) {
     }
   }
   sp->envp[k] = NULL;
-  if (!clear && t == LUA_TTABLE) {            /* PATH given as false */
+  if (!clear && t == LUA_TTABLE) { /* PATH given as false */
     lua_getfield(L, e, "PATH");
     if (lua_type(L, -1) == LUA_TBOOLEAN)
       sp->pathvar = NULL;
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);                              /* env */
+  lua_pop(L, 1); /* env */
 }
 
 static int stdio_word(const char *w, int i, sio *io) {
@@ -774,15 +774,16 @@ static void stdio_entry(lua_State *L, int i, sio *io) {
   int t = lua_type(L, -1);
   io->src = io->parent_end = io->tmp = -1;
   io->sidx = 0;
-  if (t == LUA_TNIL) {                       /* missing: Node's defaults */
+  if (t == LUA_TNIL) { /* missing: Node's defaults */
     io->kind = i < 3 ? IO_PIPE : IO_CLOSE;
   } else if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
     io->kind = i < 3 ? IO_NULL : IO_CLOSE;
   } else if (t == LUA_TSTRING) {
     if (!stdio_word(lua_tostring(L, -1), i, io)) {
-      lua_pushfstring(L, "opts.stdio[%d]: unknown value '%s' (pipe, inherit,"
-                      " ignore, ipc, an fd or a stream)", i + 1,
-                      lua_tostring(L, -1));
+      lua_pushfstring(L,
+                      "opts.stdio[%d]: unknown value '%s' (pipe, inherit,"
+                      " ignore, ipc, an fd or a stream)",
+                      i + 1, lua_tostring(L, -1));
       argfail(L, 3, lua_tostring(L, -1));
     }
   } else if (t == LUA_TNUMBER && lua_isinteger(L, -1) &&
@@ -792,7 +793,7 @@ static void stdio_entry(lua_State *L, int i, sio *io) {
   } else if (lipc_stream_test(L, -1)) {
     io->kind = IO_STREAM;
     io->sidx = lua_gettop(L);
-    return;                                   /* keep it on the stack */
+    return; /* keep it on the stack */
   } else {
     lua_pushfstring(L, "opts.stdio[%d]", i + 1);
     typefail(L, 3, lua_tostring(L, -1), "a word, an fd or a stream", -2);
@@ -833,7 +834,7 @@ static int resolve(lua_State *L, spec *sp, int at, int *na) {
     sp->path = sp->file;
     return 0;
   }
-  for (; ; dirs = end + 1) {
+  for (;; dirs = end + 1) {
     size_t dlen;
     char buf[4096];
     end = strchr(dirs, ':');
@@ -918,42 +919,41 @@ static int make_fds(lua_State *L, spec *sp) {
   for (i = 0; i < sp->n; i++) {
     sio *io = &sp->io[i];
     switch (io->kind) {
-    case IO_PIPE:
-      if (pipe2(fds, O_CLOEXEC) != 0)
-        return -errno;
-      if ((err = lift(fds)) != 0)
-        return err;
-      io->src = fds[i == 0 ? 0 : 1];
-      io->parent_end = fds[i == 0 ? 1 : 0];
-      break;
-    case IO_IPC:
-      if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
-        return -errno;
-      if ((err = lift(fds)) != 0)
-        return err;
-      io->parent_end = fds[0];
-      io->src = fds[1];
-      break;
-    case IO_FD:                               /* "inherit" of a closed fd */
-      if (io->src == i && i < 3 && fcntl(i, F_GETFD) < 0)
-        io->kind = IO_NULL;
-      break;
-    case IO_STREAM: {
-      lipc_stream *s = lipc_stream_test(L, io->sidx);
-      io->src = stream_fd(L, io->sidx);
-      if (io->src < 0 || !stream_open(s))
-        return UV_EBADF;
-      /* The child shares the open file description: it must not get it
+      case IO_PIPE:
+        if (pipe2(fds, O_CLOEXEC) != 0)
+          return -errno;
+        if ((err = lift(fds)) != 0)
+          return err;
+        io->src = fds[i == 0 ? 0 : 1];
+        io->parent_end = fds[i == 0 ? 1 : 0];
+        break;
+      case IO_IPC:
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+          return -errno;
+        if ((err = lift(fds)) != 0)
+          return err;
+        io->parent_end = fds[0];
+        io->src = fds[1];
+        break;
+      case IO_FD: /* "inherit" of a closed fd */
+        if (io->src == i && i < 3 && fcntl(i, F_GETFD) < 0)
+          io->kind = IO_NULL;
+        break;
+      case IO_STREAM: {
+        lipc_stream *s = lipc_stream_test(L, io->sidx);
+        io->src = stream_fd(L, io->sidx);
+        if (io->src < 0 || !stream_open(s))
+          return UV_EBADF;
+        /* The child shares the open file description: it must not get it
        * non-blocking. The parent is about to give its copy up. */
-      if (!lipc_stream_handle(s)->internal) {
-        int fl = fcntl(io->src, F_GETFL);
-        if (fl >= 0 && (fl & O_NONBLOCK))
-          fcntl(io->src, F_SETFL, fl & ~O_NONBLOCK);
+        if (!lipc_stream_handle(s)->internal) {
+          int fl = fcntl(io->src, F_GETFL);
+          if (fl >= 0 && (fl & O_NONBLOCK))
+            fcntl(io->src, F_SETFL, fl & ~O_NONBLOCK);
+        }
+        break;
       }
-      break;
-    }
-    default:
-      break;
+      default: break;
     }
   }
   for (i = 0; i < sp->n; i++) {
@@ -1059,13 +1059,12 @@ static int do_uv_spawn(lipc_runtime *rt, lchild *c, spec *sp) {
     o.gid = (uv_gid_t)sp->gid;
   }
   err = uv_spawn(rt->loop, &u->p, &o);
-  lipc_handle_bare(rt, &u->h, (uv_handle_t *)&u->p, "process",
-                   uvproc_closed);
+  lipc_handle_bare(rt, &u->h, (uv_handle_t *)&u->p, "process", uvproc_closed);
   if (err) {
     lipc_handle_close(&u->h);
     return err;
   }
-  uv_unref((uv_handle_t *)&u->p);             /* the child's timer counts */
+  uv_unref((uv_handle_t *)&u->p); /* the child's timer counts */
   u->child = c;
   c->uvp = u;
   c->pid = u->p.pid;
@@ -1074,8 +1073,8 @@ static int do_uv_spawn(lipc_runtime *rt, lchild *c, spec *sp) {
 
 static int track(sstate *st, lchild *c, pid_t pid) {
   lproc *p = calloc(1, sizeof(*p));
-  if (p == NULL) {                            /* cannot be tracked: no */
-    kill(pid, SIGKILL);                       /* zombie left behind */
+  if (p == NULL) {      /* cannot be tracked: no */
+    kill(pid, SIGKILL); /* zombie left behind */
     waitpid(pid, NULL, 0);
     return UV_ENOMEM;
   }
@@ -1092,8 +1091,8 @@ static int track(sstate *st, lchild *c, pid_t pid) {
 
 static int opt_id(lua_State *L, const char *name) {
   int id = -1;
-  if (opt_field(L, lua_istable(L, 3) ? 3 : 0, name, LUA_TNUMBER,
-                LUA_TNUMBER, "integer") == LUA_TNUMBER) {
+  if (opt_field(L, lua_istable(L, 3) ? 3 : 0, name, LUA_TNUMBER, LUA_TNUMBER,
+                "integer") == LUA_TNUMBER) {
     if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 ||
         lua_tointeger(L, -1) > INT32_MAX) {
       lua_pushfstring(L, "opts.%s must be an integer >= 0", name);
@@ -1113,8 +1112,7 @@ static void parse_opts(lua_State *L, spec *sp, int at, int *na) {
     if (has_zero(L, -1))
       argfail(L, 3, "opts.cwd contains a zero byte");
     sp->cwd = anchor(L, at, na);
-  }
-  else
+  } else
     lua_pop(L, 1);
   opt_field(L, opts, "detached", LUA_TBOOLEAN, LUA_TBOOLEAN, "boolean");
   sp->detached = lua_toboolean(L, -1);
@@ -1130,8 +1128,8 @@ static void parse_opts(lua_State *L, spec *sp, int at, int *na) {
   }
   lua_pop(L, 1);
   sp->kill_sig = SIGTERM;
-  if (opt_field(L, opts, "kill_signal", LUA_TSTRING, LUA_TNUMBER,
-                "string") != LUA_TNIL &&
+  if (opt_field(L, opts, "kill_signal", LUA_TSTRING, LUA_TNUMBER, "string") !=
+          LUA_TNIL &&
       (sp->kill_sig = lipc_signum(L, -1)) <= 0)
     argfail(L, 3, "opts.kill_signal: unknown signal");
   lua_pop(L, 1);
@@ -1140,7 +1138,7 @@ static void parse_opts(lua_State *L, spec *sp, int at, int *na) {
 /* Fills the child's env table: pid, stdio, stdin/stdout/stderr. */
 static void publish(lua_State *L, spec *sp, lchild *c, int obj) {
   int i;
-  lua_getiuservalue(L, obj, 1);               /* env */
+  lua_getiuservalue(L, obj, 1); /* env */
   if (c->pid > 0) {
     lua_pushinteger(L, c->pid);
     lua_setfield(L, -2, "pid");
@@ -1151,14 +1149,14 @@ static void publish(lua_State *L, spec *sp, lchild *c, int obj) {
     lua_pushstring(L, sp->detail);
     lua_setfield(L, -2, "spawn_detail");
   }
-  lua_createtable(L, sp->n, 0);               /* env stdio */
+  lua_createtable(L, sp->n, 0); /* env stdio */
   for (i = 0; i < sp->n; i++) {
     sio *io = &sp->io[i];
     if (io->parent_end >= 0) {
       wrap_end(L, io->parent_end, io->kind == IO_IPC);
       io->parent_end = -1;
       if (lua_type(L, -1) == LUA_TUSERDATA) {
-        lua_pushcfunction(L, lipc_emitter_on);   /* s:on("close", fn) */
+        lua_pushcfunction(L, lipc_emitter_on); /* s:on("close", fn) */
         lua_pushvalue(L, -2);
         lua_pushliteral(L, "close");
         lua_pushvalue(L, obj);
@@ -1211,7 +1209,7 @@ static int l_spawn(lua_State *L) {
   if (!lua_isnoneornil(L, 3) && !lua_istable(L, 3))
     typefail(L, 3, NULL, "table", 3);
   lua_settop(L, 3);
-  lua_newtable(L);                            /* anchors strings, arrays */
+  lua_newtable(L); /* anchors strings, arrays */
   at = lua_gettop(L);
   sp = lua_newuserdatauv(L, sizeof(*sp), 0);
   lua_rawseti(L, at, ++na);
@@ -1248,7 +1246,7 @@ static int l_spawn(lua_State *L) {
     else if ((err = do_posix_spawn(sp, &pid)) == 0)
       err = track(st, c, pid);
   }
-  release_fds(sp, 0);                         /* the child's ends */
+  release_fds(sp, 0); /* the child's ends */
   if (err == UV_ENOENT && sp->cwd && access(sp->cwd, F_OK) != 0) {
     lua_pushfstring(L, "%s, cwd %s", sp->file, sp->cwd);
     sp->detail = anchor(L, at, &na);
@@ -1265,7 +1263,7 @@ static int l_spawn(lua_State *L) {
   release_fds(sp, 1);
   if (err == 0)
     hand_off(L, sp);
-  uv_timer_start(t, on_tick, 0, 0);           /* 'spawn' on the next turn */
+  uv_timer_start(t, on_tick, 0, 0); /* 'spawn' on the next turn */
   lua_pushvalue(L, obj);
   return 1;
 }
@@ -1304,7 +1302,7 @@ static int child_wait(lua_State *L) {
   waiter *w;
   lipc_task_check(L, "child.wait");
   if (c->err && c->done) {
-    push_spawn_error(c);                      /* on rt->L */
+    push_spawn_error(c); /* on rt->L */
     lua_pushnil(L);
     lua_xmove(c->h.rt->L, L, 2);
     return 3;
@@ -1351,36 +1349,32 @@ static int child_unref(lua_State *L) {
 }
 
 static const luaL_Reg child_methods[] = {
-  {"kill", child_kill},
-  {"wait", child_wait},
-  {"ref", child_ref},
-  {"unref", child_unref},
-  {"close", child_close},
-  {NULL, NULL}
+    {"kill", child_kill},   {"wait", child_wait},   {"ref", child_ref},
+    {"unref", child_unref}, {"close", child_close}, {NULL, NULL},
 };
 
 int luaopen_spawn(lua_State *L) {
   sstate *st;
-  lipc_class(L, CHILD, child_methods);        /* methods */
+  lipc_class(L, CHILD, child_methods); /* methods */
   stdio_class(L);
   /* One state per Lua state, however often the module is loaded again
    * (busted's insulation unloads it between spec files): the SIGCHLD
    * watcher and the children it reaps point at this state. */
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY) == LUA_TUSERDATA) {
-    st = lua_touserdata(L, -1);               /* methods st */
+    st = lua_touserdata(L, -1); /* methods st */
   } else {
     lua_pop(L, 1);
-    st = lua_newuserdatauv(L, sizeof(*st), 0);  /* methods st */
+    st = lua_newuserdatauv(L, sizeof(*st), 0); /* methods st */
     memset(st, 0, sizeof(*st));
     lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &STATE_KEY);  /* keep it alive */
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &STATE_KEY); /* keep it alive */
   }
-  lipc_load_embedded(L, "spawn");             /* methods st chunk */
+  lipc_load_embedded(L, "spawn"); /* methods st chunk */
   lua_createtable(L, 0, 1);
   lua_pushvalue(L, -3);
   lua_pushcclosure(L, l_spawn, 1);
-  lua_setfield(L, -2, "spawn");               /* methods st chunk C */
+  lua_setfield(L, -2, "spawn"); /* methods st chunk C */
   lua_pushvalue(L, -4);
-  lua_call(L, 2, 1);                          /* methods st module */
+  lua_call(L, 2, 1); /* methods st module */
   return 1;
 }

@@ -32,17 +32,17 @@
 #define SMALL_BUFS 8
 
 enum {
-  F_READING = 1 << 0,      /* uv_read_start is on */
-  F_FLOWING = 1 << 1,      /* 'data' listener or resume(), not paused */
-  F_EOF = 1 << 2,          /* the peer ended its side */
-  F_SHUT = 1 << 3,         /* shutdown() called: no more writes */
+  F_READING = 1 << 0, /* uv_read_start is on */
+  F_FLOWING = 1 << 1, /* 'data' listener or resume(), not paused */
+  F_EOF = 1 << 2,     /* the peer ended its side */
+  F_SHUT = 1 << 3,    /* shutdown() called: no more writes */
   F_SHUT_DONE = 1 << 4,
   F_ERRORED = 1 << 5,
   F_CLOSE_AFTER_WRITES = 1 << 6,
-  F_SOCKET = 1 << 7,       /* shutdown(2) works; otherwise end = close */
-  F_HALF_OPEN = 1 << 8,    /* stay open for writing after the peer's end */
+  F_SOCKET = 1 << 7,    /* shutdown(2) works; otherwise end = close */
+  F_HALF_OPEN = 1 << 8, /* stay open for writing after the peer's end */
   F_NEED_DRAIN = 1 << 9,
-  F_SYNC = 1 << 10,        /* a plain fd written with blocking write(2) */
+  F_SYNC = 1 << 10, /* a plain fd written with blocking write(2) */
   F_SYNC_EOF = 1 << 11,
   F_NO_READ = 1 << 12,
   F_NO_WRITE = 1 << 13
@@ -51,21 +51,21 @@ enum {
 struct lipc_stream {
   lipc_handle h;
   unsigned flags;
-  int fd;                  /* F_SYNC streams only */
+  int fd; /* F_SYNC streams only */
   size_t hwm;
-  size_t queued;           /* bytes handed to libuv, not yet written */
+  size_t queued; /* bytes handed to libuv, not yet written */
   unsigned nwrites;
   lipc_wait reader;
   lipc_wait drainer;
-  int chunks;              /* registry ref: chunks nobody took yet */
+  int chunks; /* registry ref: chunks nobody took yet */
   lua_Integer chead, ctail;
-  size_t cbytes;           /* bytes in those chunks */
-  int shut_cb;             /* registry ref of shutdown's callback */
-  int err_ref;             /* registry ref: {msg, code} of the first error */
+  size_t cbytes; /* bytes in those chunks */
+  int shut_cb;   /* registry ref of shutdown's callback */
+  int err_ref;   /* registry ref: {msg, code} of the first error */
   lipc_alloc_hook alloc_hook;
   lipc_read_hook read_hook;
-  uint64_t active;         /* loop time of the last read or write, for idle
-                              timeouts (net's set_timeout) */
+  uint64_t active; /* loop time of the last read or write, for idle
+                      timeouts (net's set_timeout) */
   void *hook_ctx;
   /* counters for stats() */
   uint64_t bytes_read, bytes_written, reads, writes, hwm_hits;
@@ -75,7 +75,7 @@ typedef struct wreq {
   uv_write_t req;
   lipc_stream *s;
   size_t len;
-  int data_ref;            /* keeps the Lua string(s) alive: zero copy */
+  int data_ref; /* keeps the Lua string(s) alive: zero copy */
   int cb_ref;
   lipc_write_done done;
   void *ctx;
@@ -151,7 +151,7 @@ static int push_stored_error(lua_State *L, lipc_stream *s) {
 
 /* ---- chunks nobody has taken yet ----------------------------------------- */
 
-static void chunk_push(lipc_stream *s, lua_State *L) {   /* pops the chunk */
+static void chunk_push(lipc_stream *s, lua_State *L) { /* pops the chunk */
   s->cbytes += lua_rawlen(L, -1);
   if (s->chunks == LUA_NOREF) {
     lua_newtable(L);
@@ -164,7 +164,7 @@ static void chunk_push(lipc_stream *s, lua_State *L) {   /* pops the chunk */
   lua_pop(L, 1);
 }
 
-static int chunk_shift(lipc_stream *s, lua_State *L) {   /* pushes one */
+static int chunk_shift(lipc_stream *s, lua_State *L) { /* pushes one */
   if (s->chunks == LUA_NOREF || s->chead == s->ctail)
     return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->chunks);
@@ -202,7 +202,7 @@ static void deliver(lipc_stream *s, const char *p, size_t n) {
   int taken = 0;
   if (!lipc_handle_push(&s->h))
     return lua_pop(L, 1);
-  lua_pushlstring(L, p, n);                   /* obj chunk */
+  lua_pushlstring(L, p, n); /* obj chunk */
   if (lipc_waiting(&s->reader)) {
     lua_pushvalue(L, -1);
     lipc_wake(rt, &s->reader, 1);
@@ -363,7 +363,7 @@ static void fail(lipc_stream *s, int err, const char *what, int returned) {
   if (s->flags & F_ERRORED)
     return;
   s->flags |= F_ERRORED;
-  lipc_push_errpair(L, err, what);            /* msg code */
+  lipc_push_errpair(L, err, what); /* msg code */
   lua_createtable(L, 2, 0);
   lua_pushvalue(L, -3);
   lua_rawseti(L, -2, 1);
@@ -487,8 +487,7 @@ static int submit(lipc_stream *s, wreq *w, unsigned nbufs,
     err = uv_write2(&w->req, (uv_stream_t *)s->h.uv, w->bufs, nbufs,
                     send_handle, on_written);
   else
-    err = uv_write(&w->req, (uv_stream_t *)s->h.uv, w->bufs, nbufs,
-                   on_written);
+    err = uv_write(&w->req, (uv_stream_t *)s->h.uv, w->bufs, nbufs, on_written);
   if (err)
     return err;
   s->queued += w->len;
@@ -599,8 +598,8 @@ static unsigned collect(lua_State *L, int idx, uv_buf_t *bufs, unsigned max,
     p = lua_tolstring(L, -1, &len);
     if (p == NULL)
       luaL_error(L, "stream.write: data[%d] is not a string", (int)i + 1);
-    bufs[i] = uv_buf_init((char *)p, (unsigned)len);  /* kept alive by the
-                                                         table */
+    bufs[i] = uv_buf_init((char *)p, (unsigned)len); /* kept alive by the
+                                                        table */
     *total += len;
     lua_pop(L, 1);
   }
@@ -637,7 +636,7 @@ static int l_write(lua_State *L) {
 
   if (s->flags & F_SYNC) {
     if (s->h.internal)
-      fflush(s->fd == 2 ? stderr : stdout);   /* print() comes first */
+      fflush(s->fd == 2 ? stderr : stdout); /* print() comes first */
     for (i = 0; i < n; i++)
       if ((err = write_all_sync(s->fd, bufs[i].base, bufs[i].len)) < 0) {
         fail(s, err, "write", 1);
@@ -806,7 +805,7 @@ static void on_closing(lipc_handle *h) {
   lipc_runtime *rt = h->rt;
   lua_State *L = rt->L;
   s->flags &= ~F_READING;
-  if (s->read_hook)                           /* the channel sees the end */
+  if (s->read_hook) /* the channel sees the end */
     s->read_hook(s, UV_EOF, NULL);
   lua_pushnil(L);
   lipc_wake(rt, &s->reader, 1);
@@ -1016,8 +1015,8 @@ static int fd_is_socket(int fd) {
 
 lipc_stream *lipc_stream_new(lua_State *L, uv_stream_t *h, const char *tname,
                              const char *kind) {
-  lipc_stream *s = lipc_handle_new(L, sizeof(*s), tname, (uv_handle_t *)h,
-                                   kind);
+  lipc_stream *s =
+      lipc_handle_new(L, sizeof(*s), tname, (uv_handle_t *)h, kind);
   uv_os_fd_t fd = -1;
   init_stream(s);
   if (h->type == UV_TCP)
@@ -1034,8 +1033,7 @@ static lipc_stream *new_sync(lua_State *L, int fd, int internal) {
   if (idle == NULL)
     luaL_error(L, "stream: out of memory");
   uv_idle_init(rt->loop, idle);
-  s = lipc_handle_new(L, sizeof(*s), LIPC_STREAM, (uv_handle_t *)idle,
-                      "file");
+  s = lipc_handle_new(L, sizeof(*s), LIPC_STREAM, (uv_handle_t *)idle, "file");
   init_stream(s);
   s->flags |= F_SYNC;
   s->fd = fd;
@@ -1101,31 +1099,30 @@ static int l_from_fd(lua_State *L) {
 }
 
 static const luaL_Reg stream_methods[] = {
-  {"write", l_write},
-  {"shutdown", l_shutdown},
-  {"close", l_close},
-  {"read", l_read},
-  {"drain", l_drain},
-  {"on", l_on},
-  {"pause", l_pause},
-  {"resume", l_resume},
-  {"ref", l_ref},
-  {"unref", l_unref},
-  {"fileno", l_fileno},
-  {"set_high_water", l_set_high_water},
-  {"set_half_open", l_set_half_open},
-  {"state", l_state},
-  {"stats", l_stats},
-  {NULL, NULL}
+    {"write", l_write},
+    {"shutdown", l_shutdown},
+    {"close", l_close},
+    {"read", l_read},
+    {"drain", l_drain},
+    {"on", l_on},
+    {"pause", l_pause},
+    {"resume", l_resume},
+    {"ref", l_ref},
+    {"unref", l_unref},
+    {"fileno", l_fileno},
+    {"set_high_water", l_set_high_water},
+    {"set_half_open", l_set_half_open},
+    {"state", l_state},
+    {"stats", l_stats},
+    {NULL, NULL},
 };
 
-void lipc_stream_class(lua_State *L, const char *tname,
-                       const luaL_Reg *extra) {
-  lipc_class(L, tname, NULL);                 /* methods */
+void lipc_stream_class(lua_State *L, const char *tname, const luaL_Reg *extra) {
+  lipc_class(L, tname, NULL); /* methods */
   luaL_getmetatable(L, LIPC_STREAM);
   lua_getfield(L, -1, "methods");
   lua_pushnil(L);
-  while (lua_next(L, -2)) {                   /* copy the base methods */
+  while (lua_next(L, -2)) { /* copy the base methods */
     lua_pushvalue(L, -2);
     lua_insert(L, -2);
     lua_rawset(L, -6);
@@ -1136,7 +1133,7 @@ void lipc_stream_class(lua_State *L, const char *tname,
   luaL_getmetatable(L, tname);
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "__is_" LIPC_STREAM);
-  lua_pushboolean(L, 1);                      /* lipc_testobj's fast path */
+  lua_pushboolean(L, 1); /* lipc_testobj's fast path */
   lua_rawsetp(L, -2, LIPC_STREAM);
   lua_getfield(L, -2, "close");
   lua_setfield(L, -2, "__close");
@@ -1149,11 +1146,11 @@ int luaopen_lipc_stream(lua_State *L) {
     return 0;
   }
   lua_pop(L, 1);
-  lipc_class(L, LIPC_STREAM, stream_methods);  /* methods */
+  lipc_class(L, LIPC_STREAM, stream_methods); /* methods */
   lipc_channel_open(L);                       /* stream:channel() */
   lipc_load_embedded(L, "stream");            /* methods fn */
   lua_pushvalue(L, -2);
-  lua_call(L, 1, 0);                          /* adds lines, read_all... */
+  lua_call(L, 1, 0); /* adds lines, read_all... */
   lua_pushcfunction(L, l_from_fd);
   lua_setfield(L, -2, "from_fd");
   lua_pop(L, 1);

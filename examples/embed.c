@@ -31,16 +31,16 @@ int main(int argc, char **argv) {
   uv_timer_init(&loop, &timer);
   uv_timer_start(&timer, on_tick, 1, 0);
 
-  rt = lipc_new(&loop);                 /* the runtime shares our loop */
+  rt = lipc_new(&loop); /* the runtime shares our loop */
   L = lipc_state(rt);
-  lua_pushstring(L, "hello from C");    /* a global the script can read */
+  lua_pushstring(L, "hello from C"); /* a global the script can read */
   lua_setglobal(L, "EMBEDDER");
   if (lipc_run_file(rt, argv[1], argc - 2, argv + 2) == 0)
     lipc_run(rt);
   status = lipc_exit_status(rt);
   lipc_free(rt);
 
-  uv_run(&loop, UV_RUN_DEFAULT);        /* our own handles, if any */
+  uv_run(&loop, UV_RUN_DEFAULT); /* our own handles, if any */
   uv_loop_close(&loop);
   printf("embedder: ticks=%d status=%d\n", ticks, status);
   return status;

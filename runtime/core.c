@@ -18,7 +18,7 @@ extern char **environ;
 
 typedef struct {
   lipc_handle h;
-  int fn;                                     /* registry ref */
+  int fn; /* registry ref */
   int repeat;
 } ltimer;
 
@@ -33,16 +33,19 @@ static void on_timer(uv_timer_t *uv) {
   lipc_runtime *rt = t->h.rt;
   lua_rawgeti(rt->L, LUA_REGISTRYINDEX, t->fn);
   if (!t->repeat)
-    lipc_handle_close(&t->h);                 /* before the call: a
-                                                 one-shot is done */
+    lipc_handle_close(&t->h); /* before the call: a
+                                 one-shot is done */
   lipc_task_start(rt, rt->L, 0);
 }
 
 static lua_Integer check_ms(lua_State *L, int idx, const char *fname) {
   lua_Number ms = luaL_checknumber(L, idx);
   if (!(ms >= 0 && ms <= 1e15))
-    luaL_argerror(L, idx, lua_pushfstring(L, "%s: delay must be a number "
-                  "of milliseconds >= 0", fname));
+    luaL_argerror(L, idx,
+                  lua_pushfstring(L,
+                                  "%s: delay must be a number "
+                                  "of milliseconds >= 0",
+                                  fname));
   return (lua_Integer)ms;
 }
 
@@ -65,8 +68,8 @@ static int start_timer(lua_State *L, int repeat, const char *fname) {
    * refresh it so the delay counts from now. An interval of 0 would spin
    * the loop, so it repeats every 1 ms. */
   uv_update_time(rt->loop);
-  uv_timer_start(uv, on_timer, (uint64_t)ms, repeat ? (uint64_t)(ms ? ms : 1)
-                                                      : 0);
+  uv_timer_start(uv, on_timer, (uint64_t)ms,
+                 repeat ? (uint64_t)(ms ? ms : 1) : 0);
   return 1;
 }
 
@@ -144,14 +147,13 @@ static int l_sleep(lua_State *L) {
   return lipc_task_park(L, &s->wait);
 }
 
-
 /* ---- cond: park tasks until somebody signals ------------------------- */
 
 /* A cond is the primitive behind "wait for this to happen": tasks wait
  * (optionally with a timeout) and signal/broadcast resumes them with the
  * values given. Waiters are served in arrival order. */
 typedef struct cwaiter {
-  lipc_handle h;             /* bare handle of the timeout timer */
+  lipc_handle h; /* bare handle of the timeout timer */
   uv_timer_t timer;
   lipc_wait wait;
   int timed;
@@ -169,8 +171,14 @@ static void cw_unlink(cwaiter *w) {
   lcond *c = w->cond;
   if (c == NULL)
     return;
-  if (w->prev) w->prev->next = w->next; else c->head = w->next;
-  if (w->next) w->next->prev = w->prev; else c->tail = w->prev;
+  if (w->prev)
+    w->prev->next = w->next;
+  else
+    c->head = w->next;
+  if (w->next)
+    w->next->prev = w->prev;
+  else
+    c->tail = w->prev;
   w->next = w->prev = NULL;
   w->cond = NULL;
 }
@@ -204,14 +212,17 @@ static int cond_wait(lua_State *L) {
     return luaL_error(L, "cond.wait: out of memory");
   w->cond = c;
   w->prev = c->tail;
-  if (c->tail) c->tail->next = w; else c->head = w;
+  if (c->tail)
+    c->tail->next = w;
+  else
+    c->head = w;
   c->tail = w;
   uv_timer_init(rt->loop, &w->timer);
   lipc_handle_bare(rt, &w->h, (uv_handle_t *)&w->timer, "cond", cw_free);
   if (!lua_isnoneornil(L, 2)) {
     uv_update_time(rt->loop);
-    uv_timer_start(&w->timer, cw_timeout, (uint64_t)check_ms(L, 2,
-                   "cond.wait"), 0);
+    uv_timer_start(&w->timer, cw_timeout, (uint64_t)check_ms(L, 2, "cond.wait"),
+                   0);
   } else {
     uv_unref((uv_handle_t *)&w->timer);
   }
@@ -278,11 +289,11 @@ static int l_cond(lua_State *L) {
 
 static void cond_class(lua_State *L) {
   static const luaL_Reg methods[] = {
-    {"wait", cond_wait},
-    {"signal", cond_signal},
-    {"broadcast", cond_broadcast},
-    {"waiting", cond_waiting},
-    {NULL, NULL}
+      {"wait", cond_wait},
+      {"signal", cond_signal},
+      {"broadcast", cond_broadcast},
+      {"waiting", cond_waiting},
+      {NULL, NULL},
   };
   luaL_newmetatable(L, COND);
   luaL_newlib(L, methods);
@@ -337,7 +348,8 @@ static int l_on_signal(lua_State *L) {
     return luaL_argerror(L, 1, "lipc.on_signal: unknown signal name");
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (signum == SIGKILL || signum == SIGSTOP)
-    return luaL_argerror(L, 1, "lipc.on_signal: SIGKILL and SIGSTOP cannot "
+    return luaL_argerror(L, 1,
+                         "lipc.on_signal: SIGKILL and SIGSTOP cannot "
                          "be caught");
   uv = malloc(sizeof(*uv));
   if (uv == NULL)
@@ -391,7 +403,7 @@ static int l_setenv(lua_State *L) {
   if (*name == '\0' || strchr(name, '='))
     return luaL_argerror(L, 1, "lipc.setenv: invalid variable name");
   rc = lua_isnoneornil(L, 2) ? unsetenv(name)
-                              : setenv(name, luaL_checkstring(L, 2), 1);
+                             : setenv(name, luaL_checkstring(L, 2), 1);
   if (rc != 0)
     return lipc_push_error(L, -errno, "lipc.setenv");
   lua_pushboolean(L, 1);
@@ -522,7 +534,7 @@ static int l_index(lua_State *L) {
       lua_pushstring(L, k);
       lua_call(L, 1, 1);
       lua_pushvalue(L, -1);
-      lua_setfield(L, 1, k);                  /* rawset: not in __newindex */
+      lua_setfield(L, 1, k); /* rawset: not in __newindex */
       return 1;
     }
   }
@@ -541,37 +553,35 @@ static int l_index(lua_State *L) {
 
 int luaopen_lipc_core(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"sleep", l_sleep},
-    {"set_timeout", l_set_timeout},
-    {"set_interval", l_set_interval},
-    {"on_signal", l_on_signal},
-    {"kill", l_kill},
-    {"getenv", l_getenv},
-    {"setenv", l_setenv},
-    {"env", l_env},
-    {"cwd", l_cwd},
-    {"chdir", l_chdir},
-    {"hrtime", l_hrtime},
-    {"now", l_now},
-    {"exit", l_exit},
-    {"handles", l_handles},
-    {"emitter", l_emitter},
-    {"cond", l_cond},
-    {"mkdtemp", l_mkdtemp},
-    {NULL, NULL}
+      {"sleep", l_sleep},
+      {"set_timeout", l_set_timeout},
+      {"set_interval", l_set_interval},
+      {"on_signal", l_on_signal},
+      {"kill", l_kill},
+      {"getenv", l_getenv},
+      {"setenv", l_setenv},
+      {"env", l_env},
+      {"cwd", l_cwd},
+      {"chdir", l_chdir},
+      {"hrtime", l_hrtime},
+      {"now", l_now},
+      {"exit", l_exit},
+      {"handles", l_handles},
+      {"emitter", l_emitter},
+      {"cond", l_cond},
+      {"mkdtemp", l_mkdtemp},
+      {NULL, NULL},
   };
   static const luaL_Reg timer_methods[] = {
-    {"stop", timer_stop},
-    {"active", timer_active},
-    {"ref", handle_ref},
-    {"unref", handle_unref},
-    {NULL, NULL}
+      {"stop", timer_stop}, {"active", timer_active},
+      {"ref", handle_ref},  {"unref", handle_unref},
+      {NULL, NULL},
   };
   static const luaL_Reg signal_methods[] = {
-    {"stop", signal_stop},
-    {"ref", handle_ref},
-    {"unref", handle_unref},
-    {NULL, NULL}
+      {"stop", signal_stop},
+      {"ref", handle_ref},
+      {"unref", handle_unref},
+      {NULL, NULL},
   };
   lipc_class(L, TIMER, timer_methods);
   lipc_class(L, SIGNAL, signal_methods);

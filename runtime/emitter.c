@@ -55,7 +55,7 @@ static int add(lua_State *L, int once, const char *fname) {
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, lua_tostring(L, 2));
   }
-  if (once) {                                 /* a once entry is {fn} */
+  if (once) { /* a once entry is {fn} */
     lua_createtable(L, 1, 0);
     lua_pushvalue(L, 3);
     lua_rawseti(L, -2, 1);
@@ -65,7 +65,7 @@ static int add(lua_State *L, int once, const char *fname) {
   lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
   lipc_rt(L)->listener_gen++;
   lua_settop(L, 1);
-  return 1;                                   /* self, for chaining */
+  return 1; /* self, for chaining */
 }
 
 int lipc_emitter_on(lua_State *L) {
@@ -126,7 +126,7 @@ static int l_off(lua_State *L) {
     return 1;
   }
   n = (lua_Integer)lua_rawlen(L, -1);
-  for (i = n; i >= 1; i--) {                  /* the newest one first */
+  for (i = n; i >= 1; i--) { /* the newest one first */
     lua_rawgeti(L, -1, i);
     entry_fn(L, -1);
     if (lua_rawequal(L, -1, 3)) {
@@ -184,7 +184,7 @@ static int emit_on(lipc_runtime *rt, lua_State *L, int obj, const char *ev,
                    int nargs) {
   int arr, base, i, n, a;
   obj = lua_absindex(L, obj);
-  base = lua_gettop(L) - nargs;               /* args at base+1..base+nargs */
+  base = lua_gettop(L) - nargs; /* args at base+1..base+nargs */
   luaL_checkstack(L, nargs + 8, "emit");
   n = 0;
   if (push_listeners(L, obj, 0) && lua_getfield(L, -1, ev) == LUA_TTABLE)
@@ -206,7 +206,7 @@ static int emit_on(lipc_runtime *rt, lua_State *L, int obj, const char *ev,
     lua_rawgeti(L, arr, i);
     lua_rawseti(L, -2, i);
   }
-  for (i = n; i >= 1; i--) {                  /* drop once entries */
+  for (i = n; i >= 1; i--) { /* drop once entries */
     lua_rawgeti(L, arr, i);
     if (lua_istable(L, -1)) {
       remove_at(L, arr, i);
@@ -244,12 +244,8 @@ static int l_emit(lua_State *L) {
 
 void lipc_emitter_methods(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"on", lipc_emitter_on},
-    {"once", l_once},
-    {"off", l_off},
-    {"emit", l_emit},
-    {"listeners", l_listeners},
-    {NULL, NULL}
+      {"on", lipc_emitter_on}, {"once", l_once},           {"off", l_off},
+      {"emit", l_emit},        {"listeners", l_listeners}, {NULL, NULL},
   };
   luaL_setfuncs(L, fns, 0);
 }

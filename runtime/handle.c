@@ -101,14 +101,14 @@ static void free_detached(uv_handle_t *uv) {
 static void on_closed(uv_handle_t *uv) {
   lipc_handle *h = uv->data;
   lipc_runtime *rt;
-  if (h && h->bare) {                         /* uv lives inside h's owner */
+  if (h && h->bare) { /* uv lives inside h's owner */
     h->uv = NULL;
     unlink_handle(h);
     h->on_close(h);
     return;
   }
   free(uv);
-  if (h == NULL)                              /* collected meanwhile */
+  if (h == NULL) /* collected meanwhile */
     return;
   rt = h->rt;
   h->uv = NULL;
@@ -116,7 +116,7 @@ static void on_closed(uv_handle_t *uv) {
   if (h->on_close)
     h->on_close(h);
   if (!rt->exiting) {
-    if (lipc_handle_push(h))                  /* else it pushed nil */
+    if (lipc_handle_push(h)) /* else it pushed nil */
       lipc_emit(rt, -1, "close", 0);
     lua_pop(rt->L, 1);
   }
@@ -128,14 +128,14 @@ static void trace_close(lipc_handle *h) {
   char a[128], b[128];
   const char *local, *peer;
   uv_os_fd_t fd = -1;
-  if (h->kind == NULL || (strcmp(h->kind, "tcp") != 0 &&
-                          strcmp(h->kind, "pipe") != 0 &&
-                          strcmp(h->kind, "tcp server") != 0 &&
-                          strcmp(h->kind, "pipe server") != 0))
+  if (h->kind == NULL ||
+      (strcmp(h->kind, "tcp") != 0 && strcmp(h->kind, "pipe") != 0 &&
+       strcmp(h->kind, "tcp server") != 0 &&
+       strcmp(h->kind, "pipe server") != 0))
     return;
   local = lipc_trace_addr(h->uv, 0, a, sizeof(a));
   peer = lipc_trace_addr(h->uv, 1, b, sizeof(b));
-  if (local == NULL)                          /* a pipe(2), not a socket */
+  if (local == NULL) /* a pipe(2), not a socket */
     return;
   uv_fileno(h->uv, &fd);
   lipc_trace(h->rt, "net", "close %s fd %d %s%s%s", h->kind, (int)fd, local,
@@ -174,8 +174,8 @@ static int l_close(lua_State *L) {
 
 static int l_tostring(lua_State *L) {
   lipc_handle *h = lua_touserdata(L, 1);
-  const char *name = luaL_getmetafield(L, 1, "__name") ? lua_tostring(L, -1)
-                                                       : "lipc.handle";
+  const char *name =
+      luaL_getmetafield(L, 1, "__name") ? lua_tostring(L, -1) : "lipc.handle";
   lua_pushfstring(L, "%s (%s%s): %p", name, h->kind ? h->kind : "?",
                   h->uv ? "" : ", closed", (void *)h);
   return 1;
@@ -200,10 +200,10 @@ static int l_newindex(lua_State *L) {
 }
 
 void lipc_class(lua_State *L, const char *tname, const luaL_Reg *methods) {
-  luaL_newmetatable(L, tname);                /* mt */
-  lua_pushboolean(L, 1);                      /* lipc_testobj's fast path */
+  luaL_newmetatable(L, tname); /* mt */
+  lua_pushboolean(L, 1);       /* lipc_testobj's fast path */
   lua_rawsetp(L, -2, tname);
-  lua_newtable(L);                            /* mt methods */
+  lua_newtable(L); /* mt methods */
   lipc_emitter_methods(L);
   lua_pushcfunction(L, l_close);
   lua_setfield(L, -2, "close");
@@ -222,7 +222,7 @@ void lipc_class(lua_State *L, const char *tname, const luaL_Reg *methods) {
   lua_setfield(L, -3, "__tostring");
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "methods");
-  lua_remove(L, -2);                          /* methods */
+  lua_remove(L, -2); /* methods */
 }
 
 void *lipc_testobj(lua_State *L, int idx, const char *tname) {
@@ -255,7 +255,7 @@ void *lipc_testobj(lua_State *L, int idx, const char *tname) {
   lua_getfield(L, -1, "__name");
   ok = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), tname) == 0;
   lua_pop(L, 1);
-  if (!ok) {                                  /* a derived type? */
+  if (!ok) { /* a derived type? */
     lua_pushfstring(L, "__is_%s", tname);
     ok = lua_rawget(L, -2) != LUA_TNIL;
     lua_pop(L, 1);

@@ -23,13 +23,13 @@ struct lipc_runtime {
   uv_loop_t *loop;
   uv_loop_t own_loop;
   int owns_loop;
-  int owns_state;          /* 0 when loaded as a module into stock lua */
-  lua_State *L;            /* the main thread: scratch stack for callbacks */
-  lua_State *current;      /* the task running now, NULL between tasks */
-  int pool_ref;            /* registry ref: idle coroutines, an array */
+  int owns_state;     /* 0 when loaded as a module into stock lua */
+  lua_State *L;       /* the main thread: scratch stack for callbacks */
+  lua_State *current; /* the task running now, NULL between tasks */
+  int pool_ref;       /* registry ref: idle coroutines, an array */
   int pool_n;
-  int parked_ref;          /* registry ref: parked tasks, keyed by their
-                              lipc_wait (lightuserdata) */
+  int parked_ref; /* registry ref: parked tasks, keyed by their
+                     lipc_wait (lightuserdata) */
   int exit_code;
   int exiting;             /* lipc.exit or an uncaught error: no more Lua */
   int running;             /* inside uv_run */
@@ -56,9 +56,9 @@ enum {
 };
 void lipc_trace(lipc_runtime *rt, const char *what, const char *fmt, ...)
 #if defined(__GNUC__)
-  __attribute__((format(printf, 3, 4)))
+    __attribute__((format(printf, 3, 4)))
 #endif
-  ;
+    ;
 unsigned lipc_trace_parse(const char *spec);
 /* The local (peer 0) or remote (peer 1) address of a socket handle for a
  * trace line: "127.0.0.1:80", "[::1]:80", a Unix socket path, "@name"
@@ -72,8 +72,8 @@ void lipc_ignore_sigpipe(void);
 /* task.c: coroutines. A task runs a function; when it waits it is parked
  * in a lipc_wait and resumed by whoever completes the wait. */
 typedef struct lipc_wait {
-  lua_State *co;           /* NULL when nobody waits */
-  int ref;                 /* keeps co alive while parked */
+  lua_State *co; /* NULL when nobody waits */
+  int ref;       /* keeps co alive while parked */
 } lipc_wait;
 
 /* Starts fn (at -nargs-1 of L) with nargs arguments as a new task.
@@ -92,14 +92,14 @@ void lipc_wait_cancel(lipc_runtime *rt, lipc_wait *w);
 int luaopen_lipc_task(lua_State *L);
 
 /* emitter.c: on/once/off/emit/listeners for userdata and table objects. */
-void lipc_emitter_methods(lua_State *L);   /* adds them to the table on top */
+void lipc_emitter_methods(lua_State *L); /* adds them to the table on top */
 /* Calls every listener of ev on the object at obj (an index of rt->L) with
  * the nargs values on top of rt->L, each in a task. Pops the values.
  * An 'error' nobody listens to becomes an uncaught error. Returns the
  * number of listeners called. */
 int lipc_emit(lipc_runtime *rt, int obj, const char *ev, int nargs);
 int lipc_has_listeners(lua_State *L, int obj, const char *ev);
-int lipc_emitter_on(lua_State *L);          /* the `on` method itself */
+int lipc_emitter_on(lua_State *L); /* the `on` method itself */
 
 /* handle.c: every object wrapping a uv handle starts with a lipc_handle.
  * The uv handle is malloc'd apart from the userdata so that it can outlive
@@ -107,13 +107,13 @@ int lipc_emitter_on(lua_State *L);          /* the `on` method itself */
  * reference to itself so that it cannot be collected under a callback. */
 struct lipc_handle {
   lipc_runtime *rt;
-  uv_handle_t *uv;         /* NULL once the close callback ran */
-  int ref;                 /* self reference, LUA_NOREF when released */
+  uv_handle_t *uv; /* NULL once the close callback ran */
+  int ref;         /* self reference, LUA_NOREF when released */
   unsigned closing : 1;
-  unsigned internal : 1;   /* stdio: not reported by lipc.handles() */
-  unsigned bare : 1;       /* no Lua object: on_close frees the memory */
-  const char *kind;        /* "timer", "tcp", "pipe", "process", ... */
-  void (*on_close)(lipc_handle *h);  /* before 'close' is emitted */
+  unsigned internal : 1; /* stdio: not reported by lipc.handles() */
+  unsigned bare : 1;     /* no Lua object: on_close frees the memory */
+  const char *kind;      /* "timer", "tcp", "pipe", "process", ... */
+  void (*on_close)(lipc_handle *h);    /* before 'close' is emitted */
   void (*flush_close)(lipc_handle *h); /* at exit: close once flushed */
   lipc_handle *next, *prev;
 };
@@ -128,7 +128,7 @@ void *lipc_handle_new(lua_State *L, size_t size, const char *tname,
 void lipc_handle_bare(lipc_runtime *rt, lipc_handle *h, uv_handle_t *uv,
                       const char *kind, void (*on_close)(lipc_handle *));
 void lipc_handle_close(lipc_handle *h);
-int lipc_handle_push(lipc_handle *h);      /* pushes the object on rt->L */
+int lipc_handle_push(lipc_handle *h);        /* pushes the object on rt->L */
 void lipc_handle_unref_self(lipc_handle *h); /* let GC take an idle object */
 void lipc_handle_ref_self(lipc_handle *h, lua_State *L, int idx);
 /* Creates metatable tname with __index (methods, then the env table),

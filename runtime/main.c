@@ -12,16 +12,16 @@
 #include "internal.h"
 
 static const char usage[] =
-  "usage: lipc [options] [script [args...]]\n"
-  "  script      a Lua file to run as the main task ('-' reads stdin)\n"
-  "  -e code     run code as the main task (args follow it)\n"
-  "  -i          enter the interactive prompt after running the script\n"
-  "  --trace K   trace events of kinds K (ipc,spawn,net or all) to stderr\n"
-  "              (same as LIPC_TRACE=K; children inherit it)\n"
-  "  -v          print the version and exit\n"
-  "  -h          print this help and exit\n"
-  "With no script on a terminal, lipc starts the interactive prompt.\n"
-  "The event loop runs until nothing is pending or lipc.exit() is called.\n";
+    "usage: lipc [options] [script [args...]]\n"
+    "  script      a Lua file to run as the main task ('-' reads stdin)\n"
+    "  -e code     run code as the main task (args follow it)\n"
+    "  -i          enter the interactive prompt after running the script\n"
+    "  --trace K   trace events of kinds K (ipc,spawn,net or all) to stderr\n"
+    "              (same as LIPC_TRACE=K; children inherit it)\n"
+    "  -v          print the version and exit\n"
+    "  -h          print this help and exit\n"
+    "With no script on a terminal, lipc starts the interactive prompt.\n"
+    "The event loop runs until nothing is pending or lipc.exit() is called.\n";
 
 /* The prompt is an embedded Lua chunk run as a task (runtime/repl.lua). */
 static void start_repl(lipc_runtime *rt) {
@@ -55,11 +55,11 @@ int main(int argc, char **argv) {
 
   if (i < argc && strcmp(argv[i], "-v") == 0)
     return version(), 0;
-  if (i < argc && (strcmp(argv[i], "-h") == 0 ||
-                   strcmp(argv[i], "--help") == 0))
+  if (i < argc &&
+      (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0))
     return fputs(usage, stdout), 0;
   if (i + 1 < argc && strcmp(argv[i], "--trace") == 0) {
-    setenv("LIPC_TRACE", argv[i + 1], 1);   /* children trace too */
+    setenv("LIPC_TRACE", argv[i + 1], 1); /* children trace too */
     i += 2;
   }
   if (i < argc && strcmp(argv[i], "-i") == 0) {

@@ -24,10 +24,13 @@
 #define EXIT_FLUSH_MS 2000
 
 unsigned lipc_trace_parse(const char *spec) {
-  static const struct { const char *name; unsigned bit; } kinds[] = {
-    {"ipc", LIPC_TRACE_IPC}, {"spawn", LIPC_TRACE_SPAWN},
-    {"net", LIPC_TRACE_NET}, {NULL, 0}
-  };
+  static const struct {
+    const char *name;
+    unsigned bit;
+  } kinds[] = {{"ipc", LIPC_TRACE_IPC},
+               {"spawn", LIPC_TRACE_SPAWN},
+               {"net", LIPC_TRACE_NET},
+               {NULL, 0}};
   unsigned mask = 0;
   int i;
   if (spec == NULL)
@@ -76,8 +79,7 @@ const char *lipc_trace_addr(uv_handle_t *uv, int peer, char *buf, size_t n) {
     return NULL;
   if (ss.ss_family == AF_INET) {
     uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-    snprintf(buf, n, "%s:%d", ip,
-             ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    snprintf(buf, n, "%s:%d", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
   } else if (ss.ss_family == AF_INET6) {
     uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
     snprintf(buf, n, "[%s]:%d", ip,
@@ -171,18 +173,20 @@ int lipc_push_error(lua_State *L, int err, const char *detail) {
   return 1 + lipc_push_errpair(L, err, detail);
 }
 
-static const struct { const char *name; int num; } signals[] = {
-  {"SIGHUP", SIGHUP}, {"SIGINT", SIGINT}, {"SIGQUIT", SIGQUIT},
-  {"SIGILL", SIGILL}, {"SIGTRAP", SIGTRAP}, {"SIGABRT", SIGABRT},
-  {"SIGBUS", SIGBUS}, {"SIGFPE", SIGFPE}, {"SIGKILL", SIGKILL},
-  {"SIGUSR1", SIGUSR1}, {"SIGSEGV", SIGSEGV}, {"SIGUSR2", SIGUSR2},
-  {"SIGPIPE", SIGPIPE}, {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM},
-  {"SIGCHLD", SIGCHLD}, {"SIGCONT", SIGCONT}, {"SIGSTOP", SIGSTOP},
-  {"SIGTSTP", SIGTSTP}, {"SIGTTIN", SIGTTIN}, {"SIGTTOU", SIGTTOU},
-  {"SIGURG", SIGURG}, {"SIGXCPU", SIGXCPU}, {"SIGXFSZ", SIGXFSZ},
-  {"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF}, {"SIGWINCH", SIGWINCH},
-  {"SIGIO", SIGIO}, {"SIGSYS", SIGSYS}, {NULL, 0}
-};
+static const struct {
+  const char *name;
+  int num;
+} signals[] =
+    {{"SIGHUP", SIGHUP},       {"SIGINT", SIGINT},   {"SIGQUIT", SIGQUIT},
+     {"SIGILL", SIGILL},       {"SIGTRAP", SIGTRAP}, {"SIGABRT", SIGABRT},
+     {"SIGBUS", SIGBUS},       {"SIGFPE", SIGFPE},   {"SIGKILL", SIGKILL},
+     {"SIGUSR1", SIGUSR1},     {"SIGSEGV", SIGSEGV}, {"SIGUSR2", SIGUSR2},
+     {"SIGPIPE", SIGPIPE},     {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM},
+     {"SIGCHLD", SIGCHLD},     {"SIGCONT", SIGCONT}, {"SIGSTOP", SIGSTOP},
+     {"SIGTSTP", SIGTSTP},     {"SIGTTIN", SIGTTIN}, {"SIGTTOU", SIGTTOU},
+     {"SIGURG", SIGURG},       {"SIGXCPU", SIGXCPU}, {"SIGXFSZ", SIGXFSZ},
+     {"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF}, {"SIGWINCH", SIGWINCH},
+     {"SIGIO", SIGIO},         {"SIGSYS", SIGSYS},   {NULL, 0}};
 
 int lipc_signum(lua_State *L, int idx) {
   int i;
@@ -222,9 +226,8 @@ static void install_os_exit(lua_State *L) {
 
 static void preload(lua_State *L) {
   static const luaL_Reg mods[] = {
-    {"lipc", luaopen_lipc}, {"spawn", luaopen_spawn},
-    {"fork", luaopen_fork}, {"pipe", luaopen_pipe}, {"net", luaopen_net},
-    {NULL, NULL}
+      {"lipc", luaopen_lipc}, {"spawn", luaopen_spawn}, {"fork", luaopen_fork},
+      {"pipe", luaopen_pipe}, {"net", luaopen_net},     {NULL, NULL},
   };
   int i;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
@@ -467,7 +470,7 @@ static int l_run(lua_State *L) {
 
 int luaopen_lipc(lua_State *L) {
   ensure_rt(L);
-  luaopen_lipc_core(L);                       /* the module table */
+  luaopen_lipc_core(L); /* the module table */
   lua_pushcfunction(L, l_run);
   lua_setfield(L, -2, "run");
   return 1;

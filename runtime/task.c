@@ -22,7 +22,7 @@ static lua_State *pool_get(lipc_runtime *rt, lua_State *L) {
   co = lua_tothread(L, -1);
   lua_pushnil(L);
   lua_rawseti(L, -3, rt->pool_n--);
-  lua_remove(L, -2);                          /* leaves the thread */
+  lua_remove(L, -2); /* leaves the thread */
   return co;
 }
 
@@ -65,12 +65,12 @@ void lipc_task_start(lipc_runtime *rt, lua_State *L, int nargs) {
     lua_pop(L, nargs + 1);
     return;
   }
-  co = pool_get(rt, L);                       /* fn args... co */
-  lua_insert(L, -(nargs + 2));                /* co fn args... */
+  co = pool_get(rt, L);        /* fn args... co */
+  lua_insert(L, -(nargs + 2)); /* co fn args... */
   lua_xmove(L, co, nargs + 1);
   resume(rt, L, co, nargs);
-  lua_pop(L, 1);                              /* co: referenced by a wait
-                                                 or the pool if it lives */
+  lua_pop(L, 1); /* co: referenced by a wait
+                    or the pool if it lives */
 }
 
 void lipc_task_check(lua_State *L, const char *fname) {
@@ -143,9 +143,9 @@ static int l_in_task(lua_State *L) {
 int luaopen_lipc_task(lua_State *L) {
   lipc_runtime *rt = lipc_rt(L);
   static const luaL_Reg fns[] = {
-    {"go", l_go},
-    {"in_task", l_in_task},
-    {NULL, NULL}
+      {"go", l_go},
+      {"in_task", l_in_task},
+      {NULL, NULL},
   };
   /* Once per runtime, however often the module is loaded (busted's
    * insulation reloads it): tasks parked or pooled before stay anchored. */
@@ -157,6 +157,6 @@ int luaopen_lipc_task(lua_State *L) {
     lua_newtable(L);
     rt->parked_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  luaL_setfuncs(L, fns, 0);                   /* into the table on top */
+  luaL_setfuncs(L, fns, 0); /* into the table on top */
   return 0;
 }

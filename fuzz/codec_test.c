@@ -21,6 +21,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "lua_equal.h"
 #include "codec.h"
 
 static int passed, failed;
@@ -47,52 +48,7 @@ static void check(int ok, const char *name, const char *fmt, ...) {
 
 /* deep equality that also compares integer/float subtype */
 static int deq(int a, int b, int depth) {
-  a = lua_absindex(L, a);
-  b = lua_absindex(L, b);
-  if (lua_type(L, a) != lua_type(L, b))
-    return 0;
-  switch (lua_type(L, a)) {
-    case LUA_TNIL: return 1;
-    case LUA_TBOOLEAN: return lua_toboolean(L, a) == lua_toboolean(L, b);
-    case LUA_TNUMBER: {
-      lua_Number x, y;
-      if (lua_isinteger(L, a) != lua_isinteger(L, b))
-        return 0;
-      if (lua_isinteger(L, a))
-        return lua_tointeger(L, a) == lua_tointeger(L, b);
-      x = lua_tonumber(L, a);
-      y = lua_tonumber(L, b);
-      return memcmp(&x, &y, sizeof x) == 0 || (x != x && y != y);
-    }
-    case LUA_TSTRING: {
-      size_t la, lb;
-      const char *sa = lua_tolstring(L, a, &la), *sb = lua_tolstring(L, b, &lb);
-      return la == lb && memcmp(sa, sb, la) == 0;
-    }
-    case LUA_TTABLE: {
-      size_t na = 0, nb = 0;
-      if (depth > 300 || !lua_checkstack(L, 4))
-        return 0;
-      lua_pushnil(L);
-      while (lua_next(L, b)) {
-        nb++;
-        lua_pop(L, 1);
-      }
-      lua_pushnil(L);
-      while (lua_next(L, a)) {
-        na++;
-        lua_pushvalue(L, -2);
-        lua_rawget(L, b);
-        if (!deq(-2, -1, depth + 1)) {
-          lua_pop(L, 3);
-          return 0;
-        }
-        lua_pop(L, 2);
-      }
-      return na == nb;
-    }
-    default: return lua_rawequal(L, a, b);
-  }
+  return lua_equal_at(L, a, b, depth, 300);
 }
 
 static size_t unhex(const char *hex, char *out) {

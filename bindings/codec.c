@@ -532,6 +532,48 @@ static int encmap(Enc *e, int t, lua_Unsigned n, int depth) {
 }
 
 /*
+** A table whose border is 0 can only be a map, so one walk does: the
+** entries go after a 1-byte fixmap header and are counted on the way;
+** the rare map of 16 entries or more then moves them up to make room
+** for its longer header. (Counting first costs a second lua_next walk
+** of every small map, the most common message shape.)
+*/
+static int encmap1(Enc *e, int t, int depth) {
+  lua_State *L = e->L;
+  lipc_buf *b = e->b;
+  size_t start = b->len, extra;
+  lua_Unsigned c = 0;
+  b->len += 1; /* encvalue reserved room for it */
+  lua_pushnil(L);
+  while (lua_next(L, t)) { /* stack: key value */
+    int v = lua_gettop(L);
+    int kt = lua_type(L, v - 1);
+    if (kt != LUA_TSTRING && kt != LUA_TNUMBER && kt != LUA_TBOOLEAN)
+      return enctypefail(e, depth, v - 1, " key");
+    e->path[depth + 1].key = v - 1;
+    if (encvalue(e, v - 1, kt, depth))
+      return -1;
+    if (encvalue(e, v, lua_type(L, v), depth + 1))
+      return -1;
+    lua_pop(L, 1);
+    c++;
+  }
+  if (c < 16) {
+    b->data[start] = (char)(0x80 | c);
+    return 0;
+  }
+  if (c > UINT32_MAX)
+    return encfail(e, depth, "table has more than 2^32-1 entries");
+  extra = c <= 0xFFFF ? 2 : 4;
+  if (b->cap - b->len < extra && lipc_buf_reserve(b, extra) != 0)
+    return encfail(e, depth, "not enough memory");
+  memmove(b->data + start + 1 + extra, b->data + start + 1, b->len - start - 1);
+  b->len += extra;
+  putlen((unsigned char *)b->data + start, (size_t)c, 0xDE);
+  return 0;
+}
+
+/*
 ** A table is an array when its keys are exactly 1..n. With c entries
 ** and a border n = #t (raw), that holds iff c == n > 0 and none of
 ** t[1..n] is nil: then 1..n are n of the c keys, leaving room for no
@@ -552,6 +594,8 @@ static int enctable(Enc *e, int t, int depth) {
     return encfail(e, depth, "Lua stack overflow");
   e->open[depth] = self;
   n = (lua_Unsigned)lua_rawlen(L, t);
+  if (n == 0)
+    return encmap1(e, t, depth);
   c = tabcount(L, t);
   if (c > UINT32_MAX)
     return encfail(e, depth, "table has more than 2^32-1 entries");

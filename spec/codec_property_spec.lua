@@ -96,4 +96,17 @@ describe("the codec round trip", function()
     ca:disconnect()
     cb:disconnect()
   end)
+
+  it("holds at the map header sizes (fixmap, map16, map32)", function()
+    local a, b = assert(fork.socketpair())
+    local ca, cb = a:channel(), b:channel()
+    for _, n in ipairs({0, 1, 15, 16, 17, 65535, 65536, 70000}) do
+      local t = {}
+      for i = 1, n do t["k" .. i] = i end
+      ca:send(t)
+      assert.is_true((same(t, cb:receive(), "map of " .. n)))
+    end
+    ca:disconnect()
+    cb:disconnect()
+  end)
 end)

@@ -505,40 +505,14 @@ static int encarray(Enc *e, int t, lua_Unsigned n, int depth) {
   return 0;
 }
 
-static int encmap(Enc *e, int t, lua_Unsigned n, int depth) {
-  lua_State *L = e->L;
-  lipc_buf *b = e->b;
-  unsigned char *w = (unsigned char *)b->data + b->len;
-  if (n < 16) {
-    *w = (unsigned char)(0x80 | n);
-    b->len += 1;
-  } else
-    b->len += (size_t)(putlen(w, (size_t)n, 0xDE) - w);
-  lua_pushnil(L);
-  while (lua_next(L, t)) { /* stack: key value */
-    int v = lua_gettop(L);
-    int kt = lua_type(L, v - 1);
-    if (kt != LUA_TSTRING && kt != LUA_TNUMBER && kt != LUA_TBOOLEAN)
-      return enctypefail(e, depth, v - 1, " key");
-    e->path[depth + 1].key = v - 1;
-    /* the key is a scalar: it adds no step to the path */
-    if (encvalue(e, v - 1, kt, depth))
-      return -1;
-    if (encvalue(e, v, lua_type(L, v), depth + 1))
-      return -1;
-    lua_pop(L, 1);
-  }
-  return 0;
-}
-
 /*
-** A table whose border is 0 can only be a map, so one walk does: the
-** entries go after a 1-byte fixmap header and are counted on the way;
-** the rare map of 16 entries or more then moves them up to make room
-** for its longer header. (Counting first costs a second lua_next walk
-** of every small map, the most common message shape.)
+** t as a map, in one walk: the entries go after a 1-byte fixmap header
+** and are counted on the way; the rare map of 16 entries or more then
+** moves them up to make room for its longer header. (Counting first
+** would cost a second lua_next walk of every small map, the most common
+** message shape.)
 */
-static int encmap1(Enc *e, int t, int depth) {
+static int encmap(Enc *e, int t, int depth) {
   lua_State *L = e->L;
   lipc_buf *b = e->b;
   size_t start = b->len, extra;
@@ -551,6 +525,7 @@ static int encmap1(Enc *e, int t, int depth) {
     if (kt != LUA_TSTRING && kt != LUA_TNUMBER && kt != LUA_TBOOLEAN)
       return enctypefail(e, depth, v - 1, " key");
     e->path[depth + 1].key = v - 1;
+    /* the key is a scalar: it adds no step to the path */
     if (encvalue(e, v - 1, kt, depth))
       return -1;
     if (encvalue(e, v, lua_type(L, v), depth + 1))
@@ -594,20 +569,20 @@ static int enctable(Enc *e, int t, int depth) {
     return encfail(e, depth, "Lua stack overflow");
   e->open[depth] = self;
   n = (lua_Unsigned)lua_rawlen(L, t);
-  if (n == 0)
-    return encmap1(e, t, depth);
+  if (n == 0) /* no border: a map, no need to count */
+    return encmap(e, t, depth);
   c = tabcount(L, t);
   if (c > UINT32_MAX)
     return encfail(e, depth, "table has more than 2^32-1 entries");
   /* encvalue reserved 9 bytes: room for either header */
-  if (c == n && n > 0) {
+  if (c == n) {
     size_t start = e->b->len;
     int r = encarray(e, t, n, depth);
     if (r <= 0)
       return r;
     e->b->len = start; /* a hole */
   }
-  return encmap(e, t, c, depth);
+  return encmap(e, t, depth);
 }
 
 /* appends the value at absolute index 'idx', of Lua type 'type';

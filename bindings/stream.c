@@ -42,10 +42,7 @@ enum {
   F_SOCKET = 1 << 7,    /* shutdown(2) works; otherwise end = close */
   F_HALF_OPEN = 1 << 8, /* stay open for writing after the peer's end */
   F_NEED_DRAIN = 1 << 9,
-  F_SYNC = 1 << 10, /* a plain fd written with blocking write(2) */
-  F_SYNC_EOF = 1 << 11,
-  F_NO_READ = 1 << 12,
-  F_NO_WRITE = 1 << 13
+  F_SYNC = 1 << 10 /* a plain fd written with blocking write(2) */
 };
 
 struct lipc_stream {
@@ -114,25 +111,17 @@ uint64_t lipc_stream_active(lipc_stream *s) {
   return s->active;
 }
 
-size_t lipc_stream_queued(lipc_stream *s) {
-  return s->queued;
-}
-
 void *lipc_stream_hook_ctx(lipc_stream *s) {
   return s->hook_ctx;
 }
 
 static int can_read(lipc_stream *s) {
-  if (s->flags & F_NO_READ)
-    return 0;
   if (s->flags & F_SYNC)
     return 1;
   return s->h.uv && uv_is_readable((uv_stream_t *)s->h.uv);
 }
 
 static int can_write(lipc_stream *s) {
-  if (s->flags & F_NO_WRITE)
-    return 0;
   if (s->flags & F_SYNC)
     return 1;
   return s->h.uv && uv_is_writable((uv_stream_t *)s->h.uv);
@@ -285,7 +274,6 @@ static void on_sync_idle(uv_idle_t *idle) {
     s->reads++;
     deliver(s, rt->rbuf, (size_t)n);
   } else if (n == 0) {
-    s->flags |= F_SYNC_EOF;
     on_eof(s);
   } else
     on_error(s, -errno, "read");
@@ -331,11 +319,6 @@ int lipc_stream_read_start(lipc_stream *s) {
     return UV_EBADF;
   update_reading(s);
   return (s->flags & F_ERRORED) ? UV_EIO : 0;
-}
-
-void lipc_stream_read_stop(lipc_stream *s) {
-  s->flags &= ~F_FLOWING;
-  update_reading(s);
 }
 
 void lipc_stream_set_hooks(lipc_stream *s, lipc_alloc_hook alloc,
@@ -462,7 +445,6 @@ static void on_written(uv_write_t *req, int status) {
   s->queued -= w->len;
   s->active = uv_now(req->handle->loop);
   s->nwrites--;
-  rt->pending_writes--;
   if (status == 0)
     s->bytes_written += w->len;
   if (w->data_ref != LUA_NOREF)
@@ -480,7 +462,6 @@ static void on_written(uv_write_t *req, int status) {
 
 static int submit(lipc_stream *s, wreq *w, unsigned nbufs,
                   uv_stream_t *send_handle) {
-  lipc_runtime *rt = s->h.rt;
   int err;
   w->s = s;
   if (send_handle)
@@ -493,7 +474,6 @@ static int submit(lipc_stream *s, wreq *w, unsigned nbufs,
   s->queued += w->len;
   s->nwrites++;
   s->writes++;
-  rt->pending_writes++;
   if (s->queued >= s->hwm) {
     if (!(s->flags & F_NEED_DRAIN))
       s->hwm_hits++;

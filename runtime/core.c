@@ -156,7 +156,6 @@ typedef struct cwaiter {
   lipc_handle h; /* bare handle of the timeout timer */
   uv_timer_t timer;
   lipc_wait wait;
-  int timed;
   struct cwaiter *next, *prev;
   struct lcond *cond;
 } cwaiter;

@@ -87,13 +87,6 @@ void lipc_handle_unref_self(lipc_handle *h) {
   h->ref = LUA_NOREF;
 }
 
-void lipc_handle_ref_self(lipc_handle *h, lua_State *L, int idx) {
-  if (h->ref != LUA_NOREF)
-    return;
-  lua_pushvalue(L, idx);
-  h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-}
-
 static void free_detached(uv_handle_t *uv) {
   free(uv);
 }
@@ -284,14 +277,6 @@ void lipc_close_all(lipc_runtime *rt, int graceful) {
     else
       lipc_handle_close(h);
   }
-}
-
-int lipc_handle_count(lipc_runtime *rt) {
-  int n = 0;
-  lipc_handle *h;
-  for (h = rt->handles; h; h = h->next)
-    n += !h->internal && !h->closing;
-  return n;
 }
 
 /* lipc.handles() -> array of {kind=, active=, object=} of open handles */

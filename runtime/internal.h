@@ -34,7 +34,6 @@ struct lipc_runtime {
   int exiting;             /* lipc.exit or an uncaught error: no more Lua */
   int running;             /* inside uv_run */
   lipc_handle *handles;    /* every open handle object, newest first */
-  unsigned pending_writes; /* write requests in flight, for the exit flush */
   char *rbuf;              /* shared read buffer: reads are consumed at once */
   unsigned trace;          /* LIPC_TRACE_* bits from LIPC_TRACE / --trace */
   uint64_t t0;             /* hrtime at start, for trace timestamps */
@@ -130,7 +129,6 @@ void lipc_handle_bare(lipc_runtime *rt, lipc_handle *h, uv_handle_t *uv,
 void lipc_handle_close(lipc_handle *h);
 int lipc_handle_push(lipc_handle *h);        /* pushes the object on rt->L */
 void lipc_handle_unref_self(lipc_handle *h); /* let GC take an idle object */
-void lipc_handle_ref_self(lipc_handle *h, lua_State *L, int idx);
 /* Creates metatable tname with __index (methods, then the env table),
  * __newindex (env), __gc, __close, __tostring and the emitter methods;
  * methods may be NULL. Leaves the methods table on the stack. */
@@ -141,7 +139,6 @@ void *lipc_testobj(lua_State *L, int idx, const char *tname);
 void *lipc_checkobj(lua_State *L, int idx, const char *tname,
                     const char *fname);
 void lipc_close_all(lipc_runtime *rt, int graceful);
-int lipc_handle_count(lipc_runtime *rt);
 int lipc_push_handles(lua_State *L);
 
 /* Errors: pushes nil, "CODE: message (detail)", "CODE"; returns 3. */
@@ -179,7 +176,6 @@ void lipc_stream_set_hooks(lipc_stream *s, lipc_alloc_hook alloc,
                            lipc_read_hook read, void *ctx);
 void *lipc_stream_hook_ctx(lipc_stream *s);
 int lipc_stream_read_start(lipc_stream *s);
-void lipc_stream_read_stop(lipc_stream *s);
 /* Writes bufs; they must stay valid until cb(ctx, status) runs.
  * Returns 0 or a negative error (then cb is not called). */
 typedef void (*lipc_write_done)(void *ctx, int status);
@@ -190,7 +186,6 @@ int lipc_stream_write_raw(lipc_stream *s, uv_buf_t *bufs, unsigned nbufs,
  * is queued: bytes written (maybe fewer than b->len) or a negative error,
  * UV_EAGAIN when nothing could be. */
 int lipc_stream_try_write(lipc_stream *s, const uv_buf_t *b);
-size_t lipc_stream_queued(lipc_stream *s);
 void lipc_stream_free_requests(lipc_runtime *rt);
 /* Loop time (uv_now) of the stream's last read or write: idle timeouts. */
 uint64_t lipc_stream_active(lipc_stream *s);

@@ -735,22 +735,6 @@ static int server_listening(lua_State *L) {
   return 1;
 }
 
-static int server_ref(lua_State *L) {
-  lipc_server *srv = lipc_server_check(L, 1, "server.ref");
-  if (srv->h.uv)
-    uv_ref(srv->h.uv);
-  lua_settop(L, 1);
-  return 1;
-}
-
-static int server_unref(lua_State *L) {
-  lipc_server *srv = lipc_server_check(L, 1, "server.unref");
-  if (srv->h.uv)
-    uv_unref(srv->h.uv);
-  lua_settop(L, 1);
-  return 1;
-}
-
 void lipc_server_class(lua_State *L, const char *tname, const luaL_Reg *extra) {
   static const char *const adders[] = {"on", "once", NULL};
   static const luaL_Reg methods[] = {
@@ -758,8 +742,6 @@ void lipc_server_class(lua_State *L, const char *tname, const luaL_Reg *extra) {
       {"close", server_close},
       {"address", server_address},
       {"listening", server_listening},
-      {"ref", server_ref},
-      {"unref", server_unref},
       {NULL, NULL},
   };
   int i;

@@ -1332,25 +1332,11 @@ static int child_close(lua_State *L) {
   return 0;
 }
 
-static int child_ref(lua_State *L) {
-  lchild *c = check_child(L, "child.ref");
-  if (c->h.uv)
-    uv_ref(c->h.uv);
-  lua_settop(L, 1);
-  return 1;
-}
-
-static int child_unref(lua_State *L) {
-  lchild *c = check_child(L, "child.unref");
-  if (c->h.uv)
-    uv_unref(c->h.uv);
-  lua_settop(L, 1);
-  return 1;
-}
-
 static const luaL_Reg child_methods[] = {
-    {"kill", child_kill},   {"wait", child_wait},   {"ref", child_ref},
-    {"unref", child_unref}, {"close", child_close}, {NULL, NULL},
+    {"kill", child_kill},
+    {"wait", child_wait},
+    {"close", child_close},
+    {NULL, NULL},
 };
 
 int luaopen_spawn(lua_State *L) {

@@ -883,22 +883,6 @@ static int l_resume(lua_State *L) {
   return 1;
 }
 
-static int l_ref(lua_State *L) {
-  lipc_stream *s = lipc_stream_check(L, 1, "stream.ref");
-  if (s->h.uv)
-    uv_ref(s->h.uv);
-  lua_settop(L, 1);
-  return 1;
-}
-
-static int l_unref(lua_State *L) {
-  lipc_stream *s = lipc_stream_check(L, 1, "stream.unref");
-  if (s->h.uv)
-    uv_unref(s->h.uv);
-  lua_settop(L, 1);
-  return 1;
-}
-
 static int l_fileno(lua_State *L) {
   lipc_stream *s = lipc_stream_check(L, 1, "stream.fileno");
   uv_os_fd_t fd = -1;
@@ -1087,8 +1071,6 @@ static const luaL_Reg stream_methods[] = {
     {"on", l_on},
     {"pause", l_pause},
     {"resume", l_resume},
-    {"ref", l_ref},
-    {"unref", l_unref},
     {"fileno", l_fileno},
     {"set_high_water", l_set_high_water},
     {"set_half_open", l_set_half_open},

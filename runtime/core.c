@@ -87,24 +87,6 @@ static int timer_stop(lua_State *L) {
   return 0;
 }
 
-static int handle_ref(lua_State *L) {
-  lipc_handle *h = lua_touserdata(L, 1);
-  luaL_checktype(L, 1, LUA_TUSERDATA);
-  if (h->uv)
-    uv_ref(h->uv);
-  lua_settop(L, 1);
-  return 1;
-}
-
-static int handle_unref(lua_State *L) {
-  lipc_handle *h = lua_touserdata(L, 1);
-  luaL_checktype(L, 1, LUA_TUSERDATA);
-  if (h->uv)
-    uv_unref(h->uv);
-  lua_settop(L, 1);
-  return 1;
-}
-
 static int timer_active(lua_State *L) {
   ltimer *t = luaL_checkudata(L, 1, TIMER);
   lua_pushboolean(L, t->h.uv && uv_is_active(t->h.uv));
@@ -572,14 +554,12 @@ int luaopen_lipc_core(lua_State *L) {
       {NULL, NULL},
   };
   static const luaL_Reg timer_methods[] = {
-      {"stop", timer_stop}, {"active", timer_active},
-      {"ref", handle_ref},  {"unref", handle_unref},
+      {"stop", timer_stop},
+      {"active", timer_active},
       {NULL, NULL},
   };
   static const luaL_Reg signal_methods[] = {
       {"stop", signal_stop},
-      {"ref", handle_ref},
-      {"unref", handle_unref},
       {NULL, NULL},
   };
   lipc_class(L, TIMER, timer_methods);

@@ -158,11 +158,45 @@ static int l_gc(lua_State *L) {
   return 0;
 }
 
-static int l_close(lua_State *L) {
+/* Every class made by lipc_class marks its metatable with this key, so
+ * the methods all classes share can tell their objects from any other
+ * userdata (a FILE*, another library's object). */
+static const char HANDLE_KEY = 'H';
+
+static lipc_handle *check_handle(lua_State *L, const char *fname) {
   lipc_handle *h = lua_touserdata(L, 1);
-  luaL_checktype(L, 1, LUA_TUSERDATA);
-  lipc_handle_close(h);
+  int ok = 0;
+  if (h && lua_getmetatable(L, 1)) {
+    ok = lua_rawgetp(L, -1, &HANDLE_KEY) == LUA_TBOOLEAN;
+    lua_pop(L, 2);
+  }
+  if (!ok)
+    luaL_argerror(L, 1,
+                  lua_pushfstring(L, "%s: lipc object expected, got %s", fname,
+                                  luaL_typename(L, 1)));
+  return h;
+}
+
+static int l_close(lua_State *L) {
+  lipc_handle_close(check_handle(L, "close"));
   return 0;
+}
+
+/* ref()/unref() -> self: whether the object keeps the process alive. */
+static int l_ref(lua_State *L) {
+  lipc_handle *h = check_handle(L, "ref");
+  if (h->uv)
+    uv_ref(h->uv);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_unref(lua_State *L) {
+  lipc_handle *h = check_handle(L, "unref");
+  if (h->uv)
+    uv_unref(h->uv);
+  lua_settop(L, 1);
+  return 1;
 }
 
 static int l_tostring(lua_State *L) {
@@ -196,10 +230,16 @@ void lipc_class(lua_State *L, const char *tname, const luaL_Reg *methods) {
   luaL_newmetatable(L, tname); /* mt */
   lua_pushboolean(L, 1);       /* lipc_testobj's fast path */
   lua_rawsetp(L, -2, tname);
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, -2, &HANDLE_KEY);
   lua_newtable(L); /* mt methods */
   lipc_emitter_methods(L);
   lua_pushcfunction(L, l_close);
   lua_setfield(L, -2, "close");
+  lua_pushcfunction(L, l_ref);
+  lua_setfield(L, -2, "ref");
+  lua_pushcfunction(L, l_unref);
+  lua_setfield(L, -2, "unref");
   if (methods)
     luaL_setfuncs(L, methods, 0);
   lua_pushvalue(L, -1);

@@ -130,8 +130,9 @@ void lipc_handle_close(lipc_handle *h);
 int lipc_handle_push(lipc_handle *h);        /* pushes the object on rt->L */
 void lipc_handle_unref_self(lipc_handle *h); /* let GC take an idle object */
 /* Creates metatable tname with __index (methods, then the env table),
- * __newindex (env), __gc, __close, __tostring and the emitter methods;
- * methods may be NULL. Leaves the methods table on the stack. */
+ * __newindex (env), __gc, __close, __tostring, the emitter methods and
+ * close/ref/unref shared by every handle object; methods (may be NULL)
+ * add to or override those. Leaves the methods table on the stack. */
 void lipc_class(lua_State *L, const char *tname, const luaL_Reg *methods);
 /* 1 when the value at idx has a metatable whose __name is tname or which
  * lists tname as a base (field "__is_<tname>"). */

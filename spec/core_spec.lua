@@ -40,6 +40,18 @@ describe("lipc timers", function()
     assert.is_false(fired)
   end)
 
+  it("shared methods (close, ref, unref) refuse userdata that is not a lipc object", function()
+    local t = lipc.set_timeout(1000, function() end)
+    for _, name in ipairs({"close", "ref", "unref"}) do
+      local ok, err = pcall(t[name], io.stdout)
+      assert.is_false(ok)
+      assert.matches(name .. ": lipc object expected, got userdata", err)
+    end
+    assert.are.equal(t, t:unref())
+    assert.are.equal(t, t:ref())
+    t:close()
+  end)
+
   it("rejects bad arguments with the function's name", function()
     assert.has_error(function() lipc.set_timeout("x", print) end)
     local ok, err = pcall(lipc.set_timeout, -1, print)

@@ -21,13 +21,9 @@ local function alive(pid)
   return not s:match("State:%s+Z")                 -- a zombie has ended
 end
 
--- Waits (polling, up to ms) until pred() is true.
+-- Waits (polling, up to ms, default 5 s) until pred() is true.
 local function eventually(pred, ms)
-  for _ = 1, (ms or 5000) // 20 do
-    if pred() then return true end
-    lipc.sleep(20)
-  end
-  return pred()
+  return S.wait_for(pred, ms or 5000)
 end
 
 describe("faults", function()
@@ -93,11 +89,7 @@ describe("faults", function()
   end)
 
   it("a child whose output is never read leaves no fd behind once closed", function()
-    local function fds()
-      local n = 0
-      for _ in (S.sh("ls /proc/" .. lipc.pid .. "/fd")):gmatch("[^\n]+") do n = n + 1 end
-      return n
-    end
+    local fds = S.open_fds
     lipc.sleep(20)
     local before = fds()
     for _ = 1, 20 do

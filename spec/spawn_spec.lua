@@ -27,22 +27,12 @@ local function zombies()
   return n
 end
 
-local function open_fds()
-  local p = io.popen("ls /proc/" .. lipc.pid .. "/fd")
-  local n = 0
-  for _ in p:lines() do n = n + 1 end
-  p:close()
-  return n
-end
+local open_fds = support.open_fds
 
 -- Closes finish in close callbacks a loop turn or two later (and later
 -- still under ASan): true once the count is back to at most n.
 local function fds_back_to(n)
-  for _ = 1, 50 do
-    if open_fds() <= n then return true end
-    lipc.sleep(10)
-  end
-  return false
+  return support.wait_for(function() return open_fds() <= n end, 500)
 end
 
 -- Collects every event of a child, in order.

@@ -12,6 +12,15 @@ if M.lipc:sub(1, 1) ~= "/" then M.lipc = M.root .. "/" .. M.lipc end
 
 local dirs = {}
 
+-- open_fds([pid]) -> how many fds the process (default: this one) has.
+function M.open_fds(pid)
+  local p = assert(io.popen("ls /proc/" .. (pid or lipc.pid) .. "/fd"))
+  local n = 0
+  for _ in p:lines() do n = n + 1 end
+  p:close()
+  return n
+end
+
 -- wait_for(pred[, ms]) in a task -> true once pred() is true, polling
 -- every 5 ms for at most ms (default 2000); else pred()'s last answer.
 function M.wait_for(pred, ms)

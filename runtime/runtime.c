@@ -414,16 +414,10 @@ void lipc_free(lipc_runtime *rt) {
 }
 
 /* lipc.so in stock lua: the runtime lives as long as the Lua state; a
- * registry sentinel's __gc tears it down at lua_close. */
+ * registry sentinel's __gc tears it down at lua_close (lipc_free leaves
+ * the state alone: the runtime does not own it). */
 static int sentinel_gc(lua_State *L) {
-  lipc_runtime *rt = *(lipc_runtime **)lua_touserdata(L, 1);
-  drain_and_close(rt);
-  if (rt->owns_loop) {
-    uv_run(rt->loop, UV_RUN_NOWAIT);
-    uv_loop_close(rt->loop);
-  }
-  free_buffers(rt);
-  free(rt);
+  lipc_free(*(lipc_runtime **)lua_touserdata(L, 1));
   return 0;
 }
 

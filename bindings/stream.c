@@ -1055,9 +1055,9 @@ lipc_stream *lipc_stream_from_fd(lua_State *L, int fd, int internal) {
 }
 
 /* lipc.stream_from_fd(fd) -> stream (for fds a parent handed down) */
-static int l_from_fd(lua_State *L) {
+int lipc_stream_l_from_fd(lua_State *L) {
   lua_Integer fd = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, fd >= 0 && fd < 1 << 20, 1, "stream.from_fd: bad fd");
+  luaL_argcheck(L, fd >= 0 && fd < 1 << 20, 1, "lipc.stream_from_fd: bad fd");
   lipc_stream_from_fd(L, (int)fd, 0);
   return 1;
 }
@@ -1113,8 +1113,6 @@ int luaopen_lipc_stream(lua_State *L) {
   lipc_load_embedded(L, "stream");            /* methods fn */
   lua_pushvalue(L, -2);
   lua_call(L, 1, 0); /* adds lines, read_all... */
-  lua_pushcfunction(L, l_from_fd);
-  lua_setfield(L, -2, "from_fd");
   lua_pop(L, 1);
   return 0;
 }

@@ -551,6 +551,7 @@ int luaopen_lipc_core(lua_State *L) {
       {"emitter", l_emitter},
       {"cond", l_cond},
       {"mkdtemp", l_mkdtemp},
+      {"stream_from_fd", lipc_stream_l_from_fd},
       {NULL, NULL},
   };
   static const luaL_Reg timer_methods[] = {

@@ -165,6 +165,7 @@ lipc_stream *lipc_stream_new(lua_State *L, uv_stream_t *h, const char *tname,
                              const char *kind);
 /* Wraps fd: a pipe/socket/tty or a regular file; pushes it. */
 lipc_stream *lipc_stream_from_fd(lua_State *L, int fd, int internal);
+int lipc_stream_l_from_fd(lua_State *L); /* lipc.stream_from_fd(fd) */
 lipc_stream *lipc_stream_check(lua_State *L, int idx, const char *fname);
 lipc_stream *lipc_stream_test(lua_State *L, int idx);
 uv_stream_t *lipc_stream_uv(lipc_stream *s);

@@ -122,7 +122,6 @@ describe("fork", function()
   it("a child that dies mid-frame: exit, disconnect, close; no crash, no hang", function()
     local child = assert(fork(script([[
       local lipc = require "lipc"
-      local s = lipc.stream_from_fd and lipc.stream_from_fd(3)
       -- half a frame on the channel fd, then death by signal
       os.execute("printf '\\000\\000\\020\\000abc' >&3")
       lipc.kill(lipc.pid, "SIGKILL")

@@ -188,6 +188,22 @@ describe("streams", function()
     r:close()
   end)
 
+  it("stream_from_fd wraps an fd a parent handed down", function()
+    local spawn = require "spawn"
+    local support = require "support"
+    local child = assert(spawn(support.lipc, {"-e", [[
+      local lipc = require "lipc"
+      local s = lipc.stream_from_fd(3)
+      s:write("hello through fd 3")
+      s:shutdown()
+    ]]}, {stdio = {"ignore", "inherit", "inherit", "pipe"}}))
+    assert.are.equal("hello through fd 3", child.stdio[4]:read_all())
+    assert.are.equal(0, (child:wait()))
+    local ok, err = pcall(lipc.stream_from_fd, -1)
+    assert.is_false(ok)
+    assert.matches("lipc.stream_from_fd: bad fd", err)
+  end)
+
   it("bad arguments name the method", function()
     local r, w = pair()
     local ok, err = pcall(w.write, w, 42)

@@ -116,6 +116,11 @@ function lipc.handles() end
 ---@return string
 function lipc.mkdtemp(prefix) end
 
+---`lipc.stream_from_fd(fd)` → a stream over an fd a parent handed down (a pipe, socket, tty or file).
+---@param fd integer
+---@return lipc.stream
+function lipc.stream_from_fd(fd) end
+
 ---`lipc.run()` — with stock `lua5.4` (`require "lipc"` through the
 ---`lipc.so` module): runs the event loop until nothing is pending and
 ---returns the exit status. Raises when the loop is already running.
@@ -312,11 +317,6 @@ function lipc_stream:unref() end
 ---@param opts? table
 ---@return lipc.channel
 function lipc_stream:channel(opts) end
-
----`stream.from_fd(fd)` — a stream over an fd a parent handed down (a pipe, socket, tty or file)
----@param fd integer
----@return lipc.stream
-function lipc_stream.from_fd(fd) end
 
 ---Listen for "data", "end", "drain", "error", "close"; returns the object.
 ---@overload fun(self: lipc.stream, name: "data", fn: fun(chunk: string)): lipc.stream

@@ -127,6 +127,8 @@ in `os.exit`). `os.exit` is the same function.]]},
       {"lipc.handles(): {kind: string, active: boolean, object: any}[]",
        ret = "the open handles as `{kind, active, object}`", text = "(used by the spec harness to find leaks)."},
       {"lipc.mkdtemp(prefix?: string): string", ret = "path of a new private directory."},
+      {"lipc.stream_from_fd(fd: integer): lipc.stream",
+       ret = "a stream over an fd a parent handed down (a pipe, socket, tty or file)."},
       {"lipc.run(): integer", text = [[with stock `lua5.4` (`require "lipc"` through the
 `lipc.so` module): runs the event loop until nothing is pending and
 returns the exit status. Raises when the loop is already running.]]},
@@ -175,8 +177,6 @@ how often a write went over the high-water mark)]]},
       {"s:fileno(): integer", "s:ref()", "s:unref()", text = ""},
       {"s:channel(opts?: table): lipc.channel",
        text = "a message channel over this stream (see fork: Channel API)"},
-      {"s.from_fd(fd: integer): lipc.stream", sig = "`stream.from_fd(fd)`",
-       text = "a stream over an fd a parent handed down (a pipe, socket, tty or file)"},
     },
 [[Events: `data(chunk)`, `end`, `drain`, `error(msg, code)`, `close`.
 A `data` listener puts the stream in flowing mode (as in Node). A stream

@@ -13,13 +13,7 @@ local function script(code)
   return S.write_file(S.tmpdir() .. "/script.lua", code)
 end
 
-local function alive(pid)
-  local st = io.open("/proc/" .. pid .. "/status")
-  if not st then return false end
-  local s = st:read("a")
-  st:close()
-  return not s:match("State:%s+Z")                 -- a zombie has ended
-end
+local alive = S.alive
 
 -- Waits (polling, up to ms, default 5 s) until pred() is true.
 local function eventually(pred, ms)

@@ -221,12 +221,7 @@ describe("fork", function()
     ]]):format(grand))
     local pid = tonumber(out)
     assert.truthy(pid)
-    local gone = false
-    for _ = 1, 100 do
-      if not lipc.kill(pid, 0) then gone = true; break end
-      lipc.sleep(20)
-    end
-    assert.is_true(gone)
+    assert.is_true(S.wait_for(function() return not S.alive(pid) end, 5000))
   end)
 
   it("passes a TCP server to a child that accepts on it", function()

@@ -21,6 +21,17 @@ function M.open_fds(pid)
   return n
 end
 
+-- alive(pid) -> whether pid still runs. A zombie has ended: an orphan
+-- reparented to a pid 1 that does not reap (as in some containers) stays
+-- one forever, and kill(pid, 0) would still find it.
+function M.alive(pid)
+  local f = io.open(("/proc/%d/stat"):format(pid))
+  if not f then return false end
+  local state = f:read("a"):match("%) (%a)")
+  f:close()
+  return state ~= nil and state ~= "Z"
+end
+
 -- wait_for(pred[, ms]) in a task -> true once pred() is true, polling
 -- every 5 ms for at most ms (default 2000); else pred()'s last answer.
 function M.wait_for(pred, ms)

@@ -32,7 +32,7 @@ else
 EXE_LIBS = $(shell pkg-config --libs $(PKGS)) $(SYSLIBS)
 endif
 
-CORE_SRCS = runtime/runtime.c runtime/task.c runtime/emitter.c \
+CORE_SRCS = runtime/alloc.c runtime/runtime.c runtime/task.c runtime/emitter.c \
             runtime/handle.c runtime/core.c
 MOD_SRCS  = $(sort $(wildcard bindings/*.c))
 LUA_SRCS  = $(sort $(wildcard runtime/*.lua bindings/*.lua))
@@ -123,7 +123,7 @@ check: deps
 VALGRIND_SPECS ?= spec/core_spec.lua spec/cli_spec.lua spec/channel_spec.lua \
                   spec/hostile_spec.lua spec/codec_property_spec.lua
 valgrind: deps all
-	LIPC_PROPERTY_N=300 LIPC_SPEC_TIMEOUT=120000 valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+	LIPC_ALLOC=malloc LIPC_PROPERTY_N=300 LIPC_SPEC_TIMEOUT=120000 valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
 	  --error-exitcode=99 --track-fds=no $(BUILD)/lipc /usr/bin/busted $(BUSTED_ARGS) $(VALGRIND_SPECS)
 
 # libFuzzer targets (fuzz/*.c) under ASan+UBSan, each run FUZZ_SECONDS

@@ -68,6 +68,10 @@ void lipc_uncaught(lipc_runtime *rt, lua_State *co, int idx);
 void lipc_exit_now(lipc_runtime *rt, int code);
 void lipc_ignore_sigpipe(void);
 
+/* alloc.c: a state with lipc's allocator, panic and warn functions */
+lua_State *lipc_state_new(void);
+void lipc_state_close(lua_State *L);
+
 /* task.c: coroutines. A task runs a function; when it waits it is parked
  * in a lipc_wait and resumed by whoever completes the wait. */
 typedef struct lipc_wait {
@@ -114,6 +118,7 @@ struct lipc_handle {
   const char *kind;      /* "timer", "tcp", "pipe", "process", ... */
   void (*on_close)(lipc_handle *h);    /* before 'close' is emitted */
   void (*flush_close)(lipc_handle *h); /* at exit: close once flushed */
+  void (*on_gc)(lipc_handle *h);       /* collected: frees what outlived uv */
   lipc_handle *next, *prev;
 };
 

@@ -277,7 +277,7 @@ lipc_runtime *lipc_new(uv_loop_t *loop) {
   lua_State *L;
   if (rt == NULL)
     return NULL;
-  L = luaL_newstate();
+  L = lipc_state_new();
   if (L == NULL) {
     if (rt->owns_loop)
       uv_loop_close(rt->loop);
@@ -404,7 +404,7 @@ void lipc_free(lipc_runtime *rt) {
     return;
   drain_and_close(rt);
   if (rt->owns_state)
-    lua_close(rt->L);
+    lipc_state_close(rt->L);
   if (rt->owns_loop) {
     uv_run(rt->loop, UV_RUN_NOWAIT);
     uv_loop_close(rt->loop);

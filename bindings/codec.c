@@ -640,15 +640,20 @@ int lipc_codec_encode(lua_State *L, int idx, lipc_buf *b) {
 ** gives -1 even inside a container whose claimed length runs past the
 ** end, and 0 means that what is there is a valid prefix (one lenient
 ** corner: a float map key cut short is not known to be NaN yet).
+** With d->L NULL the same walk only checks (lipc_codec_check): nothing
+** is pushed, so a channel can refuse a bad frame when it arrives and
+** build the value later, when somebody takes it.
 */
 
 #define ERRPFX "invalid MessagePack: "
 
 typedef struct Dec {
-  lua_State *L;
+  lua_State *L; /* NULL: check only */
   const unsigned char *p, *end;
   const char *err;
   uint64_t owed; /* bytes the open containers still need after this value */
+  int nan;       /* the last value was a NaN float (map keys) */
+  int checked;   /* lipc_codec_check passed these bytes: UTF-8 is known */
 } Dec;
 
 #define bad(d, msg) ((d)->err = ERRPFX msg, -1)
@@ -676,9 +681,10 @@ static int decstr(Dec *d, size_t l, int utf8) {
       return bad(d, "str is not valid UTF-8");
     return 0;
   }
-  if (utf8 && utf8_check(d->p, l) != 0)
+  if (utf8 && !d->checked && utf8_check(d->p, l) != 0)
     return bad(d, "str is not valid UTF-8");
-  lua_pushlstring(d->L, (const char *)d->p, l);
+  if (d->L)
+    lua_pushlstring(d->L, (const char *)d->p, l);
   d->p += l;
   return 1;
 }
@@ -706,12 +712,14 @@ static int decarray(Dec *d, size_t n, int depth) {
   uint64_t owed = d->owed;
   size_t i;
   int r;
-  lua_createtable(L, believe(d, n) ? prealloc(n) : 0, 0);
+  if (L)
+    lua_createtable(L, believe(d, n) ? prealloc(n) : 0, 0);
   for (i = 1; i <= n; i++) {
     d->owed = owed + (n - i);
     if ((r = decvalue(d, depth + 1)) <= 0)
       return r;
-    lua_rawseti(L, -2, (lua_Integer)i);
+    if (L)
+      lua_rawseti(L, -2, (lua_Integer)i);
   }
   d->owed = owed;
   return 1;
@@ -723,7 +731,8 @@ static int decmap(Dec *d, size_t n, int depth) {
   uint64_t owed = d->owed;
   size_t i;
   int r;
-  lua_createtable(L, 0, believe(d, 2 * (uint64_t)n) ? prealloc(n) : 0);
+  if (L)
+    lua_createtable(L, 0, believe(d, 2 * (uint64_t)n) ? prealloc(n) : 0);
   for (i = 1; i <= n; i++) {
     unsigned c;
     if (d->p == d->end)
@@ -734,17 +743,16 @@ static int decmap(Dec *d, size_t n, int depth) {
     if ((c & 0xE0) == 0x80 || (c >= 0xDC && c <= 0xDF))
       return bad(d, "map key is an array or map");
     d->owed = owed + 1 + 2 * (uint64_t)(n - i); /* this value, later entries */
+    d->nan = 0;
     if ((r = decvalue(d, depth + 1)) <= 0)
       return r;
-    if (!lua_isinteger(L, -1) && lua_type(L, -1) == LUA_TNUMBER) {
-      lua_Number k = lua_tonumber(L, -1);
-      if (k != k)
-        return bad(d, "map key is NaN");
-    }
+    if (d->nan)
+      return bad(d, "map key is NaN");
     d->owed = owed + 2 * (uint64_t)(n - i);
     if ((r = decvalue(d, depth + 1)) <= 0)
       return r;
-    lua_rawset(L, -3);
+    if (L)
+      lua_rawset(L, -3);
   }
   d->owed = owed;
   return 1;
@@ -771,7 +779,7 @@ static int deccontainer(Dec *d, unsigned c, int depth) {
     return 0;
   n = (k == 0) ? (c & 0x0F) : (size_t)getn(d->p + 1, k);
   d->p += 1 + k;
-  if (!lua_checkstack(d->L, 3)) /* table, key, value */
+  if (d->L && !lua_checkstack(d->L, 3)) /* table, key, value */
     return bad(d, "Lua stack overflow");
   return ismap ? decmap(d, n, depth) : decarray(d, n, depth);
 }
@@ -800,6 +808,8 @@ static int decint(Dec *d, unsigned c) {
     return 0;
   u = getn(d->p + 1, k);
   d->p += 1 + k;
+  if (d->L == NULL)
+    return 1;
   if (sign) /* sign-extend from k bytes */
     lua_pushinteger(d->L, k == 1   ? (int8_t)u
                           : k == 2 ? (int16_t)u
@@ -816,6 +826,7 @@ static int decint(Dec *d, unsigned c) {
 static int decfloat(Dec *d, unsigned c) {
   size_t k = (c == 0xCA) ? 4 : 8;
   uint64_t u;
+  lua_Number x;
   if (left(d) < 1 + k)
     return 0;
   u = getn(d->p + 1, k);
@@ -824,12 +835,15 @@ static int decfloat(Dec *d, unsigned c) {
     uint32_t u32 = (uint32_t)u;
     float f;
     memcpy(&f, &u32, 4);
-    lua_pushnumber(d->L, (lua_Number)f);
+    x = (lua_Number)f;
   } else {
-    double x;
-    memcpy(&x, &u, 8);
-    lua_pushnumber(d->L, (lua_Number)x);
+    double f;
+    memcpy(&f, &u, 8);
+    x = (lua_Number)f;
   }
+  d->nan = x != x;
+  if (d->L)
+    lua_pushnumber(d->L, x);
   return 1;
 }
 
@@ -839,7 +853,8 @@ static int decvalue(Dec *d, int depth) {
     return 0;
   c = *d->p;
   if (c <= 0x7F || c >= 0xE0) { /* positive or negative fixint */
-    lua_pushinteger(d->L, (lua_Integer)(int8_t)c);
+    if (d->L)
+      lua_pushinteger(d->L, (lua_Integer)(int8_t)c);
     d->p++;
     return 1;
   }
@@ -850,9 +865,16 @@ static int decvalue(Dec *d, int depth) {
   if (c >= 0xCC && c <= 0xD3)
     return decint(d, c);
   switch (c) {
-    case 0xC0: lua_pushnil(d->L); break;
-    case 0xC2: lua_pushboolean(d->L, 0); break;
-    case 0xC3: lua_pushboolean(d->L, 1); break;
+    case 0xC0:
+    case 0xC2:
+    case 0xC3:
+      if (d->L == NULL)
+        break;
+      if (c == 0xC0)
+        lua_pushnil(d->L);
+      else
+        lua_pushboolean(d->L, c == 0xC3);
+      break;
     case 0xCA:
     case 0xCB: return decfloat(d, c);
     case 0xC7: return badext(d, 2); /* ext 8: length, then the type */
@@ -865,8 +887,8 @@ static int decvalue(Dec *d, int depth) {
   return 1;
 }
 
-ptrdiff_t lipc_codec_decode(lua_State *L, const char *p, size_t n,
-                            const char **err) {
+static ptrdiff_t decode(lua_State *L, const char *p, size_t n, const char **err,
+                        int checked) {
   Dec d;
   int top = lua_gettop(L), r;
   if (n == 0)
@@ -876,10 +898,42 @@ ptrdiff_t lipc_codec_decode(lua_State *L, const char *p, size_t n,
   d.end = d.p + n;
   d.err = NULL;
   d.owed = 0;
+  d.nan = 0;
+  d.checked = checked;
   r = lua_checkstack(L, 2) ? decvalue(&d, 0) : bad(&d, "Lua stack overflow");
   if (r > 0)
     return (ptrdiff_t)(d.p - (const unsigned char *)p);
   lua_settop(L, top); /* drop the partial value */
+  if (r < 0 && err != NULL)
+    *err = d.err;
+  return r;
+}
+
+ptrdiff_t lipc_codec_decode(lua_State *L, const char *p, size_t n,
+                            const char **err) {
+  return decode(L, p, n, err, 0);
+}
+
+ptrdiff_t lipc_codec_decode_checked(lua_State *L, const char *p, size_t n,
+                                    const char **err) {
+  return decode(L, p, n, err, 1);
+}
+
+ptrdiff_t lipc_codec_check(const char *p, size_t n, const char **err) {
+  Dec d;
+  int r;
+  if (n == 0)
+    return 0;
+  d.L = NULL;
+  d.p = (const unsigned char *)p;
+  d.end = d.p + n;
+  d.err = NULL;
+  d.owed = 0;
+  d.nan = 0;
+  d.checked = 0;
+  r = decvalue(&d, 0);
+  if (r > 0)
+    return (ptrdiff_t)(d.p - (const unsigned char *)p);
   if (r < 0 && err != NULL)
     *err = d.err;
   return r;

@@ -51,6 +51,19 @@ int lipc_codec_encode(lua_State *L, int idx, lipc_buf *b);
 ptrdiff_t lipc_codec_decode(lua_State *L, const char *p, size_t n,
                             const char **err);
 
+/*
+ * Checks one MessagePack value at p[0..n) exactly as lipc_codec_decode
+ * decodes it and returns what decode would, touching no Lua state: a
+ * value that passes decodes later without a fault (a Lua state out of
+ * memory or stack aside).
+ */
+ptrdiff_t lipc_codec_check(const char *p, size_t n, const char **err);
+
+/* lipc_codec_decode of exactly the bytes lipc_codec_check passed: skips
+ * the checks already made (UTF-8 of str values). */
+ptrdiff_t lipc_codec_decode_checked(lua_State *L, const char *p, size_t n,
+                                    const char **err);
+
 /* 1 when p[0..n) is valid UTF-8 (used to choose str or bin). */
 int lipc_utf8_valid(const char *p, size_t n);
 

@@ -2,7 +2,9 @@
 ** fuzz_codec.c - libFuzzer target for the MessagePack codec (bindings/codec.c).
 **
 ** Decodes arbitrary bytes. Whatever the result, the stack must be balanced
-** and a failure must carry an "invalid MessagePack: ..." message. When a
+** and a failure must carry an "invalid MessagePack: ..." message, and the
+** check-only walk (lipc_codec_check) must give the same result and message;
+** lipc_codec_decode_checked of what passed must give an equal value. When a
 ** value decodes, every strict prefix of its bytes must be "need more" (0),
 ** and the value must re-encode, and the re-encoding must decode to an equal
 ** value (integer/float subtype included) of the same encoded length.
@@ -65,18 +67,26 @@ static void check_prefixes(const char *p, size_t n) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  const char *p = (const char *)data, *err = NULL;
+  const char *p = (const char *)data, *err = NULL, *cerr = NULL;
   lipc_buf b = {0}, b2 = {0};
-  ptrdiff_t r;
+  ptrdiff_t r, rc;
   if (L == NULL)
     L = luaL_newstate();
   lua_settop(L, 0);
+  rc = lipc_codec_check(p, size, &cerr);
   r = lipc_codec_decode(L, p, size, &err);
+  ensure(rc == r);
+  if (r < 0)
+    ensure(cerr != NULL && strcmp(cerr, err) == 0);
   if (r <= 0) {
     check_failure(r, err);
     return 0;
   }
   ensure((size_t)r <= size && lua_gettop(L) == 1);
+  /* what the check passed decodes the same without the checks */
+  ensure(lipc_codec_decode_checked(L, p, (size_t)r, &err) == r);
+  ensure(lua_gettop(L) == 2 && deq(1, 2, 0));
+  lua_pop(L, 1);
   check_prefixes(p, (size_t)r);
   /* re-encode: anything the decoder makes is sendable */
   ensure(lipc_codec_encode(L, 1, &b) == 0);

@@ -42,17 +42,22 @@ static int open_ref;
 #define JSON_MODE 0
 #endif
 
-/* open(json, max) -> channel, other end, record of what arrived */
+/* open(json, max, late) -> channel, other end, record of what arrived,
+ * and a function that adds the 'message' listener: called before the
+ * bytes arrive, or after them (late), when they waited undecoded. */
 static const char helper[] =
   "local fork = require 'fork'\n"
-  "return function(json, max)\n"
+  "return function(json, max, late)\n"
   "  local a, b = assert(fork.socketpair())\n"
   "  local ch = a:channel({max_message = max,\n"
   "                        serialization = json and 'json' or 'lipc'})\n"
   "  local got = {n = 0}\n"
-  "  ch:on('message', function(m) got.n = got.n + 1; got[got.n] = m end)\n"
+  "  local function listen()\n"
+  "    ch:on('message', function(m) got.n = got.n + 1; got[got.n] = m end)\n"
+  "  end\n"
   "  ch:on('error', function(_, code) got.err = code end)\n"
-  "  return ch, b, got\n"
+  "  if not late then listen() end\n"
+  "  return ch, b, got, late and listen or function() end\n"
   "end\n";
 
 #define ensure(c)	((c) ? (void)0 : fail(#c, __LINE__))
@@ -87,7 +92,7 @@ static void settle(void) {
 /* Feeds data through a fresh channel in reads of the chosen sizes; leaves
  * the record of what arrived on the stack. */
 static void run_once(lua_Integer max, const uint8_t *data, size_t size,
-                     size_t largest, unsigned seed) {
+                     size_t largest, unsigned seed, int late) {
   int top = lua_gettop(L);
   size_t off = 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, open_ref);
@@ -96,7 +101,10 @@ static void run_once(lua_Integer max, const uint8_t *data, size_t size,
     lua_pushinteger(L, max);
   else
     lua_pushnil(L);
-  ensure(lua_pcall(L, 2, 3, 0) == 0);         /* ch b got */
+  lua_pushboolean(L, late);
+  ensure(lua_pcall(L, 3, 4, 0) == 0);         /* ch b got listen */
+  lua_insert(L, top + 1);                     /* listen ch b got */
+  top++;
   while (off < size) {
     size_t k = size - off, taken;
     if (largest < k) {
@@ -109,6 +117,9 @@ static void run_once(lua_Integer max, const uint8_t *data, size_t size,
       break;                                  /* the channel is gone */
     off += k;
   }
+  lua_pushvalue(L, top);                      /* late: now the messages */
+  ensure(lua_pcall(L, 0, 0, 0) == 0);
+  ensure(lua_gettop(L) == top + 3);
   /* after a protocol error nothing more is taken */
   lua_getfield(L, top + 3, "err");
   if (!lua_isnil(L, -1))
@@ -121,8 +132,8 @@ static void run_once(lua_Integer max, const uint8_t *data, size_t size,
   lua_pushvalue(L, top + 2);
   ensure(lua_pcall(L, 1, 0, 0) == 0);
   settle();
-  lua_replace(L, top + 1);                    /* got */
-  lua_settop(L, top + 1);
+  lua_replace(L, top);                        /* got */
+  lua_settop(L, top);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -139,15 +150,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   largest = reads[(data[0] >> 2) & 7];
   seed = data[1];
   lua_settop(L, 0);
-  run_once(max, data + 2, size - 2, SIZE_MAX, 0);     /* got1 */
-  run_once(max, data + 2, size - 2, largest, seed);   /* got2 */
-  ensure(lua_gettop(L) == 2);
-  /* a split never changes what arrives, nor the error */
+  run_once(max, data + 2, size - 2, SIZE_MAX, 0, 0);   /* got1 */
+  run_once(max, data + 2, size - 2, largest, seed, 0); /* got2 */
+  run_once(max, data + 2, size - 2, largest, seed, 1); /* got3: late */
+  ensure(lua_gettop(L) == 3);
+  /* neither a split nor a late listener changes what arrives, nor the
+   * error */
   lua_getfield(L, 1, "err");
   lua_getfield(L, 2, "err");
-  ensure(lua_rawequal(L, -1, -2));
-  lua_pop(L, 2);
+  lua_getfield(L, 3, "err");
+  ensure(lua_rawequal(L, -1, -2) && lua_rawequal(L, -2, -3));
+  lua_pop(L, 3);
   ensure(deq(1, 2, 0));
+  ensure(deq(1, 3, 0));
   lua_settop(L, 0);
   ensure(!rt->exiting);                       /* no uncaught error */
   return 0;

@@ -146,15 +146,17 @@ void lipc_handle_close(lipc_handle *h) {
 
 static int l_gc(lua_State *L) {
   lipc_handle *h = lua_touserdata(L, 1);
-  if (h->uv == NULL)
-    return 0;
-  h->uv->data = NULL;
-  unlink_handle(h);
-  if (h->on_close)
-    h->on_close(h);
-  if (!h->closing)
-    uv_close(h->uv, free_detached);
-  h->uv = NULL;
+  if (h->uv != NULL) {
+    h->uv->data = NULL;
+    unlink_handle(h);
+    if (h->on_close)
+      h->on_close(h);
+    if (!h->closing)
+      uv_close(h->uv, free_detached);
+    h->uv = NULL;
+  }
+  if (h->on_gc)
+    h->on_gc(h);
   return 0;
 }
 

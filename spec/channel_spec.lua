@@ -3,6 +3,7 @@
 -- queueing, disconnect, protocol errors, JSON lines, handle passing.
 local lipc = require "lipc"
 local fork = require "fork"
+local S = require "support"
 
 -- Two channels over the two ends of a socketpair.
 local function pair(opts_a, opts_b)
@@ -239,6 +240,48 @@ describe("stream:channel", function()
     assert.matches("bad message", err)
     assert.are.equal("ERR_IPC_BAD_MESSAGE", code)
     raw:close()
+  end)
+
+  it("a task in receive() gets the messages before a fault in order, then nil, msg, code", function()
+    local ch, raw = raw_pair()
+    local good = be32(2) .. "\xa1a" .. be32(2) .. "\xa1b"
+    lipc.set_timeout(5, function() raw:write(good .. be32(2) .. "\xc1\xc1") end)
+    assert.are.equal("a", ch:receive())
+    assert.is_false(ch.connected)         -- the fault came with the same read
+    assert.are.equal("b", ch:receive())
+    local m, err, code = ch:receive()
+    assert.is_nil(m)
+    assert.matches("bad message from peer: invalid MessagePack: unknown type byte 0xc1", err)
+    assert.are.equal("ERR_IPC_BAD_MESSAGE", code)
+    assert.is_nil(ch:receive())
+    raw:close()
+  end)
+
+  it("a fault is reported when it arrives; the messages before it stay to be taken", function()
+    local ch, raw = raw_pair()
+    local code
+    ch:on("error", function(_, c) code = c end)
+    raw:write(be32(2) .. "\xa1a" .. be32(2) .. "\xa1b" .. be32(3) .. "\x81\xc0\x01")
+    assert.is_true(S.wait_for(function() return code ~= nil end))
+    assert.are.equal("ERR_IPC_BAD_MESSAGE", code)
+    lipc.sleep(20)                          -- the channel's handle has closed
+    assert.are.same({"a", "b"}, {ch:receive(), ch:receive()})
+    assert.is_nil(ch:receive())
+    assert.are.equal(0, ch:stats().pending)
+    raw:close()
+  end)
+
+  it("messages wait encoded while nobody takes them; a late listener gets all, in order", function()
+    local ca, cb = pair()
+    for i = 1, 5000 do ca:send({seq = i, pad = ("x"):rep(i % 50)}) end
+    assert.is_true(S.wait_for(function() return cb:stats().pending == 5000 end))
+    local seen = {}
+    cb:on("message", function(m) seen[#seen + 1] = m.seq end)
+    assert.are.equal(5000, #seen)
+    for i = 1, 5000 do assert.are.equal(i, seen[i]) end
+    ca:send({seq = 5001})
+    assert.is_true(S.wait_for(function() return #seen == 5001 end))
+    ca:disconnect()
   end)
 
   it("a frame cut short by the peer's end is a disconnect, not a crash", function()

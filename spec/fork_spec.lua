@@ -205,6 +205,19 @@ describe("fork", function()
     assert.are.same({"exit", "disconnect", "close"}, order)
   end)
 
+  it("messages a child sent before it ended are received after it is gone", function()
+    local child = assert(fork(script([[
+      local parent = require("fork").parent
+      for i = 1, 3 do parent:send({i = i}) end
+    ]])))
+    local closed = false
+    child:on("close", function() closed = true end)
+    assert.is_true(S.wait_for(function() return closed end, 5000))
+    lipc.sleep(20)
+    for i = 1, 3 do assert.are.same({i = i}, child:receive()) end
+    assert.is_nil(child:receive())
+  end)
+
   it("a child whose parent goes away exits (no orphans)", function()
     local dir = S.tmpdir()
     local grand = S.write_file(dir .. "/grand.lua", [[

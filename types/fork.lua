@@ -52,9 +52,11 @@ local lipc_channel = {}
 function lipc_channel:send(value, handle, cb) end
 
 ---`receive()` *(task)* → `msg, handle` — the next message; `nil` once
----disconnected; `nil, msg, code` when the peer broke the protocol.
----Messages that arrive while nobody receives and nobody listens for
----`message` are queued in order (`pending()` counts them).
+---disconnected; `nil, msg, code` when the peer broke the protocol (after
+---the messages that came before the fault). Messages that arrive while
+---nobody receives and nobody listens for `message` wait in order, checked
+---but still encoded, and are built when taken (`pending()` counts them);
+---they stay to be taken after the channel closed.
 ---@return any
 ---@return userdata|string?
 ---@return string?

@@ -72,9 +72,11 @@ or an `error` event with that code; returns false.]]},
       {"receive(): any, userdata|string?, string?", task = true, sig = "`receive()`",
        ret = "`msg, handle`",
        text = [[the next message; `nil` once
-disconnected; `nil, msg, code` when the peer broke the protocol.
-Messages that arrive while nobody receives and nobody listens for
-`message` are queued in order (`pending()` counts them).]]},
+disconnected; `nil, msg, code` when the peer broke the protocol (after
+the messages that came before the fault). Messages that arrive while
+nobody receives and nobody listens for `message` wait in order, checked
+but still encoded, and are built when taken (`pending()` counts them);
+they stay to be taken after the channel closed.]]},
       {"drain(): boolean", task = true, ret = "`bool`",
        text = "waits until the unsent bytes are under the high-water mark."},
       {"disconnect()", "connected: boolean",

@@ -549,7 +549,7 @@ int lipc_server_start(lipc_server *srv) {
     lipc_trace(srv->h.rt, "net", "listen %s %s%s%s",
                srv->is_pipe ? "pipe" : "tcp",
                lipc_trace_addr(srv->h.uv, 0, a, sizeof(a)) ? a : "?",
-               err ? ": " : "", err ? uv_err_name(err) : "");
+               err ? ": " : "", err ? lipc_err_name(err) : "");
   }
   return err;
 }
@@ -978,7 +978,7 @@ static void finish(connect_op *op, int err) {
                  lipc_trace_addr(sh->uv, 0, a, sizeof(a)) ? a : "?",
                  lipc_trace_addr(sh->uv, 1, b, sizeof(b)) ? b : "?");
     else
-      lipc_trace(rt, "net", "connect tcp %s: %s", op->detail, uv_err_name(err));
+      lipc_trace(rt, "net", "connect tcp %s: %s", op->detail, lipc_err_name(err));
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, op->sock_ref); /* sock */
   if (err == 0) {

@@ -221,7 +221,7 @@ static int l_connect(lua_State *L) {
   }
   if (rt->trace & LIPC_TRACE_NET) {
     if (err)
-      lipc_trace(rt, "net", "connect pipe %s: %s", shown, uv_err_name(err));
+      lipc_trace(rt, "net", "connect pipe %s: %s", shown, lipc_err_name(err));
     else
       lipc_trace(rt, "net", "connect pipe fd %d -> %s", fd, shown);
   }

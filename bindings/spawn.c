@@ -971,6 +971,26 @@ static int src_of(const sio *io) {
   return io->tmp >= 0 ? io->tmp : io->src;
 }
 
+/* A file exec refuses as ENOEXEC (a script with no #! line) runs under
+ * /bin/sh, as execvp does it and so as Node's spawn does. */
+static int spawn_sh(spec *sp, pid_t *pid, const posix_spawn_file_actions_t *fa,
+                    const posix_spawnattr_t *at) {
+  size_t n = 0, i;
+  char **av;
+  int e;
+  while (sp->argv[n])
+    n++;
+  if ((av = malloc((n + 2) * sizeof(*av))) == NULL)
+    return ENOMEM;
+  av[0] = "/bin/sh";
+  av[1] = (char *)sp->path;
+  for (i = 1; i <= n; i++) /* argv[1..n-1] and the NULL */
+    av[i + 1] = sp->argv[i];
+  e = posix_spawn(pid, "/bin/sh", fa, at, av, sp->envp);
+  free(av);
+  return e;
+}
+
 static int do_posix_spawn(spec *sp, pid_t *pid) {
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t at;
@@ -1005,6 +1025,8 @@ static int do_posix_spawn(spec *sp, pid_t *pid) {
   posix_spawnattr_setflags(&at, flags);
   if (e == 0)
     e = posix_spawn(pid, sp->path, &fa, &at, sp->argv, sp->envp);
+  if (e == ENOEXEC)
+    e = spawn_sh(sp, pid, &fa, &at);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&at);
   return -e;
@@ -1257,7 +1279,7 @@ static int l_spawn(lua_State *L) {
       lipc_trace(rt, "spawn", "start pid %d %s", (int)c->pid, sp->file);
     else
       lipc_trace(rt, "spawn", "start %s failed: %s", sp->file,
-                 uv_err_name(err));
+                 lipc_err_name(err));
   }
   publish(L, sp, c, obj);
   release_fds(sp, 1);

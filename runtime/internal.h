@@ -154,6 +154,8 @@ int lipc_push_errpair(lua_State *L, int err, const char *detail);
 /* "SIGTERM" -> 15; accepts numbers; -1 when unknown. */
 int lipc_signum(lua_State *L, int idx);
 const char *lipc_signame(int signum);
+/* "ENOENT": libuv's name of a negative error, or libc's when libuv has none */
+const char *lipc_err_name(int err);
 
 /* bindings/stream.c: the stream object over uv_stream_t. */
 typedef struct lipc_stream lipc_stream;

@@ -158,13 +158,31 @@ void lipc_exit_now(lipc_runtime *rt, int code) {
     lua_sethook(rt->current, stop_hook, LUA_MASKCOUNT, 1);
 }
 
+/* libuv names only the errors it maps; the others (ENOEXEC from an
+ * exec, say) would read "Unknown system error -8". */
+static int uv_knows(int err) {
+  return strncmp(uv_err_name(err), "Unknown", 7) != 0;
+}
+
+const char *lipc_err_name(int err) {
+  const char *name;
+  if (uv_knows(err) || err >= 0)
+    return uv_err_name(err);
+  name = strerrorname_np(-err);
+  return name ? name : uv_err_name(err);
+}
+
+static const char *err_text(int err) {
+  return uv_knows(err) || err >= 0 ? uv_strerror(err) : strerror(-err);
+}
+
 int lipc_push_errpair(lua_State *L, int err, const char *detail) {
+  const char *name = lipc_err_name(err);
   if (detail && *detail)
-    lua_pushfstring(L, "%s: %s (%s)", uv_err_name(err), uv_strerror(err),
-                    detail);
+    lua_pushfstring(L, "%s: %s (%s)", name, err_text(err), detail);
   else
-    lua_pushfstring(L, "%s: %s", uv_err_name(err), uv_strerror(err));
-  lua_pushstring(L, uv_err_name(err));
+    lua_pushfstring(L, "%s: %s", name, err_text(err));
+  lua_pushstring(L, name);
   return 2;
 }
 

@@ -978,7 +978,8 @@ static void finish(connect_op *op, int err) {
                  lipc_trace_addr(sh->uv, 0, a, sizeof(a)) ? a : "?",
                  lipc_trace_addr(sh->uv, 1, b, sizeof(b)) ? b : "?");
     else
-      lipc_trace(rt, "net", "connect tcp %s: %s", op->detail, lipc_err_name(err));
+      lipc_trace(rt, "net", "connect tcp %s: %s", op->detail,
+                 lipc_err_name(err));
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, op->sock_ref); /* sock */
   if (err == 0) {

@@ -1020,6 +1020,18 @@ static int reopen_fd(int fd) {
   return nfd;
 }
 
+/* The stream owns an fd it was given (closing it closes the fd), but
+ * works on its own copy when the fd was reopened (a pipe through /proc,
+ * a tty by libuv): the original goes now, or it would outlive the stream
+ * and keep the peer from seeing EOF. Our own stdio keeps fds 0-2. */
+static void drop_original(void *uv, int fd, int internal) {
+  uv_os_fd_t now = -1;
+  if (internal || fd <= 2)
+    return;
+  if (uv_fileno((uv_handle_t *)uv, &now) == 0 && now != fd)
+    close(fd);
+}
+
 lipc_stream *lipc_stream_from_fd(lua_State *L, int fd, int internal) {
   lipc_runtime *rt = lipc_rt(L);
   uv_handle_type t = uv_guess_handle(fd);
@@ -1038,6 +1050,7 @@ lipc_stream *lipc_stream_from_fd(lua_State *L, int fd, int internal) {
     }
     s = lipc_stream_new(L, (uv_stream_t *)tty, LIPC_STREAM, "tty");
     s->h.internal = internal;
+    drop_original(tty, fd, internal);
     return s;
   }
   nfd = reopen_fd(fd);
@@ -1046,6 +1059,7 @@ lipc_stream *lipc_stream_from_fd(lua_State *L, int fd, int internal) {
     if (p && uv_pipe_init(rt->loop, p, 0) == 0 && uv_pipe_open(p, nfd) == 0) {
       s = lipc_stream_new(L, (uv_stream_t *)p, LIPC_STREAM, "pipe");
       s->h.internal = internal;
+      drop_original(p, fd, internal);
       return s;
     }
     free(p);

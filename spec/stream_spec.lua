@@ -204,6 +204,25 @@ describe("streams", function()
     assert.matches("lipc.stream_from_fd: bad fd", err)
   end)
 
+  it("stream_from_fd owns the fd: once the stream is closed, no copy is left open", function()
+    local spawn = require "spawn"
+    local support = require "support"
+    local child = assert(spawn(support.lipc, {"-e", [[
+      local lipc = require "lipc"
+      local s = lipc.stream_from_fd(3)
+      s:write("bye")
+      s:close()
+      lipc.sleep(20)
+      print(io.open("/proc/self/fd/3") and "fd 3 open" or "fd 3 closed")
+      lipc.sleep(300)
+    ]]}, {stdio = {"ignore", "pipe", "inherit", "pipe"}}))
+    local t0 = lipc.now()
+    assert.are.equal("bye", child.stdio[4]:read_all())  -- EOF before the child ends
+    assert.is_true(lipc.now() - t0 < 250)
+    assert.are.equal("fd 3 closed\n", child.stdout:read_all())
+    assert.are.equal(0, (child:wait()))
+  end)
+
   it("bad arguments name the method", function()
     local r, w = pair()
     local ok, err = pcall(w.write, w, 42)

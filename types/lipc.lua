@@ -116,7 +116,7 @@ function lipc.handles() end
 ---@return string
 function lipc.mkdtemp(prefix) end
 
----`lipc.stream_from_fd(fd)` → a stream over an fd a parent handed down (a pipe, socket, tty or file).
+---`lipc.stream_from_fd(fd)` → a stream over an fd a parent handed down (a pipe, socket, tty or file). The stream owns `fd`: closing the stream closes it (or the copy it reads through: the original is closed at once).
 ---@param fd integer
 ---@return lipc.stream
 function lipc.stream_from_fd(fd) end

@@ -128,7 +128,8 @@ in `os.exit`). `os.exit` is the same function.]]},
        ret = "the open handles as `{kind, active, object}`", text = "(used by the spec harness to find leaks)."},
       {"lipc.mkdtemp(prefix?: string): string", ret = "path of a new private directory."},
       {"lipc.stream_from_fd(fd: integer): lipc.stream",
-       ret = "a stream over an fd a parent handed down (a pipe, socket, tty or file)."},
+       ret = "a stream over an fd a parent handed down (a pipe, socket, tty or file).",
+       text = "The stream owns `fd`: closing the stream closes it (or the copy it reads through: the original is closed at once)."},
       {"lipc.run(): integer", text = [[with stock `lua5.4` (`require "lipc"` through the
 `lipc.so` module): runs the event loop until nothing is pending and
 returns the exit status. Raises when the loop is already running.]]},

@@ -109,7 +109,8 @@ docs-check: $(BUILD)/lipc
 # C style (.clang-format): reports what clang-format would change.
 CLANG_FORMAT ?= clang-format-14
 format-check:
-	$(CLANG_FORMAT) --dry-run -Werror runtime/*.[ch] bindings/*.[ch] $(wildcard examples/*.c)
+	$(CLANG_FORMAT) --dry-run -Werror runtime/*.[ch] bindings/*.[ch] fuzz/*.[ch] bench/c/*.[ch] \
+	  $(wildcard examples/*.c)
 
 # The spec suite under AddressSanitizer and UndefinedBehaviorSanitizer.
 check: deps

@@ -46,21 +46,21 @@ static int open_ref;
  * and a function that adds the 'message' listener: called before the
  * bytes arrive, or after them (late), when they waited undecoded. */
 static const char helper[] =
-  "local fork = require 'fork'\n"
-  "return function(json, max, late)\n"
-  "  local a, b = assert(fork.socketpair())\n"
-  "  local ch = a:channel({max_message = max,\n"
-  "                        serialization = json and 'json' or 'lipc'})\n"
-  "  local got = {n = 0}\n"
-  "  local function listen()\n"
-  "    ch:on('message', function(m) got.n = got.n + 1; got[got.n] = m end)\n"
-  "  end\n"
-  "  ch:on('error', function(_, code) got.err = code end)\n"
-  "  if not late then listen() end\n"
-  "  return ch, b, got, late and listen or function() end\n"
-  "end\n";
+    "local fork = require 'fork'\n"
+    "return function(json, max, late)\n"
+    "  local a, b = assert(fork.socketpair())\n"
+    "  local ch = a:channel({max_message = max,\n"
+    "                        serialization = json and 'json' or 'lipc'})\n"
+    "  local got = {n = 0}\n"
+    "  local function listen()\n"
+    "    ch:on('message', function(m) got.n = got.n + 1; got[got.n] = m end)\n"
+    "  end\n"
+    "  ch:on('error', function(_, code) got.err = code end)\n"
+    "  if not late then listen() end\n"
+    "  return ch, b, got, late and listen or function() end\n"
+    "end\n";
 
-#define ensure(c)	((c) ? (void)0 : fail(#c, __LINE__))
+#define ensure(c) ((c) ? (void)0 : fail(#c, __LINE__))
 
 static void fail(const char *what, int line) {
   fprintf(stderr, "fuzz_frame.c:%d: property failed: %s\n", line, what);
@@ -102,8 +102,8 @@ static void run_once(lua_Integer max, const uint8_t *data, size_t size,
   else
     lua_pushnil(L);
   lua_pushboolean(L, late);
-  ensure(lua_pcall(L, 3, 4, 0) == 0);         /* ch b got listen */
-  lua_insert(L, top + 1);                     /* listen ch b got */
+  ensure(lua_pcall(L, 3, 4, 0) == 0); /* ch b got listen */
+  lua_insert(L, top + 1);             /* listen ch b got */
   top++;
   while (off < size) {
     size_t k = size - off, taken;
@@ -114,10 +114,10 @@ static void run_once(lua_Integer max, const uint8_t *data, size_t size,
     taken = lipc_channel_feed(L, top + 1, (const char *)data + off, k);
     ensure(lua_gettop(L) == top + 3);
     if (taken < k)
-      break;                                  /* the channel is gone */
+      break; /* the channel is gone */
     off += k;
   }
-  lua_pushvalue(L, top);                      /* late: now the messages */
+  lua_pushvalue(L, top); /* late: now the messages */
   ensure(lua_pcall(L, 0, 0, 0) == 0);
   ensure(lua_gettop(L) == top + 3);
   /* after a protocol error nothing more is taken */
@@ -132,7 +132,7 @@ static void run_once(lua_Integer max, const uint8_t *data, size_t size,
   lua_pushvalue(L, top + 2);
   ensure(lua_pcall(L, 1, 0, 0) == 0);
   settle();
-  lua_replace(L, top);                        /* got */
+  lua_replace(L, top); /* got */
   lua_settop(L, top);
 }
 
@@ -164,6 +164,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ensure(deq(1, 2, 0));
   ensure(deq(1, 3, 0));
   lua_settop(L, 0);
-  ensure(!rt->exiting);                       /* no uncaught error */
+  ensure(!rt->exiting); /* no uncaught error */
   return 0;
 }

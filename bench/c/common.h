@@ -48,7 +48,8 @@ static inline double bench_scale(void) {
 
 /* argv[i] as a count, or dflt * BENCH_SCALE (at least 1). */
 static inline uint64_t arg_count(int argc, char **argv, int i, double dflt) {
-  if (argc > i) return strtoull(argv[i], NULL, 10);
+  if (argc > i)
+    return strtoull(argv[i], NULL, 10);
   double n = dflt * bench_scale();
   return n >= 1 ? (uint64_t)n : 1;
 }
@@ -58,7 +59,8 @@ static inline void write_all(int fd, const void *p, size_t n) {
   while (n > 0) {
     ssize_t k = write(fd, c, n);
     if (k < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR)
+        continue;
       die("write");
     }
     c += k;
@@ -71,7 +73,8 @@ static inline void writev_all(int fd, struct iovec *iov, int cnt) {
   while (cnt > 0) {
     ssize_t k = writev(fd, iov, cnt);
     if (k < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR)
+        continue;
       die("writev");
     }
     while (cnt > 0 && (size_t)k >= iov->iov_len) {
@@ -93,11 +96,13 @@ static inline int read_full(int fd, void *p, size_t n) {
   while (got < n) {
     ssize_t k = read(fd, c + got, n - got);
     if (k < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR)
+        continue;
       die("read");
     }
     if (k == 0) {
-      if (got == 0) return 0;
+      if (got == 0)
+        return 0;
       fail("unexpected EOF");
     }
     got += (size_t)k;
@@ -108,20 +113,37 @@ static inline int read_full(int fd, void *p, size_t n) {
 /* ---- MessagePack, just the subset the benchmarks send ---------------- */
 
 static inline void be32_put(uint8_t *p, uint32_t v) {
-  p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16);
-  p[2] = (uint8_t)(v >> 8);  p[3] = (uint8_t)v;
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
 }
 
 static inline uint32_t be32_get(const uint8_t *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+         p[3];
 }
 
 static inline uint8_t *mp_put_uint(uint8_t *p, uint64_t v) {
-  if (v < 128) { *p++ = (uint8_t)v; }
-  else if (v < 256) { *p++ = 0xcc; *p++ = (uint8_t)v; }
-  else if (v < 65536) { *p++ = 0xcd; *p++ = (uint8_t)(v >> 8); *p++ = (uint8_t)v; }
-  else if (v <= 0xffffffffu) { *p++ = 0xce; be32_put(p, (uint32_t)v); p += 4; }
-  else { *p++ = 0xcf; be32_put(p, (uint32_t)(v >> 32)); be32_put(p + 4, (uint32_t)v); p += 8; }
+  if (v < 128) {
+    *p++ = (uint8_t)v;
+  } else if (v < 256) {
+    *p++ = 0xcc;
+    *p++ = (uint8_t)v;
+  } else if (v < 65536) {
+    *p++ = 0xcd;
+    *p++ = (uint8_t)(v >> 8);
+    *p++ = (uint8_t)v;
+  } else if (v <= 0xffffffffu) {
+    *p++ = 0xce;
+    be32_put(p, (uint32_t)v);
+    p += 4;
+  } else {
+    *p++ = 0xcf;
+    be32_put(p, (uint32_t)(v >> 32));
+    be32_put(p + 4, (uint32_t)v);
+    p += 8;
+  }
   return p;
 }
 
@@ -141,55 +163,88 @@ static inline size_t frame_small(uint8_t *p, uint64_t seq) {
   q = mp_put_fixstr(q, "op");
   q = mp_put_fixstr(q, "add");
   q = mp_put_fixstr(q, "args");
-  *q++ = 0x93; *q++ = 1; *q++ = 2; *q++ = 3;
+  *q++ = 0x93;
+  *q++ = 1;
+  *q++ = 2;
+  *q++ = 3;
   be32_put(p, (uint32_t)(q - p - 4));
   return (size_t)(q - p);
 }
 
-typedef struct { const uint8_t *p, *end; } mp_rd;
+typedef struct {
+  const uint8_t *p, *end;
+} mp_rd;
 
 static inline int mp_get_uint(mp_rd *r, uint64_t *v) {
-  if (r->p >= r->end) return -1;
+  if (r->p >= r->end)
+    return -1;
   uint8_t t = *r->p++;
-  size_t need = t < 0x80 ? 0 : t == 0xcc ? 1 : t == 0xcd ? 2 : t == 0xce ? 4 : t == 0xcf ? 8 : 99;
-  if (need == 99 || (size_t)(r->end - r->p) < need) return -1;
-  if (need == 0) { *v = t; return 0; }
+  size_t need = t < 0x80    ? 0
+                : t == 0xcc ? 1
+                : t == 0xcd ? 2
+                : t == 0xce ? 4
+                : t == 0xcf ? 8
+                            : 99;
+  if (need == 99 || (size_t)(r->end - r->p) < need)
+    return -1;
+  if (need == 0) {
+    *v = t;
+    return 0;
+  }
   uint64_t x = 0;
-  for (size_t i = 0; i < need; i++) x = x << 8 | *r->p++;
+  for (size_t i = 0; i < need; i++)
+    x = x << 8 | *r->p++;
   *v = x;
   return 0;
 }
 
 /* str or bin of any width; *s points into the input (no copy). */
 static inline int mp_get_str(mp_rd *r, const uint8_t **s, uint32_t *n) {
-  if (r->p >= r->end) return -1;
+  if (r->p >= r->end)
+    return -1;
   uint8_t t = *r->p++;
   size_t w;
-  if ((t & 0xe0) == 0xa0) { *n = t & 0x1f; w = 0; }
-  else if (t == 0xd9 || t == 0xc4) w = 1;
-  else if (t == 0xda || t == 0xc5) w = 2;
-  else if (t == 0xdb || t == 0xc6) w = 4;
-  else return -1;
-  if ((size_t)(r->end - r->p) < w) return -1;
+  if ((t & 0xe0) == 0xa0) {
+    *n = t & 0x1f;
+    w = 0;
+  } else if (t == 0xd9 || t == 0xc4)
+    w = 1;
+  else if (t == 0xda || t == 0xc5)
+    w = 2;
+  else if (t == 0xdb || t == 0xc6)
+    w = 4;
+  else
+    return -1;
+  if ((size_t)(r->end - r->p) < w)
+    return -1;
   if (w) {
     uint32_t x = 0;
-    for (size_t i = 0; i < w; i++) x = x << 8 | *r->p++;
+    for (size_t i = 0; i < w; i++)
+      x = x << 8 | *r->p++;
     *n = x;
   }
-  if ((size_t)(r->end - r->p) < *n) return -1;
+  if ((size_t)(r->end - r->p) < *n)
+    return -1;
   *s = r->p;
   r->p += *n;
   return 0;
 }
 
-static inline int mp_get_len(mp_rd *r, uint8_t fixmask, uint8_t fixtag, uint8_t t16, uint8_t t32, uint32_t *n) {
-  if (r->p >= r->end) return -1;
+static inline int mp_get_len(mp_rd *r, uint8_t fixmask, uint8_t fixtag,
+                             uint8_t t16, uint8_t t32, uint32_t *n) {
+  if (r->p >= r->end)
+    return -1;
   uint8_t t = *r->p++;
-  if ((t & fixmask) == fixtag) { *n = t & (uint8_t)~fixmask; return 0; }
+  if ((t & fixmask) == fixtag) {
+    *n = t & (uint8_t)~fixmask;
+    return 0;
+  }
   size_t w = t == t16 ? 2 : t == t32 ? 4 : 0;
-  if (!w || (size_t)(r->end - r->p) < w) return -1;
+  if (!w || (size_t)(r->end - r->p) < w)
+    return -1;
   uint32_t x = 0;
-  for (size_t i = 0; i < w; i++) x = x << 8 | *r->p++;
+  for (size_t i = 0; i < w; i++)
+    x = x << 8 | *r->p++;
   *n = x;
   return 0;
 }
@@ -208,23 +263,30 @@ static inline int decode_msg(const uint8_t *p, size_t n, msg_t *m) {
   mp_rd r = {p, p + n};
   uint32_t cnt;
   memset(m, 0, sizeof *m);
-  if (mp_get_map(&r, &cnt)) return -1;
+  if (mp_get_map(&r, &cnt))
+    return -1;
   while (cnt--) {
     const uint8_t *k;
     uint32_t kn;
-    if (mp_get_str(&r, &k, &kn)) return -1;
+    if (mp_get_str(&r, &k, &kn))
+      return -1;
     if (kn == 3 && !memcmp(k, "seq", 3)) {
-      if (mp_get_uint(&r, &m->seq)) return -1;
+      if (mp_get_uint(&r, &m->seq))
+        return -1;
     } else if (kn == 2 && !memcmp(k, "op", 2)) {
-      if (mp_get_str(&r, &m->op, &m->op_len)) return -1;
+      if (mp_get_str(&r, &m->op, &m->op_len))
+        return -1;
     } else if (kn == 4 && !memcmp(k, "data", 4)) {
-      if (mp_get_str(&r, &m->data, &m->data_len)) return -1;
+      if (mp_get_str(&r, &m->data, &m->data_len))
+        return -1;
     } else if (kn == 4 && !memcmp(k, "args", 4)) {
       uint32_t an;
-      if (mp_get_arr(&r, &an)) return -1;
+      if (mp_get_arr(&r, &an))
+        return -1;
       while (an--) {
         uint64_t v;
-        if (mp_get_uint(&r, &v)) return -1;
+        if (mp_get_uint(&r, &v))
+          return -1;
         m->args_sum += v;
       }
     } else {
@@ -246,7 +308,8 @@ typedef struct {
 static inline void frd_init(frd_t *f, int fd, size_t cap) {
   f->fd = fd;
   f->buf = malloc(cap);
-  if (!f->buf) die("malloc");
+  if (!f->buf)
+    die("malloc");
   f->cap = cap;
   f->r = f->w = 0;
   f->reads = 0;
@@ -266,25 +329,29 @@ static inline const uint8_t *frd_next(frd_t *f, uint32_t *len) {
         return p;
       }
     }
-    if (f->r == f->w) f->r = f->w = 0;
+    if (f->r == f->w)
+      f->r = f->w = 0;
     if (f->cap - f->r < need) {
       memmove(f->buf, f->buf + f->r, avail);
       f->r = 0;
       f->w = avail;
       if (f->cap < need) {
         f->buf = realloc(f->buf, need);
-        if (!f->buf) die("realloc");
+        if (!f->buf)
+          die("realloc");
         f->cap = need;
       }
     }
     ssize_t k = read(f->fd, f->buf + f->w, f->cap - f->w);
     f->reads++;
     if (k < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR)
+        continue;
       die("read");
     }
     if (k == 0) {
-      if (avail) fail("EOF inside a frame");
+      if (avail)
+        fail("EOF inside a frame");
       return NULL;
     }
     f->w += (size_t)k;

@@ -21,23 +21,29 @@ int main(int argc, char **argv) {
     return 0;
   }
   uint64_t k = arg_count(argc, argv, 1, 20);
-  if (k < 1) k = 1;
+  if (k < 1)
+    k = 1;
   uint64_t *ts = calloc(k, sizeof *ts);
   char exe[4096];
   ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (el < 0) die("readlink");
+  if (el < 0)
+    die("readlink");
   exe[el] = 0;
   for (uint64_t i = 0; i < k; i++) {
     uint64_t t0 = now_ns();
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) die("socketpair");
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+      die("socketpair");
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, sv[1], 3); /* dup2 clears CLOEXEC */
     char *cargv[] = {exe, "child", NULL};
     pid_t pid;
     int e = posix_spawn(&pid, exe, &fa, NULL, cargv, environ);
-    if (e) { errno = e; die("posix_spawn"); }
+    if (e) {
+      errno = e;
+      die("posix_spawn");
+    }
     posix_spawn_file_actions_destroy(&fa);
     close(sv[1]);
     frd_t f;
@@ -46,7 +52,8 @@ int main(int argc, char **argv) {
     msg_t m;
     const uint8_t *p = frd_next(&f, &len);
     ts[i] = now_ns() - t0;
-    if (!p || decode_msg(p, len, &m) || m.seq != 1) fail("bad ready message");
+    if (!p || decode_msg(p, len, &m) || m.seq != 1)
+      fail("bad ready message");
     free(f.buf);
     close(sv[0]);
     waitpid(pid, NULL, 0);

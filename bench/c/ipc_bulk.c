@@ -18,9 +18,11 @@
 int main(int argc, char **argv) {
   uint64_t n = arg_count(argc, argv, 1, 2000);
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) die("socketpair");
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+    die("socketpair");
   pid_t pid = fork();
-  if (pid < 0) die("fork");
+  if (pid < 0)
+    die("fork");
   uint8_t out[64];
   frd_t f;
   msg_t m;
@@ -32,7 +34,8 @@ int main(int argc, char **argv) {
     frd_init(&f, sv[1], 65536);
     uint64_t bytes = 0;
     for (uint64_t i = 1; i <= n; i++) {
-      if (!(p = frd_next(&f, &len))) fail("child: EOF");
+      if (!(p = frd_next(&f, &len)))
+        fail("child: EOF");
       if (decode_msg(p, len, &m) || m.seq != i || m.data_len != SIZE ||
           m.data[0] != 'a' || m.data[SIZE - 1] != 'a' + (SIZE - 1) % 26)
         fail("child: bad message");
@@ -44,7 +47,8 @@ int main(int argc, char **argv) {
 
   close(sv[1]);
   char *data = malloc(SIZE);
-  for (uint32_t i = 0; i < SIZE; i++) data[i] = (char)('a' + i % 26);
+  for (uint32_t i = 0; i < SIZE; i++)
+    data[i] = (char)('a' + i % 26);
   uint64_t t0 = now_ns();
   for (uint64_t i = 1; i <= n; i++) {
     uint8_t *q = out + 4;
@@ -60,11 +64,14 @@ int main(int argc, char **argv) {
     writev_all(sv[0], iov, 2);
   }
   frd_init(&f, sv[0], 256);
-  if (!(p = frd_next(&f, &len))) fail("parent: EOF");
+  if (!(p = frd_next(&f, &len)))
+    fail("parent: EOF");
   uint64_t t1 = now_ns();
-  if (decode_msg(p, len, &m) || m.seq != n * SIZE) fail("parent: bad ack");
+  if (decode_msg(p, len, &m) || m.seq != n * SIZE)
+    fail("parent: bad ack");
   close(sv[0]);
   waitpid(pid, NULL, 0);
-  printf("RESULT ipc_bulk %.1f MB/s\n", (double)n * SIZE * 1e3 / (double)(t1 - t0));
+  printf("RESULT ipc_bulk %.1f MB/s\n",
+         (double)n * SIZE * 1e3 / (double)(t1 - t0));
   return 0;
 }

@@ -13,9 +13,11 @@
 int main(int argc, char **argv) {
   uint64_t n = arg_count(argc, argv, 1, 100000);
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) die("socketpair");
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+    die("socketpair");
   pid_t pid = fork();
-  if (pid < 0) die("fork");
+  if (pid < 0)
+    die("fork");
   uint8_t out[64];
   frd_t f;
   msg_t m;
@@ -26,7 +28,8 @@ int main(int argc, char **argv) {
     close(sv[0]);
     frd_init(&f, sv[1], 65536);
     while ((p = frd_next(&f, &len))) {
-      if (decode_msg(p, len, &m) || m.args_sum != 6) fail("child: bad message");
+      if (decode_msg(p, len, &m) || m.args_sum != 6)
+        fail("child: bad message");
       write_all(sv[1], out, frame_small(out, m.seq));
     }
     _exit(0);
@@ -37,12 +40,15 @@ int main(int argc, char **argv) {
   uint64_t t0 = now_ns();
   for (uint64_t i = 1; i <= n; i++) {
     write_all(sv[0], out, frame_small(out, i));
-    if (!(p = frd_next(&f, &len))) fail("parent: EOF");
-    if (decode_msg(p, len, &m) || m.seq != i) fail("parent: bad reply");
+    if (!(p = frd_next(&f, &len)))
+      fail("parent: EOF");
+    if (decode_msg(p, len, &m) || m.seq != i)
+      fail("parent: bad reply");
   }
   uint64_t t1 = now_ns();
   close(sv[0]);
   waitpid(pid, NULL, 0);
-  printf("RESULT ipc_pingpong %.0f rt/s\n", (double)n * 1e9 / (double)(t1 - t0));
+  printf("RESULT ipc_pingpong %.0f rt/s\n",
+         (double)n * 1e9 / (double)(t1 - t0));
   return 0;
 }

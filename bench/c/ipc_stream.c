@@ -17,9 +17,11 @@
 int main(int argc, char **argv) {
   uint64_t n = arg_count(argc, argv, 1, 2000000);
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) die("socketpair");
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+    die("socketpair");
   pid_t pid = fork();
-  if (pid < 0) die("fork");
+  if (pid < 0)
+    die("fork");
   uint8_t out[64];
   frd_t f;
   msg_t m;
@@ -31,8 +33,10 @@ int main(int argc, char **argv) {
     frd_init(&f, sv[1], BUF);
     uint64_t sum = 0;
     for (uint64_t i = 0; i < n; i++) {
-      if (!(p = frd_next(&f, &len))) fail("child: EOF");
-      if (decode_msg(p, len, &m) || m.args_sum != 6) fail("child: bad message");
+      if (!(p = frd_next(&f, &len)))
+        fail("child: EOF");
+      if (decode_msg(p, len, &m) || m.args_sum != 6)
+        fail("child: bad message");
       sum += m.seq;
     }
     write_all(sv[1], out, frame_small(out, sum));
@@ -52,9 +56,11 @@ int main(int argc, char **argv) {
   }
   write_all(sv[0], buf, used);
   frd_init(&f, sv[0], 256);
-  if (!(p = frd_next(&f, &len))) fail("parent: EOF");
+  if (!(p = frd_next(&f, &len)))
+    fail("parent: EOF");
   uint64_t t1 = now_ns();
-  if (decode_msg(p, len, &m) || m.seq != n * (n + 1) / 2) fail("parent: bad ack");
+  if (decode_msg(p, len, &m) || m.seq != n * (n + 1) / 2)
+    fail("parent: bad ack");
   close(sv[0]);
   waitpid(pid, NULL, 0);
   printf("RESULT ipc_stream %.0f msg/s\n", (double)n * 1e9 / (double)(t1 - t0));

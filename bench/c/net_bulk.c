@@ -35,21 +35,27 @@ int main(int argc, char **argv) {
     struct sockaddr_un *su = (struct sockaddr_un *)&ss;
     const char *dir = getenv("BENCH_TMP") ? getenv("BENCH_TMP") : "/tmp";
     su->sun_family = AF_UNIX;
-    snprintf(su->sun_path, sizeof su->sun_path, "%s/c-bulk-%d.sock", dir, (int)getpid());
+    snprintf(su->sun_path, sizeof su->sun_path, "%s/c-bulk-%d.sock", dir,
+             (int)getpid());
     unlink(su->sun_path);
     sl = sizeof *su;
   }
   int ls = socket(dom, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (ls < 0) die("socket");
-  if (bind(ls, (struct sockaddr *)&ss, sl) || listen(ls, 16)) die("bind/listen");
-  if (tcp && getsockname(ls, (struct sockaddr *)&ss, &sl)) die("getsockname");
+  if (ls < 0)
+    die("socket");
+  if (bind(ls, (struct sockaddr *)&ss, sl) || listen(ls, 16))
+    die("bind/listen");
+  if (tcp && getsockname(ls, (struct sockaddr *)&ss, &sl))
+    die("getsockname");
   pid_t pid = fork();
-  if (pid < 0) die("fork");
+  if (pid < 0)
+    die("fork");
 
   if (pid == 0) {
     close(ls);
     int s = socket(dom, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (s < 0 || connect(s, (struct sockaddr *)&ss, sl)) die("connect");
+    if (s < 0 || connect(s, (struct sockaddr *)&ss, sl))
+      die("connect");
     char *buf = calloc(1, WCHUNK);
     for (uint64_t left = total; left > 0;) {
       size_t k = left < WCHUNK ? (size_t)left : WCHUNK;
@@ -61,25 +67,31 @@ int main(int argc, char **argv) {
   }
 
   int s = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
-  if (s < 0) die("accept");
+  if (s < 0)
+    die("accept");
   uint64_t t0 = now_ns(), got = 0;
   char *buf = malloc(RCHUNK);
   for (;;) {
     ssize_t k = read(s, buf, RCHUNK);
     if (k < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR)
+        continue;
       die("read");
     }
-    if (k == 0) break;
+    if (k == 0)
+      break;
     got += (uint64_t)k;
   }
   uint64_t t1 = now_ns();
   close(s);
   close(ls);
-  if (!tcp) unlink(((struct sockaddr_un *)&ss)->sun_path);
+  if (!tcp)
+    unlink(((struct sockaddr_un *)&ss)->sun_path);
   int st;
   waitpid(pid, &st, 0);
-  if (got != total || !WIFEXITED(st) || WEXITSTATUS(st)) fail("short transfer");
-  printf("RESULT %s_bulk %.1f MB/s\n", argv[1], (double)total * 1e3 / (double)(t1 - t0));
+  if (got != total || !WIFEXITED(st) || WEXITSTATUS(st))
+    fail("short transfer");
+  printf("RESULT %s_bulk %.1f MB/s\n", argv[1],
+         (double)total * 1e3 / (double)(t1 - t0));
   return 0;
 }

@@ -17,16 +17,22 @@ static pid_t start(void) {
   static char *argv[] = {"/bin/true", NULL};
   pid_t pid;
   int e = posix_spawn(&pid, "/bin/true", NULL, NULL, argv, environ);
-  if (e) { errno = e; die("posix_spawn"); }
+  if (e) {
+    errno = e;
+    die("posix_spawn");
+  }
   return pid;
 }
 
 static void reap(pid_t pid) {
   int st;
   pid_t r;
-  while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {}
-  if (r < 0) die("waitpid");
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail("/bin/true failed");
+  while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {
+  }
+  if (r < 0)
+    die("waitpid");
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    fail("/bin/true failed");
 }
 
 int main(int argc, char **argv) {
@@ -34,17 +40,23 @@ int main(int argc, char **argv) {
   const char *mode = argc > 2 ? argv[2] : "both";
   if (!strcmp(mode, "seq") || !strcmp(mode, "both")) {
     uint64_t t0 = now_ns();
-    for (uint64_t i = 0; i < n; i++) reap(start());
-    printf("RESULT spawn_seq %.0f spawns/s\n", (double)n * 1e9 / (double)(now_ns() - t0));
+    for (uint64_t i = 0; i < n; i++)
+      reap(start());
+    printf("RESULT spawn_seq %.0f spawns/s\n",
+           (double)n * 1e9 / (double)(now_ns() - t0));
   }
   if (!strcmp(mode, "par8") || !strcmp(mode, "both")) {
     uint64_t t0 = now_ns(), started = 0, done = 0;
     while (done < n) {
-      while (started < n && started - done < 8) { start(); started++; }
+      while (started < n && started - done < 8) {
+        start();
+        started++;
+      }
       reap(-1);
       done++;
     }
-    printf("RESULT spawn_par8 %.0f spawns/s\n", (double)n * 1e9 / (double)(now_ns() - t0));
+    printf("RESULT spawn_par8 %.0f spawns/s\n",
+           (double)n * 1e9 / (double)(now_ns() - t0));
   }
   fflush(stdout);
   return 0;

@@ -18,10 +18,12 @@
 extern char **environ;
 
 int main(int argc, char **argv) {
-  if (argc < 4) fail("usage: startup NAME RUNS cmd [args...]");
+  if (argc < 4)
+    fail("usage: startup NAME RUNS cmd [args...]");
   const char *name = argv[1];
   long runs = strtol(argv[2], NULL, 10);
-  if (runs < 1) runs = 1;
+  if (runs < 1)
+    runs = 1;
   uint64_t *wall = calloc((size_t)runs, sizeof *wall);
   uint64_t *rss = calloc((size_t)runs, sizeof *rss);
   posix_spawn_file_actions_t fa;
@@ -31,14 +33,19 @@ int main(int argc, char **argv) {
     pid_t pid;
     uint64_t t0 = now_ns();
     int e = posix_spawnp(&pid, argv[3], &fa, NULL, argv + 3, environ);
-    if (e) { errno = e; die(argv[3]); }
+    if (e) {
+      errno = e;
+      die(argv[3]);
+    }
     int st;
     struct rusage ru;
     while (wait4(pid, &st, 0, &ru) < 0)
-      if (errno != EINTR) die("wait4");
+      if (errno != EINTR)
+        die("wait4");
     wall[i] = now_ns() - t0;
     rss[i] = (uint64_t)ru.ru_maxrss;
-    if (!WIFEXITED(st) || WEXITSTATUS(st)) fail("command failed");
+    if (!WIFEXITED(st) || WEXITSTATUS(st))
+      fail("command failed");
   }
   qsort(wall, (size_t)runs, sizeof *wall, cmp_u64);
   qsort(rss, (size_t)runs, sizeof *rss, cmp_u64);

@@ -18,7 +18,8 @@ int main(int argc, char **argv) {
   uint64_t total = arg_count(argc, argv, 1, 1073741824.0);
   char exe[4096], writer[4200], bytes[32];
   ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (el < 0) die("readlink");
+  if (el < 0)
+    die("readlink");
   exe[el] = 0;
   char *slash = strrchr(exe, '/');
   *slash = 0;
@@ -33,29 +34,37 @@ int main(int argc, char **argv) {
 
   uint64_t t0 = now_ns();
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC)) die("pipe2");
+  if (pipe2(fds, O_CLOEXEC))
+    die("pipe2");
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
   pid_t pid;
   int e = posix_spawn(&pid, path, &fa, NULL, cargv, environ);
-  if (e) { errno = e; die("posix_spawn"); }
+  if (e) {
+    errno = e;
+    die("posix_spawn");
+  }
   close(fds[1]);
   char *buf = malloc(65536);
   uint64_t got = 0;
   for (;;) {
     ssize_t k = read(fds[0], buf, 65536);
     if (k < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR)
+        continue;
       die("read");
     }
-    if (k == 0) break;
+    if (k == 0)
+      break;
     got += (uint64_t)k;
   }
   uint64_t t1 = now_ns();
   int st;
   waitpid(pid, &st, 0);
-  if (got != total || !WIFEXITED(st) || WEXITSTATUS(st)) fail("short read or child failed");
-  printf("RESULT stdout_read %.1f MB/s\n", (double)total * 1e3 / (double)(t1 - t0));
+  if (got != total || !WIFEXITED(st) || WEXITSTATUS(st))
+    fail("short read or child failed");
+  printf("RESULT stdout_read %.1f MB/s\n",
+         (double)total * 1e3 / (double)(t1 - t0));
   return 0;
 }

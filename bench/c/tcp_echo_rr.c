@@ -18,48 +18,58 @@
 int main(int argc, char **argv) {
   uint64_t n = arg_count(argc, argv, 1, 100000);
   int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (ls < 0) die("socket");
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  if (ls < 0)
+    die("socket");
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t sl = sizeof sa;
   if (bind(ls, (struct sockaddr *)&sa, sl) || listen(ls, 16) ||
       getsockname(ls, (struct sockaddr *)&sa, &sl))
     die("bind/listen");
   pid_t pid = fork();
-  if (pid < 0) die("fork");
+  if (pid < 0)
+    die("fork");
   char buf[65536];
 
   if (pid == 0) {
     close(ls);
     int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa)) die("connect");
+    if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa))
+      die("connect");
     memset(buf, 'x', MSG);
     for (uint64_t i = 0; i < n; i++) {
       write_all(s, buf, MSG);
-      if (!read_full(s, buf, MSG)) fail("child: EOF");
+      if (!read_full(s, buf, MSG))
+        fail("child: EOF");
     }
     close(s);
     _exit(0);
   }
 
   int s = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
-  if (s < 0) die("accept");
+  if (s < 0)
+    die("accept");
   uint64_t t0 = now_ns(), t1 = 0, echoed = 0;
   for (;;) {
     ssize_t k = read(s, buf, sizeof buf);
     if (k < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR)
+        continue;
       die("read");
     }
-    if (k == 0) break;
+    if (k == 0)
+      break;
     write_all(s, buf, (size_t)k);
     echoed += (uint64_t)k;
-    if (echoed == n * MSG) t1 = now_ns();
+    if (echoed == n * MSG)
+      t1 = now_ns();
   }
   close(s);
   close(ls);
   int st;
   waitpid(pid, &st, 0);
-  if (!t1 || !WIFEXITED(st) || WEXITSTATUS(st)) fail("echo incomplete");
+  if (!t1 || !WIFEXITED(st) || WEXITSTATUS(st))
+    fail("echo incomplete");
   printf("RESULT tcp_echo_rr %.0f rt/s\n", (double)n * 1e9 / (double)(t1 - t0));
   return 0;
 }

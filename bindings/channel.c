@@ -74,9 +74,9 @@ struct lchannel {
   wnode *writes;     /* writes in flight */
   unsigned nregular; /* of which batch writes (not handle frames) */
   uint64_t msgs_out, msgs_in, bytes_out, bytes_in, hwm_hits; /* stats() */
-  lipc_wait receiver, drainer;
-  unsigned lgen; /* rt->listener_gen when lcount was taken */
-  int lcount;    /* 'message' listeners of the target, cached */
+  lipc_waitq receivers, drainers; /* tasks in receive() and drain() */
+  unsigned lgen;                  /* rt->listener_gen when lcount was taken */
+  int lcount; /* 'message' listeners of the target, cached */
   unsigned lvalid : 1;
   unsigned json : 1;
   unsigned connected : 1;
@@ -192,7 +192,7 @@ static void update_ref(lchannel *ch) {
   if (!ch->auto_ref || ch->s == NULL || (uv = lipc_stream_uv(ch->s)) == NULL)
     return;
   if (ch->connected &&
-      (lipc_waiting(&ch->receiver) || has_message_listeners(ch)))
+      (lipc_waitq_waiting(&ch->receivers) || has_message_listeners(ch)))
     uv_ref((uv_handle_t *)uv);
   else
     uv_unref((uv_handle_t *)uv);
@@ -307,19 +307,20 @@ static void fault(lchannel *ch, const char *code, int taken);
 
 /* ---- receiving ------------------------------------------------------------ */
 
-/* A task waiting in receive() gets the first message nobody took; it
- * takes the others without parking again. */
+/* Tasks waiting in receive() get the messages nobody took, one each,
+ * longest-waiting first; a woken task takes more without parking. */
 static void wake_receiver(lchannel *ch) {
   lipc_runtime *rt = ch->h.rt;
   int r;
-  if (!lipc_waiting(&ch->receiver) || queue_len(ch) == 0)
-    return;
-  r = take_next(ch, rt->L);
-  if (r < 0) { /* the receiver gets the fault */
-    fault(ch, "ERR_IPC_BAD_MESSAGE", 0);
-    return;
+  while (lipc_waitq_waiting(&ch->receivers) && queue_len(ch) > 0 &&
+         !rt->exiting) {
+    r = take_next(ch, rt->L);
+    if (r < 0) { /* the receiver gets the fault */
+      fault(ch, "ERR_IPC_BAD_MESSAGE", 0);
+      return;
+    }
+    lipc_waitq_wake(rt, &ch->receivers, 2);
   }
-  lipc_wake(rt, &ch->receiver, 2);
   update_ref(ch);
 }
 
@@ -332,10 +333,10 @@ static void deliver(lchannel *ch) {
     queue_push(ch, L);
     return;
   }
-  if (lipc_waiting(&ch->receiver)) {
+  if (lipc_waitq_waiting(&ch->receivers)) {
     lua_pushvalue(L, -2);
     lua_pushvalue(L, -2);
-    lipc_wake(rt, &ch->receiver, 2);
+    lipc_waitq_wake(rt, &ch->receivers, 2);
   }
   emit(ch, "message", 2);
 }
@@ -385,22 +386,22 @@ static void fault(lchannel *ch, const char *code, int taken) {
   set_connected(ch, 0); /* a woken task or a listener sees it closed */
   if (ch->s)
     lipc_handle_close(lipc_stream_handle(ch->s));
-  if (lipc_waiting(&ch->receiver)) {
+  if (lipc_waitq_waiting(&ch->receivers)) {
     handled = 1;
-    if (queue_len(ch) > 0) { /* the messages before the fault first */
-      lua_pushvalue(L, -1);
-      ch->err_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-      ch->err_code = code;
-      wake_receiver(ch);
-      if (ch->gone) {
-        lua_pop(L, 1);
-        return;
-      }
-    } else {
+    lua_pushvalue(L, -1); /* for the first receive() after the messages */
+    ch->err_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    ch->err_code = code;
+    wake_receiver(ch); /* the messages before the fault first */
+    if (ch->gone) {
+      lua_pop(L, 1);
+      return;
+    }
+    if (lipc_waitq_waiting(&ch->receivers) && ch->err_ref != LUA_NOREF) {
       lua_pushnil(L);
-      lua_pushvalue(L, -2);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, ch->err_ref);
       lua_pushstring(L, code);
-      lipc_wake(rt, &ch->receiver, 3);
+      unref(L, &ch->err_ref);
+      lipc_waitq_wake(rt, &ch->receivers, 3);
     }
   }
   if (push_target(ch))
@@ -740,12 +741,14 @@ static void peer_gone(lchannel *ch) {
   if (ch->connected)
     set_connected(ch, 0);
   wake_receiver(ch);
-  was_receiving = lipc_waiting(&ch->receiver);
-  lua_pushnil(L);
-  lipc_wake(rt, &ch->receiver, 1);
-  if (lipc_waiting(&ch->drainer)) {
+  was_receiving = lipc_waitq_waiting(&ch->receivers);
+  while (lipc_waitq_waiting(&ch->receivers)) {
+    lua_pushnil(L);
+    lipc_waitq_wake(rt, &ch->receivers, 1);
+  }
+  while (lipc_waitq_waiting(&ch->drainers)) {
     lua_pushboolean(L, 0);
-    lipc_wake(rt, &ch->drainer, 1);
+    lipc_waitq_wake(rt, &ch->drainers, 1);
   }
   update_ref(ch);
   if (push_target(ch))
@@ -916,8 +919,13 @@ done:
     uv_idle_stop((uv_idle_t *)ch->h.uv);
   if (ch->need_drain && ch->out.len < ch->hwm) {
     ch->need_drain = 0;
-    lua_pushboolean(rt->L, 1);
-    lipc_wake(rt, &ch->drainer, 1);
+    /* the drain()ers, while they stay under the mark: one that sends
+     * over it again sets need_drain, and the others wait for that drain */
+    while (lipc_waitq_waiting(&ch->drainers) && ch->out.len < ch->hwm &&
+           !rt->exiting) {
+      lua_pushboolean(rt->L, 1);
+      lipc_waitq_wake(rt, &ch->drainers, 1);
+    }
     if (ch->connected)
       emit(ch, "drain", 0);
   }
@@ -1140,12 +1148,9 @@ static int l_receive(lua_State *L) {
   }
   if (!ch->connected)
     return 0;
-  if (lipc_waiting(&ch->receiver))
-    return luaL_error(L, "channel.receive: another task is already "
-                         "receiving");
   if (ch->auto_ref && lipc_stream_uv(ch->s)) /* somebody waits now */
     uv_ref((uv_handle_t *)lipc_stream_uv(ch->s));
-  return lipc_task_park(L, &ch->receiver);
+  return lipc_waitq_park(L, &ch->receivers);
 }
 
 /* drain() in a task -> true once the send buffer is under the high-water
@@ -1157,11 +1162,9 @@ static int l_drain(lua_State *L) {
     lua_pushboolean(L, ch->connected);
     return 1;
   }
-  if (lipc_waiting(&ch->drainer))
-    return luaL_error(L, "channel.drain: another task is already waiting");
   ch->need_drain = 1;
   schedule_flush(ch);
-  return lipc_task_park(L, &ch->drainer);
+  return lipc_waitq_park(L, &ch->drainers);
 }
 
 /* disconnect(): what was sent goes out, then the channel closes; the
@@ -1308,8 +1311,8 @@ static void on_close(lipc_handle *h) {
   if (ch->nlazy == 0)
     lipc_buf_free(&ch->in);
   lipc_buf_free(&ch->out);
-  lipc_wait_cancel(h->rt, &ch->receiver);
-  lipc_wait_cancel(h->rt, &ch->drainer);
+  lipc_waitq_free(h->rt, &ch->receivers);
+  lipc_waitq_free(h->rt, &ch->drainers);
   unref(L, &ch->out_cbs);
   unref(L, &ch->stream_ref);
   unref(L, &ch->owner_ref);
@@ -1413,7 +1416,7 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
   ch->h.flush_close = flush_close;
   ch->stream_ref = ch->owner_ref = ch->queue_ref = LUA_NOREF;
   ch->out_cbs = ch->enc_ref = ch->dec_ref = LUA_NOREF;
-  ch->receiver.ref = ch->drainer.ref = ch->err_ref = LUA_NOREF;
+  ch->err_ref = LUA_NOREF;
   ch->max = max;
   ch->hwm = hwm;
   ch->json = json;

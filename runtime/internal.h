@@ -92,6 +92,19 @@ int lipc_task_park(lua_State *L, lipc_wait *w);
 void lipc_wake(lipc_runtime *rt, lipc_wait *w, int nargs);
 int lipc_waiting(const lipc_wait *w);
 void lipc_wait_cancel(lipc_runtime *rt, lipc_wait *w);
+
+/* A queue of tasks waiting for the same thing (several tasks in one
+ * channel's receive()), woken longest-waiting first. Zero-initialise. */
+typedef struct lipc_wnode lipc_wnode;
+typedef struct lipc_waitq {
+  lipc_wnode *head, *tail, *spare; /* spare: nodes to reuse */
+} lipc_waitq;
+int lipc_waitq_park(lua_State *L, lipc_waitq *q); /* as lipc_task_park */
+int lipc_waitq_waiting(const lipc_waitq *q);
+/* Wakes the first waiter with the nargs values on top of rt->L (popped;
+ * also when nobody waits). */
+void lipc_waitq_wake(lipc_runtime *rt, lipc_waitq *q, int nargs);
+void lipc_waitq_free(lipc_runtime *rt, lipc_waitq *q); /* waiters dropped */
 int luaopen_lipc_task(lua_State *L);
 
 /* emitter.c: on/once/off/emit/listeners for userdata and table objects. */

@@ -7,6 +7,7 @@
  * Finished coroutines go back to a pool: starting a task is then a
  * lua_resume on an existing thread, not an allocation.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -123,6 +124,67 @@ void lipc_wait_cancel(lipc_runtime *rt, lipc_wait *w) {
     return;
   w->co = NULL;
   anchor(rt, rt->L, w, 0);
+}
+
+/* ---- wait queues ------------------------------------------------------ */
+
+struct lipc_wnode {
+  lipc_wait w;
+  lipc_wnode *next;
+};
+
+/* A woken node goes to the spare list before its task resumes, so a task
+ * that waits again at once (a receive loop) parks on the same node: its
+ * anchor key is reused, as for a plain lipc_wait. */
+int lipc_waitq_park(lua_State *L, lipc_waitq *q) {
+  lipc_wnode *n = q->spare;
+  if (n != NULL) {
+    q->spare = n->next;
+  } else {
+    if ((n = calloc(1, sizeof(*n))) == NULL)
+      return luaL_error(L, "out of memory");
+    n->w.ref = LUA_NOREF;
+  }
+  n->next = NULL;
+  if (q->tail)
+    q->tail->next = n;
+  else
+    q->head = n;
+  q->tail = n;
+  return lipc_task_park(L, &n->w);
+}
+
+int lipc_waitq_waiting(const lipc_waitq *q) {
+  return q->head != NULL;
+}
+
+void lipc_waitq_wake(lipc_runtime *rt, lipc_waitq *q, int nargs) {
+  lipc_wnode *n = q->head;
+  if (n == NULL) {
+    lua_pop(rt->L, nargs);
+    return;
+  }
+  q->head = n->next;
+  if (q->head == NULL)
+    q->tail = NULL;
+  n->next = q->spare;
+  q->spare = n;
+  lipc_wake(rt, &n->w, nargs);
+}
+
+static void free_nodes(lipc_runtime *rt, lipc_wnode *n) {
+  while (n != NULL) {
+    lipc_wnode *next = n->next;
+    lipc_wait_cancel(rt, &n->w);
+    free(n);
+    n = next;
+  }
+}
+
+void lipc_waitq_free(lipc_runtime *rt, lipc_waitq *q) {
+  free_nodes(rt, q->head);
+  free_nodes(rt, q->spare);
+  q->head = q->tail = q->spare = NULL;
 }
 
 /* lipc.go(fn, ...) -> nothing; fn runs now, until it first waits. */

@@ -125,6 +125,63 @@ describe("stream:channel", function()
     cb:disconnect()
   end)
 
+  it("several tasks can wait in receive(): each message goes to one, longest-waiting first", function()
+    local ca, cb = pair()
+    local got, ended = {}, 0
+    for w = 1, 3 do
+      lipc.go(function()
+        while true do
+          local m = cb:receive()
+          if m == nil then ended = ended + 1; return end
+          got[#got + 1] = w .. ":" .. m
+          lipc.sleep(1)                     -- yield, so the others get some
+        end
+      end)
+    end
+    ca:send("a"); ca:send("b"); ca:send("c")
+    assert.is_true(S.wait_for(function() return #got == 3 end))
+    assert.are.same({"1:a", "2:b", "3:c"}, got)
+    for i = 1, 30 do ca:send(i) end
+    assert.is_true(S.wait_for(function() return #got == 33 end))
+    local seen, per = {}, {}
+    for k = 4, 33 do
+      local w, v = got[k]:match("^(%d):(%d+)$")
+      seen[#seen + 1] = tonumber(v)
+      per[w] = (per[w] or 0) + 1
+    end
+    table.sort(seen)
+    for i = 1, 30 do assert.are.equal(i, seen[i]) end  -- each exactly once
+    assert.is_true(per["1"] > 0 and per["2"] > 0 and per["3"] > 0)
+    ca:disconnect()
+    assert.is_true(S.wait_for(function() return ended == 3 end))  -- all get nil
+  end)
+
+  it("several tasks can wait in drain(); all go on once the buffer drains", function()
+    local ca, cb = pair({high_water = 1024})
+    assert.is_false(ca:send(("x"):rep(4096)))
+    local done = 0
+    for _ = 1, 3 do lipc.go(function() if ca:drain() then done = done + 1 end end) end
+    assert.are.equal(("x"):rep(4096), cb:receive())
+    assert.is_true(S.wait_for(function() return done == 3 end))
+    ca:disconnect()
+    cb:disconnect()
+  end)
+
+  it("a fault with several receivers waiting: the messages before it, the error, then nil", function()
+    local ch, raw = raw_pair()
+    local got = {}
+    for w = 1, 3 do
+      lipc.go(function()
+        local m, _, code = ch:receive()
+        got[w] = {m, code}
+      end)
+    end
+    raw:write(be32(2) .. "\xa1a" .. be32(2) .. "\xc1\xc1")
+    assert.is_true(S.wait_for(function() return got[1] and got[2] and got[3] end))
+    assert.are.same({{"a"}, {nil, "ERR_IPC_BAD_MESSAGE"}, {}}, got)
+    raw:close()
+  end)
+
   it("calls the send callback once the message is written", function()
     local ca, cb = pair()
     local done = lipc.cond()

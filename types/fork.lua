@@ -56,13 +56,15 @@ function lipc_channel:send(value, handle, cb) end
 ---the messages that came before the fault). Messages that arrive while
 ---nobody receives and nobody listens for `message` wait in order, checked
 ---but still encoded, and are built when taken (`pending()` counts them);
----they stay to be taken after the channel closed.
+---they stay to be taken after the channel closed. Several tasks may wait in
+---`receive()` on one channel: each message goes to one of them, the
+---longest-waiting first.
 ---@return any
 ---@return userdata|string?
 ---@return string?
 function lipc_channel:receive() end
 
----`drain()` *(task)* → `bool` — waits until the unsent bytes are under the high-water mark.
+---`drain()` *(task)* → `bool` — waits until the unsent bytes are under the high-water mark (several tasks may wait).
 ---@return boolean
 function lipc_channel:drain() end
 

@@ -76,9 +76,11 @@ disconnected; `nil, msg, code` when the peer broke the protocol (after
 the messages that came before the fault). Messages that arrive while
 nobody receives and nobody listens for `message` wait in order, checked
 but still encoded, and are built when taken (`pending()` counts them);
-they stay to be taken after the channel closed.]]},
+they stay to be taken after the channel closed. Several tasks may wait in
+`receive()` on one channel: each message goes to one of them, the
+longest-waiting first.]]},
       {"drain(): boolean", task = true, ret = "`bool`",
-       text = "waits until the unsent bytes are under the high-water mark."},
+       text = "waits until the unsent bytes are under the high-water mark (several tasks may wait)."},
       {"disconnect()", "connected: boolean",
        sig = "`disconnect()`",
        text = [[sends what is queued, then closes; the peer's

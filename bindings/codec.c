@@ -887,10 +887,11 @@ static int decvalue(Dec *d, int depth) {
   return 1;
 }
 
+/* L NULL: check only */
 static ptrdiff_t decode(lua_State *L, const char *p, size_t n, const char **err,
                         int checked) {
   Dec d;
-  int top = lua_gettop(L), r;
+  int top = L ? lua_gettop(L) : 0, r;
   if (n == 0)
     return 0;
   d.L = L;
@@ -900,10 +901,14 @@ static ptrdiff_t decode(lua_State *L, const char *p, size_t n, const char **err,
   d.owed = 0;
   d.nan = 0;
   d.checked = checked;
-  r = lua_checkstack(L, 2) ? decvalue(&d, 0) : bad(&d, "Lua stack overflow");
+  if (L && !lua_checkstack(L, 2))
+    r = bad(&d, "Lua stack overflow");
+  else
+    r = decvalue(&d, 0);
   if (r > 0)
     return (ptrdiff_t)(d.p - (const unsigned char *)p);
-  lua_settop(L, top); /* drop the partial value */
+  if (L)
+    lua_settop(L, top); /* drop the partial value */
   if (r < 0 && err != NULL)
     *err = d.err;
   return r;
@@ -920,23 +925,7 @@ ptrdiff_t lipc_codec_decode_checked(lua_State *L, const char *p, size_t n,
 }
 
 ptrdiff_t lipc_codec_check(const char *p, size_t n, const char **err) {
-  Dec d;
-  int r;
-  if (n == 0)
-    return 0;
-  d.L = NULL;
-  d.p = (const unsigned char *)p;
-  d.end = d.p + n;
-  d.err = NULL;
-  d.owed = 0;
-  d.nan = 0;
-  d.checked = 0;
-  r = decvalue(&d, 0);
-  if (r > 0)
-    return (ptrdiff_t)(d.p - (const unsigned char *)p);
-  if (r < 0 && err != NULL)
-    *err = d.err;
-  return r;
+  return decode(NULL, p, n, err, 0);
 }
 
 /* }================================================================== */

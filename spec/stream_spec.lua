@@ -188,15 +188,20 @@ describe("streams", function()
     r:close()
   end)
 
-  it("stream_from_fd wraps an fd a parent handed down", function()
+  -- A child lipc running code (lipc is required) with a pipe as fd 3.
+  local function child_with_fd3(code)
     local spawn = require "spawn"
     local support = require "support"
-    local child = assert(spawn(support.lipc, {"-e", [[
-      local lipc = require "lipc"
+    return assert(spawn(support.lipc, {"-e", 'local lipc = require "lipc"\n' .. code},
+                        {stdio = {"ignore", "pipe", "inherit", "pipe"}}))
+  end
+
+  it("stream_from_fd wraps an fd a parent handed down", function()
+    local child = child_with_fd3([[
       local s = lipc.stream_from_fd(3)
       s:write("hello through fd 3")
       s:shutdown()
-    ]]}, {stdio = {"ignore", "inherit", "inherit", "pipe"}}))
+    ]])
     assert.are.equal("hello through fd 3", child.stdio[4]:read_all())
     assert.are.equal(0, (child:wait()))
     local ok, err = pcall(lipc.stream_from_fd, -1)
@@ -205,17 +210,14 @@ describe("streams", function()
   end)
 
   it("stream_from_fd owns the fd: once the stream is closed, no copy is left open", function()
-    local spawn = require "spawn"
-    local support = require "support"
-    local child = assert(spawn(support.lipc, {"-e", [[
-      local lipc = require "lipc"
+    local child = child_with_fd3([[
       local s = lipc.stream_from_fd(3)
       s:write("bye")
       s:close()
       lipc.sleep(20)
       print(io.open("/proc/self/fd/3") and "fd 3 open" or "fd 3 closed")
       lipc.sleep(300)
-    ]]}, {stdio = {"ignore", "pipe", "inherit", "pipe"}}))
+    ]])
     local t0 = lipc.now()
     assert.are.equal("bye", child.stdio[4]:read_all())  -- EOF before the child ends
     assert.is_true(lipc.now() - t0 < 250)

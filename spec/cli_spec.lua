@@ -28,6 +28,21 @@ describe("the lipc command", function()
     assert.matches("usage: lipc", out)
   end)
 
+  it("warn() behaves as in the stock lua: off until @on, parts make one line", function()
+    local _, err, status = support.run_lipc([[
+      warn("hidden"); warn("@on"); warn("a ", "b"); warn("@off"); warn("hidden too")
+    ]])
+    assert.are.equal(0, status)
+    assert.are.equal("Lua warning: a b\n", err)
+  end)
+
+  it("runs the same with LIPC_ALLOC=malloc (plain malloc for the Lua state)", function()
+    local out, status = support.sh("LIPC_ALLOC=malloc " .. support.shell_quote(support.lipc) ..
+      " -e 'local t = {} for i = 1, 1e5 do t[i] = {i, tostring(i)} end print(#t)'")
+    assert.are.equal(0, status)
+    assert.are.equal("100000\n", out)
+  end)
+
   it("an uncaught error prints message and traceback, status 1", function()
     local _, err, status = support.run_lipc("local function f() error('boom') end\nf()\n")
     assert.are.equal(1, status)

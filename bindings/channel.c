@@ -53,14 +53,14 @@ typedef struct wnode {
 } wnode;
 
 struct lchannel {
-  lipc_handle h;        /* h.uv: the idle handle that flushes `out` */
-  lipc_stream *s;       /* NULL once detached */
-  int stream_ref;       /* registry refs, LUA_NOREF when unused */
-  int owner_ref;        /* emit events here (fork's child) or on self */
-  int queue_ref;        /* decoded messages nobody took yet: msg, handle */
-  int out_cbs;          /* callbacks of frames in `out` */
-  int enc_ref, dec_ref; /* cjson encode/decode in JSON mode */
-  int err_ref;          /* a fault for receive() once the queue is empty */
+  lipc_handle h;  /* h.uv: the idle handle that flushes `out` */
+  lipc_stream *s; /* NULL once detached */
+  int stream_ref; /* registry refs, LUA_NOREF when unused */
+  int owner_ref;  /* emit events here (fork's child) or on self */
+  int queue_ref;  /* decoded messages nobody took yet: msg, handle */
+  int out_cbs;    /* callbacks of frames in `out` */
+  int dec_ref;    /* cjson decode in JSON mode */
+  int err_ref;    /* a fault for receive() once the queue is empty */
   const char *err_code;
   lua_Integer qhead, qtail;
   /* Frame assembly. [dpos, ipos) holds nlazy whole frames nobody took yet,
@@ -986,32 +986,18 @@ static int send_with_handle(lchannel *ch, lua_State *L, int hidx,
   return 0;
 }
 
+/* One JSON line into `out`. On failure: -1, `out` as it was, and the
+ * message (naming the key path) on top of L. */
 static int encode_json(lchannel *ch, lua_State *L, int idx) {
-  size_t len;
-  const char *p;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ch->enc_ref);
-  lua_pushvalue(L, idx);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    /* The MessagePack encoder names the key path of the culprit. */
-    lipc_buf scratch = {0};
-    if (lipc_codec_encode(L, idx, &scratch) != 0) {
-      lipc_buf_free(&scratch);
-      lua_remove(L, -2);
-      return -1;
-    }
-    lipc_buf_free(&scratch);
+  size_t start = ch->out.len;
+  if (lipc_codec_encode_json(L, idx, &ch->out) != 0)
+    return -1;
+  if (lipc_buf_reserve(&ch->out, 1) != 0) {
+    ch->out.len = start;
+    lua_pushliteral(L, "not enough memory");
     return -1;
   }
-  p = lua_tolstring(L, -1, &len);
-  if (lipc_buf_reserve(&ch->out, len + 1) != 0) {
-    lua_pop(L, 1);
-    lua_pushliteral(L, "out of memory");
-    return -1;
-  }
-  memcpy(ch->out.data + ch->out.len, p, len);
-  ch->out.len += len;
   ch->out.data[ch->out.len++] = '\n';
-  lua_pop(L, 1);
   return 0;
 }
 
@@ -1316,7 +1302,6 @@ static void on_close(lipc_handle *h) {
   unref(L, &ch->out_cbs);
   unref(L, &ch->stream_ref);
   unref(L, &ch->owner_ref);
-  unref(L, &ch->enc_ref);
   unref(L, &ch->dec_ref);
 }
 
@@ -1358,17 +1343,9 @@ static void load_cjson(lchannel *ch, lua_State *L) {
   lua_call(L, 1, 1);
   lua_getfield(L, -1, "new");
   lua_call(L, 0, 1); /* a private instance */
-  lua_getfield(L, -1, "encode_sparse_array");
-  lua_pushboolean(L, 1);
-  lua_call(L, 1, 0);
-  lua_getfield(L, -1, "encode_max_depth");
-  lua_pushinteger(L, LIPC_CODEC_MAX_DEPTH);
-  lua_call(L, 1, 0);
   lua_getfield(L, -1, "decode_max_depth");
   lua_pushinteger(L, LIPC_CODEC_MAX_DEPTH);
   lua_call(L, 1, 0);
-  lua_getfield(L, -1, "encode");
-  ch->enc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_getfield(L, -1, "decode");
   ch->dec_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 2);
@@ -1415,7 +1392,7 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
   ch->h.on_gc = on_gc;
   ch->h.flush_close = flush_close;
   ch->stream_ref = ch->owner_ref = ch->queue_ref = LUA_NOREF;
-  ch->out_cbs = ch->enc_ref = ch->dec_ref = LUA_NOREF;
+  ch->out_cbs = ch->dec_ref = LUA_NOREF;
   ch->err_ref = LUA_NOREF;
   ch->max = max;
   ch->hwm = hwm;

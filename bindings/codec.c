@@ -3,8 +3,9 @@
 **
 ** Owns: the growable lipc_buf, the encoder (one Lua value straight from
 ** the stack into a lipc_buf), the decoder (one MessagePack value from a
-** byte range onto the stack) and the UTF-8 validator that picks str or
-** bin. Frames, the handle marker and channels belong to channel.c; the
+** byte range onto the stack), the UTF-8 validator that picks str or
+** bin, and the JSON encoder of Node's IPC lines, which shares the
+** encoder's walk. Frames, the handle marker and channels belong to channel.c; the
 ** format is specified in docs/wire-format.md.
 **
 ** Both directions run on the IPC hot path, so neither allocates per
@@ -13,6 +14,7 @@
 */
 
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -555,19 +557,27 @@ static int encmap(Enc *e, int t, int depth) {
 ** other. So one cheap counting pass decides, and the holes are found
 ** by the array encoder itself; after a hole we start over as a map.
 */
-static int enctable(Enc *e, int t, int depth) {
-  lua_State *L = e->L;
-  const void *self = lua_topointer(L, t);
-  lua_Unsigned n, c;
+/* A table about to be walked at depth: refuses a cycle or one level too
+   many, makes stack room, marks it open. 0, or -1 with the message. */
+static int opentable(Enc *e, int t, int depth) {
+  const void *self = lua_topointer(e->L, t);
   int d;
   for (d = 0; d < depth; d++) /* at most MAXDEPTH compares */
     if (e->open[d] == self)
       return encfail(e, depth, "cycle");
   if (depth >= MAXDEPTH)
     return encfail(e, depth, DEEPMSG);
-  if (!lua_checkstack(L, 4)) /* key, value, and room to fail */
+  if (!lua_checkstack(e->L, 4)) /* key, value, and room to fail */
     return encfail(e, depth, "Lua stack overflow");
   e->open[depth] = self;
+  return 0;
+}
+
+static int enctable(Enc *e, int t, int depth) {
+  lua_State *L = e->L;
+  lua_Unsigned n, c;
+  if (opentable(e, t, depth))
+    return -1;
   n = (lua_Unsigned)lua_rawlen(L, t);
   if (n == 0) /* no border: a map, no need to count */
     return encmap(e, t, depth);
@@ -611,14 +621,16 @@ static int encvalue(Enc *e, int idx, int type, int depth) {
   }
 }
 
-int lipc_codec_encode(lua_State *L, int idx, lipc_buf *b) {
+typedef int (*Encfn)(Enc *e, int idx, int type, int depth);
+
+static int encode_with(lua_State *L, int idx, lipc_buf *b, Encfn value) {
   Enc e;
   size_t len0 = b->len;
   int top = lua_gettop(L);
   e.L = L;
   e.b = b;
   idx = lua_absindex(L, idx);
-  if (encvalue(&e, idx, lua_type(L, idx), 0) == 0)
+  if (value(&e, idx, lua_type(L, idx), 0) == 0)
     return 0;
   b->len = len0;                 /* keep nothing partial */
   if (lua_gettop(L) > top + 1) { /* drop iteration leftovers */
@@ -626,6 +638,251 @@ int lipc_codec_encode(lua_State *L, int idx, lipc_buf *b) {
     lua_settop(L, top + 1);
   }
   return -1;
+}
+
+int lipc_codec_encode(lua_State *L, int idx, lipc_buf *b) {
+  return encode_with(L, idx, b, encvalue);
+}
+
+/* }================================================================== */
+
+/*
+** {==================================================================
+** JSON encoder: the text Node's JSON.stringify would write
+** ===================================================================
+** For Node's IPC lines (channel JSON mode). lua-cjson 2.1.0 writes
+** numbers with 14 significant digits, so an id, a timestamp in us or a
+** double reached Node changed; this writes integers exactly and floats
+** in the fewest digits that read back the same. The walk, the limits
+** and the error messages are the MessagePack encoder's. Decoding stays
+** with cjson.
+*/
+
+static int jvalue(Enc *e, int idx, int type, int depth);
+
+static int jroom(Enc *e, int depth, size_t n) {
+  if (e->b->cap - e->b->len < n && lipc_buf_reserve(e->b, n) != 0)
+    return encfail(e, depth, "not enough memory");
+  return 0;
+}
+
+static void jput(lipc_buf *b, const char *s, size_t n) { /* room made */
+  memcpy(b->data + b->len, s, n);
+  b->len += n;
+}
+
+/* JSON numbers have no NaN or infinity: JSON.stringify writes null */
+static int jnumber(Enc *e, int idx, int depth) {
+  char num[40];
+  int n, prec;
+  if (lua_isinteger(e->L, idx)) {
+    n = snprintf(num, sizeof num, LUA_INTEGER_FMT,
+                 (LUAI_UACINT)lua_tointeger(e->L, idx));
+  } else {
+    double x = (double)lua_tonumber(e->L, idx);
+    if (x != x || x - x != 0) { /* NaN, inf */
+      n = 4;
+      memcpy(num, "null", 4);
+    } else {
+      for (prec = 15; prec <= 17; prec++) { /* the shortest that reads back */
+        n = snprintf(num, sizeof num, "%.*g", prec, x);
+        if (strtod(num, NULL) == x)
+          break;
+      }
+      for (prec = 0; prec < n; prec++) /* a locale's decimal comma */
+        if (num[prec] == ',')
+          num[prec] = '.';
+    }
+  }
+  if (jroom(e, depth, (size_t)n))
+    return -1;
+  jput(e->b, num, (size_t)n);
+  return 0;
+}
+
+/* a JSON string: text only (Node's strings are text, a binary string
+   would arrive changed), with " \ and control characters escaped */
+static int jstring(Enc *e, const char *s, size_t l, int depth, int key) {
+  static const char hex[] = "0123456789abcdef";
+  size_t i, extra = 0, run = 0;
+  char *w;
+  if (!lipc_utf8_valid(s, l))
+    return encfail(e, depth,
+                   key ? "cannot send a key that is not UTF-8 "
+                         "in JSON mode"
+                       : "cannot send a string that is not UTF-8 "
+                         "in JSON mode");
+  for (i = 0; i < l; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' ||
+        c == '\r' || c == '\t')
+      extra += 1;
+    else if (c < 0x20)
+      extra += 5;
+  }
+  if (jroom(e, depth, l + extra + 2))
+    return -1;
+  w = e->b->data + e->b->len;
+  *w++ = '"';
+  for (i = 0; i < l; i++) {
+    unsigned char c = (unsigned char)s[i];
+    const char *esc = NULL;
+    if (c >= 0x20 && c != '"' && c != '\\')
+      continue;
+    memcpy(w, s + run, i - run);
+    w += i - run;
+    run = i + 1;
+    switch (c) {
+      case '"': esc = "\\\""; break;
+      case '\\': esc = "\\\\"; break;
+      case '\b': esc = "\\b"; break;
+      case '\f': esc = "\\f"; break;
+      case '\n': esc = "\\n"; break;
+      case '\r': esc = "\\r"; break;
+      case '\t': esc = "\\t"; break;
+      default:
+        memcpy(w, "\\u00", 4);
+        w[4] = hex[c >> 4];
+        w[5] = hex[c & 15];
+        w += 6;
+        continue;
+    }
+    memcpy(w, esc, 2);
+    w += 2;
+  }
+  memcpy(w, s + run, l - run);
+  w += l - run;
+  *w++ = '"';
+  e->b->len = (size_t)(w - e->b->data);
+  return 0;
+}
+
+/* an object key: strings as they are, numbers as JavaScript writes them */
+static int jkey(Enc *e, int k, int depth) {
+  size_t l;
+  const char *s;
+  if (lua_type(e->L, k) == LUA_TNUMBER) {
+    size_t at = e->b->len;
+    lua_Number x = lua_tonumber(e->L, k);
+    char *w;
+    if (!lua_isinteger(e->L, k) && (x == HUGE_VAL || x == -HUGE_VAL))
+      return jstring(e, x > 0 ? "Infinity" : "-Infinity", x > 0 ? 8 : 9, depth,
+                     1); /* String(Infinity); a NaN key cannot be */
+    if (jnumber(e, k, depth) || jroom(e, depth, 2))
+      return -1;
+    w = e->b->data + at; /* quote what was written */
+    l = e->b->len - at;
+    memmove(w + 1, w, l);
+    w[0] = '"';
+    w[1 + l] = '"';
+    e->b->len += 2;
+    return 0;
+  }
+  if (lua_type(e->L, k) != LUA_TSTRING)
+    return enctypefail(e, depth, k, " key in JSON mode");
+  s = lua_tolstring(e->L, k, &l);
+  return jstring(e, s, l, depth, 1);
+}
+
+static int jobject(Enc *e, int t, int depth) {
+  lua_State *L = e->L;
+  int first = 1;
+  lua_pushnil(L);
+  while (lua_next(L, t)) { /* stack: key value */
+    int v = lua_gettop(L);
+    e->path[depth + 1].key = v - 1;
+    if (jroom(e, depth, 2))
+      return -1;
+    e->b->data[e->b->len++] = first ? '{' : ',';
+    first = 0;
+    if (jkey(e, v - 1, depth) || jroom(e, depth, 1))
+      return -1;
+    e->b->data[e->b->len++] = ':';
+    if (jvalue(e, v, lua_type(L, v), depth + 1))
+      return -1;
+    lua_pop(L, 1);
+  }
+  if (jroom(e, depth, 2))
+    return -1;
+  if (first)
+    e->b->data[e->b->len++] = '{';
+  e->b->data[e->b->len++] = '}';
+  return 0;
+}
+
+/* t[1..n] as an array; 1 at the first nil (then t is an object) */
+static int jarray(Enc *e, int t, lua_Unsigned n, int depth) {
+  lua_State *L = e->L;
+  int v = lua_gettop(L) + 1;
+  lua_Unsigned i;
+  for (i = 1; i <= n; i++) {
+    int type = lua_rawgeti(L, t, (lua_Integer)i);
+    if (type == LUA_TNIL) {
+      lua_pop(L, 1);
+      return 1;
+    }
+    if (jroom(e, depth, 1))
+      return -1;
+    e->b->data[e->b->len++] = i == 1 ? '[' : ',';
+    e->path[depth + 1].key = 0;
+    e->path[depth + 1].i = (lua_Integer)i;
+    if (jvalue(e, v, type, depth + 1))
+      return -1;
+    lua_pop(L, 1);
+  }
+  if (jroom(e, depth, 1))
+    return -1;
+  e->b->data[e->b->len++] = ']';
+  return 0;
+}
+
+/* the same array rule as MessagePack (keys exactly 1..n, n > 0); an
+   empty table is {} */
+static int jtable(Enc *e, int t, int depth) {
+  int r = opentable(e, t, depth);
+  lua_Unsigned n;
+  if (r)
+    return r;
+  n = (lua_Unsigned)lua_rawlen(e->L, t);
+  if (n > 0 && tabcount(e->L, t) == n) {
+    size_t start = e->b->len;
+    if ((r = jarray(e, t, n, depth)) <= 0)
+      return r;
+    e->b->len = start; /* a hole */
+  }
+  return jobject(e, t, depth);
+}
+
+static int jvalue(Enc *e, int idx, int type, int depth) {
+  size_t l;
+  const char *s;
+  switch (type) {
+    case LUA_TNIL:
+      if (jroom(e, depth, 4))
+        return -1;
+      jput(e->b, "null", 4);
+      return 0;
+    case LUA_TBOOLEAN: {
+      int on = lua_toboolean(e->L, idx);
+      if (jroom(e, depth, 5))
+        return -1;
+      jput(e->b, on ? "true" : "false", on ? 4 : 5);
+      return 0;
+    }
+    case LUA_TNUMBER: return jnumber(e, idx, depth);
+    case LUA_TSTRING:
+      s = lua_tolstring(e->L, idx, &l);
+      return jstring(e, s, l, depth, 0);
+    case LUA_TTABLE: return jtable(e, idx, depth);
+    default:
+      if (type == LUA_TLIGHTUSERDATA && lua_touserdata(e->L, idx) == NULL)
+        return jvalue(e, idx, LUA_TNIL, depth); /* cjson.null: Node's null */
+      return enctypefail(e, depth, idx, "");
+  }
+}
+
+int lipc_codec_encode_json(lua_State *L, int idx, lipc_buf *b) {
+  return encode_with(L, idx, b, jvalue);
 }
 
 /* }================================================================== */

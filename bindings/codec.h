@@ -37,6 +37,17 @@ void lipc_buf_free(lipc_buf *b);
 int lipc_codec_encode(lua_State *L, int idx, lipc_buf *b);
 
 /*
+ * Appends the Lua value at idx to b as JSON text, as JavaScript's
+ * JSON.stringify writes it: integers exact, floats in the fewest digits
+ * that read back the same, NaN and infinities as null, nil and cjson.null
+ * as null, a sequence (keys 1..n) as an array, any other table as an
+ * object (number keys written as JavaScript writes them; an empty table
+ * is {}). Strings must be UTF-8. Same failure contract as
+ * lipc_codec_encode.
+ */
+int lipc_codec_encode_json(lua_State *L, int idx, lipc_buf *b);
+
+/*
  * Decodes one MessagePack value from p[0..n) and pushes it.
  * Returns the number of bytes consumed (> 0) on success.
  * Returns 0 when p[0..n) holds only a prefix of a valid value (need more).

@@ -1,7 +1,8 @@
 -- codec_property_spec.lua - the round-trip property of the wire format
 -- (issue #7): for generated values v, decode(encode(v)) == v, integer and
 -- float subtypes included, through a real channel (send encodes, receive
--- decodes). The generator is seeded, so a failure names a reproducible
+-- decodes), and through Node's JSON lines to what JSON.stringify would
+-- make of v. The generator is seeded, so a failure names a reproducible
 -- seed (LIPC_PROPERTY_SEED, LIPC_PROPERTY_N).
 local fork = require "fork"
 
@@ -66,7 +67,90 @@ local function same(a, b, path)
   return true
 end
 
+-- What a value becomes after a trip through JSON (lipc writes, cjson reads):
+-- integral numbers within 2^53 are integers, others floats; NaN and the
+-- infinities are null (cjson.null inside, nil at the top); a table with
+-- keys 1..n is an array, any other an object with string keys (number keys
+-- as JavaScript writes them). nil for what JSON cannot carry (a key
+-- collision after that, a boolean key, a binary string), to skip it.
+local NULL = require("cjson").null
+
+local function shortest(x)
+  for p = 15, 17 do
+    local t = ("%." .. p .. "g"):format(x)
+    if tonumber(t) == x then return t end
+  end
+end
+
+local function via_json(v, top)
+  if type(v) == "number" then
+    local x = v
+    if math.type(x) == "integer" then
+      if x >= -2^53 and x <= 2^53 then return x end
+      x = x + 0.0
+    end
+    if x ~= x or x == math.huge or x == -math.huge then
+      if top then return nil, true end
+      return NULL
+    end
+    if x >= -2^53 and x <= 2^53 and x == math.floor(x) then return math.tointeger(x) end
+    return x
+  elseif type(v) == "string" then
+    if not utf8.len(v) then return nil end
+    return v
+  elseif type(v) ~= "table" then
+    return v
+  end
+  local n, count, out = #v, 0, {}
+  for _ in pairs(v) do count = count + 1 end
+  local array = n > 0 and count == n
+  for i = 1, array and n or 0 do
+    if v[i] == nil then array = false; break end
+  end
+  for k, x in pairs(v) do
+    local key = k
+    if not array then
+      if type(k) == "number" then
+        key = math.type(k) == "integer" and tostring(k)
+              or (k == math.huge and "Infinity") or (k == -math.huge and "-Infinity")
+              or shortest(k)
+      elseif type(k) ~= "string" or not utf8.len(k) then
+        return nil
+      end
+      if out[key] ~= nil then return nil end       -- 1 and "1": one key in JSON
+    end
+    local y = via_json(x)
+    if y == nil then return nil end
+    out[key] = y
+  end
+  return out
+end
+
 describe("the codec round trip", function()
+  it("holds through JSON lines (Node's format), values written as JSON.stringify would", function()
+    local a, b = assert(fork.socketpair())
+    local ca, cb = a:channel({serialization = "json"}), b:channel({serialization = "json"})
+    math.randomseed(SEED)
+    local expect, sent = {}, 0
+    for _ = 1, N // 3 do
+      local v = gen(math.random, 0)
+      local want, is_null = via_json(v, true)
+      if want ~= nil or is_null then
+        sent = sent + 1
+        expect[sent] = want
+        if not ca:send(v) then ca:drain() end
+      end
+    end
+    assert.is_true(sent > N // 6)
+    for i = 1, sent do
+      local got = cb:receive()
+      local ok, path = same(expect[i], got, "v")
+      assert(ok, ("JSON value %d (seed %d) differs at %s"):format(i, SEED, tostring(path)))
+    end
+    ca:disconnect()
+    cb:disconnect()
+  end)
+
   it(("holds for %d generated values (seed %d)"):format(N, SEED), function()
     local a, b = assert(fork.socketpair())
     local ca, cb = a:channel(), b:channel()

@@ -298,6 +298,35 @@ end)
 describe("fork and Node", function()
   teardown(S.cleanup)
 
+  it("numbers and strings reach Node exactly as JSON.stringify would write them, and back", function()
+    local child = assert(fork(S.write_file(S.tmpdir() .. "/echo.js", [[
+      process.on('message', (m) => process.send({
+        back: m,
+        exact: m.big === 9007199254740991 && m.f === 0.1 + 0.2 && m.third === 1 / 3 &&
+               m.neg === -1234567890123 && m.tiny === 5e-324 && m.s === 'q"\\\n\u0001 é ✓',
+        nan: m.nan, list: Array.isArray(m.list), empty: JSON.stringify(m.empty),
+      }));
+    ]])))
+    local v = {big = 9007199254740991, f = 0.1 + 0.2, third = 1 / 3, neg = -1234567890123,
+               tiny = 5e-324, s = 'q"\\\n\1 é ✓', nan = 0 / 0, list = {1, 2.5, "x"}, empty = {}}
+    child:send(v)
+    local r = child:receive()
+    assert.is_true(r.exact)
+    assert.are.equal(require("cjson").null, r.nan)   -- NaN has no JSON: null, as in Node
+    assert.is_true(r.list)
+    assert.are.equal("{}", r.empty)
+    for _, k in ipairs({"big", "f", "third", "neg", "tiny", "s"}) do
+      assert.are.equal(v[k], r.back[k])
+    end
+    assert.is_true(math.type(r.back.big) == "integer")
+    assert.are.same({1, 2.5, "x"}, r.back.list)
+    local ok, err = pcall(child.send, child, {bin = "\255\254"})
+    assert.is_false(ok)
+    assert.matches("value.bin: cannot send a string that is not UTF%-8 in JSON mode", err)
+    child:disconnect()
+    child:wait()
+  end)
+
   it("a lipc parent talks to a Node child (fork of a .js script)", function()
     local child = assert(fork(S.write_file(S.tmpdir() .. "/c.js", [[
       process.on('message', (m) => process.send({ got: m, n: m.n + 1 }));

@@ -138,8 +138,12 @@ server, 2 TCP socket, 3 pipe server, 4 pipe socket; the fd travels as
 SCM_RIGHTS with the first byte of the frame), then one MessagePack value.
 The length covers marker and value and may not exceed `max_message` + 3.
 JSON mode (Node): one JSON text + `"\n"` per message; lines that decode to
-`{"cmd": "NODE_..."}` are Node's own and are ignored. JSON numbers with
-integral values arrive as Lua integers; cjson writes at most 14
-significant digits.]],
+`{"cmd": "NODE_..."}` are Node's own and are ignored. Values are written
+as `JSON.stringify` writes them: integers exact, floats in the fewest
+digits that read back the same, NaN and infinities as `null`; strings must
+be UTF-8 (else `send` raises naming the key path); a table with keys 1..n
+is an array, any other an object (an empty one is `{}`). JSON numbers with
+integral values arrive as Lua integers; Node's `null` inside a value
+arrives as `cjson.null`, which also sends back as `null`.]],
   },
 }

@@ -4,7 +4,8 @@
 ** Decodes arbitrary bytes. Whatever the result, the stack must be balanced
 ** and a failure must carry an "invalid MessagePack: ..." message, and the
 ** check-only walk (lipc_codec_check) must give the same result and message;
-** lipc_codec_decode_checked of what passed must give an equal value. When a
+** lipc_codec_decode_checked of what passed must give an equal value; the
+** JSON encoder must write the value or refuse it cleanly. When a
 ** value decodes, every strict prefix of its bytes must be "need more" (0),
 ** and the value must re-encode, and the re-encoding must decode to an equal
 ** value (integer/float subtype included) of the same encoded length.
@@ -96,6 +97,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ensure(deq(1, 2, 0));
   /* map order may differ, the size may not */
   ensure(lipc_codec_encode(L, 2, &b2) == 0 && b2.len == b.len);
+  /* JSON: written whole, or refused with a message and nothing kept */
+  b2.len = 0;
+  if (lipc_codec_encode_json(L, 1, &b2) == 0) {
+    ensure(lua_gettop(L) == 2 && b2.len > 0);
+  } else {
+    ensure(lua_gettop(L) == 3 && b2.len == 0);
+    ensure(strncmp(lua_tostring(L, 3), "value", 5) == 0);
+    lua_pop(L, 1);
+  }
   lipc_buf_free(&b);
   lipc_buf_free(&b2);
   lua_settop(L, 0);

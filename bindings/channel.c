@@ -91,6 +91,7 @@ struct lchannel {
 
 static void peer_gone(lchannel *ch);
 static void channel_flush(lchannel *ch, int force);
+static void schedule_flush(lchannel *ch);
 
 /* The fd of the channel's stream, for trace lines (-1 when detached). */
 static int chan_fd(lchannel *ch) {
@@ -540,6 +541,89 @@ static void json_ints(lua_State *L, int idx, int depth) {
   }
 }
 
+/* A decoded JSON value on top of rt->L as Lua sees it: Node's null is
+ * nil at the top, integral numbers are integers. */
+static void json_value(lua_State *L) {
+  if (lua_type(L, -1) == LUA_TLIGHTUSERDATA &&
+      lua_touserdata(L, -1) == NULL) { /* cjson.null */
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  } else if (lua_istable(L, -1)) {
+    json_ints(L, -1, 0);
+  } else if (lua_type(L, -1) == LUA_TNUMBER) {
+    lua_Number x = lua_tonumber(L, -1);
+    if (x >= -9007199254740992.0 && x <= 9007199254740992.0 &&
+        x == (lua_Number)(lua_Integer)x) {
+      lua_pop(L, 1);
+      lua_pushinteger(L, (lua_Integer)x);
+    }
+  }
+}
+
+/* Queues one of Node's control lines ({"cmd": "NODE_HANDLE_ACK"}). */
+static void json_control(lchannel *ch, const char *cmd) {
+  size_t n = strlen(cmd);
+  if (lipc_buf_reserve(&ch->out, n + 11) != 0)
+    return; /* Node then waits for it: as when the peer is too slow */
+  memcpy(ch->out.data + ch->out.len, "{\"cmd\":\"", 8);
+  memcpy(ch->out.data + ch->out.len + 8, cmd, n);
+  memcpy(ch->out.data + ch->out.len + 8 + n, "\"}\n", 3);
+  ch->out.len += n + 11;
+  schedule_flush(ch);
+}
+
+/* Takes a pending handle lipc has no object for (a UDP socket) from the
+ * IPC pipe and closes it, so the next one is not taken in its place.
+ * Returns -1: the message goes on without it. */
+static int drop_pending(lchannel *ch, uv_pipe_t *pipe) {
+  uv_udp_t *u = malloc(sizeof(*u));
+  if (u == NULL || uv_udp_init(ch->h.rt->loop, u) != 0) {
+    free(u);
+    return -1;
+  }
+  uv_accept((uv_stream_t *)pipe, (uv_stream_t *)u);
+  uv_close((uv_handle_t *)u, (uv_close_cb)free);
+  return -1;
+}
+
+/* Node's handle message (the table on top of rt->L; popped):
+ * {"cmd": "NODE_HANDLE", "type": "net.Server" | "net.Socket", "msg": v},
+ * the fd sent with its bytes. v is delivered with the handle. Node holds
+ * back all it sends until our ACK; a NACK (the fd did not come) makes it
+ * send again. */
+static void json_handle(lchannel *ch) {
+  lua_State *L = ch->h.rt->L;
+  uv_pipe_t *pipe = (uv_pipe_t *)lipc_stream_uv(ch->s);
+  int server, kind = 0, top;
+  lua_getfield(L, -1, "type");
+  server = lua_type(L, -1) == LUA_TSTRING &&
+           strcmp(lua_tostring(L, -1), "net.Server") == 0;
+  lua_pop(L, 1);
+  if (pipe && pipe->type == UV_NAMED_PIPE && pipe->ipc &&
+      uv_pipe_pending_count(pipe) > 0) {
+    uv_handle_type t = uv_pipe_pending_type(pipe);
+    if (t == UV_TCP || t == UV_NAMED_PIPE)
+      kind = server ? (t == UV_TCP ? 1 : 3) : (t == UV_TCP ? 2 : 4);
+    else
+      kind = drop_pending(ch, pipe); /* a UDP socket: no dgram module */
+  }
+  if (kind == 0) {
+    json_control(ch, "NODE_HANDLE_NACK");
+    lua_pop(L, 1);
+    return;
+  }
+  lua_getfield(L, -1, "msg");
+  json_value(L);
+  lua_remove(L, -2);
+  top = lua_gettop(L);
+  if (kind < 0 || take_handle(ch, kind) != 0 || lua_gettop(L) != top + 1) {
+    lua_settop(L, top);
+    lua_pushnil(L);
+  }
+  json_control(ch, "NODE_HANDLE_ACK");
+  deliver(ch);
+}
+
 static int json_line(lchannel *ch, const char *p, size_t n) {
   lua_State *L = ch->h.rt->L;
   if (n > 0 && p[n - 1] == '\r')
@@ -559,29 +643,24 @@ static int json_line(lchannel *ch, const char *p, size_t n) {
     lua_pop(L, 1);
     return -1;
   }
-  if (lua_type(L, -1) == LUA_TLIGHTUSERDATA &&
-      lua_touserdata(L, -1) == NULL) { /* cjson.null */
+  if (lua_istable(L, -1)) {
+    /* Node's own messages ({"cmd": "NODE_..."}) are not for us, but for
+     * the one that carries a handle */
+    int t = lua_getfield(L, -1, "cmd");
+    const char *cmd = t == LUA_TSTRING ? lua_tostring(L, -1) : "";
+    int handle = strcmp(cmd, "NODE_HANDLE") == 0;
+    int internal = strncmp(cmd, "NODE_", 5) == 0;
     lua_pop(L, 1);
-    lua_pushnil(L);
-  } else if (lua_istable(L, -1)) {
-    /* Node's own messages ({"cmd": "NODE_..."}) are not for us. */
-    int internal = 0;
-    if (lua_getfield(L, -1, "cmd") == LUA_TSTRING)
-      internal = strncmp(lua_tostring(L, -1), "NODE_", 5) == 0;
-    lua_pop(L, 1);
+    if (handle) {
+      json_handle(ch);
+      return 0;
+    }
     if (internal) {
       lua_pop(L, 1);
       return 0;
     }
-    json_ints(L, -1, 0);
-  } else if (lua_type(L, -1) == LUA_TNUMBER) {
-    lua_Number x = lua_tonumber(L, -1);
-    if (x >= -9007199254740992.0 && x <= 9007199254740992.0 &&
-        x == (lua_Number)(lua_Integer)x) {
-      lua_pop(L, 1);
-      lua_pushinteger(L, (lua_Integer)x);
-    }
   }
+  json_value(L);
   lua_pushnil(L);
   deliver(ch);
   return 0;
@@ -986,19 +1065,35 @@ static int send_with_handle(lchannel *ch, lua_State *L, int hidx,
   return 0;
 }
 
-/* One JSON line into `out`. On failure: -1, `out` as it was, and the
- * message (naming the key path) on top of L. */
-static int encode_json(lchannel *ch, lua_State *L, int idx) {
-  size_t start = ch->out.len;
-  if (lipc_codec_encode_json(L, idx, &ch->out) != 0)
+static int put_text(lipc_buf *b, const char *s) {
+  size_t n = strlen(s);
+  if (lipc_buf_reserve(b, n) != 0)
     return -1;
-  if (lipc_buf_reserve(&ch->out, 1) != 0) {
+  memcpy(b->data + b->len, s, n);
+  b->len += n;
+  return 0;
+}
+
+/* One JSON line into `out`; with a handle of the given kind (net.c's
+ * wire kinds), wrapped as Node wraps it: {"cmd": "NODE_HANDLE", "type":
+ * "net.Server" or "net.Socket", "msg": value}. On failure: -1, `out` as
+ * it was, and the message (naming the key path) on top of L. */
+static int encode_json(lchannel *ch, lua_State *L, int idx, int kind) {
+  size_t start = ch->out.len;
+  const char *type = kind == 1 || kind == 3 ? "net.Server" : "net.Socket";
+  if (kind && (put_text(&ch->out, "{\"cmd\":\"NODE_HANDLE\",\"type\":\"") ||
+               put_text(&ch->out, type) || put_text(&ch->out, "\",\"msg\":")))
+    goto nomem;
+  if (lipc_codec_encode_json(L, idx, &ch->out) != 0) {
     ch->out.len = start;
-    lua_pushliteral(L, "not enough memory");
     return -1;
   }
-  ch->out.data[ch->out.len++] = '\n';
-  return 0;
+  if (put_text(&ch->out, kind ? "}\n" : "\n") == 0)
+    return 0;
+nomem:
+  ch->out.len = start;
+  lua_pushliteral(L, "not enough memory");
+  return -1;
 }
 
 /* Reports a send on a closed channel: to cb, else as an 'error' event. */
@@ -1040,10 +1135,6 @@ static int l_send(lua_State *L) {
   if (!ch->connected || ch->s == NULL)
     return send_closed(ch, L, cb);
   if (hidx) {
-    if (ch->json)
-      return luaL_argerror(L, hidx,
-                           "channel.send: handles cannot be sent "
-                           "in JSON mode");
     hs = lipc_net_export(L, hidx, &kind);
     if (hs == NULL || kind <= 0 || kind > 255)
       return luaL_argerror(L, hidx,
@@ -1052,7 +1143,7 @@ static int l_send(lua_State *L) {
   }
   start = ch->out.len;
   if (ch->json) {
-    if (encode_json(ch, L, 2) != 0)
+    if (encode_json(ch, L, 2, kind) != 0)
       return luaL_error(L, "channel.send: %s", lua_tostring(L, -1));
   } else {
     if (lipc_buf_reserve(&ch->out, 4 + MARKER_LEN) != 0)

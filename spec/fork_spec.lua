@@ -341,6 +341,89 @@ describe("fork and Node", function()
     child:wait()
   end)
 
+  it("hands a TCP server to a Node child as Node does (NODE_HANDLE), and takes one from it", function()
+    local net = require "net"
+    local child = assert(fork(S.write_file(S.tmpdir() .. "/h.js", [[
+      const net = require('net');
+      let own;
+      process.on('message', (m, server) => {
+        if (m.close) return own.close(() => process.send({ closed: true }));
+        server.on('connection', (c) => c.end('node accepted ' + m.tag));
+        own = net.createServer((c) => c.end('node accepted on its own'));
+        own.listen(0, '127.0.0.1', () => {
+          process.send({ port: own.address().port, got: server.constructor.name }, own);
+        });
+      });
+      process.on('disconnect', () => process.exit(0));  // its servers would keep it
+    ]])))
+    local server = net.create_server()
+    assert(server:listen(0, "127.0.0.1"))
+    local port = server:address().port
+    child:send({tag = "x"}, server)
+    local m, own = child:receive()                  -- Node waited for our ACK to send it
+    assert.are.equal("Server", m.got)
+    server:close()                                  -- Node's copy goes on accepting
+    local sock = assert(net.connect({host = "127.0.0.1", port = port}))
+    assert.are.equal("node accepted x", sock:read_all())
+    sock:close()
+    own:on("connection", function(c) c:write("lipc accepted", function() c:close() end) end)
+    child:send({close = true})                      -- now only our copy of Node's server
+    assert.are.same({closed = true}, child:receive())
+    sock = assert(net.connect({host = "127.0.0.1", port = m.port}))
+    assert.are.equal("lipc accepted", sock:read_all())
+    sock:close()
+    own:close()
+    child:disconnect()
+    child:wait()
+  end)
+
+  it("a Node parent hands a server to a lipc child, which accepts on it", function()
+    local dir = S.tmpdir()
+    local kid = S.write_file(dir .. "/kid.lua", [[
+      local parent = require("fork").parent
+      local m, server = parent:receive()
+      local saw_udp = m.tag == "udp" and server == nil
+      if m.tag == "udp" then m, server = parent:receive() end
+      server:on("connection", function(sock)
+        sock:write("lipc accepted " .. m.tag, function() sock:close() end)
+      end)
+      parent:send({ready = true, saw_udp = saw_udp})
+      parent:receive()
+      server:close()
+    ]])
+    -- first a UDP socket, which lipc cannot wrap: it is closed and the
+    -- message comes without it; the server after it arrives as itself
+    local js = S.write_file(dir .. "/p.js", [[
+      const { fork } = require('child_process');
+      const net = require('net');
+      const dgram = require('dgram');
+      const child = fork(process.argv[3], [], { execPath: process.argv[2] });
+      const server = net.createServer(() => { console.log('node accepted'); });
+      const udp = dgram.createSocket('udp4');
+      const start = () => server.listen(0, '127.0.0.1', () => {
+        const port = server.address().port;
+        child.send({ tag: 'y' }, server);
+        child.on('message', (m) => {
+          if (!m.ready) return;
+          if (m.saw_udp) console.log('udp message, no handle');
+          server.close();
+          const c = net.connect(port, '127.0.0.1');
+          let got = '';
+          c.on('data', (d) => { got += d; });
+          c.on('end', () => { console.log(got); child.disconnect(); udp.close(); });
+        });
+      });
+      udp.bind(0, '127.0.0.1', () => child.send({ tag: 'udp' }, udp, start));
+      child.on('exit', (code) => console.log('exit ' + code));
+    ]])
+    local out, status = S.sh(("node %s %s %s 2>&1"):format(S.shell_quote(js), S.shell_quote(S.lipc),
+                                                          S.shell_quote(kid)))
+    assert.are.equal(0, status, out)
+    assert.matches("lipc accepted y", out)
+    assert.matches("udp message, no handle", out)
+    assert.matches("exit 0", out)
+  end)
+
   it("a Node parent talks to a lipc child (child_process.fork with execPath)", function()
     local out, status = S.sh(("node %s/scripts/node_parent.js %s 2>&1"):format(
       S.shell_quote(S.root), S.shell_quote(S.lipc)))

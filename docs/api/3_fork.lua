@@ -138,7 +138,9 @@ server, 2 TCP socket, 3 pipe server, 4 pipe socket; the fd travels as
 SCM_RIGHTS with the first byte of the frame), then one MessagePack value.
 The length covers marker and value and may not exceed `max_message` + 3.
 JSON mode (Node): one JSON text + `"\n"` per message; lines that decode to
-`{"cmd": "NODE_..."}` are Node's own and are ignored. Values are written
+`{"cmd": "NODE_..."}` are Node's own and are ignored, but for Node's handle
+message: servers and sockets travel to and from Node as Node passes them
+(`NODE_HANDLE`, acknowledged). Values are written
 as `JSON.stringify` writes them: integers exact, floats in the fewest
 digits that read back the same, NaN and infinities as `null`; strings must
 be UTF-8 (else `send` raises naming the key path); a table with keys 1..n

@@ -126,48 +126,43 @@ local function via_json(v, top)
   return out
 end
 
+-- Sends count generated values (seed SEED) through a channel pair made
+-- with opts: those expect(v) keeps (keep, want); each must arrive as want.
+-- Returns how many were sent.
+local function round_trip(opts, count, expect, what)
+  local a, b = assert(fork.socketpair())
+  local ca, cb = a:channel(opts), b:channel(opts)
+  math.randomseed(SEED)
+  local wants, sent = {}, 0
+  for _ = 1, count do
+    local v = gen(math.random, 0)
+    local keep, want = expect(v)
+    if keep then
+      sent = sent + 1
+      wants[sent] = want
+      if not ca:send(v) then ca:drain() end
+    end
+  end
+  for i = 1, sent do
+    local ok, path = same(wants[i], cb:receive(), "v")
+    assert(ok, ("%s value %d (seed %d) differs at %s"):format(what, i, SEED, tostring(path)))
+  end
+  ca:disconnect()
+  cb:disconnect()
+  return sent
+end
+
 describe("the codec round trip", function()
   it("holds through JSON lines (Node's format), values written as JSON.stringify would", function()
-    local a, b = assert(fork.socketpair())
-    local ca, cb = a:channel({serialization = "json"}), b:channel({serialization = "json"})
-    math.randomseed(SEED)
-    local expect, sent = {}, 0
-    for _ = 1, N // 3 do
-      local v = gen(math.random, 0)
+    local sent = round_trip({serialization = "json"}, N // 3, function(v)
       local want, is_null = via_json(v, true)
-      if want ~= nil or is_null then
-        sent = sent + 1
-        expect[sent] = want
-        if not ca:send(v) then ca:drain() end
-      end
-    end
+      return want ~= nil or is_null, want
+    end, "JSON")
     assert.is_true(sent > N // 6)
-    for i = 1, sent do
-      local got = cb:receive()
-      local ok, path = same(expect[i], got, "v")
-      assert(ok, ("JSON value %d (seed %d) differs at %s"):format(i, SEED, tostring(path)))
-    end
-    ca:disconnect()
-    cb:disconnect()
   end)
 
   it(("holds for %d generated values (seed %d)"):format(N, SEED), function()
-    local a, b = assert(fork.socketpair())
-    local ca, cb = a:channel(), b:channel()
-    local gen_rand = math.random
-    math.randomseed(SEED)
-    local values = {}
-    for i = 1, N do
-      values[i] = gen(gen_rand, 0)
-      if not ca:send(values[i]) then ca:drain() end
-    end
-    for i = 1, N do
-      local got = cb:receive()
-      local ok, path = same(values[i], got, "v")
-      assert(ok, ("value %d (seed %d) differs at %s"):format(i, SEED, tostring(path)))
-    end
-    ca:disconnect()
-    cb:disconnect()
+    assert.are.equal(N, round_trip(nil, N, function(v) return true, v end, "MessagePack"))
   end)
 
   it("holds at the integer/float edges", function()

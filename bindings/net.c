@@ -984,7 +984,8 @@ static void finish(connect_op *op, int err) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, op->sock_ref); /* sock */
   if (err == 0) {
     tune_tcp((uv_tcp_t *)sh->uv, op->no_delay, op->keep_alive);
-    lipc_stream_read_start(op->s); /* 'data' listeners wait */
+    lipc_stream_connected(op->s, 0); /* the writes that waited */
+    lipc_stream_read_start(op->s);   /* 'data' listeners wait */
     if (op->in_task) {
       lipc_wake(rt, &op->wait, 1);
     } else {
@@ -1008,6 +1009,7 @@ static void finish(connect_op *op, int err) {
     }
     lipc_emit(rt, top + 1, "error", 2);
   }
+  lipc_stream_connected(op->s, err); /* their callbacks get the error */
   lipc_handle_close(sh);
 out:
   lua_settop(L, top);
@@ -1187,6 +1189,8 @@ static int l_connect(lua_State *L) {
   snprintf(op->detail, sizeof(op->detail),
            strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, op->port);
   op->s = lipc_socket_new(L, (uv_stream_t *)t, 0);
+  if (!op->in_task)
+    lipc_stream_connecting(op->s);
   top = lua_gettop(L);
   if (op->half_open)
     set_half_open(L);

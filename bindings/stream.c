@@ -42,7 +42,9 @@ enum {
   F_SOCKET = 1 << 7,    /* shutdown(2) works; otherwise end = close */
   F_HALF_OPEN = 1 << 8, /* stay open for writing after the peer's end */
   F_NEED_DRAIN = 1 << 9,
-  F_SYNC = 1 << 10 /* a plain fd written with blocking write(2) */
+  F_SYNC = 1 << 10,       /* a plain fd written with blocking write(2) */
+  F_CONNECTING = 1 << 11, /* net.connect outside a task: writes wait */
+  F_SHUT_WAIT = 1 << 12   /* shutdown() while connecting: after writes */
 };
 
 struct lipc_stream {
@@ -63,6 +65,7 @@ struct lipc_stream {
   lipc_read_hook read_hook;
   uint64_t active; /* loop time of the last read or write, for idle
                       timeouts (net's set_timeout) */
+  struct wreq *waiting, *waiting_tail; /* writes made while connecting */
   void *hook_ctx;
   /* counters for stats() */
   uint64_t bytes_read, bytes_written, reads, writes, hwm_hits;
@@ -78,6 +81,7 @@ typedef struct wreq {
   void *ctx;
   uv_buf_t small[SMALL_BUFS];
   uv_buf_t *bufs;
+  unsigned nbufs;
   struct wreq *next;
 } wreq;
 
@@ -438,12 +442,13 @@ static void call_write_cb(lipc_runtime *rt, int cb_ref, int status) {
   }
 }
 
-static void on_written(uv_write_t *req, int status) {
-  wreq *w = (wreq *)req;
+/* A write is over: its callbacks run, its references go. 'report': a
+ * failure is also the stream's error (not when the connect that the
+ * write waited for failed: that was reported already). */
+static void complete(wreq *w, int status, int report) {
   lipc_stream *s = w->s;
   lipc_runtime *rt = s->h.rt;
   s->queued -= w->len;
-  s->active = uv_now(req->handle->loop);
   s->nwrites--;
   if (status == 0)
     s->bytes_written += w->len;
@@ -454,21 +459,38 @@ static void on_written(uv_write_t *req, int status) {
   if (w->cb_ref != LUA_NOREF)
     call_write_cb(rt, w->cb_ref, status);
   wreq_put(rt, w);
-  if (status < 0 && status != UV_ECANCELED)
+  if (report && status < 0 && status != UV_ECANCELED)
     on_error(s, status, "write");
   if (s->h.uv)
     after_write(s);
 }
 
+static void on_written(uv_write_t *req, int status) {
+  wreq *w = (wreq *)req;
+  w->s->active = uv_now(req->handle->loop);
+  complete(w, status, 1);
+}
+
 static int submit(lipc_stream *s, wreq *w, unsigned nbufs,
                   uv_stream_t *send_handle) {
-  int err;
+  int err = 0;
   w->s = s;
-  if (send_handle)
+  w->nbufs = nbufs;
+  w->next = NULL;
+  if (s->flags & F_CONNECTING) { /* they go once connected, in order */
+    if (send_handle)
+      return UV_ENOTCONN;
+    if (s->waiting_tail)
+      s->waiting_tail->next = w;
+    else
+      s->waiting = w;
+    s->waiting_tail = w;
+  } else if (send_handle) {
     err = uv_write2(&w->req, (uv_stream_t *)s->h.uv, w->bufs, nbufs,
                     send_handle, on_written);
-  else
+  } else {
     err = uv_write(&w->req, (uv_stream_t *)s->h.uv, w->bufs, nbufs, on_written);
+  }
   if (err)
     return err;
   s->queued += w->len;
@@ -517,7 +539,8 @@ int lipc_stream_write_raw(lipc_stream *s, uv_buf_t *bufs, unsigned nbufs,
 
 int lipc_stream_try_write(lipc_stream *s, const uv_buf_t *b) {
   int k;
-  if (!is_open(s) || (s->flags & (F_SHUT | F_ERRORED | F_SYNC)) ||
+  if (!is_open(s) ||
+      (s->flags & (F_SHUT | F_ERRORED | F_SYNC | F_CONNECTING)) ||
       s->nwrites > 0)
     return UV_EAGAIN;
   k = uv_try_write((uv_stream_t *)s->h.uv, b, 1);
@@ -608,7 +631,7 @@ static int l_write(lua_State *L) {
     lua_pushnil(L);
     return 1 + push_stored_error(L, s);
   }
-  if (!can_write(s))
+  if (!can_write(s) && !(s->flags & F_CONNECTING))
     return luaL_error(L, "stream.write: the stream is not writable");
   n = collect(L, 2, bufs, 64, &total);
   if (n == 0 && t == LUA_TTABLE && lua_rawlen(L, 2) > 0)
@@ -634,7 +657,7 @@ static int l_write(lua_State *L) {
 
   /* Nothing queued: try the write now; most small writes end here,
    * without a request or a reference. */
-  if (s->nwrites == 0 && !has_cb && n == 1) {
+  if (s->nwrites == 0 && !has_cb && n == 1 && !(s->flags & F_CONNECTING)) {
     int k = uv_try_write((uv_stream_t *)s->h.uv, bufs, 1);
     s->active = uv_now(s->h.rt->loop);
     if (k == (int)total) {
@@ -727,9 +750,24 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 
 /* shutdown([cb]): flush queued writes, then end our side (Node's end()).
  * Sockets half-close; pipes and ttys have no half-close, so they close. */
+/* uv_shutdown after the queued writes; 0 or an error (nothing started) */
+static int start_shutdown(lipc_stream *s) {
+  uv_shutdown_t *req = malloc(sizeof(*req));
+  int err;
+  if (req == NULL)
+    return UV_ENOMEM;
+  req->data = s;
+  err = uv_shutdown(req, (uv_stream_t *)s->h.uv, on_shutdown);
+  if (err) {
+    free(req);
+    finish(s);
+    return 0; /* as the stream's end, not the caller's error */
+  }
+  return 0;
+}
+
 static int l_shutdown(lua_State *L) {
   lipc_stream *s = lipc_stream_check(L, 1, "stream.shutdown");
-  uv_shutdown_t *req;
   int err;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -741,22 +779,50 @@ static int l_shutdown(lua_State *L) {
     return 1;
   }
   s->flags |= F_SHUT;
+  if (s->flags & F_CONNECTING) { /* after the writes that wait */
+    s->flags |= F_SHUT_WAIT;
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   if (!(s->flags & F_SOCKET) || (s->flags & F_SYNC) || !can_read(s)) {
     finish(s);
     lua_pushboolean(L, 1);
     return 1;
   }
-  req = malloc(sizeof(*req));
-  if (req == NULL)
-    return luaL_error(L, "stream.shutdown: out of memory");
-  req->data = s;
-  err = uv_shutdown(req, (uv_stream_t *)s->h.uv, on_shutdown);
-  if (err) {
-    free(req);
-    finish(s);
-  }
+  if ((err = start_shutdown(s)) != 0)
+    return luaL_error(L, "stream.shutdown: %s", uv_strerror(err));
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* net.connect outside a task: the socket exists before it is connected,
+ * and what is written meanwhile waits, as in Node. */
+void lipc_stream_connecting(lipc_stream *s) {
+  s->flags |= F_CONNECTING;
+}
+
+/* The connect is over: the writes that waited go out in order (or fail
+ * with err, which net.c reported), then a shutdown() that waited. */
+void lipc_stream_connected(lipc_stream *s, int err) {
+  wreq *w = s->waiting, *next;
+  s->waiting = s->waiting_tail = NULL;
+  s->flags &= ~F_CONNECTING;
+  for (; w != NULL; w = next) {
+    int e = err;
+    next = w->next;
+    if (e == 0 && is_open(s))
+      e = uv_write(&w->req, (uv_stream_t *)s->h.uv, w->bufs, w->nbufs,
+                   on_written);
+    else if (e == 0)
+      e = UV_ECANCELED;
+    if (e != 0)
+      complete(w, e, err == 0);
+  }
+  if (err == 0 && (s->flags & F_SHUT_WAIT) && is_open(s)) {
+    s->flags &= ~F_SHUT_WAIT;
+    if (start_shutdown(s) != 0)
+      finish(s);
+  }
 }
 
 static int l_close(lua_State *L) {
@@ -785,6 +851,8 @@ static void on_closing(lipc_handle *h) {
   lipc_runtime *rt = h->rt;
   lua_State *L = rt->L;
   s->flags &= ~F_READING;
+  if (s->flags & F_CONNECTING) /* closed before it connected */
+    lipc_stream_connected(s, UV_ECANCELED);
   if (s->read_hook) /* the channel sees the end */
     s->read_hook(s, UV_EOF, NULL);
   lua_pushnil(L);

@@ -198,6 +198,10 @@ void lipc_stream_set_hooks(lipc_stream *s, lipc_alloc_hook alloc,
                            lipc_read_hook read, void *ctx);
 void *lipc_stream_hook_ctx(lipc_stream *s);
 int lipc_stream_read_start(lipc_stream *s);
+/* net.connect outside a task: writes wait until lipc_stream_connected,
+ * which sends them (err 0) or fails them with err (already reported). */
+void lipc_stream_connecting(lipc_stream *s);
+void lipc_stream_connected(lipc_stream *s, int err);
 /* Writes bufs; they must stay valid until cb(ctx, status) runs.
  * Returns 0 or a negative error (then cb is not called). */
 typedef void (*lipc_write_done)(void *ctx, int status);

@@ -370,6 +370,38 @@ open(%q, "wb").write(data)
       assert.equal(("ECONNREFUSED: connection refused (127.0.0.1:%d)"):format(port), msg)
     end)
 
+    it("outside a task, what is written while connecting waits for the connection", function()
+      local got = lipc.cond()
+      local srv = net.create_server(function(c) got:signal(c:read_all()); c:close() end)
+      assert(srv:listen(0, "127.0.0.1"))
+      local port = srv:address().port
+      local sock, cb_err = nil, "not called"
+      coroutine.wrap(function()             -- not a lipc task: connect returns at once
+        sock = net.connect{host = "127.1", port = port}   -- a name: no socket until resolved
+        assert.is_true(sock:write("hello "))
+        assert.is_true(sock:write({"wor", "ld"}, function(err) cb_err = err end))
+        sock:shutdown()
+      end)()
+      assert.equal("hello world", got:wait(5000))
+      assert.is_nil(cb_err)
+      sock:close()
+      srv:close()
+    end)
+
+    it("outside a task, writes made while connecting fail with the connect's error", function()
+      local port = free_port()
+      local errs, cbs = {}, {}
+      coroutine.wrap(function()
+        local sock = net.connect{host = "127.1", port = port}
+        sock:on("error", function(_, code) errs[#errs + 1] = code end)
+        sock:write("x", function(_, code) cbs[#cbs + 1] = code end)
+      end)()
+      assert.is_true(wait_for(function() return #cbs == 1 end, 5000))
+      lipc.sleep(10)
+      assert.are.same({"ECONNREFUSED"}, errs)          -- one error, the connect's
+      assert.are.same({"ECONNREFUSED"}, cbs)
+    end)
+
     it("ECONNREFUSED outside a task: the socket emits error", function()
       local port = free_port()
       local got = lipc.cond()

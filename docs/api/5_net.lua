@@ -42,9 +42,10 @@ it**; `"0.0.0.0"` / `"::"` expose it. `port` 0 picks a free port. `opts.backlog`
   emits `listening` or `error`).
 - `timeout` (ms) bounds the whole connect: `nil, "ETIMEDOUT: connection
   timed out (host:port)", "ETIMEDOUT"`.
-- Outside a task, write in the `connect` listener: writing to a socket that
-  is still connecting raises "not writable". `data` listeners added early
-  start reading once connected.
+- Outside a task, what is written before the connection is up waits for
+  it and goes out in order once connected, a `shutdown()` after it (as in
+  Node); when the connect fails, the writes' callbacks get its error.
+  `data` listeners added early start reading once connected.
 - **TCP_NODELAY is on by default** (Node turns Nagle off only on request):
   lipc is for request/response IPC, where Nagle's delayed small writes
   cost a round trip each; bulk transfers use large writes and lose

@@ -330,8 +330,10 @@ static void on_fifo_retry(uv_timer_t *t) {
   } else if (err) {
     lipc_push_errpair(L, err, op->path);
     lipc_emit(rt, top + 1, "error", 2);
+    lipc_stream_connected(op->s, err); /* the writes that waited fail */
     lipc_handle_close(sh);
   } else {
+    lipc_stream_connected(op->s, 0); /* the writes that waited go */
     lipc_emit(rt, top + 1, "open", 0);
   }
   lua_settop(L, top);
@@ -384,6 +386,7 @@ static int l_open(lua_State *L) {
   uv_timer_start(&op->timer, on_fifo_retry, op->delay, 0);
   if (in_task)
     return lipc_task_park(L, &op->wait);
+  lipc_stream_connecting(op->s); /* writes wait for a reader */
   return 1;
 }
 

@@ -750,11 +750,16 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 
 /* shutdown([cb]): flush queued writes, then end our side (Node's end()).
  * Sockets half-close; pipes and ttys have no half-close, so they close. */
-/* uv_shutdown after the queued writes; 0 or an error (nothing started) */
+/* The end of our side once the queued writes are out: shutdown(2) for a
+ * socket that reads on, else the stream's end. 0, or UV_ENOMEM. */
 static int start_shutdown(lipc_stream *s) {
-  uv_shutdown_t *req = malloc(sizeof(*req));
+  uv_shutdown_t *req;
   int err;
-  if (req == NULL)
+  if (!(s->flags & F_SOCKET) || (s->flags & F_SYNC) || !can_read(s)) {
+    finish(s);
+    return 0;
+  }
+  if ((req = malloc(sizeof(*req))) == NULL)
     return UV_ENOMEM;
   req->data = s;
   err = uv_shutdown(req, (uv_stream_t *)s->h.uv, on_shutdown);
@@ -781,11 +786,6 @@ static int l_shutdown(lua_State *L) {
   s->flags |= F_SHUT;
   if (s->flags & F_CONNECTING) { /* after the writes that wait */
     s->flags |= F_SHUT_WAIT;
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  if (!(s->flags & F_SOCKET) || (s->flags & F_SYNC) || !can_read(s)) {
-    finish(s);
     lua_pushboolean(L, 1);
     return 1;
   }

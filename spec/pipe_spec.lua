@@ -314,14 +314,36 @@ describe("pipe", function()
       r:close()
     end)
 
+    it("outside a task, what is written before a reader comes waits for it", function()
+      local path = support.tmpdir() .. "/f"
+      assert(pipe.mkfifo(path))
+      local w, done = nil, "not called"
+      coroutine.wrap(function()
+        w = pipe.open(path, "w")
+        assert.is_true(w:write("written "))
+        assert.is_true(w:write("early", function(err) done = err end))
+        w:shutdown()                            -- ends the FIFO after them
+      end)()
+      lipc.sleep(20)
+      local r = assert(pipe.open(path, "r"))
+      assert.equal("written early", r:read_all())
+      assert.is_nil(done)
+      r:close()
+      w:close()
+    end)
+
     it("closing a writer that still waits for a reader ends the wait", function()
       local path = support.tmpdir() .. "/f"
       assert(pipe.mkfifo(path))
-      local w
-      coroutine.wrap(function() w = pipe.open(path, "w") end)()
+      local w, code
+      coroutine.wrap(function()
+        w = pipe.open(path, "w")
+        w:write("never", function(_, c) code = c end)
+      end)()
       lipc.sleep(10)
       w:close()
       lipc.sleep(50)
+      assert.equal("ECANCELED", code)           -- the write that waited
     end)
 
     it("ENOENT and not-a-FIFO are errors", function()

@@ -44,7 +44,8 @@ return {
   open (1 ms, backing off to 32 ms) instead of a blocking open, so neither
   the loop nor a thread-pool thread is held. In a task it returns once a
   reader came; elsewhere it returns the stream at once and emits `open`
-  (writing before that raises "not writable"). Closing it ends the wait.]],
+  (what is written before that waits and goes out once a reader came).
+  Closing it ends the wait.]],
     {list = true, class = "lipc.pipe.socket",
       {"sock:address(): string?", "sock:remote_address(): string?",
        "sock:set_timeout(ms: integer, fn?: function): lipc.pipe.socket",

@@ -239,6 +239,7 @@ static int l_connect(lua_State *L) {
   }
   lua_pushvalue(L, -1);
   if (err) {
+    lipc_stream_set_error(lipc_stream_test(L, -1), err, shown);
     lipc_push_errpair(L, err, shown);
     lipc_emit_soon(L, "error", 2, 1);
   } else {

@@ -343,12 +343,10 @@ static void on_error(lipc_stream *s, int err, const char *what) {
   fail(s, err, what, 0);
 }
 
-static void fail(lipc_stream *s, int err, const char *what, int returned) {
-  lipc_runtime *rt = s->h.rt;
-  lua_State *L = rt->L;
-  int handled = returned, top = lua_gettop(L);
-  if (s->flags & F_ERRORED)
-    return;
+/* Keeps the stream's first error for later reads and writes; pushes
+ * msg, code. */
+static void store_error(lipc_stream *s, int err, const char *what) {
+  lua_State *L = s->h.rt->L;
   s->flags |= F_ERRORED;
   lipc_push_errpair(L, err, what); /* msg code */
   lua_createtable(L, 2, 0);
@@ -357,6 +355,15 @@ static void fail(lipc_stream *s, int err, const char *what, int returned) {
   lua_pushvalue(L, -2);
   lua_rawseti(L, -2, 2);
   s->err_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static void fail(lipc_stream *s, int err, const char *what, int returned) {
+  lipc_runtime *rt = s->h.rt;
+  lua_State *L = rt->L;
+  int handled = returned, top = lua_gettop(L);
+  if (s->flags & F_ERRORED)
+    return;
+  store_error(s, err, what);
   if (lipc_waiting(&s->reader)) {
     lua_pushnil(L);
     lua_pushvalue(L, top + 1);
@@ -793,6 +800,15 @@ static int l_shutdown(lua_State *L) {
     return luaL_error(L, "stream.shutdown: %s", uv_strerror(err));
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* A stream whose connect failed before anybody could listen: reads and
+ * writes give nil, msg, code; the caller emits 'error' and closes it. */
+void lipc_stream_set_error(lipc_stream *s, int err, const char *what) {
+  if (s->flags & F_ERRORED)
+    return;
+  store_error(s, err, what);
+  lua_pop(s->h.rt->L, 2);
 }
 
 /* net.connect outside a task: the socket exists before it is connected,

@@ -201,6 +201,8 @@ int lipc_stream_read_start(lipc_stream *s);
 /* net.connect outside a task: writes wait until lipc_stream_connected,
  * which sends them (err 0) or fails them with err (already reported). */
 void lipc_stream_connecting(lipc_stream *s);
+/* A connect that failed at once: reads and writes give nil, msg, code. */
+void lipc_stream_set_error(lipc_stream *s, int err, const char *what);
 void lipc_stream_connected(lipc_stream *s, int err);
 /* Writes bufs; they must stay valid until cb(ctx, status) runs.
  * Returns 0 or a negative error (then cb is not called). */

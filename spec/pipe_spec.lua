@@ -96,13 +96,18 @@ describe("pipe", function()
       assert.equal("ENOENT: no such file or directory (" .. path .. ")", msg)
     end)
 
-    it("ENOENT outside a task: the socket emits error", function()
-      local path = support.tmpdir() .. "/none.sock"
-      local got = lipc.cond()
+    it("ENOENT outside a task: the socket emits error once; writes give nil, msg, code", function()
+      local path = support.tmpdir() .. "/nobody"
+      local codes, w = {}, nil
       coroutine.wrap(function()
-        pipe.connect(path):on("error", function(_, code) got:signal(code) end)
+        local sock = pipe.connect(path)
+        sock:on("error", function(_, code) codes[#codes + 1] = code end)
+        w = table.pack(sock:write("x"))
       end)()
-      assert.equal("ENOENT", got:wait(2000))
+      assert.is_true(wait_for(function() return #codes > 0 end))
+      lipc.sleep(10)
+      assert.same({"ENOENT"}, codes)
+      assert.same({n = 3, nil, "ENOENT: no such file or directory (" .. path .. ")", "ENOENT"}, w)
     end)
 
     it("connect outside a task emits connect", function()

@@ -478,10 +478,10 @@ static int accept_one(lipc_server *srv, lua_State *L) {
 static void server_error(lipc_server *srv, int err, const char *what) {
   lipc_runtime *rt = srv->h.rt;
   lua_State *L = rt->L;
-  if (lipc_waiting(&srv->acceptor)) {
+  if (lipc_waitq_waiting(&srv->acceptors)) {
     lua_pushnil(L);
     lipc_push_errpair(L, err, what);
-    lipc_wake(rt, &srv->acceptor, 3);
+    lipc_waitq_wake(rt, &srv->acceptors, 3);
     return;
   }
   if (lipc_handle_push(&srv->h)) {
@@ -500,7 +500,7 @@ static void deliver(lipc_server *srv) {
   int waiting, err;
   if (!srv->pending || !server_open(srv))
     return;
-  waiting = lipc_waiting(&srv->acceptor);
+  waiting = lipc_waitq_waiting(&srv->acceptors);
   if (!waiting) {
     int has;
     lipc_handle_push(&srv->h);
@@ -514,7 +514,7 @@ static void deliver(lipc_server *srv) {
     return;
   }
   if (waiting) {
-    lipc_wake(rt, &srv->acceptor, 1);
+    lipc_waitq_wake(rt, &srv->acceptors, 1);
     return;
   }
   lipc_handle_push(&srv->h); /* sock srv */
@@ -559,12 +559,12 @@ static void server_closing(lipc_handle *h) {
   lipc_runtime *rt = h->rt;
   struct stat st;
   srv->listening = 0;
-  if (lipc_waiting(&srv->acceptor)) {
+  while (lipc_waitq_waiting(&srv->acceptors)) {
     lua_pushnil(rt->L);
     lipc_push_errpair(rt->L, UV_ECANCELED, "server closed");
-    lipc_wake(rt, &srv->acceptor, 3);
+    lipc_waitq_wake(rt, &srv->acceptors, 3);
   }
-  lipc_wait_cancel(rt, &srv->acceptor);
+  lipc_waitq_free(rt, &srv->acceptors);
   /* The socket file goes with the server, unless somebody else has
    * replaced it since. */
   if (srv->path && lstat(srv->path, &st) == 0 && S_ISSOCK(st.st_mode) &&
@@ -609,7 +609,6 @@ lipc_server *lipc_server_new(lua_State *L, uv_stream_t *h, const char *tname,
                         is_pipe ? "pipe server" : "tcp server");
   srv->is_pipe = is_pipe;
   srv->backlog = LIPC_DEFAULT_BACKLOG;
-  srv->acceptor.ref = LUA_NOREF;
   srv->no_delay = 1;
   srv->h.on_close = server_closing;
   if (opts) {
@@ -665,8 +664,6 @@ static int server_accept(lua_State *L) {
     return lipc_push_error(L, UV_EBADF, "server.accept: server closed");
   if (srv->imported && !srv->listening && (err = lipc_server_start(srv)) != 0)
     return lipc_push_error(L, err, "server.accept");
-  if (lipc_waiting(&srv->acceptor))
-    return luaL_error(L, "server.accept: another task is already accepting");
   if (srv->pending) {
     if ((err = accept_one(srv, L)) != 0)
       return lipc_push_error(L, err, "server.accept");
@@ -674,7 +671,7 @@ static int server_accept(lua_State *L) {
   }
   if (!srv->listening && !srv->binding)
     return luaL_error(L, "server.accept: the server is not listening");
-  return lipc_task_park(L, &srv->acceptor);
+  return lipc_waitq_park(L, &srv->acceptors);
 }
 
 /* on(ev, fn) / once(ev, fn): a 'connection' listener takes connections

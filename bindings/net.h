@@ -28,9 +28,9 @@ typedef struct lipc_server {
   unsigned keep_alive : 1;
   unsigned half_open : 1;
   int backlog;
-  lipc_wait acceptor; /* a task in accept() */
-  char *path;         /* Unix socket file we created, unlinked at close */
-  dev_t dev;          /* ... only while it is still ours */
+  lipc_waitq acceptors; /* tasks in accept() */
+  char *path;           /* Unix socket file we created, unlinked at close */
+  dev_t dev;            /* ... only while it is still ours */
   ino_t ino;
 } lipc_server;
 

@@ -127,6 +127,42 @@ describe("net", function()
     srv:close()
   end)
 
+  it("several tasks can wait in accept(): each connection goes to one; close wakes the rest", function()
+    local srv = assert(net.create_server():listen(0))
+    local port = srv:address().port
+    local got, ended = {}, {}
+    for w = 1, 3 do
+      lipc.go(function()
+        while true do
+          local sock, _, code = srv:accept()
+          if not sock then ended[#ended + 1] = code; return end
+          got[#got + 1] = w .. ":" .. sock:read_all()
+          sock:close()
+        end
+      end)
+    end
+    for i = 1, 6 do
+      local c = assert(net.connect{port = port})
+      c:write(tostring(i))
+      c:shutdown()
+      c:read_all()
+      c:close()
+    end
+    assert.is_true(wait_for(function() return #got == 6 end))
+    local seen, by = {}, {}
+    for _, g in ipairs(got) do
+      local w, v = g:match("^(%d):(%d)$")
+      seen[#seen + 1] = tonumber(v)
+      by[w] = true
+    end
+    table.sort(seen)
+    assert.same({1, 2, 3, 4, 5, 6}, seen)           -- each exactly once
+    assert.is_true(by["1"] and by["2"] and by["3"])  -- longest-waiting first
+    srv:close()
+    assert.is_true(wait_for(function() return #ended == 3 end))
+    assert.same({"ECANCELED", "ECANCELED", "ECANCELED"}, ended)
+  end)
+
   it("keeps connections for whoever takes them: a late once('connection')", function()
     local srv = assert(net.create_server():listen(0))
     local c = assert(net.connect{port = srv:address().port})

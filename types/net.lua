@@ -28,7 +28,7 @@ function net.is_ip(s) end
 ---@class lipc.server: lipc.handle
 local lipc_server = {}
 
----`server:accept()` *(task)* — the next connection's socket, or `nil, msg, code` (`ECANCELED` when the server closes)
+---`server:accept()` *(task)* — the next connection's socket, or `nil, msg, code` (`ECANCELED` when the server closes); several tasks may wait, each connection goes to one, the longest-waiting first
 ---@return lipc.stream?
 ---@return string?
 ---@return string?

@@ -73,7 +73,8 @@ half-close, `drain`, `pipe`, `pause`/`resume`, `close`, events `data`,
 [[### Servers (pipe and net)]],
     {table = {"method / event", ""},
       {"server:accept(): lipc.stream?, string?, string?", task = true,
-       text = "the next connection's socket, or `nil, msg, code` (`ECANCELED` when the server closes)"},
+       text = "the next connection's socket, or `nil, msg, code` (`ECANCELED` when the server closes); "
+         .. "several tasks may wait, each connection goes to one, the longest-waiting first"},
       {"server:address(): net.address|string?",
        text = "TCP: `{address=, port=, family=}`; Unix: the path (`\"\\0name\"` for abstract names); "
          .. "`nil` when not listening"},

@@ -55,8 +55,8 @@ struct lipc_stream {
   size_t queued; /* bytes handed to libuv, not yet written */
   unsigned nwrites;
   lipc_wait reader;
-  lipc_wait drainer;
-  int chunks; /* registry ref: chunks nobody took yet */
+  lipc_waitq drainers; /* tasks in drain() */
+  int chunks;          /* registry ref: chunks nobody took yet */
   lua_Integer chead, ctail;
   size_t cbytes; /* bytes in those chunks */
   int shut_cb;   /* registry ref of shutdown's callback */
@@ -371,11 +371,11 @@ static void fail(lipc_stream *s, int err, const char *what, int returned) {
     lipc_wake(rt, &s->reader, 3);
     handled = 1;
   }
-  if (lipc_waiting(&s->drainer)) {
+  while (lipc_waitq_waiting(&s->drainers)) {
     lua_pushnil(L);
     lua_pushvalue(L, top + 1);
     lua_pushvalue(L, top + 2);
-    lipc_wake(rt, &s->drainer, 3);
+    lipc_waitq_wake(rt, &s->drainers, 3);
     handled = 1;
   }
   if (lipc_handle_push(&s->h) &&
@@ -427,8 +427,13 @@ static void after_write(lipc_stream *s) {
   lipc_runtime *rt = s->h.rt;
   if ((s->flags & F_NEED_DRAIN) && s->queued < s->hwm) {
     s->flags &= ~F_NEED_DRAIN;
-    lua_pushboolean(rt->L, 1);
-    lipc_wake(rt, &s->drainer, 1);
+    /* the drain()ers, while they stay under the mark: one that writes
+     * over it again sets F_NEED_DRAIN, and the others wait for that */
+    while (lipc_waitq_waiting(&s->drainers) && s->queued < s->hwm &&
+           !rt->exiting) {
+      lua_pushboolean(rt->L, 1);
+      lipc_waitq_wake(rt, &s->drainers, 1);
+    }
     if (lipc_handle_push(&s->h))
       lipc_emit(rt, -1, "drain", 0);
     lua_pop(rt->L, 1);
@@ -728,9 +733,7 @@ static int l_drain(lua_State *L) {
     lua_pushboolean(L, is_open(s));
     return 1;
   }
-  if (lipc_waiting(&s->drainer))
-    return luaL_error(L, "stream.drain: another task is already waiting");
-  return lipc_task_park(L, &s->drainer);
+  return lipc_waitq_park(L, &s->drainers);
 }
 
 static void call_shut_cb(lipc_stream *s, int status) {
@@ -873,12 +876,13 @@ static void on_closing(lipc_handle *h) {
     s->read_hook(s, UV_EOF, NULL);
   lua_pushnil(L);
   lipc_wake(rt, &s->reader, 1);
-  if (lipc_waiting(&s->drainer)) {
+  while (lipc_waitq_waiting(&s->drainers)) {
     lua_pushnil(L);
     lua_pushstring(L, "stream.drain: stream closed");
     lua_pushstring(L, "EPIPE");
-    lipc_wake(rt, &s->drainer, 3);
+    lipc_waitq_wake(rt, &s->drainers, 3);
   }
+  lipc_waitq_free(rt, &s->drainers);
   call_shut_cb(s, 0);
   if (s->chunks != LUA_NOREF)
     luaL_unref(L, LUA_REGISTRYINDEX, s->chunks);
@@ -1050,7 +1054,7 @@ static void init_stream(lipc_stream *s) {
   s->hwm = DEFAULT_HWM;
   s->fd = -1;
   s->chunks = s->shut_cb = s->err_ref = LUA_NOREF;
-  s->reader.ref = s->drainer.ref = LUA_NOREF;
+  s->reader.ref = LUA_NOREF;
   s->h.on_close = on_closing;
   s->h.flush_close = flush_close;
 }

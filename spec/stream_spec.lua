@@ -94,6 +94,29 @@ describe("streams", function()
     r:close()
   end)
 
+  it("several writer tasks can wait in drain(); nothing they write is lost", function()
+    local r, w = pair()
+    w:set_high_water(16 * 1024)
+    local chunk, done = ("d"):rep(8 * 1024), 0
+    for _ = 1, 3 do
+      lipc.go(function()
+        for _ = 1, 40 do
+          if not w:write(chunk) then assert.is_true(w:drain()) end
+        end
+        done = done + 1
+      end)
+    end
+    local got = 0
+    while done < 3 or got < 3 * 40 * #chunk do
+      local c = r:read()
+      got = got + #c
+    end
+    assert.are.equal(3 * 40 * #chunk, got)
+    assert.is_true(w:stats().high_water_hits > 0)
+    w:close()
+    r:close()
+  end)
+
   it("a stream nobody reads does not read: the writer feels it", function()
     local r, w = pair()
     local chunk = ("q"):rep(64 * 1024)

@@ -282,7 +282,7 @@ function lipc_stream:lines() end
 ---@return string?
 function lipc_stream:read_all() end
 
----`s:drain()` *(task)* — wait until the write queue is under the high-water mark
+---`s:drain()` *(task)* — wait until the write queue is under the high-water mark (several tasks may wait)
 function lipc_stream:drain() end
 
 ---`s:set_high_water(bytes)`, `s:set_half_open(bool)` — tuning; half-open keeps a socket writable after the peer's end

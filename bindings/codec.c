@@ -229,6 +229,8 @@ typedef struct Seg {
 typedef struct Enc {
   lua_State *L;
   lipc_buf *b;
+  lipc_codec_ref ref; /* big strings by reference (NULL: copied) */
+  void *ctx;
   const void *open[MAXDEPTH]; /* tables on the current path (cycles) */
   Seg path[MAXDEPTH + 1];     /* path[1..depth] leads to the current value */
 } Enc;
@@ -441,7 +443,7 @@ static int encstr(Enc *e, int idx, int depth) {
   unsigned char *w;
   if ((uint64_t)l > UINT32_MAX)
     return encfail(e, depth, "string longer than 4 GiB");
-  if (lipc_buf_reserve(b, 5 + l) != 0)
+  if (lipc_buf_reserve(b, 5) != 0)
     return encfail(e, depth, "not enough memory");
   w = (unsigned char *)b->data + b->len;
   if (lipc_utf8_valid(s, l)) {
@@ -459,8 +461,16 @@ static int encstr(Enc *e, int idx, int depth) {
     } else
       w = putlen(w, l, 0xC5);
   }
-  memcpy(w, s, l);
-  b->len = (size_t)((char *)w - b->data) + l;
+  b->len = (size_t)((char *)w - b->data);
+  if (e->ref != NULL && l >= LIPC_CODEC_REF_MIN) { /* not copied */
+    if (e->ref(e->ctx, e->L, idx, s, l) != 0)
+      return encfail(e, depth, "not enough memory");
+    return 0;
+  }
+  if (lipc_buf_reserve(b, l) != 0)
+    return encfail(e, depth, "not enough memory");
+  memcpy(b->data + b->len, s, l);
+  b->len += l;
   return 0;
 }
 
@@ -623,12 +633,15 @@ static int encvalue(Enc *e, int idx, int type, int depth) {
 
 typedef int (*Encfn)(Enc *e, int idx, int type, int depth);
 
-static int encode_with(lua_State *L, int idx, lipc_buf *b, Encfn value) {
+static int encode_with(lua_State *L, int idx, lipc_buf *b, Encfn value,
+                       lipc_codec_ref ref, void *ctx) {
   Enc e;
   size_t len0 = b->len;
   int top = lua_gettop(L);
   e.L = L;
   e.b = b;
+  e.ref = ref;
+  e.ctx = ctx;
   idx = lua_absindex(L, idx);
   if (value(&e, idx, lua_type(L, idx), 0) == 0)
     return 0;
@@ -641,7 +654,12 @@ static int encode_with(lua_State *L, int idx, lipc_buf *b, Encfn value) {
 }
 
 int lipc_codec_encode(lua_State *L, int idx, lipc_buf *b) {
-  return encode_with(L, idx, b, encvalue);
+  return encode_with(L, idx, b, encvalue, NULL, NULL);
+}
+
+int lipc_codec_encode_ref(lua_State *L, int idx, lipc_buf *b,
+                          lipc_codec_ref ref, void *ctx) {
+  return encode_with(L, idx, b, encvalue, ref, ctx);
 }
 
 /* }================================================================== */
@@ -882,7 +900,7 @@ static int jvalue(Enc *e, int idx, int type, int depth) {
 }
 
 int lipc_codec_encode_json(lua_State *L, int idx, lipc_buf *b) {
-  return encode_with(L, idx, b, jvalue);
+  return encode_with(L, idx, b, jvalue, NULL, NULL);
 }
 
 /* }================================================================== */

@@ -37,6 +37,20 @@ void lipc_buf_free(lipc_buf *b);
 int lipc_codec_encode(lua_State *L, int idx, lipc_buf *b);
 
 /*
+ * lipc_codec_encode, but a string of LIPC_CODEC_REF_MIN bytes or more is
+ * not copied: its header is appended, then ref(ctx, L, sidx, s, n) is
+ * called with the string's stack index and bytes, which belong right
+ * after b's current end. ref keeps the string alive until written and
+ * returns 0, or nonzero for "not enough memory". A failed encode may
+ * have called ref: the caller forgets those calls.
+ */
+#define LIPC_CODEC_REF_MIN (64 * 1024)
+typedef int (*lipc_codec_ref)(void *ctx, lua_State *L, int sidx, const char *s,
+                              size_t n);
+int lipc_codec_encode_ref(lua_State *L, int idx, lipc_buf *b,
+                          lipc_codec_ref ref, void *ctx);
+
+/*
  * Appends the Lua value at idx to b as JSON text, as JavaScript's
  * JSON.stringify writes it: integers exact, floats in the fewest digits
  * that read back the same, NaN and infinities as null, nil and cjson.null

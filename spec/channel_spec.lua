@@ -389,6 +389,39 @@ describe("stream:channel", function()
     raw:close()
   end)
 
+  it("big strings go out from the Lua strings themselves: mixed with small frames, in order", function()
+    local ca, cb = pair({high_water = 256 * 1024})
+    local big_text = ("0123456789abcdef"):rep(8192)            -- 128 KiB str
+    local big_bin = ("\255\0"):rep(50000)                      -- 100 KiB bin
+    local sent, done = {}, 0
+    for i = 1, 30 do
+      local v = i % 3 == 0 and {i = i, text = big_text .. i, bin = big_bin}
+                or i % 3 == 1 and {i = i}
+                or big_text:rep(2) .. i
+      sent[i] = v
+      local ok = ca:send(v, function(err) assert.is_nil(err); done = done + 1 end)
+      if not ok then assert.is_true(ca:drain()) end
+    end
+    for i = 1, 30 do assert.are.same(sent[i], cb:receive()) end
+    assert.is_true(S.wait_for(function() return done == 30 end))
+    assert.is_true(ca:stats().bytes_sent > 30 * 100000)
+    ca:disconnect()
+    cb:disconnect()
+  end)
+
+  it("a send refused after a big string sends nothing; the next ones go as they are", function()
+    local ca, cb = pair({max_message = 200000})
+    local big = ("x"):rep(100000)
+    assert.has_error(function() ca:send({big, big, big}) end)        -- over max_message
+    assert.has_error(function() ca:send({big, f = print}) end)        -- a function
+    ca:send({big, "after"})
+    ca:send("small")
+    assert.are.same({big, "after"}, cb:receive())
+    assert.are.equal("small", cb:receive())
+    ca:disconnect()
+    cb:disconnect()
+  end)
+
   it("coalesces the frames of one loop turn into one write", function()
     local ca, cb = pair()
     local s = ca:stream()

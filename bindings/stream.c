@@ -758,8 +758,6 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
     update_reading(s);
 }
 
-/* shutdown([cb]): flush queued writes, then end our side (Node's end()).
- * Sockets half-close; pipes and ttys have no half-close, so they close. */
 /* The end of our side once the queued writes are out: shutdown(2) for a
  * socket that reads on, else the stream's end. 0, or UV_ENOMEM. */
 static int start_shutdown(lipc_stream *s) {
@@ -781,6 +779,8 @@ static int start_shutdown(lipc_stream *s) {
   return 0;
 }
 
+/* shutdown([cb]): flush queued writes, then end our side (Node's end()).
+ * Sockets half-close; pipes and ttys have no half-close, so they close. */
 static int l_shutdown(lua_State *L) {
   lipc_stream *s = lipc_stream_check(L, 1, "stream.shutdown");
   int err;

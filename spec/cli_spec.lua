@@ -36,6 +36,31 @@ describe("the lipc command", function()
     assert.are.equal("Lua warning: a b\n", err)
   end)
 
+  it("the Lua state's free lists keep every block intact across sizes, growth and collection", function()
+    -- blocks of every small size class and past it, grown through the class
+    -- boundaries (table parts, string buffers), freed and reused by GC
+    local out, status = support.sh(support.shell_quote(support.lipc) .. [[ -e '
+      local keep = {}
+      for round = 1, 3 do
+        for n = 1, 600, 7 do
+          local t = {}
+          for i = 1, n % 40 do t[i] = ("v"):rep(i) end      -- array part grows
+          for i = 1, n % 23 do t["k" .. i] = i * n end       -- hash part grows
+          keep[#keep + 1] = {s = ("x"):rep(n) .. n, t = t, n = n}
+        end
+        collectgarbage()
+        for i = #keep, 1, -2 do table.remove(keep, i) end  -- free half, reuse
+      end
+      for _, e in ipairs(keep) do
+        assert(e.s == ("x"):rep(e.n) .. e.n)
+        for i = 1, e.n % 40 do assert(e.t[i] == ("v"):rep(i)) end
+        for i = 1, e.n % 23 do assert(e.t["k" .. i] == i * e.n) end
+      end
+      print(#keep)']])
+    assert.are.equal(0, status, out)
+    assert.matches("^%d+\n$", out)
+  end)
+
   it("runs the same with LIPC_ALLOC=malloc (plain malloc for the Lua state)", function()
     local out, status = support.sh("LIPC_ALLOC=malloc " .. support.shell_quote(support.lipc) ..
       " -e 'local t = {} for i = 1, 1e5 do t[i] = {i, tostring(i)} end print(#t)'")

@@ -844,14 +844,10 @@ static void peer_gone(lchannel *ch) {
     set_connected(ch, 0);
   wake_receiver(ch);
   was_receiving = lipc_waitq_waiting(&ch->receivers);
-  while (lipc_waitq_waiting(&ch->receivers)) {
-    lua_pushnil(L);
-    lipc_waitq_wake(rt, &ch->receivers, 1);
-  }
-  while (lipc_waitq_waiting(&ch->drainers)) {
-    lua_pushboolean(L, 0);
-    lipc_waitq_wake(rt, &ch->drainers, 1);
-  }
+  lua_pushnil(L);
+  lipc_waitq_wake_all(rt, &ch->receivers, 1);
+  lua_pushboolean(L, 0);
+  lipc_waitq_wake_all(rt, &ch->drainers, 1);
   update_ref(ch);
   if (push_target(ch))
     listeners = lipc_has_listeners(L, -1, "disconnect");

@@ -559,11 +559,9 @@ static void server_closing(lipc_handle *h) {
   lipc_runtime *rt = h->rt;
   struct stat st;
   srv->listening = 0;
-  while (lipc_waitq_waiting(&srv->acceptors)) {
-    lua_pushnil(rt->L);
-    lipc_push_errpair(rt->L, UV_ECANCELED, "server closed");
-    lipc_waitq_wake(rt, &srv->acceptors, 3);
-  }
+  lua_pushnil(rt->L);
+  lipc_push_errpair(rt->L, UV_ECANCELED, "server closed");
+  lipc_waitq_wake_all(rt, &srv->acceptors, 3);
   lipc_waitq_free(rt, &srv->acceptors);
   /* The socket file goes with the server, unless somebody else has
    * replaced it since. */

@@ -371,13 +371,11 @@ static void fail(lipc_stream *s, int err, const char *what, int returned) {
     lipc_wake(rt, &s->reader, 3);
     handled = 1;
   }
-  while (lipc_waitq_waiting(&s->drainers)) {
-    lua_pushnil(L);
-    lua_pushvalue(L, top + 1);
-    lua_pushvalue(L, top + 2);
-    lipc_waitq_wake(rt, &s->drainers, 3);
+  lua_pushnil(L);
+  lua_pushvalue(L, top + 1);
+  lua_pushvalue(L, top + 2);
+  if (lipc_waitq_wake_all(rt, &s->drainers, 3) > 0)
     handled = 1;
-  }
   if (lipc_handle_push(&s->h) &&
       (!handled || lipc_has_listeners(L, -1, "error"))) {
     lua_pushvalue(L, top + 1);
@@ -876,12 +874,10 @@ static void on_closing(lipc_handle *h) {
     s->read_hook(s, UV_EOF, NULL);
   lua_pushnil(L);
   lipc_wake(rt, &s->reader, 1);
-  while (lipc_waitq_waiting(&s->drainers)) {
-    lua_pushnil(L);
-    lua_pushstring(L, "stream.drain: stream closed");
-    lua_pushstring(L, "EPIPE");
-    lipc_waitq_wake(rt, &s->drainers, 3);
-  }
+  lua_pushnil(L);
+  lua_pushstring(L, "stream.drain: stream closed");
+  lua_pushstring(L, "EPIPE");
+  lipc_waitq_wake_all(rt, &s->drainers, 3);
   lipc_waitq_free(rt, &s->drainers);
   call_shut_cb(s, 0);
   if (s->chunks != LUA_NOREF)

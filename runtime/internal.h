@@ -104,6 +104,9 @@ int lipc_waitq_waiting(const lipc_waitq *q);
 /* Wakes the first waiter with the nargs values on top of rt->L (popped;
  * also when nobody waits). */
 void lipc_waitq_wake(lipc_runtime *rt, lipc_waitq *q, int nargs);
+/* Wakes every waiter, each with copies of the nargs values on top of
+ * rt->L (popped). Returns how many there were. */
+int lipc_waitq_wake_all(lipc_runtime *rt, lipc_waitq *q, int nargs);
 void lipc_waitq_free(lipc_runtime *rt, lipc_waitq *q); /* waiters dropped */
 int luaopen_lipc_task(lua_State *L);
 

@@ -172,6 +172,18 @@ void lipc_waitq_wake(lipc_runtime *rt, lipc_waitq *q, int nargs) {
   lipc_wake(rt, &n->w, nargs);
 }
 
+int lipc_waitq_wake_all(lipc_runtime *rt, lipc_waitq *q, int nargs) {
+  lua_State *L = rt->L;
+  int i, n = 0;
+  for (; lipc_waitq_waiting(q); n++) {
+    for (i = 0; i < nargs; i++)
+      lua_pushvalue(L, -nargs);
+    lipc_waitq_wake(rt, q, nargs);
+  }
+  lua_pop(L, nargs);
+  return n;
+}
+
 static void free_nodes(lipc_runtime *rt, lipc_wnode *n) {
   while (n != NULL) {
     lipc_wnode *next = n->next;

@@ -329,6 +329,19 @@ static int take_next(lchannel *ch, lua_State *L) {
 
 static void fault(lchannel *ch, const char *code, int taken);
 
+/* The fault kept for the first receive() after the messages before it:
+ * pushes nil, msg, code on L and forgets it. Returns 3, or 0 when there
+ * is none. */
+static int take_fault(lchannel *ch, lua_State *L) {
+  if (ch->err_ref == LUA_NOREF)
+    return 0;
+  lua_pushnil(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ch->err_ref);
+  lua_pushstring(L, ch->err_code);
+  unref(L, &ch->err_ref);
+  return 3;
+}
+
 /* ---- receiving ------------------------------------------------------------ */
 
 /* Tasks waiting in receive() get the messages nobody took, one each,
@@ -420,13 +433,8 @@ static void fault(lchannel *ch, const char *code, int taken) {
       lua_pop(L, 1);
       return;
     }
-    if (lipc_waitq_waiting(&ch->receivers) && ch->err_ref != LUA_NOREF) {
-      lua_pushnil(L);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, ch->err_ref);
-      lua_pushstring(L, code);
-      unref(L, &ch->err_ref);
+    if (lipc_waitq_waiting(&ch->receivers) && take_fault(ch, L))
       lipc_waitq_wake(rt, &ch->receivers, 3);
-    }
   }
   if (push_target(ch))
     listeners = lipc_has_listeners(L, -1, "error");
@@ -583,15 +591,24 @@ static void json_value(lua_State *L) {
   }
 }
 
+/* Appends the C string s to b: 0, or -1 out of memory. */
+static int put_text(lipc_buf *b, const char *s) {
+  size_t n = strlen(s);
+  if (lipc_buf_reserve(b, n) != 0)
+    return -1;
+  memcpy(b->data + b->len, s, n);
+  b->len += n;
+  return 0;
+}
+
 /* Queues one of Node's control lines ({"cmd": "NODE_HANDLE_ACK"}). */
 static void json_control(lchannel *ch, const char *cmd) {
-  size_t n = strlen(cmd);
-  if (lipc_buf_reserve(&ch->out, n + 11) != 0)
-    return; /* Node then waits for it: as when the peer is too slow */
-  memcpy(ch->out.data + ch->out.len, "{\"cmd\":\"", 8);
-  memcpy(ch->out.data + ch->out.len + 8, cmd, n);
-  memcpy(ch->out.data + ch->out.len + 8 + n, "\"}\n", 3);
-  ch->out.len += n + 11;
+  size_t start = ch->out.len;
+  if (put_text(&ch->out, "{\"cmd\":\"") || put_text(&ch->out, cmd) ||
+      put_text(&ch->out, "\"}\n")) {
+    ch->out.len = start; /* Node then waits for it, as for a slow peer */
+    return;
+  }
   schedule_flush(ch);
 }
 
@@ -1159,15 +1176,6 @@ static int send_with_handle(lchannel *ch, lua_State *L, int hidx,
   return 0;
 }
 
-static int put_text(lipc_buf *b, const char *s) {
-  size_t n = strlen(s);
-  if (lipc_buf_reserve(b, n) != 0)
-    return -1;
-  memcpy(b->data + b->len, s, n);
-  b->len += n;
-  return 0;
-}
-
 /* One JSON line into `out`; with a handle of the given kind (net.c's
  * wire kinds), wrapped as Node wraps it: {"cmd": "NODE_HANDLE", "type":
  * "net.Server" or "net.Socket", "msg": value}. On failure: -1, `out` as
@@ -1318,13 +1326,8 @@ static int l_receive(lua_State *L) {
     fault(ch, "ERR_IPC_BAD_MESSAGE", 1);
     return 3;
   }
-  if (ch->err_ref != LUA_NOREF) { /* a fault after the queued messages */
-    lua_pushnil(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ch->err_ref);
-    lua_pushstring(L, ch->err_code);
-    unref(L, &ch->err_ref);
-    return 3;
-  }
+  if ((r = take_fault(ch, L)) != 0) /* after the messages before it */
+    return r;
   if (!ch->connected)
     return 0;
   if (ch->auto_ref && lipc_stream_uv(ch->s)) /* somebody waits now */

@@ -5,21 +5,7 @@ local lipc = require "lipc"
 local fork = require "fork"
 local S = require "support"
 
--- Two channels over the two ends of a socketpair.
-local function pair(opts_a, opts_b)
-  local a, b = assert(fork.socketpair())
-  return a:channel(opts_a), b:channel(opts_b), a, b
-end
-
--- The raw other end: a channel on one side, a plain stream on the other.
-local function raw_pair(opts)
-  local a, b = assert(fork.socketpair())
-  return a:channel(opts), b
-end
-
-local function be32(n)
-  return string.char(n >> 24 & 255, n >> 16 & 255, n >> 8 & 255, n & 255)
-end
+local pair, raw_pair, be32 = S.channel_pair, S.raw_channel, S.be32
 
 describe("stream:channel", function()
   it("is a method of every stream", function()

@@ -4,7 +4,7 @@
 -- decodes), and through Node's JSON lines to what JSON.stringify would
 -- make of v. The generator is seeded, so a failure names a reproducible
 -- seed (LIPC_PROPERTY_SEED, LIPC_PROPERTY_N).
-local fork = require "fork"
+local S = require "support"
 
 local SEED = tonumber(os.getenv("LIPC_PROPERTY_SEED")) or 7
 local N = tonumber(os.getenv("LIPC_PROPERTY_N")) or 3000
@@ -130,8 +130,7 @@ end
 -- with opts: those expect(v) keeps (keep, want); each must arrive as want.
 -- Returns how many were sent.
 local function round_trip(opts, count, expect, what)
-  local a, b = assert(fork.socketpair())
-  local ca, cb = a:channel(opts), b:channel(opts)
+  local ca, cb = S.channel_pair(opts, opts)
   math.randomseed(SEED)
   local wants, sent = {}, 0
   for _ = 1, count do
@@ -166,8 +165,7 @@ describe("the codec round trip", function()
   end)
 
   it("holds at the integer/float edges", function()
-    local a, b = assert(fork.socketpair())
-    local ca, cb = a:channel(), b:channel()
+    local ca, cb = S.channel_pair()
     for _, v in ipairs(INTS) do ca:send(v) end
     for _, v in ipairs(FLOATS) do ca:send(v) end
     for _, v in ipairs(INTS) do assert.is_true((same(v, cb:receive(), "v"))) end
@@ -177,8 +175,7 @@ describe("the codec round trip", function()
   end)
 
   it("holds at the map header sizes (fixmap, map16, map32)", function()
-    local a, b = assert(fork.socketpair())
-    local ca, cb = a:channel(), b:channel()
+    local ca, cb = S.channel_pair()
     for _, n in ipairs({0, 1, 15, 16, 17, 65535, 65536, 70000}) do
       local t = {}
       for i = 1, n do t["k" .. i] = i end

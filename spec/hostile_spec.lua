@@ -10,21 +10,10 @@ local pipe = require "pipe"
 local net = require "net"
 local S = require "support"
 
-local function be32(n)
-  return string.char(n >> 24 & 255, n >> 16 & 255, n >> 8 & 255, n & 255)
-end
-
--- A channel on one end of a socketpair, the raw stream on the other.
-local function raw_pair(opts)
-  local a, b = assert(fork.socketpair())
-  return a:channel(opts), b
-end
+local be32, raw_pair = S.be32, S.raw_channel
 
 -- Another channel pair, to show that it still works after the other broke.
-local function bystander()
-  local a, b = assert(fork.socketpair())
-  return a:channel(), b:channel()
-end
+local bystander = S.channel_pair
 
 -- Sends bytes to a fresh channel: the receive() result, with a bystander
 -- channel checked before and after.

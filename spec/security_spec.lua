@@ -10,12 +10,16 @@ local pipe = require "pipe"
 local net = require "net"
 local S = require "support"
 
--- The targets of a process's fds ("socket:[123]", "pipe:[45]", "/dev/null").
-local function fd_links(pid)
-  local out = S.sh(("for f in /proc/%d/fd/*; do readlink \"$f\"; done 2>/dev/null"):format(pid))
+-- The lines of out as a set.
+local function line_set(out)
   local set = {}
   for line in out:gmatch("[^\n]+") do set[line] = true end
   return set
+end
+
+-- The targets of a process's fds ("socket:[123]", "pipe:[45]", "/dev/null").
+local function fd_links(pid)
+  return line_set(S.sh(("for f in /proc/%d/fd/*; do readlink \"$f\"; done 2>/dev/null"):format(pid)))
 end
 
 local function sockets(links)
@@ -68,14 +72,9 @@ describe("secure defaults", function()
   it("no channel fd or listening socket reaches a spawned child", function()
     local tcp = assert(net.create_server(function() end):listen(0))
     local unix = assert(pipe.create_server(function() end):listen(S.tmpdir() .. "/s.sock"))
-    local a, b = assert(fork.socketpair())
-    local ca, cb = a:channel(), b:channel()
+    local ca, cb = S.channel_pair()
     local r = assert(spawn.run("sh", {"-c", "for f in /proc/$$/fd/*; do readlink $f; done"}))
-    assert.are.same({}, sockets((function()
-      local set = {}
-      for l in r.stdout:gmatch("[^\n]+") do set[l] = true end
-      return set
-    end)()))
+    assert.are.same({}, sockets(line_set(r.stdout)))
     ca:disconnect()
     cb:disconnect()
     tcp:close()
@@ -85,8 +84,7 @@ describe("secure defaults", function()
   it("a forked child has only its own channel, none of the parent's sockets", function()
     local tcp = assert(net.create_server(function() end):listen(0))
     local unix = assert(pipe.create_server(function() end):listen(S.tmpdir() .. "/s.sock"))
-    local a, b = assert(fork.socketpair())
-    local ca, cb = a:channel(), b:channel()
+    local ca, cb = S.channel_pair()
     local mine = fd_links(lipc.pid)
     local child = assert(fork(S.write_file(S.tmpdir() .. "/child.lua", [[
       local parent = require("fork").parent

@@ -17,12 +17,7 @@ end
 local function zombies()
   local n = 0
   for _, pid in ipairs(children()) do
-    local f = io.open(("/proc/%d/stat"):format(pid))
-    if f then
-      local state = f:read("a"):match("%) (%a)")
-      f:close()
-      if state == "Z" then n = n + 1 end
-    end
+    if support.proc_state(pid) == "Z" then n = n + 1 end
   end
   return n
 end

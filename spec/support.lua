@@ -21,15 +21,41 @@ function M.open_fds(pid)
   return n
 end
 
+-- proc_state(pid) -> the process's state letter in /proc ("R", "S",
+-- "Z" for a zombie...), or nil when there is no such process.
+function M.proc_state(pid)
+  local f = io.open(("/proc/%d/stat"):format(pid))
+  if not f then return nil end
+  local state = f:read("a"):match("%) (%a)")
+  f:close()
+  return state
+end
+
 -- alive(pid) -> whether pid still runs. A zombie has ended: an orphan
 -- reparented to a pid 1 that does not reap (as in some containers) stays
 -- one forever, and kill(pid, 0) would still find it.
 function M.alive(pid)
-  local f = io.open(("/proc/%d/stat"):format(pid))
-  if not f then return false end
-  local state = f:read("a"):match("%) (%a)")
-  f:close()
+  local state = M.proc_state(pid)
   return state ~= nil and state ~= "Z"
+end
+
+-- channel_pair([opts_a, opts_b]) -> two channels over the two ends of a
+-- socketpair, then the two streams.
+function M.channel_pair(opts_a, opts_b)
+  local a, b = assert(require("fork").socketpair())
+  return a:channel(opts_a), b:channel(opts_b), a, b
+end
+
+-- raw_channel([opts]) -> a channel on one end of a socketpair and the
+-- plain stream on the other, to write frames by hand.
+function M.raw_channel(opts)
+  local a, b = assert(require("fork").socketpair())
+  return a:channel(opts), b
+end
+
+-- be32(n) -> n as a native frame's 4-byte big-endian length.
+function M.be32(n)
+  return string.char(n >> 24 & 255, n >> 16 & 255, n >> 8 & 255, n & 255)
 end
 
 -- wait_for(pred[, ms]) in a task -> true once pred() is true, polling

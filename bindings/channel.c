@@ -756,7 +756,8 @@ static void parse(lchannel *ch) {
       ch->nlazy++;
       continue;
     }
-    if (deliver_pending(ch, 1) < 0) /* what came before goes first */
+    /* what came before goes first (usually nothing: no call per frame) */
+    if (queue_len(ch) > 0 && deliver_pending(ch, 1) < 0)
       break;
     ch->ipos += 4 + flen;
     ch->dpos = ch->ipos;

@@ -1007,6 +1007,13 @@ static int ref_string(void *ctx, lua_State *L, int sidx, const char *p,
   return 0;
 }
 
+/* The encoder wrote a table again: its last k strings are not sent. */
+static void drop_strings(void *ctx, size_t k) {
+  lchannel *ch = ctx;
+  for (; k > 0; k--)
+    ch->str_bytes -= ch->segs[--ch->nsegs].n;
+}
+
 /* A send that failed: the strings it gave by reference are not sent
  * (the table keeps them until the batch goes; later ones overwrite). */
 static void forget_strings(lchannel *ch, int nsegs0, size_t strs0) {
@@ -1259,8 +1266,8 @@ static int l_send(lua_State *L) {
       ch->out.data[ch->out.len++] = (char)kind;
     }
     /* a frame with a handle is written on its own, copied */
-    if (lipc_codec_encode_ref(L, 2, &ch->out, hs ? NULL : ref_string, ch) !=
-        0) {
+    lipc_codec_refs refs = {ref_string, drop_strings, ch};
+    if (lipc_codec_encode_ref(L, 2, &ch->out, hs ? NULL : &refs) != 0) {
       forget_strings(ch, nsegs0, strs0);
       ch->out.len = start;
       return luaL_error(L, "channel.send: %s", lua_tostring(L, -1));

@@ -229,10 +229,11 @@ typedef struct Seg {
 typedef struct Enc {
   lua_State *L;
   lipc_buf *b;
-  lipc_codec_ref ref; /* big strings by reference (NULL: copied) */
-  void *ctx;
-  const void *open[MAXDEPTH]; /* tables on the current path (cycles) */
-  Seg path[MAXDEPTH + 1];     /* path[1..depth] leads to the current value */
+  const lipc_codec_refs *refs; /* big strings by reference (NULL: copied) */
+  size_t nrefs;                /* strings given to refs->add so far */
+  int room;                    /* depths with stack room already made */
+  int open[MAXDEPTH + 1];      /* stack index of the table at each depth */
+  Seg path[MAXDEPTH + 1];      /* path[1..depth] leads to the current value */
 } Enc;
 
 /* Lua reserved words cannot follow a '.', so they are shown as ["end"] */
@@ -443,10 +444,10 @@ static int encstr(Enc *e, int idx, int depth) {
   unsigned char *w;
   if ((uint64_t)l > UINT32_MAX)
     return encfail(e, depth, "string longer than 4 GiB");
-  if (lipc_buf_reserve(b, 5) != 0)
+  if (b->cap - b->len < 5 && lipc_buf_reserve(b, 5) != 0)
     return encfail(e, depth, "not enough memory");
   w = (unsigned char *)b->data + b->len;
-  if (lipc_utf8_valid(s, l)) {
+  if (utf8_check((const unsigned char *)s, l) == 0) {
     if (l < 32)
       *w++ = (unsigned char)(0xA0 | l);
     else if (l <= 0xFF) {
@@ -462,12 +463,13 @@ static int encstr(Enc *e, int idx, int depth) {
       w = putlen(w, l, 0xC5);
   }
   b->len = (size_t)((char *)w - b->data);
-  if (e->ref != NULL && l >= LIPC_CODEC_REF_MIN) { /* not copied */
-    if (e->ref(e->ctx, e->L, idx, s, l) != 0)
+  if (e->refs != NULL && l >= LIPC_CODEC_REF_MIN) { /* not copied */
+    if (e->refs->add(e->refs->ctx, e->L, idx, s, l) != 0)
       return encfail(e, depth, "not enough memory");
+    e->nrefs++;
     return 0;
   }
-  if (lipc_buf_reserve(b, l) != 0)
+  if (b->cap - b->len < l && lipc_buf_reserve(b, l) != 0)
     return encfail(e, depth, "not enough memory");
   memcpy(b->data + b->len, s, l);
   b->len += l;
@@ -487,6 +489,44 @@ static lua_Unsigned tabcount(lua_State *L, int t) {
   return n;
 }
 
+/* header of an array of n elements; encvalue reserved room for it */
+static void arrayhead(lipc_buf *b, lua_Unsigned n) {
+  unsigned char *w = (unsigned char *)b->data + b->len;
+  if (n < 16) {
+    *w = (unsigned char)(0x90 | n);
+    b->len += 1;
+  } else
+    b->len += (size_t)(putlen(w, (size_t)n, 0xDC) - w);
+}
+
+/*
+** t as an array of n = #t elements in one lua_next walk, for a sequence
+** laid out the way a constructor or appending lays it out: keys 1, 2,
+** ..., n in that order and nothing after them. Returns 1, having
+** written only garbage past the header, as soon as the walk shows
+** anything else; enctable then decides the slow way.
+*/
+static int encseq(Enc *e, int t, lua_Unsigned n, int depth) {
+  lua_State *L = e->L;
+  lua_Unsigned i = 0;
+  arrayhead(e->b, n);
+  lua_pushnil(L);
+  while (lua_next(L, t)) { /* stack: key value */
+    int v = lua_gettop(L);
+    if (++i > n || !lua_isinteger(L, v - 1) ||
+        lua_tointeger(L, v - 1) != (lua_Integer)i) {
+      lua_pop(L, 2);
+      return 1;
+    }
+    e->path[depth + 1].key = 0;
+    e->path[depth + 1].i = (lua_Integer)i;
+    if (encvalue(e, v, lua_type(L, v), depth + 1))
+      return -1;
+    lua_pop(L, 1);
+  }
+  return i == n ? 0 : 1;
+}
+
 /*
 ** t[1..n] as an array. Returns 1, having written only garbage past the
 ** header, at the first nil: then t is not a sequence (see enctable).
@@ -494,14 +534,9 @@ static lua_Unsigned tabcount(lua_State *L, int t) {
 static int encarray(Enc *e, int t, lua_Unsigned n, int depth) {
   lua_State *L = e->L;
   lipc_buf *b = e->b;
-  unsigned char *w = (unsigned char *)b->data + b->len;
   int v = lua_gettop(L) + 1; /* where each element lands */
   lua_Unsigned i;
-  if (n < 16) {
-    *w = (unsigned char)(0x90 | n);
-    b->len += 1;
-  } else
-    b->len += (size_t)(putlen(w, (size_t)n, 0xDC) - w);
+  arrayhead(b, n);
   for (i = 1; i <= n; i++) {
     int type = lua_rawgeti(L, t, (lua_Integer)i);
     if (type == LUA_TNIL) {
@@ -560,47 +595,74 @@ static int encmap(Enc *e, int t, int depth) {
   return 0;
 }
 
+/* Back to what was written before a table that turned out to be a map:
+   b's length, and the strings given by reference since. */
+static void rewind_to(Enc *e, size_t len, size_t nrefs) {
+  e->b->len = len;
+  if (e->nrefs > nrefs) {
+    e->refs->drop(e->refs->ctx, e->nrefs - nrefs);
+    e->nrefs = nrefs;
+  }
+}
+
 /*
-** A table is an array when its keys are exactly 1..n. With c entries
-** and a border n = #t (raw), that holds iff c == n > 0 and none of
-** t[1..n] is nil: then 1..n are n of the c keys, leaving room for no
-** other. So one cheap counting pass decides, and the holes are found
-** by the array encoder itself; after a hole we start over as a map.
+** Called when the walk is MAXDEPTH deep. A table that contains itself
+** always gets this deep, so cycles are looked for here rather than at
+** every table: the first table on the path that was already open is
+** where the cycle closes.
 */
-/* A table about to be walked at depth: refuses a cycle or one level too
-   many, makes stack room, marks it open. 0, or -1 with the message. */
+static int deepfail(Enc *e, int depth) {
+  int d, d2;
+  for (d = 1; d <= depth; d++)
+    for (d2 = 0; d2 < d; d2++)
+      if (lua_rawequal(e->L, e->open[d], e->open[d2]))
+        return encfail(e, d, "cycle");
+  return encfail(e, depth, DEEPMSG);
+}
+
+#define ROOMSTEP 8 /* depths of stack room made at a time */
+
+/* A table about to be walked at depth: refuses one level too many (or a
+   cycle), makes stack room. 0, or -1 with the message. */
 static int opentable(Enc *e, int t, int depth) {
-  const void *self = lua_topointer(e->L, t);
-  int d;
-  for (d = 0; d < depth; d++) /* at most MAXDEPTH compares */
-    if (e->open[d] == self)
-      return encfail(e, depth, "cycle");
+  e->open[depth] = t;
   if (depth >= MAXDEPTH)
-    return encfail(e, depth, DEEPMSG);
-  if (!lua_checkstack(e->L, 4)) /* key, value, and room to fail */
-    return encfail(e, depth, "Lua stack overflow");
-  e->open[depth] = self;
+    return deepfail(e, depth);
+  if (depth >= e->room) { /* key and value per depth, and room to fail */
+    if (!lua_checkstack(e->L, 2 * ROOMSTEP + 4))
+      return encfail(e, depth, "Lua stack overflow");
+    e->room = depth + ROOMSTEP;
+  }
   return 0;
 }
 
+/*
+** A table is an array when its keys are exactly 1..n, n = #t (raw) > 0.
+** The common layout is checked in the one walk that writes it (encseq).
+** Otherwise, with c entries, the keys are 1..n iff c == n and none of
+** t[1..n] is nil: then 1..n are n of the c keys, leaving room for no
+** other. So a counting pass decides, and the holes are found by the
+** array encoder itself; after a hole we start over as a map.
+*/
 static int enctable(Enc *e, int t, int depth) {
-  lua_State *L = e->L;
-  lua_Unsigned n, c;
+  size_t start = e->b->len, nrefs = e->nrefs;
+  lua_Unsigned n;
+  int r;
   if (opentable(e, t, depth))
     return -1;
-  n = (lua_Unsigned)lua_rawlen(L, t);
+  n = (lua_Unsigned)lua_rawlen(e->L, t);
   if (n == 0) /* no border: a map, no need to count */
     return encmap(e, t, depth);
-  c = tabcount(L, t);
-  if (c > UINT32_MAX)
+  if (n > UINT32_MAX)
     return encfail(e, depth, "table has more than 2^32-1 entries");
   /* encvalue reserved 9 bytes: room for either header */
-  if (c == n) {
-    size_t start = e->b->len;
-    int r = encarray(e, t, n, depth);
-    if (r <= 0)
+  if ((r = encseq(e, t, n, depth)) <= 0)
+    return r;
+  rewind_to(e, start, nrefs);
+  if (tabcount(e->L, t) == n) {
+    if ((r = encarray(e, t, n, depth)) <= 0)
       return r;
-    e->b->len = start; /* a hole */
+    rewind_to(e, start, nrefs);
   }
   return encmap(e, t, depth);
 }
@@ -634,14 +696,15 @@ static int encvalue(Enc *e, int idx, int type, int depth) {
 typedef int (*Encfn)(Enc *e, int idx, int type, int depth);
 
 static int encode_with(lua_State *L, int idx, lipc_buf *b, Encfn value,
-                       lipc_codec_ref ref, void *ctx) {
+                       const lipc_codec_refs *refs) {
   Enc e;
   size_t len0 = b->len;
   int top = lua_gettop(L);
   e.L = L;
   e.b = b;
-  e.ref = ref;
-  e.ctx = ctx;
+  e.refs = refs;
+  e.nrefs = 0;
+  e.room = 0;
   idx = lua_absindex(L, idx);
   if (value(&e, idx, lua_type(L, idx), 0) == 0)
     return 0;
@@ -654,12 +717,12 @@ static int encode_with(lua_State *L, int idx, lipc_buf *b, Encfn value,
 }
 
 int lipc_codec_encode(lua_State *L, int idx, lipc_buf *b) {
-  return encode_with(L, idx, b, encvalue, NULL, NULL);
+  return encode_with(L, idx, b, encvalue, NULL);
 }
 
 int lipc_codec_encode_ref(lua_State *L, int idx, lipc_buf *b,
-                          lipc_codec_ref ref, void *ctx) {
-  return encode_with(L, idx, b, encvalue, ref, ctx);
+                          const lipc_codec_refs *refs) {
+  return encode_with(L, idx, b, encvalue, refs);
 }
 
 /* }================================================================== */
@@ -900,7 +963,7 @@ static int jvalue(Enc *e, int idx, int type, int depth) {
 }
 
 int lipc_codec_encode_json(lua_State *L, int idx, lipc_buf *b) {
-  return encode_with(L, idx, b, jvalue, NULL, NULL);
+  return encode_with(L, idx, b, jvalue, NULL);
 }
 
 /* }================================================================== */

@@ -38,17 +38,22 @@ int lipc_codec_encode(lua_State *L, int idx, lipc_buf *b);
 
 /*
  * lipc_codec_encode, but a string of LIPC_CODEC_REF_MIN bytes or more is
- * not copied: its header is appended, then ref(ctx, L, sidx, s, n) is
- * called with the string's stack index and bytes, which belong right
- * after b's current end. ref keeps the string alive until written and
- * returns 0, or nonzero for "not enough memory". A failed encode may
- * have called ref: the caller forgets those calls.
+ * not copied: its header is appended, then refs->add(ctx, L, sidx, s, n)
+ * is called with the string's stack index and bytes, which belong right
+ * after b's current end. add keeps the string alive until written and
+ * returns 0, or nonzero for "not enough memory". When the encoder writes
+ * a table again (an array that turned out to be a map) it first calls
+ * refs->drop(ctx, k) to take back the last k strings added. A failed
+ * encode may have called add: the caller forgets those calls.
  */
 #define LIPC_CODEC_REF_MIN (64 * 1024)
-typedef int (*lipc_codec_ref)(void *ctx, lua_State *L, int sidx, const char *s,
-                              size_t n);
+typedef struct lipc_codec_refs {
+  int (*add)(void *ctx, lua_State *L, int sidx, const char *s, size_t n);
+  void (*drop)(void *ctx, size_t k);
+  void *ctx;
+} lipc_codec_refs;
 int lipc_codec_encode_ref(lua_State *L, int idx, lipc_buf *b,
-                          lipc_codec_ref ref, void *ctx);
+                          const lipc_codec_refs *refs);
 
 /*
  * Appends the Lua value at idx to b as JSON text, as JavaScript's

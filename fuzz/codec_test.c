@@ -310,6 +310,14 @@ static void test_encoding_headers(void) {
       {"{[0] = 1}", "81 00 01"},
       {"{[2] = 1}", "81 02 01"},
       {"{1, 2, x = 1}", "83"},
+      {"{['1'] = 1, [2] = 2}", "82"}, /* "1" is a string key */
+      /* keys 1..n but not in lua_next's array order: still an array */
+      {"(function() local t = {} for i = 40, 1, -1 do t[i] = i end return t "
+       "end)()",
+       "dc 00 28"},
+      {"(function() local t = {x = 1} t[1] = 'a' t[2] = 'b' t.x = nil "
+       "return t end)()",
+       "92"},
       {"{[1.5] = true}", "81 cb 3f f8 00 00 00 00 00 00 c3"},
       {"{[true] = false}", "81 c3 c2"},
       {"{[2^53] = 1}",

@@ -395,6 +395,22 @@ describe("stream:channel", function()
     cb:disconnect()
   end)
 
+  it("a table that looks like an array until a hole, after a big string, arrives whole", function()
+    local ca, cb = pair()
+    local big = ("y"):rep(70000)
+    -- #t is 3 and t has 3 keys, but t[2] is nil: the encoder starts it as
+    -- an array, meets the hole after the big string and writes it as a map
+    local t = {big, "two", "three", name = "four"}
+    t[2] = nil
+    assert.are.equal(3, #t)
+    ca:send(t)
+    ca:send({big, "after"})
+    assert.are.same({[1] = big, [3] = "three", name = "four"}, cb:receive())
+    assert.are.same({big, "after"}, cb:receive())
+    ca:disconnect()
+    cb:disconnect()
+  end)
+
   it("a send refused after a big string sends nothing; the next ones go as they are", function()
     local ca, cb = pair({max_message = 200000})
     local big = ("x"):rep(100000)

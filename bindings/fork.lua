@@ -197,11 +197,10 @@ local function fork(script, args, opts)
                              high_water = opts.high_water,
                              own_disconnect = true})
   child.channel = ch
-  -- send and receive call the channel's C functions directly: no Child
-  -- wrapper and no method lookup on the channel per message.
-  local methods, csend, creceive = getmetatable(child).__index, ch.send, ch.receive
-  methods.send = function(_, ...) return csend(ch, ...) end
-  methods.receive = function() return creceive(ch) end
+  -- send and receive are C closures over the channel: no Child wrapper
+  -- and no method lookup on the channel per message.
+  local methods = getmetatable(child).__index
+  methods.send, methods.receive = ch:bound()
   relay(child, proc, ch)
   return child
 end

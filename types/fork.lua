@@ -97,6 +97,11 @@ function lipc_channel:stream() end
 ---`deliver_queued()` — hands queued messages to `message` listeners (fork's child objects call it); internal.
 function lipc_channel:deliver_queued() end
 
+---`bound()` — `send` and `receive` as closures over the channel that ignore their first argument (fork's child objects use them as their methods); internal.
+---@return function
+---@return function
+function lipc_channel:bound() end
+
 ---`close()` — closes the channel and its stream at once.
 function lipc_channel:close() end
 

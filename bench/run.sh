@@ -4,7 +4,9 @@
 #   bash bench/run.sh [case...]        (no case: all of them)
 #
 # Builds the C programs into build/bench/, runs every case for lipc, Node and
-# C in turn and prints one table. Cases: ipc_pingpong ipc_stream ipc_bulk
+# C in turn and prints one table. Three cases also get a floor, printed under
+# the table: the same work in C shaped as an event loop (ipc_pingpong,
+# tcp_echo_rr), or Lua's values with no IPC at all (ipc_stream). Cases: ipc_pingpong ipc_stream ipc_bulk
 # fork_ready spawn_seq spawn_par8 stdout_read tcp_echo_rr tcp_bulk unix_bulk
 # startup.
 #
@@ -55,7 +57,13 @@ icalc() { awk "BEGIN { printf \"%.0f\", $1 }"; }  # integers: print would give 6
 CFLAGS=(-O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror)
 for src in bench/c/*.c; do
   name=$(basename "$src" .c)
-  if ! "$CC" "${CFLAGS[@]}" -o "$OUT/$name" "$src"; then
+  extra=()
+  # lua_floor runs Lua in lipc's own allocator: Lua's and libuv's headers
+  # (alloc.c includes the runtime's), and liblua
+  # shellcheck disable=SC2207
+  [[ $name == lua_floor ]] && extra=($(pkg-config --cflags lua5.4 libuv) -Iruntime
+                                      runtime/alloc.c $(pkg-config --libs lua5.4))
+  if ! "$CC" "${CFLAGS[@]}" -o "$OUT/$name" "$src" "${extra[@]}"; then
     echo "run.sh: building $src failed" >&2
     exit 1
   fi
@@ -80,6 +88,17 @@ CASES=(
   "unix_bulk|MB/s|1073741824|yes|net_bulk.lua unix {N}|net_bulk.js unix {N}|net_bulk unix {N}"
 )
 
+# Floors: the same work in the shape lipc must have, in C, run after the
+# case's other columns (the C column is the bare machine; a floor is what
+# an event-loop runtime, or Lua's values, can reach on it). The notes under
+# the table give lipc/floor.
+# case | C argv | what it is
+FLOORS=(
+  "ipc_pingpong|ipc_pingpong {N} evloop|C with epoll_wait before every read, as an event loop reads"
+  "ipc_stream|lua_floor {N}|Lua's values alone, no IPC: build the table and read it through the C API, and back"
+  "tcp_echo_rr|tcp_echo_rr {N} evloop|C with epoll_wait before every read, as an event loop reads"
+)
+
 # Targets: "ratio-column op threshold" pairs, the ratio being lipc/that column.
 declare -A TARGET=(
   [ipc_pingpong]="node >= 2 c >= 0.65"
@@ -100,7 +119,7 @@ MIN_SECS=$(fcalc "1.0 * $SCALE")
 TARGET_SECS=$(fcalc "2.0 * $SCALE")
 MAX_MULT=64
 
-declare -A VAL UNIT NOTE
+declare -A VAL UNIT NOTE FLOOR_WHAT
 NOTES=()
 
 # run_one IMPL CASE ARGV... : one timed run in its own process group.
@@ -149,7 +168,7 @@ argv_for() {
   case $impl in
     lipc) ARGV=("$LIPC" "$ROOT/bench/lipc/${words[0]}" "${words[@]:1}") ;;
     node) ARGV=("$NODE" "$ROOT/bench/node/${words[0]}" "${words[@]:1}") ;;
-    c) ARGV=("$OUT/${words[0]}" "${words[@]:1}") ;;
+    c | floor) ARGV=("$OUT/${words[0]}" "${words[@]:1}") ;;
   esac
 }
 
@@ -227,6 +246,13 @@ for entry in "${CASES[@]}"; do
     echo "run.sh: $name: $impl ..." >&2
     measure "$impl" "$name" "$base" "$calib" "$spec"
   done
+  for floor in "${FLOORS[@]}"; do
+    IFS='|' read -r fname fspec fwhat <<<"$floor"
+    [[ $fname == "$name" && " $IMPLS " == *" c "* ]] || continue
+    echo "run.sh: $name: floor ..." >&2
+    measure floor "$name" "$base" "$calib" "$fspec"
+    FLOOR_WHAT[$name]=$fwhat
+  done
 done
 
 # startup: median of 20 runs of wall time and peak RSS. The C column holds
@@ -295,6 +321,21 @@ for name in "${ROWS[@]}"; do
     "$rn" "$rc" "$target" "$met" \
     "lipc ${NOTE[lipc,$name]:-} node ${NOTE[node,$name]:-} c ${NOTE[c,$name]:-}" >>"$TSV"
 done
+if [[ ${#FLOOR_WHAT[@]} -gt 0 ]]; then
+  echo
+  echo "floors (same run): what the case's work reaches in the shape lipc must have"
+  for name in "${ROWS[@]}"; do
+    [[ -n ${FLOOR_WHAT[$name]:-} ]] || continue
+    fv=${VAL[floor,$name]:-n/a} rf=$(ratio floor "$name") fn=n/a
+    nv=${VAL[node,$name]:-}
+    [[ $fv != n/a && -n $nv ]] && fn=$(fcalc "sprintf(\"%.3g\", $fv / $nv)")
+    printf '  %-24s %12s %-9s lipc/floor %-6s floor/node %-6s %s\n' "$name" "$fv" \
+      "${UNIT[$name]:-}" "$rf" "$fn" "${FLOOR_WHAT[$name]}"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${name}_floor" "${UNIT[$name]:-}" \
+      "${VAL[lipc,$name]:-n/a}" "${VAL[node,$name]:-n/a}" "$fv" "-" "$rf" "" "" \
+      "floor ${NOTE[floor,$name]:-}" >>"$TSV"
+  done
+fi
 echo
 echo "startup: the C column is bare 'lua5.4 -e \"\"'; node is 'node -e 0'."
 echo "ratios are lipc/node and lipc/C; fork_ready and startup are lower-is-better."

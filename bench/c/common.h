@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/epoll.h>
 #include <sys/uio.h>
 
 static inline uint64_t now_ns(void) {
@@ -90,10 +91,37 @@ static inline void writev_all(int fd, struct iovec *iov, int cnt) {
 }
 
 /* Reads exactly n bytes; returns 0 on EOF before the first byte, 1 when done. */
-static inline int read_full(int fd, void *p, size_t n) {
+/* ---- event-loop shape ------------------------------------------------ */
+
+/* The floors of the latency cases read the way an event loop (libuv)
+ * does: wait in epoll_wait until the fd is readable, then read. ep_for
+ * returns an epoll fd watching fd; ep_wait(-1) does nothing, so the
+ * blocking shape and the event-loop shape share one code path. */
+static inline int ep_for(int fd) {
+  struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev))
+    die("epoll");
+  return ep;
+}
+
+static inline void ep_wait(int ep) {
+  struct epoll_event ev;
+  while (ep >= 0 && epoll_wait(ep, &ev, 1, -1) < 0)
+    if (errno != EINTR)
+      die("epoll_wait");
+}
+
+/* argv[i] is "evloop" */
+static inline int arg_evloop(int argc, char **argv, int i) {
+  return argc > i && strcmp(argv[i], "evloop") == 0;
+}
+
+static inline int read_full_ep(int fd, void *p, size_t n, int ep) {
   char *c = p;
   size_t got = 0;
   while (got < n) {
+    ep_wait(ep);
     ssize_t k = read(fd, c + got, n - got);
     if (k < 0) {
       if (errno == EINTR)
@@ -108,6 +136,10 @@ static inline int read_full(int fd, void *p, size_t n) {
     got += (size_t)k;
   }
   return 1;
+}
+
+static inline int read_full(int fd, void *p, size_t n) {
+  return read_full_ep(fd, p, n, -1);
 }
 
 /* ---- MessagePack, just the subset the benchmarks send ---------------- */
@@ -300,6 +332,7 @@ static inline int decode_msg(const uint8_t *p, size_t n, msg_t *m) {
 
 typedef struct {
   int fd;
+  int ep; /* an epoll fd to wait in before every read (frd_evloop), or -1 */
   uint8_t *buf;
   size_t cap, r, w;
   uint64_t reads; /* read() calls made, for the notes */
@@ -313,6 +346,11 @@ static inline void frd_init(frd_t *f, int fd, size_t cap) {
   f->cap = cap;
   f->r = f->w = 0;
   f->reads = 0;
+  f->ep = -1;
+}
+
+static inline void frd_wait(frd_t *f) {
+  ep_wait(f->ep);
 }
 
 /* Returns the next frame's payload (valid until the next call), NULL at EOF. */
@@ -342,6 +380,7 @@ static inline const uint8_t *frd_next(frd_t *f, uint32_t *len) {
         f->cap = need;
       }
     }
+    frd_wait(f);
     ssize_t k = read(f->fd, f->buf + f->w, f->cap - f->w);
     f->reads++;
     if (k < 0) {

@@ -4,7 +4,11 @@
  * decodes the reply and checks it. Blocking read()/write(), one of each per
  * message per side: two syscalls per side per round trip.
  *
- *   ipc_pingpong [round_trips]     -> RESULT ipc_pingpong <n> rt/s
+ * With "evloop", both sides also wait in epoll_wait before every read, as
+ * an event loop does: three syscalls per side per round trip, like lipc's
+ * and Node's. That is the case's floor for an event-loop runtime.
+ *
+ *   ipc_pingpong [round_trips] [evloop]   -> RESULT ipc_pingpong <n> rt/s
  */
 #include "common.h"
 #include <sys/socket.h>
@@ -12,6 +16,7 @@
 
 int main(int argc, char **argv) {
   uint64_t n = arg_count(argc, argv, 1, 100000);
+  int evloop = arg_evloop(argc, argv, 2);
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
     die("socketpair");
@@ -27,6 +32,8 @@ int main(int argc, char **argv) {
   if (pid == 0) {
     close(sv[0]);
     frd_init(&f, sv[1], 65536);
+    if (evloop)
+      f.ep = ep_for(sv[1]);
     while ((p = frd_next(&f, &len))) {
       if (decode_msg(p, len, &m) || m.args_sum != 6)
         fail("child: bad message");
@@ -37,6 +44,8 @@ int main(int argc, char **argv) {
 
   close(sv[1]);
   frd_init(&f, sv[0], 65536);
+  if (evloop)
+    f.ep = ep_for(sv[0]);
   uint64_t t0 = now_ns();
   for (uint64_t i = 1; i <= n; i++) {
     write_all(sv[0], out, frame_small(out, i));

@@ -5,7 +5,10 @@
  * strict ping-pong never has unacked data when it writes, so Nagle does not
  * delay). The parent times from accept() to writing the Nth echo.
  *
- *   tcp_echo_rr [round_trips]      -> RESULT tcp_echo_rr <n> rt/s
+ * With "evloop" both sides wait in epoll_wait before every read, as an
+ * event loop does: the case's floor for an event-loop runtime.
+ *
+ *   tcp_echo_rr [round_trips] [evloop]   -> RESULT tcp_echo_rr <n> rt/s
  */
 #include "common.h"
 #include <arpa/inet.h>
@@ -17,6 +20,7 @@
 
 int main(int argc, char **argv) {
   uint64_t n = arg_count(argc, argv, 1, 100000);
+  int evloop = arg_evloop(argc, argv, 2);
   int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (ls < 0)
     die("socket");
@@ -36,10 +40,11 @@ int main(int argc, char **argv) {
     int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa))
       die("connect");
+    int ep = evloop ? ep_for(s) : -1;
     memset(buf, 'x', MSG);
     for (uint64_t i = 0; i < n; i++) {
       write_all(s, buf, MSG);
-      if (!read_full(s, buf, MSG))
+      if (!read_full_ep(s, buf, MSG, ep))
         fail("child: EOF");
     }
     close(s);
@@ -49,8 +54,10 @@ int main(int argc, char **argv) {
   int s = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
   if (s < 0)
     die("accept");
+  int ep = evloop ? ep_for(s) : -1;
   uint64_t t0 = now_ns(), t1 = 0, echoed = 0;
   for (;;) {
+    ep_wait(ep);
     ssize_t k = read(s, buf, sizeof buf);
     if (k < 0) {
       if (errno == EINTR)

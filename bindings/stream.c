@@ -241,12 +241,62 @@ static void on_eof(lipc_stream *s) {
     finish(s);
 }
 
+/*
+** A bulk flow is read on. After a read of DRAIN_MIN bytes or more, more
+** reads go into the same buffer until the fd has nothing left, a read
+** comes back short, or DRAIN_MAX bytes are in; they then go on as one
+** chunk. libuv reads once per epoll wakeup unless its buffer filled,
+** which a pipe never does for a 256 KiB buffer: a reader of a child that
+** writes 8 KiB at a time went back to epoll_wait, and through the
+** scheduler, for every one or two writes. DRAIN_MAX is half a default
+** pipe (64 KiB): the child goes on writing into the other half while we
+** copy, where reading on to 128 KiB or more left it waiting on a full
+** pipe (stdout_read: 3.6-3.7 GB/s before, 4.5-4.6 at 32 KiB, 3.9-4.1 at
+** 64 KiB, 1.6-4.1 at 128 KiB). A small read (a request, a line) is left
+** as it is: reading on would only add a read() that says EAGAIN. An IPC
+** pipe is left to libuv, which takes passed fds with recvmsg. Returns
+** the bytes now in base; *end gets 0, UV_EOF, or the error of the read
+** that stopped it.
+*/
+#define DRAIN_MIN (4 * 1024)
+#define DRAIN_MAX (32 * 1024)
+_Static_assert(DRAIN_MAX <= RBUF_SIZE, "reading on stays in the read buffer");
+
+static size_t read_on(lipc_stream *s, char *base, size_t n, ssize_t *end) {
+  uv_stream_t *uv = (uv_stream_t *)s->h.uv;
+  uv_os_fd_t fd;
+  ssize_t k = (ssize_t)n;
+  *end = 0;
+  if (n < DRAIN_MIN || n >= DRAIN_MAX ||
+      uv_fileno((uv_handle_t *)uv, &fd) != 0 ||
+      (uv->type == UV_NAMED_PIPE && ((uv_pipe_t *)uv)->ipc))
+    return n;
+  while (n < DRAIN_MAX && k >= DRAIN_MIN) {
+    k = read(fd, base + n, DRAIN_MAX - n);
+    if (k < 0 && errno == EINTR) {
+      k = DRAIN_MIN;
+      continue;
+    }
+    s->reads++;
+    if (k > 0)
+      n += (size_t)k;
+    else if (k == 0)
+      *end = UV_EOF;
+    else if (errno != EAGAIN && errno != EWOULDBLOCK)
+      *end = -errno;
+  }
+  return n;
+}
+
 static void on_read(uv_stream_t *uv, ssize_t n, const uv_buf_t *buf) {
   lipc_stream *s = uv->data;
+  ssize_t end = 0;
   s->active = uv_now(uv->loop);
   if (n > 0) {
-    s->bytes_read += (uint64_t)n;
     s->reads++;
+    if (!s->read_hook)
+      n = (ssize_t)read_on(s, buf->base, (size_t)n, &end);
+    s->bytes_read += (uint64_t)n;
   }
   if (s->read_hook) {
     s->read_hook(s, n, buf->base);
@@ -258,6 +308,14 @@ static void on_read(uv_stream_t *uv, ssize_t n, const uv_buf_t *buf) {
     on_eof(s);
   else if (n < 0)
     on_error(s, (int)n, "read");
+  /* what ended the reading on comes after its bytes, unless taking
+     them closed the stream or already ended it */
+  if (end != 0 && s->h.uv && !(s->flags & (F_EOF | F_ERRORED))) {
+    if (end == UV_EOF)
+      on_eof(s);
+    else
+      on_error(s, (int)end, "read");
+  }
   if (s->h.uv)
     update_reading(s);
 }

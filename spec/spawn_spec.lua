@@ -159,6 +159,43 @@ describe("spawn", function()
       assert.are.equal("fifo\nfrom a pipe", r.stdout)
     end)
 
+    it("reads a bulk output whole and in order, then its end, pulled and flowing", function()
+      -- 8 KiB writes with a sequence number in each, so a lost, doubled or
+      -- reordered piece shows; reads of 4 KiB or more are read on (up to
+      -- 32 KiB a chunk), and a child that already ended makes that reading
+      -- on meet the end of the pipe
+      local src = "for i = 1, %d do io.write(('%%08d'):format(i):rep(1024)) end"
+      local function want(n)
+        local t = {}
+        for i = 1, n do t[i] = ("%08d"):format(i):rep(1024) end
+        return table.concat(t)
+      end
+      for _, n in ipairs({2, 3, 300}) do
+        local child = spawn(support.lipc, {"-e", src:format(n)}, {stdio = {"ignore", "pipe", "inherit"}})
+        if n < 8 then assert.are.equal(0, child:wait()) end -- all of it and the end wait in the pipe
+        local got, sizes = {}, 0
+        while true do
+          local c = child.stdout:read()
+          if c == nil then break end
+          got[#got + 1] = c
+          sizes = math.max(sizes, #c)
+        end
+        assert.are.equal(want(n), table.concat(got))
+        assert.is_true(sizes <= 256 * 1024)
+        assert.are.equal(0, child:wait())
+      end
+      local child = spawn(support.lipc, {"-e", src:format(300)}, {stdio = {"ignore", "pipe", "inherit"}})
+      local got, ended = {}, false
+      child.stdout:on("data", function(c)
+        assert.is_false(ended)
+        got[#got + 1] = c
+      end)
+      child.stdout:on("end", function() ended = true end)
+      assert.are.equal(0, child:wait())
+      assert.is_true(support.wait_for(function() return ended end))
+      assert.are.equal(want(300), table.concat(got))
+    end)
+
     it("takes a single word for all three", function()
       local child = spawn("true", {}, {stdio = "ignore"})
       assert.is_nil(child.stdin)

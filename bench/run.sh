@@ -4,9 +4,9 @@
 #   bash bench/run.sh [case...]        (no case: all of them)
 #
 # Builds the C programs into build/bench/, runs every case for lipc, Node and
-# C in turn and prints one table. Three cases also get a floor, printed under
+# C in turn and prints one table. Four cases also get a floor, printed under
 # the table: the same work in C shaped as an event loop (ipc_pingpong,
-# tcp_echo_rr), or Lua's values with no IPC at all (ipc_stream). Cases: ipc_pingpong ipc_stream ipc_bulk
+# tcp_echo_rr, stdout_read), or Lua's values with no IPC at all (ipc_stream). Cases: ipc_pingpong ipc_stream ipc_bulk
 # fork_ready spawn_seq spawn_par8 stdout_read tcp_echo_rr tcp_bulk unix_bulk
 # startup.
 #
@@ -96,6 +96,7 @@ CASES=(
 FLOORS=(
   "ipc_pingpong|ipc_pingpong {N} evloop|C with epoll_wait before every read, as an event loop reads"
   "ipc_stream|lua_floor {N}|Lua's values alone, no IPC: build the table and read it through the C API, and back"
+  "stdout_read|stdout_read {N} evloop|C reading as lipc does (epoll_wait, read on to 32 KiB), each chunk copied once"
   "tcp_echo_rr|tcp_echo_rr {N} evloop|C with epoll_wait before every read, as an event loop reads"
 )
 

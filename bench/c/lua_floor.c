@@ -31,7 +31,9 @@ static size_t sink; /* what the reads saw, so that none is optimised away */
 static void readvalue(lua_State *L, int idx) {
   size_t l;
   switch (lua_type(L, idx)) {
-    case LUA_TSTRING: sink += (unsigned char)lua_tolstring(L, idx, &l)[0] + l; break;
+    case LUA_TSTRING:
+      sink += (unsigned char)lua_tolstring(L, idx, &l)[0] + l;
+      break;
     case LUA_TNUMBER:
       if (lua_isinteger(L, idx))
         sink += (size_t)lua_tointeger(L, idx);
@@ -80,20 +82,20 @@ static int l_build(lua_State *L) {
   return 1;
 }
 
-static const char SEND[] =
-    "local walk, n = ...\n"
-    "local function small(seq) return {seq = seq, op = 'add', args = {1, 2, 3}} end\n"
-    "for i = 1, n do walk(small(i)) end\n";
+static const char SEND[] = "local walk, n = ...\n"
+                           "local function small(seq) return {seq = seq, op = "
+                           "'add', args = {1, 2, 3}} end\n"
+                           "for i = 1, n do walk(small(i)) end\n";
 
-static const char RECEIVE[] =
-    "local build, n = ...\n"
-    "local sum = 0\n"
-    "for i = 1, n do\n"
-    "  local m = build(i)\n"
-    "  if m.args[1] + m.args[2] + m.args[3] ~= 6 then error('bad message') end\n"
-    "  sum = sum + m.seq\n"
-    "end\n"
-    "return sum\n";
+static const char RECEIVE[] = "local build, n = ...\n"
+                              "local sum = 0\n"
+                              "for i = 1, n do\n"
+                              "  local m = build(i)\n"
+                              "  if m.args[1] + m.args[2] + m.args[3] ~= 6 "
+                              "then error('bad message') end\n"
+                              "  sum = sum + m.seq\n"
+                              "end\n"
+                              "return sum\n";
 
 /* runs one loop over n messages in a fresh state; returns msg/s */
 static double run(const char *src, lua_CFunction fn, uint64_t n) {

@@ -253,8 +253,8 @@ static void on_eof(lipc_stream *s) {
 ** copy, where reading on to 128 KiB or more left it waiting on a full
 ** pipe (stdout_read: 3.6-3.7 GB/s before, 4.5-4.6 at 32 KiB, 3.9-4.1 at
 ** 64 KiB, 1.6-4.1 at 128 KiB). A small read (a request, a line) is left
-** as it is: reading on would only add a read() that says EAGAIN. An IPC
-** pipe is left to libuv, which takes passed fds with recvmsg. Returns
+** as it is: reading on would only add a read() that says EAGAIN. IPC
+** pipes and ttys are left to libuv (see reads_on). Returns
 ** the bytes now in base; *end gets 0, UV_EOF, or the error of the read
 ** that stopped it.
 */
@@ -262,14 +262,22 @@ static void on_eof(lipc_stream *s) {
 #define DRAIN_MAX (32 * 1024)
 _Static_assert(DRAIN_MAX <= RBUF_SIZE, "reading on stays in the read buffer");
 
+/* Pipes and TCP sockets, which libuv always makes non-blocking; not a
+   tty, whose fd libuv leaves blocking when it cannot reopen it, and not
+   an IPC pipe. */
+static int reads_on(uv_stream_t *uv) {
+  if (uv->type == UV_NAMED_PIPE)
+    return !((uv_pipe_t *)uv)->ipc;
+  return uv->type == UV_TCP;
+}
+
 static size_t read_on(lipc_stream *s, char *base, size_t n, ssize_t *end) {
   uv_stream_t *uv = (uv_stream_t *)s->h.uv;
   uv_os_fd_t fd;
   ssize_t k = (ssize_t)n;
   *end = 0;
-  if (n < DRAIN_MIN || n >= DRAIN_MAX ||
-      uv_fileno((uv_handle_t *)uv, &fd) != 0 ||
-      (uv->type == UV_NAMED_PIPE && ((uv_pipe_t *)uv)->ipc))
+  if (n < DRAIN_MIN || n >= DRAIN_MAX || !reads_on(uv) ||
+      uv_fileno((uv_handle_t *)uv, &fd) != 0)
     return n;
   while (n < DRAIN_MAX && k >= DRAIN_MIN) {
     k = read(fd, base + n, DRAIN_MAX - n);

@@ -117,23 +117,40 @@ static inline int arg_evloop(int argc, char **argv, int i) {
   return argc > i && strcmp(argv[i], "evloop") == 0;
 }
 
+/* read() that retries EINTR and dies on any other error: bytes, 0 at EOF */
+static inline size_t read_some(int fd, void *p, size_t n) {
+  ssize_t k;
+  while ((k = read(fd, p, n)) < 0)
+    if (errno != EINTR)
+      die("read");
+  return (size_t)k;
+}
+
+/* reads fd to its end in chunks of 'chunk' bytes; returns the bytes */
+static inline uint64_t count_to_eof(int fd, size_t chunk) {
+  char *buf = malloc(chunk);
+  uint64_t got = 0;
+  size_t k;
+  if (buf == NULL)
+    die("malloc");
+  while ((k = read_some(fd, buf, chunk)) > 0)
+    got += k;
+  free(buf);
+  return got;
+}
+
 static inline int read_full_ep(int fd, void *p, size_t n, int ep) {
   char *c = p;
   size_t got = 0;
   while (got < n) {
     ep_wait(ep);
-    ssize_t k = read(fd, c + got, n - got);
-    if (k < 0) {
-      if (errno == EINTR)
-        continue;
-      die("read");
-    }
+    size_t k = read_some(fd, c + got, n - got);
     if (k == 0) {
       if (got == 0)
         return 0;
       fail("unexpected EOF");
     }
-    got += (size_t)k;
+    got += k;
   }
   return 1;
 }
@@ -381,19 +398,14 @@ static inline const uint8_t *frd_next(frd_t *f, uint32_t *len) {
       }
     }
     frd_wait(f);
-    ssize_t k = read(f->fd, f->buf + f->w, f->cap - f->w);
+    size_t k = read_some(f->fd, f->buf + f->w, f->cap - f->w);
     f->reads++;
-    if (k < 0) {
-      if (errno == EINTR)
-        continue;
-      die("read");
-    }
     if (k == 0) {
       if (avail)
         fail("EOF inside a frame");
       return NULL;
     }
-    f->w += (size_t)k;
+    f->w += k;
   }
 }
 

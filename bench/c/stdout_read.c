@@ -20,27 +20,6 @@
 
 extern char **environ;
 
-/* read() with a 64 KiB buffer until EOF; returns the bytes */
-static uint64_t read_plain(int fd) {
-  char *buf = malloc(65536);
-  uint64_t got = 0;
-  if (buf == NULL)
-    die("malloc");
-  for (;;) {
-    ssize_t k = read(fd, buf, 65536);
-    if (k < 0) {
-      if (errno == EINTR)
-        continue;
-      die("read");
-    }
-    if (k == 0)
-      break;
-    got += (uint64_t)k;
-  }
-  free(buf);
-  return got;
-}
-
 /* one chunk as lipc reads it: a read of up to 256 KiB; after 4 KiB or
    more, reads on until the pipe is empty or 32 KiB are in. Returns the
    bytes, 0 at EOF (nothing before it), -1 when the pipe is empty. */
@@ -122,7 +101,7 @@ int main(int argc, char **argv) {
     die("posix_spawn");
   }
   close(fds[1]);
-  uint64_t got = evloop ? read_evloop(fds[0]) : read_plain(fds[0]);
+  uint64_t got = evloop ? read_evloop(fds[0]) : count_to_eof(fds[0], 65536);
   uint64_t t1 = now_ns();
   int st;
   waitpid(pid, &st, 0);

@@ -58,16 +58,11 @@ int main(int argc, char **argv) {
   uint64_t t0 = now_ns(), t1 = 0, echoed = 0;
   for (;;) {
     ep_wait(ep);
-    ssize_t k = read(s, buf, sizeof buf);
-    if (k < 0) {
-      if (errno == EINTR)
-        continue;
-      die("read");
-    }
+    size_t k = read_some(s, buf, sizeof buf);
     if (k == 0)
       break;
-    write_all(s, buf, (size_t)k);
-    echoed += (uint64_t)k;
+    write_all(s, buf, k);
+    echoed += k;
     if (echoed == n * MSG)
       t1 = now_ns();
   }

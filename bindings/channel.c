@@ -367,7 +367,10 @@ static void deliver(lchannel *ch) {
   lipc_runtime *rt = ch->h.rt;
   lua_State *L = rt->L;
   if (!has_message_listeners(ch)) {
-    queue_push(ch, L);
+    if (queue_len(ch) == 0 && lipc_waitq_waiting(&ch->receivers))
+      lipc_waitq_wake(rt, &ch->receivers, 2); /* nothing is before it */
+    else
+      queue_push(ch, L);
     return;
   }
   if (lipc_waitq_waiting(&ch->receivers)) {
@@ -706,7 +709,25 @@ static int json_line(lchannel *ch, const char *p, size_t n) {
   return 0;
 }
 
-/* Takes every complete frame (or line) out of `in`. */
+/* A task waits in receive() and nothing is queued before the frame. */
+static int for_waiter(lchannel *ch) {
+  return queue_len(ch) == 0 && lipc_waitq_waiting(&ch->receivers);
+}
+
+/* The n bytes at p, after a frame, hold no complete frame. */
+static int last_frame(const char *p, size_t n) {
+  return n < 4 || n - 4 < get_be32(p);
+}
+
+/*
+** Takes every complete frame (or line) out of `in`. A frame nobody
+** listens for waits lazily, checked now and decoded when taken, unless
+** it is the last one in and a task waits for it (a request, a reply):
+** then it is decoded and handed over at once (deliver), which checks it
+** too, where the lazy way would walk it twice. A task woken with the
+** first frame of a batch would take the rest of it without parking, so
+** a batch's frames stay lazy.
+*/
 static void parse(lchannel *ch) {
   while (!ch->gone && ch->s) {
     const char *p = ch->in.data + ch->ipos;
@@ -749,7 +770,8 @@ static void parse(lchannel *ch) {
     if (avail - 4 < flen)
       break;
     count_in(ch, 4 + flen);
-    if (!has_message_listeners(ch) && !has_marker(p + 4, flen)) {
+    if (!has_message_listeners(ch) && !has_marker(p + 4, flen) &&
+        !(for_waiter(ch) && last_frame(p + 4 + flen, avail - 4 - flen))) {
       if (check_frame(ch, p + 4, flen) < 0)
         break;
       ch->ipos += 4 + flen; /* lazy: decoded when taken */

@@ -136,6 +136,14 @@ void lipc_buf_free(lipc_buf *b) {
 */
 static int utf8_check(const unsigned char *s, size_t n) {
   const unsigned char *e = s + n;
+  if (n <= 16) { /* keys and words: nearly always ASCII, seen in one pass */
+    unsigned acc = 0;
+    size_t i;
+    for (i = 0; i < n; i++)
+      acc |= s[i];
+    if (acc < 0x80)
+      return 0;
+  }
   while (s < e) {
     unsigned c = *s;
     unsigned lo = 0x80, hi = 0xBF; /* range of the next continuation */

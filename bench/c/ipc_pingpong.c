@@ -8,15 +8,27 @@
  * an event loop does: three syscalls per side per round trip, like lipc's
  * and Node's. That is the case's floor for an event-loop runtime.
  *
- *   ipc_pingpong [round_trips] [evloop]   -> RESULT ipc_pingpong <n> rt/s
+ * A third argument, ns, makes each side also spin ns nanoseconds before
+ * each send: a runtime's CPU per message, without the runtime. With the
+ * CPU lipc spends, this C program lands on lipc's figure (bench/README.md).
+ *
+ *   ipc_pingpong [round_trips] [evloop] [ns]   -> RESULT ipc_pingpong <n> rt/s
  */
 #include "common.h"
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+/* busy for ns nanoseconds, as a runtime's work on a message would be */
+static void spin(uint64_t ns) {
+  uint64_t t0 = now_ns();
+  while (ns > 0 && now_ns() - t0 < ns)
+    ;
+}
+
 int main(int argc, char **argv) {
   uint64_t n = arg_count(argc, argv, 1, 100000);
   int evloop = arg_evloop(argc, argv, 2);
+  uint64_t busy = argc > 3 ? strtoull(argv[3], NULL, 10) : 0;
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
     die("socketpair");
@@ -37,6 +49,7 @@ int main(int argc, char **argv) {
     while ((p = frd_next(&f, &len))) {
       if (decode_msg(p, len, &m) || m.args_sum != 6)
         fail("child: bad message");
+      spin(busy);
       write_all(sv[1], out, frame_small(out, m.seq));
     }
     _exit(0);
@@ -48,6 +61,7 @@ int main(int argc, char **argv) {
     f.ep = ep_for(sv[0]);
   uint64_t t0 = now_ns();
   for (uint64_t i = 1; i <= n; i++) {
+    spin(busy);
     write_all(sv[0], out, frame_small(out, i));
     if (!(p = frd_next(&f, &len)))
       fail("parent: EOF");

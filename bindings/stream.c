@@ -254,9 +254,12 @@ static void on_eof(lipc_stream *s) {
 ** pipe (stdout_read: 3.6-3.7 GB/s before, 4.5-4.6 at 32 KiB, 3.9-4.1 at
 ** 64 KiB, 1.6-4.1 at 128 KiB). A small read (a request, a line) is left
 ** as it is: reading on would only add a read() that says EAGAIN. IPC
-** pipes and ttys are left to libuv (see reads_on). Returns
-** the bytes now in base; *end gets 0, UV_EOF, or the error of the read
-** that stopped it.
+** pipes and ttys are left to libuv (see reads_on). The end of the
+** stream stops reading on and is left for libuv's next read, which
+** meets it again (a pipe with no writer, a socket after FIN), so it
+** comes as it always does, after the bytes and not while paused. An
+** error is reported only once by the kernel, so *err gets it (else 0).
+** Returns the bytes now in base.
 */
 #define DRAIN_MIN (4 * 1024)
 #define DRAIN_MAX (32 * 1024)
@@ -271,11 +274,11 @@ static int reads_on(uv_stream_t *uv) {
   return uv->type == UV_TCP;
 }
 
-static size_t read_on(lipc_stream *s, char *base, size_t n, ssize_t *end) {
+static size_t read_on(lipc_stream *s, char *base, size_t n, int *err) {
   uv_stream_t *uv = (uv_stream_t *)s->h.uv;
   uv_os_fd_t fd;
   ssize_t k = (ssize_t)n;
-  *end = 0;
+  *err = 0;
   if (n < DRAIN_MIN || n >= DRAIN_MAX || !reads_on(uv) ||
       uv_fileno((uv_handle_t *)uv, &fd) != 0)
     return n;
@@ -288,22 +291,20 @@ static size_t read_on(lipc_stream *s, char *base, size_t n, ssize_t *end) {
     s->reads++;
     if (k > 0)
       n += (size_t)k;
-    else if (k == 0)
-      *end = UV_EOF;
-    else if (errno != EAGAIN && errno != EWOULDBLOCK)
-      *end = -errno;
+    else if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+      *err = -errno;
   }
   return n;
 }
 
 static void on_read(uv_stream_t *uv, ssize_t n, const uv_buf_t *buf) {
   lipc_stream *s = uv->data;
-  ssize_t end = 0;
+  int err = 0;
   s->active = uv_now(uv->loop);
   if (n > 0) {
     s->reads++;
     if (!s->read_hook)
-      n = (ssize_t)read_on(s, buf->base, (size_t)n, &end);
+      n = (ssize_t)read_on(s, buf->base, (size_t)n, &err);
     s->bytes_read += (uint64_t)n;
   }
   if (s->read_hook) {
@@ -316,14 +317,10 @@ static void on_read(uv_stream_t *uv, ssize_t n, const uv_buf_t *buf) {
     on_eof(s);
   else if (n < 0)
     on_error(s, (int)n, "read");
-  /* what ended the reading on comes after its bytes, unless taking
-     them closed the stream or already ended it */
-  if (end != 0 && s->h.uv && !(s->flags & (F_EOF | F_ERRORED))) {
-    if (end == UV_EOF)
-      on_eof(s);
-    else
-      on_error(s, (int)end, "read");
-  }
+  /* an error that stopped the reading on comes after its bytes, unless
+     taking them closed the stream */
+  if (err != 0 && s->h.uv && !(s->flags & F_ERRORED))
+    on_error(s, err, "read");
   if (s->h.uv)
     update_reading(s);
 }

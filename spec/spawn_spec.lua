@@ -196,6 +196,26 @@ describe("spawn", function()
       assert.are.equal(want(300), table.concat(got))
     end)
 
+    it("keeps a paused stream's end until it is resumed, after reading on", function()
+      -- 12 KiB and the end wait in the pipe: the first read takes the
+      -- bytes and reads on into the end, which must still come after resume()
+      local child = spawn(support.lipc, {"-e", "io.write(('x'):rep(12288))"},
+        {stdio = {"ignore", "pipe", "inherit"}})
+      assert.are.equal(0, child:wait())
+      local out, got, ended = child.stdout, 0, false
+      out:on("data", function(c)
+        got = got + #c
+        out:pause()
+      end)
+      out:on("end", function() ended = true end)
+      assert.is_true(support.wait_for(function() return got > 0 end))
+      lipc.sleep(0.05)
+      assert.is_false(ended)
+      out:resume()
+      assert.is_true(support.wait_for(function() return ended end))
+      assert.are.equal(12288, got)
+    end)
+
     it("takes a single word for all three", function()
       local child = spawn("true", {}, {stdio = "ignore"})
       assert.is_nil(child.stdin)

@@ -361,14 +361,19 @@ static void wake_receiver(lchannel *ch) {
   update_ref(ch);
 }
 
+/* A task waits in receive() and nothing is queued before a new message. */
+static int for_waiter(lchannel *ch) {
+  return queue_len(ch) == 0 && lipc_waitq_waiting(&ch->receivers);
+}
+
 /* Hands msg, handle (on top of rt->L; popped) to the 'message'
  * listeners (and a task in receive()), or to the queue. */
 static void deliver(lchannel *ch) {
   lipc_runtime *rt = ch->h.rt;
   lua_State *L = rt->L;
   if (!has_message_listeners(ch)) {
-    if (queue_len(ch) == 0 && lipc_waitq_waiting(&ch->receivers))
-      lipc_waitq_wake(rt, &ch->receivers, 2); /* nothing is before it */
+    if (for_waiter(ch))
+      lipc_waitq_wake(rt, &ch->receivers, 2);
     else
       queue_push(ch, L);
     return;
@@ -707,11 +712,6 @@ static int json_line(lchannel *ch, const char *p, size_t n) {
   lua_pushnil(L);
   deliver(ch);
   return 0;
-}
-
-/* A task waits in receive() and nothing is queued before the frame. */
-static int for_waiter(lchannel *ch) {
-  return queue_len(ch) == 0 && lipc_waitq_waiting(&ch->receivers);
 }
 
 /* The n bytes at p, after a frame, hold no complete frame. */

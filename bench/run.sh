@@ -4,11 +4,11 @@
 #   bash bench/run.sh [case...]        (no case: all of them)
 #
 # Builds the C programs into build/bench/, runs every case for lipc, Node and
-# C in turn and prints one table. Four cases also get a floor, printed under
-# the table: the same work in C shaped as an event loop (ipc_pingpong,
-# tcp_echo_rr, stdout_read), or Lua's values with no IPC at all (ipc_stream). Cases: ipc_pingpong ipc_stream ipc_bulk
+# C in turn and prints one table. Cases: ipc_pingpong ipc_stream ipc_bulk
 # fork_ready spawn_seq spawn_par8 stdout_read tcp_echo_rr tcp_bulk unix_bulk
-# startup.
+# startup. Four cases also get a floor, printed under the table: the same
+# work in C shaped as an event loop (ipc_pingpong, tcp_echo_rr,
+# stdout_read), or Lua's values with no IPC at all (ipc_stream).
 #
 # Environment:
 #   LIPC=build/lipc      the lipc binary (missing: every lipc cell is n/a)
@@ -283,8 +283,9 @@ fi
 # ---- the table --------------------------------------------------------------
 # check VALUE OP THRESHOLD -> "ok" / "MISS"
 check() { awk "BEGIN { print (($1 $2 $3) ? \"ok\" : \"MISS\") }"; }
+# ratio COLUMN CASE [OVER]: OVER's figure (lipc's by default) / COLUMN's
 ratio() {
-  local a=${VAL[lipc,$2]:-} b=${VAL[$1,$2]:-}
+  local a=${VAL[${3:-lipc},$2]:-} b=${VAL[$1,$2]:-}
   if [[ -z $a || -z $b ]] || awk "BEGIN { exit !($b == 0) }"; then echo "n/a"; return; fi
   fcalc "sprintf(\"%.3g\", $a / $b)"
 }
@@ -327,9 +328,7 @@ if [[ ${#FLOOR_WHAT[@]} -gt 0 ]]; then
   echo "floors (same run): what the case's work reaches in the shape lipc must have"
   for name in "${ROWS[@]}"; do
     [[ -n ${FLOOR_WHAT[$name]:-} ]] || continue
-    fv=${VAL[floor,$name]:-n/a} rf=$(ratio floor "$name") fn=n/a
-    nv=${VAL[node,$name]:-}
-    [[ $fv != n/a && -n $nv ]] && fn=$(fcalc "sprintf(\"%.3g\", $fv / $nv)")
+    fv=${VAL[floor,$name]:-n/a} rf=$(ratio floor "$name") fn=$(ratio node "$name" floor)
     printf '  %-24s %12s %-9s lipc/floor %-6s floor/node %-6s %s\n' "$name" "$fv" \
       "${UNIT[$name]:-}" "$rf" "$fn" "${FLOOR_WHAT[$name]}"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${name}_floor" "${UNIT[$name]:-}" \

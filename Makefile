@@ -7,15 +7,22 @@ CC      ?= cc
 LUA     ?= lua5.4
 PKGS     = lua5.4 libuv
 
-# Debian packages the project needs; `make deps` installs the missing ones.
-DEB_PKGS = gcc make pkg-config liblua5.4-dev libuv1-dev lua5.4 lua-busted \
-           lua-cjson lua-check nodejs clang valgrind socat netcat-openbsd \
-           libclang-rt-14-dev iproute2 luarocks clang-format-14
+# Debian packages: `make deps` installs the missing ones. A plain build
+# needs only BUILD_PKGS (`make deps-build`); the rest are for the specs,
+# sanitizers, fuzzing and benchmarks.
+BUILD_PKGS = gcc make pkg-config liblua5.4-dev libuv1-dev lua5.4 lua-cjson
+TEST_PKGS  = lua-busted lua-check nodejs clang valgrind socat netcat-openbsd \
+             libclang-rt-14-dev iproute2 luarocks clang-format-14 \
+             openssh-server openssh-client gnuplot-nox bc
+DEB_PKGS   = $(BUILD_PKGS) $(TEST_PKGS)
 
+# Read when make reads this file, so only on a machine that has the
+# packages: every target that installs them first (test, demo, ...) runs
+# `deps` and then a new make, which reads this file again.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 OPT     ?= -O2 -g
 WARN     = -Wall -Wextra -Werror
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -fPIC $(PKG_CFLAGS) \
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -fPIC -MMD -MP $(PKG_CFLAGS) \
              -Iruntime -Ibindings $(SAN) $(CFLAGS)
 LUA_A   ?= $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/liblua5.4.a \
                          /usr/lib/*/liblua5.4.a))
@@ -38,17 +45,19 @@ MOD_SRCS  = $(sort $(wildcard bindings/*.c))
 LUA_SRCS  = $(sort $(wildcard runtime/*.lua bindings/*.lua))
 OBJS      = $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRCS) $(MOD_SRCS)) \
             $(BUILD)/obj/embedded.o
-HDRS      = runtime/lipc.h runtime/internal.h $(wildcard bindings/*.h)
 
-.PHONY: all deps test check demo clean install uninstall lint bench module install-module valgrind \
+.PHONY: all deps deps-build test check demo clean install uninstall lint bench module install-module valgrind \
         docs docs-check format-check \
-        fuzz fuzz-build soak
+        fuzz fuzz-build fuzz-bin soak
 
 all: $(BUILD)/lipc $(BUILD)/liblipc.a $(BUILD)/liblipc.so $(BUILD)/lipc.so
 
-$(BUILD)/obj/%.o: %.c $(HDRS)
+# -MMD: each object also depends on the headers it includes (.d files).
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+-include $(OBJS:.o=.d) $(BUILD)/obj/runtime/main.d
 
 $(BUILD)/gen/embedded.c: tools/embed.lua $(LUA_SRCS)
 	@mkdir -p $(dir $@)
@@ -73,8 +82,10 @@ $(BUILD)/lipc: $(BUILD)/obj/runtime/main.o $(BUILD)/liblipc.a
 	$(CC) $(SAN) -Wl,-E -o $@ $< $(BUILD)/liblipc.a $(EXE_LIBS)
 
 # Installs only what is missing, so it costs nothing on a ready machine.
-deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+deps: PKGS_WANTED = $(DEB_PKGS)
+deps-build: PKGS_WANTED = $(BUILD_PKGS)
+deps deps-build:
+	@missing=""; for p in $(PKGS_WANTED); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
 	    || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -85,7 +96,8 @@ deps:
 	fi
 
 BUSTED_ARGS ?=
-test: deps all
+test: deps
+	$(MAKE) all
 	$(BUILD)/lipc /usr/bin/busted $(BUSTED_ARGS)
 
 lint: deps
@@ -123,7 +135,8 @@ check: deps
 # (the round-trip property with fewer values: valgrind is ~30x slower)
 VALGRIND_SPECS ?= spec/core_spec.lua spec/cli_spec.lua spec/channel_spec.lua \
                   spec/hostile_spec.lua spec/codec_property_spec.lua
-valgrind: deps all
+valgrind: deps
+	$(MAKE) all
 	LIPC_ALLOC=malloc LIPC_PROPERTY_N=300 LIPC_SPEC_TIMEOUT=120000 valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
 	  --error-exitcode=99 --track-fds=no $(BUILD)/lipc /usr/bin/busted $(BUSTED_ARGS) $(VALGRIND_SPECS)
 
@@ -137,6 +150,8 @@ FUZZ_SAN     = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-
 FUZZ_LIBS    = build/fuzz/liblipc.a $(shell pkg-config --libs $(PKGS)) $(SYSLIBS)
 FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) $(PKG_CFLAGS) -Iruntime -Ibindings
 fuzz-build: deps
+	$(MAKE) fuzz-bin
+fuzz-bin:
 	$(MAKE) BUILD=build/fuzz CC=clang OPT="-O1 -g" \
 	  SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" build/fuzz/liblipc.a
 	clang $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer fuzz/fuzz_codec.c $(FUZZ_LIBS) -o build/fuzz/fuzz_codec
@@ -158,14 +173,17 @@ fuzz: fuzz-build
 
 # Soak: a million messages, 1 GiB over TCP and over a Unix socket, 10 000
 # spawns; RSS, fd and child counts before and after, as a table.
-soak: deps all
+soak: deps
+	$(MAKE) all
 	$(BUILD)/lipc tools/soak.lua
 
 # Side-by-side benchmarks: lipc, Node and plain C in one run, one table.
-bench: deps all
+bench: deps
+	$(MAKE) all
 	LIPC=$${LIPC:-$(BUILD)/lipc} bash bench/run.sh
 
-demo: deps all
+demo: deps
+	$(MAKE) all
 	$(BUILD)/lipc scripts/demo.lua
 
 clean:

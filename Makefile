@@ -195,6 +195,10 @@ LUA_CMOD = lib/lua/5.4
 INSTALLED = bin/lipc lib/liblipc.a lib/liblipc.so include/lipc.h \
             lib/pkgconfig/lipc.pc share/man/man1/lipc.1 $(LUA_CMOD)/lipc.so
 
+# Programs built with `pkg-config --libs lipc` find liblipc.so through an
+# rpath, unless it lands in /usr/lib where the dynamic linker looks anyway.
+PC_RPATH = $(if $(filter /usr /usr/,$(PREFIX)),,-Wl,-rpath,$${libdir})
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
 	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/$(LUA_CMOD) \
@@ -205,7 +209,7 @@ install: all
 	install -m 644 runtime/lipc.h $(DESTDIR)$(PREFIX)/include/lipc.h
 	install -m 755 $(BUILD)/lipc.so $(DESTDIR)$(PREFIX)/$(LUA_CMOD)/lipc.so
 	install -m 644 docs/lipc.1 $(DESTDIR)$(PREFIX)/share/man/man1/lipc.1
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tools/lipc.pc.in \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@RPATH@|$(PC_RPATH)|' tools/lipc.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/lipc.pc
 
 uninstall:

@@ -46,3 +46,34 @@ describe("docs from one source", function()
     end
   end)
 end)
+
+-- The README's examples run as they are and end by themselves.
+describe("README examples", function()
+  local function block(section)
+    local text = support.read_file(support.root .. "/README.md")
+    section = section:gsub("%-", "%%-")
+    local body = text:match("<!%-%- section:" .. section .. " %-%->(.-)<!%-%- /section:" .. section .. " %-%->")
+    return assert(body and body:match("```lua\n(.-)```"), section)
+  end
+
+  local function run(code)
+    local dir = support.tmpdir()
+    local file = support.write_file(dir .. "/example.lua", code)
+    return support.sh(("cd %s && timeout 20 %s %s 2>&1")
+      :format(q(support.root), q(support.lipc), q(file)))
+  end
+
+  it("the spawn example exits by itself", function()
+    local out, status = run(block("spawn"))
+    assert.are.equal(0, status, out)
+    assert.matches("^2\n", out)
+  end)
+
+  it("the pipe and net example exits by itself", function()
+    local path = support.tmpdir() .. "/app.sock"
+    local code = block("pipe-net"):gsub("/tmp/app%.sock", path)
+    local out, status = run(code)
+    assert.are.equal(0, status, out)
+    assert.are.equal("HELLO\nhi\n\n", out)   -- print adds a newline to "hi\n"
+  end)
+end)

@@ -112,14 +112,40 @@ void lipc_ignore_sigpipe(void) {
   sigaction(SIGPIPE, &sa, NULL);
 }
 
+static const char UNCAUGHT_KEY = 'U';
+
+/* Gives an uncaught error to the handler set with lipc.on_uncaught, if
+ * any: M holds the error value, its message and the report (message and
+ * traceback). Returns 1 when the handler took it. When the handler fails
+ * the report says so too, and the error stays uncaught. */
+static int hand_over(lua_State *M) {
+  const char *why;
+  if (lua_rawgetp(M, LUA_REGISTRYINDEX, &UNCAUGHT_KEY) != LUA_TFUNCTION) {
+    lua_pop(M, 1);
+    return 0;
+  }
+  lua_pushvalue(M, -4); /* err msg report fn err report */
+  lua_pushvalue(M, -3);
+  if (lua_pcall(M, 2, 0, 0) == LUA_OK)
+    return 1;
+  why = luaL_tolstring(M, -1, NULL); /* err msg report herr why */
+  lua_pushfstring(M, "%s\n(and the lipc.on_uncaught handler failed: %s)",
+                  lua_tostring(M, -3), why);
+  lua_replace(M, -4);
+  lua_pop(M, 2);
+  return 0;
+}
+
 /* Reports the error value at idx of L (a failed coroutine gets its
- * traceback) and ends the run with status 1. */
+ * traceback) and ends the run with status 1, unless a handler set with
+ * lipc.on_uncaught takes it (`lipc test` does: the spec fails, the run
+ * goes on). */
 void lipc_uncaught(lipc_runtime *rt, lua_State *L, int idx) {
   lua_State *M = rt->L;
   const char *msg;
   if (rt->exiting)
     return;
-  luaL_checkstack(M, 4, "uncaught");
+  luaL_checkstack(M, 8, "uncaught");
   lua_pushvalue(L, idx);
   if (L != M)
     lua_xmove(L, M, 1);
@@ -128,11 +154,26 @@ void lipc_uncaught(lipc_runtime *rt, lua_State *L, int idx) {
     luaL_traceback(M, L, msg, 0);
   else
     lua_pushstring(M, msg);
+  if (hand_over(M)) {
+    lua_pop(M, 3);
+    return;
+  }
   fflush(stdout);
   fprintf(stderr, "lipc: uncaught error: %s\n", lua_tostring(M, -1));
   fflush(stderr);
   lua_pop(M, 3);
   lipc_exit_now(rt, 1);
+}
+
+/* lipc.on_uncaught(fn | nil) -> the handler it replaces, or nil */
+static int l_on_uncaught(lua_State *L) {
+  if (!lua_isnoneornil(L, 1))
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &UNCAUGHT_KEY);
+  lua_pushvalue(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &UNCAUGHT_KEY);
+  return 1;
 }
 
 /* A count hook set on the running task when the process must end: the
@@ -485,5 +526,7 @@ int luaopen_lipc(lua_State *L) {
   luaopen_lipc_core(L); /* the module table */
   lua_pushcfunction(L, l_run);
   lua_setfield(L, -2, "run");
+  lua_pushcfunction(L, l_on_uncaught);
+  lua_setfield(L, -2, "on_uncaught");
   return 1;
 }

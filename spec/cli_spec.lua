@@ -97,6 +97,44 @@ describe("the lipc command", function()
     assert.are.equal("", out)
   end)
 
+  it("lipc.on_uncaught takes errors of tasks, listeners, timers and 'error' events; lipc goes on", function()
+    local out, err, status = support.run_lipc([[
+      local lipc = require "lipc"
+      local seen = {}
+      local before = lipc.on_uncaught(function(e, report)
+        local traced = report:find("stack traceback", 1, true) and "+" or ""
+        seen[#seen + 1] = tostring(e):match("boom %a+") .. traced
+      end)
+      lipc.set_timeout(1, function() error("boom timer") end)
+      local em = lipc.emitter()
+      em:on("x", function() error("boom listener") end)
+      em:emit("x")
+      lipc.go(function() lipc.sleep(5); error("boom task") end)
+      em:emit("error", "boom event")
+      lipc.sleep(30)
+      print(before, table.concat(seen, " "))
+      print(type(lipc.on_uncaught(nil)), lipc.on_uncaught(nil))
+    ]])
+    assert.are.equal(0, status, err)
+    assert.are.equal("nil\tboom listener+ boom event boom timer+ boom task+\nfunction\tnil\n", out)
+  end)
+
+  it("an error in the lipc.on_uncaught handler is reported with the error it had, status 1", function()
+    local out, err, status = support.run_lipc([[
+      local lipc = require "lipc"
+      lipc.on_uncaught(function() error("the handler broke") end)
+      lipc.set_timeout(1, function() error("boom") end)
+      lipc.set_timeout(50, function() print("not reached") end)
+    ]])
+    assert.are.equal(1, status)
+    assert.are.equal("", out)
+    assert.matches("uncaught error: .*main.lua:3: boom\nstack traceback:.*%(and the lipc.on_uncaught "
+      .. "handler failed: .*main.lua:2: the handler broke%)", err)
+    out, err = support.run_lipc("require('lipc').on_uncaught(42)")
+    assert.are.equal("", out)
+    assert.matches("bad argument #1 to 'on_uncaught' %(function expected, got number%)", err)
+  end)
+
   it("a missing script is one line and status 1", function()
     local out, status = support.sh(support.shell_quote(support.lipc) .. " /nonexistent/x.lua 2>&1")
     assert.are.equal(1, status)

@@ -121,6 +121,18 @@ function lipc.mkdtemp(prefix) end
 ---@return lipc.stream
 function lipc.stream_from_fd(fd) end
 
+---`lipc.on_uncaught([fn])` → the handler it replaces — makes `fn` the handler of uncaught errors (an error
+---thrown by a task, listener or timer callback, an `error` event nobody
+---listens to): `fn(err, report)` gets the error value and the report that
+---would have been printed (message and traceback), and the process goes on
+---instead of exiting with status 1. `nil` restores the default. The handler
+---runs outside a task (start one with `lipc.go` to wait); an error in it is
+---reported with the original one, and the process exits with status 1.
+---`lipc test` uses it to fail the spec that was running.
+---@param fn? fun(err: any, report: string)
+---@return function?
+function lipc.on_uncaught(fn) end
+
 ---`lipc.run()` — with stock `lua5.4` (`require "lipc"` through the
 ---`lipc.so` module): runs the event loop until nothing is pending and
 ---returns the exit status. Raises when the loop is already running.

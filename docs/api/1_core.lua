@@ -130,6 +130,16 @@ in `os.exit`). `os.exit` is the same function.]]},
       {"lipc.stream_from_fd(fd: integer): lipc.stream",
        ret = "a stream over an fd a parent handed down (a pipe, socket, tty or file).",
        text = "The stream owns `fd`: closing the stream closes it (or the copy it reads through: the original is closed at once)."},
+      {"lipc.on_uncaught(fn?: fun(err: any, report: string)): function?",
+       ret = "the handler it replaces",
+       text = [[makes `fn` the handler of uncaught errors (an error
+thrown by a task, listener or timer callback, an `error` event nobody
+listens to): `fn(err, report)` gets the error value and the report that
+would have been printed (message and traceback), and the process goes on
+instead of exiting with status 1. `nil` restores the default. The handler
+runs outside a task (start one with `lipc.go` to wait); an error in it is
+reported with the original one, and the process exits with status 1.
+`lipc test` uses it to fail the spec that was running.]]},
       {"lipc.run(): integer", text = [[with stock `lua5.4` (`require "lipc"` through the
 `lipc.so` module): runs the event loop until nothing is pending and
 returns the exit status. Raises when the loop is already running.]]},

@@ -3,6 +3,7 @@
  * stdio streams, exit, and the door to the other modules.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -424,6 +425,31 @@ static int l_chdir(lua_State *L) {
   return 1;
 }
 
+/* fds() -> {[fd] = what /proc/self/fd says it is: "socket:[123]",
+ * "pipe:[45]", a path...}: lets a test see the descriptors it left open.
+ * (scandir's own fd is in the listing, closed by the time it is read.) */
+static int l_fds(lua_State *L) {
+  uv_fs_t dir, link;
+  uv_dirent_t ent;
+  char path[64];
+  int err = uv_fs_scandir(NULL, &dir, "/proc/self/fd", 0, NULL);
+  if (err < 0) {
+    uv_fs_req_cleanup(&dir);
+    return lipc_push_error(L, err, "/proc/self/fd");
+  }
+  lua_newtable(L);
+  while (uv_fs_scandir_next(&dir, &ent) != UV_EOF) {
+    snprintf(path, sizeof(path), "/proc/self/fd/%s", ent.name);
+    if (uv_fs_readlink(NULL, &link, path, NULL) == 0) {
+      lua_pushstring(L, link.ptr);
+      lua_rawseti(L, -2, strtol(ent.name, NULL, 10));
+    }
+    uv_fs_req_cleanup(&link);
+  }
+  uv_fs_req_cleanup(&dir);
+  return 1;
+}
+
 static int l_hrtime(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)uv_hrtime());
   return 1;
@@ -544,6 +570,7 @@ int luaopen_lipc_core(lua_State *L) {
       {"env", l_env},
       {"cwd", l_cwd},
       {"chdir", l_chdir},
+      {"fds", l_fds},
       {"hrtime", l_hrtime},
       {"now", l_now},
       {"exit", l_exit},

@@ -321,18 +321,22 @@ void lipc_close_all(lipc_runtime *rt, int graceful) {
   }
 }
 
-/* lipc.handles() -> array of {kind=, active=, object=} of open handles */
+/* lipc.handles() -> array of {kind=, active=, id=, object=} of open
+ * handles. Bare handles (the timer of a task in lipc.sleep, say) have no
+ * object: id (a light userdata) tells them apart. */
 int lipc_push_handles(lua_State *L) {
   lipc_runtime *rt = lipc_rt(L);
   lipc_handle *h;
   int i = 0;
   lua_newtable(L);
   for (h = rt->handles; h; h = h->next) {
-    if (h->internal || h->closing)
+    if ((h->internal && !h->bare) || h->closing)
       continue;
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 4);
     lua_pushstring(L, h->kind ? h->kind : "?");
     lua_setfield(L, -2, "kind");
+    lua_pushlightuserdata(L, h);
+    lua_setfield(L, -2, "id");
     lua_pushboolean(L, h->uv && uv_is_active(h->uv));
     lua_setfield(L, -2, "active");
     if (h->ref != LUA_NOREF) {

@@ -190,6 +190,49 @@ describe("lipc process info", function()
     assert.are.equal("Lua 5.4", lipc.versions.lua:match("^Lua 5%.4"))
   end)
 
+  it("lipc.fds lists the open descriptors and what they are", function()
+    local before = lipc.fds()
+    assert.is_string(before[2])
+    local a, b = require("fork").socketpair()
+    local f = assert(io.open("/etc/hostname"))
+    local new = {}
+    for fd, what in pairs(lipc.fds()) do
+      -- (libuv keeps a /dev/null in reserve for EMFILE, opened on demand)
+      if before[fd] ~= what and what ~= "/dev/null" then new[#new + 1] = what end
+    end
+    a:close()
+    b:close()
+    f:close()
+    table.sort(new)
+    assert.are.equal(3, #new)
+    assert.are.equal("/etc/hostname", new[1])
+    assert.matches("^socket:%[%d+%]$", new[2])
+    assert.matches("^socket:%[%d+%]$", new[3])
+  end)
+
+  it("lipc.handles lists the timer of a task in lipc.sleep, by id, with no object", function()
+    local function sleeps()
+      local ids = {}
+      for _, h in ipairs(lipc.handles()) do
+        if h.kind == "sleep" then
+          assert.is_nil(h.object)
+          ids[#ids + 1] = h.id
+        end
+      end
+      return ids
+    end
+    local done = lipc.cond()
+    lipc.go(function() lipc.sleep(20); done:signal() end)
+    lipc.go(function() lipc.sleep(20); done:signal() end)
+    local ids = sleeps()
+    assert.are.equal(2, #ids)
+    assert.are.equal("userdata", type(ids[1]))
+    assert.are_not.equal(ids[1], ids[2])
+    done:wait()
+    done:wait()
+    assert.are.equal(0, #sleeps())
+  end)
+
   it("stdio streams exist and stdout writes in order with print", function()
     assert.is_truthy(lipc.stdout)
     assert.is_truthy(lipc.stderr)

@@ -107,9 +107,15 @@ function lipc.now() end
 ---@param code? integer|boolean
 function lipc.exit(code) end
 
----`lipc.handles()` → the open handles as `{kind, active, object}` (used by the spec harness to find leaks).
----@return {kind: string, active: boolean, object: any}[]
+---`lipc.handles()` → the open handles as `{kind, active, id, object}` (`lipc test` uses it to find leaks). Handles with no object of
+---their own (the timer of a task in `lipc.sleep` or `cond:wait`, the runtime's
+---SIGCHLD watcher) have only `id`, which tells them apart.
+---@return {kind: string, active: boolean, id: lightuserdata, object: any}[]
 function lipc.handles() end
+
+---`lipc.fds()` → this process's open file descriptors: `{[fd] = what}`, `what` as `/proc/self/fd` says (`"socket:[123]"`, `"pipe:[45]"`, a path).
+---@return table<integer, string>
+function lipc.fds() end
 
 ---`lipc.mkdtemp([prefix])` → path of a new private directory.
 ---@param prefix? string

@@ -124,8 +124,14 @@ process alive (as in Node).]]},
       {"lipc.exit(code?: integer|boolean)", text = [[inside a task: stops the running code at once,
 flushes queued writes, exits with `code` (default 0; `true`/`false` as
 in `os.exit`). `os.exit` is the same function.]]},
-      {"lipc.handles(): {kind: string, active: boolean, object: any}[]",
-       ret = "the open handles as `{kind, active, object}`", text = "(used by the spec harness to find leaks)."},
+      {"lipc.handles(): {kind: string, active: boolean, id: lightuserdata, object: any}[]",
+       ret = "the open handles as `{kind, active, id, object}`",
+       text = [[(`lipc test` uses it to find leaks). Handles with no object of
+their own (the timer of a task in `lipc.sleep` or `cond:wait`, the runtime's
+SIGCHLD watcher) have only `id`, which tells them apart.]]},
+      {"lipc.fds(): table<integer, string>",
+       ret = "this process's open file descriptors: `{[fd] = what}`, `what` as `/proc/self/fd` "
+         .. "says (`\"socket:[123]\"`, `\"pipe:[45]\"`, a path)", text = "."},
       {"lipc.mkdtemp(prefix?: string): string", ret = "path of a new private directory."},
       {"lipc.stream_from_fd(fd: integer): lipc.stream",
        ret = "a stream over an fd a parent handed down (a pipe, socket, tty or file).",

@@ -5,7 +5,6 @@ max_line_length = 110
 codes = true
 
 files["spec/**/*.lua"] = { std = "+busted" }
-files["spec/helper.lua"] = { std = "+busted" }
 -- Embedded chunks receive their module table as `...`.
 files["bindings/*.lua"] = { allow_defined_top = false }
 -- The API description: signatures are data, one per string.

@@ -98,7 +98,7 @@ deps deps-build:
 BUSTED_ARGS ?=
 test: deps
 	$(MAKE) all
-	$(BUILD)/lipc /usr/bin/busted $(BUSTED_ARGS)
+	$(BUILD)/lipc test $(BUSTED_ARGS)
 
 lint: deps
 	luacheck -q $(wildcard scripts spec bindings runtime bench/lipc tools docs/api)
@@ -128,7 +128,7 @@ format-check:
 check: deps
 	$(MAKE) BUILD=build/asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" OPT="-O1 -g" all
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp \
-	  LIPC=build/asan/lipc build/asan/lipc /usr/bin/busted $(BUSTED_ARGS)
+	  LIPC=build/asan/lipc build/asan/lipc test $(BUSTED_ARGS)
 
 # A representative subset under valgrind: no invalid access, nothing
 # definitely lost (the process fails with status 99 otherwise).
@@ -137,8 +137,8 @@ VALGRIND_SPECS ?= spec/core_spec.lua spec/cli_spec.lua spec/channel_spec.lua \
                   spec/hostile_spec.lua spec/codec_property_spec.lua
 valgrind: deps
 	$(MAKE) all
-	LIPC_ALLOC=malloc LIPC_PROPERTY_N=300 LIPC_SPEC_TIMEOUT=120000 valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
-	  --error-exitcode=99 --track-fds=no $(BUILD)/lipc /usr/bin/busted $(BUSTED_ARGS) $(VALGRIND_SPECS)
+	LIPC_ALLOC=malloc LIPC_PROPERTY_N=300 LIPC_TEST_TIMEOUT=120000 valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+	  --error-exitcode=99 --track-fds=no $(BUILD)/lipc test $(BUSTED_ARGS) $(VALGRIND_SPECS)
 
 # libFuzzer targets (fuzz/*.c) under ASan+UBSan, each run FUZZ_SECONDS
 # with its seed corpus (fuzz/corpus/<name>); new inputs go to

@@ -13,6 +13,7 @@
 
 static const char usage[] =
     "usage: lipc [options] [script [args...]]\n"
+    "       lipc test [--timeout MS] [busted options] [paths...]\n"
     "  script      a Lua file to run as the main task ('-' reads stdin)\n"
     "  -e code     run code as the main task (args follow it)\n"
     "  -i          enter the interactive prompt after running the script\n"
@@ -20,6 +21,9 @@ static const char usage[] =
     "              (same as LIPC_TRACE=K; children inherit it)\n"
     "  -v          print the version and exit\n"
     "  -h          print this help and exit\n"
+    "`lipc test` runs the busted specs of the project in the current\n"
+    "directory (`lipc test --help` for more); `lipc ./test` runs a script\n"
+    "named test.\n"
     "With no script on a terminal, lipc starts the interactive prompt.\n"
     "The event loop runs until nothing is pending or lipc.exit() is called.\n";
 
@@ -28,6 +32,29 @@ static void start_repl(lipc_runtime *rt) {
   lua_State *L = lipc_state(rt);
   lipc_load_embedded(L, "repl");
   lipc_task_start(rt, L, 0);
+}
+
+/* `arg` for a chunk that is not a file: arg[0] = name, then argv. */
+static void set_args(lua_State *L, const char *name, int argc, char **argv) {
+  int i;
+  lua_createtable(L, argc, 1);
+  lua_pushstring(L, name);
+  lua_rawseti(L, -2, 0);
+  for (i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setglobal(L, "arg");
+}
+
+/* `lipc test`: busted under this runtime with the spec harness, both
+ * embedded Lua (runtime/test.lua gets the harness chunk as argument). */
+static void start_test(lipc_runtime *rt, int argc, char **argv) {
+  lua_State *L = lipc_state(rt);
+  set_args(L, "test", argc, argv);
+  lipc_load_embedded(L, "test");
+  lipc_load_embedded(L, "test_harness");
+  lipc_task_start(rt, L, 1);
 }
 
 static void version(void) {
@@ -94,17 +121,10 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (code) {
-    lua_State *L = lipc_state(rt);
-    int j;
-    lua_createtable(L, argc - i, 1);
-    lua_pushstring(L, "-e");
-    lua_rawseti(L, -2, 0);
-    for (j = i; j < argc; j++) {
-      lua_pushstring(L, argv[j]);
-      lua_rawseti(L, -2, j - i + 1);
-    }
-    lua_setglobal(L, "arg");
+    set_args(lipc_state(rt), "-e", argc - i, argv + i);
     lipc_run_string(rt, code, "=(command line)");
+  } else if (i < argc && strcmp(argv[i], "test") == 0) {
+    start_test(rt, argc - i - 1, argv + i + 1);
   } else if (i < argc) {
     lipc_run_file(rt, argv[i], argc - i - 1, argv + i + 1);
   } else if (isatty(0)) {

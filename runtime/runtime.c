@@ -283,10 +283,19 @@ static void install_os_exit(lua_State *L) {
   lua_pop(L, 2);
 }
 
+/* require "lipc.test": the helpers for specs (runtime/test_helpers.lua). */
+static int open_test(lua_State *L) {
+  lipc_load_embedded(L, "test_helpers");
+  lua_call(L, 0, 1);
+  return 1;
+}
+
 static void preload(lua_State *L) {
   static const luaL_Reg mods[] = {
-      {"lipc", luaopen_lipc}, {"spawn", luaopen_spawn}, {"fork", luaopen_fork},
-      {"pipe", luaopen_pipe}, {"net", luaopen_net},     {NULL, NULL},
+      {"lipc", luaopen_lipc}, {"spawn", luaopen_spawn},
+      {"fork", luaopen_fork}, {"pipe", luaopen_pipe},
+      {"net", luaopen_net},   {"lipc.test", open_test},
+      {NULL, NULL},
   };
   int i;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);

@@ -38,10 +38,10 @@ describe("docs from one source", function()
   end)
 
   it("types are LuaLS meta files, one per module, returning the module class", function()
-    for _, mod in ipairs({"lipc", "spawn", "fork", "pipe", "net"}) do
+    for _, mod in ipairs({"lipc", "spawn", "fork", "pipe", "net", "lipc.test"}) do
       local text = support.read_file(support.root .. "/types/" .. mod .. ".lua")
-      assert.matches("^%-%-%-@meta " .. mod .. "\n", text)
-      assert.matches("\nreturn " .. mod .. "\n$", text)
+      assert.matches("^%-%-%-@meta " .. mod:gsub("%.", "%%.") .. "\n", text)
+      assert.matches("\nreturn " .. mod:gsub("%.", "_") .. "\n$", text)
       assert.truthy(load(text, "=types/" .. mod .. ".lua"))
     end
   end)

@@ -321,7 +321,7 @@ local function event_params(ev)
 end
 
 local function emit_class(out, c)
-  local v = c.module and c.name or luavar(c.name)
+  local v = luavar(c.name) -- "lipc.test" -> lipc_test
   comment(c.text, out)
   out[#out + 1] = "---@class " .. c.name .. (c.extends and (": " .. c.extends) or "")
   local methods = {}
@@ -387,7 +387,7 @@ local function render_types(parts)
   local result = {}
   for _, mod in ipairs(order) do
     local out = files[mod]
-    out[#out + 1] = "return " .. mod
+    out[#out + 1] = "return " .. luavar(mod)
     result[mod] = table.concat(out, "\n") .. "\n"
   end
   return result, order

@@ -21,7 +21,6 @@ local function eventually(pred, ms)
 end
 
 describe("faults", function()
-  teardown(S.cleanup)
 
   describe("a child killed with SIGKILL", function()
     it("mid-frame: the partial frame is dropped, the channel ends, exit says SIGKILL", function()

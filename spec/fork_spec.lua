@@ -18,7 +18,6 @@ local function run_script(name, args)
 end
 
 describe("fork", function()
-  teardown(S.cleanup)
 
   it("runs a child lipc with a channel: send, receive, args, exit", function()
     local child = assert(fork(script([[
@@ -296,7 +295,6 @@ describe("fork", function()
 end)
 
 describe("fork and Node", function()
-  teardown(S.cleanup)
 
   it("numbers and strings reach Node exactly as JSON.stringify would write them, and back", function()
     local child = assert(fork(S.write_file(S.tmpdir() .. "/echo.js", [[

@@ -38,7 +38,6 @@ local function rss_kib()
 end
 
 describe("hostile input", function()
-  teardown(S.cleanup)
 
   describe("to a channel", function()
     it("a frame claiming 2^32-1 bytes is over max_message: ERR_IPC_MESSAGE_TOO_LARGE", function()

@@ -35,7 +35,6 @@ local function as_nobody(cmd)
 end
 
 describe("net", function()
-  after_each(function() support.cleanup() end)
 
   it("serves a client: connect in a task returns the connected socket", function()
     local srv, port = echo_server()

@@ -22,7 +22,6 @@ local function greeter()
 end
 
 describe("pipe", function()
-  after_each(function() support.cleanup() end)
 
   describe("Unix sockets", function()
     it("serve a client; connect in a task returns the socket", function()

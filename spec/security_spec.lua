@@ -31,7 +31,6 @@ local function sockets(links)
 end
 
 describe("secure defaults", function()
-  teardown(S.cleanup)
 
   it("a Unix socket file is created 0600", function()
     local path = S.tmpdir() .. "/s.sock"

@@ -52,7 +52,6 @@ local function names(events)
 end
 
 describe("spawn", function()
-  teardown(support.cleanup)
 
   describe("starting programs", function()
     it("is callable and also spawn.spawn; the child has a pid", function()

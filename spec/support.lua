@@ -1,6 +1,8 @@
--- support.lua - small tools shared by the specs: where the lipc binary
--- is, private temp dirs, and running a lipc child to completion.
+-- support.lua - lipc's own tools for its specs, beside what lipc.test
+-- gives every project: where the lipc binary under test is, running a
+-- lipc child or a shell command to completion, channels made by hand.
 local lipc = require "lipc"
+local t = require "lipc.test"
 
 local M = {}
 
@@ -9,8 +11,6 @@ local M = {}
 M.root = lipc.cwd()
 M.lipc = os.getenv("LIPC") or (lipc.argv[1]:gsub(" %(deleted%)$", ""))
 if M.lipc:sub(1, 1) ~= "/" then M.lipc = M.root .. "/" .. M.lipc end
-
-local dirs = {}
 
 -- open_fds([pid]) -> how many fds the process (default: this one) has.
 function M.open_fds(pid)
@@ -58,27 +58,14 @@ function M.be32(n)
   return string.char(n >> 24 & 255, n >> 16 & 255, n >> 8 & 255, n & 255)
 end
 
--- wait_for(pred[, ms]) in a task -> true once pred() is true, polling
--- every 5 ms for at most ms (default 2000); else pred()'s last answer.
+-- wait_for(pred[, ms]) in a task -> whether pred() became true within
+-- ms (default 2000): lipc.test.wait_for, as a boolean for assert.is_true.
 function M.wait_for(pred, ms)
-  for _ = 1, (ms or 2000) / 5 do
-    if pred() then return true end
-    lipc.sleep(5)
-  end
-  return pred()
+  return t.wait_for(pred, ms or 2000) ~= nil
 end
 
--- tmpdir() -> a new private directory, removed when the suite ends.
-function M.tmpdir()
-  local d = assert(lipc.mkdtemp("/tmp/lipc-spec-"))
-  dirs[#dirs + 1] = d
-  return d
-end
-
-function M.cleanup()
-  for _, d in ipairs(dirs) do os.execute("rm -rf '" .. d .. "'") end
-  dirs = {}
-end
+-- A private directory, removed after the spec (or the describe block).
+M.tmpdir = t.tmpdir
 
 function M.write_file(path, text)
   local f = assert(io.open(path, "wb"))

@@ -5,6 +5,7 @@ max_line_length = 110
 codes = true
 
 files["spec/**/*.lua"] = { std = "+busted" }
+files["examples/**/spec/*.lua"] = { std = "+busted" }
 -- Embedded chunks receive their module table as `...`.
 files["bindings/*.lua"] = { allow_defined_top = false }
 -- The API description: signatures are data, one per string.

@@ -46,7 +46,7 @@ LUA_SRCS  = $(sort $(wildcard runtime/*.lua bindings/*.lua))
 OBJS      = $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRCS) $(MOD_SRCS)) \
             $(BUILD)/obj/embedded.o
 
-.PHONY: all deps deps-build test check demo clean install uninstall lint bench module install-module valgrind \
+.PHONY: all deps deps-build test check demo clean install uninstall lint bench rock install-rock valgrind \
         docs docs-check format-check \
         fuzz fuzz-build fuzz-bin soak
 
@@ -101,7 +101,7 @@ test: deps
 	$(BUILD)/lipc test $(BUSTED_ARGS)
 
 lint: deps
-	luacheck -q $(wildcard scripts spec bindings runtime bench/lipc tools docs/api)
+	luacheck -q $(wildcard scripts spec bindings runtime bench/lipc tools docs/api examples)
 
 # docs/api.md and the LuaLS types (types/*.lua) from one description of
 # the API, docs/api/*.lua.
@@ -215,8 +215,10 @@ install: all
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(PREFIX)/,$(INSTALLED))
 
-# For luarocks (lipc-*.rockspec): only the module for stock Lua.
-module: $(BUILD)/lipc.so
-install-module: $(BUILD)/lipc.so
-	install -d $(LUA_LIBDIR)
+# For luarocks (lipc-*.rockspec): the module for stock Lua, and the lipc
+# executable (scripts, `lipc test`) into the rocks tree's bin.
+rock: $(BUILD)/lipc.so $(BUILD)/lipc
+install-rock: rock
+	install -d $(LUA_LIBDIR) $(BINDIR)
 	install -m 755 $(BUILD)/lipc.so $(LUA_LIBDIR)/lipc.so
+	install -m 755 $(BUILD)/lipc $(BINDIR)/lipc

@@ -40,6 +40,14 @@ describe("make install", function()
     out = support.read_file(prefix .. "/share/man/man1/lipc.1")
     assert.matches("^%.TH LIPC 1", out)
 
+    -- `lipc test` from a project of its own, outside the repository
+    local project = support.tmpdir()
+    assert(os.execute(("cp -r %s/examples/kv/. %s"):format(q(support.root), q(project))))
+    out, status = support.sh(("cd %s && %s test -o TAP 2>&1"):format(q(project), q(prefix .. "/bin/lipc")))
+    support.check_sanitizers(out)
+    assert.are.equal(0, status, out)
+    assert.matches("\nok 8 %- kv [^\n]*\n1%.%.8\n$", out)
+
     out, status = support.sh(make .. " uninstall 2>&1")
     assert.are.equal(0, status, out)
     -- Only what the spec itself made is left.

@@ -1,11 +1,12 @@
 -- rockspec_spec.lua - `luarocks make` with the repo's rockspec builds the
--- lipc module for stock Lua 5.4, and lua5.4 then requires it from the
--- rocks tree and runs the loop.
+-- lipc module for stock Lua 5.4, which lua5.4 then requires from the rocks
+-- tree and runs the loop with, and the lipc executable, whose `lipc test`
+-- runs a project's specs.
 local support = require "support"
 local q = support.shell_quote
 
 describe("the rockspec", function()
-  it("luarocks make builds lipc.so that stock lua5.4 requires", function()
+  it("luarocks make builds lipc.so that stock lua5.4 requires, and bin/lipc", function()
     local dir = support.tmpdir()
     local src, tree = dir .. "/src", dir .. "/tree"
     local copy = "mkdir %s && cd %s && cp -r Makefile lipc-*.rockspec runtime bindings tools %s/"
@@ -20,8 +21,15 @@ describe("the rockspec", function()
       lipc.go(function() lipc.sleep(5); print("slept in a task, " .. lipc.version) end)
       os.exit(lipc.run())
     ]])))
-    if support.lipc:find("asan") then return end -- lua5.4 is not instrumented
+    if not support.lipc:find("asan") then -- lua5.4 is not instrumented
+      assert.are.equal(0, status, out)
+      assert.matches("^slept in a task, 0%.1%.0\n$", out)
+    end
+
+    local project = dir .. "/project"
+    assert(os.execute(("cp -r %s/examples/kv %s"):format(q(support.root), q(project))))
+    out, status = support.sh(("cd %s && %s/bin/lipc test -o TAP 2>&1"):format(q(project), q(tree)))
     assert.are.equal(0, status, out)
-    assert.matches("^slept in a task, 0%.1%.0\n$", out)
+    assert.matches("\nok 8 %- kv [^\n]*\n1%.%.8\n$", out)
   end)
 end)

@@ -3,12 +3,12 @@
 --
 -- Every block a spec runs (it, before_each, after_each, finally, and the
 -- setup and teardown of describe blocks) runs in its own task with a
--- deadline, so a block that waits for ever, or loops, fails instead of
--- hanging the run. A spec is everything from its first before_each to
--- its last after_each: what it leaves open after that (a handle, a child
--- process, an fd) fails it, listed, and is closed; an error raised in a
--- listener, timer or task while it runs fails it too. Either way the run
--- goes on with the next spec.
+-- deadline, so a block that waits for ever fails instead of hanging the
+-- run. A spec is everything from its first before_each to its last
+-- after_each: what it leaves open after that (a handle, a task still
+-- waiting, a child process, an fd) fails it, listed, and is closed; an
+-- error raised in a listener, timer or task while it runs fails it too.
+-- Either way the run goes on with the next spec.
 --
 -- Busted decides a spec's status before its after_each blocks run, so the
 -- harness takes over the spec's "test end" event and publishes it itself
@@ -19,6 +19,7 @@ local helpers = require "lipc.test"
 local M = {timeout = 30000}
 
 local busted        -- the busted core instance
+local blocks        -- busted's block helpers, for lazy setups
 local spec          -- the spec running now (see run_spec)
 local block         -- the block running now (see in_task)
 local outside = {}  -- uncaught errors while no spec ran
@@ -339,6 +340,11 @@ end
 local function run_spec(element, execute, publish)
   local s = {element = element, name = full_name(element), timeout = timeout_of(element),
              problems = {}, cleanups = {}}
+  -- A lazy setup (setup under --lazy) runs inside the first spec that
+  -- needs it, and what it opens is meant to outlive that spec: it runs
+  -- now, before the snapshot (busted then finds it done).
+  local parent = busted.context.parent(element)
+  if parent then blocks.lazySetup(parent) end
   s.before = snapshot()
   spec = s
   local results = table.pack(execute())
@@ -422,6 +428,7 @@ end
 
 function M.install(b)
   busted = b
+  blocks = require("busted.block")(b)
   children_file = ("/proc/%d/task/%d/children"):format(lipc.pid, lipc.pid)
   warm_up()
   base = snapshot()

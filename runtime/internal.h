@@ -67,6 +67,8 @@ lipc_runtime *lipc_rt(lua_State *L);
 void lipc_uncaught(lipc_runtime *rt, lua_State *co, int idx);
 void lipc_exit_now(lipc_runtime *rt, int code);
 void lipc_ignore_sigpipe(void);
+/* Sets the global `arg` as lua(1) does: arg[0] = script, then argv. */
+void lipc_set_arg(lua_State *L, const char *script, int argc, char **argv);
 
 /* alloc.c: a state with lipc's allocator, panic and warn functions */
 lua_State *lipc_state_new(void);

@@ -34,24 +34,11 @@ static void start_repl(lipc_runtime *rt) {
   lipc_task_start(rt, L, 0);
 }
 
-/* `arg` for a chunk that is not a file: arg[0] = name, then argv. */
-static void set_args(lua_State *L, const char *name, int argc, char **argv) {
-  int i;
-  lua_createtable(L, argc, 1);
-  lua_pushstring(L, name);
-  lua_rawseti(L, -2, 0);
-  for (i = 0; i < argc; i++) {
-    lua_pushstring(L, argv[i]);
-    lua_rawseti(L, -2, i + 1);
-  }
-  lua_setglobal(L, "arg");
-}
-
 /* `lipc test`: busted under this runtime with the spec harness, both
  * embedded Lua (runtime/test.lua gets the harness chunk as argument). */
 static void start_test(lipc_runtime *rt, int argc, char **argv) {
   lua_State *L = lipc_state(rt);
-  set_args(L, "test", argc, argv);
+  lipc_set_arg(L, "test", argc, argv);
   lipc_load_embedded(L, "test");
   lipc_load_embedded(L, "test_harness");
   lipc_task_start(rt, L, 1);
@@ -121,7 +108,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (code) {
-    set_args(lipc_state(rt), "-e", argc - i, argv + i);
+    lipc_set_arg(lipc_state(rt), "-e", argc - i, argv + i);
     lipc_run_string(rt, code, "=(command line)");
   } else if (i < argc && strcmp(argv[i], "test") == 0) {
     start_test(rt, argc - i - 1, argv + i + 1);

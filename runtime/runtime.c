@@ -380,7 +380,7 @@ int lipc_exit_status(lipc_runtime *rt) {
   return rt->exit_code;
 }
 
-static void set_arg(lua_State *L, const char *script, int argc, char **argv) {
+void lipc_set_arg(lua_State *L, const char *script, int argc, char **argv) {
   int i;
   lua_createtable(L, argc, 1);
   lua_pushstring(L, script);
@@ -405,7 +405,7 @@ int lipc_run_file(lipc_runtime *rt, const char *path, int argc, char **argv) {
   lua_State *L = rt->L;
   const char *file = strcmp(path, "-") == 0 ? NULL : path;
   int i, status;
-  set_arg(L, path, argc, argv);
+  lipc_set_arg(L, path, argc, argv);
   status = luaL_loadfile(L, file);
   if (status != LUA_OK)
     return load_error(rt, status);

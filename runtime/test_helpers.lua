@@ -69,44 +69,47 @@ function M.timeout(ms)
   h.timeout(ms)
 end
 
-function M.wait_for(pred, ms)
-  if type(pred) ~= "function" then
-    error("lipc.test.wait_for: bad argument #1 (function expected, got " .. type(pred) .. ")", 2)
-  end
-  ms = check_ms(ms, "lipc.test.wait_for", 2, WAIT_MS)
-  check_task("lipc.test.wait_for")
-  local t0 = lipc.hrtime()
-  while true do
-    local v = pred()
-    if v then return v end
-    if elapsed_ms(t0) >= ms then
-      return nil, ("lipc.test.wait_for: not true within %d ms"):format(ms)
-    end
-    lipc.sleep(POLL_MS)
+local function check_fn(fn, fname)
+  if type(fn) ~= "function" then
+    error(("%s: bad argument #1 (function expected, got %s)"):format(fname, type(fn)), 3)
   end
 end
 
-function M.eventually(fn, ms)
-  if type(fn) ~= "function" then
-    error("lipc.test.eventually: bad argument #1 (function expected, got " .. type(fn) .. ")", 2)
-  end
-  ms = check_ms(ms, "lipc.test.eventually", 2, WAIT_MS)
-  check_task("lipc.test.eventually")
+-- Calls try() now and every POLL_MS until it returns true, for at most
+-- ms; returns whether it did.
+local function poll(ms, try)
   local t0 = lipc.hrtime()
-  while true do
-    local r = table.pack(pcall(fn))
-    if r[1] then return table.unpack(r, 2, r.n) end
-    if elapsed_ms(t0) >= ms then
-      local e, note = r[2], ("\n(still failing after %d ms)"):format(ms)
-      if type(e) == "table" and type(e.message) == "string" then
-        e.message = e.message .. note
-      elseif type(e) == "string" then
-        e = e .. note
-      end
-      error(e, 0)
-    end
+  while not try() do
+    if elapsed_ms(t0) >= ms then return false end
     lipc.sleep(POLL_MS)
   end
+  return true
+end
+
+function M.wait_for(pred, ms)
+  check_fn(pred, "lipc.test.wait_for")
+  ms = check_ms(ms, "lipc.test.wait_for", 2, WAIT_MS)
+  check_task("lipc.test.wait_for")
+  local v
+  if poll(ms, function() v = pred(); return v end) then return v end
+  return nil, ("lipc.test.wait_for: not true within %d ms"):format(ms)
+end
+
+function M.eventually(fn, ms)
+  check_fn(fn, "lipc.test.eventually")
+  ms = check_ms(ms, "lipc.test.eventually", 2, WAIT_MS)
+  check_task("lipc.test.eventually")
+  local r
+  if poll(ms, function() r = table.pack(pcall(fn)); return r[1] end) then
+    return table.unpack(r, 2, r.n)
+  end
+  local e, note = r[2], ("\n(still failing after %d ms)"):format(ms)
+  if type(e) == "table" and type(e.message) == "string" then
+    e.message = e.message .. note
+  elseif type(e) == "string" then
+    e = e .. note
+  end
+  error(e, 0)
 end
 
 -- ---- files and ports --------------------------------------------------------------

@@ -69,6 +69,12 @@ describe("README examples", function()
     assert.matches("^2\n", out)
   end)
 
+  it("the testing example is a spec of examples/kv, word for word", function()
+    local spec = support.read_file(support.root .. "/examples/kv/spec/kv_spec.lua")
+    local indented = ("\n" .. block("testing")):gsub("\n(.)", "\n  %1")
+    assert.truthy(spec:find(indented, 1, true), "README's spec differs from examples/kv/spec/kv_spec.lua")
+  end)
+
   it("the pipe and net example exits by itself", function()
     local path = support.tmpdir() .. "/app.sock"
     local code = block("pipe-net"):gsub("/tmp/app%.sock", path)

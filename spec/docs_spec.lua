@@ -52,7 +52,8 @@ describe("README examples", function()
   local function block(section)
     local text = support.read_file(support.root .. "/README.md")
     section = section:gsub("%-", "%%-")
-    local body = text:match("<!%-%- section:" .. section .. " %-%->(.-)<!%-%- /section:" .. section .. " %-%->")
+    local body = text:match("<!%-%- section:" .. section .. " %-%->(.-)"
+      .. "<!%-%- /section:" .. section .. " %-%->")
     return assert(body and body:match("```lua\n(.-)```"), section)
   end
 

@@ -375,4 +375,12 @@ describe("lipc test", function()
     assert.are.equal(0, status)
     assert.are.equal("a script named test\n", out)
   end)
+
+  it("says how to install busted when Lua 5.4 cannot find it", function()
+    local dir = victim('it("passes", function() end)')
+    local out, status = lipc_test(dir, "", "LUA_PATH_5_4=/nowhere/?.lua")
+    assert.are.equal(1, status)
+    assert.matches("^lipc test: busted is not installed for Lua 5%.4 %(Debian: apt%-get install lua%-busted; "
+      .. "LuaRocks: luarocks %-%-lua%-version=5%.4 install busted%)\nmodule 'busted.core' not found", out)
+  end)
 end)

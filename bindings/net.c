@@ -1193,8 +1193,10 @@ static int l_connect(lua_State *L) {
   op->sock_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   uv_timer_init(rt->loop, &op->timer);
   lipc_handle_bare(rt, &op->h, (uv_handle_t *)&op->timer, "connect", op_free);
-  if (timeout > 0)
+  if (timeout > 0) {
+    uv_update_time(rt->loop); /* from now, not from this turn's start */
     uv_timer_start(&op->timer, on_connect_timeout, (uint64_t)timeout, 0);
+  }
   op->in_call = 1;
   if (strcmp(host, "localhost") == 0) { /* RFC 6761: no resolver */
     parse_ip("127.0.0.1", op->port, &op->addrs[0]);

@@ -1252,8 +1252,10 @@ static int l_spawn(lua_State *L) {
   c->h.on_close = child_closed;
   c->code = -1;
   c->kill_sig = sp->kill_sig;
-  if (sp->timeout)
+  if (sp->timeout) {
+    uv_update_time(rt->loop); /* from now, not from this turn's start */
     c->deadline = uv_now(rt->loop) + sp->timeout;
+  }
 
   /* The pipes are made even when the program is missing: the streams
    * exist and simply end, so code written for success does not trip. */

@@ -481,6 +481,26 @@ open(%q, "wb").write(data)
       srv:close()
     end)
 
+    it("connect's timeout counts from the call, however long Lua ran in that loop turn", function()
+      local srv = assert(net.create_server():listen(0, {backlog = 1}))
+      local port, socks = srv:address().port, {}
+      for _ = 1, 20 do                        -- fill the accept queue
+        local sock = net.connect{port = port, timeout = 150}
+        if not sock then break end
+        socks[#socks + 1] = sock
+      end
+      local t0 = lipc.hrtime()
+      while lipc.hrtime() - t0 < 100e6 do end -- the loop's clock stays behind
+      local t1 = lipc.hrtime()
+      local sock, _, code = net.connect{port = port, timeout = 150}
+      local ms = (lipc.hrtime() - t1) / 1e6
+      assert.is_nil(sock)
+      assert.equal("ETIMEDOUT", code)
+      assert.is_true(ms >= 145, ms)
+      for _, s in ipairs(socks) do s:close() end
+      srv:close()
+    end)
+
     it("ECONNRESET: a peer reset mid-write is an error event, not a crash", function()
       local srv = assert(net.create_server(function(sock)
         sock:read()

@@ -356,6 +356,16 @@ describe("spawn", function()
       assert.matches("timed out after 50 ms", msg)
     end)
 
+    it("counts the timeout from the call, however long Lua ran in that loop turn", function()
+      local t0 = lipc.hrtime()
+      while lipc.hrtime() - t0 < 100e6 do end -- the loop's clock stays behind
+      local t1 = lipc.hrtime()
+      local child = spawn("sleep", {"10"}, {stdio = "ignore", timeout = 150})
+      assert.are.same({nil, "SIGTERM"}, {child:wait()})
+      local ms = (lipc.hrtime() - t1) / 1e6
+      assert.is_true(ms >= 145, ms)
+    end)
+
     it("kills a child that writes more than max_buffer and says so", function()
       local r, msg, code, partial = spawn.run("head", {"-c", "10000000", "/dev/zero"}, {max_buffer = 1000})
       assert.is_nil(r)

@@ -19,7 +19,7 @@
  * byte of kind) when a handle travels with the frame as SCM_RIGHTS, then
  * one MessagePack value. JSON mode: one JSON text and "\n" per message.
  *
- * Lifetime: the channel is a lipc_handle over its idle handle, so the
+ * Lifetime: the channel is a lipc__handle over its idle handle, so the
  * runtime's exit path (flush_close) flushes what is still buffered. The
  * channel owns its stream: when either goes, both go.
  */
@@ -48,7 +48,7 @@ typedef struct lchannel lchannel;
 
 /* One write in flight: the bytes, and the callbacks of its frames. */
 typedef struct wnode {
-  lipc_buf buf;
+  lipc__buf buf;
   lchannel *ch;     /* NULL once the channel is gone */
   lipc_runtime *rt; /* for what outlives the channel */
   int cbs;          /* registry ref: array of send callbacks */
@@ -66,21 +66,21 @@ typedef struct strseg {
 } strseg;
 
 struct lchannel {
-  lipc_handle h;  /* h.uv: the idle handle that flushes `out` */
-  lipc_stream *s; /* NULL once detached */
-  int stream_ref; /* registry refs, LUA_NOREF when unused */
-  int owner_ref;  /* emit events here (fork's child) or on self */
-  int queue_ref;  /* decoded messages nobody took yet: msg, handle */
-  int out_cbs;    /* callbacks of frames in `out` */
-  int dec_ref;    /* cjson decode in JSON mode */
-  int err_ref;    /* a fault for receive() once the queue is empty */
+  lipc__handle h;  /* h.uv: the idle handle that flushes `out` */
+  lipc__stream *s; /* NULL once detached */
+  int stream_ref;  /* registry refs, LUA_NOREF when unused */
+  int owner_ref;   /* emit events here (fork's child) or on self */
+  int queue_ref;   /* decoded messages nobody took yet: msg, handle */
+  int out_cbs;     /* callbacks of frames in `out` */
+  int dec_ref;     /* cjson decode in JSON mode */
+  int err_ref;     /* a fault for receive() once the queue is empty */
   const char *err_code;
   lua_Integer qhead, qtail;
   /* Frame assembly. [dpos, ipos) holds nlazy whole frames nobody took yet,
    * still encoded; [ipos, in.len) is unread. */
-  lipc_buf in;
+  lipc__buf in;
   size_t dpos, ipos, nlazy;
-  lipc_buf out; /* frames encoded since the last flush */
+  lipc__buf out; /* frames encoded since the last flush */
   /* Big strings of those frames, written from the Lua strings themselves
    * (kept alive in the table at strs_ref) instead of being copied. */
   strseg *segs;
@@ -92,8 +92,8 @@ struct lchannel {
   wnode *writes;     /* writes in flight */
   unsigned nregular; /* of which batch writes (not handle frames) */
   uint64_t msgs_out, msgs_in, bytes_out, bytes_in, hwm_hits; /* stats() */
-  lipc_waitq receivers, drainers; /* tasks in receive() and drain() */
-  unsigned lgen;                  /* rt->listener_gen when lcount was taken */
+  lipc__waitq receivers, drainers; /* tasks in receive() and drain() */
+  unsigned lgen;                   /* rt->listener_gen when lcount was taken */
   int lcount; /* 'message' listeners of the target, cached */
   unsigned lvalid : 1;
   unsigned json : 1;
@@ -114,8 +114,8 @@ static void schedule_flush(lchannel *ch);
 /* The fd of the channel's stream, for trace lines (-1 when detached). */
 static int chan_fd(lchannel *ch) {
   uv_os_fd_t fd = -1;
-  if (ch->s && lipc_stream_uv(ch->s))
-    uv_fileno((uv_handle_t *)lipc_stream_uv(ch->s), &fd);
+  if (ch->s && lipc__stream_uv(ch->s))
+    uv_fileno((uv_handle_t *)lipc__stream_uv(ch->s), &fd);
   return (int)fd;
 }
 
@@ -124,13 +124,14 @@ static void count_in(lchannel *ch, size_t n) {
   ch->msgs_in++;
   ch->bytes_in += n;
   if (ch->h.rt->trace & LIPC_TRACE_IPC)
-    lipc_trace(ch->h.rt, "ipc", "recv message %zu bytes fd %d", n, chan_fd(ch));
+    lipc__trace(ch->h.rt, "ipc", "recv message %zu bytes fd %d", n,
+                chan_fd(ch));
 }
 
 /* ---- helpers ----------------------------------------------------------- */
 
 static lchannel *check_channel(lua_State *L, int idx, const char *fname) {
-  return lipc_checkobj(L, idx, CHANNEL, fname);
+  return lipc__checkobj(L, idx, CHANNEL, fname);
 }
 
 /* Pushes the object events go to (the owner, else the channel). */
@@ -140,7 +141,7 @@ static int push_target(lchannel *ch) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, ch->owner_ref);
     return 1;
   }
-  return lipc_handle_push(&ch->h);
+  return lipc__handle_push(&ch->h);
 }
 
 static void unref(lua_State *L, int *ref) {
@@ -162,7 +163,7 @@ static void emit(lchannel *ch, const char *ev, int nargs) {
     return;
   }
   lua_insert(L, -(nargs + 1));
-  lipc_emit(rt, -(nargs + 1), ev, nargs);
+  lipc__emit(rt, -(nargs + 1), ev, nargs);
   lua_pop(L, 1);
 }
 
@@ -178,7 +179,7 @@ static int has_message_listeners(lchannel *ch) {
     lua_pop(L, 1);
     return 0;
   }
-  n = lipc_has_listeners(L, -1, "message");
+  n = lipc__has_listeners(L, -1, "message");
   lua_pop(L, 1);
   ch->lgen = rt->listener_gen;
   ch->lcount = n;
@@ -190,7 +191,7 @@ static int has_message_listeners(lchannel *ch) {
 static void set_connected(lchannel *ch, int on) {
   lua_State *L = ch->h.rt->L;
   ch->connected = on;
-  if (lipc_handle_push(&ch->h)) {
+  if (lipc__handle_push(&ch->h)) {
     lua_pushboolean(L, on);
     lua_setfield(L, -2, "connected");
   }
@@ -208,10 +209,10 @@ static void set_connected(lchannel *ch, int on) {
  * and ends, ends. */
 static void update_ref(lchannel *ch) {
   uv_stream_t *uv;
-  if (!ch->auto_ref || ch->s == NULL || (uv = lipc_stream_uv(ch->s)) == NULL)
+  if (!ch->auto_ref || ch->s == NULL || (uv = lipc__stream_uv(ch->s)) == NULL)
     return;
   if (ch->connected &&
-      (lipc_waitq_waiting(&ch->receivers) || has_message_listeners(ch)))
+      (lipc__waitq_waiting(&ch->receivers) || has_message_listeners(ch)))
     uv_ref((uv_handle_t *)uv);
   else
     uv_unref((uv_handle_t *)uv);
@@ -302,7 +303,7 @@ static int take_lazy(lchannel *ch, lua_State *L) {
   ch->dpos += 4 + n;
   ch->nlazy--;
   luaL_checkstack(L, 8, "channel");
-  used = lipc_codec_decode_checked(L, p + 4, n, &err);
+  used = lipc__codec_decode_checked(L, p + 4, n, &err);
   if (used > 0 && (size_t)used == n) {
     lua_pushnil(L);
     return 0;
@@ -349,21 +350,21 @@ static int take_fault(lchannel *ch, lua_State *L) {
 static void wake_receiver(lchannel *ch) {
   lipc_runtime *rt = ch->h.rt;
   int r;
-  while (lipc_waitq_waiting(&ch->receivers) && queue_len(ch) > 0 &&
+  while (lipc__waitq_waiting(&ch->receivers) && queue_len(ch) > 0 &&
          !rt->exiting) {
     r = take_next(ch, rt->L);
     if (r < 0) { /* the receiver gets the fault */
       fault(ch, "ERR_IPC_BAD_MESSAGE", 0);
       return;
     }
-    lipc_waitq_wake(rt, &ch->receivers, 2);
+    lipc__waitq_wake(rt, &ch->receivers, 2);
   }
   update_ref(ch);
 }
 
 /* A task waits in receive() and nothing is queued before a new message. */
 static int for_waiter(lchannel *ch) {
-  return queue_len(ch) == 0 && lipc_waitq_waiting(&ch->receivers);
+  return queue_len(ch) == 0 && lipc__waitq_waiting(&ch->receivers);
 }
 
 /* Hands msg, handle (on top of rt->L; popped) to the 'message'
@@ -373,15 +374,15 @@ static void deliver(lchannel *ch) {
   lua_State *L = rt->L;
   if (!has_message_listeners(ch)) {
     if (for_waiter(ch))
-      lipc_waitq_wake(rt, &ch->receivers, 2);
+      lipc__waitq_wake(rt, &ch->receivers, 2);
     else
       queue_push(ch, L);
     return;
   }
-  if (lipc_waitq_waiting(&ch->receivers)) {
+  if (lipc__waitq_waiting(&ch->receivers)) {
     lua_pushvalue(L, -2);
     lua_pushvalue(L, -2);
-    lipc_waitq_wake(rt, &ch->receivers, 2);
+    lipc__waitq_wake(rt, &ch->receivers, 2);
   }
   emit(ch, "message", 2);
 }
@@ -430,8 +431,8 @@ static void fault(lchannel *ch, const char *code, int taken) {
   }
   set_connected(ch, 0); /* a woken task or a listener sees it closed */
   if (ch->s)
-    lipc_handle_close(lipc_stream_handle(ch->s));
-  if (lipc_waitq_waiting(&ch->receivers)) {
+    lipc__handle_close(lipc__stream_handle(ch->s));
+  if (lipc__waitq_waiting(&ch->receivers)) {
     handled = 1;
     lua_pushvalue(L, -1); /* for the first receive() after the messages */
     ch->err_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -441,11 +442,11 @@ static void fault(lchannel *ch, const char *code, int taken) {
       lua_pop(L, 1);
       return;
     }
-    if (lipc_waitq_waiting(&ch->receivers) && take_fault(ch, L))
-      lipc_waitq_wake(rt, &ch->receivers, 3);
+    if (lipc__waitq_waiting(&ch->receivers) && take_fault(ch, L))
+      lipc__waitq_wake(rt, &ch->receivers, 3);
   }
   if (push_target(ch))
-    listeners = lipc_has_listeners(L, -1, "error");
+    listeners = lipc__has_listeners(L, -1, "error");
   lua_pop(L, 1);
   if (!handled || listeners) {
     lua_pushvalue(L, -1);
@@ -472,7 +473,7 @@ static void protocol_error(lchannel *ch, const char *code, const char *fmt,
  * 0 or an error; the caller pushes nil on error. */
 static int take_handle(lchannel *ch, int kind) {
   lua_State *L = ch->h.rt->L;
-  uv_pipe_t *pipe = (uv_pipe_t *)lipc_stream_uv(ch->s);
+  uv_pipe_t *pipe = (uv_pipe_t *)lipc__stream_uv(ch->s);
   uv_stream_t *h = NULL;
   uv_handle_type t;
   int err;
@@ -501,7 +502,7 @@ static int take_handle(lchannel *ch, int kind) {
     uv_close((uv_handle_t *)h, (uv_close_cb)free);
     return UV_EINVAL;
   }
-  lipc_net_import(L, h, kind);
+  lipc__net_import(L, h, kind);
   return 0;
 }
 
@@ -513,7 +514,7 @@ static int has_marker(const char *p, size_t n) {
  * arrives, not when somebody takes it. Returns 0 or -1. */
 static int check_frame(lchannel *ch, const char *p, size_t n) {
   const char *err = NULL;
-  ptrdiff_t used = lipc_codec_check(p, n, &err);
+  ptrdiff_t used = lipc__codec_check(p, n, &err);
   if (used > 0 && (size_t)used == n)
     return 0;
   protocol_error(ch, "ERR_IPC_BAD_MESSAGE",
@@ -534,7 +535,7 @@ static int native_frame(lchannel *ch, const char *p, size_t n) {
     n -= MARKER_LEN;
   }
   luaL_checkstack(L, 8, "channel");
-  used = lipc_codec_decode(L, p, n, &err);
+  used = lipc__codec_decode(L, p, n, &err);
   if (used <= 0 || (size_t)used != n) {
     if (used > 0)
       lua_pop(L, 1);
@@ -600,9 +601,9 @@ static void json_value(lua_State *L) {
 }
 
 /* Appends the C string s to b: 0, or -1 out of memory. */
-static int put_text(lipc_buf *b, const char *s) {
+static int put_text(lipc__buf *b, const char *s) {
   size_t n = strlen(s);
-  if (lipc_buf_reserve(b, n) != 0)
+  if (lipc__buf_reserve(b, n) != 0)
     return -1;
   memcpy(b->data + b->len, s, n);
   b->len += n;
@@ -641,7 +642,7 @@ static int drop_pending(lchannel *ch, uv_pipe_t *pipe) {
  * send again. */
 static void json_handle(lchannel *ch) {
   lua_State *L = ch->h.rt->L;
-  uv_pipe_t *pipe = (uv_pipe_t *)lipc_stream_uv(ch->s);
+  uv_pipe_t *pipe = (uv_pipe_t *)lipc__stream_uv(ch->s);
   int server, kind = 0, top;
   lua_getfield(L, -1, "type");
   server = lua_type(L, -1) == LUA_TSTRING &&
@@ -794,8 +795,8 @@ static void parse(lchannel *ch) {
 /* Reads go straight to the end of the assembly buffer; when the length of
  * the frame being assembled is known, room for all of it is made at once
  * so that a large message is read in place. */
-static void on_alloc(lipc_stream *s, size_t suggested, uv_buf_t *buf) {
-  lchannel *ch = lipc_stream_hook_ctx(s);
+static void on_alloc(lipc__stream *s, size_t suggested, uv_buf_t *buf) {
+  lchannel *ch = lipc__stream_hook_ctx(s);
   size_t want = READ_CHUNK, avail;
   (void)suggested;
   /* Keep the lazy frames and the unread part. Moving them costs what they
@@ -820,7 +821,7 @@ static void on_alloc(lipc_stream *s, size_t suggested, uv_buf_t *buf) {
         want = rest < avail ? rest : (avail > want ? avail : want);
     }
   }
-  if (lipc_buf_reserve(&ch->in, want) != 0) {
+  if (lipc__buf_reserve(&ch->in, want) != 0) {
     buf->base = NULL;
     buf->len = 0; /* libuv reports ENOBUFS */
     return;
@@ -829,14 +830,14 @@ static void on_alloc(lipc_stream *s, size_t suggested, uv_buf_t *buf) {
   buf->len = ch->in.cap - ch->in.len;
 }
 
-static void on_read(lipc_stream *s, ssize_t n, const char *base) {
-  lchannel *ch = lipc_stream_hook_ctx(s);
+static void on_read(lipc__stream *s, ssize_t n, const char *base) {
+  lchannel *ch = lipc__stream_hook_ctx(s);
   (void)base;
   if (ch == NULL)
     return;
   if (n < 0) { /* EOF, reset, or closing */
     if (ch->s)
-      lipc_handle_close(lipc_stream_handle(ch->s));
+      lipc__handle_close(lipc__stream_handle(ch->s));
     peer_gone(ch);
     return;
   }
@@ -851,7 +852,7 @@ static void on_read(lipc_stream *s, ssize_t n, const char *base) {
  * buffer-full at a time. Lets fuzz/fuzz_frame.c drive the frame and
  * JSON-lines readers with chosen splits and no syscalls. Returns the
  * number of bytes taken (fewer once the channel is gone). */
-size_t lipc_channel_feed(lua_State *L, int idx, const char *p, size_t n) {
+size_t lipc__channel_feed(lua_State *L, int idx, const char *p, size_t n) {
   lchannel *ch = check_channel(L, idx, "channel.feed");
   size_t done = 0;
   while (done < n && ch->s && !ch->gone) {
@@ -883,26 +884,26 @@ static void peer_gone(lchannel *ch) {
   if (ch->connected)
     set_connected(ch, 0);
   wake_receiver(ch);
-  was_receiving = lipc_waitq_waiting(&ch->receivers);
+  was_receiving = lipc__waitq_waiting(&ch->receivers);
   lua_pushnil(L);
-  lipc_waitq_wake_all(rt, &ch->receivers, 1);
+  lipc__waitq_wake_all(rt, &ch->receivers, 1);
   lua_pushboolean(L, 0);
-  lipc_waitq_wake_all(rt, &ch->drainers, 1);
+  lipc__waitq_wake_all(rt, &ch->drainers, 1);
   update_ref(ch);
   if (push_target(ch))
-    listeners = lipc_has_listeners(L, -1, "disconnect");
+    listeners = lipc__has_listeners(L, -1, "disconnect");
   lua_pop(L, 1);
   if (ch->own_disconnect) { /* fork orders it after exit */
     if (!rt->exiting) {
-      if (lipc_handle_push(&ch->h))
-        lipc_emit(rt, -1, "disconnect", 0);
+      if (lipc__handle_push(&ch->h))
+        lipc__emit(rt, -1, "disconnect", 0);
       lua_pop(L, 1);
     }
   } else {
     emit(ch, "disconnect", 0);
   }
   if (ch->writes == NULL)
-    lipc_handle_close(&ch->h);
+    lipc__handle_close(&ch->h);
   /* A forked child whose parent went away ends (no orphans), unless it
    * listens for 'disconnect', was itself waiting in receive() (it sees
    * nil and decides), or set parent.exit_on_disconnect = false. */
@@ -914,7 +915,7 @@ static void peer_gone(lchannel *ch) {
       keep = !lua_toboolean(L, -1);
     lua_settop(L, top);
     if (!keep)
-      lipc_exit_now(rt, 0);
+      lipc__exit_now(rt, 0);
   }
 }
 
@@ -929,10 +930,10 @@ static void call_cbs(lipc_runtime *rt, int cbs, int status) {
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
     if (status < 0) {
-      lipc_push_errpair(L, status, "channel.send");
-      lipc_task_start(rt, L, 2);
+      lipc__push_errpair(L, status, "channel.send");
+      lipc__task_start(rt, L, 2);
     } else {
-      lipc_task_start(rt, L, 0);
+      lipc__task_start(rt, L, 0);
     }
   }
   lua_pop(L, 1);
@@ -956,7 +957,7 @@ static void on_written(void *ctx, int status) {
   unref(rt->L, &w->strs_ref); /* the kernel has the bytes now */
   w->str_bytes = 0;
   if (ch == NULL) { /* the channel went first */
-    lipc_buf_free(&w->buf);
+    lipc__buf_free(&w->buf);
     free(w);
     return;
   }
@@ -972,7 +973,7 @@ static void on_written(void *ctx, int status) {
     w->buf.len = 0;
     ch->spare = w;
   } else {
-    lipc_buf_free(&w->buf);
+    lipc__buf_free(&w->buf);
     free(w);
   }
   if (ch->h.uv == NULL || ch->h.closing)
@@ -981,8 +982,8 @@ static void on_written(void *ctx, int status) {
     channel_flush(ch, ch->close_after);
   if (ch->writes == NULL && unsent(ch) == 0 && (ch->close_after || ch->gone)) {
     if (ch->s)
-      lipc_handle_close(lipc_stream_handle(ch->s));
-    lipc_handle_close(&ch->h);
+      lipc__handle_close(lipc__stream_handle(ch->s));
+    lipc__handle_close(&ch->h);
   }
 }
 
@@ -1000,7 +1001,7 @@ static wnode *take_node(lchannel *ch) {
   return w;
 }
 
-/* The encoder's hook for a big string (lipc_codec_encode_ref): no copy,
+/* The encoder's hook for a big string (lipc__codec_encode_ref): no copy,
  * the string itself is written, kept alive until then. */
 static int ref_string(void *ctx, lua_State *L, int sidx, const char *p,
                       size_t n) {
@@ -1045,7 +1046,7 @@ static void forget_strings(lchannel *ch, int nsegs0, size_t strs0) {
 
 /* The batch as buffers: `out` cut where its big strings go. Returns how
  * many (at most 2 * nsegs + 1). */
-static unsigned batch_bufs(lchannel *ch, const lipc_buf *out, uv_buf_t *b) {
+static unsigned batch_bufs(lchannel *ch, const lipc__buf *out, uv_buf_t *b) {
   unsigned n = 0;
   size_t pos = 0;
   int i;
@@ -1067,7 +1068,7 @@ static unsigned batch_bufs(lchannel *ch, const lipc_buf *out, uv_buf_t *b) {
 static void channel_flush(lchannel *ch, int force) {
   lipc_runtime *rt = ch->h.rt;
   wnode *w;
-  lipc_buf tmp;
+  lipc__buf tmp;
   uv_buf_t b, small[9], *bufs = small;
   unsigned nbufs = 1;
   int err, k = 0;
@@ -1079,7 +1080,7 @@ static void channel_flush(lchannel *ch, int force) {
    * less per message). */
   if (ch->writes == NULL && ch->out_cbs == LUA_NOREF && ch->nsegs == 0) {
     b = uv_buf_init(ch->out.data, (unsigned)ch->out.len);
-    k = lipc_stream_try_write(ch->s, &b);
+    k = lipc__stream_try_write(ch->s, &b);
     if (k == (int)ch->out.len) {
       ch->out.len = 0;
       goto done;
@@ -1109,7 +1110,7 @@ static void channel_flush(lchannel *ch, int force) {
   else
     bufs[0] = uv_buf_init(w->buf.data + k, (unsigned)(w->buf.len - (size_t)k));
   ch->nsegs = 0;
-  err = lipc_stream_write_raw(ch->s, bufs, nbufs, NULL, on_written, w);
+  err = lipc__stream_write_raw(ch->s, bufs, nbufs, NULL, on_written, w);
   if (bufs != small)
     free(bufs);
   if (err) { /* the peer is gone */
@@ -1122,7 +1123,7 @@ static void channel_flush(lchannel *ch, int force) {
     if (ch->spare == NULL)
       ch->spare = w;
     else {
-      lipc_buf_free(&w->buf);
+      lipc__buf_free(&w->buf);
       free(w);
     }
     goto done;
@@ -1140,10 +1141,10 @@ done:
     ch->need_drain = 0;
     /* the drain()ers, while they stay under the mark: one that sends
      * over it again sets need_drain, and the others wait for that drain */
-    while (lipc_waitq_waiting(&ch->drainers) && unsent(ch) < ch->hwm &&
+    while (lipc__waitq_waiting(&ch->drainers) && unsent(ch) < ch->hwm &&
            !rt->exiting) {
       lua_pushboolean(rt->L, 1);
-      lipc_waitq_wake(rt, &ch->drainers, 1);
+      lipc__waitq_wake(rt, &ch->drainers, 1);
     }
     if (ch->connected)
       emit(ch, "drain", 0);
@@ -1169,12 +1170,12 @@ static void schedule_flush(lchannel *ch) {
  * the first byte of a write, so that byte must start its frame. */
 static int send_with_handle(lchannel *ch, lua_State *L, int hidx,
                             uv_stream_t *hs, size_t start) {
-  lipc_buf frame = {0};
+  lipc__buf frame = {0};
   wnode *w;
   uv_buf_t b;
   int err;
   size_t n = ch->out.len - start;
-  if (lipc_buf_reserve(&frame, n) != 0)
+  if (lipc__buf_reserve(&frame, n) != 0)
     return UV_ENOMEM;
   memcpy(frame.data, ch->out.data + start, n);
   frame.len = n;
@@ -1182,7 +1183,7 @@ static int send_with_handle(lchannel *ch, lua_State *L, int hidx,
   channel_flush(ch, 1); /* what came before goes first */
   w = calloc(1, sizeof(*w));
   if (w == NULL) {
-    lipc_buf_free(&frame);
+    lipc__buf_free(&frame);
     return UV_ENOMEM;
   }
   w->buf = frame;
@@ -1192,10 +1193,10 @@ static int send_with_handle(lchannel *ch, lua_State *L, int hidx,
   lua_pushvalue(L, hidx);
   w->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   b = uv_buf_init(frame.data, (unsigned)frame.len);
-  err = lipc_stream_write_raw(ch->s, &b, 1, hs, on_written, w);
+  err = lipc__stream_write_raw(ch->s, &b, 1, hs, on_written, w);
   if (err) {
     luaL_unref(L, LUA_REGISTRYINDEX, w->handle_ref);
-    lipc_buf_free(&w->buf);
+    lipc__buf_free(&w->buf);
     free(w);
     return err;
   }
@@ -1216,7 +1217,7 @@ static int encode_json(lchannel *ch, lua_State *L, int idx, int kind) {
   if (kind && (put_text(&ch->out, "{\"cmd\":\"NODE_HANDLE\",\"type\":\"") ||
                put_text(&ch->out, type) || put_text(&ch->out, "\",\"msg\":")))
     goto nomem;
-  if (lipc_codec_encode_json(L, idx, &ch->out) != 0) {
+  if (lipc__codec_encode_json(L, idx, &ch->out) != 0) {
     ch->out.len = start;
     return -1;
   }
@@ -1236,7 +1237,7 @@ static int send_closed(lchannel *ch, lua_State *L, int cb) {
     lua_pushvalue(L, cb);
     lua_pushstring(L, msg);
     lua_pushstring(L, CLOSED_CODE);
-    lipc_task_start(rt, L, 2);
+    lipc__task_start(rt, L, 2);
   } else {
     lua_pushstring(rt->L, msg);
     lua_pushstring(rt->L, CLOSED_CODE);
@@ -1268,7 +1269,7 @@ static int l_send(lua_State *L) {
   if (!ch->connected || ch->s == NULL)
     return send_closed(ch, L, cb);
   if (hidx) {
-    hs = lipc_net_export(L, hidx, &kind);
+    hs = lipc__net_export(L, hidx, &kind);
     if (hs == NULL || kind <= 0 || kind > 255)
       return luaL_argerror(L, hidx,
                            "channel.send: a net or pipe server or "
@@ -1279,7 +1280,7 @@ static int l_send(lua_State *L) {
     if (encode_json(ch, L, 2, kind) != 0)
       return luaL_error(L, "channel.send: %s", lua_tostring(L, -1));
   } else {
-    if (lipc_buf_reserve(&ch->out, 4 + MARKER_LEN) != 0)
+    if (lipc__buf_reserve(&ch->out, 4 + MARKER_LEN) != 0)
       return luaL_error(L, "channel.send: out of memory");
     ch->out.len += 4;
     if (hs) {
@@ -1288,8 +1289,8 @@ static int l_send(lua_State *L) {
       ch->out.data[ch->out.len++] = (char)kind;
     }
     /* a frame with a handle is written on its own, copied */
-    lipc_codec_refs refs = {ref_string, drop_strings, ch};
-    if (lipc_codec_encode_ref(L, 2, &ch->out, hs ? NULL : &refs) != 0) {
+    lipc__codec_refs refs = {ref_string, drop_strings, ch};
+    if (lipc__codec_encode_ref(L, 2, &ch->out, hs ? NULL : &refs) != 0) {
       forget_strings(ch, nsegs0, strs0);
       ch->out.len = start;
       return luaL_error(L, "channel.send: %s", lua_tostring(L, -1));
@@ -1311,9 +1312,9 @@ static int l_send(lua_State *L) {
   ch->msgs_out++;
   ch->bytes_out += ch->out.len - start + (ch->str_bytes - strs0);
   if (ch->h.rt->trace & LIPC_TRACE_IPC)
-    lipc_trace(ch->h.rt, "ipc", "send message %zu bytes fd %d%s",
-               ch->out.len - start + (ch->str_bytes - strs0), chan_fd(ch),
-               hs ? " with a handle" : "");
+    lipc__trace(ch->h.rt, "ipc", "send message %zu bytes fd %d%s",
+                ch->out.len - start + (ch->str_bytes - strs0), chan_fd(ch),
+                hs ? " with a handle" : "");
   if (cb) {
     if (ch->out_cbs == LUA_NOREF) {
       lua_newtable(L);
@@ -1327,7 +1328,7 @@ static int l_send(lua_State *L) {
   if (hs) {
     int err = send_with_handle(ch, L, hidx, hs, start);
     if (err)
-      return lipc_push_error(L, err, "channel.send");
+      return lipc__push_error(L, err, "channel.send");
   } else {
     schedule_flush(ch);
   }
@@ -1345,7 +1346,7 @@ static int l_send(lua_State *L) {
 static int l_receive(lua_State *L) {
   lchannel *ch = check_channel(L, 1, "channel.receive");
   int r;
-  lipc_task_check(L, "channel.receive");
+  lipc__task_check(L, "channel.receive");
   if ((r = take_next(ch, L)) > 0)
     return 2;
   if (r < 0) { /* this caller gets the fault: nil, msg, code */
@@ -1360,23 +1361,23 @@ static int l_receive(lua_State *L) {
     return r;
   if (!ch->connected)
     return 0;
-  if (ch->auto_ref && lipc_stream_uv(ch->s)) /* somebody waits now */
-    uv_ref((uv_handle_t *)lipc_stream_uv(ch->s));
-  return lipc_waitq_park(L, &ch->receivers);
+  if (ch->auto_ref && lipc__stream_uv(ch->s)) /* somebody waits now */
+    uv_ref((uv_handle_t *)lipc__stream_uv(ch->s));
+  return lipc__waitq_park(L, &ch->receivers);
 }
 
 /* drain() in a task -> true once the send buffer is under the high-water
  * mark; false when the channel closed meanwhile. */
 static int l_drain(lua_State *L) {
   lchannel *ch = check_channel(L, 1, "channel.drain");
-  lipc_task_check(L, "channel.drain");
+  lipc__task_check(L, "channel.drain");
   if (!ch->connected || unsent(ch) < ch->hwm) {
     lua_pushboolean(L, ch->connected);
     return 1;
   }
   ch->need_drain = 1;
   schedule_flush(ch);
-  return lipc_waitq_park(L, &ch->drainers);
+  return lipc__waitq_park(L, &ch->drainers);
 }
 
 /* disconnect(): what was sent goes out, then the channel closes; the
@@ -1389,9 +1390,9 @@ static int l_disconnect(lua_State *L) {
   ch->local_end = 1;
   channel_flush(ch, 1);
   if (ch->s) /* no more reading */
-    lipc_stream_set_hooks(ch->s, NULL, NULL, NULL);
+    lipc__stream_set_hooks(ch->s, NULL, NULL, NULL);
   if (ch->writes == NULL && ch->s)
-    lipc_handle_close(lipc_stream_handle(ch->s));
+    lipc__handle_close(lipc__stream_handle(ch->s));
   peer_gone(ch);
   return 0;
 }
@@ -1400,7 +1401,7 @@ static int l_disconnect(lua_State *L) {
 static int l_on(lua_State *L) {
   lchannel *ch = check_channel(L, 1, "channel.on");
   const char *ev = luaL_checkstring(L, 2);
-  lipc_emitter_on(L);
+  lipc__emitter_on(L);
   if (strcmp(ev, "message") == 0)
     deliver_pending(ch, 0);
   lua_settop(L, 1);
@@ -1494,8 +1495,8 @@ static int l_stats(lua_State *L) {
 static int l_ref(lua_State *L) {
   lchannel *ch = check_channel(L, 1, "channel.ref");
   ch->auto_ref = 0;
-  if (ch->s && lipc_stream_uv(ch->s))
-    uv_ref((uv_handle_t *)lipc_stream_uv(ch->s));
+  if (ch->s && lipc__stream_uv(ch->s))
+    uv_ref((uv_handle_t *)lipc__stream_uv(ch->s));
   lua_settop(L, 1);
   return 1;
 }
@@ -1503,8 +1504,8 @@ static int l_ref(lua_State *L) {
 static int l_unref(lua_State *L) {
   lchannel *ch = check_channel(L, 1, "channel.unref");
   ch->auto_ref = 0;
-  if (ch->s && lipc_stream_uv(ch->s))
-    uv_unref((uv_handle_t *)lipc_stream_uv(ch->s));
+  if (ch->s && lipc__stream_uv(ch->s))
+    uv_unref((uv_handle_t *)lipc__stream_uv(ch->s));
   lua_settop(L, 1);
   return 1;
 }
@@ -1522,16 +1523,16 @@ static int l_stream(lua_State *L) {
 
 /* At exit: what is buffered goes out before the stream closes (the stream
  * is older, so its own flush_close runs after this and waits for it). */
-static void flush_close(lipc_handle *h) {
+static void flush_close(lipc__handle *h) {
   lchannel *ch = (lchannel *)h;
   ch->close_after = 1;
   if (unsent(ch) > 0 && ch->s)
     channel_flush(ch, 1);
   if (ch->writes == NULL)
-    lipc_handle_close(h); /* else when they are done */
+    lipc__handle_close(h); /* else when they are done */
 }
 
-static void on_close(lipc_handle *h) {
+static void on_close(lipc__handle *h) {
   lchannel *ch = (lchannel *)h;
   lua_State *L = h->rt->L;
   wnode *w;
@@ -1549,20 +1550,20 @@ static void on_close(lipc_handle *h) {
   unref(L, &ch->strs_ref);
   ch->writes = NULL;
   if (ch->s) {
-    lipc_stream_set_hooks(ch->s, NULL, NULL, NULL);
-    lipc_handle_close(lipc_stream_handle(ch->s));
+    lipc__stream_set_hooks(ch->s, NULL, NULL, NULL);
+    lipc__handle_close(lipc__stream_handle(ch->s));
     ch->s = NULL;
   }
   if (ch->spare) {
-    lipc_buf_free(&ch->spare->buf);
+    lipc__buf_free(&ch->spare->buf);
     free(ch->spare);
     ch->spare = NULL;
   }
   if (ch->nlazy == 0)
-    lipc_buf_free(&ch->in);
-  lipc_buf_free(&ch->out);
-  lipc_waitq_free(h->rt, &ch->receivers);
-  lipc_waitq_free(h->rt, &ch->drainers);
+    lipc__buf_free(&ch->in);
+  lipc__buf_free(&ch->out);
+  lipc__waitq_free(h->rt, &ch->receivers);
+  lipc__waitq_free(h->rt, &ch->drainers);
   unref(L, &ch->out_cbs);
   unref(L, &ch->stream_ref);
   unref(L, &ch->owner_ref);
@@ -1571,9 +1572,9 @@ static void on_close(lipc_handle *h) {
 
 /* Messages that arrived before the end stay to be taken (a parent that
  * receives after its child exited gets them all) until the object goes. */
-static void on_gc(lipc_handle *h) {
+static void on_gc(lipc__handle *h) {
   lchannel *ch = (lchannel *)h;
-  lipc_buf_free(&ch->in);
+  lipc__buf_free(&ch->in);
   ch->nlazy = 0;
   unref(h->rt->L, &ch->queue_ref);
   unref(h->rt->L, &ch->err_ref);
@@ -1619,18 +1620,18 @@ static void load_cjson(lchannel *ch, lua_State *L) {
  * opts (0: none). Pushes it. */
 static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
                              int auto_ref) {
-  lipc_runtime *rt = lipc_rt(L);
-  lipc_stream *s = lipc_stream_check(L, sidx, "stream.channel");
+  lipc_runtime *rt = lipc__rt(L);
+  lipc__stream *s = lipc__stream_check(L, sidx, "stream.channel");
   uv_idle_t *prep;
   lchannel *ch;
   size_t max = DEFAULT_MAX, hwm = DEFAULT_HWM;
   int err;
   sidx = lua_absindex(L, sidx);
-  if (lipc_stream_uv(s) == NULL || !lipc_stream_handle(s)->uv ||
-      lipc_stream_handle(s)->closing)
+  if (lipc__stream_uv(s) == NULL || !lipc__stream_handle(s)->uv ||
+      lipc__stream_handle(s)->closing)
     luaL_error(L, "stream.channel: the stream is closed or not a pipe, "
                   "socket or tty");
-  if (lipc_stream_hook_ctx(s) != NULL)
+  if (lipc__stream_hook_ctx(s) != NULL)
     luaL_error(L, "stream.channel: the stream already has a channel");
   if (opts) {
     opts = lua_absindex(L, opts);
@@ -1650,7 +1651,8 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
   if (prep == NULL)
     luaL_error(L, "stream.channel: out of memory");
   uv_idle_init(rt->loop, prep);
-  ch = lipc_handle_new(L, sizeof(*ch), CHANNEL, (uv_handle_t *)prep, "channel");
+  ch =
+      lipc__handle_new(L, sizeof(*ch), CHANNEL, (uv_handle_t *)prep, "channel");
   ch->h.internal = 1; /* the stream is what shows */
   ch->h.on_close = on_close;
   ch->h.on_gc = on_gc;
@@ -1677,15 +1679,15 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
     load_cjson(ch, L);
   set_connected(ch, 1);
   /* stream:on("error", noop): its errors are our disconnect. */
-  lua_pushcfunction(L, lipc_emitter_on);
+  lua_pushcfunction(L, lipc__emitter_on);
   lua_pushvalue(L, sidx);
   lua_pushliteral(L, "error");
   lua_pushcfunction(L, stream_error);
   lua_call(L, 3, 0);
-  lipc_stream_set_hooks(s, on_alloc, on_read, ch);
-  err = lipc_stream_read_start(s);
+  lipc__stream_set_hooks(s, on_alloc, on_read, ch);
+  err = lipc__stream_read_start(s);
   if (err < 0) {
-    lipc_handle_close(&ch->h);
+    lipc__handle_close(&ch->h);
     luaL_error(L, "stream.channel: %s", uv_strerror(err));
   }
   update_ref(ch);
@@ -1704,8 +1706,8 @@ static int l_channel(lua_State *L) {
   return 1;
 }
 
-int lipc_channel_from_fd(lua_State *L, int fd, int json, int auto_ref) {
-  lipc_runtime *rt = lipc_rt(L);
+int lipc__channel_from_fd(lua_State *L, int fd, int json, int auto_ref) {
+  lipc_runtime *rt = lipc__rt(L);
   uv_pipe_t *p = malloc(sizeof(*p));
   lchannel *ch;
   if (p == NULL)
@@ -1715,14 +1717,14 @@ int lipc_channel_from_fd(lua_State *L, int fd, int json, int auto_ref) {
     uv_close((uv_handle_t *)p, (uv_close_cb)free);
     return 0;
   }
-  lipc_stream_new(L, (uv_stream_t *)p, LIPC_STREAM, "pipe");
+  lipc__stream_new(L, (uv_stream_t *)p, LIPC_STREAM, "pipe");
   ch = new_channel(L, -1, 0, json, auto_ref);
   ch->exit_on_gone = auto_ref;
   lua_remove(L, -2);
   return 1;
 }
 
-void lipc_channel_open(lua_State *L) {
+void lipc__channel_open(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"send", l_send},
       {"receive", l_receive},
@@ -1739,7 +1741,7 @@ void lipc_channel_open(lua_State *L) {
       {NULL, NULL},
   };
   /* methods */
-  lipc_class(L, CHANNEL, NULL); /* methods chmethods */
+  lipc__class(L, CHANNEL, NULL); /* methods chmethods */
   luaL_setfuncs(L, methods, 0);
   lua_getfield(L, -1, "off"); /* the emitter's */
   lua_pushcclosure(L, l_off, 1);

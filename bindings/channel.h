@@ -1,7 +1,7 @@
 /*
  * channel.h - the message channel over a stream (bindings/channel.c).
  *
- * stream.c calls lipc_channel_open once, with the base stream methods
+ * stream.c calls lipc__channel_open once, with the base stream methods
  * table on top, so that every stream type gets `channel`; fork.c opens
  * the channel a parent handed down (LIPC_CHANNEL_FD / NODE_CHANNEL_FD).
  */
@@ -12,16 +12,16 @@
 
 /* Creates the "lipc.channel" type and adds `channel` to the methods table
  * on top of L. */
-void lipc_channel_open(lua_State *L);
+void lipc__channel_open(lua_State *L);
 
 /* Wraps fd (a socketpair end made by a parent) as an IPC pipe stream and
  * a channel over it; json selects Node's JSON lines; auto_ref makes the
  * channel keep the loop alive only while somebody waits for messages.
  * Pushes the channel, or returns 0 and pushes nothing on failure. */
-int lipc_channel_from_fd(lua_State *L, int fd, int json, int auto_ref);
+int lipc__channel_from_fd(lua_State *L, int fd, int json, int auto_ref);
 
 /* Feeds n bytes to the channel at idx as if read from its stream (for the
  * fuzz harnesses). Returns how many were taken before the channel went. */
-size_t lipc_channel_feed(lua_State *L, int idx, const char *p, size_t n);
+size_t lipc__channel_feed(lua_State *L, int idx, const char *p, size_t n);
 
 #endif

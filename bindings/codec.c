@@ -1,8 +1,8 @@
 /*
 ** codec.c - Lua value <-> MessagePack value, the native channel format.
 **
-** Owns: the growable lipc_buf, the encoder (one Lua value straight from
-** the stack into a lipc_buf), the decoder (one MessagePack value from a
+** Owns: the growable lipc__buf, the encoder (one Lua value straight from
+** the stack into a lipc__buf), the decoder (one MessagePack value from a
 ** byte range onto the stack), the UTF-8 validator that picks str or
 ** bin, and the JSON encoder of Node's IPC lines, which shares the
 ** encoder's walk. Frames, the handle marker and channels belong to channel.c; the
@@ -92,7 +92,7 @@ static uint64_t get64(const unsigned char *r) {
 ** ===================================================================
 */
 
-int lipc_buf_reserve(lipc_buf *b, size_t n) {
+int lipc__buf_reserve(lipc__buf *b, size_t n) {
   size_t need, cap;
   char *p;
   if (b->cap - b->len >= n)
@@ -111,7 +111,7 @@ int lipc_buf_reserve(lipc_buf *b, size_t n) {
   return 0;
 }
 
-void lipc_buf_free(lipc_buf *b) {
+void lipc__buf_free(lipc__buf *b) {
   free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
@@ -216,7 +216,7 @@ static int utf8_check(const unsigned char *s, size_t n) {
   return 0;
 }
 
-int lipc_utf8_valid(const char *p, size_t n) {
+int lipc__utf8_valid(const char *p, size_t n) {
   return utf8_check((const unsigned char *)p, n) == 0;
 }
 
@@ -236,12 +236,12 @@ typedef struct Seg {
 
 typedef struct Enc {
   lua_State *L;
-  lipc_buf *b;
-  const lipc_codec_refs *refs; /* big strings by reference (NULL: copied) */
-  size_t nrefs;                /* strings given to refs->add so far */
-  int room;                    /* depths with stack room already made */
-  int open[MAXDEPTH + 1];      /* stack index of the table at each depth */
-  Seg path[MAXDEPTH + 1];      /* path[1..depth] leads to the current value */
+  lipc__buf *b;
+  const lipc__codec_refs *refs; /* big strings by reference (NULL: copied) */
+  size_t nrefs;                 /* strings given to refs->add so far */
+  int room;                     /* depths with stack room already made */
+  int open[MAXDEPTH + 1];       /* stack index of the table at each depth */
+  Seg path[MAXDEPTH + 1];       /* path[1..depth] leads to the current value */
 } Enc;
 
 /* Lua reserved words cannot follow a '.', so they are shown as ["end"] */
@@ -339,7 +339,7 @@ static void addseg(Enc *e, luaL_Buffer *B, const Seg *g, int dot) {
 /*
 ** Pushes "<path>: <msg>" (path of the value at 'depth') and returns -1.
 ** The stack may hold iteration leftovers below the message;
-** lipc_codec_encode drops them.
+** lipc__codec_encode drops them.
 */
 static int encfail(Enc *e, int depth, const char *msg) {
   lua_State *L = e->L;
@@ -386,7 +386,7 @@ static unsigned char *putlen(unsigned char *w, size_t n, int c16) {
 }
 
 /* smallest form; non-negative values use the unsigned forms */
-static void encint(lipc_buf *b, lua_Integer v) {
+static void encint(lipc__buf *b, lua_Integer v) {
   unsigned char *w = (unsigned char *)b->data + b->len;
   if (v >= 0) {
     if (v <= 0x7F) {
@@ -434,7 +434,7 @@ static void encint(lipc_buf *b, lua_Integer v) {
 }
 
 /* always float64, so 1.0 arrives as a float and not as 1 */
-static void encfloat(lipc_buf *b, lua_Number x) {
+static void encfloat(lipc__buf *b, lua_Number x) {
   unsigned char *w = (unsigned char *)b->data + b->len;
   double d = (double)x;
   uint64_t u;
@@ -446,13 +446,13 @@ static void encfloat(lipc_buf *b, lua_Number x) {
 
 /* str when valid UTF-8, else bin; the bytes are copied once */
 static int encstr(Enc *e, int idx, int depth) {
-  lipc_buf *b = e->b;
+  lipc__buf *b = e->b;
   size_t l;
   const char *s = lua_tolstring(e->L, idx, &l);
   unsigned char *w;
   if ((uint64_t)l > UINT32_MAX)
     return encfail(e, depth, "string longer than 4 GiB");
-  if (b->cap - b->len < 5 && lipc_buf_reserve(b, 5) != 0)
+  if (b->cap - b->len < 5 && lipc__buf_reserve(b, 5) != 0)
     return encfail(e, depth, "not enough memory");
   w = (unsigned char *)b->data + b->len;
   if (utf8_check((const unsigned char *)s, l) == 0) {
@@ -477,7 +477,7 @@ static int encstr(Enc *e, int idx, int depth) {
     e->nrefs++;
     return 0;
   }
-  if (b->cap - b->len < l && lipc_buf_reserve(b, l) != 0)
+  if (b->cap - b->len < l && lipc__buf_reserve(b, l) != 0)
     return encfail(e, depth, "not enough memory");
   memcpy(b->data + b->len, s, l);
   b->len += l;
@@ -498,7 +498,7 @@ static lua_Unsigned tabcount(lua_State *L, int t) {
 }
 
 /* header of an array of n elements; encvalue reserved room for it */
-static void arrayhead(lipc_buf *b, lua_Unsigned n) {
+static void arrayhead(lipc__buf *b, lua_Unsigned n) {
   unsigned char *w = (unsigned char *)b->data + b->len;
   if (n < 16) {
     *w = (unsigned char)(0x90 | n);
@@ -541,7 +541,7 @@ static int encseq(Enc *e, int t, lua_Unsigned n, int depth) {
 */
 static int encarray(Enc *e, int t, lua_Unsigned n, int depth) {
   lua_State *L = e->L;
-  lipc_buf *b = e->b;
+  lipc__buf *b = e->b;
   int v = lua_gettop(L) + 1; /* where each element lands */
   lua_Unsigned i;
   arrayhead(b, n);
@@ -569,7 +569,7 @@ static int encarray(Enc *e, int t, lua_Unsigned n, int depth) {
 */
 static int encmap(Enc *e, int t, int depth) {
   lua_State *L = e->L;
-  lipc_buf *b = e->b;
+  lipc__buf *b = e->b;
   size_t start = b->len, extra;
   lua_Unsigned c = 0;
   b->len += 1; /* encvalue reserved room for it */
@@ -595,7 +595,7 @@ static int encmap(Enc *e, int t, int depth) {
   if (c > UINT32_MAX)
     return encfail(e, depth, "table has more than 2^32-1 entries");
   extra = c <= 0xFFFF ? 2 : 4;
-  if (b->cap - b->len < extra && lipc_buf_reserve(b, extra) != 0)
+  if (b->cap - b->len < extra && lipc__buf_reserve(b, extra) != 0)
     return encfail(e, depth, "not enough memory");
   memmove(b->data + start + 1 + extra, b->data + start + 1, b->len - start - 1);
   b->len += extra;
@@ -679,9 +679,9 @@ static int enctable(Enc *e, int t, int depth) {
    stack unchanged on success */
 static int encvalue(Enc *e, int idx, int type, int depth) {
   lua_State *L = e->L;
-  lipc_buf *b = e->b;
+  lipc__buf *b = e->b;
   /* room for any scalar or table header, so those need no checks */
-  if (b->cap - b->len < 9 && lipc_buf_reserve(b, 9) != 0)
+  if (b->cap - b->len < 9 && lipc__buf_reserve(b, 9) != 0)
     return encfail(e, depth, "not enough memory");
   switch (type) {
     case LUA_TNIL: b->data[b->len++] = (char)0xC0; return 0;
@@ -703,8 +703,8 @@ static int encvalue(Enc *e, int idx, int type, int depth) {
 
 typedef int (*Encfn)(Enc *e, int idx, int type, int depth);
 
-static int encode_with(lua_State *L, int idx, lipc_buf *b, Encfn value,
-                       const lipc_codec_refs *refs) {
+static int encode_with(lua_State *L, int idx, lipc__buf *b, Encfn value,
+                       const lipc__codec_refs *refs) {
   Enc e;
   size_t len0 = b->len;
   int top = lua_gettop(L);
@@ -724,12 +724,12 @@ static int encode_with(lua_State *L, int idx, lipc_buf *b, Encfn value,
   return -1;
 }
 
-int lipc_codec_encode(lua_State *L, int idx, lipc_buf *b) {
+int lipc__codec_encode(lua_State *L, int idx, lipc__buf *b) {
   return encode_with(L, idx, b, encvalue, NULL);
 }
 
-int lipc_codec_encode_ref(lua_State *L, int idx, lipc_buf *b,
-                          const lipc_codec_refs *refs) {
+int lipc__codec_encode_ref(lua_State *L, int idx, lipc__buf *b,
+                           const lipc__codec_refs *refs) {
   return encode_with(L, idx, b, encvalue, refs);
 }
 
@@ -750,12 +750,12 @@ int lipc_codec_encode_ref(lua_State *L, int idx, lipc_buf *b,
 static int jvalue(Enc *e, int idx, int type, int depth);
 
 static int jroom(Enc *e, int depth, size_t n) {
-  if (e->b->cap - e->b->len < n && lipc_buf_reserve(e->b, n) != 0)
+  if (e->b->cap - e->b->len < n && lipc__buf_reserve(e->b, n) != 0)
     return encfail(e, depth, "not enough memory");
   return 0;
 }
 
-static void jput(lipc_buf *b, const char *s, size_t n) { /* room made */
+static void jput(lipc__buf *b, const char *s, size_t n) { /* room made */
   memcpy(b->data + b->len, s, n);
   b->len += n;
 }
@@ -795,7 +795,7 @@ static int jstring(Enc *e, const char *s, size_t l, int depth, int key) {
   static const char hex[] = "0123456789abcdef";
   size_t i, extra = 0, run = 0;
   char *w;
-  if (!lipc_utf8_valid(s, l))
+  if (!lipc__utf8_valid(s, l))
     return encfail(e, depth,
                    key ? "cannot send a key that is not UTF-8 "
                          "in JSON mode"
@@ -970,7 +970,7 @@ static int jvalue(Enc *e, int idx, int type, int depth) {
   }
 }
 
-int lipc_codec_encode_json(lua_State *L, int idx, lipc_buf *b) {
+int lipc__codec_encode_json(lua_State *L, int idx, lipc__buf *b) {
   return encode_with(L, idx, b, jvalue, NULL);
 }
 
@@ -986,7 +986,7 @@ int lipc_codec_encode_json(lua_State *L, int idx, lipc_buf *b) {
 ** gives -1 even inside a container whose claimed length runs past the
 ** end, and 0 means that what is there is a valid prefix (one lenient
 ** corner: a float map key cut short is not known to be NaN yet).
-** With d->L NULL the same walk only checks (lipc_codec_check): nothing
+** With d->L NULL the same walk only checks (lipc__codec_check): nothing
 ** is pushed, so a channel can refuse a bad frame when it arrives and
 ** build the value later, when somebody takes it.
 */
@@ -999,7 +999,7 @@ typedef struct Dec {
   const char *err;
   uint64_t owed; /* bytes the open containers still need after this value */
   int nan;       /* the last value was a NaN float (map keys) */
-  int checked;   /* lipc_codec_check passed these bytes: UTF-8 is known */
+  int checked;   /* lipc__codec_check passed these bytes: UTF-8 is known */
 } Dec;
 
 #define bad(d, msg) ((d)->err = ERRPFX msg, -1)
@@ -1260,17 +1260,17 @@ static ptrdiff_t decode(lua_State *L, const char *p, size_t n, const char **err,
   return r;
 }
 
-ptrdiff_t lipc_codec_decode(lua_State *L, const char *p, size_t n,
-                            const char **err) {
+ptrdiff_t lipc__codec_decode(lua_State *L, const char *p, size_t n,
+                             const char **err) {
   return decode(L, p, n, err, 0);
 }
 
-ptrdiff_t lipc_codec_decode_checked(lua_State *L, const char *p, size_t n,
-                                    const char **err) {
+ptrdiff_t lipc__codec_decode_checked(lua_State *L, const char *p, size_t n,
+                                     const char **err) {
   return decode(L, p, n, err, 1);
 }
 
-ptrdiff_t lipc_codec_check(const char *p, size_t n, const char **err) {
+ptrdiff_t lipc__codec_check(const char *p, size_t n, const char **err) {
   return decode(NULL, p, n, err, 0);
 }
 

@@ -14,15 +14,15 @@
 #include <lua.h>
 
 /* A growable byte buffer. Zero-initialise it ({0}) before first use. */
-typedef struct lipc_buf {
+typedef struct lipc__buf {
   char *data;
   size_t len;
   size_t cap;
-} lipc_buf;
+} lipc__buf;
 
 /* Makes room for n more bytes. Returns 0, or UV_ENOMEM-style -12 on failure. */
-int lipc_buf_reserve(lipc_buf *b, size_t n);
-void lipc_buf_free(lipc_buf *b);
+int lipc__buf_reserve(lipc__buf *b, size_t n);
+void lipc__buf_free(lipc__buf *b);
 
 /* Nesting deeper than this is refused by both encoder and decoder. */
 #define LIPC_CODEC_MAX_DEPTH 128
@@ -34,10 +34,10 @@ void lipc_buf_free(lipc_buf *b);
  * offending key path, e.g. "value.jobs[3].fn: cannot send a function".
  * Uses at most a bounded amount of Lua stack (it calls lua_checkstack).
  */
-int lipc_codec_encode(lua_State *L, int idx, lipc_buf *b);
+int lipc__codec_encode(lua_State *L, int idx, lipc__buf *b);
 
 /*
- * lipc_codec_encode, but a string of LIPC_CODEC_REF_MIN bytes or more is
+ * lipc__codec_encode, but a string of LIPC_CODEC_REF_MIN bytes or more is
  * not copied: its header is appended, then refs->add(ctx, L, sidx, s, n)
  * is called with the string's stack index and bytes, which belong right
  * after b's current end. add keeps the string alive until written and
@@ -47,13 +47,13 @@ int lipc_codec_encode(lua_State *L, int idx, lipc_buf *b);
  * encode may have called add: the caller forgets those calls.
  */
 #define LIPC_CODEC_REF_MIN (64 * 1024)
-typedef struct lipc_codec_refs {
+typedef struct lipc__codec_refs {
   int (*add)(void *ctx, lua_State *L, int sidx, const char *s, size_t n);
   void (*drop)(void *ctx, size_t k);
   void *ctx;
-} lipc_codec_refs;
-int lipc_codec_encode_ref(lua_State *L, int idx, lipc_buf *b,
-                          const lipc_codec_refs *refs);
+} lipc__codec_refs;
+int lipc__codec_encode_ref(lua_State *L, int idx, lipc__buf *b,
+                           const lipc__codec_refs *refs);
 
 /*
  * Appends the Lua value at idx to b as JSON text, as JavaScript's
@@ -62,9 +62,9 @@ int lipc_codec_encode_ref(lua_State *L, int idx, lipc_buf *b,
  * as null, a sequence (keys 1..n) as an array, any other table as an
  * object (number keys written as JavaScript writes them; an empty table
  * is {}). Strings must be UTF-8. Same failure contract as
- * lipc_codec_encode.
+ * lipc__codec_encode.
  */
-int lipc_codec_encode_json(lua_State *L, int idx, lipc_buf *b);
+int lipc__codec_encode_json(lua_State *L, int idx, lipc__buf *b);
 
 /*
  * Decodes one MessagePack value from p[0..n) and pushes it.
@@ -78,23 +78,23 @@ int lipc_codec_encode_json(lua_State *L, int idx, lipc_buf *b);
  * Never reads outside p[0..n), never allocates more than the input can
  * justify (claimed counts are checked against the bytes that remain).
  */
-ptrdiff_t lipc_codec_decode(lua_State *L, const char *p, size_t n,
-                            const char **err);
+ptrdiff_t lipc__codec_decode(lua_State *L, const char *p, size_t n,
+                             const char **err);
 
 /*
- * Checks one MessagePack value at p[0..n) exactly as lipc_codec_decode
+ * Checks one MessagePack value at p[0..n) exactly as lipc__codec_decode
  * decodes it and returns what decode would, touching no Lua state: a
  * value that passes decodes later without a fault (a Lua state out of
  * memory or stack aside).
  */
-ptrdiff_t lipc_codec_check(const char *p, size_t n, const char **err);
+ptrdiff_t lipc__codec_check(const char *p, size_t n, const char **err);
 
-/* lipc_codec_decode of exactly the bytes lipc_codec_check passed: skips
+/* lipc__codec_decode of exactly the bytes lipc__codec_check passed: skips
  * the checks already made (UTF-8 of str values). */
-ptrdiff_t lipc_codec_decode_checked(lua_State *L, const char *p, size_t n,
-                                    const char **err);
+ptrdiff_t lipc__codec_decode_checked(lua_State *L, const char *p, size_t n,
+                                     const char **err);
 
 /* 1 when p[0..n) is valid UTF-8 (used to choose str or bin). */
-int lipc_utf8_valid(const char *p, size_t n);
+int lipc__utf8_valid(const char *p, size_t n);
 
 #endif

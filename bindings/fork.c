@@ -19,10 +19,10 @@ static const char PARENT_KEY = 'P';
 /* socketpair() -> a, b: two connected IPC pipe streams (handles can pass
  * between them); mostly for specs and in-process channels. */
 static int l_socketpair(lua_State *L) {
-  lipc_runtime *rt = lipc_rt(L);
+  lipc_runtime *rt = lipc__rt(L);
   int fds[2], i;
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
-    return lipc_push_error(L, UV_EMFILE, "fork.socketpair");
+    return lipc__push_error(L, UV_EMFILE, "fork.socketpair");
   for (i = 0; i < 2; i++) {
     uv_pipe_t *p = malloc(sizeof(*p));
     if (p == NULL || uv_pipe_init(rt->loop, p, 1) != 0 ||
@@ -30,10 +30,10 @@ static int l_socketpair(lua_State *L) {
       free(p);
       close(fds[i]);
       if (i == 1)
-        lipc_handle_close(lipc_stream_handle(lipc_stream_test(L, -1)));
-      return lipc_push_error(L, UV_ENOMEM, "fork.socketpair");
+        lipc__handle_close(lipc__stream_handle(lipc__stream_test(L, -1)));
+      return lipc__push_error(L, UV_ENOMEM, "fork.socketpair");
     }
-    lipc_stream_new(L, (uv_stream_t *)p, LIPC_STREAM, "pipe");
+    lipc__stream_new(L, (uv_stream_t *)p, LIPC_STREAM, "pipe");
   }
   return 2;
 }
@@ -44,7 +44,7 @@ static int l_exepath(lua_State *L) {
   size_t n = sizeof(buf);
   int err = uv_exepath(buf, &n);
   if (err)
-    return lipc_push_error(L, err, "fork.exepath");
+    return lipc__push_error(L, err, "fork.exepath");
   lua_pushlstring(L, buf, n);
   return 1;
 }
@@ -89,7 +89,7 @@ static int l_parent(lua_State *L) {
     json = fd >= 0;
     unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
   }
-  if (fd < 0 || !lipc_channel_from_fd(L, fd, json, 1)) {
+  if (fd < 0 || !lipc__channel_from_fd(L, fd, json, 1)) {
     lua_pushboolean(L, 0); /* not forked: remember it */
     lua_rawsetp(L, LUA_REGISTRYINDEX, &PARENT_KEY);
     lua_pushnil(L);
@@ -108,8 +108,8 @@ int luaopen_fork(lua_State *L) {
       {NULL, NULL},
   };
   luaopen_lipc_stream(L);
-  lipc_load_embedded(L, "fork"); /* fn */
-  luaL_newlib(L, fns);           /* fn C */
-  lua_call(L, 1, 1);             /* the module */
+  lipc__load_embedded(L, "fork"); /* fn */
+  luaL_newlib(L, fns);            /* fn C */
+  lua_call(L, 1, 1);              /* the module */
   return 1;
 }

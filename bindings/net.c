@@ -2,7 +2,7 @@
  * net.c - the `net` module (TCP servers and sockets) and what it shares
  * with `pipe` (pipe.c): the one server implementation, the socket methods
  * both socket types have, deferred events, and handle passing
- * (lipc_net_export / lipc_net_import) for fork's message channel.
+ * (lipc__net_export / lipc__net_import) for fork's message channel.
  *
  * Sockets are streams (bindings/stream.c) of their own type, so they
  * inherit the whole stream API and `channel`. A server accepts only while
@@ -25,7 +25,7 @@
 /* ---- events on the next loop turn --------------------------------------- */
 
 typedef struct {
-  lipc_handle h; /* bare handle of the timer */
+  lipc__handle h; /* bare handle of the timer */
   uv_timer_t timer;
   int ref; /* {object, args...} */
   int nargs;
@@ -33,7 +33,7 @@ typedef struct {
   char ev[24];
 } soon;
 
-static void soon_free(lipc_handle *h) {
+static void soon_free(lipc__handle *h) {
   soon *d = (soon *)h;
   luaL_unref(h->rt->L, LUA_REGISTRYINDEX, d->ref);
   free(d);
@@ -44,23 +44,23 @@ static void on_soon(uv_timer_t *t) {
   lipc_runtime *rt = d->h.rt;
   lua_State *L = rt->L;
   int i, top = lua_gettop(L);
-  lipc_handle *obj;
+  lipc__handle *obj;
   lua_rawgeti(L, LUA_REGISTRYINDEX, d->ref); /* tbl */
   lua_rawgeti(L, top + 1, 1);                /* tbl obj */
   obj = lua_touserdata(L, -1);
   if (obj && obj->uv && !obj->closing) { /* closed meanwhile: quiet */
     for (i = 0; i < d->nargs; i++)
       lua_rawgeti(L, top + 1, i + 2);
-    lipc_emit(rt, top + 2, d->ev, d->nargs);
+    lipc__emit(rt, top + 2, d->ev, d->nargs);
     if (d->close_after)
-      lipc_handle_close(obj);
+      lipc__handle_close(obj);
   }
   lua_settop(L, top);
-  lipc_handle_close(&d->h);
+  lipc__handle_close(&d->h);
 }
 
-void lipc_emit_soon(lua_State *L, const char *ev, int nargs, int close_after) {
-  lipc_runtime *rt = lipc_rt(L);
+void lipc__emit_soon(lua_State *L, const char *ev, int nargs, int close_after) {
+  lipc_runtime *rt = lipc__rt(L);
   int i;
   soon *d = calloc(1, sizeof(*d));
   if (d == NULL) {
@@ -76,11 +76,11 @@ void lipc_emit_soon(lua_State *L, const char *ev, int nargs, int close_after) {
   d->close_after = close_after;
   snprintf(d->ev, sizeof(d->ev), "%s", ev);
   uv_timer_init(rt->loop, &d->timer);
-  lipc_handle_bare(rt, &d->h, (uv_handle_t *)&d->timer, "soon", soon_free);
+  lipc__handle_bare(rt, &d->h, (uv_handle_t *)&d->timer, "soon", soon_free);
   uv_timer_start(&d->timer, on_soon, 0, 0);
 }
 
-int lipc_check_mode(lua_State *L, int idx, int def, const char *fname) {
+int lipc__check_mode(lua_State *L, int idx, int def, const char *fname) {
   lua_Integer m;
   if (lua_isnoneornil(L, idx))
     return def;
@@ -197,18 +197,18 @@ static void free_uv(uv_handle_t *uv) {
   free(uv);
 }
 
-lipc_stream *lipc_socket_new(lua_State *L, uv_stream_t *h, int is_pipe) {
-  return lipc_stream_new(L, h, is_pipe ? LIPC_PIPE_SOCKET : LIPC_TCP_SOCKET,
-                         is_pipe ? "pipe" : "tcp");
+lipc__stream *lipc__socket_new(lua_State *L, uv_stream_t *h, int is_pipe) {
+  return lipc__stream_new(L, h, is_pipe ? LIPC_PIPE_SOCKET : LIPC_TCP_SOCKET,
+                          is_pipe ? "pipe" : "tcp");
 }
 
-static lipc_stream *check_socket(lua_State *L, const char *fname) {
-  return lipc_stream_check(L, 1, fname);
+static lipc__stream *check_socket(lua_State *L, const char *fname) {
+  return lipc__stream_check(L, 1, fname);
 }
 
 static uv_tcp_t *check_tcp(lua_State *L, const char *fname) {
-  lipc_stream *s = lipc_checkobj(L, 1, LIPC_TCP_SOCKET, fname);
-  return (uv_tcp_t *)lipc_stream_handle(s)->uv;
+  lipc__stream *s = lipc__checkobj(L, 1, LIPC_TCP_SOCKET, fname);
+  return (uv_tcp_t *)lipc__stream_handle(s)->uv;
 }
 
 /* set_nodelay([on=true]) -> self */
@@ -235,31 +235,31 @@ static int sock_set_keepalive(lua_State *L) {
 /* reset(): close at once with an RST instead of a FIN (SO_LINGER 0): the
  * peer's pending reads and writes fail with ECONNRESET. */
 static int sock_reset(lua_State *L) {
-  lipc_stream *s = lipc_checkobj(L, 1, LIPC_TCP_SOCKET, "socket.reset");
-  lipc_handle *h = lipc_stream_handle(s);
+  lipc__stream *s = lipc__checkobj(L, 1, LIPC_TCP_SOCKET, "socket.reset");
+  lipc__handle *h = lipc__stream_handle(s);
   struct linger l = {1, 0};
   uv_os_fd_t fd;
   if (h->uv && !h->closing && uv_fileno(h->uv, &fd) == 0)
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-  lipc_handle_close(h);
+  lipc__handle_close(h);
   return 0;
 }
 
 static int sock_address(lua_State *L) {
-  lipc_stream *s = check_socket(L, "socket.address");
-  return push_name(L, lipc_stream_handle(s)->uv, 0);
+  lipc__stream *s = check_socket(L, "socket.address");
+  return push_name(L, lipc__stream_handle(s)->uv, 0);
 }
 
 static int sock_remote(lua_State *L) {
-  lipc_stream *s = check_socket(L, "socket.remote");
-  return push_name(L, lipc_stream_handle(s)->uv, 1);
+  lipc__stream *s = check_socket(L, "socket.remote");
+  return push_name(L, lipc__stream_handle(s)->uv, 1);
 }
 
 /* remote_address/remote_port/local_address/local_port: one field of the
  * address table (the upvalues say which). */
 static int sock_field(lua_State *L) {
-  lipc_stream *s = check_socket(L, "socket.address");
-  if (!push_name(L, lipc_stream_handle(s)->uv,
+  lipc__stream *s = check_socket(L, "socket.address");
+  if (!push_name(L, lipc__stream_handle(s)->uv,
                  (int)lua_tointeger(L, lua_upvalueindex(1))))
     return 0;
   if (lua_istable(L, -1))
@@ -276,16 +276,16 @@ static int sock_field(lua_State *L) {
 static const char TIMEOUT_KEY = 'T';
 
 typedef struct {
-  lipc_handle h; /* bare handle of the timer */
+  lipc__handle h; /* bare handle of the timer */
   uv_timer_t timer;
   uint64_t ms;
   uint64_t since; /* set_timeout time: idle counts from here */
   uint64_t fired; /* activity stamp 'timeout' was emitted for */
   int sock_ref;
-  lipc_stream *s;
+  lipc__stream *s;
 } idle_timer;
 
-static void idle_free(lipc_handle *h) {
+static void idle_free(lipc__handle *h) {
   idle_timer *t = (idle_timer *)h;
   lua_State *L = h->rt->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->sock_ref);
@@ -302,11 +302,11 @@ static void idle_free(lipc_handle *h) {
 
 static void on_idle(uv_timer_t *uv) {
   idle_timer *t = uv->data;
-  lipc_handle *sh = lipc_stream_handle(t->s);
-  uint64_t now = uv_now(uv->loop), last = lipc_stream_active(t->s);
+  lipc__handle *sh = lipc__stream_handle(t->s);
+  uint64_t now = uv_now(uv->loop), last = lipc__stream_active(t->s);
   lipc_runtime *rt = t->h.rt;
   if (sh->uv == NULL || sh->closing) {
-    lipc_handle_close(&t->h);
+    lipc__handle_close(&t->h);
     return;
   }
   if (last < t->since)
@@ -320,15 +320,15 @@ static void on_idle(uv_timer_t *uv) {
     return;
   t->fired = last + 1;
   lua_rawgeti(rt->L, LUA_REGISTRYINDEX, t->sock_ref);
-  lipc_emit(rt, -1, "timeout", 0);
+  lipc__emit(rt, -1, "timeout", 0);
   lua_pop(rt->L, 1);
 }
 
 /* set_timeout(ms[, fn]) -> self; 0 turns it off. fn is a once('timeout'). */
 static int sock_set_timeout(lua_State *L) {
-  lipc_stream *s = check_socket(L, "socket.set_timeout");
+  lipc__stream *s = check_socket(L, "socket.set_timeout");
   lua_Number ms = luaL_checknumber(L, 2);
-  lipc_runtime *rt = lipc_rt(L);
+  lipc_runtime *rt = lipc__rt(L);
   idle_timer *t = NULL;
   luaL_argcheck(L, ms >= 0 && ms < 1e12, 2,
                 "socket.set_timeout: must be a number of ms >= 0");
@@ -344,9 +344,9 @@ static int sock_set_timeout(lua_State *L) {
   if (lua_rawgetp(L, -1, &TIMEOUT_KEY) == LUA_TLIGHTUSERDATA)
     t = lua_touserdata(L, -1);
   lua_pop(L, 1);
-  if (ms == 0 || lipc_stream_handle(s)->uv == NULL) {
+  if (ms == 0 || lipc__stream_handle(s)->uv == NULL) {
     if (t)
-      lipc_handle_close(&t->h);
+      lipc__handle_close(&t->h);
     lua_settop(L, 1);
     return 1;
   }
@@ -358,7 +358,8 @@ static int sock_set_timeout(lua_State *L) {
     lua_pushvalue(L, 1);
     t->sock_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     uv_timer_init(rt->loop, &t->timer);
-    lipc_handle_bare(rt, &t->h, (uv_handle_t *)&t->timer, "timeout", idle_free);
+    lipc__handle_bare(rt, &t->h, (uv_handle_t *)&t->timer, "timeout",
+                      idle_free);
     uv_unref((uv_handle_t *)&t->timer);
     lua_pushlightuserdata(L, t);
     lua_rawsetp(L, -2, &TIMEOUT_KEY);
@@ -382,7 +383,7 @@ static const luaL_Reg tcp_socket_methods[] = {
     {NULL, NULL},
 };
 
-const luaL_Reg lipc_socket_methods[] = {
+const luaL_Reg lipc__socket_methods[] = {
     {"set_timeout", sock_set_timeout},
     {"address", sock_address},
     {"remote_address", sock_remote},
@@ -397,7 +398,7 @@ static void tcp_socket_class(lua_State *L) {
                                           {"local_port", "0", "port"},
                                           {NULL, NULL, NULL}};
   int i;
-  lipc_stream_class(L, LIPC_TCP_SOCKET, tcp_socket_methods); /* methods */
+  lipc__stream_class(L, LIPC_TCP_SOCKET, tcp_socket_methods); /* methods */
   for (i = 0; fields[i][0]; i++) {
     lua_pushinteger(L, fields[i][1][0] - '0');
     lua_pushstring(L, fields[i][2]);
@@ -425,10 +426,10 @@ static void set_half_open(lua_State *L) {
 
 /* ---- servers ------------------------------------------------------------- */
 
-lipc_server *lipc_server_check(lua_State *L, int idx, const char *fname) {
-  lipc_server *srv = lipc_testobj(L, idx, LIPC_TCP_SERVER);
+lipc__server *lipc__server_check(lua_State *L, int idx, const char *fname) {
+  lipc__server *srv = lipc__testobj(L, idx, LIPC_TCP_SERVER);
   if (srv == NULL)
-    srv = lipc_testobj(L, idx, LIPC_PIPE_SERVER);
+    srv = lipc__testobj(L, idx, LIPC_PIPE_SERVER);
   if (srv == NULL)
     luaL_argerror(L, idx,
                   lua_pushfstring(L, "%s: server expected, got %s", fname,
@@ -436,12 +437,12 @@ lipc_server *lipc_server_check(lua_State *L, int idx, const char *fname) {
   return srv;
 }
 
-static int server_open(lipc_server *srv) {
+static int server_open(lipc__server *srv) {
   return srv->h.uv != NULL && !srv->h.closing;
 }
 
 /* Takes the connection libuv holds; pushes the socket on L. */
-static int accept_one(lipc_server *srv, lua_State *L) {
+static int accept_one(lipc__server *srv, lua_State *L) {
   lipc_runtime *rt = srv->h.rt;
   uv_stream_t *c;
   int err;
@@ -464,29 +465,29 @@ static int accept_one(lipc_server *srv, lua_State *L) {
     char a[128], b[128];
     uv_os_fd_t fd = -1;
     uv_fileno((uv_handle_t *)c, &fd);
-    lipc_trace(rt, "net", "accept %s fd %d %s <- %s",
-               srv->is_pipe ? "pipe" : "tcp", (int)fd,
-               lipc_trace_addr((uv_handle_t *)c, 0, a, sizeof(a)) ? a : "?",
-               lipc_trace_addr((uv_handle_t *)c, 1, b, sizeof(b)) ? b : "?");
+    lipc__trace(rt, "net", "accept %s fd %d %s <- %s",
+                srv->is_pipe ? "pipe" : "tcp", (int)fd,
+                lipc__trace_addr((uv_handle_t *)c, 0, a, sizeof(a)) ? a : "?",
+                lipc__trace_addr((uv_handle_t *)c, 1, b, sizeof(b)) ? b : "?");
   }
-  lipc_socket_new(L, c, srv->is_pipe);
+  lipc__socket_new(L, c, srv->is_pipe);
   if (srv->half_open)
     set_half_open(L);
   return 0;
 }
 
-static void server_error(lipc_server *srv, int err, const char *what) {
+static void server_error(lipc__server *srv, int err, const char *what) {
   lipc_runtime *rt = srv->h.rt;
   lua_State *L = rt->L;
-  if (lipc_waitq_waiting(&srv->acceptors)) {
+  if (lipc__waitq_waiting(&srv->acceptors)) {
     lua_pushnil(L);
-    lipc_push_errpair(L, err, what);
-    lipc_waitq_wake(rt, &srv->acceptors, 3);
+    lipc__push_errpair(L, err, what);
+    lipc__waitq_wake(rt, &srv->acceptors, 3);
     return;
   }
-  if (lipc_handle_push(&srv->h)) {
-    lipc_push_errpair(L, err, what);
-    lipc_emit(rt, -3, "error", 2);
+  if (lipc__handle_push(&srv->h)) {
+    lipc__push_errpair(L, err, what);
+    lipc__emit(rt, -3, "error", 2);
   }
   lua_pop(L, 1);
 }
@@ -494,17 +495,17 @@ static void server_error(lipc_server *srv, int err, const char *what) {
 /* Hands the pending connection to a task in accept() or to the
  * 'connection' listeners; with neither it stays with libuv (which stops
  * accepting until it is taken). */
-static void deliver(lipc_server *srv) {
+static void deliver(lipc__server *srv) {
   lipc_runtime *rt = srv->h.rt;
   lua_State *L = rt->L;
   int waiting, err;
   if (!srv->pending || !server_open(srv))
     return;
-  waiting = lipc_waitq_waiting(&srv->acceptors);
+  waiting = lipc__waitq_waiting(&srv->acceptors);
   if (!waiting) {
     int has;
-    lipc_handle_push(&srv->h);
-    has = lipc_has_listeners(L, -1, "connection");
+    lipc__handle_push(&srv->h);
+    has = lipc__has_listeners(L, -1, "connection");
     lua_pop(L, 1);
     if (!has)
       return;
@@ -514,17 +515,17 @@ static void deliver(lipc_server *srv) {
     return;
   }
   if (waiting) {
-    lipc_waitq_wake(rt, &srv->acceptors, 1);
+    lipc__waitq_wake(rt, &srv->acceptors, 1);
     return;
   }
-  lipc_handle_push(&srv->h); /* sock srv */
-  lua_insert(L, -2);         /* srv sock */
-  lipc_emit(rt, -2, "connection", 1);
+  lipc__handle_push(&srv->h); /* sock srv */
+  lua_insert(L, -2);          /* srv sock */
+  lipc__emit(rt, -2, "connection", 1);
   lua_pop(L, 1);
 }
 
 static void on_connection(uv_stream_t *uv, int status) {
-  lipc_server *srv = uv->data;
+  lipc__server *srv = uv->data;
   if (srv == NULL)
     return;
   if (status < 0) {
@@ -535,7 +536,7 @@ static void on_connection(uv_stream_t *uv, int status) {
   deliver(srv);
 }
 
-int lipc_server_start(lipc_server *srv) {
+int lipc__server_start(lipc__server *srv) {
   int err;
   if (srv->listening)
     return 0;
@@ -546,23 +547,23 @@ int lipc_server_start(lipc_server *srv) {
     srv->listening = 1;
   if (srv->h.rt->trace & LIPC_TRACE_NET) {
     char a[128];
-    lipc_trace(srv->h.rt, "net", "listen %s %s%s%s",
-               srv->is_pipe ? "pipe" : "tcp",
-               lipc_trace_addr(srv->h.uv, 0, a, sizeof(a)) ? a : "?",
-               err ? ": " : "", err ? lipc_err_name(err) : "");
+    lipc__trace(srv->h.rt, "net", "listen %s %s%s%s",
+                srv->is_pipe ? "pipe" : "tcp",
+                lipc__trace_addr(srv->h.uv, 0, a, sizeof(a)) ? a : "?",
+                err ? ": " : "", err ? lipc__err_name(err) : "");
   }
   return err;
 }
 
-static void server_closing(lipc_handle *h) {
-  lipc_server *srv = (lipc_server *)h;
+static void server_closing(lipc__handle *h) {
+  lipc__server *srv = (lipc__server *)h;
   lipc_runtime *rt = h->rt;
   struct stat st;
   srv->listening = 0;
   lua_pushnil(rt->L);
-  lipc_push_errpair(rt->L, UV_ECANCELED, "server closed");
-  lipc_waitq_wake_all(rt, &srv->acceptors, 3);
-  lipc_waitq_free(rt, &srv->acceptors);
+  lipc__push_errpair(rt->L, UV_ECANCELED, "server closed");
+  lipc__waitq_wake_all(rt, &srv->acceptors, 3);
+  lipc__waitq_free(rt, &srv->acceptors);
   /* The socket file goes with the server, unless somebody else has
    * replaced it since. */
   if (srv->path && lstat(srv->path, &st) == 0 && S_ISSOCK(st.st_mode) &&
@@ -572,9 +573,9 @@ static void server_closing(lipc_handle *h) {
   srv->path = NULL;
 }
 
-lipc_server *lipc_server_new(lua_State *L, uv_stream_t *h, const char *tname,
-                             int is_pipe, int arg) {
-  lipc_server *srv;
+lipc__server *lipc__server_new(lua_State *L, uv_stream_t *h, const char *tname,
+                               int is_pipe, int arg) {
+  lipc__server *srv;
   int opts = 0, fn = 0;
   if (arg > 0) {
     const char *fname = is_pipe ? "pipe.create_server" : "net.create_server";
@@ -594,7 +595,7 @@ lipc_server *lipc_server_new(lua_State *L, uv_stream_t *h, const char *tname,
   }
   if (h == NULL) { /* after the checks: a raise
                       must not leak a handle */
-    lipc_runtime *rt = lipc_rt(L);
+    lipc_runtime *rt = lipc__rt(L);
     h = malloc(is_pipe ? sizeof(uv_pipe_t) : sizeof(uv_tcp_t));
     if (h == NULL)
       luaL_error(L, "create_server: out of memory");
@@ -603,8 +604,8 @@ lipc_server *lipc_server_new(lua_State *L, uv_stream_t *h, const char *tname,
     else
       uv_tcp_init(rt->loop, (uv_tcp_t *)h);
   }
-  srv = lipc_handle_new(L, sizeof(*srv), tname, (uv_handle_t *)h,
-                        is_pipe ? "pipe server" : "tcp server");
+  srv = lipc__handle_new(L, sizeof(*srv), tname, (uv_handle_t *)h,
+                         is_pipe ? "pipe server" : "tcp server");
   srv->is_pipe = is_pipe;
   srv->backlog = LIPC_DEFAULT_BACKLOG;
   srv->no_delay = 1;
@@ -619,7 +620,7 @@ lipc_server *lipc_server_new(lua_State *L, uv_stream_t *h, const char *tname,
     lua_pop(L, 3);
   }
   if (fn) {
-    lua_pushcfunction(L, lipc_emitter_on);
+    lua_pushcfunction(L, lipc__emitter_on);
     lua_pushvalue(L, -2);
     lua_pushliteral(L, "connection");
     lua_pushvalue(L, fn);
@@ -628,55 +629,55 @@ lipc_server *lipc_server_new(lua_State *L, uv_stream_t *h, const char *tname,
   return srv;
 }
 
-int lipc_server_listened(lua_State *L, int idx, lipc_server *srv, int err,
-                         const char *detail) {
-  lipc_runtime *rt = lipc_rt(L);
+int lipc__server_listened(lua_State *L, int idx, lipc__server *srv, int err,
+                          const char *detail) {
+  lipc_runtime *rt = lipc__rt(L);
   int in_task = L == rt->current && lua_isyieldable(L), top;
   idx = lua_absindex(L, idx);
   if (err == 0) {
     srv->listening = 1;
     lua_pushvalue(L, idx);
-    lipc_emit_soon(L, "listening", 0, 0);
+    lipc__emit_soon(L, "listening", 0, 0);
     lua_pushvalue(L, idx);
     return 1;
   }
-  lipc_push_error(L, err, detail); /* nil msg code */
+  lipc__push_error(L, err, detail); /* nil msg code */
   top = lua_gettop(L);
-  if (!in_task || lipc_has_listeners(L, idx, "error")) {
+  if (!in_task || lipc__has_listeners(L, idx, "error")) {
     lua_pushvalue(L, idx);
     lua_pushvalue(L, top - 1);
     lua_pushvalue(L, top);
-    lipc_emit_soon(L, "error", 2, 1); /* error, then close */
+    lipc__emit_soon(L, "error", 2, 1); /* error, then close */
   } else {
-    lipc_handle_close(&srv->h);
+    lipc__handle_close(&srv->h);
   }
   return 3;
 }
 
 /* accept() in a task -> the next connection's socket, or nil, msg, code */
 static int server_accept(lua_State *L) {
-  lipc_server *srv = lipc_server_check(L, 1, "server.accept");
+  lipc__server *srv = lipc__server_check(L, 1, "server.accept");
   int err;
-  lipc_task_check(L, "server.accept");
+  lipc__task_check(L, "server.accept");
   if (!server_open(srv))
-    return lipc_push_error(L, UV_EBADF, "server.accept: server closed");
-  if (srv->imported && !srv->listening && (err = lipc_server_start(srv)) != 0)
-    return lipc_push_error(L, err, "server.accept");
+    return lipc__push_error(L, UV_EBADF, "server.accept: server closed");
+  if (srv->imported && !srv->listening && (err = lipc__server_start(srv)) != 0)
+    return lipc__push_error(L, err, "server.accept");
   if (srv->pending) {
     if ((err = accept_one(srv, L)) != 0)
-      return lipc_push_error(L, err, "server.accept");
+      return lipc__push_error(L, err, "server.accept");
     return 1;
   }
   if (!srv->listening && !srv->binding)
     return luaL_error(L, "server.accept: the server is not listening");
-  return lipc_waitq_park(L, &srv->acceptors);
+  return lipc__waitq_park(L, &srv->acceptors);
 }
 
 /* on(ev, fn) / once(ev, fn): a 'connection' listener takes connections
  * that waited, and starts a received server. Upvalue 1 is the emitter's
  * own method. */
 static int server_on(lua_State *L) {
-  lipc_server *srv = lipc_server_check(L, 1, "server.on");
+  lipc__server *srv = lipc__server_check(L, 1, "server.on");
   int conn = strcmp(luaL_checkstring(L, 2), "connection") == 0;
   lua_settop(L, 3);
   lua_pushvalue(L, lua_upvalueindex(1));
@@ -686,7 +687,7 @@ static int server_on(lua_State *L) {
   lua_call(L, 3, 0);
   if (conn) {
     if (srv->imported && !srv->listening)
-      lipc_server_start(srv);
+      lipc__server_start(srv);
     deliver(srv);
   }
   lua_settop(L, 1);
@@ -696,13 +697,13 @@ static int server_on(lua_State *L) {
 /* close([fn]): stop accepting; fn is a once('close'). Connections already
  * accepted stay open. */
 static int server_close(lua_State *L) {
-  lipc_server *srv = lipc_server_check(L, 1, "server.close");
+  lipc__server *srv = lipc__server_check(L, 1, "server.close");
   if (lua_isfunction(L, 2)) {
     if (!server_open(srv)) {
       lua_pushvalue(L, 2);
       lua_pushliteral(L, "ERR_SERVER_NOT_RUNNING: server is not running");
       lua_pushliteral(L, "ERR_SERVER_NOT_RUNNING");
-      lipc_task_start(srv->h.rt, L, 2);
+      lipc__task_start(srv->h.rt, L, 2);
       return 0;
     }
     lua_getfield(L, 1, "once");
@@ -711,26 +712,27 @@ static int server_close(lua_State *L) {
     lua_pushvalue(L, 2);
     lua_call(L, 3, 0);
   }
-  lipc_handle_close(&srv->h);
+  lipc__handle_close(&srv->h);
   return 0;
 }
 
 /* address() -> {address=, port=, family=} (TCP) or the path (Unix); nil
  * when not listening. */
 static int server_address(lua_State *L) {
-  lipc_server *srv = lipc_server_check(L, 1, "server.address");
+  lipc__server *srv = lipc__server_check(L, 1, "server.address");
   if (!server_open(srv) || !(srv->listening || srv->imported))
     return 0;
   return push_name(L, srv->h.uv, 0);
 }
 
 static int server_listening(lua_State *L) {
-  lipc_server *srv = lipc_server_check(L, 1, "server.listening");
+  lipc__server *srv = lipc__server_check(L, 1, "server.listening");
   lua_pushboolean(L, server_open(srv) && srv->listening);
   return 1;
 }
 
-void lipc_server_class(lua_State *L, const char *tname, const luaL_Reg *extra) {
+void lipc__server_class(lua_State *L, const char *tname,
+                        const luaL_Reg *extra) {
   static const char *const adders[] = {"on", "once", NULL};
   static const luaL_Reg methods[] = {
       {"accept", server_accept},
@@ -740,7 +742,7 @@ void lipc_server_class(lua_State *L, const char *tname, const luaL_Reg *extra) {
       {NULL, NULL},
   };
   int i;
-  lipc_class(L, tname, methods); /* methods */
+  lipc__class(L, tname, methods); /* methods */
   for (i = 0; adders[i]; i++) {
     lua_getfield(L, -1, adders[i]);
     lua_pushcclosure(L, server_on, 1);
@@ -755,16 +757,16 @@ void lipc_server_class(lua_State *L, const char *tname, const luaL_Reg *extra) {
 
 typedef struct {
   uv_getaddrinfo_t req;
-  lipc_server *srv;
+  lipc__server *srv;
   int srv_ref;
-  lipc_wait wait;
+  lipc__wait wait;
   int port;
   int flags;
   int reuse_port;
   char host[256];
 } listen_op;
 
-static int bind_listen(lipc_server *srv, const struct sockaddr_storage *ss,
+static int bind_listen(lipc__server *srv, const struct sockaddr_storage *ss,
                        int flags, int reuse_port) {
   uv_tcp_t *t = (uv_tcp_t *)srv->h.uv;
   int err;
@@ -782,19 +784,19 @@ static int bind_listen(lipc_server *srv, const struct sockaddr_storage *ss,
   }
   err = uv_tcp_bind(t, (const struct sockaddr *)ss, (unsigned)flags);
   if (err == 0)
-    err = lipc_server_start(srv);
+    err = lipc__server_start(srv);
   return err;
 }
 
 static void on_listen_resolved(uv_getaddrinfo_t *req, int status,
                                struct addrinfo *res) {
   listen_op *op = (listen_op *)req;
-  lipc_server *srv = op->srv;
+  lipc__server *srv = op->srv;
   lipc_runtime *rt = srv->h.rt;
   lua_State *L = rt->L;
   struct sockaddr_storage ss;
   char detail[300];
-  int err = status, top = lua_gettop(L), waiting = lipc_waiting(&op->wait);
+  int err = status, top = lua_gettop(L), waiting = lipc__waiting(&op->wait);
   srv->binding = 0;
   if (err == 0 && !server_open(srv))
     err = UV_ECANCELED;
@@ -808,39 +810,40 @@ static void on_listen_resolved(uv_getaddrinfo_t *req, int status,
   snprintf(detail, sizeof(detail), "%s:%d", op->host, op->port);
   lua_rawgeti(L, LUA_REGISTRYINDEX, op->srv_ref); /* srv */
   if (err == 0) {
-    lipc_emit(rt, top + 1, "listening", 0);
+    lipc__emit(rt, top + 1, "listening", 0);
     if (waiting) {
       lua_pushvalue(L, top + 1);
-      lipc_wake(rt, &op->wait, 1);
+      lipc__wake(rt, &op->wait, 1);
     }
   } else if (err != UV_ECANCELED || waiting) {
-    lipc_push_error(L, err, detail); /* srv nil msg code */
-    if (!waiting || lipc_has_listeners(L, top + 1, "error")) {
+    lipc__push_error(L, err, detail); /* srv nil msg code */
+    if (!waiting || lipc__has_listeners(L, top + 1, "error")) {
       lua_pushvalue(L, top + 3);
       lua_pushvalue(L, top + 4);
-      lipc_emit(rt, top + 1, "error", 2);
+      lipc__emit(rt, top + 1, "error", 2);
     }
-    lipc_wake(rt, &op->wait, 3);
-    lipc_handle_close(&srv->h);
+    lipc__wake(rt, &op->wait, 3);
+    lipc__handle_close(&srv->h);
   }
   lua_settop(L, top);
   luaL_unref(L, LUA_REGISTRYINDEX, op->srv_ref);
-  lipc_wait_cancel(rt, &op->wait);
+  lipc__wait_cancel(rt, &op->wait);
   free(op);
 }
 
 /* listen(port[, host][, opts]) -> self | nil, msg, code. Without a host
  * only loopback (127.0.0.1) hears it; "0.0.0.0" or "::" expose it. */
 static int tcp_listen(lua_State *L) {
-  lipc_server *srv = lipc_checkobj(L, 1, LIPC_TCP_SERVER, "net.server.listen");
-  lipc_runtime *rt = lipc_rt(L);
+  lipc__server *srv =
+      lipc__checkobj(L, 1, LIPC_TCP_SERVER, "net.server.listen");
+  lipc_runtime *rt = lipc__rt(L);
   const char *host = "127.0.0.1";
   struct sockaddr_storage ss;
   int port, opts = 0, flags = 0, reuse_port = 0, err;
   char detail[300];
   listen_op *op;
   if (srv->imported && lua_isnoneornil(L, 2))
-    return lipc_server_listened(L, 1, srv, lipc_server_start(srv), "listen");
+    return lipc__server_listened(L, 1, srv, lipc__server_start(srv), "listen");
   port = check_port(L, 2, "net.server.listen");
   if (lua_type(L, 3) == LUA_TSTRING) {
     host = lua_tostring(L, 3);
@@ -868,16 +871,16 @@ static int tcp_listen(lua_State *L) {
     lua_pop(L, 3);
   }
   if (!server_open(srv))
-    return lipc_push_error(L, UV_EBADF, "net.server.listen: server closed");
+    return lipc__push_error(L, UV_EBADF, "net.server.listen: server closed");
   if (srv->listening || srv->binding)
     return luaL_error(L, "net.server.listen: already listening");
   if (strcmp(host, "localhost") == 0)
     host = "127.0.0.1";
   snprintf(detail, sizeof(detail), "%s:%d", host, port);
   if (parse_ip(host, port, &ss) == 0)
-    return lipc_server_listened(L, 1, srv,
-                                bind_listen(srv, &ss, flags, reuse_port),
-                                detail);
+    return lipc__server_listened(L, 1, srv,
+                                 bind_listen(srv, &ss, flags, reuse_port),
+                                 detail);
   /* A host name: resolved on the thread pool, the loop keeps going. */
   op = calloc(1, sizeof(*op));
   if (op == NULL)
@@ -898,20 +901,20 @@ static int tcp_listen(lua_State *L) {
   }
   if (err) {
     free(op);
-    return lipc_server_listened(L, 1, srv, err, detail);
+    return lipc__server_listened(L, 1, srv, err, detail);
   }
   srv->binding = 1;
   lua_pushvalue(L, 1);
   op->srv_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (L == rt->current && lua_isyieldable(L))
-    return lipc_task_park(L, &op->wait);
+    return lipc__task_park(L, &op->wait);
   lua_settop(L, 1);
   return 1;
 }
 
 /* net.create_server([opts,] [on_connection]) -> server */
 static int l_create_server(lua_State *L) {
-  lipc_server_new(L, NULL, LIPC_TCP_SERVER, 0, 1);
+  lipc__server_new(L, NULL, LIPC_TCP_SERVER, 0, 1);
   return 1;
 }
 
@@ -920,13 +923,13 @@ static int l_create_server(lua_State *L) {
 /* One connect: resolve, try each address in turn, time out. Lives until
  * its requests are done and its timer is closed, whichever is last. */
 typedef struct {
-  lipc_handle h; /* bare handle of the timeout timer */
+  lipc__handle h; /* bare handle of the timeout timer */
   uv_timer_t timer;
   uv_connect_t req;
   uv_getaddrinfo_t gai;
-  lipc_stream *s;
+  lipc__stream *s;
   int sock_ref;
-  lipc_wait wait; /* the task in net.connect */
+  lipc__wait wait; /* the task in net.connect */
   struct sockaddr_storage addrs[MAX_ADDRS];
   struct sockaddr_storage local;
   int naddr, next, port, last_err, sync_err;
@@ -937,9 +940,9 @@ typedef struct {
   char detail[300];
 } connect_op;
 
-static void op_free(lipc_handle *h) {
+static void op_free(lipc__handle *h) {
   connect_op *op = (connect_op *)h;
-  lipc_wait_cancel(h->rt, &op->wait);
+  lipc__wait_cancel(h->rt, &op->wait);
   op->freed = 1;
   if (op->busy == 0)
     free(op);
@@ -949,13 +952,13 @@ static void op_release(connect_op *op) {
   if (op->freed && op->busy == 0)
     free(op);
   else if (op->done && op->busy == 0)
-    lipc_handle_close(&op->h);
+    lipc__handle_close(&op->h);
 }
 
 static void finish(connect_op *op, int err) {
   lipc_runtime *rt = op->h.rt;
   lua_State *L = rt->L;
-  lipc_handle *sh = lipc_stream_handle(op->s);
+  lipc__handle *sh = lipc__stream_handle(op->s);
   int top = lua_gettop(L), quiet = sh->uv == NULL || sh->closing;
   op->done = 1;
   uv_timer_stop(&op->timer);
@@ -969,22 +972,22 @@ static void finish(connect_op *op, int err) {
     if (err == 0 && sh->uv)
       uv_fileno(sh->uv, &fd);
     if (err == 0)
-      lipc_trace(rt, "net", "connect tcp fd %d %s -> %s", (int)fd,
-                 lipc_trace_addr(sh->uv, 0, a, sizeof(a)) ? a : "?",
-                 lipc_trace_addr(sh->uv, 1, b, sizeof(b)) ? b : "?");
+      lipc__trace(rt, "net", "connect tcp fd %d %s -> %s", (int)fd,
+                  lipc__trace_addr(sh->uv, 0, a, sizeof(a)) ? a : "?",
+                  lipc__trace_addr(sh->uv, 1, b, sizeof(b)) ? b : "?");
     else
-      lipc_trace(rt, "net", "connect tcp %s: %s", op->detail,
-                 lipc_err_name(err));
+      lipc__trace(rt, "net", "connect tcp %s: %s", op->detail,
+                  lipc__err_name(err));
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, op->sock_ref); /* sock */
   if (err == 0) {
     tune_tcp((uv_tcp_t *)sh->uv, op->no_delay, op->keep_alive);
-    lipc_stream_connected(op->s, 0); /* the writes that waited */
-    lipc_stream_read_start(op->s);   /* 'data' listeners wait */
+    lipc__stream_connected(op->s, 0); /* the writes that waited */
+    lipc__stream_read_start(op->s);   /* 'data' listeners wait */
     if (op->in_task) {
-      lipc_wake(rt, &op->wait, 1);
+      lipc__wake(rt, &op->wait, 1);
     } else {
-      lipc_emit(rt, top + 1, "connect", 0);
+      lipc__emit(rt, top + 1, "connect", 0);
     }
     goto out;
   }
@@ -992,20 +995,20 @@ static void finish(connect_op *op, int err) {
     if (op->in_call) {
       op->sync_err = err;
     } else {
-      lipc_push_error(L, err, op->detail);
-      lipc_wake(rt, &op->wait, 3);
+      lipc__push_error(L, err, op->detail);
+      lipc__wake(rt, &op->wait, 3);
     }
   } else if (!quiet) {
-    lipc_push_errpair(L, err, op->detail);
+    lipc__push_errpair(L, err, op->detail);
     if (op->in_call) {
-      lipc_emit_soon(L, "error", 2, 1); /* pops sock msg code */
+      lipc__emit_soon(L, "error", 2, 1); /* pops sock msg code */
       lua_settop(L, top);
       goto unref;
     }
-    lipc_emit(rt, top + 1, "error", 2);
+    lipc__emit(rt, top + 1, "error", 2);
   }
-  lipc_stream_connected(op->s, err); /* their callbacks get the error */
-  lipc_handle_close(sh);
+  lipc__stream_connected(op->s, err); /* their callbacks get the error */
+  lipc__handle_close(sh);
 out:
   lua_settop(L, top);
 unref:
@@ -1019,7 +1022,7 @@ static void on_connect(uv_connect_t *req, int status);
 /* A new handle for the next address: a failed connect leaves the old
  * socket in no state to try again (and the family may differ). */
 static int fresh_handle(connect_op *op) {
-  lipc_handle *h = lipc_stream_handle(op->s);
+  lipc__handle *h = lipc__stream_handle(op->s);
   uv_tcp_t *t = malloc(sizeof(*t));
   if (t == NULL)
     return UV_ENOMEM;
@@ -1039,7 +1042,7 @@ static int start_next(connect_op *op) {
     if (op->tried && (err = fresh_handle(op)) != 0)
       return err;
     op->tried = 1;
-    t = (uv_tcp_t *)lipc_stream_handle(op->s)->uv;
+    t = (uv_tcp_t *)lipc__stream_handle(op->s)->uv;
     err = op->has_local ? uv_tcp_bind(t, (struct sockaddr *)&op->local, 0) : 0;
     if (err == 0)
       err = uv_tcp_connect(&op->req, t, (struct sockaddr *)ss, on_connect);
@@ -1054,13 +1057,13 @@ static int start_next(connect_op *op) {
 
 static void on_connect(uv_connect_t *req, int status) {
   connect_op *op = (connect_op *)((char *)req - offsetof(connect_op, req));
-  lipc_handle *sh;
+  lipc__handle *sh;
   op->busy--;
   if (op->done || op->freed) {
     op_release(op);
     return;
   }
-  sh = lipc_stream_handle(op->s);
+  sh = lipc__stream_handle(op->s);
   if (status == 0) {
     finish(op, 0);
     return;
@@ -1074,7 +1077,7 @@ static void on_connect(uv_connect_t *req, int status) {
 static void on_resolved(uv_getaddrinfo_t *req, int status,
                         struct addrinfo *res) {
   connect_op *op = (connect_op *)((char *)req - offsetof(connect_op, gai));
-  lipc_handle *sh;
+  lipc__handle *sh;
   struct addrinfo *ai;
   int err;
   op->busy--;
@@ -1084,7 +1087,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
     op_release(op);
     return;
   }
-  sh = lipc_stream_handle(op->s);
+  sh = lipc__stream_handle(op->s);
   for (ai = res; ai && op->naddr < MAX_ADDRS; ai = ai->ai_next) {
     struct sockaddr_storage *ss = &op->addrs[op->naddr];
     if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
@@ -1161,7 +1164,7 @@ static void connect_args(lua_State *L, connect_op *op, const char **host,
  * net.connect(port[, host]). In a task: the connected socket or nil, msg,
  * code. Elsewhere: the socket at once; it emits 'connect' or 'error'. */
 static int l_connect(lua_State *L) {
-  lipc_runtime *rt = lipc_rt(L);
+  lipc_runtime *rt = lipc__rt(L);
   connect_op args, *op;
   const char *host;
   lua_Number timeout;
@@ -1183,16 +1186,16 @@ static int l_connect(lua_State *L) {
   uv_tcp_init(rt->loop, t);
   snprintf(op->detail, sizeof(op->detail),
            strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, op->port);
-  op->s = lipc_socket_new(L, (uv_stream_t *)t, 0);
+  op->s = lipc__socket_new(L, (uv_stream_t *)t, 0);
   if (!op->in_task)
-    lipc_stream_connecting(op->s);
+    lipc__stream_connecting(op->s);
   top = lua_gettop(L);
   if (op->half_open)
     set_half_open(L);
   lua_pushvalue(L, top);
   op->sock_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   uv_timer_init(rt->loop, &op->timer);
-  lipc_handle_bare(rt, &op->h, (uv_handle_t *)&op->timer, "connect", op_free);
+  lipc__handle_bare(rt, &op->h, (uv_handle_t *)&op->timer, "connect", op_free);
   if (timeout > 0) {
     uv_update_time(rt->loop); /* from now, not from this turn's start */
     uv_timer_start(&op->timer, on_connect_timeout, (uint64_t)timeout, 0);
@@ -1225,9 +1228,9 @@ static int l_connect(lua_State *L) {
     return 1;
   if (op->done) { /* failed at once */
     err = op->sync_err;
-    return lipc_push_error(L, err ? err : UV_ECANCELED, op->detail);
+    return lipc__push_error(L, err ? err : UV_ECANCELED, op->detail);
   }
-  return lipc_task_park(L, &op->wait);
+  return lipc__task_park(L, &op->wait);
 }
 
 /* is_ip(s) -> 4, 6 or 0 */
@@ -1243,16 +1246,16 @@ static int l_is_ip(lua_State *L) {
 
 /* ---- handle passing ------------------------------------------------------ */
 
-uv_stream_t *lipc_net_export(lua_State *L, int idx, int *kind) {
+uv_stream_t *lipc__net_export(lua_State *L, int idx, int *kind) {
   static const char *const types[] = {LIPC_TCP_SERVER, LIPC_TCP_SOCKET,
                                       LIPC_PIPE_SERVER, LIPC_PIPE_SOCKET};
   int i;
   for (i = 0; i < 4; i++) {
-    lipc_handle *h = lipc_testobj(L, idx, types[i]);
+    lipc__handle *h = lipc__testobj(L, idx, types[i]);
     if (h == NULL)
       continue;
     if (i == 1 || i == 3)
-      h = lipc_stream_handle((lipc_stream *)h);
+      h = lipc__stream_handle((lipc__stream *)h);
     if (h->uv == NULL || h->closing)
       return NULL;
     *kind = i + 1;
@@ -1261,8 +1264,8 @@ uv_stream_t *lipc_net_export(lua_State *L, int idx, int *kind) {
   return NULL;
 }
 
-void lipc_net_import(lua_State *L, uv_stream_t *h, int kind) {
-  lipc_server *srv;
+void lipc__net_import(lua_State *L, uv_stream_t *h, int kind) {
+  lipc__server *srv;
   /* The receiver may not have loaded the module of the kind it gets
    * (a worker that only requires "pipe" can be handed a TCP server). */
   int top = lua_gettop(L), have;
@@ -1278,12 +1281,12 @@ void lipc_net_import(lua_State *L, uv_stream_t *h, int kind) {
     case 1:
     case 3:
       srv =
-          lipc_server_new(L, h, kind == 1 ? LIPC_TCP_SERVER : LIPC_PIPE_SERVER,
-                          kind == 3, 0);
+          lipc__server_new(L, h, kind == 1 ? LIPC_TCP_SERVER : LIPC_PIPE_SERVER,
+                           kind == 3, 0);
       srv->imported = 1;
       break;
     default:
-      lipc_socket_new(L, h, kind == 4);
+      lipc__socket_new(L, h, kind == 4);
       if (kind == 2)
         tune_tcp((uv_tcp_t *)h, 1, 0);
       break;
@@ -1306,7 +1309,7 @@ int luaopen_net(lua_State *L) {
     tcp_socket_class(L);
   lua_pop(L, 1);
   if (luaL_getmetatable(L, LIPC_TCP_SERVER) == LUA_TNIL)
-    lipc_server_class(L, LIPC_TCP_SERVER, server_methods);
+    lipc__server_class(L, LIPC_TCP_SERVER, server_methods);
   lua_pop(L, 1);
   luaL_newlib(L, fns);
   return 1;

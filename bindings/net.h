@@ -17,8 +17,8 @@
 
 #define LIPC_DEFAULT_BACKLOG 511
 
-typedef struct lipc_server {
-  lipc_handle h;
+typedef struct lipc__server {
+  lipc__handle h;
   unsigned is_pipe : 1;
   unsigned listening : 1; /* uv_listen succeeded */
   unsigned binding : 1;   /* a listen is resolving its host name */
@@ -28,41 +28,41 @@ typedef struct lipc_server {
   unsigned keep_alive : 1;
   unsigned half_open : 1;
   int backlog;
-  lipc_waitq acceptors; /* tasks in accept() */
-  char *path;           /* Unix socket file we created, unlinked at close */
-  dev_t dev;            /* ... only while it is still ours */
+  lipc__waitq acceptors; /* tasks in accept() */
+  char *path;            /* Unix socket file we created, unlinked at close */
+  dev_t dev;             /* ... only while it is still ours */
   ino_t ino;
-} lipc_server;
+} lipc__server;
 
 /* Creates a server object of type tname around h (malloc'd, initialised;
  * NULL: a new one); reads create_server's ([opts,] on_connection) at arg
  * (0: none); pushes it. */
-lipc_server *lipc_server_new(lua_State *L, uv_stream_t *h, const char *tname,
-                             int is_pipe, int arg);
-lipc_server *lipc_server_check(lua_State *L, int idx, const char *fname);
+lipc__server *lipc__server_new(lua_State *L, uv_stream_t *h, const char *tname,
+                               int is_pipe, int arg);
+lipc__server *lipc__server_check(lua_State *L, int idx, const char *fname);
 /* Starts accepting; 0 or a negative UV_E* code. */
-int lipc_server_start(lipc_server *srv);
+int lipc__server_start(lipc__server *srv);
 /* Ends a listen() call (server at idx of L): err == 0 returns the server
  * and emits 'listening' soon; otherwise returns nil, msg, code and, when
  * somebody listens for 'error' or the caller is not a task, emits it
  * soon; the server is then closed. Returns the number of results. */
-int lipc_server_listened(lua_State *L, int idx, lipc_server *srv, int err,
-                         const char *detail);
+int lipc__server_listened(lua_State *L, int idx, lipc__server *srv, int err,
+                          const char *detail);
 /* The methods every server has (accept, close, address for TCP...). */
-void lipc_server_class(lua_State *L, const char *tname, const luaL_Reg *extra);
+void lipc__server_class(lua_State *L, const char *tname, const luaL_Reg *extra);
 
 /* Wraps a connected socket as a stream of the right type; pushes it. */
-lipc_stream *lipc_socket_new(lua_State *L, uv_stream_t *h, int is_pipe);
+lipc__stream *lipc__socket_new(lua_State *L, uv_stream_t *h, int is_pipe);
 /* The socket methods shared by TCP and Unix sockets (set_timeout...). */
-extern const luaL_Reg lipc_socket_methods[];
+extern const luaL_Reg lipc__socket_methods[];
 
 /* Emits ev with the nargs values on top of L on the object below them on
  * the next loop turn (Node's nextTick): a listener added right after the
  * call still hears it. Pops object and values. close_after closes the
  * object's handle once emitted. */
-void lipc_emit_soon(lua_State *L, const char *ev, int nargs, int close_after);
+void lipc__emit_soon(lua_State *L, const char *ev, int nargs, int close_after);
 
 /* "0600", 384 or nil (-> def) as a file mode; raises on anything else. */
-int lipc_check_mode(lua_State *L, int idx, int def, const char *fname);
+int lipc__check_mode(lua_State *L, int idx, int def, const char *fname);
 
 #endif

@@ -98,7 +98,8 @@ static int is_stale(const char *path, const struct sockaddr_un *sun,
 
 /* ---- servers ------------------------------------------------------------- */
 
-static int bind_unix(lipc_server *srv, const char *path, size_t len, int mode) {
+static int bind_unix(lipc__server *srv, const char *path, size_t len,
+                     int mode) {
   struct sockaddr_un sun;
   socklen_t salen;
   struct stat st;
@@ -130,27 +131,27 @@ static int bind_unix(lipc_server *srv, const char *path, size_t len, int mode) {
     close(fd);
     return err;
   }
-  err = lipc_server_start(srv); /* the fd is libuv's now */
+  err = lipc__server_start(srv); /* the fd is libuv's now */
   return err;
 }
 
 /* listen(path[, opts]) -> self | nil, msg, code; opts.mode (default
  * "0600": owner only), opts.backlog. */
 static int pipe_listen(lua_State *L) {
-  lipc_server *srv =
-      lipc_checkobj(L, 1, LIPC_PIPE_SERVER, "pipe.server.listen");
+  lipc__server *srv =
+      lipc__checkobj(L, 1, LIPC_PIPE_SERVER, "pipe.server.listen");
   const char *path, *shown;
   size_t len;
   int mode = DEFAULT_MODE, err;
   if (srv->imported && lua_isnoneornil(L, 2))
-    return lipc_server_listened(L, 1, srv, lipc_server_start(srv), "listen");
+    return lipc__server_listened(L, 1, srv, lipc__server_start(srv), "listen");
   check_path(L, 2, "pipe.server.listen", &len);
   path = lua_tostring(L, 2);
   if (!lua_isnoneornil(L, 3)) {
     lua_Integer b;
     luaL_checktype(L, 3, LUA_TTABLE);
     lua_getfield(L, 3, "mode");
-    mode = lipc_check_mode(L, -1, DEFAULT_MODE, "pipe.server.listen");
+    mode = lipc__check_mode(L, -1, DEFAULT_MODE, "pipe.server.listen");
     lua_getfield(L, 3, "backlog");
     b = luaL_optinteger(L, -1, LIPC_DEFAULT_BACKLOG);
     luaL_argcheck(L, b > 0 && b < 1 << 20, 3,
@@ -159,26 +160,26 @@ static int pipe_listen(lua_State *L) {
     lua_pop(L, 2);
   }
   if (srv->h.uv == NULL || srv->h.closing)
-    return lipc_push_error(L, UV_EBADF, "pipe.server.listen: server closed");
+    return lipc__push_error(L, UV_EBADF, "pipe.server.listen: server closed");
   if (srv->listening)
     return luaL_error(L, "pipe.server.listen: already listening");
   err = bind_unix(srv, path, len, mode);
   shown = show_path(L, path, len);
-  return lipc_server_listened(L, 1, srv, err, shown);
+  return lipc__server_listened(L, 1, srv, err, shown);
 }
 
 /* pipe.create_server([opts,] [on_connection]) -> server */
 static int l_create_server(lua_State *L) {
-  lipc_server_new(L, NULL, LIPC_PIPE_SERVER, 1, 1);
+  lipc__server_new(L, NULL, LIPC_PIPE_SERVER, 1, 1);
   return 1;
 }
 
 /* ---- clients ------------------------------------------------------------- */
 
 /* Wraps fd (or nothing yet, fd < 0) as a pipe stream; pushes it. */
-static lipc_stream *new_pipe_stream(lua_State *L, int fd, const char *kind,
-                                    int *err) {
-  lipc_runtime *rt = lipc_rt(L);
+static lipc__stream *new_pipe_stream(lua_State *L, int fd, const char *kind,
+                                     int *err) {
+  lipc_runtime *rt = lipc__rt(L);
   uv_pipe_t *p = malloc(sizeof(*p));
   *err = 0;
   if (p == NULL) {
@@ -190,14 +191,14 @@ static lipc_stream *new_pipe_stream(lua_State *L, int fd, const char *kind,
   uv_pipe_init(rt->loop, p, 0);
   if (fd >= 0 && (*err = uv_pipe_open(p, fd)) != 0)
     close(fd);
-  return lipc_stream_new(L, (uv_stream_t *)p, LIPC_PIPE_SOCKET, kind);
+  return lipc__stream_new(L, (uv_stream_t *)p, LIPC_PIPE_SOCKET, kind);
 }
 
 /* pipe.connect(path) -> in a task the connected socket or nil, msg, code;
  * elsewhere the socket at once, which emits 'connect' or 'error'. A Unix
  * socket connects (or fails) at once, so this never waits for long. */
 static int l_connect(lua_State *L) {
-  lipc_runtime *rt = lipc_rt(L);
+  lipc_runtime *rt = lipc__rt(L);
   struct sockaddr_un sun;
   socklen_t salen;
   const char *path, *shown;
@@ -221,29 +222,29 @@ static int l_connect(lua_State *L) {
   }
   if (rt->trace & LIPC_TRACE_NET) {
     if (err)
-      lipc_trace(rt, "net", "connect pipe %s: %s", shown, lipc_err_name(err));
+      lipc__trace(rt, "net", "connect pipe %s: %s", shown, lipc__err_name(err));
     else
-      lipc_trace(rt, "net", "connect pipe fd %d -> %s", fd, shown);
+      lipc__trace(rt, "net", "connect pipe fd %d -> %s", fd, shown);
   }
   if (err && in_task)
-    return lipc_push_error(L, err, shown);
+    return lipc__push_error(L, err, shown);
   new_pipe_stream(L, err ? -1 : fd, "pipe", &oerr); /* sock */
   if (!err)
     err = oerr;
   if (in_task) {
     if (err) {
-      lipc_handle_close(lipc_stream_handle(lipc_stream_test(L, -1)));
-      return lipc_push_error(L, err, shown);
+      lipc__handle_close(lipc__stream_handle(lipc__stream_test(L, -1)));
+      return lipc__push_error(L, err, shown);
     }
     return 1;
   }
   lua_pushvalue(L, -1);
   if (err) {
-    lipc_stream_set_error(lipc_stream_test(L, -1), err, shown);
-    lipc_push_errpair(L, err, shown);
-    lipc_emit_soon(L, "error", 2, 1);
+    lipc__stream_set_error(lipc__stream_test(L, -1), err, shown);
+    lipc__push_errpair(L, err, shown);
+    lipc__emit_soon(L, "error", 2, 1);
   } else {
-    lipc_emit_soon(L, "connect", 0, 0);
+    lipc__emit_soon(L, "connect", 0, 0);
   }
   return 1;
 }
@@ -254,9 +255,9 @@ static int l_connect(lua_State *L) {
  * exact (the umask does not apply), as with mkfifo -m. */
 static int l_mkfifo(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  int mode = lipc_check_mode(L, 2, DEFAULT_MODE, "pipe.mkfifo");
+  int mode = lipc__check_mode(L, 2, DEFAULT_MODE, "pipe.mkfifo");
   if (mkfifo(path, (mode_t)mode) != 0 || chmod(path, (mode_t)mode) != 0)
-    return lipc_push_error(L, -errno, path);
+    return lipc__push_error(L, -errno, path);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -265,18 +266,18 @@ static int l_mkfifo(lua_State *L) {
  * has it open; a blocking open would stall the loop or a thread-pool
  * thread forever, so we try again on a timer, backing off to 32 ms. */
 typedef struct {
-  lipc_handle h; /* bare handle of the retry timer */
+  lipc__handle h; /* bare handle of the retry timer */
   uv_timer_t timer;
-  lipc_stream *s;
+  lipc__stream *s;
   int sock_ref;
   unsigned delay;
-  lipc_wait wait;
+  lipc__wait wait;
   char path[];
 } fifo_op;
 
-static void fifo_free(lipc_handle *h) {
+static void fifo_free(lipc__handle *h) {
   fifo_op *op = (fifo_op *)h;
-  lipc_wait_cancel(h->rt, &op->wait);
+  lipc__wait_cancel(h->rt, &op->wait);
   luaL_unref(h->rt->L, LUA_REGISTRYINDEX, op->sock_ref);
   free(op);
 }
@@ -297,15 +298,15 @@ static void on_fifo_retry(uv_timer_t *t) {
   fifo_op *op = t->data;
   lipc_runtime *rt = op->h.rt;
   lua_State *L = rt->L;
-  lipc_handle *sh = lipc_stream_handle(op->s);
+  lipc__handle *sh = lipc__stream_handle(op->s);
   int fd, err, top = lua_gettop(L);
   if (sh->uv == NULL || sh->closing) { /* closed while waiting */
-    if (lipc_waiting(&op->wait)) {
+    if (lipc__waiting(&op->wait)) {
       lua_pushnil(L);
-      lipc_push_errpair(L, UV_ECANCELED, op->path);
-      lipc_wake(rt, &op->wait, 3);
+      lipc__push_errpair(L, UV_ECANCELED, op->path);
+      lipc__wake(rt, &op->wait, 3);
     }
-    lipc_handle_close(&op->h);
+    lipc__handle_close(&op->h);
     return;
   }
   fd = open_fifo(op->path, O_WRONLY);
@@ -318,27 +319,27 @@ static void on_fifo_retry(uv_timer_t *t) {
   if (err && fd >= 0)
     close(fd);
   lua_rawgeti(L, LUA_REGISTRYINDEX, op->sock_ref); /* sock */
-  if (lipc_waiting(&op->wait)) {
+  if (lipc__waiting(&op->wait)) {
     if (err) {
       lua_pushnil(L);
-      lipc_push_errpair(L, err, op->path);
-      lipc_wake(rt, &op->wait, 3);
-      lipc_handle_close(sh);
+      lipc__push_errpair(L, err, op->path);
+      lipc__wake(rt, &op->wait, 3);
+      lipc__handle_close(sh);
     } else {
       lua_pushvalue(L, top + 1);
-      lipc_wake(rt, &op->wait, 1);
+      lipc__wake(rt, &op->wait, 1);
     }
   } else if (err) {
-    lipc_push_errpair(L, err, op->path);
-    lipc_emit(rt, top + 1, "error", 2);
-    lipc_stream_connected(op->s, err); /* the writes that waited fail */
-    lipc_handle_close(sh);
+    lipc__push_errpair(L, err, op->path);
+    lipc__emit(rt, top + 1, "error", 2);
+    lipc__stream_connected(op->s, err); /* the writes that waited fail */
+    lipc__handle_close(sh);
   } else {
-    lipc_stream_connected(op->s, 0); /* the writes that waited go */
-    lipc_emit(rt, top + 1, "open", 0);
+    lipc__stream_connected(op->s, 0); /* the writes that waited go */
+    lipc__emit(rt, top + 1, "open", 0);
   }
   lua_settop(L, top);
-  lipc_handle_close(&op->h);
+  lipc__handle_close(&op->h);
 }
 
 /* pipe.open(path, "r"|"w") -> stream. "r" opens at once; its 'data' and
@@ -346,7 +347,7 @@ static void on_fifo_retry(uv_timer_t *t) {
  * a reader has the FIFO open: in a task open() returns then (or nil, msg,
  * code); elsewhere it returns the stream at once and it emits 'open'. */
 static int l_open(lua_State *L) {
-  lipc_runtime *rt = lipc_rt(L);
+  lipc_runtime *rt = lipc__rt(L);
   const char *path = luaL_checkstring(L, 1);
   const char *how = luaL_checkstring(L, 2);
   int in_task = L == rt->current && lua_isyieldable(L), fd, err;
@@ -357,18 +358,19 @@ static int l_open(lua_State *L) {
   fd = open_fifo(path, how[0] == 'r' ? O_RDONLY : O_WRONLY);
   if (fd < 0 && fd != UV_ENXIO) {
     if (fd == UV_EINVAL)
-      return lipc_push_error(L, fd, lua_pushfstring(L, "%s: not a FIFO", path));
-    return lipc_push_error(L, fd, path);
+      return lipc__push_error(L, fd,
+                              lua_pushfstring(L, "%s: not a FIFO", path));
+    return lipc__push_error(L, fd, path);
   }
   if (fd >= 0) {
     new_pipe_stream(L, fd, "fifo", &err);
     if (err) {
-      lipc_handle_close(lipc_stream_handle(lipc_stream_test(L, -1)));
-      return lipc_push_error(L, err, path);
+      lipc__handle_close(lipc__stream_handle(lipc__stream_test(L, -1)));
+      return lipc__push_error(L, err, path);
     }
     if (!in_task) {
       lua_pushvalue(L, -1);
-      lipc_emit_soon(L, "open", 0, 0);
+      lipc__emit_soon(L, "open", 0, 0);
     }
     return 1;
   }
@@ -382,12 +384,12 @@ static int l_open(lua_State *L) {
   op->wait.ref = LUA_NOREF;
   op->delay = 1;
   uv_timer_init(rt->loop, &op->timer);
-  lipc_handle_bare(rt, &op->h, (uv_handle_t *)&op->timer, "fifo open",
-                   fifo_free);
+  lipc__handle_bare(rt, &op->h, (uv_handle_t *)&op->timer, "fifo open",
+                    fifo_free);
   uv_timer_start(&op->timer, on_fifo_retry, op->delay, 0);
   if (in_task)
-    return lipc_task_park(L, &op->wait);
-  lipc_stream_connecting(op->s); /* writes wait for a reader */
+    return lipc__task_park(L, &op->wait);
+  lipc__stream_connecting(op->s); /* writes wait for a reader */
   return 1;
 }
 
@@ -398,18 +400,18 @@ static int l_open(lua_State *L) {
 static int l_new(lua_State *L) {
   int fds[2], err;
   if (pipe2(fds, O_CLOEXEC) != 0)
-    return lipc_push_error(L, -errno, "pipe.new");
+    return lipc__push_error(L, -errno, "pipe.new");
   new_pipe_stream(L, fds[0], "pipe", &err);
   if (err) {
     close(fds[1]);
-    lipc_handle_close(lipc_stream_handle(lipc_stream_test(L, -1)));
-    return lipc_push_error(L, err, "pipe.new");
+    lipc__handle_close(lipc__stream_handle(lipc__stream_test(L, -1)));
+    return lipc__push_error(L, err, "pipe.new");
   }
   new_pipe_stream(L, fds[1], "pipe", &err);
   if (err) {
-    lipc_handle_close(lipc_stream_handle(lipc_stream_test(L, -1)));
-    lipc_handle_close(lipc_stream_handle(lipc_stream_test(L, -2)));
-    return lipc_push_error(L, err, "pipe.new");
+    lipc__handle_close(lipc__stream_handle(lipc__stream_test(L, -1)));
+    lipc__handle_close(lipc__stream_handle(lipc__stream_test(L, -2)));
+    return lipc__push_error(L, err, "pipe.new");
   }
   return 2;
 }
@@ -429,12 +431,12 @@ int luaopen_pipe(lua_State *L) {
   };
   luaopen_lipc_stream(L);
   if (luaL_getmetatable(L, LIPC_PIPE_SOCKET) == LUA_TNIL) {
-    lipc_stream_class(L, LIPC_PIPE_SOCKET, lipc_socket_methods);
+    lipc__stream_class(L, LIPC_PIPE_SOCKET, lipc__socket_methods);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
   if (luaL_getmetatable(L, LIPC_PIPE_SERVER) == LUA_TNIL)
-    lipc_server_class(L, LIPC_PIPE_SERVER, server_methods);
+    lipc__server_class(L, LIPC_PIPE_SERVER, server_methods);
   lua_pop(L, 1);
   luaL_newlib(L, fns);
   return 1;

@@ -65,24 +65,24 @@ typedef struct sstate {
 } sstate;
 
 struct sigwatch { /* bare handle: closed by the runtime */
-  lipc_handle h;
+  lipc__handle h;
   uv_signal_t sig;
   sstate *st;
 };
 
 typedef struct uvproc { /* the uv_spawn path (uid/gid) */
-  lipc_handle h;
+  lipc__handle h;
   uv_process_t p;
   lchild *child;
 } uvproc;
 
 typedef struct waiter {
-  lipc_wait w;
+  lipc__wait w;
   struct waiter *next;
 } waiter;
 
 struct lchild {
-  lipc_handle h; /* uv: a uv_timer_t (see on_tick) */
+  lipc__handle h; /* uv: a uv_timer_t (see on_tick) */
   lproc *proc;
   uvproc *uvp;
   int pid;
@@ -211,7 +211,7 @@ static void on_sigchld(uv_signal_t *uv, int signum) {
 
 /* At exit the runtime closes the watcher: the children still running are
  * left to init, their records freed. */
-static void sigwatch_closed(lipc_handle *h) {
+static void sigwatch_closed(lipc__handle *h) {
   sigwatch *sw = (sigwatch *)h;
   sstate *st = sw->st;
   while (st->procs) {
@@ -235,11 +235,11 @@ static int sigwatch_start(lipc_runtime *rt, sstate *st) {
     return UV_ENOMEM;
   sw->st = st;
   uv_signal_init(rt->loop, &sw->sig);
-  lipc_handle_bare(rt, &sw->h, (uv_handle_t *)&sw->sig, "sigchld",
-                   sigwatch_closed);
+  lipc__handle_bare(rt, &sw->h, (uv_handle_t *)&sw->sig, "sigchld",
+                    sigwatch_closed);
   err = uv_signal_start(&sw->sig, on_sigchld, SIGCHLD);
   if (err) {
-    lipc_handle_close(&sw->h);
+    lipc__handle_close(&sw->h);
     return err;
   }
   uv_unref((uv_handle_t *)&sw->sig); /* children keep us up */
@@ -282,7 +282,7 @@ static void stdio_class(lua_State *L) {
     int always;
   } wrapped[] = {{"read", 1}, {"resume", 1}, {"on", 0}, {"once", 0}, {NULL, 0}};
   int i;
-  lipc_stream_class(L, CHILD_STDIO, NULL); /* methods */
+  lipc__stream_class(L, CHILD_STDIO, NULL); /* methods */
   luaL_getmetatable(L, LIPC_STREAM);
   lua_getfield(L, -1, "methods"); /* methods mt base */
   for (i = 0; wrapped[i].name; i++) {
@@ -306,8 +306,8 @@ static int stream_used(lua_State *L, int idx) {
   return used;
 }
 
-static int stream_open(lipc_stream *s) {
-  lipc_handle *h = lipc_stream_handle(s);
+static int stream_open(lipc__stream *s) {
+  lipc__handle *h = lipc__stream_handle(s);
   return h->uv != NULL && !h->closing;
 }
 
@@ -318,7 +318,7 @@ static void free_handle(uv_handle_t *h) {
 /* Wraps our end of a pipe or socketpair as a stream; pushes it (or
  * false when that fails, after closing fd). */
 static void wrap_end(lua_State *L, int fd, int ipc) {
-  lipc_runtime *rt = lipc_rt(L);
+  lipc_runtime *rt = lipc__rt(L);
   uv_pipe_t *p = malloc(sizeof(*p));
   if (p == NULL) {
     close(fd);
@@ -332,7 +332,7 @@ static void wrap_end(lua_State *L, int fd, int ipc) {
     lua_pushboolean(L, 0);
     return;
   }
-  lipc_stream_new(L, (uv_stream_t *)p, CHILD_STDIO, "pipe");
+  lipc__stream_new(L, (uv_stream_t *)p, CHILD_STDIO, "pipe");
 }
 
 /* ---- the close condition ----------------------------------------------- */
@@ -359,18 +359,18 @@ static void check_close(lchild *c) {
   int top = lua_gettop(L), i, n;
   if (!c->exited || c->ending || c->h.uv == NULL || c->h.closing)
     return;
-  if (!lipc_handle_push(&c->h) || lua_getiuservalue(L, -1, 1) != LUA_TTABLE ||
+  if (!lipc__handle_push(&c->h) || lua_getiuservalue(L, -1, 1) != LUA_TTABLE ||
       lua_getfield(L, -1, "stdio") != LUA_TTABLE) {
     lua_settop(L, top);
     return;
   }
   n = (int)lua_rawlen(L, -1);
   for (i = 1; i <= n; i++) { /* anything still flowing? */
-    lipc_stream *s;
+    lipc__stream *s;
     uv_stream_t *uv;
     lua_rawgeti(L, -1, i);
-    s = lipc_stream_test(L, -1);
-    uv = s ? lipc_stream_uv(s) : NULL;
+    s = lipc__stream_test(L, -1);
+    uv = s ? lipc__stream_uv(s) : NULL;
     if (uv && stream_open(s) && uv_is_readable(uv) &&
         (uv_is_active((uv_handle_t *)uv) ||
          (stream_used(L, -1) && unread(uv) > 0))) {
@@ -381,15 +381,15 @@ static void check_close(lchild *c) {
   }
   c->ending = 1;
   for (i = 1; i <= n; i++) {
-    lipc_stream *s;
+    lipc__stream *s;
     uv_stream_t *uv;
     lua_rawgeti(L, -1, i);
-    s = lipc_stream_test(L, -1);
-    uv = s ? lipc_stream_uv(s) : NULL;
+    s = lipc__stream_test(L, -1);
+    uv = s ? lipc__stream_uv(s) : NULL;
     if (uv && stream_open(s)) {
       if (uv_is_readable(uv)) {
         if (unread(uv) == 0)
-          lipc_handle_close(lipc_stream_handle(s));
+          lipc__handle_close(lipc__stream_handle(s));
       } else {
         lua_getfield(L, -1, "shutdown"); /* flush, then close */
         lua_pushvalue(L, -2);
@@ -399,7 +399,7 @@ static void check_close(lchild *c) {
     lua_pop(L, 1);
   }
   lua_settop(L, top);
-  lipc_handle_close(&c->h);
+  lipc__handle_close(&c->h);
 }
 
 static int stdio_close_listener(lua_State *L) {
@@ -414,7 +414,7 @@ static int stdio_close_listener(lua_State *L) {
 static void set_field(lipc_runtime *rt, lchild *c, const char *k) {
   lua_State *L = rt->L;
   int top = lua_gettop(L);
-  if (lipc_handle_push(&c->h) && lua_getiuservalue(L, -1, 1) == LUA_TTABLE) {
+  if (lipc__handle_push(&c->h) && lua_getiuservalue(L, -1, 1) == LUA_TTABLE) {
     lua_pushvalue(L, top);
     lua_setfield(L, -2, k);
   }
@@ -426,11 +426,11 @@ static void push_spawn_error(lchild *c) {
   lua_State *L = c->h.rt->L;
   int top = lua_gettop(L);
   const char *detail = NULL;
-  if (lipc_handle_push(&c->h) && lua_getiuservalue(L, -1, 1) == LUA_TTABLE)
+  if (lipc__handle_push(&c->h) && lua_getiuservalue(L, -1, 1) == LUA_TTABLE)
     if (lua_getfield(L, -1, "spawn_detail") == LUA_TSTRING ||
         lua_getfield(L, -2, "spawnfile") == LUA_TSTRING)
       detail = lua_pushfstring(L, "spawn %s", lua_tostring(L, -1));
-  lipc_push_errpair(L, c->err, detail);
+  lipc__push_errpair(L, c->err, detail);
   lua_rotate(L, top + 1, 2); /* msg code ... */
   lua_settop(L, top + 2);
 }
@@ -442,7 +442,7 @@ static void push_status(lua_State *L, lchild *c) {
   else
     lua_pushnil(L);
   if (c->exited && c->termsig > 0) {
-    name = lipc_signame(c->termsig);
+    name = lipc__signame(c->termsig);
     if (name)
       lua_pushstring(L, name);
     else
@@ -464,9 +464,9 @@ static void wake_waiters(lchild *c, int nargs) {
       lua_pushvalue(L, base + i);
     if (rt->exiting) {
       lua_pop(L, nargs);
-      lipc_wait_cancel(rt, &w->w);
+      lipc__wait_cancel(rt, &w->w);
     } else {
-      lipc_wake(rt, &w->w, nargs);
+      lipc__wake(rt, &w->w, nargs);
     }
     free(w);
   }
@@ -495,10 +495,10 @@ static void emit_started(lchild *c) {
   lipc_runtime *rt = c->h.rt;
   lua_State *L = rt->L;
   c->started = 1;
-  if (!lipc_handle_push(&c->h))
+  if (!lipc__handle_push(&c->h))
     return lua_pop(L, 1);
   if (c->err == 0) {
-    lipc_emit(rt, -1, "spawn", 0);
+    lipc__emit(rt, -1, "spawn", 0);
     lua_pop(L, 1);
     return;
   }
@@ -506,8 +506,8 @@ static void emit_started(lchild *c) {
    * it too (it gets nil, msg, code after 'close'), so it is uncaught only
    * when nobody handles it at all. */
   push_spawn_error(c); /* obj msg code */
-  if (!c->waiters || lipc_has_listeners(L, -3, "error"))
-    lipc_emit(rt, -3, "error", 2); /* pops msg code */
+  if (!c->waiters || lipc__has_listeners(L, -3, "error"))
+    lipc__emit(rt, -3, "error", 2); /* pops msg code */
   else
     lua_pop(L, 2);
   lua_pop(L, 1);
@@ -551,20 +551,20 @@ static void child_exit(lchild *c, int code, int termsig) {
   c->termsig = termsig;
   if (rt->trace & LIPC_TRACE_SPAWN) {
     if (termsig)
-      lipc_trace(rt, "spawn", "exit pid %d signal %s", (int)c->pid,
-                 lipc_signame(termsig));
+      lipc__trace(rt, "spawn", "exit pid %d signal %s", (int)c->pid,
+                  lipc__signame(termsig));
     else
-      lipc_trace(rt, "spawn", "exit pid %d code %d", (int)c->pid, code);
+      lipc__trace(rt, "spawn", "exit pid %d code %d", (int)c->pid, code);
   }
   restart_timer(c);
-  if (!lipc_handle_push(&c->h))
+  if (!lipc__handle_push(&c->h))
     return lua_pop(L, 1);
   push_status(L, c);
   lua_pushvalue(L, -2);
   set_field(rt, c, "exit_code");
   lua_pushvalue(L, -1);
   set_field(rt, c, "signal_code");
-  lipc_emit(rt, -3, "exit", 2);
+  lipc__emit(rt, -3, "exit", 2);
   lua_pop(L, 1);
   check_close(c);
 }
@@ -576,10 +576,10 @@ static void close_stdio(lua_State *L, int idx) {
       lua_getfield(L, -1, "stdio") == LUA_TTABLE) {
     n = (int)lua_rawlen(L, -1);
     for (i = 1; i <= n; i++) {
-      lipc_stream *s;
+      lipc__stream *s;
       lua_rawgeti(L, -1, i);
-      if ((s = lipc_stream_test(L, -1)) != NULL)
-        lipc_handle_close(lipc_stream_handle(s));
+      if ((s = lipc__stream_test(L, -1)) != NULL)
+        lipc__handle_close(lipc__stream_handle(s));
       lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -591,7 +591,7 @@ static void close_stdio(lua_State *L, int idx) {
  * emitted here, and the self reference dropped, leaving the runtime's
  * bare 'close' nothing to do. An early close (close() or the runtime
  * exiting) orphans the process: it is still reaped, silently. */
-static void child_closed(lipc_handle *h) {
+static void child_closed(lipc__handle *h) {
   lchild *c = (lchild *)h;
   lipc_runtime *rt = h->rt;
   lua_State *L = rt->L;
@@ -605,7 +605,7 @@ static void child_closed(lipc_handle *h) {
     c->uvp->child = NULL;
     c->uvp = NULL;
   }
-  if (!lipc_handle_push(h)) { /* collected: nobody to tell */
+  if (!lipc__handle_push(h)) { /* collected: nobody to tell */
     lua_settop(L, top);
     wake_waiters(c, 0);
     return;
@@ -617,7 +617,7 @@ static void child_closed(lipc_handle *h) {
   if (!rt->exiting) {
     lua_pushvalue(L, -2);
     lua_pushvalue(L, -2);
-    lipc_emit(rt, -5, "close", 2);
+    lipc__emit(rt, -5, "close", 2);
   }
   if (c->err) { /* wait() -> nil, msg, code */
     lua_settop(L, top + 1);
@@ -626,7 +626,7 @@ static void child_closed(lipc_handle *h) {
   }
   wake_waiters(c, lua_gettop(L) - top - 1); /* after the listeners */
   lua_settop(L, top);
-  lipc_handle_unref_self(h);
+  lipc__handle_unref_self(h);
 }
 
 /* ---- argument parsing ------------------------------------------------- */
@@ -790,7 +790,7 @@ static void stdio_entry(lua_State *L, int i, sio *io) {
              lua_tointeger(L, -1) >= 0 && lua_tointeger(L, -1) < 1 << 20) {
     io->kind = IO_FD;
     io->src = (int)lua_tointeger(L, -1);
-  } else if (lipc_stream_test(L, -1)) {
+  } else if (lipc__stream_test(L, -1)) {
     io->kind = IO_STREAM;
     io->sidx = lua_gettop(L);
     return; /* keep it on the stack */
@@ -940,13 +940,13 @@ static int make_fds(lua_State *L, spec *sp) {
           io->kind = IO_NULL;
         break;
       case IO_STREAM: {
-        lipc_stream *s = lipc_stream_test(L, io->sidx);
+        lipc__stream *s = lipc__stream_test(L, io->sidx);
         io->src = stream_fd(L, io->sidx);
         if (io->src < 0 || !stream_open(s))
           return UV_EBADF;
         /* The child shares the open file description: it must not get it
        * non-blocking. The parent is about to give its copy up. */
-        if (!lipc_stream_handle(s)->internal) {
+        if (!lipc__stream_handle(s)->internal) {
           int fl = fcntl(io->src, F_GETFL);
           if (fl >= 0 && (fl & O_NONBLOCK))
             fcntl(io->src, F_SETFL, fl & ~O_NONBLOCK);
@@ -1032,7 +1032,7 @@ static int do_posix_spawn(spec *sp, pid_t *pid) {
   return -e;
 }
 
-static void uvproc_closed(lipc_handle *h) {
+static void uvproc_closed(lipc__handle *h) {
   free(h);
 }
 
@@ -1044,7 +1044,7 @@ static void on_uv_exit(uv_process_t *p, int64_t status, int termsig) {
     c->uvp = NULL;
     child_exit(c, termsig ? -1 : (int)status, termsig);
   }
-  lipc_handle_close(&u->h);
+  lipc__handle_close(&u->h);
 }
 
 static int do_uv_spawn(lipc_runtime *rt, lchild *c, spec *sp) {
@@ -1081,9 +1081,9 @@ static int do_uv_spawn(lipc_runtime *rt, lchild *c, spec *sp) {
     o.gid = (uv_gid_t)sp->gid;
   }
   err = uv_spawn(rt->loop, &u->p, &o);
-  lipc_handle_bare(rt, &u->h, (uv_handle_t *)&u->p, "process", uvproc_closed);
+  lipc__handle_bare(rt, &u->h, (uv_handle_t *)&u->p, "process", uvproc_closed);
   if (err) {
-    lipc_handle_close(&u->h);
+    lipc__handle_close(&u->h);
     return err;
   }
   uv_unref((uv_handle_t *)&u->p); /* the child's timer counts */
@@ -1152,7 +1152,7 @@ static void parse_opts(lua_State *L, spec *sp, int at, int *na) {
   sp->kill_sig = SIGTERM;
   if (opt_field(L, opts, "kill_signal", LUA_TSTRING, LUA_TNUMBER, "string") !=
           LUA_TNIL &&
-      (sp->kill_sig = lipc_signum(L, -1)) <= 0)
+      (sp->kill_sig = lipc__signum(L, -1)) <= 0)
     argfail(L, 3, "opts.kill_signal: unknown signal");
   lua_pop(L, 1);
 }
@@ -1178,7 +1178,7 @@ static void publish(lua_State *L, spec *sp, lchild *c, int obj) {
       wrap_end(L, io->parent_end, io->kind == IO_IPC);
       io->parent_end = -1;
       if (lua_type(L, -1) == LUA_TUSERDATA) {
-        lua_pushcfunction(L, lipc_emitter_on); /* s:on("close", fn) */
+        lua_pushcfunction(L, lipc__emitter_on); /* s:on("close", fn) */
         lua_pushvalue(L, -2);
         lua_pushliteral(L, "close");
         lua_pushvalue(L, obj);
@@ -1205,19 +1205,19 @@ static void publish(lua_State *L, spec *sp, lchild *c, int obj) {
 static void hand_off(lua_State *L, spec *sp) {
   int i;
   for (i = 0; i < sp->n; i++) {
-    lipc_stream *s;
+    lipc__stream *s;
     if (sp->io[i].kind != IO_STREAM)
       continue;
-    s = lipc_stream_test(L, sp->io[i].sidx);
-    if (s && !lipc_stream_handle(s)->internal)
-      lipc_handle_close(lipc_stream_handle(s));
+    s = lipc__stream_test(L, sp->io[i].sidx);
+    if (s && !lipc__stream_handle(s)->internal)
+      lipc__handle_close(lipc__stream_handle(s));
   }
 }
 
 /* spawn(file[, args][, opts]) -> child (errors come as its 'error') */
 static int l_spawn(lua_State *L) {
   sstate *st = lua_touserdata(L, lua_upvalueindex(1));
-  lipc_runtime *rt = lipc_rt(L);
+  lipc_runtime *rt = lipc__rt(L);
   spec *sp;
   lchild *c;
   uv_timer_t *t;
@@ -1247,7 +1247,7 @@ static int l_spawn(lua_State *L) {
   if (t == NULL)
     return luaL_error(L, "spawn: out of memory");
   uv_timer_init(rt->loop, t);
-  c = lipc_handle_new(L, sizeof(*c), CHILD, (uv_handle_t *)t, "process");
+  c = lipc__handle_new(L, sizeof(*c), CHILD, (uv_handle_t *)t, "process");
   obj = lua_gettop(L);
   c->h.on_close = child_closed;
   c->code = -1;
@@ -1278,10 +1278,10 @@ static int l_spawn(lua_State *L) {
   c->err = err;
   if (rt->trace & LIPC_TRACE_SPAWN) {
     if (err == 0)
-      lipc_trace(rt, "spawn", "start pid %d %s", (int)c->pid, sp->file);
+      lipc__trace(rt, "spawn", "start pid %d %s", (int)c->pid, sp->file);
     else
-      lipc_trace(rt, "spawn", "start %s failed: %s", sp->file,
-                 lipc_err_name(err));
+      lipc__trace(rt, "spawn", "start %s failed: %s", sp->file,
+                  lipc__err_name(err));
   }
   publish(L, sp, c, obj);
   release_fds(sp, 1);
@@ -1295,21 +1295,21 @@ static int l_spawn(lua_State *L) {
 /* ---- child methods ---------------------------------------------------- */
 
 static lchild *check_child(lua_State *L, const char *fname) {
-  return lipc_checkobj(L, 1, CHILD, fname);
+  return lipc__checkobj(L, 1, CHILD, fname);
 }
 
 /* kill([signal]) -> true | nil, msg, code. The pid is ours until we reap
  * it, so it cannot have been reused by then; after, ESRCH. */
 static int child_kill(lua_State *L) {
   lchild *c = check_child(L, "child.kill");
-  int sig = lua_isnoneornil(L, 2) ? SIGTERM : lipc_signum(L, 2), err;
+  int sig = lua_isnoneornil(L, 2) ? SIGTERM : lipc__signum(L, 2), err;
   if (sig < 0)
     return luaL_error(L, "child.kill: bad argument #1 (unknown signal '%s')",
                       luaL_tolstring(L, 2, NULL));
   if (c->pid <= 0 || c->exited)
-    return lipc_push_error(L, UV_ESRCH, "child.kill");
+    return lipc__push_error(L, UV_ESRCH, "child.kill");
   if ((err = uv_kill(c->pid, sig)) != 0)
-    return lipc_push_error(L, err, "child.kill");
+    return lipc__push_error(L, err, "child.kill");
   if (sig != 0) {
     lua_getiuservalue(L, 1, 1);
     lua_pushboolean(L, 1);
@@ -1324,7 +1324,7 @@ static int child_kill(lua_State *L) {
 static int child_wait(lua_State *L) {
   lchild *c = check_child(L, "child.wait");
   waiter *w;
-  lipc_task_check(L, "child.wait");
+  lipc__task_check(L, "child.wait");
   if (c->err && c->done) {
     push_spawn_error(c); /* on rt->L */
     lua_pushnil(L);
@@ -1341,7 +1341,7 @@ static int child_wait(lua_State *L) {
   w->w.ref = LUA_NOREF;
   w->next = c->waiters;
   c->waiters = w;
-  return lipc_task_park(L, &w->w);
+  return lipc__task_park(L, &w->w);
 }
 
 /* close(): stop watching the child (it is still reaped) and close our
@@ -1352,7 +1352,7 @@ static int child_close(lua_State *L) {
    * would otherwise stay open for good (an fd per child, found by
    * fuzz_spawn_opts: a shell's unread error message) */
   close_stdio(L, 1);
-  lipc_handle_close(&c->h);
+  lipc__handle_close(&c->h);
   return 0;
 }
 
@@ -1365,7 +1365,7 @@ static const luaL_Reg child_methods[] = {
 
 int luaopen_spawn(lua_State *L) {
   sstate *st;
-  lipc_class(L, CHILD, child_methods); /* methods */
+  lipc__class(L, CHILD, child_methods); /* methods */
   stdio_class(L);
   /* One state per Lua state, however often the module is loaded again
    * (busted's insulation unloads it between spec files): the SIGCHLD
@@ -1379,7 +1379,7 @@ int luaopen_spawn(lua_State *L) {
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &STATE_KEY); /* keep it alive */
   }
-  lipc_load_embedded(L, "spawn"); /* methods st chunk */
+  lipc__load_embedded(L, "spawn"); /* methods st chunk */
   lua_createtable(L, 0, 1);
   lua_pushvalue(L, -3);
   lua_pushcclosure(L, l_spawn, 1);

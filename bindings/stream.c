@@ -47,22 +47,22 @@ enum {
   F_SHUT_WAIT = 1 << 12   /* shutdown() while connecting: after writes */
 };
 
-struct lipc_stream {
-  lipc_handle h;
+struct lipc__stream {
+  lipc__handle h;
   unsigned flags;
   int fd; /* F_SYNC streams only */
   size_t hwm;
   size_t queued; /* bytes handed to libuv, not yet written */
   unsigned nwrites;
-  lipc_wait reader;
-  lipc_waitq drainers; /* tasks in drain() */
-  int chunks;          /* registry ref: chunks nobody took yet */
+  lipc__wait reader;
+  lipc__waitq drainers; /* tasks in drain() */
+  int chunks;           /* registry ref: chunks nobody took yet */
   lua_Integer chead, ctail;
   size_t cbytes; /* bytes in those chunks */
   int shut_cb;   /* registry ref of shutdown's callback */
   int err_ref;   /* registry ref: {msg, code} of the first error */
-  lipc_alloc_hook alloc_hook;
-  lipc_read_hook read_hook;
+  lipc__alloc_hook alloc_hook;
+  lipc__read_hook read_hook;
   uint64_t active; /* loop time of the last read or write, for idle
                       timeouts (net's set_timeout) */
   struct wreq *waiting, *waiting_tail; /* writes made while connecting */
@@ -73,11 +73,11 @@ struct lipc_stream {
 
 typedef struct wreq {
   uv_write_t req;
-  lipc_stream *s;
+  lipc__stream *s;
   size_t len;
   int data_ref; /* keeps the Lua string(s) alive: zero copy */
   int cb_ref;
-  lipc_write_done done;
+  lipc__write_done done;
   void *ctx;
   uv_buf_t small[SMALL_BUFS];
   uv_buf_t *bufs;
@@ -85,54 +85,54 @@ typedef struct wreq {
   struct wreq *next;
 } wreq;
 
-static void update_reading(lipc_stream *s);
-static void on_error(lipc_stream *s, int err, const char *what);
-static void fail(lipc_stream *s, int err, const char *what, int returned);
+static void update_reading(lipc__stream *s);
+static void on_error(lipc__stream *s, int err, const char *what);
+static void fail(lipc__stream *s, int err, const char *what, int returned);
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static int is_open(lipc_stream *s) {
+static int is_open(lipc__stream *s) {
   return s->h.uv != NULL && !s->h.closing;
 }
 
-lipc_stream *lipc_stream_test(lua_State *L, int idx) {
-  return lipc_testobj(L, idx, LIPC_STREAM);
+lipc__stream *lipc__stream_test(lua_State *L, int idx) {
+  return lipc__testobj(L, idx, LIPC_STREAM);
 }
 
-lipc_stream *lipc_stream_check(lua_State *L, int idx, const char *fname) {
-  return lipc_checkobj(L, idx, LIPC_STREAM, fname);
+lipc__stream *lipc__stream_check(lua_State *L, int idx, const char *fname) {
+  return lipc__checkobj(L, idx, LIPC_STREAM, fname);
 }
 
-uv_stream_t *lipc_stream_uv(lipc_stream *s) {
+uv_stream_t *lipc__stream_uv(lipc__stream *s) {
   return (s->flags & F_SYNC) ? NULL : (uv_stream_t *)s->h.uv;
 }
 
-lipc_handle *lipc_stream_handle(lipc_stream *s) {
+lipc__handle *lipc__stream_handle(lipc__stream *s) {
   return &s->h;
 }
 
-uint64_t lipc_stream_active(lipc_stream *s) {
+uint64_t lipc__stream_active(lipc__stream *s) {
   return s->active;
 }
 
-void *lipc_stream_hook_ctx(lipc_stream *s) {
+void *lipc__stream_hook_ctx(lipc__stream *s) {
   return s->hook_ctx;
 }
 
-static int can_read(lipc_stream *s) {
+static int can_read(lipc__stream *s) {
   if (s->flags & F_SYNC)
     return 1;
   return s->h.uv && uv_is_readable((uv_stream_t *)s->h.uv);
 }
 
-static int can_write(lipc_stream *s) {
+static int can_write(lipc__stream *s) {
   if (s->flags & F_SYNC)
     return 1;
   return s->h.uv && uv_is_writable((uv_stream_t *)s->h.uv);
 }
 
 /* Pushes the first error as msg, code (2 values) or returns 0. */
-static int push_stored_error(lua_State *L, lipc_stream *s) {
+static int push_stored_error(lua_State *L, lipc__stream *s) {
   if (s->err_ref == LUA_NOREF)
     return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->err_ref);
@@ -144,7 +144,7 @@ static int push_stored_error(lua_State *L, lipc_stream *s) {
 
 /* ---- chunks nobody has taken yet ----------------------------------------- */
 
-static void chunk_push(lipc_stream *s, lua_State *L) { /* pops the chunk */
+static void chunk_push(lipc__stream *s, lua_State *L) { /* pops the chunk */
   s->cbytes += lua_rawlen(L, -1);
   if (s->chunks == LUA_NOREF) {
     lua_newtable(L);
@@ -157,7 +157,7 @@ static void chunk_push(lipc_stream *s, lua_State *L) { /* pops the chunk */
   lua_pop(L, 1);
 }
 
-static int chunk_shift(lipc_stream *s, lua_State *L) { /* pushes one */
+static int chunk_shift(lipc__stream *s, lua_State *L) { /* pushes one */
   if (s->chunks == LUA_NOREF || s->chead == s->ctail)
     return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->chunks);
@@ -169,14 +169,14 @@ static int chunk_shift(lipc_stream *s, lua_State *L) { /* pushes one */
   return 1;
 }
 
-static int has_chunks(lipc_stream *s) {
+static int has_chunks(lipc__stream *s) {
   return s->chunks != LUA_NOREF && s->chead != s->ctail;
 }
 
 /* ---- reading ------------------------------------------------------------- */
 
 static void on_alloc(uv_handle_t *uv, size_t suggested, uv_buf_t *buf) {
-  lipc_stream *s = uv->data;
+  lipc__stream *s = uv->data;
   lipc_runtime *rt = s->h.rt;
   if (s->alloc_hook) {
     s->alloc_hook(s, suggested, buf);
@@ -189,21 +189,21 @@ static void on_alloc(uv_handle_t *uv, size_t suggested, uv_buf_t *buf) {
 }
 
 /* Hands one chunk to a task in read(), to 'data' listeners, or keeps it. */
-static void deliver(lipc_stream *s, const char *p, size_t n) {
+static void deliver(lipc__stream *s, const char *p, size_t n) {
   lipc_runtime *rt = s->h.rt;
   lua_State *L = rt->L;
   int taken = 0;
-  if (!lipc_handle_push(&s->h))
+  if (!lipc__handle_push(&s->h))
     return lua_pop(L, 1);
   lua_pushlstring(L, p, n); /* obj chunk */
-  if (lipc_waiting(&s->reader)) {
+  if (lipc__waiting(&s->reader)) {
     lua_pushvalue(L, -1);
-    lipc_wake(rt, &s->reader, 1);
+    lipc__wake(rt, &s->reader, 1);
     taken = 1;
   }
   if (s->flags & F_FLOWING) {
     lua_pushvalue(L, -1);
-    lipc_emit(rt, -3, "data", 1);
+    lipc__emit(rt, -3, "data", 1);
     taken = 1;
   }
   if (!taken)
@@ -215,24 +215,24 @@ static void deliver(lipc_stream *s, const char *p, size_t n) {
 
 /* The stream is finished with: closes it now, or once queued writes are
  * flushed. */
-static void finish(lipc_stream *s) {
+static void finish(lipc__stream *s) {
   if (!is_open(s))
     return;
   if (s->nwrites == 0)
-    lipc_handle_close(&s->h);
+    lipc__handle_close(&s->h);
   else
     s->flags |= F_CLOSE_AFTER_WRITES;
 }
 
-static void on_eof(lipc_stream *s) {
+static void on_eof(lipc__stream *s) {
   lipc_runtime *rt = s->h.rt;
   lua_State *L = rt->L;
   s->flags |= F_EOF;
   update_reading(s);
   lua_pushnil(L);
-  lipc_wake(rt, &s->reader, 1);
-  if (lipc_handle_push(&s->h))
-    lipc_emit(rt, -1, "end", 0);
+  lipc__wake(rt, &s->reader, 1);
+  if (lipc__handle_push(&s->h))
+    lipc__emit(rt, -1, "end", 0);
   lua_pop(L, 1);
   if (!can_write(s) || (s->flags & (F_SHUT_DONE | F_ERRORED)) ||
       (s->flags & F_SHUT && !(s->flags & F_SOCKET)))
@@ -274,7 +274,7 @@ static int reads_on(uv_stream_t *uv) {
   return uv->type == UV_TCP;
 }
 
-static size_t read_on(lipc_stream *s, char *base, size_t n, int *err) {
+static size_t read_on(lipc__stream *s, char *base, size_t n, int *err) {
   uv_stream_t *uv = (uv_stream_t *)s->h.uv;
   uv_os_fd_t fd;
   ssize_t k = (ssize_t)n;
@@ -298,7 +298,7 @@ static size_t read_on(lipc_stream *s, char *base, size_t n, int *err) {
 }
 
 static void on_read(uv_stream_t *uv, ssize_t n, const uv_buf_t *buf) {
-  lipc_stream *s = uv->data;
+  lipc__stream *s = uv->data;
   int err = 0;
   s->active = uv_now(uv->loop);
   if (n > 0) {
@@ -328,7 +328,7 @@ static void on_read(uv_stream_t *uv, ssize_t n, const uv_buf_t *buf) {
 /* Files (stdin redirected from a file): one read(2) per loop turn from an
  * idle handle, so a large file does not starve the loop. */
 static void on_sync_idle(uv_idle_t *idle) {
-  lipc_stream *s = idle->data;
+  lipc__stream *s = idle->data;
   lipc_runtime *rt = s->h.rt;
   ssize_t n;
   if (rt->rbuf == NULL && (rt->rbuf = malloc(RBUF_SIZE)) == NULL)
@@ -348,10 +348,10 @@ static void on_sync_idle(uv_idle_t *idle) {
     update_reading(s);
 }
 
-static int want_read(lipc_stream *s) {
+static int want_read(lipc__stream *s) {
   if (!is_open(s) || (s->flags & (F_EOF | F_ERRORED)) || !can_read(s))
     return 0;
-  if (lipc_waiting(&s->reader) || (s->flags & F_FLOWING) || s->read_hook)
+  if (lipc__waiting(&s->reader) || (s->flags & F_FLOWING) || s->read_hook)
     return 1;
   /* A socket whose side is shut and whose bytes nobody takes still reads,
    * keeping up to a high-water mark of them, so that it sees the peer's
@@ -360,7 +360,7 @@ static int want_read(lipc_stream *s) {
          s->cbytes < s->hwm;
 }
 
-static void update_reading(lipc_stream *s) {
+static void update_reading(lipc__stream *s) {
   int want = want_read(s), err;
   if (want == !!(s->flags & F_READING))
     return;
@@ -381,15 +381,15 @@ static void update_reading(lipc_stream *s) {
   s->flags = want ? s->flags | F_READING : s->flags & ~F_READING;
 }
 
-int lipc_stream_read_start(lipc_stream *s) {
+int lipc__stream_read_start(lipc__stream *s) {
   if (!is_open(s))
     return UV_EBADF;
   update_reading(s);
   return (s->flags & F_ERRORED) ? UV_EIO : 0;
 }
 
-void lipc_stream_set_hooks(lipc_stream *s, lipc_alloc_hook alloc,
-                           lipc_read_hook read, void *ctx) {
+void lipc__stream_set_hooks(lipc__stream *s, lipc__alloc_hook alloc,
+                            lipc__read_hook read, void *ctx) {
   s->alloc_hook = alloc;
   s->read_hook = read;
   s->hook_ctx = ctx;
@@ -402,16 +402,16 @@ void lipc_stream_set_hooks(lipc_stream *s, lipc_alloc_hook alloc,
  * get 'error'; nobody at all handling it makes it an uncaught error.
  * returned: the caller of a write already got the error as nil, msg,
  * code, which counts as handling it. */
-static void on_error(lipc_stream *s, int err, const char *what) {
+static void on_error(lipc__stream *s, int err, const char *what) {
   fail(s, err, what, 0);
 }
 
 /* Keeps the stream's first error for later reads and writes; pushes
  * msg, code. */
-static void store_error(lipc_stream *s, int err, const char *what) {
+static void store_error(lipc__stream *s, int err, const char *what) {
   lua_State *L = s->h.rt->L;
   s->flags |= F_ERRORED;
-  lipc_push_errpair(L, err, what); /* msg code */
+  lipc__push_errpair(L, err, what); /* msg code */
   lua_createtable(L, 2, 0);
   lua_pushvalue(L, -3);
   lua_rawseti(L, -2, 1);
@@ -420,34 +420,34 @@ static void store_error(lipc_stream *s, int err, const char *what) {
   s->err_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-static void fail(lipc_stream *s, int err, const char *what, int returned) {
+static void fail(lipc__stream *s, int err, const char *what, int returned) {
   lipc_runtime *rt = s->h.rt;
   lua_State *L = rt->L;
   int handled = returned, top = lua_gettop(L);
   if (s->flags & F_ERRORED)
     return;
   store_error(s, err, what);
-  if (lipc_waiting(&s->reader)) {
+  if (lipc__waiting(&s->reader)) {
     lua_pushnil(L);
     lua_pushvalue(L, top + 1);
     lua_pushvalue(L, top + 2);
-    lipc_wake(rt, &s->reader, 3);
+    lipc__wake(rt, &s->reader, 3);
     handled = 1;
   }
   lua_pushnil(L);
   lua_pushvalue(L, top + 1);
   lua_pushvalue(L, top + 2);
-  if (lipc_waitq_wake_all(rt, &s->drainers, 3) > 0)
+  if (lipc__waitq_wake_all(rt, &s->drainers, 3) > 0)
     handled = 1;
-  if (lipc_handle_push(&s->h) &&
-      (!handled || lipc_has_listeners(L, -1, "error"))) {
+  if (lipc__handle_push(&s->h) &&
+      (!handled || lipc__has_listeners(L, -1, "error"))) {
     lua_pushvalue(L, top + 1);
     lua_pushvalue(L, top + 2);
-    lipc_emit(rt, -3, "error", 2);
+    lipc__emit(rt, -3, "error", 2);
   }
   lua_settop(L, top);
   if (s->h.uv)
-    lipc_handle_close(&s->h);
+    lipc__handle_close(&s->h);
 }
 
 /* ---- writing ------------------------------------------------------------- */
@@ -476,7 +476,7 @@ static void wreq_put(lipc_runtime *rt, wreq *w) {
   rt->wfree = w;
 }
 
-void lipc_stream_free_requests(lipc_runtime *rt) {
+void lipc__stream_free_requests(lipc_runtime *rt) {
   while (rt->wfree) {
     wreq *w = rt->wfree;
     rt->wfree = w->next;
@@ -484,23 +484,23 @@ void lipc_stream_free_requests(lipc_runtime *rt) {
   }
 }
 
-static void after_write(lipc_stream *s) {
+static void after_write(lipc__stream *s) {
   lipc_runtime *rt = s->h.rt;
   if ((s->flags & F_NEED_DRAIN) && s->queued < s->hwm) {
     s->flags &= ~F_NEED_DRAIN;
     /* the drain()ers, while they stay under the mark: one that writes
      * over it again sets F_NEED_DRAIN, and the others wait for that */
-    while (lipc_waitq_waiting(&s->drainers) && s->queued < s->hwm &&
+    while (lipc__waitq_waiting(&s->drainers) && s->queued < s->hwm &&
            !rt->exiting) {
       lua_pushboolean(rt->L, 1);
-      lipc_waitq_wake(rt, &s->drainers, 1);
+      lipc__waitq_wake(rt, &s->drainers, 1);
     }
-    if (lipc_handle_push(&s->h))
-      lipc_emit(rt, -1, "drain", 0);
+    if (lipc__handle_push(&s->h))
+      lipc__emit(rt, -1, "drain", 0);
     lua_pop(rt->L, 1);
   }
   if ((s->flags & F_CLOSE_AFTER_WRITES) && s->nwrites == 0)
-    lipc_handle_close(&s->h);
+    lipc__handle_close(&s->h);
 }
 
 static void call_write_cb(lipc_runtime *rt, int cb_ref, int status) {
@@ -508,10 +508,10 @@ static void call_write_cb(lipc_runtime *rt, int cb_ref, int status) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, cb_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
   if (status < 0) {
-    lipc_push_errpair(L, status, "write");
-    lipc_task_start(rt, L, 2);
+    lipc__push_errpair(L, status, "write");
+    lipc__task_start(rt, L, 2);
   } else {
-    lipc_task_start(rt, L, 0);
+    lipc__task_start(rt, L, 0);
   }
 }
 
@@ -519,7 +519,7 @@ static void call_write_cb(lipc_runtime *rt, int cb_ref, int status) {
  * failure is also the stream's error (not when the connect that the
  * write waited for failed: that was reported already). */
 static void complete(wreq *w, int status, int report) {
-  lipc_stream *s = w->s;
+  lipc__stream *s = w->s;
   lipc_runtime *rt = s->h.rt;
   s->queued -= w->len;
   s->nwrites--;
@@ -544,7 +544,7 @@ static void on_written(uv_write_t *req, int status) {
   complete(w, status, 1);
 }
 
-static int submit(lipc_stream *s, wreq *w, unsigned nbufs,
+static int submit(lipc__stream *s, wreq *w, unsigned nbufs,
                   uv_stream_t *send_handle) {
   int err = 0;
   w->s = s;
@@ -577,9 +577,9 @@ static int submit(lipc_stream *s, wreq *w, unsigned nbufs,
   return 0;
 }
 
-int lipc_stream_write_raw(lipc_stream *s, uv_buf_t *bufs, unsigned nbufs,
-                          uv_stream_t *send_handle, lipc_write_done cb,
-                          void *ctx) {
+int lipc__stream_write_raw(lipc__stream *s, uv_buf_t *bufs, unsigned nbufs,
+                           uv_stream_t *send_handle, lipc__write_done cb,
+                           void *ctx) {
   wreq *w;
   unsigned i;
   int err;
@@ -610,7 +610,7 @@ int lipc_stream_write_raw(lipc_stream *s, uv_buf_t *bufs, unsigned nbufs,
   return err;
 }
 
-int lipc_stream_try_write(lipc_stream *s, const uv_buf_t *b) {
+int lipc__stream_try_write(lipc__stream *s, const uv_buf_t *b) {
   int k;
   if (!is_open(s) ||
       (s->flags & (F_SHUT | F_ERRORED | F_SYNC | F_CONNECTING)) ||
@@ -685,7 +685,7 @@ static unsigned collect(lua_State *L, int idx, uv_buf_t *bufs, unsigned max,
 /* write(data[, cb]) -> true while under the high-water mark, false over
  * it ('drain' follows); nil, msg, code after shutdown/close. */
 static int l_write(lua_State *L) {
-  lipc_stream *s = lipc_stream_check(L, 1, "stream.write");
+  lipc__stream *s = lipc__stream_check(L, 1, "stream.write");
   int t = lua_type(L, 2), has_cb = !lua_isnoneornil(L, 3), err;
   uv_buf_t bufs[64];
   unsigned n, i;
@@ -716,13 +716,13 @@ static int l_write(lua_State *L) {
     for (i = 0; i < n; i++)
       if ((err = write_all_sync(s->fd, bufs[i].base, bufs[i].len)) < 0) {
         fail(s, err, "write", 1);
-        return lipc_push_error(L, err, "write");
+        return lipc__push_error(L, err, "write");
       }
     s->writes++;
     s->bytes_written += total;
     if (has_cb) {
       lua_pushvalue(L, 3);
-      lipc_task_start(s->h.rt, L, 0);
+      lipc__task_start(s->h.rt, L, 0);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -746,7 +746,7 @@ static int l_write(lua_State *L) {
       total -= (size_t)k;
     } else if (k != UV_EAGAIN && k != UV_ENOSYS) {
       fail(s, k, "write", 1);
-      return lipc_push_error(L, k, "write");
+      return lipc__push_error(L, k, "write");
     }
   }
   w = wreq_get(s->h.rt);
@@ -775,7 +775,7 @@ static int l_write(lua_State *L) {
       luaL_unref(L, LUA_REGISTRYINDEX, w->cb_ref);
     wreq_put(s->h.rt, w);
     fail(s, err, "write", 1);
-    return lipc_push_error(L, err, "write");
+    return lipc__push_error(L, err, "write");
   }
   lua_pushboolean(L, s->queued < s->hwm);
   return 1;
@@ -784,8 +784,8 @@ static int l_write(lua_State *L) {
 /* drain() in a task: returns true once the write queue is under the
  * high-water mark (at once when it already is). */
 static int l_drain(lua_State *L) {
-  lipc_stream *s = lipc_stream_check(L, 1, "stream.drain");
-  lipc_task_check(L, "stream.drain");
+  lipc__stream *s = lipc__stream_check(L, 1, "stream.drain");
+  lipc__task_check(L, "stream.drain");
   if (s->flags & F_ERRORED) {
     lua_pushnil(L);
     return 1 + push_stored_error(L, s);
@@ -794,10 +794,10 @@ static int l_drain(lua_State *L) {
     lua_pushboolean(L, is_open(s));
     return 1;
   }
-  return lipc_waitq_park(L, &s->drainers);
+  return lipc__waitq_park(L, &s->drainers);
 }
 
-static void call_shut_cb(lipc_stream *s, int status) {
+static void call_shut_cb(lipc__stream *s, int status) {
   lipc_runtime *rt = s->h.rt;
   int ref = s->shut_cb;
   if (ref == LUA_NOREF)
@@ -807,21 +807,21 @@ static void call_shut_cb(lipc_stream *s, int status) {
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
-  lipc_stream *s = req->data;
+  lipc__stream *s = req->data;
   free(req);
   if (s == NULL)
     return;
   s->flags |= F_SHUT_DONE;
   call_shut_cb(s, status == UV_ECANCELED ? 0 : status);
   if (s->h.uv && ((s->flags & F_EOF) || !can_read(s)))
-    lipc_handle_close(&s->h);
+    lipc__handle_close(&s->h);
   else if (s->h.uv)
     update_reading(s);
 }
 
 /* The end of our side once the queued writes are out: shutdown(2) for a
  * socket that reads on, else the stream's end. 0, or UV_ENOMEM. */
-static int start_shutdown(lipc_stream *s) {
+static int start_shutdown(lipc__stream *s) {
   uv_shutdown_t *req;
   int err;
   if (!(s->flags & F_SOCKET) || (s->flags & F_SYNC) || !can_read(s)) {
@@ -843,7 +843,7 @@ static int start_shutdown(lipc_stream *s) {
 /* shutdown([cb]): flush queued writes, then end our side (Node's end()).
  * Sockets half-close; pipes and ttys have no half-close, so they close. */
 static int l_shutdown(lua_State *L) {
-  lipc_stream *s = lipc_stream_check(L, 1, "stream.shutdown");
+  lipc__stream *s = lipc__stream_check(L, 1, "stream.shutdown");
   int err;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -868,7 +868,7 @@ static int l_shutdown(lua_State *L) {
 
 /* A stream whose connect failed before anybody could listen: reads and
  * writes give nil, msg, code; the caller emits 'error' and closes it. */
-void lipc_stream_set_error(lipc_stream *s, int err, const char *what) {
+void lipc__stream_set_error(lipc__stream *s, int err, const char *what) {
   if (s->flags & F_ERRORED)
     return;
   store_error(s, err, what);
@@ -877,13 +877,13 @@ void lipc_stream_set_error(lipc_stream *s, int err, const char *what) {
 
 /* net.connect outside a task: the socket exists before it is connected,
  * and what is written meanwhile waits, as in Node. */
-void lipc_stream_connecting(lipc_stream *s) {
+void lipc__stream_connecting(lipc__stream *s) {
   s->flags |= F_CONNECTING;
 }
 
 /* The connect is over: the writes that waited go out in order (or fail
  * with err, which net.c reported), then a shutdown() that waited. */
-void lipc_stream_connected(lipc_stream *s, int err) {
+void lipc__stream_connected(lipc__stream *s, int err) {
   wreq *w = s->waiting, *next;
   s->waiting = s->waiting_tail = NULL;
   s->flags &= ~F_CONNECTING;
@@ -906,14 +906,14 @@ void lipc_stream_connected(lipc_stream *s, int err) {
 }
 
 static int l_close(lua_State *L) {
-  lipc_stream *s = lipc_stream_check(L, 1, "stream.close");
-  lipc_handle_close(&s->h);
+  lipc__stream *s = lipc__stream_check(L, 1, "stream.close");
+  lipc__handle_close(&s->h);
   return 0;
 }
 
 /* At exit: pending writes go out first (bounded by the runtime). */
-static void flush_close(lipc_handle *h) {
-  lipc_stream *s = (lipc_stream *)h;
+static void flush_close(lipc__handle *h) {
+  lipc__stream *s = (lipc__stream *)h;
   if (s->nwrites > 0 && !h->closing) {
     s->flags |= F_CLOSE_AFTER_WRITES;
     s->flags &= ~F_FLOWING;
@@ -921,27 +921,27 @@ static void flush_close(lipc_handle *h) {
     update_reading(s);
     return;
   }
-  lipc_handle_close(h);
+  lipc__handle_close(h);
 }
 
 /* Runs before 'close' is emitted: tasks still waiting get their answer,
  * references are dropped exactly once. */
-static void on_closing(lipc_handle *h) {
-  lipc_stream *s = (lipc_stream *)h;
+static void on_closing(lipc__handle *h) {
+  lipc__stream *s = (lipc__stream *)h;
   lipc_runtime *rt = h->rt;
   lua_State *L = rt->L;
   s->flags &= ~F_READING;
   if (s->flags & F_CONNECTING) /* closed before it connected */
-    lipc_stream_connected(s, UV_ECANCELED);
+    lipc__stream_connected(s, UV_ECANCELED);
   if (s->read_hook) /* the channel sees the end */
     s->read_hook(s, UV_EOF, NULL);
   lua_pushnil(L);
-  lipc_wake(rt, &s->reader, 1);
+  lipc__wake(rt, &s->reader, 1);
   lua_pushnil(L);
   lua_pushstring(L, "stream.drain: stream closed");
   lua_pushstring(L, "EPIPE");
-  lipc_waitq_wake_all(rt, &s->drainers, 3);
-  lipc_waitq_free(rt, &s->drainers);
+  lipc__waitq_wake_all(rt, &s->drainers, 3);
+  lipc__waitq_free(rt, &s->drainers);
   call_shut_cb(s, 0);
   if (s->chunks != LUA_NOREF)
     luaL_unref(L, LUA_REGISTRYINDEX, s->chunks);
@@ -955,7 +955,7 @@ static void on_closing(lipc_handle *h) {
 
 /* Starts reading for a task about to wait in read(); an error is
  * returned rather than raised as an event, since the task gets it. */
-static int start_for_reader(lipc_stream *s) {
+static int start_for_reader(lipc__stream *s) {
   int err = 0;
   if (s->flags & F_READING)
     return 0;
@@ -971,9 +971,9 @@ static int start_for_reader(lipc_stream *s) {
 /* read() in a task: the next chunk; nil at the end; nil, msg, code on
  * error. */
 static int l_read(lua_State *L) {
-  lipc_stream *s = lipc_stream_check(L, 1, "stream.read");
+  lipc__stream *s = lipc__stream_check(L, 1, "stream.read");
   int err;
-  lipc_task_check(L, "stream.read");
+  lipc__task_check(L, "stream.read");
   if (chunk_shift(s, L))
     return 1;
   if (s->flags & F_ERRORED) {
@@ -986,26 +986,26 @@ static int l_read(lua_State *L) {
     return luaL_error(L, "stream.read: the stream is not readable");
   if (s->read_hook)
     return luaL_error(L, "stream.read: a message channel owns this stream");
-  if (lipc_waiting(&s->reader))
+  if (lipc__waiting(&s->reader))
     return luaL_error(L, "stream.read: another task is already reading");
   if ((err = start_for_reader(s)) < 0)
-    return lipc_push_error(L, err, "read");
-  return lipc_task_park(L, &s->reader);
+    return lipc__push_error(L, err, "read");
+  return lipc__task_park(L, &s->reader);
 }
 
 /* on(name, fn): a 'data' listener makes the stream flow, as in Node;
  * chunks that arrived before it are delivered first. */
 static int l_on(lua_State *L) {
-  lipc_stream *s = lipc_stream_check(L, 1, "stream.on");
+  lipc__stream *s = lipc__stream_check(L, 1, "stream.on");
   const char *ev = luaL_checkstring(L, 2);
-  lipc_emitter_on(L);
+  lipc__emitter_on(L);
   if (strcmp(ev, "data") == 0 && !(s->flags & F_FLOWING)) {
     lipc_runtime *rt = s->h.rt;
     lua_State *M = rt->L;
     s->flags |= F_FLOWING;
-    while (has_chunks(s) && lipc_handle_push(&s->h)) {
+    while (has_chunks(s) && lipc__handle_push(&s->h)) {
       chunk_shift(s, M);
-      lipc_emit(rt, -2, "data", 1);
+      lipc__emit(rt, -2, "data", 1);
       lua_pop(M, 1);
     }
     update_reading(s);
@@ -1015,7 +1015,7 @@ static int l_on(lua_State *L) {
 }
 
 static int l_pause(lua_State *L) {
-  lipc_stream *s = lipc_stream_check(L, 1, "stream.pause");
+  lipc__stream *s = lipc__stream_check(L, 1, "stream.pause");
   s->flags &= ~F_FLOWING;
   update_reading(s);
   lua_settop(L, 1);
@@ -1023,7 +1023,7 @@ static int l_pause(lua_State *L) {
 }
 
 static int l_resume(lua_State *L) {
-  lipc_stream *s = lipc_stream_check(L, 1, "stream.resume");
+  lipc__stream *s = lipc__stream_check(L, 1, "stream.resume");
   s->flags |= F_FLOWING;
   update_reading(s);
   lua_settop(L, 1);
@@ -1031,7 +1031,7 @@ static int l_resume(lua_State *L) {
 }
 
 static int l_fileno(lua_State *L) {
-  lipc_stream *s = lipc_stream_check(L, 1, "stream.fileno");
+  lipc__stream *s = lipc__stream_check(L, 1, "stream.fileno");
   uv_os_fd_t fd = -1;
   if (s->flags & F_SYNC)
     fd = s->fd;
@@ -1045,7 +1045,7 @@ static int l_fileno(lua_State *L) {
 
 /* set_high_water(bytes) -> self */
 static int l_set_high_water(lua_State *L) {
-  lipc_stream *s = lipc_stream_check(L, 1, "stream.set_high_water");
+  lipc__stream *s = lipc__stream_check(L, 1, "stream.set_high_water");
   lua_Integer n = luaL_checkinteger(L, 2);
   luaL_argcheck(L, n > 0, 2, "stream.set_high_water: must be > 0");
   s->hwm = (size_t)n;
@@ -1055,7 +1055,7 @@ static int l_set_high_water(lua_State *L) {
 
 /* set_half_open(bool) -> self: keep writing after the peer's end. */
 static int l_set_half_open(lua_State *L) {
-  lipc_stream *s = lipc_stream_check(L, 1, "stream.set_half_open");
+  lipc__stream *s = lipc__stream_check(L, 1, "stream.set_half_open");
   if (lua_toboolean(L, 2))
     s->flags |= F_HALF_OPEN;
   else
@@ -1066,7 +1066,7 @@ static int l_set_half_open(lua_State *L) {
 
 /* Fields that describe the state; Lua code (lines, pipe) needs them. */
 static int l_state(lua_State *L) {
-  lipc_stream *s = lipc_stream_check(L, 1, "stream.state");
+  lipc__stream *s = lipc__stream_check(L, 1, "stream.state");
   lua_createtable(L, 0, 8);
   lua_pushboolean(L, is_open(s));
   lua_setfield(L, -2, "open");
@@ -1090,7 +1090,7 @@ static int l_state(lua_State *L) {
 /* stats() -> counters: what went through, and how often the writer ran
  * into the high-water mark. */
 static int l_stats(lua_State *L) {
-  lipc_stream *s = lipc_stream_check(L, 1, "stream.stats");
+  lipc__stream *s = lipc__stream_check(L, 1, "stream.stats");
   lua_createtable(L, 0, 7);
   lua_pushinteger(L, (lua_Integer)s->bytes_read);
   lua_setfield(L, -2, "bytes_read");
@@ -1109,7 +1109,7 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
-static void init_stream(lipc_stream *s) {
+static void init_stream(lipc__stream *s) {
   s->hwm = DEFAULT_HWM;
   s->fd = -1;
   s->chunks = s->shut_cb = s->err_ref = LUA_NOREF;
@@ -1124,10 +1124,10 @@ static int fd_is_socket(int fd) {
   return fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
 }
 
-lipc_stream *lipc_stream_new(lua_State *L, uv_stream_t *h, const char *tname,
-                             const char *kind) {
-  lipc_stream *s =
-      lipc_handle_new(L, sizeof(*s), tname, (uv_handle_t *)h, kind);
+lipc__stream *lipc__stream_new(lua_State *L, uv_stream_t *h, const char *tname,
+                               const char *kind) {
+  lipc__stream *s =
+      lipc__handle_new(L, sizeof(*s), tname, (uv_handle_t *)h, kind);
   uv_os_fd_t fd = -1;
   init_stream(s);
   if (h->type == UV_TCP)
@@ -1137,14 +1137,14 @@ lipc_stream *lipc_stream_new(lua_State *L, uv_stream_t *h, const char *tname,
   return s;
 }
 
-static lipc_stream *new_sync(lua_State *L, int fd, int internal) {
-  lipc_runtime *rt = lipc_rt(L);
+static lipc__stream *new_sync(lua_State *L, int fd, int internal) {
+  lipc_runtime *rt = lipc__rt(L);
   uv_idle_t *idle = malloc(sizeof(*idle));
-  lipc_stream *s;
+  lipc__stream *s;
   if (idle == NULL)
     luaL_error(L, "stream: out of memory");
   uv_idle_init(rt->loop, idle);
-  s = lipc_handle_new(L, sizeof(*s), LIPC_STREAM, (uv_handle_t *)idle, "file");
+  s = lipc__handle_new(L, sizeof(*s), LIPC_STREAM, (uv_handle_t *)idle, "file");
   init_stream(s);
   s->flags |= F_SYNC;
   s->fd = fd;
@@ -1179,10 +1179,10 @@ static void drop_original(void *uv, int fd, int internal) {
     close(fd);
 }
 
-lipc_stream *lipc_stream_from_fd(lua_State *L, int fd, int internal) {
-  lipc_runtime *rt = lipc_rt(L);
+lipc__stream *lipc__stream_from_fd(lua_State *L, int fd, int internal) {
+  lipc_runtime *rt = lipc__rt(L);
   uv_handle_type t = uv_guess_handle(fd);
-  lipc_stream *s;
+  lipc__stream *s;
   int nfd;
   /* Writers to stdout/stderr write synchronously, as Node does on Linux:
    * the fd stays blocking for the processes that share it, and output is
@@ -1195,7 +1195,7 @@ lipc_stream *lipc_stream_from_fd(lua_State *L, int fd, int internal) {
       free(tty);
       return new_sync(L, fd, internal);
     }
-    s = lipc_stream_new(L, (uv_stream_t *)tty, LIPC_STREAM, "tty");
+    s = lipc__stream_new(L, (uv_stream_t *)tty, LIPC_STREAM, "tty");
     s->h.internal = internal;
     drop_original(tty, fd, internal);
     return s;
@@ -1204,7 +1204,7 @@ lipc_stream *lipc_stream_from_fd(lua_State *L, int fd, int internal) {
   if (nfd >= 0) {
     uv_pipe_t *p = malloc(sizeof(*p));
     if (p && uv_pipe_init(rt->loop, p, 0) == 0 && uv_pipe_open(p, nfd) == 0) {
-      s = lipc_stream_new(L, (uv_stream_t *)p, LIPC_STREAM, "pipe");
+      s = lipc__stream_new(L, (uv_stream_t *)p, LIPC_STREAM, "pipe");
       s->h.internal = internal;
       drop_original(p, fd, internal);
       return s;
@@ -1216,10 +1216,10 @@ lipc_stream *lipc_stream_from_fd(lua_State *L, int fd, int internal) {
 }
 
 /* lipc.stream_from_fd(fd) -> stream (for fds a parent handed down) */
-int lipc_stream_l_from_fd(lua_State *L) {
+int lipc__stream_l_from_fd(lua_State *L) {
   lua_Integer fd = luaL_checkinteger(L, 1);
   luaL_argcheck(L, fd >= 0 && fd < 1 << 20, 1, "lipc.stream_from_fd: bad fd");
-  lipc_stream_from_fd(L, (int)fd, 0);
+  lipc__stream_from_fd(L, (int)fd, 0);
   return 1;
 }
 
@@ -1240,8 +1240,9 @@ static const luaL_Reg stream_methods[] = {
     {NULL, NULL},
 };
 
-void lipc_stream_class(lua_State *L, const char *tname, const luaL_Reg *extra) {
-  lipc_class(L, tname, NULL); /* methods */
+void lipc__stream_class(lua_State *L, const char *tname,
+                        const luaL_Reg *extra) {
+  lipc__class(L, tname, NULL); /* methods */
   luaL_getmetatable(L, LIPC_STREAM);
   lua_getfield(L, -1, "methods");
   lua_pushnil(L);
@@ -1256,7 +1257,7 @@ void lipc_stream_class(lua_State *L, const char *tname, const luaL_Reg *extra) {
   luaL_getmetatable(L, tname);
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "__is_" LIPC_STREAM);
-  lua_pushboolean(L, 1); /* lipc_testobj's fast path */
+  lua_pushboolean(L, 1); /* lipc__testobj's fast path */
   lua_rawsetp(L, -2, LIPC_STREAM);
   lua_getfield(L, -2, "close");
   lua_setfield(L, -2, "__close");
@@ -1269,9 +1270,9 @@ int luaopen_lipc_stream(lua_State *L) {
     return 0;
   }
   lua_pop(L, 1);
-  lipc_class(L, LIPC_STREAM, stream_methods); /* methods */
-  lipc_channel_open(L);                       /* stream:channel() */
-  lipc_load_embedded(L, "stream");            /* methods fn */
+  lipc__class(L, LIPC_STREAM, stream_methods); /* methods */
+  lipc__channel_open(L);                       /* stream:channel() */
+  lipc__load_embedded(L, "stream");            /* methods fn */
   lua_pushvalue(L, -2);
   lua_call(L, 1, 0); /* adds lines, read_all... */
   lua_pop(L, 1);

@@ -26,7 +26,7 @@ static double now(void) {
 /* times encode and decode of the value of 'expr', 'n' times each */
 static void bench(lua_State *L, const char *label, const char *expr, long n,
                   int mbps) {
-  lipc_buf b = {0};
+  lipc__buf b = {0};
   const char *err;
   double t0, te, td;
   long i;
@@ -37,7 +37,7 @@ static void bench(lua_State *L, const char *label, const char *expr, long n,
   t0 = now();
   for (i = 0; i < n; i++) {
     b.len = 0;
-    if (lipc_codec_encode(L, 1, &b) != 0) {
+    if (lipc__codec_encode(L, 1, &b) != 0) {
       fprintf(stderr, "encode failed\n");
       exit(1);
     }
@@ -45,7 +45,7 @@ static void bench(lua_State *L, const char *label, const char *expr, long n,
   te = now() - t0;
   t0 = now();
   for (i = 0; i < n; i++) {
-    if (lipc_codec_decode(L, b.data, b.len, &err) != (ptrdiff_t)b.len) {
+    if (lipc__codec_decode(L, b.data, b.len, &err) != (ptrdiff_t)b.len) {
       fprintf(stderr, "decode failed\n");
       exit(1);
     }
@@ -61,7 +61,7 @@ static void bench(lua_State *L, const char *label, const char *expr, long n,
            label, b.len, n / te / 1e6, n / td / 1e6, te / n * 1e9,
            td / n * 1e9);
   lua_settop(L, 0);
-  lipc_buf_free(&b);
+  lipc__buf_free(&b);
 }
 
 int main(void) {

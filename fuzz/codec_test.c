@@ -88,10 +88,10 @@ static void pushexpr(const char *expr) {
 static void expect_bytes(const char *expr, const char *hex) {
   char want[256], got[512], wanthex[512];
   size_t n = unhex(hex, want);
-  lipc_buf b = {0};
+  lipc__buf b = {0};
   int top = lua_gettop(L), rc;
   pushexpr(expr);
-  rc = lipc_codec_encode(L, -1, &b);
+  rc = lipc__codec_encode(L, -1, &b);
   if (rc != 0) {
     check(0, expr, "refused: %s", lua_tostring(L, -1));
   } else {
@@ -101,7 +101,7 @@ static void expect_bytes(const char *expr, const char *hex) {
           got, wanthex);
   }
   lua_settop(L, top);
-  lipc_buf_free(&b);
+  lipc__buf_free(&b);
 }
 
 /* all strict prefixes of a valid encoding are "need more" */
@@ -110,7 +110,7 @@ static void check_prefixes(const char *name, const char *p, size_t n) {
   const char *err = NULL;
   int top = lua_gettop(L), bad = 0;
   for (m = 0; m < n; m += step) {
-    ptrdiff_t r = lipc_codec_decode(L, p, m, &err);
+    ptrdiff_t r = lipc__codec_decode(L, p, m, &err);
     if (r != 0 || lua_gettop(L) != top) {
       check(0, name, "prefix %zu of %zu: got %td (%s)", m, n, r,
             r < 0 ? err : "");
@@ -120,7 +120,7 @@ static void check_prefixes(const char *name, const char *p, size_t n) {
     }
   }
   if (n > 0 && !bad) { /* and the longest one, always */
-    ptrdiff_t r = lipc_codec_decode(L, p, n - 1, &err);
+    ptrdiff_t r = lipc__codec_decode(L, p, n - 1, &err);
     bad = (r != 0 || lua_gettop(L) != top);
     lua_settop(L, top);
   }
@@ -129,16 +129,16 @@ static void check_prefixes(const char *name, const char *p, size_t n) {
 
 /* encode, decode, compare (with subtypes); check prefixes */
 static void roundtrip_top(const char *name) {
-  lipc_buf b = {0};
+  lipc__buf b = {0};
   const char *err = NULL;
   int v = lua_gettop(L);
   ptrdiff_t r;
-  if (lipc_codec_encode(L, v, &b) != 0) {
+  if (lipc__codec_encode(L, v, &b) != 0) {
     check(0, name, "refused: %s", lua_tostring(L, -1));
     lua_settop(L, v - 1);
     return;
   }
-  r = lipc_codec_decode(L, b.data, b.len, &err);
+  r = lipc__codec_decode(L, b.data, b.len, &err);
   if (r != (ptrdiff_t)b.len)
     check(0, name, "decode returned %td of %zu (%s)", r, b.len,
           r < 0 ? err : "");
@@ -148,7 +148,7 @@ static void roundtrip_top(const char *name) {
   }
   check_prefixes(name, b.data, b.len);
   lua_settop(L, v - 1);
-  lipc_buf_free(&b);
+  lipc__buf_free(&b);
 }
 
 static void roundtrip(const char *expr) {
@@ -158,31 +158,31 @@ static void roundtrip(const char *expr) {
 
 /* decoding the value of expr as sent, then this specific Lua value */
 static void roundtrip_as(const char *expr, const char *want) {
-  lipc_buf b = {0};
+  lipc__buf b = {0};
   const char *err = NULL;
   int top = lua_gettop(L);
   pushexpr(expr);
-  if (lipc_codec_encode(L, -1, &b) != 0) {
+  if (lipc__codec_encode(L, -1, &b) != 0) {
     check(0, expr, "refused: %s", lua_tostring(L, -1));
-  } else if (lipc_codec_decode(L, b.data, b.len, &err) != (ptrdiff_t)b.len) {
+  } else if (lipc__codec_decode(L, b.data, b.len, &err) != (ptrdiff_t)b.len) {
     check(0, expr, "did not decode: %s", err);
   } else {
     pushexpr(want);
     check(deq(-1, -2, 0), expr, "decoded value differs from %s", want);
   }
   lua_settop(L, top);
-  lipc_buf_free(&b);
+  lipc__buf_free(&b);
 }
 
 static void expect_refuse(const char *expr, const char *msg) {
-  lipc_buf b = {0};
+  lipc__buf b = {0};
   int top, rc;
-  lipc_buf_reserve(&b, 3);
+  lipc__buf_reserve(&b, 3);
   memcpy(b.data, "xyz", 3);
   b.len = 3;
   pushexpr(expr);
   top = lua_gettop(L);
-  rc = lipc_codec_encode(L, top, &b);
+  rc = lipc__codec_encode(L, top, &b);
   if (rc == 0)
     check(0, expr, "was sent, want refusal \"%s\"", msg);
   else {
@@ -195,7 +195,7 @@ static void expect_refuse(const char *expr, const char *msg) {
           "buffer not restored (len %zu)", b.len);
   }
   lua_settop(L, top - 1);
-  lipc_buf_free(&b);
+  lipc__buf_free(&b);
 }
 
 /* decode hex; want > 0: bytes consumed and equal to the Lua value
@@ -204,7 +204,7 @@ static void expect_decode(const char *name, const char *p, size_t n,
                           ptrdiff_t want, const char *lua) {
   const char *err = NULL;
   int top = lua_gettop(L);
-  ptrdiff_t r = lipc_codec_decode(L, p, n, &err);
+  ptrdiff_t r = lipc__codec_decode(L, p, n, &err);
   if (r != want) {
     check(0, name, "returned %td, want %td (%s)", r, want, r < 0 ? err : "");
     lua_settop(L, top);
@@ -327,9 +327,9 @@ static void test_encoding_headers(void) {
   for (i = 0; t[i].expr; i++) {
     char want[64], got[64], wanthex[64];
     size_t n = unhex(t[i].head, want);
-    lipc_buf b = {0};
+    lipc__buf b = {0};
     pushexpr(t[i].expr);
-    if (lipc_codec_encode(L, -1, &b) != 0)
+    if (lipc__codec_encode(L, -1, &b) != 0)
       check(0, t[i].expr, "refused: %s", lua_tostring(L, -1));
     else {
       tohex(b.data, b.len < n ? b.len : n, got, sizeof got);
@@ -338,7 +338,7 @@ static void test_encoding_headers(void) {
             "header %s, want %s", got, wanthex);
     }
     lua_settop(L, 0);
-    lipc_buf_free(&b);
+    lipc__buf_free(&b);
   }
 }
 
@@ -426,22 +426,22 @@ static void test_roundtrips(void) {
   { /* math.type preserved */
     pushexpr("1.0");
     {
-      lipc_buf b = {0};
+      lipc__buf b = {0};
       const char *err;
-      lipc_codec_encode(L, -1, &b);
-      lipc_codec_decode(L, b.data, b.len, &err);
+      lipc__codec_encode(L, -1, &b);
+      lipc__codec_decode(L, b.data, b.len, &err);
       check(!lua_isinteger(L, -1) && lua_type(L, -1) == LUA_TNUMBER,
             "1.0 stays float", NULL);
-      lipc_buf_free(&b);
+      lipc__buf_free(&b);
     }
     lua_settop(L, 0);
   }
   { /* encoding appends to what is already in the buffer */
-    lipc_buf b = {0};
+    lipc__buf b = {0};
     lua_pushinteger(L, 1);
     lua_pushstring(L, "a");
-    check(lipc_codec_encode(L, -2, &b) == 0 &&
-              lipc_codec_encode(L, -1, &b) == 0 && b.len == 3 &&
+    check(lipc__codec_encode(L, -2, &b) == 0 &&
+              lipc__codec_encode(L, -1, &b) == 0 && b.len == 3 &&
               memcmp(b.data,
                      "\x01\xa1"
                      "a",
@@ -449,21 +449,21 @@ static void test_roundtrips(void) {
           "appends", NULL);
     check(lua_gettop(L) == 2, "encode leaves the stack alone", NULL);
     lua_settop(L, 0);
-    lipc_buf_free(&b);
+    lipc__buf_free(&b);
   }
   { /* light userdata */
-    lipc_buf b = {0};
+    lipc__buf b = {0};
     int x;
     lua_newtable(L);
     lua_pushlightuserdata(L, &x);
     lua_setfield(L, -2, "p");
-    check(lipc_codec_encode(L, 1, &b) == -1 &&
+    check(lipc__codec_encode(L, 1, &b) == -1 &&
               strcmp(lua_tostring(L, -1),
                      "value.p: cannot send a light userdata") == 0 &&
               b.len == 0 && lua_gettop(L) == 2,
           "light userdata", "%s", lua_tostring(L, -1));
     lua_settop(L, 0);
-    lipc_buf_free(&b);
+    lipc__buf_free(&b);
   }
 }
 
@@ -690,7 +690,7 @@ static void test_utf8(void) {
   for (i = 0; t[i].s; i++) {
     char name[32];
     snprintf(name, sizeof name, "utf8 case %d", i);
-    check(lipc_utf8_valid(t[i].s, t[i].n) == t[i].ok, name, NULL);
+    check(lipc__utf8_valid(t[i].s, t[i].n) == t[i].ok, name, NULL);
   }
 }
 
@@ -713,11 +713,11 @@ static void test_random(void) {
        "{{{{{{{}}}}}}}",
        NULL};
   char buf[256];
-  lipc_buf enc[5] = {{0}};
+  lipc__buf enc[5] = {{0}};
   int i, k, bad = 0, ok = 0;
   for (i = 0; i < 5; i++) {
     pushexpr(seeds[i]);
-    lipc_codec_encode(L, -1, &enc[i]);
+    lipc__codec_encode(L, -1, &enc[i]);
     lua_settop(L, 0);
   }
   for (i = 0; i < 200000 && !bad; i++) {
@@ -729,13 +729,13 @@ static void test_random(void) {
       for (k = 0; k < (int)n; k++)
         buf[k] = (char)rnd();
     } else {
-      lipc_buf *b = &enc[rnd() % 5];
+      lipc__buf *b = &enc[rnd() % 5];
       n = b->len < sizeof buf ? b->len : sizeof buf;
       memcpy(buf, b->data, n);
       for (k = 0; k < 1 + (int)(rnd() % 3); k++)
         buf[rnd() % n] = (char)((rnd() % 4 == 0) ? 0xc1 + rnd() % 30 : rnd());
     }
-    r = lipc_codec_decode(L, buf, n, &err);
+    r = lipc__codec_decode(L, buf, n, &err);
     if (r < 0 || r == 0) {
       bad = (lua_gettop(L) != 0) ||
             (r < 0 &&
@@ -744,18 +744,18 @@ static void test_random(void) {
     }
     ok++;
     {
-      lipc_buf b = {0};
+      lipc__buf b = {0};
       if (r > (ptrdiff_t)n || lua_gettop(L) != 1 ||
-          lipc_codec_encode(L, 1, &b) != 0 ||
-          lipc_codec_decode(L, b.data, b.len, &err) != (ptrdiff_t)b.len ||
+          lipc__codec_encode(L, 1, &b) != 0 ||
+          lipc__codec_decode(L, b.data, b.len, &err) != (ptrdiff_t)b.len ||
           !deq(1, 2, 0))
         bad = 1;
-      lipc_buf_free(&b);
+      lipc__buf_free(&b);
     }
     lua_settop(L, 0);
   }
   for (i = 0; i < 5; i++)
-    lipc_buf_free(&enc[i]);
+    lipc__buf_free(&enc[i]);
   check(!bad, "random input", "failed at iteration %d", i);
   check(ok > 1000, "random input decodes sometimes", "%d", ok);
 }
@@ -788,7 +788,7 @@ static void expect_peak(const char *name, const char *p, size_t n,
   ptrdiff_t r;
   lua_gc(L, LUA_GCCOLLECT);
   mem_peak = mem_now;
-  r = lipc_codec_decode(L, p, n, &err);
+  r = lipc__codec_decode(L, p, n, &err);
   check(r == want, name, "returned %td, want %td", r, want);
   check(mem_peak - mem_now <= limit || r > 0, name,
         "allocated %zu bytes for %zu bytes of input", mem_peak - mem_now, n);

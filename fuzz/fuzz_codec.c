@@ -3,8 +3,8 @@
 **
 ** Decodes arbitrary bytes. Whatever the result, the stack must be balanced
 ** and a failure must carry an "invalid MessagePack: ..." message, and the
-** check-only walk (lipc_codec_check) must give the same result and message;
-** lipc_codec_decode_checked of what passed must give an equal value; the
+** check-only walk (lipc__codec_check) must give the same result and message;
+** lipc__codec_decode_checked of what passed must give an equal value; the
 ** JSON encoder must write the value or refuse it cleanly. When a
 ** value decodes, every strict prefix of its bytes must be "need more" (0),
 ** and the value must re-encode, and the re-encoding must decode to an equal
@@ -60,22 +60,22 @@ static void check_prefixes(const char *p, size_t n) {
   size_t m, step = (n <= 64) ? 1 : n / 16;
   const char *err;
   for (m = 0; m < n; m += step) {
-    ensure(lipc_codec_decode(L, p, m, &err) == 0);
+    ensure(lipc__codec_decode(L, p, m, &err) == 0);
     ensure(lua_gettop(L) == 1);
   }
-  ensure(lipc_codec_decode(L, p, n - 1, &err) == 0);
+  ensure(lipc__codec_decode(L, p, n - 1, &err) == 0);
   ensure(lua_gettop(L) == 1);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *p = (const char *)data, *err = NULL, *cerr = NULL;
-  lipc_buf b = {0}, b2 = {0};
+  lipc__buf b = {0}, b2 = {0};
   ptrdiff_t r, rc;
   if (L == NULL)
     L = luaL_newstate();
   lua_settop(L, 0);
-  rc = lipc_codec_check(p, size, &cerr);
-  r = lipc_codec_decode(L, p, size, &err);
+  rc = lipc__codec_check(p, size, &cerr);
+  r = lipc__codec_decode(L, p, size, &err);
   ensure(rc == r);
   if (r < 0)
     ensure(cerr != NULL && strcmp(cerr, err) == 0);
@@ -85,29 +85,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   ensure((size_t)r <= size && lua_gettop(L) == 1);
   /* what the check passed decodes the same without the checks */
-  ensure(lipc_codec_decode_checked(L, p, (size_t)r, &err) == r);
+  ensure(lipc__codec_decode_checked(L, p, (size_t)r, &err) == r);
   ensure(lua_gettop(L) == 2 && deq(1, 2, 0));
   lua_pop(L, 1);
   check_prefixes(p, (size_t)r);
   /* re-encode: anything the decoder makes is sendable */
-  ensure(lipc_codec_encode(L, 1, &b) == 0);
+  ensure(lipc__codec_encode(L, 1, &b) == 0);
   ensure(lua_gettop(L) == 1);
-  r = lipc_codec_decode(L, b.data, b.len, &err);
+  r = lipc__codec_decode(L, b.data, b.len, &err);
   ensure(r == (ptrdiff_t)b.len && lua_gettop(L) == 2);
   ensure(deq(1, 2, 0));
   /* map order may differ, the size may not */
-  ensure(lipc_codec_encode(L, 2, &b2) == 0 && b2.len == b.len);
+  ensure(lipc__codec_encode(L, 2, &b2) == 0 && b2.len == b.len);
   /* JSON: written whole, or refused with a message and nothing kept */
   b2.len = 0;
-  if (lipc_codec_encode_json(L, 1, &b2) == 0) {
+  if (lipc__codec_encode_json(L, 1, &b2) == 0) {
     ensure(lua_gettop(L) == 2 && b2.len > 0);
   } else {
     ensure(lua_gettop(L) == 3 && b2.len == 0);
     ensure(strncmp(lua_tostring(L, 3), "value", 5) == 0);
     lua_pop(L, 1);
   }
-  lipc_buf_free(&b);
-  lipc_buf_free(&b2);
+  lipc__buf_free(&b);
+  lipc__buf_free(&b2);
   lua_settop(L, 0);
   return 0;
 }

@@ -4,7 +4,7 @@
 ** -DFUZZ_JSON, Node's JSON-lines reader.
 **
 ** The bytes go through a real channel over a real socketpair in a real
-** lipc runtime, entering through lipc_channel_feed, which takes the same
+** lipc runtime, entering through lipc__channel_feed, which takes the same
 ** path as the stream's reads (on_alloc's buffer sizing, then parse); the
 ** fuzzer chooses where the reads split. Input layout:
 **
@@ -111,7 +111,7 @@ static void run_once(lua_Integer max, const uint8_t *data, size_t size,
       seed = seed * 1103515245u + 12345u;
       k = 1 + (seed >> 8) % largest;
     }
-    taken = lipc_channel_feed(L, top + 1, (const char *)data + off, k);
+    taken = lipc__channel_feed(L, top + 1, (const char *)data + off, k);
     ensure(lua_gettop(L) == top + 3);
     if (taken < k)
       break; /* the channel is gone */
@@ -123,7 +123,7 @@ static void run_once(lua_Integer max, const uint8_t *data, size_t size,
   /* after a protocol error nothing more is taken */
   lua_getfield(L, top + 3, "err");
   if (!lua_isnil(L, -1))
-    ensure(lipc_channel_feed(L, top + 1, "\0\0\0\1\xc0\n", 6) == 0);
+    ensure(lipc__channel_feed(L, top + 1, "\0\0\0\1\xc0\n", 6) == 0);
   lua_pop(L, 1);
   lua_getfield(L, top + 1, "close");
   lua_pushvalue(L, top + 1);

@@ -145,7 +145,7 @@ static void init(void) {
 /* Handles still open, but for the runtime's one SIGCHLD watcher, which
  * lives as long as the runtime. */
 static int open_handles(int report) {
-  lipc_handle *h;
+  lipc__handle *h;
   int n = 0;
   for (h = rt->handles; h; h = h->next) {
     if (strcmp(h->kind, "sigchld") == 0)
@@ -168,7 +168,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, drive_ref);
   lua_pushlstring(L, (const char *)data, size);
   lua_pushcfunction(L, l_done);
-  lipc_task_start(rt, L, 2); /* runs until it first waits */
+  lipc__task_start(rt, L, 2); /* runs until it first waits */
   while (!finished && !rt->exiting && uv_run(rt->loop, UV_RUN_ONCE))
     ;
   ensure(!rt->exiting); /* no uncaught error */

@@ -158,7 +158,7 @@ static int use_pool(void) {
   return POOL_DEFAULT;
 }
 
-lua_State *lipc_state_new(void) {
+lua_State *lipc__state_new(void) {
   pool *p = calloc(1, sizeof *p);
   lua_State *L;
   if (p == NULL)
@@ -173,7 +173,7 @@ lua_State *lipc_state_new(void) {
   return L;
 }
 
-void lipc_state_close(lua_State *L) {
+void lipc__state_close(lua_State *L) {
   void *ud;
   pool *p;
   slab *s;

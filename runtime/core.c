@@ -18,12 +18,12 @@ extern char **environ;
 /* ---- timers ---------------------------------------------------------- */
 
 typedef struct {
-  lipc_handle h;
+  lipc__handle h;
   int fn; /* registry ref */
   int repeat;
 } ltimer;
 
-static void timer_release(lipc_handle *h) {
+static void timer_release(lipc__handle *h) {
   ltimer *t = (ltimer *)h;
   luaL_unref(h->rt->L, LUA_REGISTRYINDEX, t->fn);
   t->fn = LUA_NOREF;
@@ -34,9 +34,9 @@ static void on_timer(uv_timer_t *uv) {
   lipc_runtime *rt = t->h.rt;
   lua_rawgeti(rt->L, LUA_REGISTRYINDEX, t->fn);
   if (!t->repeat)
-    lipc_handle_close(&t->h); /* before the call: a
+    lipc__handle_close(&t->h); /* before the call: a
                                  one-shot is done */
-  lipc_task_start(rt, rt->L, 0);
+  lipc__task_start(rt, rt->L, 0);
 }
 
 static lua_Integer check_ms(lua_State *L, int idx, const char *fname) {
@@ -51,7 +51,7 @@ static lua_Integer check_ms(lua_State *L, int idx, const char *fname) {
 }
 
 static int start_timer(lua_State *L, int repeat, const char *fname) {
-  lipc_runtime *rt = lipc_rt(L);
+  lipc_runtime *rt = lipc__rt(L);
   lua_Integer ms = check_ms(L, 1, fname);
   uv_timer_t *uv;
   ltimer *t;
@@ -60,7 +60,7 @@ static int start_timer(lua_State *L, int repeat, const char *fname) {
   if (uv == NULL)
     return luaL_error(L, "%s: out of memory", fname);
   uv_timer_init(rt->loop, uv);
-  t = lipc_handle_new(L, sizeof(*t), TIMER, (uv_handle_t *)uv, "timer");
+  t = lipc__handle_new(L, sizeof(*t), TIMER, (uv_handle_t *)uv, "timer");
   t->h.on_close = timer_release;
   t->repeat = repeat;
   lua_pushvalue(L, 2);
@@ -84,7 +84,7 @@ static int l_set_interval(lua_State *L) {
 
 static int timer_stop(lua_State *L) {
   ltimer *t = luaL_checkudata(L, 1, TIMER);
-  lipc_handle_close(&t->h);
+  lipc__handle_close(&t->h);
   return 0;
 }
 
@@ -97,37 +97,37 @@ static int timer_active(lua_State *L) {
 /* ---- sleep ----------------------------------------------------------- */
 
 typedef struct {
-  lipc_handle h;
+  lipc__handle h;
   uv_timer_t timer;
-  lipc_wait wait;
+  lipc__wait wait;
 } lsleep;
 
-static void sleep_free(lipc_handle *h) {
+static void sleep_free(lipc__handle *h) {
   lsleep *s = (lsleep *)h;
-  lipc_wait_cancel(h->rt, &s->wait);
+  lipc__wait_cancel(h->rt, &s->wait);
   free(s);
 }
 
 static void on_sleep(uv_timer_t *uv) {
   lsleep *s = (lsleep *)uv->data;
   lipc_runtime *rt = s->h.rt;
-  lipc_handle_close(&s->h);
-  lipc_wake(rt, &s->wait, 0);
+  lipc__handle_close(&s->h);
+  lipc__wake(rt, &s->wait, 0);
 }
 
 static int l_sleep(lua_State *L) {
-  lipc_runtime *rt = lipc_rt(L);
+  lipc_runtime *rt = lipc__rt(L);
   lua_Integer ms = check_ms(L, 1, "lipc.sleep");
   lsleep *s;
-  lipc_task_check(L, "lipc.sleep");
+  lipc__task_check(L, "lipc.sleep");
   s = calloc(1, sizeof(*s));
   if (s == NULL)
     return luaL_error(L, "lipc.sleep: out of memory");
   uv_timer_init(rt->loop, &s->timer);
-  lipc_handle_bare(rt, &s->h, (uv_handle_t *)&s->timer, "sleep", sleep_free);
+  lipc__handle_bare(rt, &s->h, (uv_handle_t *)&s->timer, "sleep", sleep_free);
   uv_update_time(rt->loop);
   uv_timer_start(&s->timer, on_sleep, (uint64_t)ms, 0);
-  return lipc_task_park(L, &s->wait);
+  return lipc__task_park(L, &s->wait);
 }
 
 /* ---- cond: park tasks until somebody signals ------------------------- */
@@ -136,9 +136,9 @@ static int l_sleep(lua_State *L) {
  * (optionally with a timeout) and signal/broadcast resumes them with the
  * values given. Waiters are served in arrival order. */
 typedef struct cwaiter {
-  lipc_handle h; /* bare handle of the timeout timer */
+  lipc__handle h; /* bare handle of the timeout timer */
   uv_timer_t timer;
-  lipc_wait wait;
+  lipc__wait wait;
   struct cwaiter *next, *prev;
   struct lcond *cond;
 } cwaiter;
@@ -165,10 +165,10 @@ static void cw_unlink(cwaiter *w) {
   w->cond = NULL;
 }
 
-static void cw_free(lipc_handle *h) {
+static void cw_free(lipc__handle *h) {
   cwaiter *w = (cwaiter *)h;
   cw_unlink(w);
-  lipc_wait_cancel(h->rt, &w->wait);
+  lipc__wait_cancel(h->rt, &w->wait);
   free(w);
 }
 
@@ -178,17 +178,17 @@ static void cw_timeout(uv_timer_t *t) {
   cw_unlink(w);
   lua_pushnil(rt->L);
   lua_pushstring(rt->L, "timeout");
-  lipc_wake(rt, &w->wait, 2);
-  lipc_handle_close(&w->h);
+  lipc__wake(rt, &w->wait, 2);
+  lipc__handle_close(&w->h);
 }
 
 /* cond:wait([timeout_ms]) in a task -> the values given to signal, or
  * nil, "timeout". */
 static int cond_wait(lua_State *L) {
   lcond *c = luaL_checkudata(L, 1, COND);
-  lipc_runtime *rt = lipc_rt(L);
+  lipc_runtime *rt = lipc__rt(L);
   cwaiter *w;
-  lipc_task_check(L, "cond.wait");
+  lipc__task_check(L, "cond.wait");
   w = calloc(1, sizeof(*w));
   if (w == NULL)
     return luaL_error(L, "cond.wait: out of memory");
@@ -200,7 +200,7 @@ static int cond_wait(lua_State *L) {
     c->head = w;
   c->tail = w;
   uv_timer_init(rt->loop, &w->timer);
-  lipc_handle_bare(rt, &w->h, (uv_handle_t *)&w->timer, "cond", cw_free);
+  lipc__handle_bare(rt, &w->h, (uv_handle_t *)&w->timer, "cond", cw_free);
   if (!lua_isnoneornil(L, 2)) {
     uv_update_time(rt->loop);
     uv_timer_start(&w->timer, cw_timeout, (uint64_t)check_ms(L, 2, "cond.wait"),
@@ -208,7 +208,7 @@ static int cond_wait(lua_State *L) {
   } else {
     uv_unref((uv_handle_t *)&w->timer);
   }
-  return lipc_task_park(L, &w->wait);
+  return lipc__task_park(L, &w->wait);
 }
 
 /* Wakes the oldest waiter, or (all) every waiter present now: a woken
@@ -216,7 +216,7 @@ static int cond_wait(lua_State *L) {
  * this one. */
 static int cond_wake(lua_State *L, int all) {
   lcond *c = luaL_checkudata(L, 1, COND);
-  lipc_runtime *rt = lipc_rt(L);
+  lipc_runtime *rt = lipc__rt(L);
   int nargs = lua_gettop(L) - 1, n = 0, i;
   cwaiter *last = c->tail;
   while (c->head) {
@@ -227,8 +227,8 @@ static int cond_wake(lua_State *L, int all) {
     for (i = 2; i <= nargs + 1; i++)
       lua_pushvalue(L, i);
     lua_xmove(L, rt->L, nargs);
-    lipc_wake(rt, &w->wait, nargs);
-    lipc_handle_close(&w->h);
+    lipc__wake(rt, &w->wait, nargs);
+    lipc__handle_close(&w->h);
     n++;
     if (!all || was_last)
       break;
@@ -294,7 +294,7 @@ static int l_mkdtemp(lua_State *L) {
   err = uv_fs_mkdtemp(NULL, &req, lua_tostring(L, -1), NULL);
   if (err < 0) {
     uv_fs_req_cleanup(&req);
-    return lipc_push_error(L, err, prefix);
+    return lipc__push_error(L, err, prefix);
   }
   lua_pushstring(L, req.path);
   uv_fs_req_cleanup(&req);
@@ -304,25 +304,25 @@ static int l_mkdtemp(lua_State *L) {
 /* ---- signals --------------------------------------------------------- */
 
 typedef struct {
-  lipc_handle h;
+  lipc__handle h;
 } lsignal;
 
 static void on_signal(uv_signal_t *uv, int signum) {
   lsignal *s = uv->data;
   lipc_runtime *rt = s->h.rt;
-  const char *name = lipc_signame(signum);
-  if (!lipc_handle_push(&s->h))
+  const char *name = lipc__signame(signum);
+  if (!lipc__handle_push(&s->h))
     return lua_pop(rt->L, 1);
   lua_pushstring(rt->L, name ? name : "?");
-  lipc_emit(rt, -2, "signal", 1);
+  lipc__emit(rt, -2, "signal", 1);
   lua_pop(rt->L, 1);
 }
 
 /* on_signal(name, fn) -> watcher; the watcher does not keep the process
  * alive (as in Node): it is unref'd. */
 static int l_on_signal(lua_State *L) {
-  lipc_runtime *rt = lipc_rt(L);
-  int signum = lipc_signum(L, 1);
+  lipc_runtime *rt = lipc__rt(L);
+  int signum = lipc__signum(L, 1);
   uv_signal_t *uv;
   lsignal *s;
   int err;
@@ -337,14 +337,14 @@ static int l_on_signal(lua_State *L) {
   if (uv == NULL)
     return luaL_error(L, "lipc.on_signal: out of memory");
   uv_signal_init(rt->loop, uv);
-  s = lipc_handle_new(L, sizeof(*s), SIGNAL, (uv_handle_t *)uv, "signal");
+  s = lipc__handle_new(L, sizeof(*s), SIGNAL, (uv_handle_t *)uv, "signal");
   err = uv_signal_start(uv, on_signal, signum);
   if (err) {
-    lipc_handle_close(&s->h);
-    return lipc_push_error(L, err, "lipc.on_signal");
+    lipc__handle_close(&s->h);
+    return lipc__push_error(L, err, "lipc.on_signal");
   }
   uv_unref((uv_handle_t *)uv);
-  lua_pushcfunction(L, lipc_emitter_on);
+  lua_pushcfunction(L, lipc__emitter_on);
   lua_pushvalue(L, -2);
   lua_pushstring(L, "signal");
   lua_pushvalue(L, 2);
@@ -354,20 +354,20 @@ static int l_on_signal(lua_State *L) {
 
 static int signal_stop(lua_State *L) {
   lsignal *s = luaL_checkudata(L, 1, SIGNAL);
-  lipc_handle_close(&s->h);
+  lipc__handle_close(&s->h);
   return 0;
 }
 
 /* kill(pid, [signal]) -> true | nil, msg, code */
 static int l_kill(lua_State *L) {
   lua_Integer pid = luaL_checkinteger(L, 1);
-  int signum = lua_isnoneornil(L, 2) ? SIGTERM : lipc_signum(L, 2);
+  int signum = lua_isnoneornil(L, 2) ? SIGTERM : lipc__signum(L, 2);
   int err;
   if (signum < 0)
     return luaL_argerror(L, 2, "lipc.kill: unknown signal");
   err = uv_kill((int)pid, signum);
   if (err)
-    return lipc_push_error(L, err, "lipc.kill");
+    return lipc__push_error(L, err, "lipc.kill");
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -387,7 +387,7 @@ static int l_setenv(lua_State *L) {
   rc = lua_isnoneornil(L, 2) ? unsetenv(name)
                              : setenv(name, luaL_checkstring(L, 2), 1);
   if (rc != 0)
-    return lipc_push_error(L, -errno, "lipc.setenv");
+    return lipc__push_error(L, -errno, "lipc.setenv");
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -411,7 +411,7 @@ static int l_cwd(lua_State *L) {
   size_t n = sizeof(buf);
   int err = uv_cwd(buf, &n);
   if (err)
-    return lipc_push_error(L, err, "lipc.cwd");
+    return lipc__push_error(L, err, "lipc.cwd");
   lua_pushlstring(L, buf, n);
   return 1;
 }
@@ -420,7 +420,7 @@ static int l_chdir(lua_State *L) {
   const char *dir = luaL_checkstring(L, 1);
   int err = uv_chdir(dir);
   if (err)
-    return lipc_push_error(L, err, dir);
+    return lipc__push_error(L, err, dir);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -435,7 +435,7 @@ static int l_fds(lua_State *L) {
   int err = uv_fs_scandir(NULL, &dir, "/proc/self/fd", 0, NULL);
   if (err < 0) {
     uv_fs_req_cleanup(&dir);
-    return lipc_push_error(L, err, "/proc/self/fd");
+    return lipc__push_error(L, err, "/proc/self/fd");
   }
   lua_newtable(L);
   while (uv_fs_scandir_next(&dir, &ent) != UV_EOF) {
@@ -466,14 +466,14 @@ static int l_now(lua_State *L) {
  * code. Elsewhere (a plain coroutine, stock lua) there is no task to
  * park, so the process exits at once after flushing C stdio. */
 static int l_exit(lua_State *L) {
-  lipc_runtime *rt = lipc_rt(L);
+  lipc_runtime *rt = lipc__rt(L);
   int code;
   if (lua_isboolean(L, 1))
     code = lua_toboolean(L, 1) ? 0 : 1;
   else
     code = (int)luaL_optinteger(L, 1, 0);
   if (L == rt->current && lua_isyieldable(L) && rt->owns_state) {
-    lipc_exit_now(rt, code);
+    lipc__exit_now(rt, code);
     return lua_yield(L, 0);
   }
   fflush(NULL);
@@ -481,7 +481,7 @@ static int l_exit(lua_State *L) {
 }
 
 static int l_handles(lua_State *L) {
-  return lipc_push_handles(L);
+  return lipc__push_handles(L);
 }
 
 static int l_emitter(lua_State *L) {
@@ -493,7 +493,7 @@ static int l_emitter(lua_State *L) {
   lua_settop(L, 1);
   if (luaL_newmetatable(L, "lipc.emitter")) {
     lua_newtable(L);
-    lipc_emitter_methods(L);
+    lipc__emitter_methods(L);
     lua_setfield(L, -2, "__index");
   }
   lua_setmetatable(L, 1);
@@ -548,7 +548,7 @@ static int l_index(lua_State *L) {
   for (i = 0; i < 3; i++) {
     static const char *const names[] = {"stdin", "stdout", "stderr"};
     if (strcmp(k, names[i]) == 0) {
-      lipc_stream_from_fd(L, i, 1);
+      lipc__stream_from_fd(L, i, 1);
       lua_pushvalue(L, 2);
       lua_pushvalue(L, -2);
       lua_rawset(L, 1);
@@ -578,7 +578,7 @@ int luaopen_lipc_core(lua_State *L) {
       {"emitter", l_emitter},
       {"cond", l_cond},
       {"mkdtemp", l_mkdtemp},
-      {"stream_from_fd", lipc_stream_l_from_fd},
+      {"stream_from_fd", lipc__stream_l_from_fd},
       {NULL, NULL},
   };
   static const luaL_Reg timer_methods[] = {
@@ -590,8 +590,8 @@ int luaopen_lipc_core(lua_State *L) {
       {"stop", signal_stop},
       {NULL, NULL},
   };
-  lipc_class(L, TIMER, timer_methods);
-  lipc_class(L, SIGNAL, signal_methods);
+  lipc__class(L, TIMER, timer_methods);
+  lipc__class(L, SIGNAL, signal_methods);
   lua_pop(L, 2);
   cond_class(L);
   luaopen_lipc_stream(L);

@@ -63,12 +63,12 @@ static int add(lua_State *L, int once, const char *fname) {
     lua_pushvalue(L, 3);
   }
   lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-  lipc_rt(L)->listener_gen++;
+  lipc__rt(L)->listener_gen++;
   lua_settop(L, 1);
   return 1; /* self, for chaining */
 }
 
-int lipc_emitter_on(lua_State *L) {
+int lipc__emitter_on(lua_State *L) {
   return add(L, 0, "on");
 }
 
@@ -101,7 +101,7 @@ static int l_off(lua_State *L) {
   check_object(L, "off");
   if (!push_listeners(L, 1, 0))
     return 1;
-  lipc_rt(L)->listener_gen++;
+  lipc__rt(L)->listener_gen++;
   if (lua_isnoneornil(L, 2)) {
     lua_settop(L, 1);
     if (lua_type(L, 1) == LUA_TUSERDATA) {
@@ -140,7 +140,7 @@ static int l_off(lua_State *L) {
   return 1;
 }
 
-int lipc_has_listeners(lua_State *L, int obj, const char *ev) {
+int lipc__has_listeners(lua_State *L, int obj, const char *ev) {
   int n = 0;
   if (push_listeners(L, obj, 0)) {
     if (lua_getfield(L, -1, ev) == LUA_TTABLE)
@@ -174,7 +174,7 @@ static int l_listeners(lua_State *L) {
 static void unhandled_error(lipc_runtime *rt, lua_State *L, int nargs) {
   const char *msg = nargs > 0 ? luaL_tolstring(L, -nargs, NULL) : "error";
   lua_pushfstring(L, "unhandled 'error' event: %s", msg);
-  lipc_uncaught(rt, L, -1);
+  lipc__uncaught(rt, L, -1);
   lua_pop(L, nargs + (nargs > 0 ? 2 : 1));
 }
 
@@ -220,7 +220,7 @@ static int emit_on(lipc_runtime *rt, lua_State *L, int obj, const char *ev,
     lua_remove(L, -2);
     for (a = 1; a <= nargs; a++)
       lua_pushvalue(L, base + a);
-    lipc_task_start(rt, L, nargs);
+    lipc__task_start(rt, L, nargs);
     if (rt->exiting)
       break;
   }
@@ -228,7 +228,7 @@ static int emit_on(lipc_runtime *rt, lua_State *L, int obj, const char *ev,
   return n;
 }
 
-int lipc_emit(lipc_runtime *rt, int obj, const char *ev, int nargs) {
+int lipc__emit(lipc_runtime *rt, int obj, const char *ev, int nargs) {
   return emit_on(rt, rt->L, obj, ev, nargs);
 }
 
@@ -237,15 +237,15 @@ static int l_emit(lua_State *L) {
   int n;
   check_object(L, "emit");
   luaL_checkstring(L, 2);
-  n = emit_on(lipc_rt(L), L, 1, lua_tostring(L, 2), lua_gettop(L) - 2);
+  n = emit_on(lipc__rt(L), L, 1, lua_tostring(L, 2), lua_gettop(L) - 2);
   lua_pushinteger(L, n);
   return 1;
 }
 
-void lipc_emitter_methods(lua_State *L) {
+void lipc__emitter_methods(lua_State *L) {
   static const luaL_Reg fns[] = {
-      {"on", lipc_emitter_on}, {"once", l_once},           {"off", l_off},
-      {"emit", l_emit},        {"listeners", l_listeners}, {NULL, NULL},
+      {"on", lipc__emitter_on}, {"once", l_once},           {"off", l_off},
+      {"emit", l_emit},         {"listeners", l_listeners}, {NULL, NULL},
   };
   luaL_setfuncs(L, fns, 0);
 }

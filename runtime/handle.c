@@ -14,7 +14,7 @@
 
 #include "internal.h"
 
-static void link_handle(lipc_runtime *rt, lipc_handle *h) {
+static void link_handle(lipc_runtime *rt, lipc__handle *h) {
   h->prev = NULL;
   h->next = rt->handles;
   if (rt->handles)
@@ -22,7 +22,7 @@ static void link_handle(lipc_runtime *rt, lipc_handle *h) {
   rt->handles = h;
 }
 
-static void unlink_handle(lipc_handle *h) {
+static void unlink_handle(lipc__handle *h) {
   lipc_runtime *rt = h->rt;
   if (h->prev)
     h->prev->next = h->next;
@@ -33,11 +33,11 @@ static void unlink_handle(lipc_handle *h) {
   h->next = h->prev = NULL;
 }
 
-void *lipc_handle_new(lua_State *L, size_t size, const char *tname,
-                      uv_handle_t *uv, const char *kind) {
-  lipc_handle *h = lua_newuserdatauv(L, size, 2);
+void *lipc__handle_new(lua_State *L, size_t size, const char *tname,
+                       uv_handle_t *uv, const char *kind) {
+  lipc__handle *h = lua_newuserdatauv(L, size, 2);
   memset(h, 0, size);
-  h->rt = lipc_rt(L);
+  h->rt = lipc__rt(L);
   h->uv = uv;
   h->kind = kind;
   h->ref = LUA_NOREF;
@@ -56,8 +56,8 @@ void *lipc_handle_new(lua_State *L, size_t size, const char *tname,
   return h;
 }
 
-void lipc_handle_bare(lipc_runtime *rt, lipc_handle *h, uv_handle_t *uv,
-                      const char *kind, void (*on_close)(lipc_handle *)) {
+void lipc__handle_bare(lipc_runtime *rt, lipc__handle *h, uv_handle_t *uv,
+                       const char *kind, void (*on_close)(lipc__handle *)) {
   memset(h, 0, sizeof(*h));
   h->rt = rt;
   h->uv = uv;
@@ -70,7 +70,7 @@ void lipc_handle_bare(lipc_runtime *rt, lipc_handle *h, uv_handle_t *uv,
   link_handle(rt, h);
 }
 
-int lipc_handle_push(lipc_handle *h) {
+int lipc__handle_push(lipc__handle *h) {
   lua_State *L = h->rt->L;
   if (h->ref == LUA_NOREF || h->ref == LUA_REFNIL) {
     lua_pushnil(L);
@@ -80,7 +80,7 @@ int lipc_handle_push(lipc_handle *h) {
   return 1;
 }
 
-void lipc_handle_unref_self(lipc_handle *h) {
+void lipc__handle_unref_self(lipc__handle *h) {
   if (h->ref == LUA_NOREF)
     return;
   luaL_unref(h->rt->L, LUA_REGISTRYINDEX, h->ref);
@@ -92,7 +92,7 @@ static void free_detached(uv_handle_t *uv) {
 }
 
 static void on_closed(uv_handle_t *uv) {
-  lipc_handle *h = uv->data;
+  lipc__handle *h = uv->data;
   lipc_runtime *rt;
   if (h && h->bare) { /* uv lives inside h's owner */
     h->uv = NULL;
@@ -109,15 +109,15 @@ static void on_closed(uv_handle_t *uv) {
   if (h->on_close)
     h->on_close(h);
   if (!rt->exiting) {
-    if (lipc_handle_push(h)) /* else it pushed nil */
-      lipc_emit(rt, -1, "close", 0);
+    if (lipc__handle_push(h)) /* else it pushed nil */
+      lipc__emit(rt, -1, "close", 0);
     lua_pop(rt->L, 1);
   }
-  lipc_handle_unref_self(h);
+  lipc__handle_unref_self(h);
 }
 
 /* LIPC_TRACE=net: a socket or server closing, with its addresses. */
-static void trace_close(lipc_handle *h) {
+static void trace_close(lipc__handle *h) {
   char a[128], b[128];
   const char *local, *peer;
   uv_os_fd_t fd = -1;
@@ -126,16 +126,16 @@ static void trace_close(lipc_handle *h) {
        strcmp(h->kind, "tcp server") != 0 &&
        strcmp(h->kind, "pipe server") != 0))
     return;
-  local = lipc_trace_addr(h->uv, 0, a, sizeof(a));
-  peer = lipc_trace_addr(h->uv, 1, b, sizeof(b));
+  local = lipc__trace_addr(h->uv, 0, a, sizeof(a));
+  peer = lipc__trace_addr(h->uv, 1, b, sizeof(b));
   if (local == NULL) /* a pipe(2), not a socket */
     return;
   uv_fileno(h->uv, &fd);
-  lipc_trace(h->rt, "net", "close %s fd %d %s%s%s", h->kind, (int)fd, local,
-             peer ? " <-> " : "", peer ? peer : "");
+  lipc__trace(h->rt, "net", "close %s fd %d %s%s%s", h->kind, (int)fd, local,
+              peer ? " <-> " : "", peer ? peer : "");
 }
 
-void lipc_handle_close(lipc_handle *h) {
+void lipc__handle_close(lipc__handle *h) {
   if (h->uv == NULL || h->closing)
     return;
   if (h->rt->trace & LIPC_TRACE_NET)
@@ -145,7 +145,7 @@ void lipc_handle_close(lipc_handle *h) {
 }
 
 static int l_gc(lua_State *L) {
-  lipc_handle *h = lua_touserdata(L, 1);
+  lipc__handle *h = lua_touserdata(L, 1);
   if (h->uv != NULL) {
     h->uv->data = NULL;
     unlink_handle(h);
@@ -160,13 +160,13 @@ static int l_gc(lua_State *L) {
   return 0;
 }
 
-/* Every class made by lipc_class marks its metatable with this key, so
+/* Every class made by lipc__class marks its metatable with this key, so
  * the methods all classes share can tell their objects from any other
  * userdata (a FILE*, another library's object). */
 static const char HANDLE_KEY = 'H';
 
-static lipc_handle *check_handle(lua_State *L, const char *fname) {
-  lipc_handle *h = lua_touserdata(L, 1);
+static lipc__handle *check_handle(lua_State *L, const char *fname) {
+  lipc__handle *h = lua_touserdata(L, 1);
   int ok = 0;
   if (h && lua_getmetatable(L, 1)) {
     ok = lua_rawgetp(L, -1, &HANDLE_KEY) == LUA_TBOOLEAN;
@@ -180,13 +180,13 @@ static lipc_handle *check_handle(lua_State *L, const char *fname) {
 }
 
 static int l_close(lua_State *L) {
-  lipc_handle_close(check_handle(L, "close"));
+  lipc__handle_close(check_handle(L, "close"));
   return 0;
 }
 
 /* ref()/unref() -> self: whether the object keeps the process alive. */
 static int l_ref(lua_State *L) {
-  lipc_handle *h = check_handle(L, "ref");
+  lipc__handle *h = check_handle(L, "ref");
   if (h->uv)
     uv_ref(h->uv);
   lua_settop(L, 1);
@@ -194,7 +194,7 @@ static int l_ref(lua_State *L) {
 }
 
 static int l_unref(lua_State *L) {
-  lipc_handle *h = check_handle(L, "unref");
+  lipc__handle *h = check_handle(L, "unref");
   if (h->uv)
     uv_unref(h->uv);
   lua_settop(L, 1);
@@ -202,7 +202,7 @@ static int l_unref(lua_State *L) {
 }
 
 static int l_tostring(lua_State *L) {
-  lipc_handle *h = lua_touserdata(L, 1);
+  lipc__handle *h = lua_touserdata(L, 1);
   const char *name =
       luaL_getmetafield(L, 1, "__name") ? lua_tostring(L, -1) : "lipc.handle";
   lua_pushfstring(L, "%s (%s%s): %p", name, h->kind ? h->kind : "?",
@@ -228,14 +228,14 @@ static int l_newindex(lua_State *L) {
   return 0;
 }
 
-void lipc_class(lua_State *L, const char *tname, const luaL_Reg *methods) {
+void lipc__class(lua_State *L, const char *tname, const luaL_Reg *methods) {
   luaL_newmetatable(L, tname); /* mt */
-  lua_pushboolean(L, 1);       /* lipc_testobj's fast path */
+  lua_pushboolean(L, 1);       /* lipc__testobj's fast path */
   lua_rawsetp(L, -2, tname);
   lua_pushboolean(L, 1);
   lua_rawsetp(L, -2, &HANDLE_KEY);
   lua_newtable(L); /* mt methods */
-  lipc_emitter_methods(L);
+  lipc__emitter_methods(L);
   lua_pushcfunction(L, l_close);
   lua_setfield(L, -2, "close");
   lua_pushcfunction(L, l_ref);
@@ -260,7 +260,7 @@ void lipc_class(lua_State *L, const char *tname, const luaL_Reg *methods) {
   lua_remove(L, -2); /* methods */
 }
 
-void *lipc_testobj(lua_State *L, int idx, const char *tname) {
+void *lipc__testobj(lua_State *L, int idx, const char *tname) {
   void *p = lua_touserdata(L, idx);
   lipc_runtime *rt;
   const void *mt;
@@ -270,10 +270,10 @@ void *lipc_testobj(lua_State *L, int idx, const char *tname) {
     return NULL;
   /* Every method call checks its self. Fastest: the metatable last found
    * for this tname pointer (metatables of classes live as long as the
-   * state). Then lipc_class's key: the tname pointer as a lightuserdata
+   * state). Then lipc__class's key: the tname pointer as a lightuserdata
    * (one hash lookup, no string compare). Another pointer to an equal
    * name falls through to __name. */
-  rt = lipc_rt(L);
+  rt = lipc__rt(L);
   mt = lua_topointer(L, -1);
   slot = (unsigned)((uintptr_t)tname >> 4) & 7;
   if (rt->mtc_name[slot] == tname && rt->mtc_mt[slot] == mt) {
@@ -299,9 +299,9 @@ void *lipc_testobj(lua_State *L, int idx, const char *tname) {
   return ok ? p : NULL;
 }
 
-void *lipc_checkobj(lua_State *L, int idx, const char *tname,
-                    const char *fname) {
-  void *p = lipc_testobj(L, idx, tname);
+void *lipc__checkobj(lua_State *L, int idx, const char *tname,
+                     const char *fname) {
+  void *p = lipc__testobj(L, idx, tname);
   if (p == NULL) {
     const char *msg = lua_pushfstring(L, "%s: %s expected, got %s", fname,
                                       tname, luaL_typename(L, idx));
@@ -310,23 +310,23 @@ void *lipc_checkobj(lua_State *L, int idx, const char *tname,
   return p;
 }
 
-void lipc_close_all(lipc_runtime *rt, int graceful) {
-  lipc_handle *h, *next;
+void lipc__close_all(lipc_runtime *rt, int graceful) {
+  lipc__handle *h, *next;
   for (h = rt->handles; h; h = next) {
     next = h->next;
     if (graceful && h->flush_close)
       h->flush_close(h);
     else
-      lipc_handle_close(h);
+      lipc__handle_close(h);
   }
 }
 
 /* lipc.handles() -> array of {kind=, active=, id=, object=} of open
  * handles. Bare handles (the timer of a task in lipc.sleep, say) have no
  * object: id (a light userdata) tells them apart. */
-int lipc_push_handles(lua_State *L) {
-  lipc_runtime *rt = lipc_rt(L);
-  lipc_handle *h;
+int lipc__push_handles(lua_State *L) {
+  lipc_runtime *rt = lipc__rt(L);
+  lipc__handle *h;
   int i = 0;
   lua_newtable(L);
   for (h = rt->handles; h; h = h->next) {

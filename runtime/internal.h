@@ -17,7 +17,7 @@
 
 #include "lipc.h"
 
-typedef struct lipc_handle lipc_handle;
+typedef struct lipc__handle lipc__handle;
 
 struct lipc_runtime {
   uv_loop_t *loop;
@@ -29,16 +29,16 @@ struct lipc_runtime {
   int pool_ref;       /* registry ref: idle coroutines, an array */
   int pool_n;
   int parked_ref; /* registry ref: parked tasks, keyed by their
-                     lipc_wait (lightuserdata) */
+                     lipc__wait (lightuserdata) */
   int exit_code;
   int exiting;             /* lipc.exit or an uncaught error: no more Lua */
   int running;             /* inside uv_run */
-  lipc_handle *handles;    /* every open handle object, newest first */
+  lipc__handle *handles;   /* every open handle object, newest first */
   char *rbuf;              /* shared read buffer: reads are consumed at once */
   unsigned trace;          /* LIPC_TRACE_* bits from LIPC_TRACE / --trace */
   uint64_t t0;             /* hrtime at start, for trace timestamps */
   void *wfree;             /* free list of write requests */
-  const char *mtc_name[8]; /* lipc_testobj: the metatable last found for */
+  const char *mtc_name[8]; /* lipc__testobj: the metatable last found for */
   const void *mtc_mt[8];   /* a type name (by pointer), by name hash */
   unsigned listener_gen;   /* bumped whenever any listener is added or
                               removed: lets hot paths cache a lookup */
@@ -47,86 +47,86 @@ struct lipc_runtime {
 /* runtime.c */
 /* Tracing: LIPC_TRACE=ipc,spawn,net (or all) writes one line per event to
  * stderr. Callers test the bit first so that a disabled trace costs one
- * branch: if (rt->trace & LIPC_TRACE_NET) lipc_trace(rt, "net", ...). */
+ * branch: if (rt->trace & LIPC_TRACE_NET) lipc__trace(rt, "net", ...). */
 enum {
   LIPC_TRACE_IPC = 1 << 0,
   LIPC_TRACE_SPAWN = 1 << 1,
   LIPC_TRACE_NET = 1 << 2
 };
-void lipc_trace(lipc_runtime *rt, const char *what, const char *fmt, ...)
+void lipc__trace(lipc_runtime *rt, const char *what, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-unsigned lipc_trace_parse(const char *spec);
+unsigned lipc__trace_parse(const char *spec);
 /* The local (peer 0) or remote (peer 1) address of a socket handle for a
  * trace line: "127.0.0.1:80", "[::1]:80", a Unix socket path, "@name"
  * (abstract), "unnamed"; NULL when uv is not an open socket. */
-const char *lipc_trace_addr(uv_handle_t *uv, int peer, char *buf, size_t n);
-lipc_runtime *lipc_rt(lua_State *L);
-void lipc_uncaught(lipc_runtime *rt, lua_State *co, int idx);
-void lipc_exit_now(lipc_runtime *rt, int code);
-void lipc_ignore_sigpipe(void);
+const char *lipc__trace_addr(uv_handle_t *uv, int peer, char *buf, size_t n);
+lipc_runtime *lipc__rt(lua_State *L);
+void lipc__uncaught(lipc_runtime *rt, lua_State *co, int idx);
+void lipc__exit_now(lipc_runtime *rt, int code);
+void lipc__ignore_sigpipe(void);
 /* Sets the global `arg` as lua(1) does: arg[0] = script, then argv. */
-void lipc_set_arg(lua_State *L, const char *script, int argc, char **argv);
+void lipc__set_arg(lua_State *L, const char *script, int argc, char **argv);
 
 /* alloc.c: a state with lipc's allocator, panic and warn functions */
-lua_State *lipc_state_new(void);
-void lipc_state_close(lua_State *L);
+lua_State *lipc__state_new(void);
+void lipc__state_close(lua_State *L);
 
 /* task.c: coroutines. A task runs a function; when it waits it is parked
- * in a lipc_wait and resumed by whoever completes the wait. */
-typedef struct lipc_wait {
+ * in a lipc__wait and resumed by whoever completes the wait. */
+typedef struct lipc__wait {
   lua_State *co; /* NULL when nobody waits */
   int ref;       /* keeps co alive while parked */
-} lipc_wait;
+} lipc__wait;
 
 /* Starts fn (at -nargs-1 of L) with nargs arguments as a new task.
  * Pops them. Runs it until it first waits or ends. */
-void lipc_task_start(lipc_runtime *rt, lua_State *L, int nargs);
+void lipc__task_start(lipc_runtime *rt, lua_State *L, int nargs);
 /* Raises "fname: must be called inside a task" unless L is a task. */
-void lipc_task_check(lua_State *L, const char *fname);
+void lipc__task_check(lua_State *L, const char *fname);
 /* Parks the running task L in w; returns what the C function must return
- * (lua_yield). Values given to lipc_wake become its results. */
-int lipc_task_park(lua_State *L, lipc_wait *w);
+ * (lua_yield). Values given to lipc__wake become its results. */
+int lipc__task_park(lua_State *L, lipc__wait *w);
 /* Resumes the task parked in w with the nargs values on top of rt->L
  * (popped). No-op (values popped) when nobody waits. */
-void lipc_wake(lipc_runtime *rt, lipc_wait *w, int nargs);
-int lipc_waiting(const lipc_wait *w);
-void lipc_wait_cancel(lipc_runtime *rt, lipc_wait *w);
+void lipc__wake(lipc_runtime *rt, lipc__wait *w, int nargs);
+int lipc__waiting(const lipc__wait *w);
+void lipc__wait_cancel(lipc_runtime *rt, lipc__wait *w);
 
 /* A queue of tasks waiting for the same thing (several tasks in one
  * channel's receive()), woken longest-waiting first. Zero-initialise. */
-typedef struct lipc_wnode lipc_wnode;
-typedef struct lipc_waitq {
-  lipc_wnode *head, *tail, *spare; /* spare: nodes to reuse */
-} lipc_waitq;
-int lipc_waitq_park(lua_State *L, lipc_waitq *q); /* as lipc_task_park */
-int lipc_waitq_waiting(const lipc_waitq *q);
+typedef struct lipc__wnode lipc__wnode;
+typedef struct lipc__waitq {
+  lipc__wnode *head, *tail, *spare; /* spare: nodes to reuse */
+} lipc__waitq;
+int lipc__waitq_park(lua_State *L, lipc__waitq *q); /* as lipc__task_park */
+int lipc__waitq_waiting(const lipc__waitq *q);
 /* Wakes the first waiter with the nargs values on top of rt->L (popped;
  * also when nobody waits). */
-void lipc_waitq_wake(lipc_runtime *rt, lipc_waitq *q, int nargs);
+void lipc__waitq_wake(lipc_runtime *rt, lipc__waitq *q, int nargs);
 /* Wakes every waiter, each with copies of the nargs values on top of
  * rt->L (popped). Returns how many there were. */
-int lipc_waitq_wake_all(lipc_runtime *rt, lipc_waitq *q, int nargs);
-void lipc_waitq_free(lipc_runtime *rt, lipc_waitq *q); /* waiters dropped */
+int lipc__waitq_wake_all(lipc_runtime *rt, lipc__waitq *q, int nargs);
+void lipc__waitq_free(lipc_runtime *rt, lipc__waitq *q); /* waiters dropped */
 int luaopen_lipc_task(lua_State *L);
 
 /* emitter.c: on/once/off/emit/listeners for userdata and table objects. */
-void lipc_emitter_methods(lua_State *L); /* adds them to the table on top */
+void lipc__emitter_methods(lua_State *L); /* adds them to the table on top */
 /* Calls every listener of ev on the object at obj (an index of rt->L) with
  * the nargs values on top of rt->L, each in a task. Pops the values.
  * An 'error' nobody listens to becomes an uncaught error. Returns the
  * number of listeners called. */
-int lipc_emit(lipc_runtime *rt, int obj, const char *ev, int nargs);
-int lipc_has_listeners(lua_State *L, int obj, const char *ev);
-int lipc_emitter_on(lua_State *L); /* the `on` method itself */
+int lipc__emit(lipc_runtime *rt, int obj, const char *ev, int nargs);
+int lipc__has_listeners(lua_State *L, int obj, const char *ev);
+int lipc__emitter_on(lua_State *L); /* the `on` method itself */
 
-/* handle.c: every object wrapping a uv handle starts with a lipc_handle.
+/* handle.c: every object wrapping a uv handle starts with a lipc__handle.
  * The uv handle is malloc'd apart from the userdata so that it can outlive
  * it until its close callback; while open the object holds a registry
  * reference to itself so that it cannot be collected under a callback. */
-struct lipc_handle {
+struct lipc__handle {
   lipc_runtime *rt;
   uv_handle_t *uv; /* NULL once the close callback ran */
   int ref;         /* self reference, LUA_NOREF when released */
@@ -134,107 +134,107 @@ struct lipc_handle {
   unsigned internal : 1; /* stdio: not reported by lipc.handles() */
   unsigned bare : 1;     /* no Lua object: on_close frees the memory */
   const char *kind;      /* "timer", "tcp", "pipe", "process", ... */
-  void (*on_close)(lipc_handle *h);    /* before 'close' is emitted */
-  void (*flush_close)(lipc_handle *h); /* at exit: close once flushed */
-  void (*on_gc)(lipc_handle *h);       /* collected: frees what outlived uv */
-  lipc_handle *next, *prev;
+  void (*on_close)(lipc__handle *h);    /* before 'close' is emitted */
+  void (*flush_close)(lipc__handle *h); /* at exit: close once flushed */
+  void (*on_gc)(lipc__handle *h);       /* collected: frees what outlived uv */
+  lipc__handle *next, *prev;
 };
 
-/* Creates the userdata (size bytes, starting with a lipc_handle) with an
+/* Creates the userdata (size bytes, starting with a lipc__handle) with an
  * env table and a listeners table as user values and metatable tname, and
  * links uv (malloc'd by the caller, already initialised) to it. Pushes it. */
-void *lipc_handle_new(lua_State *L, size_t size, const char *tname,
-                      uv_handle_t *uv, const char *kind);
+void *lipc__handle_new(lua_State *L, size_t size, const char *tname,
+                       uv_handle_t *uv, const char *kind);
 /* A handle with no Lua object (a sleep's timer): tracked so that exit
  * closes it; on_close must free the memory holding h. */
-void lipc_handle_bare(lipc_runtime *rt, lipc_handle *h, uv_handle_t *uv,
-                      const char *kind, void (*on_close)(lipc_handle *));
-void lipc_handle_close(lipc_handle *h);
-int lipc_handle_push(lipc_handle *h);        /* pushes the object on rt->L */
-void lipc_handle_unref_self(lipc_handle *h); /* let GC take an idle object */
+void lipc__handle_bare(lipc_runtime *rt, lipc__handle *h, uv_handle_t *uv,
+                       const char *kind, void (*on_close)(lipc__handle *));
+void lipc__handle_close(lipc__handle *h);
+int lipc__handle_push(lipc__handle *h);        /* pushes the object on rt->L */
+void lipc__handle_unref_self(lipc__handle *h); /* let GC take an idle object */
 /* Creates metatable tname with __index (methods, then the env table),
  * __newindex (env), __gc, __close, __tostring, the emitter methods and
  * close/ref/unref shared by every handle object; methods (may be NULL)
  * add to or override those. Leaves the methods table on the stack. */
-void lipc_class(lua_State *L, const char *tname, const luaL_Reg *methods);
+void lipc__class(lua_State *L, const char *tname, const luaL_Reg *methods);
 /* 1 when the value at idx has a metatable whose __name is tname or which
  * lists tname as a base (field "__is_<tname>"). */
-void *lipc_testobj(lua_State *L, int idx, const char *tname);
-void *lipc_checkobj(lua_State *L, int idx, const char *tname,
-                    const char *fname);
-void lipc_close_all(lipc_runtime *rt, int graceful);
-int lipc_push_handles(lua_State *L);
+void *lipc__testobj(lua_State *L, int idx, const char *tname);
+void *lipc__checkobj(lua_State *L, int idx, const char *tname,
+                     const char *fname);
+void lipc__close_all(lipc_runtime *rt, int graceful);
+int lipc__push_handles(lua_State *L);
 
 /* Errors: pushes nil, "CODE: message (detail)", "CODE"; returns 3. */
-int lipc_push_error(lua_State *L, int err, const char *detail);
+int lipc__push_error(lua_State *L, int err, const char *detail);
 /* Pushes "CODE: message (detail)" and "CODE" on rt->L; returns 2. */
-int lipc_push_errpair(lua_State *L, int err, const char *detail);
+int lipc__push_errpair(lua_State *L, int err, const char *detail);
 /* "SIGTERM" -> 15; accepts numbers; -1 when unknown. */
-int lipc_signum(lua_State *L, int idx);
-const char *lipc_signame(int signum);
+int lipc__signum(lua_State *L, int idx);
+const char *lipc__signame(int signum);
 /* "ENOENT": libuv's name of a negative error, or libc's when libuv has none */
-const char *lipc_err_name(int err);
+const char *lipc__err_name(int err);
 
 /* bindings/stream.c: the stream object over uv_stream_t. */
-typedef struct lipc_stream lipc_stream;
-typedef void (*lipc_read_hook)(lipc_stream *s, ssize_t n, const char *base);
-typedef void (*lipc_alloc_hook)(lipc_stream *s, size_t suggested,
-                                uv_buf_t *buf);
+typedef struct lipc__stream lipc__stream;
+typedef void (*lipc__read_hook)(lipc__stream *s, ssize_t n, const char *base);
+typedef void (*lipc__alloc_hook)(lipc__stream *s, size_t suggested,
+                                 uv_buf_t *buf);
 
 #define LIPC_STREAM "lipc.stream"
 
 /* Wraps h (malloc'd and initialised by the caller) as a stream object of
- * type tname (LIPC_STREAM or a type made with lipc_stream_class).
+ * type tname (LIPC_STREAM or a type made with lipc__stream_class).
  * Pushes it. */
-lipc_stream *lipc_stream_new(lua_State *L, uv_stream_t *h, const char *tname,
-                             const char *kind);
+lipc__stream *lipc__stream_new(lua_State *L, uv_stream_t *h, const char *tname,
+                               const char *kind);
 /* Wraps fd: a pipe/socket/tty or a regular file; pushes it. */
-lipc_stream *lipc_stream_from_fd(lua_State *L, int fd, int internal);
-int lipc_stream_l_from_fd(lua_State *L); /* lipc.stream_from_fd(fd) */
-lipc_stream *lipc_stream_check(lua_State *L, int idx, const char *fname);
-lipc_stream *lipc_stream_test(lua_State *L, int idx);
-uv_stream_t *lipc_stream_uv(lipc_stream *s);
-lipc_handle *lipc_stream_handle(lipc_stream *s);
+lipc__stream *lipc__stream_from_fd(lua_State *L, int fd, int internal);
+int lipc__stream_l_from_fd(lua_State *L); /* lipc.stream_from_fd(fd) */
+lipc__stream *lipc__stream_check(lua_State *L, int idx, const char *fname);
+lipc__stream *lipc__stream_test(lua_State *L, int idx);
+uv_stream_t *lipc__stream_uv(lipc__stream *s);
+lipc__handle *lipc__stream_handle(lipc__stream *s);
 /* Makes a stream type: the stream methods plus extra (may be NULL). */
-void lipc_stream_class(lua_State *L, const char *tname, const luaL_Reg *extra);
+void lipc__stream_class(lua_State *L, const char *tname, const luaL_Reg *extra);
 /* Lets another layer (a message channel) consume the bytes instead of
  * 'data' events; hook NULL gives them back. */
-void lipc_stream_set_hooks(lipc_stream *s, lipc_alloc_hook alloc,
-                           lipc_read_hook read, void *ctx);
-void *lipc_stream_hook_ctx(lipc_stream *s);
-int lipc_stream_read_start(lipc_stream *s);
-/* net.connect outside a task: writes wait until lipc_stream_connected,
+void lipc__stream_set_hooks(lipc__stream *s, lipc__alloc_hook alloc,
+                            lipc__read_hook read, void *ctx);
+void *lipc__stream_hook_ctx(lipc__stream *s);
+int lipc__stream_read_start(lipc__stream *s);
+/* net.connect outside a task: writes wait until lipc__stream_connected,
  * which sends them (err 0) or fails them with err (already reported). */
-void lipc_stream_connecting(lipc_stream *s);
+void lipc__stream_connecting(lipc__stream *s);
 /* A connect that failed at once: reads and writes give nil, msg, code. */
-void lipc_stream_set_error(lipc_stream *s, int err, const char *what);
-void lipc_stream_connected(lipc_stream *s, int err);
+void lipc__stream_set_error(lipc__stream *s, int err, const char *what);
+void lipc__stream_connected(lipc__stream *s, int err);
 /* Writes bufs; they must stay valid until cb(ctx, status) runs.
  * Returns 0 or a negative error (then cb is not called). */
-typedef void (*lipc_write_done)(void *ctx, int status);
-int lipc_stream_write_raw(lipc_stream *s, uv_buf_t *bufs, unsigned nbufs,
-                          uv_stream_t *send_handle, lipc_write_done cb,
-                          void *ctx);
+typedef void (*lipc__write_done)(void *ctx, int status);
+int lipc__stream_write_raw(lipc__stream *s, uv_buf_t *bufs, unsigned nbufs,
+                           uv_stream_t *send_handle, lipc__write_done cb,
+                           void *ctx);
 /* Writes what the kernel takes at once, without a request, when nothing
  * is queued: bytes written (maybe fewer than b->len) or a negative error,
  * UV_EAGAIN when nothing could be. */
-int lipc_stream_try_write(lipc_stream *s, const uv_buf_t *b);
-void lipc_stream_free_requests(lipc_runtime *rt);
+int lipc__stream_try_write(lipc__stream *s, const uv_buf_t *b);
+void lipc__stream_free_requests(lipc_runtime *rt);
 /* Loop time (uv_now) of the stream's last read or write: idle timeouts. */
-uint64_t lipc_stream_active(lipc_stream *s);
+uint64_t lipc__stream_active(lipc__stream *s);
 int luaopen_lipc_stream(lua_State *L);
 
 /* bindings/net.c: handle passing. The uv handle of a net/pipe server or
  * socket at idx and its wire kind (1 TCP server, 2 TCP socket, 3 pipe
  * server, 4 pipe socket), or NULL when it is none of these. */
-uv_stream_t *lipc_net_export(lua_State *L, int idx, int *kind);
+uv_stream_t *lipc__net_export(lua_State *L, int idx, int *kind);
 /* Wraps a handle received over an IPC pipe (malloc'd and initialised by
  * the caller with uv_tcp_init/uv_pipe_init and uv_accept'ed from the IPC
  * pipe) as the Lua object of that kind; pushes it. A received server is
  * ready to listen(): it starts accepting when given a 'connection'
  * listener or when server:listen() / server:accept() is called without
  * an address. */
-void lipc_net_import(lua_State *L, uv_stream_t *h, int kind);
+void lipc__net_import(lua_State *L, uv_stream_t *h, int kind);
 
 /* the modules */
 int luaopen_lipc_core(lua_State *L);
@@ -244,6 +244,6 @@ int luaopen_pipe(lua_State *L);
 int luaopen_net(lua_State *L);
 
 /* Embedded Lua parts of modules (build/gen/embedded.c, from *.lua). */
-int lipc_load_embedded(lua_State *L, const char *name);
+int lipc__load_embedded(lua_State *L, const char *name);
 
 #endif

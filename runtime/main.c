@@ -30,18 +30,18 @@ static const char usage[] =
 /* The prompt is an embedded Lua chunk run as a task (runtime/repl.lua). */
 static void start_repl(lipc_runtime *rt) {
   lua_State *L = lipc_state(rt);
-  lipc_load_embedded(L, "repl");
-  lipc_task_start(rt, L, 0);
+  lipc__load_embedded(L, "repl");
+  lipc__task_start(rt, L, 0);
 }
 
 /* `lipc test`: busted under this runtime with the spec harness, both
  * embedded Lua (runtime/test.lua gets the harness chunk as argument). */
 static void start_test(lipc_runtime *rt, int argc, char **argv) {
   lua_State *L = lipc_state(rt);
-  lipc_set_arg(L, "test", argc, argv);
-  lipc_load_embedded(L, "test");
-  lipc_load_embedded(L, "test_harness");
-  lipc_task_start(rt, L, 1);
+  lipc__set_arg(L, "test", argc, argv);
+  lipc__load_embedded(L, "test");
+  lipc__load_embedded(L, "test_harness");
+  lipc__task_start(rt, L, 1);
 }
 
 static void version(void) {
@@ -108,7 +108,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (code) {
-    lipc_set_arg(lipc_state(rt), "-e", argc - i, argv + i);
+    lipc__set_arg(lipc_state(rt), "-e", argc - i, argv + i);
     lipc_run_string(rt, code, "=(command line)");
   } else if (i < argc && strcmp(argv[i], "test") == 0) {
     start_test(rt, argc - i - 1, argv + i + 1);

@@ -23,7 +23,7 @@
 /* How long the exit flush may wait for peers to take queued writes. */
 #define EXIT_FLUSH_MS 2000
 
-unsigned lipc_trace_parse(const char *spec) {
+unsigned lipc__trace_parse(const char *spec) {
   static const struct {
     const char *name;
     unsigned bit;
@@ -48,7 +48,7 @@ unsigned lipc_trace_parse(const char *spec) {
 
 /* One line per event, whole lines in one write so that the traces of a
  * parent and its children interleave by line. */
-void lipc_trace(lipc_runtime *rt, const char *what, const char *fmt, ...) {
+void lipc__trace(lipc_runtime *rt, const char *what, const char *fmt, ...) {
   char line[512];
   int n;
   va_list ap;
@@ -64,7 +64,7 @@ void lipc_trace(lipc_runtime *rt, const char *what, const char *fmt, ...) {
     return;
 }
 
-const char *lipc_trace_addr(uv_handle_t *uv, int peer, char *buf, size_t n) {
+const char *lipc__trace_addr(uv_handle_t *uv, int peer, char *buf, size_t n) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof(ss);
   uv_os_fd_t fd;
@@ -101,11 +101,11 @@ const char *lipc_trace_addr(uv_handle_t *uv, int peer, char *buf, size_t n) {
   return buf;
 }
 
-lipc_runtime *lipc_rt(lua_State *L) {
+lipc_runtime *lipc__rt(lua_State *L) {
   return *(lipc_runtime **)lua_getextraspace(L);
 }
 
-void lipc_ignore_sigpipe(void) {
+void lipc__ignore_sigpipe(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = SIG_IGN;
@@ -140,7 +140,7 @@ static int hand_over(lua_State *M) {
  * traceback) and ends the run with status 1, unless a handler set with
  * lipc.on_uncaught takes it (`lipc test` does: the spec fails, the run
  * goes on). */
-void lipc_uncaught(lipc_runtime *rt, lua_State *L, int idx) {
+void lipc__uncaught(lipc_runtime *rt, lua_State *L, int idx) {
   lua_State *M = rt->L;
   const char *msg;
   if (rt->exiting)
@@ -162,7 +162,7 @@ void lipc_uncaught(lipc_runtime *rt, lua_State *L, int idx) {
   fprintf(stderr, "lipc: uncaught error: %s\n", lua_tostring(M, -1));
   fflush(stderr);
   lua_pop(M, 3);
-  lipc_exit_now(rt, 1);
+  lipc__exit_now(rt, 1);
 }
 
 /* lipc.on_uncaught(fn | nil) -> the handler it replaces, or nil */
@@ -189,7 +189,7 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
 
 /* Stops running Lua: the loop stops at the end of this turn and the
  * runtime flushes and closes from lipc_free. */
-void lipc_exit_now(lipc_runtime *rt, int code) {
+void lipc__exit_now(lipc_runtime *rt, int code) {
   if (rt->exiting)
     return;
   rt->exiting = 1;
@@ -205,7 +205,7 @@ static int uv_knows(int err) {
   return strncmp(uv_err_name(err), "Unknown", 7) != 0;
 }
 
-const char *lipc_err_name(int err) {
+const char *lipc__err_name(int err) {
   const char *name;
   if (uv_knows(err) || err >= 0)
     return uv_err_name(err);
@@ -217,8 +217,8 @@ static const char *err_text(int err) {
   return uv_knows(err) || err >= 0 ? uv_strerror(err) : strerror(-err);
 }
 
-int lipc_push_errpair(lua_State *L, int err, const char *detail) {
-  const char *name = lipc_err_name(err);
+int lipc__push_errpair(lua_State *L, int err, const char *detail) {
+  const char *name = lipc__err_name(err);
   if (detail && *detail)
     lua_pushfstring(L, "%s: %s (%s)", name, err_text(err), detail);
   else
@@ -227,9 +227,9 @@ int lipc_push_errpair(lua_State *L, int err, const char *detail) {
   return 2;
 }
 
-int lipc_push_error(lua_State *L, int err, const char *detail) {
+int lipc__push_error(lua_State *L, int err, const char *detail) {
   lua_pushnil(L);
-  return 1 + lipc_push_errpair(L, err, detail);
+  return 1 + lipc__push_errpair(L, err, detail);
 }
 
 static const struct {
@@ -247,7 +247,7 @@ static const struct {
      {"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF}, {"SIGWINCH", SIGWINCH},
      {"SIGIO", SIGIO},         {"SIGSYS", SIGSYS},   {NULL, 0}};
 
-int lipc_signum(lua_State *L, int idx) {
+int lipc__signum(lua_State *L, int idx) {
   int i;
   if (lua_type(L, idx) == LUA_TNUMBER) {
     lua_Integer n = lua_tointeger(L, idx);
@@ -263,7 +263,7 @@ int lipc_signum(lua_State *L, int idx) {
   return -1;
 }
 
-const char *lipc_signame(int signum) {
+const char *lipc__signame(int signum) {
   int i;
   for (i = 0; signals[i].name; i++)
     if (signals[i].num == signum)
@@ -285,7 +285,7 @@ static void install_os_exit(lua_State *L) {
 
 /* require "lipc.test": the helpers for specs (runtime/test_helpers.lua). */
 static int open_test(lua_State *L) {
-  lipc_load_embedded(L, "test_helpers");
+  lipc__load_embedded(L, "test_helpers");
   lua_call(L, 0, 1);
   return 1;
 }
@@ -312,7 +312,7 @@ static lipc_runtime *rt_alloc(uv_loop_t *loop) {
     return NULL;
   rt->pool_ref = LUA_NOREF;
   rt->parked_ref = LUA_NOREF;
-  rt->trace = lipc_trace_parse(getenv("LIPC_TRACE"));
+  rt->trace = lipc__trace_parse(getenv("LIPC_TRACE"));
   rt->t0 = uv_hrtime();
   if (loop) {
     rt->loop = loop;
@@ -345,7 +345,7 @@ lipc_runtime *lipc_new(uv_loop_t *loop) {
   lua_State *L;
   if (rt == NULL)
     return NULL;
-  L = lipc_state_new();
+  L = lipc__state_new();
   if (L == NULL) {
     if (rt->owns_loop)
       uv_loop_close(rt->loop);
@@ -355,7 +355,7 @@ lipc_runtime *lipc_new(uv_loop_t *loop) {
   rt->L = L;
   rt->owns_state = 1;
   set_rt(L, rt);
-  lipc_ignore_sigpipe();
+  lipc__ignore_sigpipe();
   /* Generational GC: an IPC runtime's garbage is mostly young (decoded
    * messages, read chunks) while the modules and objects stay. A minor
    * collection skips the old objects that the incremental collector
@@ -380,7 +380,7 @@ int lipc_exit_status(lipc_runtime *rt) {
   return rt->exit_code;
 }
 
-void lipc_set_arg(lua_State *L, const char *script, int argc, char **argv) {
+void lipc__set_arg(lua_State *L, const char *script, int argc, char **argv) {
   int i;
   lua_createtable(L, argc, 1);
   lua_pushstring(L, script);
@@ -405,13 +405,13 @@ int lipc_run_file(lipc_runtime *rt, const char *path, int argc, char **argv) {
   lua_State *L = rt->L;
   const char *file = strcmp(path, "-") == 0 ? NULL : path;
   int i, status;
-  lipc_set_arg(L, path, argc, argv);
+  lipc__set_arg(L, path, argc, argv);
   status = luaL_loadfile(L, file);
   if (status != LUA_OK)
     return load_error(rt, status);
   for (i = 0; i < argc; i++)
     lua_pushstring(L, argv[i]);
-  lipc_task_start(rt, L, argc);
+  lipc__task_start(rt, L, argc);
   return rt->exit_code ? UV_ECANCELED : 0;
 }
 
@@ -419,7 +419,7 @@ int lipc_run_string(lipc_runtime *rt, const char *code, const char *name) {
   int status = luaL_loadbuffer(rt->L, code, strlen(code), name);
   if (status != LUA_OK)
     return load_error(rt, status);
-  lipc_task_start(rt, rt->L, 0);
+  lipc__task_start(rt, rt->L, 0);
   return rt->exit_code ? UV_ECANCELED : 0;
 }
 
@@ -435,7 +435,7 @@ int lipc_run(lipc_runtime *rt) {
 
 static void flush_timeout(uv_timer_t *t) {
   lipc_runtime *rt = t->data;
-  lipc_close_all(rt, 0);
+  lipc__close_all(rt, 0);
 }
 
 /* Lets queued writes reach their peers (bounded), then closes every
@@ -444,7 +444,7 @@ static void drain_and_close(lipc_runtime *rt) {
   uv_timer_t guard;
   rt->exiting = 1;
   fflush(stdout);
-  lipc_close_all(rt, 1);
+  lipc__close_all(rt, 1);
   if (rt->handles) {
     uv_timer_init(rt->loop, &guard);
     guard.data = rt;
@@ -454,7 +454,7 @@ static void drain_and_close(lipc_runtime *rt) {
       ;
     uv_close((uv_handle_t *)&guard, NULL);
   }
-  lipc_close_all(rt, 0);
+  lipc__close_all(rt, 0);
   while (uv_run(rt->loop, UV_RUN_NOWAIT) && rt->owns_loop)
     ;
 }
@@ -464,7 +464,7 @@ static void drain_and_close(lipc_runtime *rt) {
 static void free_buffers(lipc_runtime *rt) {
   free(rt->rbuf);
   rt->rbuf = NULL;
-  lipc_stream_free_requests(rt);
+  lipc__stream_free_requests(rt);
 }
 
 void lipc_free(lipc_runtime *rt) {
@@ -472,7 +472,7 @@ void lipc_free(lipc_runtime *rt) {
     return;
   drain_and_close(rt);
   if (rt->owns_state)
-    lipc_state_close(rt->L);
+    lipc__state_close(rt->L);
   if (rt->owns_loop) {
     uv_run(rt->loop, UV_RUN_NOWAIT);
     uv_loop_close(rt->loop);
@@ -509,7 +509,7 @@ static lipc_runtime *ensure_rt(lua_State *L) {
   rt->L = lua_tothread(L, -1);
   lua_pop(L, 1);
   set_rt(L, rt);
-  lipc_ignore_sigpipe();
+  lipc__ignore_sigpipe();
   box = lua_newuserdatauv(L, sizeof(*box), 0);
   *box = rt;
   lua_createtable(L, 0, 1);
@@ -523,7 +523,7 @@ static lipc_runtime *ensure_rt(lua_State *L) {
 
 /* lipc.run() for stock lua: drives the loop; returns the exit status. */
 static int l_run(lua_State *L) {
-  lipc_runtime *rt = lipc_rt(L);
+  lipc_runtime *rt = lipc__rt(L);
   if (rt->running)
     return luaL_error(L, "lipc.run: the loop is already running");
   lua_pushinteger(L, lipc_run(rt));

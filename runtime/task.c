@@ -2,7 +2,7 @@
  * task.c - tasks: Lua coroutines driven by the event loop.
  *
  * Every listener, timer callback and lipc.go body runs in a task. A task
- * that needs to wait (sleep, read, receive...) parks itself in a lipc_wait
+ * that needs to wait (sleep, read, receive...) parks itself in a lipc__wait
  * and yields back to the loop; whoever completes the wait resumes it.
  * Finished coroutines go back to a pool: starting a task is then a
  * lua_resume on an existing thread, not an allocation.
@@ -57,10 +57,10 @@ static void resume(lipc_runtime *rt, lua_State *from, lua_State *co,
     pool_put(rt, co);
     return;
   }
-  lipc_uncaught(rt, co, -1);
+  lipc__uncaught(rt, co, -1);
 }
 
-void lipc_task_start(lipc_runtime *rt, lua_State *L, int nargs) {
+void lipc__task_start(lipc_runtime *rt, lua_State *L, int nargs) {
   lua_State *co;
   if (rt->exiting) {
     lua_pop(L, nargs + 1);
@@ -74,8 +74,8 @@ void lipc_task_start(lipc_runtime *rt, lua_State *L, int nargs) {
                     or the pool if it lives */
 }
 
-void lipc_task_check(lua_State *L, const char *fname) {
-  lipc_runtime *rt = lipc_rt(L);
+void lipc__task_check(lua_State *L, const char *fname) {
+  lipc_runtime *rt = lipc__rt(L);
   if (L != rt->current || !lua_isyieldable(L))
     luaL_error(L, "%s: must be called inside a task (lipc.go)", fname);
 }
@@ -83,7 +83,7 @@ void lipc_task_check(lua_State *L, const char *fname) {
 /* A parked task is kept alive by parked[w] (w as a lightuserdata key):
  * the same wait parks again and again (a receive loop), so its key is
  * reused, where luaL_ref + luaL_unref cost ~530 instructions a park. */
-static void anchor(lipc_runtime *rt, lua_State *L, lipc_wait *w, int set) {
+static void anchor(lipc_runtime *rt, lua_State *L, lipc__wait *w, int set) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->parked_ref);
   if (set)
     lua_pushthread(L);
@@ -93,17 +93,17 @@ static void anchor(lipc_runtime *rt, lua_State *L, lipc_wait *w, int set) {
   lua_pop(L, 1);
 }
 
-int lipc_task_park(lua_State *L, lipc_wait *w) {
+int lipc__task_park(lua_State *L, lipc__wait *w) {
   w->co = L;
-  anchor(lipc_rt(L), L, w, 1);
+  anchor(lipc__rt(L), L, w, 1);
   return lua_yield(L, 0);
 }
 
-int lipc_waiting(const lipc_wait *w) {
+int lipc__waiting(const lipc__wait *w) {
   return w->co != NULL;
 }
 
-void lipc_wake(lipc_runtime *rt, lipc_wait *w, int nargs) {
+void lipc__wake(lipc_runtime *rt, lipc__wait *w, int nargs) {
   lua_State *co = w->co;
   if (co == NULL || rt->exiting) {
     lua_pop(rt->L, nargs);
@@ -119,7 +119,7 @@ void lipc_wake(lipc_runtime *rt, lipc_wait *w, int nargs) {
     anchor(rt, rt->L, w, 0);
 }
 
-void lipc_wait_cancel(lipc_runtime *rt, lipc_wait *w) {
+void lipc__wait_cancel(lipc_runtime *rt, lipc__wait *w) {
   if (w->co == NULL)
     return;
   w->co = NULL;
@@ -128,16 +128,16 @@ void lipc_wait_cancel(lipc_runtime *rt, lipc_wait *w) {
 
 /* ---- wait queues ------------------------------------------------------ */
 
-struct lipc_wnode {
-  lipc_wait w;
-  lipc_wnode *next;
+struct lipc__wnode {
+  lipc__wait w;
+  lipc__wnode *next;
 };
 
 /* A woken node goes to the spare list before its task resumes, so a task
  * that waits again at once (a receive loop) parks on the same node: its
- * anchor key is reused, as for a plain lipc_wait. */
-int lipc_waitq_park(lua_State *L, lipc_waitq *q) {
-  lipc_wnode *n = q->spare;
+ * anchor key is reused, as for a plain lipc__wait. */
+int lipc__waitq_park(lua_State *L, lipc__waitq *q) {
+  lipc__wnode *n = q->spare;
   if (n != NULL) {
     q->spare = n->next;
   } else {
@@ -151,15 +151,15 @@ int lipc_waitq_park(lua_State *L, lipc_waitq *q) {
   else
     q->head = n;
   q->tail = n;
-  return lipc_task_park(L, &n->w);
+  return lipc__task_park(L, &n->w);
 }
 
-int lipc_waitq_waiting(const lipc_waitq *q) {
+int lipc__waitq_waiting(const lipc__waitq *q) {
   return q->head != NULL;
 }
 
-void lipc_waitq_wake(lipc_runtime *rt, lipc_waitq *q, int nargs) {
-  lipc_wnode *n = q->head;
+void lipc__waitq_wake(lipc_runtime *rt, lipc__waitq *q, int nargs) {
+  lipc__wnode *n = q->head;
   if (n == NULL) {
     lua_pop(rt->L, nargs);
     return;
@@ -169,31 +169,31 @@ void lipc_waitq_wake(lipc_runtime *rt, lipc_waitq *q, int nargs) {
     q->tail = NULL;
   n->next = q->spare;
   q->spare = n;
-  lipc_wake(rt, &n->w, nargs);
+  lipc__wake(rt, &n->w, nargs);
 }
 
-int lipc_waitq_wake_all(lipc_runtime *rt, lipc_waitq *q, int nargs) {
+int lipc__waitq_wake_all(lipc_runtime *rt, lipc__waitq *q, int nargs) {
   lua_State *L = rt->L;
   int i, n = 0;
-  for (; lipc_waitq_waiting(q); n++) {
+  for (; lipc__waitq_waiting(q); n++) {
     for (i = 0; i < nargs; i++)
       lua_pushvalue(L, -nargs);
-    lipc_waitq_wake(rt, q, nargs);
+    lipc__waitq_wake(rt, q, nargs);
   }
   lua_pop(L, nargs);
   return n;
 }
 
-static void free_nodes(lipc_runtime *rt, lipc_wnode *n) {
+static void free_nodes(lipc_runtime *rt, lipc__wnode *n) {
   while (n != NULL) {
-    lipc_wnode *next = n->next;
-    lipc_wait_cancel(rt, &n->w);
+    lipc__wnode *next = n->next;
+    lipc__wait_cancel(rt, &n->w);
     free(n);
     n = next;
   }
 }
 
-void lipc_waitq_free(lipc_runtime *rt, lipc_waitq *q) {
+void lipc__waitq_free(lipc_runtime *rt, lipc__waitq *q) {
   free_nodes(rt, q->head);
   free_nodes(rt, q->spare);
   q->head = q->tail = q->spare = NULL;
@@ -201,21 +201,21 @@ void lipc_waitq_free(lipc_runtime *rt, lipc_waitq *q) {
 
 /* lipc.go(fn, ...) -> nothing; fn runs now, until it first waits. */
 static int l_go(lua_State *L) {
-  lipc_runtime *rt = lipc_rt(L);
+  lipc_runtime *rt = lipc__rt(L);
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  lipc_task_start(rt, L, lua_gettop(L) - 1);
+  lipc__task_start(rt, L, lua_gettop(L) - 1);
   return 0;
 }
 
 /* lipc.in_task() -> boolean */
 static int l_in_task(lua_State *L) {
-  lipc_runtime *rt = lipc_rt(L);
+  lipc_runtime *rt = lipc__rt(L);
   lua_pushboolean(L, L == rt->current && lua_isyieldable(L));
   return 1;
 }
 
 int luaopen_lipc_task(lua_State *L) {
-  lipc_runtime *rt = lipc_rt(L);
+  lipc_runtime *rt = lipc__rt(L);
   static const luaL_Reg fns[] = {
       {"go", l_go},
       {"in_task", l_in_task},

@@ -23,7 +23,7 @@ for _, e in ipairs(entries) do
 end
 out:write("  {NULL, NULL, NULL, 0}\n};\n\n")
 out:write([[
-int lipc_load_embedded(lua_State *L, const char *name) {
+int lipc__load_embedded(lua_State *L, const char *name) {
   int i;
   for (i = 0; files[i].name; i++) {
     if (strcmp(files[i].name, name) != 0)

@@ -26,8 +26,8 @@
 #include <lua.h>
 #include <lualib.h>
 
-lua_State *lipc_state_new(void);
-void lipc_state_close(lua_State *L);
+lua_State *lipc__state_new(void);
+void lipc__state_close(lua_State *L);
 
 static size_t sink; /* what the reads saw, so that none is optimised away */
 
@@ -102,7 +102,7 @@ static const char RECEIVE[] = "local build, n = ...\n"
 
 /* runs one loop over n messages in a fresh state; returns msg/s */
 static double run(const char *src, lua_CFunction fn, uint64_t n) {
-  lua_State *L = lipc_state_new();
+  lua_State *L = lipc__state_new();
   uint64_t t0, t1;
   if (L == NULL)
     fail("no Lua state");
@@ -116,7 +116,7 @@ static double run(const char *src, lua_CFunction fn, uint64_t n) {
   if (lua_pcall(L, 2, 1, 0) != LUA_OK)
     fail(lua_tostring(L, -1));
   t1 = now_ns();
-  lipc_state_close(L);
+  lipc__state_close(L);
   return (double)n * 1e9 / (double)(t1 - t0);
 }
 

@@ -22,7 +22,9 @@ DEB_PKGS   = $(BUILD_PKGS) $(TEST_PKGS)
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 OPT     ?= -O2 -g
 WARN     = -Wall -Wextra -Werror
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -fPIC -MMD -MP $(PKG_CFLAGS) \
+# -fvisibility=hidden: liblipc.so and lipc.so export what lipc.h declares
+# (LIPC_API) and nothing else; calls inside lipc need no PLT.
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -fPIC -fvisibility=hidden -MMD -MP $(PKG_CFLAGS) \
              -Iruntime -Ibindings $(SAN) $(CFLAGS)
 LUA_A   ?= $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/liblua5.4.a \
                          /usr/lib/*/liblua5.4.a))

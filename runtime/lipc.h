@@ -13,6 +13,21 @@
  * Functions returning int return 0 on success or a negative error code
  * (libuv's UV_E* values); a Lua error is reported on stderr as an uncaught
  * error and makes lipc_exit_status() return 1.
+ *
+ * What a runtime does to the whole process, beyond its loop and state:
+ *   - SIGPIPE is ignored (lipc_new, and luaopen_lipc in stock lua): a
+ *     write to a closed pipe or socket is an EPIPE error, not a death.
+ *     Children get every signal disposition back to its default.
+ *   - The first spawn installs a SIGCHLD watcher (through libuv) that
+ *     reaps lipc's own children only, by pid.
+ *   - A state lipc_new creates runs Lua's generational collector, and
+ *     os.exit is lipc.exit (queued writes are flushed first).
+ *   - Environment variables: LIPC_TRACE (read by lipc_new: trace lines on
+ *     stderr) and LIPC_ALLOC=malloc (plain malloc for a state lipc_new
+ *     creates) are read, not changed. LIPC_CHANNEL_FD, NODE_CHANNEL_FD and
+ *     NODE_CHANNEL_SERIALIZATION_MODE are read and removed from the
+ *     environment on the first use of fork.parent, so that the processes
+ *     the script starts do not inherit its channel.
  */
 #ifndef LIPC_H
 #define LIPC_H
@@ -29,42 +44,61 @@ extern "C" {
 #define LIPC_VERSION_PATCH 0
 #define LIPC_VERSION_STRING "0.1.0"
 
+/* What liblipc.so exports: the functions of this header and nothing else
+ * (lipc is built with -fvisibility=hidden). */
+#if defined(__GNUC__)
+#define LIPC_API __attribute__((visibility("default")))
+#else
+#define LIPC_API
+#endif
+
 typedef struct lipc_runtime lipc_runtime;
 
 /* Creates a runtime on loop (NULL: the runtime creates and owns a loop).
  * Returns NULL when out of memory. */
-lipc_runtime *lipc_new(uv_loop_t *loop);
+LIPC_API lipc_runtime *lipc_new(uv_loop_t *loop);
 
 /* The runtime's Lua state, with `lipc`, `spawn`, `fork`, `pipe`, `net`
  * requirable. Valid until lipc_free. */
-lua_State *lipc_state(lipc_runtime *rt);
-uv_loop_t *lipc_loop(lipc_runtime *rt);
+LIPC_API lua_State *lipc_state(lipc_runtime *rt);
+LIPC_API uv_loop_t *lipc_loop(lipc_runtime *rt);
 
 /* Loads a script and starts it as a task; `arg` is set as by lua(1):
- * arg[0] = path, arg[1..argc] = argv[0..argc-1]. path "-" reads stdin.
- * It runs until its first wait; lipc_run drives it from there.
- * Returns 0, or UV_ENOENT/UV_EACCES... when the file can't be loaded
- * (the message is on stderr) or UV_EINVAL on a syntax error. */
-int lipc_run_file(lipc_runtime *rt, const char *path, int argc, char **argv);
+ * arg[0] = path, arg[1..argc] = argv[0..argc-1], and the chunk gets
+ * argv as its `...`. path "-" reads stdin. It runs until its first wait;
+ * lipc_run drives it from there. Returns
+ *   0            started (it may have finished already);
+ *   UV_ENOENT, UV_EACCES, UV_EISDIR... the file could not be read: the
+ *                errno of opening or reading it (UV_EIO when the system
+ *                gave none); the message is on stderr;
+ *   UV_EINVAL    a syntax error (the message is on stderr);
+ *   UV_ECANCELED the script ended the run before its first wait: it
+ *                called lipc.exit() or raised an uncaught error.
+ * After an error, lipc_exit_status() is 1 (or lipc.exit's code) and
+ * lipc_run returns at once. */
+LIPC_API int lipc_run_file(lipc_runtime *rt, const char *path, int argc,
+                           char **argv);
 
-/* Same, with the chunk given as a string; name is used in tracebacks. */
-int lipc_run_string(lipc_runtime *rt, const char *code, const char *name);
+/* Same, with the chunk given as a string; name is used in tracebacks.
+ * `arg` is left as it is. Returns 0, UV_EINVAL or UV_ECANCELED. */
+LIPC_API int lipc_run_string(lipc_runtime *rt, const char *code,
+                             const char *name);
 
 /* Runs the loop until nothing is pending or lipc.exit() is called.
  * Returns the exit status (also lipc_exit_status). */
-int lipc_run(lipc_runtime *rt);
+LIPC_API int lipc_run(lipc_runtime *rt);
 
 /* The status the process should exit with: the code given to lipc.exit,
  * 1 after an uncaught error, 0 otherwise. */
-int lipc_exit_status(lipc_runtime *rt);
+LIPC_API int lipc_exit_status(lipc_runtime *rt);
 
 /* Closes every handle, flushes pending writes, closes the Lua state and,
  * when the runtime owns it, the loop. */
-void lipc_free(lipc_runtime *rt);
+LIPC_API void lipc_free(lipc_runtime *rt);
 
 /* The `lipc` Lua module, for stock lua5.4: require "lipc" from lipc.so.
  * In that mode call lipc.run() to drive the loop. */
-int luaopen_lipc(lua_State *L);
+LIPC_API int luaopen_lipc(lua_State *L);
 
 #ifdef __cplusplus
 }

@@ -7,12 +7,14 @@
  * queued writes (bounded in time) before the Lua state goes away.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -392,13 +394,31 @@ void lipc__set_arg(lua_State *L, const char *script, int argc, char **argv) {
   lua_setglobal(L, "arg");
 }
 
-static int load_error(lipc_runtime *rt, int status) {
+/* Why path could not be read, as an errno: Lua's message says it, but
+ * not as a code, and its errno may be gone by now. Non-blocking, so a
+ * FIFO with no writer does not stop us. */
+static int file_error(const char *path) {
+  struct stat st;
+  int fd, err = UV_EIO;
+  if (path == NULL) /* stdin */
+    return UV_EIO;
+  if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0)
+    return -errno;
+  if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+    err = UV_EISDIR;
+  close(fd);
+  return err;
+}
+
+static int load_error(lipc_runtime *rt, int status, const char *path) {
   fflush(stdout);
   fprintf(stderr, "lipc: %s\n", lua_tostring(rt->L, -1));
   lua_pop(rt->L, 1);
   rt->exit_code = 1;
   rt->exiting = 1;
-  return status == LUA_ERRFILE ? UV_ENOENT : UV_EINVAL;
+  if (status == LUA_ERRFILE)
+    return file_error(path);
+  return status == LUA_ERRMEM ? UV_ENOMEM : UV_EINVAL;
 }
 
 int lipc_run_file(lipc_runtime *rt, const char *path, int argc, char **argv) {
@@ -408,19 +428,19 @@ int lipc_run_file(lipc_runtime *rt, const char *path, int argc, char **argv) {
   lipc__set_arg(L, path, argc, argv);
   status = luaL_loadfile(L, file);
   if (status != LUA_OK)
-    return load_error(rt, status);
+    return load_error(rt, status, file);
   for (i = 0; i < argc; i++)
     lua_pushstring(L, argv[i]);
   lipc__task_start(rt, L, argc);
-  return rt->exit_code ? UV_ECANCELED : 0;
+  return rt->exiting ? UV_ECANCELED : 0;
 }
 
 int lipc_run_string(lipc_runtime *rt, const char *code, const char *name) {
   int status = luaL_loadbuffer(rt->L, code, strlen(code), name);
   if (status != LUA_OK)
-    return load_error(rt, status);
+    return load_error(rt, status, NULL);
   lipc__task_start(rt, rt->L, 0);
-  return rt->exit_code ? UV_ECANCELED : 0;
+  return rt->exiting ? UV_ECANCELED : 0;
 }
 
 int lipc_run(lipc_runtime *rt) {

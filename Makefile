@@ -42,6 +42,7 @@ EXE_LIBS = $(shell pkg-config --libs $(PKGS)) $(SYSLIBS)
 endif
 
 CORE_SRCS = runtime/alloc.c runtime/runtime.c runtime/task.c runtime/emitter.c \
+            runtime/errors.c runtime/trace.c \
             runtime/handle.c runtime/core.c
 MOD_SRCS  = $(sort $(wildcard bindings/*.c))
 LUA_SRCS  = $(sort $(wildcard runtime/*.lua bindings/*.lua))

@@ -495,11 +495,11 @@ static int take_handle(lchannel *ch, int kind) {
   if (h == NULL)
     return UV_ENOMEM;
   if ((err = uv_accept((uv_stream_t *)pipe, h)) != 0) {
-    uv_close((uv_handle_t *)h, (uv_close_cb)free);
+    lipc__close_free((uv_handle_t *)h);
     return err;
   }
   if (kind < 1 || kind > 4) {
-    uv_close((uv_handle_t *)h, (uv_close_cb)free);
+    lipc__close_free((uv_handle_t *)h);
     return UV_EINVAL;
   }
   lipc__net_import(L, h, kind);
@@ -631,7 +631,7 @@ static int drop_pending(lchannel *ch, uv_pipe_t *pipe) {
     return -1;
   }
   uv_accept((uv_stream_t *)pipe, (uv_stream_t *)u);
-  uv_close((uv_handle_t *)u, (uv_close_cb)free);
+  lipc__close_free((uv_handle_t *)u);
   return -1;
 }
 
@@ -1714,7 +1714,7 @@ int lipc__channel_from_fd(lua_State *L, int fd, int json, int auto_ref) {
     return 0;
   uv_pipe_init(rt->loop, p, 1);
   if (uv_pipe_open(p, fd) != 0) {
-    uv_close((uv_handle_t *)p, (uv_close_cb)free);
+    lipc__close_free((uv_handle_t *)p);
     return 0;
   }
   lipc__stream_new(L, (uv_stream_t *)p, LIPC_STREAM, "pipe");

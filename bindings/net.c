@@ -22,64 +22,6 @@
 
 #define MAX_ADDRS 8
 
-/* ---- events on the next loop turn --------------------------------------- */
-
-typedef struct {
-  lipc__handle h; /* bare handle of the timer */
-  uv_timer_t timer;
-  int ref; /* {object, args...} */
-  int nargs;
-  int close_after;
-  char ev[24];
-} soon;
-
-static void soon_free(lipc__handle *h) {
-  soon *d = (soon *)h;
-  luaL_unref(h->rt->L, LUA_REGISTRYINDEX, d->ref);
-  free(d);
-}
-
-static void on_soon(uv_timer_t *t) {
-  soon *d = t->data;
-  lipc_runtime *rt = d->h.rt;
-  lua_State *L = rt->L;
-  int i, top = lua_gettop(L);
-  lipc__handle *obj;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, d->ref); /* tbl */
-  lua_rawgeti(L, top + 1, 1);                /* tbl obj */
-  obj = lua_touserdata(L, -1);
-  if (obj && obj->uv && !obj->closing) { /* closed meanwhile: quiet */
-    for (i = 0; i < d->nargs; i++)
-      lua_rawgeti(L, top + 1, i + 2);
-    lipc__emit(rt, top + 2, d->ev, d->nargs);
-    if (d->close_after)
-      lipc__handle_close(obj);
-  }
-  lua_settop(L, top);
-  lipc__handle_close(&d->h);
-}
-
-void lipc__emit_soon(lua_State *L, const char *ev, int nargs, int close_after) {
-  lipc_runtime *rt = lipc__rt(L);
-  int i;
-  soon *d = calloc(1, sizeof(*d));
-  if (d == NULL) {
-    luaL_error(L, "out of memory");
-    return;
-  }
-  lua_createtable(L, nargs + 1, 0); /* obj args... tbl */
-  lua_insert(L, -(nargs + 2));      /* tbl obj args... */
-  for (i = nargs + 1; i >= 1; i--)  /* fills from the top down */
-    lua_rawseti(L, -(i + 1), i);
-  d->nargs = nargs;
-  d->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  d->close_after = close_after;
-  snprintf(d->ev, sizeof(d->ev), "%s", ev);
-  uv_timer_init(rt->loop, &d->timer);
-  lipc__handle_bare(rt, &d->h, (uv_handle_t *)&d->timer, "soon", soon_free);
-  uv_timer_start(&d->timer, on_soon, 0, 0);
-}
-
 int lipc__check_mode(lua_State *L, int idx, int def, const char *fname) {
   lua_Integer m;
   if (lua_isnoneornil(L, idx))
@@ -192,10 +134,6 @@ static int push_name(lua_State *L, uv_handle_t *uv, int peer) {
 }
 
 /* ---- sockets ------------------------------------------------------------- */
-
-static void free_uv(uv_handle_t *uv) {
-  free(uv);
-}
 
 lipc__stream *lipc__socket_new(lua_State *L, uv_stream_t *h, int is_pipe) {
   return lipc__stream_new(L, h, is_pipe ? LIPC_PIPE_SOCKET : LIPC_TCP_SOCKET,
@@ -456,7 +394,7 @@ static int accept_one(lipc__server *srv, lua_State *L) {
   err = uv_accept((uv_stream_t *)srv->h.uv, c);
   srv->pending = 0;
   if (err) {
-    uv_close((uv_handle_t *)c, free_uv);
+    lipc__close_free((uv_handle_t *)c);
     return err;
   }
   if (!srv->is_pipe)
@@ -1028,7 +966,7 @@ static int fresh_handle(connect_op *op) {
     return UV_ENOMEM;
   uv_tcp_init(op->h.rt->loop, t);
   h->uv->data = NULL;
-  uv_close(h->uv, free_uv);
+  lipc__close_free(h->uv);
   h->uv = (uv_handle_t *)t;
   t->data = h;
   return 0;

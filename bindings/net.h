@@ -56,12 +56,6 @@ lipc__stream *lipc__socket_new(lua_State *L, uv_stream_t *h, int is_pipe);
 /* The socket methods shared by TCP and Unix sockets (set_timeout...). */
 extern const luaL_Reg lipc__socket_methods[];
 
-/* Emits ev with the nargs values on top of L on the object below them on
- * the next loop turn (Node's nextTick): a listener added right after the
- * call still hears it. Pops object and values. close_after closes the
- * object's handle once emitted. */
-void lipc__emit_soon(lua_State *L, const char *ev, int nargs, int close_after);
-
 /* "0600", 384 or nil (-> def) as a file mode; raises on anything else. */
 int lipc__check_mode(lua_State *L, int idx, int def, const char *fname);
 

@@ -311,10 +311,6 @@ static int stream_open(lipc__stream *s) {
   return h->uv != NULL && !h->closing;
 }
 
-static void free_handle(uv_handle_t *h) {
-  free(h);
-}
-
 /* Wraps our end of a pipe or socketpair as a stream; pushes it (or
  * false when that fails, after closing fd). */
 static void wrap_end(lua_State *L, int fd, int ipc) {
@@ -328,7 +324,7 @@ static void wrap_end(lua_State *L, int fd, int ipc) {
   uv_pipe_init(rt->loop, p, ipc);
   if (uv_pipe_open(p, fd) != 0) {
     close(fd);
-    uv_close((uv_handle_t *)p, free_handle);
+    lipc__close_free((uv_handle_t *)p);
     lua_pushboolean(L, 0);
     return;
   }

@@ -4,8 +4,11 @@
  * on/once/off/emit/listeners work on userdata objects (listeners live in
  * the object's second user value) and on plain tables (listeners live
  * under a private key), so objects written in Lua get the same API.
- * Each listener runs in its own task, so it may wait.
+ * Each listener runs in its own task, so it may wait. lipc__emit_soon
+ * emits on the next loop turn (Node's nextTick).
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -248,4 +251,62 @@ void lipc__emitter_methods(lua_State *L) {
       {"emit", l_emit},         {"listeners", l_listeners}, {NULL, NULL},
   };
   luaL_setfuncs(L, fns, 0);
+}
+
+/* ---- events on the next loop turn ------------------------------------- */
+
+typedef struct {
+  lipc__handle h; /* bare handle of the timer */
+  uv_timer_t timer;
+  int ref; /* {object, args...} */
+  int nargs;
+  int close_after;
+  char ev[24];
+} soon;
+
+static void soon_free(lipc__handle *h) {
+  soon *d = (soon *)h;
+  luaL_unref(h->rt->L, LUA_REGISTRYINDEX, d->ref);
+  free(d);
+}
+
+static void on_soon(uv_timer_t *t) {
+  soon *d = t->data;
+  lipc_runtime *rt = d->h.rt;
+  lua_State *L = rt->L;
+  int i, top = lua_gettop(L);
+  lipc__handle *obj;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, d->ref); /* tbl */
+  lua_rawgeti(L, top + 1, 1);                /* tbl obj */
+  obj = lua_touserdata(L, -1);
+  if (obj && obj->uv && !obj->closing) { /* closed meanwhile: quiet */
+    for (i = 0; i < d->nargs; i++)
+      lua_rawgeti(L, top + 1, i + 2);
+    lipc__emit(rt, top + 2, d->ev, d->nargs);
+    if (d->close_after)
+      lipc__handle_close(obj);
+  }
+  lua_settop(L, top);
+  lipc__handle_close(&d->h);
+}
+
+void lipc__emit_soon(lua_State *L, const char *ev, int nargs, int close_after) {
+  lipc_runtime *rt = lipc__rt(L);
+  int i;
+  soon *d = calloc(1, sizeof(*d));
+  if (d == NULL) {
+    luaL_error(L, "out of memory");
+    return;
+  }
+  lua_createtable(L, nargs + 1, 0); /* obj args... tbl */
+  lua_insert(L, -(nargs + 2));      /* tbl obj args... */
+  for (i = nargs + 1; i >= 1; i--)  /* fills from the top down */
+    lua_rawseti(L, -(i + 1), i);
+  d->nargs = nargs;
+  d->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  d->close_after = close_after;
+  snprintf(d->ev, sizeof(d->ev), "%s", ev);
+  uv_timer_init(rt->loop, &d->timer);
+  lipc__handle_bare(rt, &d->h, (uv_handle_t *)&d->timer, "soon", soon_free);
+  uv_timer_start(&d->timer, on_soon, 0, 0);
 }

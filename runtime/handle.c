@@ -87,8 +87,12 @@ void lipc__handle_unref_self(lipc__handle *h) {
   h->ref = LUA_NOREF;
 }
 
-static void free_detached(uv_handle_t *uv) {
+static void free_on_close(uv_handle_t *uv) {
   free(uv);
+}
+
+void lipc__close_free(uv_handle_t *uv) {
+  uv_close(uv, free_on_close);
 }
 
 static void on_closed(uv_handle_t *uv) {
@@ -116,30 +120,11 @@ static void on_closed(uv_handle_t *uv) {
   lipc__handle_unref_self(h);
 }
 
-/* LIPC_TRACE=net: a socket or server closing, with its addresses. */
-static void trace_close(lipc__handle *h) {
-  char a[128], b[128];
-  const char *local, *peer;
-  uv_os_fd_t fd = -1;
-  if (h->kind == NULL ||
-      (strcmp(h->kind, "tcp") != 0 && strcmp(h->kind, "pipe") != 0 &&
-       strcmp(h->kind, "tcp server") != 0 &&
-       strcmp(h->kind, "pipe server") != 0))
-    return;
-  local = lipc__trace_addr(h->uv, 0, a, sizeof(a));
-  peer = lipc__trace_addr(h->uv, 1, b, sizeof(b));
-  if (local == NULL) /* a pipe(2), not a socket */
-    return;
-  uv_fileno(h->uv, &fd);
-  lipc__trace(h->rt, "net", "close %s fd %d %s%s%s", h->kind, (int)fd, local,
-              peer ? " <-> " : "", peer ? peer : "");
-}
-
 void lipc__handle_close(lipc__handle *h) {
   if (h->uv == NULL || h->closing)
     return;
   if (h->rt->trace & LIPC_TRACE_NET)
-    trace_close(h);
+    lipc__trace_close(h);
   h->closing = 1;
   uv_close(h->uv, on_closed);
 }
@@ -152,7 +137,7 @@ static int l_gc(lua_State *L) {
     if (h->on_close)
       h->on_close(h);
     if (!h->closing)
-      uv_close(h->uv, free_detached);
+      lipc__close_free(h->uv);
     h->uv = NULL;
   }
   if (h->on_gc)

@@ -45,24 +45,6 @@ struct lipc_runtime {
 };
 
 /* runtime.c */
-/* Tracing: LIPC_TRACE=ipc,spawn,net (or all) writes one line per event to
- * stderr. Callers test the bit first so that a disabled trace costs one
- * branch: if (rt->trace & LIPC_TRACE_NET) lipc__trace(rt, "net", ...). */
-enum {
-  LIPC_TRACE_IPC = 1 << 0,
-  LIPC_TRACE_SPAWN = 1 << 1,
-  LIPC_TRACE_NET = 1 << 2
-};
-void lipc__trace(lipc_runtime *rt, const char *what, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-unsigned lipc__trace_parse(const char *spec);
-/* The local (peer 0) or remote (peer 1) address of a socket handle for a
- * trace line: "127.0.0.1:80", "[::1]:80", a Unix socket path, "@name"
- * (abstract), "unnamed"; NULL when uv is not an open socket. */
-const char *lipc__trace_addr(uv_handle_t *uv, int peer, char *buf, size_t n);
 lipc_runtime *lipc__rt(lua_State *L);
 void lipc__uncaught(lipc_runtime *rt, lua_State *co, int idx);
 void lipc__exit_now(lipc_runtime *rt, int code);
@@ -121,6 +103,11 @@ void lipc__emitter_methods(lua_State *L); /* adds them to the table on top */
 int lipc__emit(lipc_runtime *rt, int obj, const char *ev, int nargs);
 int lipc__has_listeners(lua_State *L, int obj, const char *ev);
 int lipc__emitter_on(lua_State *L); /* the `on` method itself */
+/* Emits ev with the nargs values on top of L on the object below them on
+ * the next loop turn (Node's nextTick): a listener added right after the
+ * call still hears it. Pops object and values. close_after closes the
+ * object's handle once emitted. */
+void lipc__emit_soon(lua_State *L, const char *ev, int nargs, int close_after);
 
 /* handle.c: every object wrapping a uv handle starts with a lipc__handle.
  * The uv handle is malloc'd apart from the userdata so that it can outlive
@@ -150,6 +137,9 @@ void *lipc__handle_new(lua_State *L, size_t size, const char *tname,
 void lipc__handle_bare(lipc_runtime *rt, lipc__handle *h, uv_handle_t *uv,
                        const char *kind, void (*on_close)(lipc__handle *));
 void lipc__handle_close(lipc__handle *h);
+/* uv_close with free() as the close callback: for a malloc'd uv handle
+ * that no object owns (yet, or any more). */
+void lipc__close_free(uv_handle_t *uv);
 int lipc__handle_push(lipc__handle *h);        /* pushes the object on rt->L */
 void lipc__handle_unref_self(lipc__handle *h); /* let GC take an idle object */
 /* Creates metatable tname with __index (methods, then the env table),
@@ -165,6 +155,7 @@ void *lipc__checkobj(lua_State *L, int idx, const char *tname,
 void lipc__close_all(lipc_runtime *rt, int graceful);
 int lipc__push_handles(lua_State *L);
 
+/* errors.c */
 /* Errors: pushes nil, "CODE: message (detail)", "CODE"; returns 3. */
 int lipc__push_error(lua_State *L, int err, const char *detail);
 /* Pushes "CODE: message (detail)" and "CODE" on rt->L; returns 2. */
@@ -174,6 +165,27 @@ int lipc__signum(lua_State *L, int idx);
 const char *lipc__signame(int signum);
 /* "ENOENT": libuv's name of a negative error, or libc's when libuv has none */
 const char *lipc__err_name(int err);
+
+/* trace.c: LIPC_TRACE=ipc,spawn,net (or all) writes one line per event to
+ * stderr. Callers test the bit first so that a disabled trace costs one
+ * branch: if (rt->trace & LIPC_TRACE_NET) lipc__trace(rt, "net", ...). */
+enum {
+  LIPC_TRACE_IPC = 1 << 0,
+  LIPC_TRACE_SPAWN = 1 << 1,
+  LIPC_TRACE_NET = 1 << 2
+};
+void lipc__trace(lipc_runtime *rt, const char *what, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+unsigned lipc__trace_parse(const char *spec);
+/* The local (peer 0) or remote (peer 1) address of a socket handle for a
+ * trace line: "127.0.0.1:80", "[::1]:80", a Unix socket path, "@name"
+ * (abstract), "unnamed"; NULL when uv is not an open socket. */
+const char *lipc__trace_addr(uv_handle_t *uv, int peer, char *buf, size_t n);
+/* The "close" line of a socket or server (LIPC_TRACE=net). */
+void lipc__trace_close(lipc__handle *h);
 
 /* bindings/stream.c: the stream object over uv_stream_t. */
 typedef struct lipc__stream lipc__stream;

@@ -8,14 +8,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <lualib.h>
@@ -24,84 +21,6 @@
 
 /* How long the exit flush may wait for peers to take queued writes. */
 #define EXIT_FLUSH_MS 2000
-
-unsigned lipc__trace_parse(const char *spec) {
-  static const struct {
-    const char *name;
-    unsigned bit;
-  } kinds[] = {{"ipc", LIPC_TRACE_IPC},
-               {"spawn", LIPC_TRACE_SPAWN},
-               {"net", LIPC_TRACE_NET},
-               {NULL, 0}};
-  unsigned mask = 0;
-  int i;
-  if (spec == NULL)
-    return 0;
-  if (strcmp(spec, "all") == 0 || strcmp(spec, "1") == 0)
-    return ~0u;
-  for (i = 0; kinds[i].name; i++) {
-    const char *p = strstr(spec, kinds[i].name);
-    size_t n = strlen(kinds[i].name);
-    if (p && (p == spec || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
-      mask |= kinds[i].bit;
-  }
-  return mask;
-}
-
-/* One line per event, whole lines in one write so that the traces of a
- * parent and its children interleave by line. */
-void lipc__trace(lipc_runtime *rt, const char *what, const char *fmt, ...) {
-  char line[512];
-  int n;
-  va_list ap;
-  n = snprintf(line, sizeof(line), "lipc[%d] %9.3fms %-5s ", (int)getpid(),
-               (double)(uv_hrtime() - rt->t0) / 1e6, what);
-  va_start(ap, fmt);
-  n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-  va_end(ap);
-  if (n > (int)sizeof(line) - 2)
-    n = (int)sizeof(line) - 2;
-  line[n++] = '\n';
-  if (write(2, line, (size_t)n) < 0)
-    return;
-}
-
-const char *lipc__trace_addr(uv_handle_t *uv, int peer, char *buf, size_t n) {
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof(ss);
-  uv_os_fd_t fd;
-  char ip[64] = "";
-  int rc;
-  if (uv == NULL || uv_is_closing(uv) || uv_fileno(uv, &fd) != 0)
-    return NULL;
-  memset(&ss, 0, sizeof(ss));
-  rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
-            : getsockname(fd, (struct sockaddr *)&ss, &len);
-  if (rc != 0)
-    return NULL;
-  if (ss.ss_family == AF_INET) {
-    uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-    snprintf(buf, n, "%s:%d", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
-  } else if (ss.ss_family == AF_INET6) {
-    uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-    snprintf(buf, n, "[%s]:%d", ip,
-             ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-  } else if (ss.ss_family == AF_UNIX) {
-    struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
-    size_t off = offsetof(struct sockaddr_un, sun_path);
-    size_t plen = len > off ? len - off : 0;
-    if (plen == 0)
-      snprintf(buf, n, "unnamed");
-    else if (sun->sun_path[0] == '\0')
-      snprintf(buf, n, "@%.*s", (int)plen - 1, sun->sun_path + 1);
-    else
-      snprintf(buf, n, "%.*s", (int)strnlen(sun->sun_path, plen),
-               sun->sun_path);
-  } else {
-    return NULL;
-  }
-  return buf;
-}
 
 lipc_runtime *lipc__rt(lua_State *L) {
   return *(lipc_runtime **)lua_getextraspace(L);
@@ -199,78 +118,6 @@ void lipc__exit_now(lipc_runtime *rt, int code) {
   uv_stop(rt->loop);
   if (rt->current)
     lua_sethook(rt->current, stop_hook, LUA_MASKCOUNT, 1);
-}
-
-/* libuv names only the errors it maps; the others (ENOEXEC from an
- * exec, say) would read "Unknown system error -8". */
-static int uv_knows(int err) {
-  return strncmp(uv_err_name(err), "Unknown", 7) != 0;
-}
-
-const char *lipc__err_name(int err) {
-  const char *name;
-  if (uv_knows(err) || err >= 0)
-    return uv_err_name(err);
-  name = strerrorname_np(-err);
-  return name ? name : uv_err_name(err);
-}
-
-static const char *err_text(int err) {
-  return uv_knows(err) || err >= 0 ? uv_strerror(err) : strerror(-err);
-}
-
-int lipc__push_errpair(lua_State *L, int err, const char *detail) {
-  const char *name = lipc__err_name(err);
-  if (detail && *detail)
-    lua_pushfstring(L, "%s: %s (%s)", name, err_text(err), detail);
-  else
-    lua_pushfstring(L, "%s: %s", name, err_text(err));
-  lua_pushstring(L, name);
-  return 2;
-}
-
-int lipc__push_error(lua_State *L, int err, const char *detail) {
-  lua_pushnil(L);
-  return 1 + lipc__push_errpair(L, err, detail);
-}
-
-static const struct {
-  const char *name;
-  int num;
-} signals[] =
-    {{"SIGHUP", SIGHUP},       {"SIGINT", SIGINT},   {"SIGQUIT", SIGQUIT},
-     {"SIGILL", SIGILL},       {"SIGTRAP", SIGTRAP}, {"SIGABRT", SIGABRT},
-     {"SIGBUS", SIGBUS},       {"SIGFPE", SIGFPE},   {"SIGKILL", SIGKILL},
-     {"SIGUSR1", SIGUSR1},     {"SIGSEGV", SIGSEGV}, {"SIGUSR2", SIGUSR2},
-     {"SIGPIPE", SIGPIPE},     {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM},
-     {"SIGCHLD", SIGCHLD},     {"SIGCONT", SIGCONT}, {"SIGSTOP", SIGSTOP},
-     {"SIGTSTP", SIGTSTP},     {"SIGTTIN", SIGTTIN}, {"SIGTTOU", SIGTTOU},
-     {"SIGURG", SIGURG},       {"SIGXCPU", SIGXCPU}, {"SIGXFSZ", SIGXFSZ},
-     {"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF}, {"SIGWINCH", SIGWINCH},
-     {"SIGIO", SIGIO},         {"SIGSYS", SIGSYS},   {NULL, 0}};
-
-int lipc__signum(lua_State *L, int idx) {
-  int i;
-  if (lua_type(L, idx) == LUA_TNUMBER) {
-    lua_Integer n = lua_tointeger(L, idx);
-    return n >= 0 && n < 65 ? (int)n : -1;
-  }
-  if (lua_type(L, idx) != LUA_TSTRING)
-    return -1;
-  for (i = 0; signals[i].name; i++) {
-    const char *s = lua_tostring(L, idx);
-    if (strcmp(s, signals[i].name) == 0 || strcmp(s, signals[i].name + 3) == 0)
-      return signals[i].num;
-  }
-  return -1;
-}
-
-const char *lipc__signame(int signum) {
-  int i;
-  for (i = 0; signals[i].name; i++)
-    if (signals[i].num == signum)
-      return signals[i].name;
-  return NULL;
 }
 
 /* os.exit is lipc.exit: a script (or busted) ending through os.exit still

@@ -43,7 +43,7 @@ endif
 
 CORE_SRCS = runtime/alloc.c runtime/runtime.c runtime/task.c runtime/emitter.c \
             runtime/errors.c runtime/trace.c \
-            runtime/handle.c runtime/core.c
+            runtime/handle.c runtime/stream.c runtime/core.c
 MOD_SRCS  = $(sort $(wildcard bindings/*.c))
 LUA_SRCS  = $(sort $(wildcard runtime/*.lua bindings/*.lua))
 OBJS      = $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRCS) $(MOD_SRCS)) \

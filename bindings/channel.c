@@ -1740,13 +1740,19 @@ void lipc__channel_open(lua_State *L) {
       {"stats", l_stats},
       {NULL, NULL},
   };
-  /* methods */
-  lipc__class(L, CHANNEL, NULL); /* methods chmethods */
+  if (luaL_getmetatable(L, CHANNEL) != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  lipc__class(L, CHANNEL, NULL); /* methods */
   luaL_setfuncs(L, methods, 0);
   lua_getfield(L, -1, "off"); /* the emitter's */
   lua_pushcclosure(L, l_off, 1);
   lua_setfield(L, -2, "off");
-  lua_pop(L, 1); /* methods */
+  lua_pop(L, 1);
+  luaopen_lipc_stream(L); /* stream methods */
   lua_pushcfunction(L, l_channel);
   lua_setfield(L, -2, "channel");
+  lua_pop(L, 1);
 }

@@ -1,8 +1,8 @@
 /*
  * channel.h - the message channel over a stream (bindings/channel.c).
  *
- * stream.c calls lipc__channel_open once, with the base stream methods
- * table on top, so that every stream type gets `channel`; fork.c opens
+ * Every module opens the channel layer (lipc__channel_open) before it
+ * makes stream types, so that every stream has `channel`; fork.c opens
  * the channel a parent handed down (LIPC_CHANNEL_FD / NODE_CHANNEL_FD).
  */
 #ifndef LIPC_CHANNEL_H
@@ -10,8 +10,8 @@
 
 #include <lua.h>
 
-/* Creates the "lipc.channel" type and adds `channel` to the methods table
- * on top of L. */
+/* Makes the stream type (if need be) and the "lipc.channel" type, and
+ * gives every stream `channel`; once per state. Pushes nothing. */
 void lipc__channel_open(lua_State *L);
 
 /* Wraps fd (a socketpair end made by a parent) as an IPC pipe stream and

@@ -107,7 +107,7 @@ int luaopen_fork(lua_State *L) {
       {"parent", l_parent},
       {NULL, NULL},
   };
-  luaopen_lipc_stream(L);
+  lipc__channel_open(L);          /* streams, with `channel` */
   lipc__load_embedded(L, "fork"); /* fn */
   luaL_newlib(L, fns);            /* fn C */
   lua_call(L, 1, 1);              /* the module */

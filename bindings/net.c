@@ -4,7 +4,7 @@
  * both socket types have, deferred events, and handle passing
  * (lipc__net_export / lipc__net_import) for fork's message channel.
  *
- * Sockets are streams (bindings/stream.c) of their own type, so they
+ * Sockets are streams (runtime/stream.c) of their own type, so they
  * inherit the whole stream API and `channel`. A server accepts only while
  * somebody takes the connection: a 'connection' listener or a task in
  * accept(); otherwise libuv keeps the one accepted fd and the kernel's
@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "net.h"
+#include "channel.h"
 
 #define MAX_ADDRS 8
 
@@ -1242,7 +1243,7 @@ int luaopen_net(lua_State *L) {
       {"listen", tcp_listen},
       {NULL, NULL},
   };
-  luaopen_lipc_stream(L);
+  lipc__channel_open(L); /* streams, with `channel` */
   if (luaL_getmetatable(L, LIPC_TCP_SOCKET) == LUA_TNIL)
     tcp_socket_class(L);
   lua_pop(L, 1);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "net.h"
+#include "channel.h"
 
 #define DEFAULT_MODE 0600
 #define FIFO_RETRY_MAX 32 /* ms between tries to open a FIFO's write end */
@@ -429,7 +430,7 @@ int luaopen_pipe(lua_State *L) {
       {"listen", pipe_listen},
       {NULL, NULL},
   };
-  luaopen_lipc_stream(L);
+  lipc__channel_open(L); /* streams, with `channel` */
   if (luaL_getmetatable(L, LIPC_PIPE_SOCKET) == LUA_TNIL) {
     lipc__stream_class(L, LIPC_PIPE_SOCKET, lipc__socket_methods);
     lua_pop(L, 1);

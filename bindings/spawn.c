@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "channel.h"
 
 extern char **environ;
 
@@ -1361,6 +1362,7 @@ static const luaL_Reg child_methods[] = {
 
 int luaopen_spawn(lua_State *L) {
   sstate *st;
+  lipc__channel_open(L);                /* streams, with `channel` */
   lipc__class(L, CHILD, child_methods); /* methods */
   stdio_class(L);
   /* One state per Lua state, however often the module is loaded again

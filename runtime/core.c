@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "channel.h"
 
 extern char **environ;
 
@@ -594,7 +595,7 @@ int luaopen_lipc_core(lua_State *L) {
   lipc__class(L, SIGNAL, signal_methods);
   lua_pop(L, 2);
   cond_class(L);
-  luaopen_lipc_stream(L);
+  lipc__channel_open(L); /* streams, with `channel` */
   lua_createtable(L, 0, 32);
   luaL_setfuncs(L, fns, 0);
   luaopen_lipc_task(L);

@@ -1,10 +1,12 @@
 /*
- * internal.h - what the runtime and the modules share, and nobody else.
+ * internal.h - the runtime's interface to the layers above it (the
+ * message channel and the modules), and to nobody else.
  *
  * The runtime (runtime.c), tasks (task.c), the emitter (emitter.c), handle
- * lifetime (handle.c) and streams (bindings/stream.c) are used by every
- * module; their internal interfaces live here, as libuv's uv-common.h does.
- * Functions return 0 or a negative UV_E* code unless said otherwise.
+ * lifetime (handle.c), errors (errors.c), tracing (trace.c) and streams
+ * (stream.c) are used by every module; their internal interfaces live
+ * here, as libuv's uv-common.h does. Functions return 0 or a negative
+ * UV_E* code unless said otherwise.
  */
 #ifndef LIPC_INTERNAL_H
 #define LIPC_INTERNAL_H
@@ -187,7 +189,7 @@ const char *lipc__trace_addr(uv_handle_t *uv, int peer, char *buf, size_t n);
 /* The "close" line of a socket or server (LIPC_TRACE=net). */
 void lipc__trace_close(lipc__handle *h);
 
-/* bindings/stream.c: the stream object over uv_stream_t. */
+/* stream.c: the stream object over uv_stream_t. */
 typedef struct lipc__stream lipc__stream;
 typedef void (*lipc__read_hook)(lipc__stream *s, ssize_t n, const char *base);
 typedef void (*lipc__alloc_hook)(lipc__stream *s, size_t suggested,
@@ -231,10 +233,11 @@ int lipc__stream_write_raw(lipc__stream *s, uv_buf_t *bufs, unsigned nbufs,
  * is queued: bytes written (maybe fewer than b->len) or a negative error,
  * UV_EAGAIN when nothing could be. */
 int lipc__stream_try_write(lipc__stream *s, const uv_buf_t *b);
-void lipc__stream_free_requests(lipc_runtime *rt);
+/* The streams' shared read buffer and spare write requests (lipc_free). */
+void lipc__stream_free_buffers(lipc_runtime *rt);
 /* Loop time (uv_now) of the stream's last read or write: idle timeouts. */
 uint64_t lipc__stream_active(lipc__stream *s);
-int luaopen_lipc_stream(lua_State *L);
+int luaopen_lipc_stream(lua_State *L); /* pushes the methods table */
 
 /* bindings/net.c: handle passing. The uv handle of a net/pipe server or
  * socket at idx and its wire kind (1 TCP server, 2 TCP socket, 3 pipe

@@ -326,14 +326,6 @@ static void drain_and_close(lipc_runtime *rt) {
     ;
 }
 
-/* The runtime's own buffers: the shared read buffer and the free list of
- * write requests (each starts with its next pointer's owner: stream.c). */
-static void free_buffers(lipc_runtime *rt) {
-  free(rt->rbuf);
-  rt->rbuf = NULL;
-  lipc__stream_free_requests(rt);
-}
-
 void lipc_free(lipc_runtime *rt) {
   if (rt == NULL)
     return;
@@ -344,7 +336,7 @@ void lipc_free(lipc_runtime *rt) {
     uv_run(rt->loop, UV_RUN_NOWAIT);
     uv_loop_close(rt->loop);
   }
-  free_buffers(rt);
+  lipc__stream_free_buffers(rt);
   free(rt);
 }
 

@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "channel.h"
 
 /* Reads of up to 256 KiB: on loopback TCP one read then takes several
  * segments. Every chunk becomes a Lua string; the lipc executable raises
@@ -476,7 +475,9 @@ static void wreq_put(lipc_runtime *rt, wreq *w) {
   rt->wfree = w;
 }
 
-void lipc__stream_free_requests(lipc_runtime *rt) {
+void lipc__stream_free_buffers(lipc_runtime *rt) {
+  free(rt->rbuf);
+  rt->rbuf = NULL;
   while (rt->wfree) {
     wreq *w = rt->wfree;
     rt->wfree = w->next;
@@ -1264,17 +1265,18 @@ void lipc__stream_class(lua_State *L, const char *tname,
   lua_pop(L, 1);
 }
 
+/* Makes the "lipc.stream" type (once per state); returns its methods
+ * table, to which other layers add (channel.c adds `channel`). */
 int luaopen_lipc_stream(lua_State *L) {
   if (luaL_getmetatable(L, LIPC_STREAM) != LUA_TNIL) {
-    lua_pop(L, 1);
-    return 0;
+    lua_getfield(L, -1, "methods");
+    lua_remove(L, -2);
+    return 1;
   }
   lua_pop(L, 1);
   lipc__class(L, LIPC_STREAM, stream_methods); /* methods */
-  lipc__channel_open(L);                       /* stream:channel() */
   lipc__load_embedded(L, "stream");            /* methods fn */
   lua_pushvalue(L, -2);
   lua_call(L, 1, 0); /* adds lines, read_all... */
-  lua_pop(L, 1);
-  return 0;
+  return 1;
 }

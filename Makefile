@@ -25,7 +25,7 @@ WARN     = -Wall -Wextra -Werror
 # -fvisibility=hidden: liblipc.so and lipc.so export what lipc.h declares
 # (LIPC_API) and nothing else; calls inside lipc need no PLT.
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -fPIC -fvisibility=hidden -MMD -MP $(PKG_CFLAGS) \
-             -Iruntime -Ibindings $(SAN) $(CFLAGS)
+             $(INCS) $(SAN) $(CFLAGS)
 LUA_A   ?= $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/liblua5.4.a \
                          /usr/lib/*/liblua5.4.a))
 UV_A    ?= $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libuv_a.a \
@@ -41,13 +41,14 @@ else
 EXE_LIBS = $(shell pkg-config --libs $(PKGS)) $(SYSLIBS)
 endif
 
-CORE_SRCS = runtime/alloc.c runtime/runtime.c runtime/task.c runtime/emitter.c \
-            runtime/errors.c runtime/trace.c \
-            runtime/handle.c runtime/stream.c runtime/core.c
-MOD_SRCS  = $(sort $(wildcard bindings/*.c))
-LUA_SRCS  = $(sort $(wildcard runtime/*.lua bindings/*.lua))
-OBJS      = $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRCS) $(MOD_SRCS)) \
-            $(BUILD)/obj/embedded.o
+# The layers, bottom up (docs/architecture.md): runtime/ (the host, tasks,
+# events, handles, streams), channel/ (the message channel and its codec),
+# bindings/ (the modules). main.c is the executable's own.
+SRC_DIRS  = runtime channel bindings
+INCS      = $(addprefix -I,$(SRC_DIRS))
+LIB_SRCS  = $(sort $(filter-out runtime/main.c,$(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c))))
+LUA_SRCS  = $(sort $(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.lua)))
+OBJS      = $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS)) $(BUILD)/obj/embedded.o
 
 .PHONY: all deps deps-build test check demo clean install uninstall lint bench rock install-rock valgrind \
         docs docs-check format-check \
@@ -104,7 +105,7 @@ test: deps
 	$(BUILD)/lipc test $(BUSTED_ARGS)
 
 lint: deps
-	luacheck -q $(wildcard scripts spec bindings runtime bench/lipc tools docs/api examples)
+	luacheck -q $(wildcard scripts spec $(SRC_DIRS) bench/lipc tools docs/api examples)
 
 # docs/api.md and the LuaLS types (types/*.lua) from one description of
 # the API, docs/api/*.lua.
@@ -124,7 +125,7 @@ docs-check: $(BUILD)/lipc
 # C style (.clang-format): reports what clang-format would change.
 CLANG_FORMAT ?= clang-format-14
 format-check:
-	$(CLANG_FORMAT) --dry-run -Werror runtime/*.[ch] bindings/*.[ch] fuzz/*.[ch] bench/c/*.[ch] \
+	$(CLANG_FORMAT) --dry-run -Werror $(foreach d,$(SRC_DIRS) fuzz bench/c,$(wildcard $(d)/*.[ch])) \
 	  $(wildcard examples/*.c)
 
 # The spec suite under AddressSanitizer and UndefinedBehaviorSanitizer.
@@ -151,7 +152,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = fuzz_codec fuzz_frame fuzz_json fuzz_spawn_opts
 FUZZ_SAN     = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_LIBS    = build/fuzz/liblipc.a $(shell pkg-config --libs $(PKGS)) $(SYSLIBS)
-FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) $(PKG_CFLAGS) -Iruntime -Ibindings
+FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) $(PKG_CFLAGS) $(INCS)
 fuzz-build: deps
 	$(MAKE) fuzz-bin
 fuzz-bin:

@@ -1,8 +1,8 @@
 /*
  * net.c - the `net` module (TCP servers and sockets) and what it shares
  * with `pipe` (pipe.c): the one server implementation, the socket methods
- * both socket types have, deferred events, and handle passing
- * (lipc__net_export / lipc__net_import) for fork's message channel.
+ * both socket types have, and how a server or socket that came with a
+ * message is wrapped (lipc__net_wrap, for channel/handoff.c).
  *
  * Sockets are streams (runtime/stream.c) of their own type, so they
  * inherit the whole stream API and `channel`. A server accepts only while
@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include "net.h"
-#include "channel.h"
 
 #define MAX_ADDRS 8
 
@@ -1185,48 +1184,24 @@ static int l_is_ip(lua_State *L) {
 
 /* ---- handle passing ------------------------------------------------------ */
 
-uv_stream_t *lipc__net_export(lua_State *L, int idx, int *kind) {
-  static const char *const types[] = {LIPC_TCP_SERVER, LIPC_TCP_SOCKET,
-                                      LIPC_PIPE_SERVER, LIPC_PIPE_SOCKET};
-  int i;
-  for (i = 0; i < 4; i++) {
-    lipc__handle *h = lipc__testobj(L, idx, types[i]);
-    if (h == NULL)
-      continue;
-    if (i == 1 || i == 3)
-      h = lipc__stream_handle((lipc__stream *)h);
-    if (h->uv == NULL || h->closing)
-      return NULL;
-    *kind = i + 1;
-    return (uv_stream_t *)h->uv;
-  }
-  return NULL;
-}
-
-void lipc__net_import(lua_State *L, uv_stream_t *h, int kind) {
+/* A server or socket received over an IPC pipe (channel/handoff.c). A
+ * received server is ready to listen(): it starts accepting when given a
+ * 'connection' listener or when server:listen() / server:accept() is
+ * called without an address. */
+void lipc__net_wrap(lua_State *L, uv_stream_t *h, int kind) {
   lipc__server *srv;
-  /* The receiver may not have loaded the module of the kind it gets
-   * (a worker that only requires "pipe" can be handed a TCP server). */
-  int top = lua_gettop(L), have;
-  have = luaL_getmetatable(L, LIPC_PIPE_SERVER) != LUA_TNIL;
-  have = have && luaL_getmetatable(L, LIPC_TCP_SERVER) != LUA_TNIL;
-  lua_settop(L, top);
-  if (!have) {
-    luaL_requiref(L, "net", luaopen_net, 0); /* makes the classes */
-    luaL_requiref(L, "pipe", luaopen_pipe, 0);
-    lua_pop(L, 2);
-  }
   switch (kind) {
-    case 1:
-    case 3:
-      srv =
-          lipc__server_new(L, h, kind == 1 ? LIPC_TCP_SERVER : LIPC_PIPE_SERVER,
-                           kind == 3, 0);
+    case LIPC_HANDOFF_TCP_SERVER:
+    case LIPC_HANDOFF_PIPE_SERVER:
+      srv = lipc__server_new(L, h,
+                             kind == LIPC_HANDOFF_TCP_SERVER ? LIPC_TCP_SERVER
+                                                             : LIPC_PIPE_SERVER,
+                             kind == LIPC_HANDOFF_PIPE_SERVER, 0);
       srv->imported = 1;
       break;
     default:
-      lipc__socket_new(L, h, kind == 4);
-      if (kind == 2)
+      lipc__socket_new(L, h, kind == LIPC_HANDOFF_PIPE_SOCKET);
+      if (kind == LIPC_HANDOFF_TCP_SOCKET)
         tune_tcp((uv_tcp_t *)h, 1, 0);
       break;
   }
@@ -1250,6 +1225,8 @@ int luaopen_net(lua_State *L) {
   if (luaL_getmetatable(L, LIPC_TCP_SERVER) == LUA_TNIL)
     lipc__server_class(L, LIPC_TCP_SERVER, server_methods);
   lua_pop(L, 1);
+  lipc__handoff_register(L, LIPC_HANDOFF_TCP_SERVER, lipc__net_wrap);
+  lipc__handoff_register(L, LIPC_HANDOFF_TCP_SOCKET, lipc__net_wrap);
   luaL_newlib(L, fns);
   return 1;
 }

@@ -9,11 +9,7 @@
 #include <sys/types.h>
 
 #include "internal.h"
-
-#define LIPC_TCP_SERVER "lipc.net.server"
-#define LIPC_TCP_SOCKET "lipc.net.socket"
-#define LIPC_PIPE_SERVER "lipc.pipe.server"
-#define LIPC_PIPE_SOCKET "lipc.pipe.socket"
+#include "channel.h"
 
 #define LIPC_DEFAULT_BACKLOG 511
 
@@ -55,6 +51,9 @@ void lipc__server_class(lua_State *L, const char *tname, const luaL_Reg *extra);
 lipc__stream *lipc__socket_new(lua_State *L, uv_stream_t *h, int is_pipe);
 /* The socket methods shared by TCP and Unix sockets (set_timeout...). */
 extern const luaL_Reg lipc__socket_methods[];
+
+/* Wraps a server or socket that came with a message (lipc__wrap_fn). */
+void lipc__net_wrap(lua_State *L, uv_stream_t *h, int kind);
 
 /* "0600", 384 or nil (-> def) as a file mode; raises on anything else. */
 int lipc__check_mode(lua_State *L, int idx, int def, const char *fname);

@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include "net.h"
-#include "channel.h"
 
 #define DEFAULT_MODE 0600
 #define FIFO_RETRY_MAX 32 /* ms between tries to open a FIFO's write end */
@@ -439,6 +438,8 @@ int luaopen_pipe(lua_State *L) {
   if (luaL_getmetatable(L, LIPC_PIPE_SERVER) == LUA_TNIL)
     lipc__server_class(L, LIPC_PIPE_SERVER, server_methods);
   lua_pop(L, 1);
+  lipc__handoff_register(L, LIPC_HANDOFF_PIPE_SERVER, lipc__net_wrap);
+  lipc__handoff_register(L, LIPC_HANDOFF_PIPE_SOCKET, lipc__net_wrap);
   luaL_newlib(L, fns);
   return 1;
 }

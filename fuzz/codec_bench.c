@@ -1,9 +1,9 @@
 /*
-** codec_bench.c - how fast the MessagePack codec (bindings/codec.c) is on the
+** codec_bench.c - how fast the MessagePack codec (channel/codec.c) is on the
 ** two shapes the IPC benchmarks care about: a small message and a big string.
 **
-**   gcc -O2 -std=c11 -D_GNU_SOURCE $(pkg-config --cflags lua5.4) -Ibindings \
-**       fuzz/codec_bench.c bindings/codec.c $(pkg-config --libs lua5.4) \
+**   gcc -O2 -std=c11 -D_GNU_SOURCE $(pkg-config --cflags lua5.4) -Ichannel \
+**       fuzz/codec_bench.c channel/codec.c $(pkg-config --libs lua5.4) \
 **       -o build/codec_bench && build/codec_bench
 */
 

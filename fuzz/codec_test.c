@@ -1,12 +1,12 @@
 /*
-** codec_test.c - standalone tests of the MessagePack codec (bindings/codec.c):
+** codec_test.c - standalone tests of the MessagePack codec (channel/codec.c):
 ** exact encodings, round trips, every refusal with its exact message, and
 ** hostile input for the decoder. Prints "N passed, N failed"; exit status 1
 ** on any failure.
 **
 **   gcc -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE \
-**       $(pkg-config --cflags lua5.4) -Ibindings \
-**       fuzz/codec_test.c bindings/codec.c $(pkg-config --libs lua5.4) \
+**       $(pkg-config --cflags lua5.4) -Ichannel \
+**       fuzz/codec_test.c channel/codec.c $(pkg-config --libs lua5.4) \
 **       -o build/codec_test && build/codec_test
 **   (also with clang -g -fsanitize=address,undefined, and under valgrind)
 */

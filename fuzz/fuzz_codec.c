@@ -1,5 +1,5 @@
 /*
-** fuzz_codec.c - libFuzzer target for the MessagePack codec (bindings/codec.c).
+** fuzz_codec.c - libFuzzer target for the MessagePack codec (channel/codec.c).
 **
 ** Decodes arbitrary bytes. Whatever the result, the stack must be balanced
 ** and a failure must carry an "invalid MessagePack: ..." message, and the
@@ -13,8 +13,8 @@
 ** Build and run from the repository root:
 **
 **   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-**     -std=c11 -D_GNU_SOURCE $(pkg-config --cflags lua5.4) -Ibindings \
-**     fuzz/fuzz_codec.c bindings/codec.c $(pkg-config --libs lua5.4) \
+**     -std=c11 -D_GNU_SOURCE $(pkg-config --cflags lua5.4) -Ichannel \
+**     fuzz/fuzz_codec.c channel/codec.c $(pkg-config --libs lua5.4) \
 **     -o build/fuzz_codec
 **   mkdir -p build/fuzz-codec-corpus
 **   build/fuzz_codec -max_total_time=60 build/fuzz-codec-corpus fuzz/corpus/codec

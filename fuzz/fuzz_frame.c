@@ -1,7 +1,7 @@
 /*
-** fuzz_frame.c - libFuzzer target for the channel readers (bindings/channel.c):
-** the native frame reader (4-byte length + MessagePack) and, built with
-** -DFUZZ_JSON, Node's JSON-lines reader.
+** fuzz_frame.c - libFuzzer target for the channel readers: the native
+** frame reader (channel/receive.c: 4-byte length + MessagePack) and,
+** built with -DFUZZ_JSON, Node's JSON-lines reader (channel/json.c).
 **
 ** The bytes go through a real channel over a real socketpair in a real
 ** lipc runtime, entering through lipc__channel_feed, which takes the same

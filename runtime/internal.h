@@ -21,6 +21,9 @@
 
 typedef struct lipc__handle lipc__handle;
 
+/* How a module wraps a handle that came with a message (channel.h). */
+typedef void (*lipc__wrap_fn)(lua_State *L, uv_stream_t *h, int kind);
+
 struct lipc_runtime {
   uv_loop_t *loop;
   uv_loop_t own_loop;
@@ -44,6 +47,9 @@ struct lipc_runtime {
   const void *mtc_mt[8];   /* a type name (by pointer), by name hash */
   unsigned listener_gen;   /* bumped whenever any listener is added or
                               removed: lets hot paths cache a lookup */
+  /* What the layers above keep per runtime, all of it here (zero until
+   * they set it). */
+  lipc__wrap_fn wrap[8]; /* channel/handoff.c: by wire kind */
 };
 
 /* runtime.c */
@@ -238,18 +244,6 @@ void lipc__stream_free_buffers(lipc_runtime *rt);
 /* Loop time (uv_now) of the stream's last read or write: idle timeouts. */
 uint64_t lipc__stream_active(lipc__stream *s);
 int luaopen_lipc_stream(lua_State *L); /* pushes the methods table */
-
-/* bindings/net.c: handle passing. The uv handle of a net/pipe server or
- * socket at idx and its wire kind (1 TCP server, 2 TCP socket, 3 pipe
- * server, 4 pipe socket), or NULL when it is none of these. */
-uv_stream_t *lipc__net_export(lua_State *L, int idx, int *kind);
-/* Wraps a handle received over an IPC pipe (malloc'd and initialised by
- * the caller with uv_tcp_init/uv_pipe_init and uv_accept'ed from the IPC
- * pipe) as the Lua object of that kind; pushes it. A received server is
- * ready to listen(): it starts accepting when given a 'connection'
- * listener or when server:listen() / server:accept() is called without
- * an address. */
-void lipc__net_import(lua_State *L, uv_stream_t *h, int kind);
 
 /* the modules */
 int luaopen_lipc_core(lua_State *L);

@@ -1,5 +1,5 @@
 /*
- * codec.h - internal interface of the MessagePack codec (bindings/codec.c).
+ * codec.h - internal interface of the MessagePack codec (channel/codec.c).
  *
  * The codec turns one Lua value into one MessagePack value appended to a
  * growable byte buffer, and one MessagePack value from a byte range back into

@@ -1,0 +1,190 @@
+/*
+ * json.c - Node's JSON lines: a lipc started by Node's fork (NODE_CHANNEL_FD)
+ * talks to its parent in Node's format, and fork with serialization =
+ * "json" talks to a Node child the same way. One JSON text and "\n" per
+ * message, through lua-cjson (a private instance per channel); Node's
+ * control messages ({"cmd": "NODE_..."}) are its own, except NODE_HANDLE,
+ * which carries a handle and is answered with NODE_HANDLE_ACK or _NACK.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "channel_int.h"
+
+/* cjson decodes every number as a float; JSON has one number type, so
+ * integral values come back as integers, as the peer most likely meant. */
+static void json_ints(lua_State *L, int idx, int depth) {
+  idx = lua_absindex(L, idx);
+  if (depth > LIPC_CODEC_MAX_DEPTH || !lua_checkstack(L, 4))
+    return;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+      lua_Number x = lua_tonumber(L, -1);
+      /* range first: casting inf/NaN/1e300 to an integer is undefined */
+      if (x >= -9007199254740992.0 && x <= 9007199254740992.0 &&
+          x == (lua_Number)(lua_Integer)x) {
+        lua_pushvalue(L, -2);
+        lua_pushinteger(L, (lua_Integer)x);
+        lua_rawset(L, idx);
+      }
+    } else if (lua_type(L, -1) == LUA_TTABLE) {
+      json_ints(L, -1, depth + 1);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* A decoded JSON value on top of rt->L as Lua sees it: Node's null is
+ * nil at the top, integral numbers are integers. */
+static void json_value(lua_State *L) {
+  if (lua_type(L, -1) == LUA_TLIGHTUSERDATA &&
+      lua_touserdata(L, -1) == NULL) { /* cjson.null */
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  } else if (lua_istable(L, -1)) {
+    json_ints(L, -1, 0);
+  } else if (lua_type(L, -1) == LUA_TNUMBER) {
+    lua_Number x = lua_tonumber(L, -1);
+    if (x >= -9007199254740992.0 && x <= 9007199254740992.0 &&
+        x == (lua_Number)(lua_Integer)x) {
+      lua_pop(L, 1);
+      lua_pushinteger(L, (lua_Integer)x);
+    }
+  }
+}
+
+/* Appends the C string s to b: 0, or -1 out of memory. */
+static int put_text(lipc__buf *b, const char *s) {
+  size_t n = strlen(s);
+  if (lipc__buf_reserve(b, n) != 0)
+    return -1;
+  memcpy(b->data + b->len, s, n);
+  b->len += n;
+  return 0;
+}
+
+/* Queues one of Node's control lines ({"cmd": "NODE_HANDLE_ACK"}). */
+static void json_control(lchannel *ch, const char *cmd) {
+  size_t start = ch->out.len;
+  if (put_text(&ch->out, "{\"cmd\":\"") || put_text(&ch->out, cmd) ||
+      put_text(&ch->out, "\"}\n")) {
+    ch->out.len = start; /* Node then waits for it, as for a slow peer */
+    return;
+  }
+  lipc__chan_schedule(ch);
+}
+
+/* Node's handle message (the table on top of rt->L; popped):
+ * {"cmd": "NODE_HANDLE", "type": "net.Server" | "net.Socket", "msg": v},
+ * the fd sent with its bytes. v is delivered with the handle. Node holds
+ * back all it sends until our ACK; a NACK (the fd did not come) makes it
+ * send again. */
+static void json_handle(lchannel *ch) {
+  lua_State *L = ch->h.rt->L;
+  uv_stream_t *ipc = lipc__stream_uv(ch->s);
+  int server, kind, top;
+  lua_getfield(L, -1, "type");
+  server = lua_type(L, -1) == LUA_TSTRING &&
+           strcmp(lua_tostring(L, -1), "net.Server") == 0;
+  lua_pop(L, 1);
+  kind = lipc__handoff_pending(ipc, server); /* -1: dropped, a UDP socket */
+  if (kind == 0) {
+    json_control(ch, "NODE_HANDLE_NACK");
+    lua_pop(L, 1);
+    return;
+  }
+  lua_getfield(L, -1, "msg");
+  json_value(L);
+  lua_remove(L, -2);
+  top = lua_gettop(L);
+  if (kind < 0 || lipc__handoff_take(L, ipc, kind) != 0 ||
+      lua_gettop(L) != top + 1) {
+    lua_settop(L, top);
+    lua_pushnil(L);
+  }
+  json_control(ch, "NODE_HANDLE_ACK");
+  lipc__chan_deliver(ch);
+}
+
+int lipc__chan_json_line(lchannel *ch, const char *p, size_t n) {
+  lua_State *L = ch->h.rt->L;
+  if (n > 0 && p[n - 1] == '\r')
+    n--;
+  if (n == 0)
+    return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ch->dec_ref);
+  lua_pushlstring(L, p, n);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    lua_pushfstring(L, "%s", msg ? msg : "?");
+    lua_remove(L, -2);
+    lipc__chan_protocol_error(ch, "ERR_IPC_BAD_MESSAGE",
+                              "channel: bad JSON message "
+                              "from peer: %s",
+                              lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  if (lua_istable(L, -1)) {
+    /* Node's own messages ({"cmd": "NODE_..."}) are not for us, but for
+     * the one that carries a handle */
+    int t = lua_getfield(L, -1, "cmd");
+    const char *cmd = t == LUA_TSTRING ? lua_tostring(L, -1) : "";
+    int handle = strcmp(cmd, "NODE_HANDLE") == 0;
+    int internal = strncmp(cmd, "NODE_", 5) == 0;
+    lua_pop(L, 1);
+    if (handle) {
+      json_handle(ch);
+      return 0;
+    }
+    if (internal) {
+      lua_pop(L, 1);
+      return 0;
+    }
+  }
+  json_value(L);
+  lua_pushnil(L);
+  lipc__chan_deliver(ch);
+  return 0;
+}
+
+/* One JSON line into `out`; with a handle of the given kind, wrapped as
+ * Node wraps it: {"cmd": "NODE_HANDLE", "type":
+ * "net.Server" or "net.Socket", "msg": value}. On failure: -1, `out` as
+ * it was, and the message (naming the key path) on top of L. */
+int lipc__chan_json_encode(lchannel *ch, lua_State *L, int idx,
+                           lipc__handoff_kind kind) {
+  size_t start = ch->out.len;
+  const char *type =
+      kind == LIPC_HANDOFF_TCP_SERVER || kind == LIPC_HANDOFF_PIPE_SERVER
+          ? "net.Server"
+          : "net.Socket";
+  if (kind && (put_text(&ch->out, "{\"cmd\":\"NODE_HANDLE\",\"type\":\"") ||
+               put_text(&ch->out, type) || put_text(&ch->out, "\",\"msg\":")))
+    goto nomem;
+  if (lipc__codec_encode_json(L, idx, &ch->out) != 0) {
+    ch->out.len = start;
+    return -1;
+  }
+  if (put_text(&ch->out, kind ? "}\n" : "\n") == 0)
+    return 0;
+nomem:
+  ch->out.len = start;
+  lua_pushliteral(L, "not enough memory");
+  return -1;
+}
+
+void lipc__chan_json_open(lchannel *ch, lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "cjson");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "new");
+  lua_call(L, 0, 1); /* a private instance */
+  lua_getfield(L, -1, "decode_max_depth");
+  lua_pushinteger(L, LIPC_CODEC_MAX_DEPTH);
+  lua_call(L, 1, 0);
+  lua_getfield(L, -1, "decode");
+  ch->dec_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 2);
+}

@@ -1,0 +1,538 @@
+/*
+ * receive.c - frames in: the channel takes over its stream's bytes
+ * through the stream hooks. Reads land straight in the frame-assembly
+ * buffer (no copy); frames are decoded into Lua values and handed to a
+ * task in receive() or to 'message' listeners; while nobody waits or
+ * listens they are checked and stay encoded in that buffer until somebody
+ * takes them. A frame that breaks the protocol closes the channel with
+ * an 'error' (a fault); the messages before it stay to be taken.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "channel_int.h"
+
+#define READ_CHUNK (64 * 1024)
+
+/* Counts one incoming message of n bytes (frame or line) and traces it. */
+static void count_in(lchannel *ch, size_t n) {
+  ch->msgs_in++;
+  ch->bytes_in += n;
+  if (ch->h.rt->trace & LIPC_TRACE_IPC)
+    lipc__trace(ch->h.rt, "ipc", "recv message %zu bytes fd %d", n,
+                lipc__chan_fd(ch));
+}
+
+/* ---- the messages nobody took yet ------------------------------------- */
+
+/* Frames that arrive while nobody listens or waits stay encoded in `in`
+ * and are decoded when taken (lazy frames): a busy receiver then builds
+ * each message right before its use, where generational GC finds it young,
+ * and keeps no Lua queue (ipc_stream ~2.0M -> ~2.2M msg/s: the queue
+ * table and GC's major collections left the receiver's profile). Decoded
+ * values wait in the queue table only when a frame brought a handle,
+ * which must be taken from libuv as it arrives, or when listeners went
+ * away. Values in the queue always come before the lazy frames. */
+
+static void queue_push(lchannel *ch, lua_State *L) { /* pops msg, handle */
+  if (ch->queue_ref == LUA_NOREF) {
+    lua_newtable(L);
+    ch->queue_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    ch->qhead = ch->qtail = 0;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ch->queue_ref);
+  lua_pushvalue(L, -3);
+  lua_rawseti(L, -2, 2 * ch->qtail + 1);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, 2 * ch->qtail + 2);
+  ch->qtail++;
+  lua_pop(L, 3);
+}
+
+static int queue_shift(lchannel *ch, lua_State *L) { /* pushes msg, handle */
+  if (ch->queue_ref == LUA_NOREF || ch->qhead == ch->qtail)
+    return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ch->queue_ref);
+  lua_rawgeti(L, -1, 2 * ch->qhead + 1);
+  lua_rawgeti(L, -2, 2 * ch->qhead + 2);
+  lua_pushnil(L);
+  lua_rawseti(L, -4, 2 * ch->qhead + 1);
+  lua_pushnil(L);
+  lua_rawseti(L, -4, 2 * ch->qhead + 2);
+  lua_remove(L, -3);
+  if (++ch->qhead == ch->qtail)
+    ch->qhead = ch->qtail = 0;
+  return 1;
+}
+
+static const char *bad_reason(ptrdiff_t used, const char *err) {
+  return used < 0    ? err
+         : used == 0 ? "truncated value"
+                     : "bytes after the value";
+}
+
+/* Decodes the first lazy frame onto L as msg, nil (a frame with a handle
+ * is never lazy). Returns 0, or -1 with the reason on L instead: lazy
+ * frames were checked as they came, so only a Lua state short of stack
+ * gets there. */
+static int take_lazy(lchannel *ch, lua_State *L) {
+  const char *p = ch->in.data + ch->dpos, *err = NULL;
+  size_t n = get_be32(p);
+  ptrdiff_t used;
+  ch->dpos += 4 + n;
+  ch->nlazy--;
+  luaL_checkstack(L, 8, "channel");
+  used = lipc__codec_decode_checked(L, p + 4, n, &err);
+  if (used > 0 && (size_t)used == n) {
+    lua_pushnil(L);
+    return 0;
+  }
+  if (used > 0)
+    lua_pop(L, 1);
+  lua_pushfstring(L, "channel: bad message from peer: %s",
+                  bad_reason(used, err));
+  ch->nlazy = 0; /* what follows a bad frame is not trusted */
+  ch->dpos = ch->ipos;
+  return -1;
+}
+
+/* Pushes the next message nobody took yet onto L: msg, handle. Returns
+ * 1, 0 when there is none, or -1 with the reason for a malformed one on
+ * L instead (the caller faults the channel). */
+static int take_next(lchannel *ch, lua_State *L) {
+  if (queue_values(ch) > 0)
+    return queue_shift(ch, L);
+  if (ch->nlazy == 0)
+    return 0;
+  return take_lazy(ch, L) < 0 ? -1 : 1;
+}
+
+/* The fault kept for the first receive() after the messages before it:
+ * pushes nil, msg, code on L and forgets it. Returns 3, or 0 when there
+ * is none. */
+static int take_fault(lchannel *ch, lua_State *L) {
+  if (ch->err_ref == LUA_NOREF)
+    return 0;
+  lua_pushnil(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ch->err_ref);
+  lua_pushstring(L, ch->err_code);
+  chan_unref(L, &ch->err_ref);
+  return 3;
+}
+
+/* ---- receiving ------------------------------------------------------------ */
+
+/* Tasks waiting in receive() get the messages nobody took, one each,
+ * longest-waiting first; a woken task takes more without parking. */
+void lipc__chan_wake_receivers(lchannel *ch) {
+  lipc_runtime *rt = ch->h.rt;
+  int r;
+  while (lipc__waitq_waiting(&ch->receivers) && queue_len(ch) > 0 &&
+         !rt->exiting) {
+    r = take_next(ch, rt->L);
+    if (r < 0) { /* the receiver gets the fault */
+      lipc__chan_fault(ch, "ERR_IPC_BAD_MESSAGE", 0);
+      return;
+    }
+    lipc__waitq_wake(rt, &ch->receivers, 2);
+  }
+  update_ref(ch);
+}
+
+/* A task waits in receive() and nothing is queued before a new message. */
+static int for_waiter(lchannel *ch) {
+  return queue_len(ch) == 0 && lipc__waitq_waiting(&ch->receivers);
+}
+
+/* Hands msg, handle (on top of rt->L; popped) to the 'message'
+ * listeners (and a task in receive()), or to the queue. */
+void lipc__chan_deliver(lchannel *ch) {
+  lipc_runtime *rt = ch->h.rt;
+  lua_State *L = rt->L;
+  if (!has_message_listeners(ch)) {
+    if (for_waiter(ch))
+      lipc__waitq_wake(rt, &ch->receivers, 2);
+    else
+      queue_push(ch, L);
+    return;
+  }
+  if (lipc__waitq_waiting(&ch->receivers)) {
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -2);
+    lipc__waitq_wake(rt, &ch->receivers, 2);
+  }
+  chan_emit(ch, "message", 2);
+}
+
+/* Hands every message nobody took yet to the 'message' listeners, in
+ * order, while there are listeners; with none, lazy frames that must be
+ * decoded now (lazy_too) go to the queue. Returns -1 after a fault. */
+static int deliver_pending(lchannel *ch, int lazy_too) {
+  lipc_runtime *rt = ch->h.rt;
+  lua_State *L = rt->L;
+  int r = 0;
+  while (!rt->exiting) {
+    if (has_message_listeners(ch)) {
+      if ((r = take_next(ch, L)) <= 0)
+        break;
+      lipc__chan_deliver(ch);
+    } else if (lazy_too && ch->nlazy > 0) {
+      if ((r = take_lazy(ch, L)) < 0)
+        break;
+      queue_push(ch, L);
+    } else {
+      break;
+    }
+  }
+  if (r < 0) {
+    lipc__chan_fault(ch, "ERR_IPC_BAD_MESSAGE", 0);
+    return -1;
+  }
+  update_ref(ch);
+  return 0;
+}
+
+/* The peer broke the protocol: the channel closes with an 'error' saying
+ * why (the message, on top of rt->L, is popped); the process lives on.
+ * Messages before the fault stay to be taken. A task in receive() gets
+ * nil, msg, code (if it gets a message first, its next receive() after
+ * the queue does); 'error' listeners get msg, code; with nobody at all
+ * (and not taken: the caller of receive() has it) it is uncaught. */
+void lipc__chan_fault(lchannel *ch, const char *code, int taken) {
+  lipc_runtime *rt = ch->h.rt;
+  lua_State *L = rt->L;
+  int handled = taken, listeners = 0;
+  if (ch->gone) {
+    lua_pop(L, 1);
+    return;
+  }
+  lipc__chan_set_connected(ch,
+                           0); /* a woken task or a listener sees it closed */
+  if (ch->s)
+    lipc__handle_close(lipc__stream_handle(ch->s));
+  if (lipc__waitq_waiting(&ch->receivers)) {
+    handled = 1;
+    lua_pushvalue(L, -1); /* for the first receive() after the messages */
+    ch->err_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    ch->err_code = code;
+    lipc__chan_wake_receivers(ch); /* the messages before the fault first */
+    if (ch->gone) {
+      lua_pop(L, 1);
+      return;
+    }
+    if (lipc__waitq_waiting(&ch->receivers) && take_fault(ch, L))
+      lipc__waitq_wake(rt, &ch->receivers, 3);
+  }
+  if (push_target(ch))
+    listeners = lipc__has_listeners(L, -1, "error");
+  lua_pop(L, 1);
+  if (!handled || listeners) {
+    lua_pushvalue(L, -1);
+    lua_pushstring(L, code);
+    chan_emit(ch, "error", 2);
+  }
+  lua_pop(L, 1);
+  lipc__chan_gone(ch);
+}
+
+void lipc__chan_protocol_error(lchannel *ch, const char *code, const char *fmt,
+                               ...) {
+  va_list ap;
+  if (ch->gone)
+    return;
+  va_start(ap, fmt);
+  lua_pushvfstring(ch->h.rt->L, fmt, ap);
+  va_end(ap);
+  lipc__chan_fault(ch, code, 0);
+}
+
+static int has_marker(const char *p, size_t n) {
+  return n >= MARKER_LEN && (unsigned char)p[0] == 0xd4 && p[1] == 0x01;
+}
+
+/* A frame left lazy is checked now: a bad one faults the channel when it
+ * arrives, not when somebody takes it. Returns 0 or -1. */
+static int check_frame(lchannel *ch, const char *p, size_t n) {
+  const char *err = NULL;
+  ptrdiff_t used = lipc__codec_check(p, n, &err);
+  if (used > 0 && (size_t)used == n)
+    return 0;
+  lipc__chan_protocol_error(ch, "ERR_IPC_BAD_MESSAGE",
+                            "channel: bad message from peer: %s",
+                            bad_reason(used, err));
+  return -1;
+}
+
+/* One native frame body: [marker] value. Returns 0, or -1 after a
+ * protocol error. */
+static int native_frame(lchannel *ch, const char *p, size_t n) {
+  lua_State *L = ch->h.rt->L;
+  const char *err = NULL;
+  ptrdiff_t used;
+  lipc__handoff_kind kind = LIPC_HANDOFF_NONE;
+  int herr = 0;
+  if (has_marker(p, n)) {
+    kind = (lipc__handoff_kind)(unsigned char)p[2];
+    p += MARKER_LEN;
+    n -= MARKER_LEN;
+  }
+  luaL_checkstack(L, 8, "channel");
+  used = lipc__codec_decode(L, p, n, &err);
+  if (used <= 0 || (size_t)used != n) {
+    if (used > 0)
+      lua_pop(L, 1);
+    lipc__chan_protocol_error(ch, "ERR_IPC_BAD_MESSAGE",
+                              "channel: bad message from peer: %s",
+                              bad_reason(used, err));
+    return -1;
+  }
+  if (kind) {
+    int top = lua_gettop(L);
+    /* pushes the object */
+    herr = lipc__handoff_take(L, lipc__stream_uv(ch->s), kind);
+    if (herr < 0 || lua_gettop(L) != top + 1) {
+      lua_settop(L, top);
+      lua_pushnil(L);
+    }
+  } else {
+    lua_pushnil(L);
+  }
+  lipc__chan_deliver(ch);
+  return 0;
+}
+
+/* The n bytes at p, after a frame, hold no complete frame. */
+static int last_frame(const char *p, size_t n) {
+  return n < 4 || n - 4 < get_be32(p);
+}
+
+/*
+** Takes every complete frame (or line) out of `in`. A frame nobody
+** listens for waits lazily, checked now and decoded when taken, unless
+** it is the last one in and a task waits for it (a request, a reply):
+** then it is decoded and handed over at once (deliver), which checks it
+** too, where the lazy way would walk it twice. A task woken with the
+** first frame of a batch would take the rest of it without parking, so
+** a batch's frames stay lazy.
+*/
+static void parse(lchannel *ch) {
+  while (!ch->gone && ch->s) {
+    const char *p = ch->in.data + ch->ipos;
+    size_t avail = ch->in.len - ch->ipos, flen;
+    if (ch->json) {
+      const char *nl = memchr(p, '\n', avail);
+      if (nl == NULL) {
+        if (avail > ch->max)
+          lipc__chan_protocol_error(ch, "ERR_IPC_MESSAGE_TOO_LARGE",
+                                    "channel: incoming"
+                                    " message over max_message (%I bytes)",
+                                    (lua_Integer)ch->max);
+        break;
+      }
+      flen = (size_t)(nl - p);
+      ch->ipos += flen + 1;
+      ch->dpos = ch->ipos;
+      count_in(ch, flen + 1);
+      if (flen > ch->max) {
+        lipc__chan_protocol_error(
+            ch, "ERR_IPC_MESSAGE_TOO_LARGE",
+            "channel: incoming "
+            "message of %I bytes is over max_message (%I bytes)",
+            (lua_Integer)flen, (lua_Integer)ch->max);
+        break;
+      }
+      if (lipc__chan_json_line(ch, p, flen) < 0)
+        break;
+      continue;
+    }
+    if (avail < 4)
+      break;
+    flen = get_be32(p);
+    if (flen > ch->max + MARKER_LEN) {
+      lipc__chan_protocol_error(
+          ch, "ERR_IPC_MESSAGE_TOO_LARGE",
+          "channel: incoming "
+          "frame of %I bytes is over max_message (%I bytes)",
+          (lua_Integer)flen, (lua_Integer)ch->max);
+      break;
+    }
+    if (avail - 4 < flen)
+      break;
+    count_in(ch, 4 + flen);
+    if (!has_message_listeners(ch) && !has_marker(p + 4, flen) &&
+        !(for_waiter(ch) && last_frame(p + 4 + flen, avail - 4 - flen))) {
+      if (check_frame(ch, p + 4, flen) < 0)
+        break;
+      ch->ipos += 4 + flen; /* lazy: decoded when taken */
+      ch->nlazy++;
+      continue;
+    }
+    /* what came before goes first (usually nothing: no call per frame) */
+    if (queue_len(ch) > 0 && deliver_pending(ch, 1) < 0)
+      break;
+    ch->ipos += 4 + flen;
+    ch->dpos = ch->ipos;
+    if (native_frame(ch, p + 4, flen) < 0)
+      break;
+  }
+  if (ch->nlazy == 0 && ch->ipos == ch->in.len)
+    ch->dpos = ch->ipos = ch->in.len = 0;
+  lipc__chan_wake_receivers(ch);
+}
+
+/* Reads go straight to the end of the assembly buffer; when the length of
+ * the frame being assembled is known, room for all of it is made at once
+ * so that a large message is read in place. */
+static void on_alloc(lipc__stream *s, size_t suggested, uv_buf_t *buf) {
+  lchannel *ch = lipc__stream_hook_ctx(s);
+  size_t want = READ_CHUNK, avail;
+  (void)suggested;
+  /* Keep the lazy frames and the unread part. Moving them costs what they
+   * weigh, so it waits until as much is dead in front of them or room
+   * runs out: a receiver far behind does not make every read quadratic. */
+  if (ch->dpos > 0 &&
+      (ch->dpos >= ch->in.len - ch->dpos || ch->in.cap - ch->in.len < want)) {
+    memmove(ch->in.data, ch->in.data + ch->dpos, ch->in.len - ch->dpos);
+    ch->in.len -= ch->dpos;
+    ch->ipos -= ch->dpos;
+    ch->dpos = 0;
+  }
+  avail = ch->in.len - ch->ipos;
+  if (!ch->json && avail >= 4) {
+    /* Room for the rest of the frame, but never more than doubling what
+     * has arrived: a peer's 4-byte claim alone must not make us allocate
+     * max_message (found by fuzz_frame: 2^32-1 claimed, 8 GiB malloc). */
+    size_t flen = get_be32(ch->in.data + ch->ipos), rest;
+    if (flen <= ch->max + MARKER_LEN && 4 + flen > avail) {
+      rest = 4 + flen - avail;
+      if (rest > want)
+        want = rest < avail ? rest : (avail > want ? avail : want);
+    }
+  }
+  if (lipc__buf_reserve(&ch->in, want) != 0) {
+    buf->base = NULL;
+    buf->len = 0; /* libuv reports ENOBUFS */
+    return;
+  }
+  buf->base = ch->in.data + ch->in.len;
+  buf->len = ch->in.cap - ch->in.len;
+}
+
+static void on_read(lipc__stream *s, ssize_t n, const char *base) {
+  lchannel *ch = lipc__stream_hook_ctx(s);
+  (void)base;
+  if (ch == NULL)
+    return;
+  if (n < 0) { /* EOF, reset, or closing */
+    if (ch->s)
+      lipc__handle_close(lipc__stream_handle(ch->s));
+    lipc__chan_gone(ch);
+    return;
+  }
+  if (ch->gone)
+    return;
+  ch->in.len += (size_t)n;
+  parse(ch);
+}
+
+/* Feeds bytes to the channel at idx exactly as reads from its stream
+ * would arrive: through on_alloc's buffer sizing and on_read's parse, one
+ * buffer-full at a time. Lets fuzz/fuzz_frame.c drive the frame and
+ * JSON-lines readers with chosen splits and no syscalls. Returns the
+ * number of bytes taken (fewer once the channel is gone). */
+size_t lipc__channel_feed(lua_State *L, int idx, const char *p, size_t n) {
+  lchannel *ch = check_channel(L, idx, "channel.feed");
+  size_t done = 0;
+  while (done < n && ch->s && !ch->gone) {
+    uv_buf_t b;
+    size_t k;
+    on_alloc(ch->s, READ_CHUNK, &b);
+    if (b.base == NULL || b.len == 0)
+      break;
+    k = n - done < b.len ? n - done : b.len;
+    memcpy(b.base, p + done, k);
+    on_read(ch->s, (ssize_t)k, b.base);
+    done += k;
+  }
+  return done;
+}
+
+/* receive() in a task -> msg, handle; nil once disconnected. */
+int lipc__chan_receive(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.receive");
+  int r;
+  lipc__task_check(L, "channel.receive");
+  if ((r = take_next(ch, L)) > 0)
+    return 2;
+  if (r < 0) { /* this caller gets the fault: nil, msg, code */
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    lua_pushstring(ch->h.rt->L, lua_tostring(L, -1));
+    lua_pushliteral(L, "ERR_IPC_BAD_MESSAGE");
+    lipc__chan_fault(ch, "ERR_IPC_BAD_MESSAGE", 1);
+    return 3;
+  }
+  if ((r = take_fault(ch, L)) != 0) /* after the messages before it */
+    return r;
+  if (!ch->connected)
+    return 0;
+  if (ch->auto_ref && lipc__stream_uv(ch->s)) /* somebody waits now */
+    uv_ref((uv_handle_t *)lipc__stream_uv(ch->s));
+  return lipc__waitq_park(L, &ch->receivers);
+}
+
+/* on(name, fn): a 'message' listener first gets the queued messages. */
+static int l_on(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.on");
+  const char *ev = luaL_checkstring(L, 2);
+  lipc__emitter_on(L);
+  if (strcmp(ev, "message") == 0)
+    deliver_pending(ch, 0);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* off(...): the emitter's off (upvalue 1), then the ref follows. */
+static int l_off(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.off");
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  update_ref(ch);
+  return 1;
+}
+
+/* deliver_queued(): hands queued messages to the target's 'message'
+ * listeners (fork's child objects call it when one is added). */
+static int l_deliver_queued(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.deliver_queued");
+  deliver_pending(ch, 0);
+  return 0;
+}
+
+/* pending() -> number of messages received that nobody took yet */
+static int l_pending(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.pending");
+  lua_pushinteger(L, queue_len(ch));
+  return 1;
+}
+
+int lipc__chan_read_start(lchannel *ch) {
+  lipc__stream_set_hooks(ch->s, on_alloc, on_read, ch);
+  return lipc__stream_read_start(ch->s);
+}
+
+void lipc__chan_receive_methods(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"receive", lipc__chan_receive},
+      {"on", l_on},
+      {"pending", l_pending},
+      {"deliver_queued", l_deliver_queued},
+      {NULL, NULL},
+  };
+  luaL_setfuncs(L, methods, 0);
+  lua_getfield(L, -1, "off"); /* the emitter's */
+  lua_pushcclosure(L, l_off, 1);
+  lua_setfield(L, -2, "off");
+}

@@ -43,8 +43,8 @@ endif
 
 # The layers, bottom up (docs/architecture.md): runtime/ (the host, tasks,
 # events, handles, streams), channel/ (the message channel and its codec),
-# bindings/ (the modules). main.c is the executable's own.
-SRC_DIRS  = runtime channel bindings
+# modules/ (the Lua modules). main.c is the executable's own.
+SRC_DIRS  = runtime channel modules
 INCS      = $(addprefix -I,$(SRC_DIRS))
 LIB_SRCS  = $(sort $(filter-out runtime/main.c,$(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c))))
 LUA_SRCS  = $(sort $(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.lua)))

@@ -9,7 +9,7 @@ describe("the rockspec", function()
   it("luarocks make builds lipc.so that stock lua5.4 requires, and bin/lipc", function()
     local dir = support.tmpdir()
     local src, tree = dir .. "/src", dir .. "/tree"
-    local copy = "mkdir %s && cd %s && cp -r Makefile lipc-*.rockspec runtime channel bindings tools %s/"
+    local copy = "mkdir %s && cd %s && cp -r Makefile lipc-*.rockspec runtime channel modules tools %s/"
     local out, status = support.sh(copy:format(q(src), q(support.root), q(src)))
     assert.are.equal(0, status, out)
     out, status = support.sh(("cd %s && luarocks --lua-version=5.4 make --tree=%s lipc-*.rockspec 2>&1")

@@ -1,6 +1,7 @@
 /*
  * core.c - the `lipc` module: timers, sleep, signals, process info,
- * stdio streams, exit, and the door to the other modules.
+ * stdio streams, exit, and the door to the other modules. luaopen_lipc
+ * is also lipc.so's entry point for stock lua5.4.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "internal.h"
 #include "channel.h"
+#include "modules.h"
 
 extern char **environ;
 
@@ -559,7 +561,37 @@ static int l_index(lua_State *L) {
   return 0;
 }
 
-int luaopen_lipc_core(lua_State *L) {
+/* on_uncaught(fn | nil) -> the handler it replaces, or nil. The runtime
+ * hands the errors no task caught to it (lipc__uncaught). */
+static int l_on_uncaught(lua_State *L) {
+  lipc_runtime *rt = lipc__rt(L);
+  if (!lua_isnoneornil(L, 1))
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  if (rt->uncaught_ref > 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->uncaught_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->uncaught_ref);
+  } else {
+    lua_pushnil(L);
+  }
+  lua_pushvalue(L, 1);
+  rt->uncaught_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* nil: LUA_REFNIL */
+  return 1;
+}
+
+/* lipc.run() for stock lua: drives the loop; returns the exit status. */
+static int l_run(lua_State *L) {
+  lipc_runtime *rt = lipc__rt(L);
+  if (rt->running)
+    return luaL_error(L, "lipc.run: the loop is already running");
+  lua_pushinteger(L, lipc_run(rt));
+  return 1;
+}
+
+/* The `lipc` module; in stock lua (lipc.so) also the way in: the first
+ * require makes the runtime and preloads the other modules. */
+int luaopen_lipc(lua_State *L) {
+  int created;
   static const luaL_Reg fns[] = {
       {"sleep", l_sleep},
       {"set_timeout", l_set_timeout},
@@ -580,6 +612,8 @@ int luaopen_lipc_core(lua_State *L) {
       {"cond", l_cond},
       {"mkdtemp", l_mkdtemp},
       {"stream_from_fd", lipc__stream_l_from_fd},
+      {"run", l_run},
+      {"on_uncaught", l_on_uncaught},
       {NULL, NULL},
   };
   static const luaL_Reg timer_methods[] = {
@@ -591,6 +625,9 @@ int luaopen_lipc_core(lua_State *L) {
       {"stop", signal_stop},
       {NULL, NULL},
   };
+  lipc__runtime_attach(L, &created);
+  if (created)
+    lipc__open_modules(L);
   lipc__class(L, TIMER, timer_methods);
   lipc__class(L, SIGNAL, signal_methods);
   lua_pop(L, 2);
@@ -598,7 +635,7 @@ int luaopen_lipc_core(lua_State *L) {
   lipc__channel_open(L); /* streams, with `channel` */
   lua_createtable(L, 0, 32);
   luaL_setfuncs(L, fns, 0);
-  luaopen_lipc_task(L);
+  lipc__task_open(L);
   lua_pushstring(L, LIPC_VERSION_STRING);
   lua_setfield(L, -2, "version");
   lua_createtable(L, 0, 3);

@@ -13,6 +13,7 @@
 
 #include "internal.h"
 #include "channel.h"
+#include "modules.h"
 
 static const char PARENT_KEY = 'P';
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "net.h"
+#include "modules.h"
 
 #define MAX_ADDRS 8
 

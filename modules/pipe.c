@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "net.h"
+#include "modules.h"
 
 #define DEFAULT_MODE 0600
 #define FIFO_RETRY_MAX 32 /* ms between tries to open a FIFO's write end */

@@ -33,6 +33,7 @@
 
 #include "internal.h"
 #include "channel.h"
+#include "modules.h"
 
 extern char **environ;
 

@@ -50,9 +50,18 @@ struct lipc_runtime {
   /* What the layers above keep per runtime, all of it here (zero until
    * they set it). */
   lipc__wrap_fn wrap[8]; /* channel/handoff.c: by wire kind */
+  int uncaught_ref;      /* modules/core.c: lipc.on_uncaught's handler
+                            (a registry ref; 0 or LUA_REFNIL: none) */
 };
 
 /* runtime.c */
+/* A runtime with its own Lua state (standard libraries open, generational
+ * GC) on loop (NULL: its own); lipc_new adds the modules. NULL when out
+ * of memory. */
+lipc_runtime *lipc__runtime_new(uv_loop_t *loop);
+/* The runtime of L, made on first use in a state lipc did not make (stock
+ * lua's require "lipc"); *created says whether it was made now. */
+lipc_runtime *lipc__runtime_attach(lua_State *L, int *created);
 lipc_runtime *lipc__rt(lua_State *L);
 void lipc__uncaught(lipc_runtime *rt, lua_State *co, int idx);
 void lipc__exit_now(lipc_runtime *rt, int code);
@@ -100,7 +109,8 @@ void lipc__waitq_wake(lipc_runtime *rt, lipc__waitq *q, int nargs);
  * rt->L (popped). Returns how many there were. */
 int lipc__waitq_wake_all(lipc_runtime *rt, lipc__waitq *q, int nargs);
 void lipc__waitq_free(lipc_runtime *rt, lipc__waitq *q); /* waiters dropped */
-int luaopen_lipc_task(lua_State *L);
+/* Adds go and in_task to the table on top (the `lipc` module). */
+void lipc__task_open(lua_State *L);
 
 /* emitter.c: on/once/off/emit/listeners for userdata and table objects. */
 void lipc__emitter_methods(lua_State *L); /* adds them to the table on top */
@@ -244,13 +254,6 @@ void lipc__stream_free_buffers(lipc_runtime *rt);
 /* Loop time (uv_now) of the stream's last read or write: idle timeouts. */
 uint64_t lipc__stream_active(lipc__stream *s);
 int luaopen_lipc_stream(lua_State *L); /* pushes the methods table */
-
-/* the modules */
-int luaopen_lipc_core(lua_State *L);
-int luaopen_spawn(lua_State *L);
-int luaopen_fork(lua_State *L);
-int luaopen_pipe(lua_State *L);
-int luaopen_net(lua_State *L);
 
 /* Embedded Lua parts of modules (build/gen/embedded.c, from *.lua). */
 int lipc__load_embedded(lua_State *L, const char *name);

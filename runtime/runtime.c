@@ -1,10 +1,12 @@
 /*
  * runtime.c - lipc_runtime: owns the uv loop and the lua_State.
  *
- * It registers the modules, starts scripts as tasks, reports uncaught
- * errors, and decides when and how the process ends: when nothing is
- * pending, on lipc.exit(), or after an uncaught error, always flushing
- * queued writes (bounded in time) before the Lua state goes away.
+ * It starts scripts as tasks, reports uncaught errors, and decides when
+ * and how the process ends: when nothing is pending, on lipc.exit(), or
+ * after an uncaught error, always flushing queued writes (bounded in
+ * time) before the Lua state goes away. It names no module: modules/
+ * init.c loads them (lipc_new) and core.c is the `lipc` module, also the
+ * entry point of lipc.so for stock lua (luaopen_lipc).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,18 +35,16 @@ void lipc__ignore_sigpipe(void) {
   sigaction(SIGPIPE, &sa, NULL);
 }
 
-static const char UNCAUGHT_KEY = 'U';
-
-/* Gives an uncaught error to the handler set with lipc.on_uncaught, if
- * any: M holds the error value, its message and the report (message and
- * traceback). Returns 1 when the handler took it. When the handler fails
- * the report says so too, and the error stays uncaught. */
-static int hand_over(lua_State *M) {
+/* Gives an uncaught error to the handler set with lipc.on_uncaught
+ * (rt->uncaught_ref), if any: M holds the error value, its message and
+ * the report (message and traceback). Returns 1 when the handler took
+ * it. When the handler fails the report says so too, and the error stays
+ * uncaught. */
+static int hand_over(lipc_runtime *rt, lua_State *M) {
   const char *why;
-  if (lua_rawgetp(M, LUA_REGISTRYINDEX, &UNCAUGHT_KEY) != LUA_TFUNCTION) {
-    lua_pop(M, 1);
+  if (rt->uncaught_ref <= 0)
     return 0;
-  }
+  lua_rawgeti(M, LUA_REGISTRYINDEX, rt->uncaught_ref);
   lua_pushvalue(M, -4); /* err msg report fn err report */
   lua_pushvalue(M, -3);
   if (lua_pcall(M, 2, 0, 0) == LUA_OK)
@@ -75,7 +75,7 @@ void lipc__uncaught(lipc_runtime *rt, lua_State *L, int idx) {
     luaL_traceback(M, L, msg, 0);
   else
     lua_pushstring(M, msg);
-  if (hand_over(M)) {
+  if (hand_over(rt, M)) {
     lua_pop(M, 3);
     return;
   }
@@ -84,17 +84,6 @@ void lipc__uncaught(lipc_runtime *rt, lua_State *L, int idx) {
   fflush(stderr);
   lua_pop(M, 3);
   lipc__exit_now(rt, 1);
-}
-
-/* lipc.on_uncaught(fn | nil) -> the handler it replaces, or nil */
-static int l_on_uncaught(lua_State *L) {
-  if (!lua_isnoneornil(L, 1))
-    luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_settop(L, 1);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &UNCAUGHT_KEY);
-  lua_pushvalue(L, 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &UNCAUGHT_KEY);
-  return 1;
 }
 
 /* A count hook set on the running task when the process must end: the
@@ -118,41 +107,6 @@ void lipc__exit_now(lipc_runtime *rt, int code) {
   uv_stop(rt->loop);
   if (rt->current)
     lua_sethook(rt->current, stop_hook, LUA_MASKCOUNT, 1);
-}
-
-/* os.exit is lipc.exit: a script (or busted) ending through os.exit still
- * gets its queued writes flushed and its handles closed. */
-static void install_os_exit(lua_State *L) {
-  lua_getglobal(L, "os");
-  lua_getglobal(L, "require");
-  lua_pushstring(L, "lipc");
-  lua_call(L, 1, 1);
-  lua_getfield(L, -1, "exit");
-  lua_setfield(L, -3, "exit");
-  lua_pop(L, 2);
-}
-
-/* require "lipc.test": the helpers for specs (runtime/test_helpers.lua). */
-static int open_test(lua_State *L) {
-  lipc__load_embedded(L, "test_helpers");
-  lua_call(L, 0, 1);
-  return 1;
-}
-
-static void preload(lua_State *L) {
-  static const luaL_Reg mods[] = {
-      {"lipc", luaopen_lipc}, {"spawn", luaopen_spawn},
-      {"fork", luaopen_fork}, {"pipe", luaopen_pipe},
-      {"net", luaopen_net},   {"lipc.test", open_test},
-      {NULL, NULL},
-  };
-  int i;
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  for (i = 0; mods[i].name; i++) {
-    lua_pushcfunction(L, mods[i].func);
-    lua_setfield(L, -2, mods[i].name);
-  }
-  lua_pop(L, 1);
 }
 
 static lipc_runtime *rt_alloc(uv_loop_t *loop) {
@@ -189,7 +143,7 @@ static void set_rt(lua_State *L, lipc_runtime *rt) {
   *(lipc_runtime **)lua_getextraspace(main) = rt;
 }
 
-lipc_runtime *lipc_new(uv_loop_t *loop) {
+lipc_runtime *lipc__runtime_new(uv_loop_t *loop) {
   lipc_runtime *rt = rt_alloc(loop);
   lua_State *L;
   if (rt == NULL)
@@ -212,8 +166,6 @@ lipc_runtime *lipc_new(uv_loop_t *loop) {
    * given to lipc by its embedder keeps the embedder's mode. */
   lua_gc(L, LUA_GCGEN, 0, 0);
   luaL_openlibs(L);
-  preload(L);
-  install_os_exit(L);
   return rt;
 }
 
@@ -350,11 +302,10 @@ static int sentinel_gc(lua_State *L) {
 
 static const char SENTINEL_KEY = 'S';
 
-/* Makes sure L has a runtime: the lipc executable made one; stock lua
- * gets one on first require. */
-static lipc_runtime *ensure_rt(lua_State *L) {
+lipc_runtime *lipc__runtime_attach(lua_State *L, int *created) {
   lipc_runtime **box;
   lipc_runtime *rt;
+  *created = 0;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &RT_KEY) != LUA_TNIL) {
     rt = lua_touserdata(L, -1);
     lua_pop(L, 1);
@@ -376,25 +327,6 @@ static lipc_runtime *ensure_rt(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &SENTINEL_KEY);
-  preload(L);
+  *created = 1;
   return rt;
-}
-
-/* lipc.run() for stock lua: drives the loop; returns the exit status. */
-static int l_run(lua_State *L) {
-  lipc_runtime *rt = lipc__rt(L);
-  if (rt->running)
-    return luaL_error(L, "lipc.run: the loop is already running");
-  lua_pushinteger(L, lipc_run(rt));
-  return 1;
-}
-
-int luaopen_lipc(lua_State *L) {
-  ensure_rt(L);
-  luaopen_lipc_core(L); /* the module table */
-  lua_pushcfunction(L, l_run);
-  lua_setfield(L, -2, "run");
-  lua_pushcfunction(L, l_on_uncaught);
-  lua_setfield(L, -2, "on_uncaught");
-  return 1;
 }

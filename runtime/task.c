@@ -214,7 +214,7 @@ static int l_in_task(lua_State *L) {
   return 1;
 }
 
-int luaopen_lipc_task(lua_State *L) {
+void lipc__task_open(lua_State *L) {
   lipc_runtime *rt = lipc__rt(L);
   static const luaL_Reg fns[] = {
       {"go", l_go},
@@ -232,5 +232,4 @@ int luaopen_lipc_task(lua_State *L) {
     rt->parked_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   luaL_setfuncs(L, fns, 0); /* into the table on top */
-  return 0;
 }

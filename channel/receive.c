@@ -307,6 +307,14 @@ static int last_frame(const char *p, size_t n) {
   return n < 4 || n - 4 < get_be32(p);
 }
 
+/* A peer's frame (or line) of n bytes is over max_message. */
+static void too_large(lchannel *ch, const char *what, size_t n) {
+  lipc__chan_protocol_error(
+      ch, "ERR_IPC_MESSAGE_TOO_LARGE",
+      "channel: incoming %s of %I bytes is over max_message (%I bytes)", what,
+      (lua_Integer)n, (lua_Integer)ch->max);
+}
+
 /*
 ** Takes every complete frame (or line) out of `in`. A frame nobody
 ** listens for waits lazily, checked now and decoded when taken, unless
@@ -335,11 +343,7 @@ static void parse(lchannel *ch) {
       ch->dpos = ch->ipos;
       count_in(ch, flen + 1);
       if (flen > ch->max) {
-        lipc__chan_protocol_error(
-            ch, "ERR_IPC_MESSAGE_TOO_LARGE",
-            "channel: incoming "
-            "message of %I bytes is over max_message (%I bytes)",
-            (lua_Integer)flen, (lua_Integer)ch->max);
+        too_large(ch, "message", flen);
         break;
       }
       if (lipc__chan_json_line(ch, p, flen) < 0)
@@ -350,11 +354,7 @@ static void parse(lchannel *ch) {
       break;
     flen = get_be32(p);
     if (flen > ch->max + MARKER_LEN) {
-      lipc__chan_protocol_error(
-          ch, "ERR_IPC_MESSAGE_TOO_LARGE",
-          "channel: incoming "
-          "frame of %I bytes is over max_message (%I bytes)",
-          (lua_Integer)flen, (lua_Integer)ch->max);
+      too_large(ch, "frame", flen);
       break;
     }
     if (avail - 4 < flen)

@@ -1,81 +1,19 @@
 /*
- * net.c - the `net` module (TCP servers and sockets) and what it shares
- * with `pipe` (pipe.c): the one server implementation, the socket methods
- * both socket types have, and how a server or socket that came with a
- * message is wrapped (lipc__net_wrap, for channel/handoff.c).
- *
- * Sockets are streams (runtime/stream.c) of their own type, so they
- * inherit the whole stream API and `channel`. A server accepts only while
- * somebody takes the connection: a 'connection' listener or a task in
- * accept(); otherwise libuv keeps the one accepted fd and the kernel's
- * backlog holds the rest, so an accept()-driven server has backpressure.
+ * net.c - the `net` module: TCP servers (listen on an address, resolved
+ * on the thread pool when it is a name), connect (each resolved address
+ * in turn, with a timeout) and the TCP socket's own methods. Servers and
+ * what both socket types share are server.c's and socket.c's.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include "net.h"
+#include "sockets.h"
 #include "modules.h"
 
 #define MAX_ADDRS 8
-
-int lipc__check_mode(lua_State *L, int idx, int def, const char *fname) {
-  lua_Integer m;
-  if (lua_isnoneornil(L, idx))
-    return def;
-  if (lua_type(L, idx) == LUA_TSTRING) {
-    const char *s = lua_tostring(L, idx);
-    char *end;
-    m = (lua_Integer)strtol(s, &end, 8);
-    if (*s == '\0' || *end != '\0')
-      m = -1;
-  } else if (lua_isinteger(L, idx)) {
-    m = lua_tointeger(L, idx);
-  } else {
-    m = -1;
-  }
-  if (m < 0 || m > 07777)
-    return luaL_argerror(
-        L, idx,
-        lua_pushfstring(L,
-                        "%s: mode must be an "
-                        "octal string (\"0600\") or an integer",
-                        fname));
-  return (int)m;
-}
-
-/* ---- addresses ----------------------------------------------------------- */
-
-static int sockaddr_port(const struct sockaddr_storage *ss) {
-  if (ss->ss_family == AF_INET6)
-    return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
-  return ntohs(((const struct sockaddr_in *)ss)->sin_port);
-}
-
-static void sockaddr_name(const struct sockaddr_storage *ss, char *buf,
-                          size_t n) {
-  if (ss->ss_family == AF_INET6)
-    uv_ip6_name((const struct sockaddr_in6 *)ss, buf, n);
-  else
-    uv_ip4_name((const struct sockaddr_in *)ss, buf, n);
-}
-
-/* Pushes {address=, port=, family="IPv4"|"IPv6"}. */
-static void push_sockaddr(lua_State *L, const struct sockaddr_storage *ss) {
-  char name[64] = "";
-  sockaddr_name(ss, name, sizeof(name));
-  lua_createtable(L, 0, 3);
-  lua_pushstring(L, name);
-  lua_setfield(L, -2, "address");
-  lua_pushinteger(L, sockaddr_port(ss));
-  lua_setfield(L, -2, "port");
-  lua_pushstring(L, ss->ss_family == AF_INET6 ? "IPv6" : "IPv4");
-  lua_setfield(L, -2, "family");
-}
 
 /* A literal IPv4/IPv6 address and port into ss; 0 or UV_EINVAL. */
 static int parse_ip(const char *host, int port, struct sockaddr_storage *ss) {
@@ -100,49 +38,6 @@ static int check_port(lua_State *L, int idx, const char *fname) {
     luaL_argerror(L, idx,
                   lua_pushfstring(L, "%s: port must be 0..65535", fname));
   return (int)port;
-}
-
-/* The name of a Unix socket as Lua sees it: a path, or "\0name". */
-static void push_sun(lua_State *L, const struct sockaddr_un *sun,
-                     socklen_t len) {
-  size_t n = len > offsetof(struct sockaddr_un, sun_path)
-                 ? len - offsetof(struct sockaddr_un, sun_path)
-                 : 0;
-  if (n > 0 && sun->sun_path[0] != '\0')
-    n = strnlen(sun->sun_path, n);
-  lua_pushlstring(L, sun->sun_path, n);
-}
-
-/* getsockname/getpeername of a handle: a table for TCP, a string for
- * Unix sockets; 0 when there is none (closed, not connected). */
-static int push_name(lua_State *L, uv_handle_t *uv, int peer) {
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof(ss);
-  uv_os_fd_t fd;
-  int rc;
-  if (uv == NULL || uv_fileno(uv, &fd) != 0)
-    return 0;
-  memset(&ss, 0, sizeof(ss));
-  rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
-            : getsockname(fd, (struct sockaddr *)&ss, &len);
-  if (rc != 0)
-    return 0;
-  if (ss.ss_family == AF_UNIX)
-    push_sun(L, (struct sockaddr_un *)&ss, len);
-  else
-    push_sockaddr(L, &ss);
-  return 1;
-}
-
-/* ---- sockets ------------------------------------------------------------- */
-
-lipc__stream *lipc__socket_new(lua_State *L, uv_stream_t *h, int is_pipe) {
-  return lipc__stream_new(L, h, is_pipe ? LIPC_PIPE_SOCKET : LIPC_TCP_SOCKET,
-                          is_pipe ? "pipe" : "tcp");
-}
-
-static lipc__stream *check_socket(lua_State *L, const char *fname) {
-  return lipc__stream_check(L, 1, fname);
 }
 
 static uv_tcp_t *check_tcp(lua_State *L, const char *fname) {
@@ -184,148 +79,24 @@ static int sock_reset(lua_State *L) {
   return 0;
 }
 
-static int sock_address(lua_State *L) {
-  lipc__stream *s = check_socket(L, "socket.address");
-  return push_name(L, lipc__stream_handle(s)->uv, 0);
-}
-
-static int sock_remote(lua_State *L) {
-  lipc__stream *s = check_socket(L, "socket.remote");
-  return push_name(L, lipc__stream_handle(s)->uv, 1);
-}
-
 /* remote_address/remote_port/local_address/local_port: one field of the
  * address table (the upvalues say which). */
 static int sock_field(lua_State *L) {
-  lipc__stream *s = check_socket(L, "socket.address");
-  if (!push_name(L, lipc__stream_handle(s)->uv,
-                 (int)lua_tointeger(L, lua_upvalueindex(1))))
+  lipc__stream *s = lipc__stream_check(L, 1, "socket.address");
+  if (!lipc__push_sockname(L, lipc__stream_handle(s)->uv,
+                           (int)lua_tointeger(L, lua_upvalueindex(1))))
     return 0;
   if (lua_istable(L, -1))
     lua_getfield(L, -1, lua_tostring(L, lua_upvalueindex(2)));
   return 1;
 }
 
-/* ---- idle timeouts ------------------------------------------------------- */
-
-/* set_timeout(ms) emits 'timeout' once the socket has been idle (no read,
- * no write) for ms. One lazy timer per socket: activity only stamps a time
- * in the stream; the timer, when it fires early, re-arms for the rest. It
- * does not keep the process alive and closes itself with the socket. */
-static const char TIMEOUT_KEY = 'T';
-
-typedef struct {
-  lipc__handle h; /* bare handle of the timer */
-  uv_timer_t timer;
-  uint64_t ms;
-  uint64_t since; /* set_timeout time: idle counts from here */
-  uint64_t fired; /* activity stamp 'timeout' was emitted for */
-  int sock_ref;
-  lipc__stream *s;
-} idle_timer;
-
-static void idle_free(lipc__handle *h) {
-  idle_timer *t = (idle_timer *)h;
-  lua_State *L = h->rt->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->sock_ref);
-  if (lua_getiuservalue(L, -1, 1) == LUA_TTABLE &&
-      lua_rawgetp(L, -1, &TIMEOUT_KEY) == LUA_TLIGHTUSERDATA &&
-      lua_touserdata(L, -1) == t) {
-    lua_pushnil(L);
-    lua_rawsetp(L, -3, &TIMEOUT_KEY);
-  }
-  lua_pop(L, 3);
-  luaL_unref(L, LUA_REGISTRYINDEX, t->sock_ref);
-  free(t);
-}
-
-static void on_idle(uv_timer_t *uv) {
-  idle_timer *t = uv->data;
-  lipc__handle *sh = lipc__stream_handle(t->s);
-  uint64_t now = uv_now(uv->loop), last = lipc__stream_active(t->s);
-  lipc_runtime *rt = t->h.rt;
-  if (sh->uv == NULL || sh->closing) {
-    lipc__handle_close(&t->h);
-    return;
-  }
-  if (last < t->since)
-    last = t->since;
-  if (now - last < t->ms) {
-    uv_timer_start(uv, on_idle, t->ms - (now - last), 0);
-    return;
-  }
-  uv_timer_start(uv, on_idle, t->ms, 0);
-  if (t->fired == last + 1) /* once per idle period */
-    return;
-  t->fired = last + 1;
-  lua_rawgeti(rt->L, LUA_REGISTRYINDEX, t->sock_ref);
-  lipc__emit(rt, -1, "timeout", 0);
-  lua_pop(rt->L, 1);
-}
-
-/* set_timeout(ms[, fn]) -> self; 0 turns it off. fn is a once('timeout'). */
-static int sock_set_timeout(lua_State *L) {
-  lipc__stream *s = check_socket(L, "socket.set_timeout");
-  lua_Number ms = luaL_checknumber(L, 2);
-  lipc_runtime *rt = lipc__rt(L);
-  idle_timer *t = NULL;
-  luaL_argcheck(L, ms >= 0 && ms < 1e12, 2,
-                "socket.set_timeout: must be a number of ms >= 0");
-  if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TFUNCTION);
-    lua_getfield(L, 1, "once");
-    lua_pushvalue(L, 1);
-    lua_pushliteral(L, "timeout");
-    lua_pushvalue(L, 3);
-    lua_call(L, 3, 0);
-  }
-  lua_getiuservalue(L, 1, 1); /* env */
-  if (lua_rawgetp(L, -1, &TIMEOUT_KEY) == LUA_TLIGHTUSERDATA)
-    t = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  if (ms == 0 || lipc__stream_handle(s)->uv == NULL) {
-    if (t)
-      lipc__handle_close(&t->h);
-    lua_settop(L, 1);
-    return 1;
-  }
-  if (t == NULL || t->h.closing) {
-    t = calloc(1, sizeof(*t));
-    if (t == NULL)
-      return luaL_error(L, "socket.set_timeout: out of memory");
-    t->s = s;
-    lua_pushvalue(L, 1);
-    t->sock_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    uv_timer_init(rt->loop, &t->timer);
-    lipc__handle_bare(rt, &t->h, (uv_handle_t *)&t->timer, "timeout",
-                      idle_free);
-    uv_unref((uv_handle_t *)&t->timer);
-    lua_pushlightuserdata(L, t);
-    lua_rawsetp(L, -2, &TIMEOUT_KEY);
-  }
-  uv_update_time(rt->loop);
-  t->ms = (uint64_t)ms;
-  t->since = uv_now(rt->loop);
-  t->fired = 0;
-  uv_timer_start(&t->timer, on_idle, t->ms, 0);
-  lua_settop(L, 1);
-  return 1;
-}
-
+/* TCP's own, besides lipc__socket_methods. */
 static const luaL_Reg tcp_socket_methods[] = {
     {"set_nodelay", sock_set_nodelay},
     {"set_keepalive", sock_set_keepalive},
-    {"set_timeout", sock_set_timeout},
     {"reset", sock_reset},
-    {"address", sock_address},
-    {"remote", sock_remote},
-    {NULL, NULL},
-};
-
-const luaL_Reg lipc__socket_methods[] = {
-    {"set_timeout", sock_set_timeout},
-    {"address", sock_address},
-    {"remote_address", sock_remote},
+    {"remote", lipc__socket_remote},
     {NULL, NULL},
 };
 
@@ -337,358 +108,14 @@ static void tcp_socket_class(lua_State *L) {
                                           {"local_port", "0", "port"},
                                           {NULL, NULL, NULL}};
   int i;
-  lipc__stream_class(L, LIPC_TCP_SOCKET, tcp_socket_methods); /* methods */
+  lipc__stream_class(L, LIPC_TCP_SOCKET, lipc__socket_methods); /* methods */
+  luaL_setfuncs(L, tcp_socket_methods, 0);
   for (i = 0; fields[i][0]; i++) {
     lua_pushinteger(L, fields[i][1][0] - '0');
     lua_pushstring(L, fields[i][2]);
     lua_pushcclosure(L, sock_field, 2);
     lua_setfield(L, -2, fields[i][0]);
   }
-  lua_pop(L, 1);
-}
-
-/* Applies the server's options to an accepted or connected TCP socket. */
-static void tune_tcp(uv_tcp_t *t, int no_delay, int keep_alive) {
-  if (no_delay)
-    uv_tcp_nodelay(t, 1);
-  if (keep_alive)
-    uv_tcp_keepalive(t, 1, 60);
-}
-
-/* Socket on top of L: keep writing after the peer's end. */
-static void set_half_open(lua_State *L) {
-  lua_getfield(L, -1, "set_half_open");
-  lua_pushvalue(L, -2);
-  lua_pushboolean(L, 1);
-  lua_call(L, 2, 0);
-}
-
-/* ---- servers ------------------------------------------------------------- */
-
-lipc__server *lipc__server_check(lua_State *L, int idx, const char *fname) {
-  lipc__server *srv = lipc__testobj(L, idx, LIPC_TCP_SERVER);
-  if (srv == NULL)
-    srv = lipc__testobj(L, idx, LIPC_PIPE_SERVER);
-  if (srv == NULL)
-    luaL_argerror(L, idx,
-                  lua_pushfstring(L, "%s: server expected, got %s", fname,
-                                  luaL_typename(L, idx)));
-  return srv;
-}
-
-static int server_open(lipc__server *srv) {
-  return srv->h.uv != NULL && !srv->h.closing;
-}
-
-/* Takes the connection libuv holds; pushes the socket on L. */
-static int accept_one(lipc__server *srv, lua_State *L) {
-  lipc_runtime *rt = srv->h.rt;
-  uv_stream_t *c;
-  int err;
-  c = malloc(srv->is_pipe ? sizeof(uv_pipe_t) : sizeof(uv_tcp_t));
-  if (c == NULL)
-    return UV_ENOMEM;
-  if (srv->is_pipe)
-    uv_pipe_init(rt->loop, (uv_pipe_t *)c, 0);
-  else
-    uv_tcp_init(rt->loop, (uv_tcp_t *)c);
-  err = uv_accept((uv_stream_t *)srv->h.uv, c);
-  srv->pending = 0;
-  if (err) {
-    lipc__close_free((uv_handle_t *)c);
-    return err;
-  }
-  if (!srv->is_pipe)
-    tune_tcp((uv_tcp_t *)c, srv->no_delay, srv->keep_alive);
-  if (rt->trace & LIPC_TRACE_NET) {
-    char a[128], b[128];
-    uv_os_fd_t fd = -1;
-    uv_fileno((uv_handle_t *)c, &fd);
-    lipc__trace(rt, "net", "accept %s fd %d %s <- %s",
-                srv->is_pipe ? "pipe" : "tcp", (int)fd,
-                lipc__trace_addr((uv_handle_t *)c, 0, a, sizeof(a)) ? a : "?",
-                lipc__trace_addr((uv_handle_t *)c, 1, b, sizeof(b)) ? b : "?");
-  }
-  lipc__socket_new(L, c, srv->is_pipe);
-  if (srv->half_open)
-    set_half_open(L);
-  return 0;
-}
-
-static void server_error(lipc__server *srv, int err, const char *what) {
-  lipc_runtime *rt = srv->h.rt;
-  lua_State *L = rt->L;
-  if (lipc__waitq_waiting(&srv->acceptors)) {
-    lua_pushnil(L);
-    lipc__push_errpair(L, err, what);
-    lipc__waitq_wake(rt, &srv->acceptors, 3);
-    return;
-  }
-  if (lipc__handle_push(&srv->h)) {
-    lipc__push_errpair(L, err, what);
-    lipc__emit(rt, -3, "error", 2);
-  }
-  lua_pop(L, 1);
-}
-
-/* Hands the pending connection to a task in accept() or to the
- * 'connection' listeners; with neither it stays with libuv (which stops
- * accepting until it is taken). */
-static void deliver(lipc__server *srv) {
-  lipc_runtime *rt = srv->h.rt;
-  lua_State *L = rt->L;
-  int waiting, err;
-  if (!srv->pending || !server_open(srv))
-    return;
-  waiting = lipc__waitq_waiting(&srv->acceptors);
-  if (!waiting) {
-    int has;
-    lipc__handle_push(&srv->h);
-    has = lipc__has_listeners(L, -1, "connection");
-    lua_pop(L, 1);
-    if (!has)
-      return;
-  }
-  if ((err = accept_one(srv, L)) != 0) {
-    server_error(srv, err, "accept");
-    return;
-  }
-  if (waiting) {
-    lipc__waitq_wake(rt, &srv->acceptors, 1);
-    return;
-  }
-  lipc__handle_push(&srv->h); /* sock srv */
-  lua_insert(L, -2);          /* srv sock */
-  lipc__emit(rt, -2, "connection", 1);
-  lua_pop(L, 1);
-}
-
-static void on_connection(uv_stream_t *uv, int status) {
-  lipc__server *srv = uv->data;
-  if (srv == NULL)
-    return;
-  if (status < 0) {
-    server_error(srv, status, "accept");
-    return;
-  }
-  srv->pending = 1;
-  deliver(srv);
-}
-
-int lipc__server_start(lipc__server *srv) {
-  int err;
-  if (srv->listening)
-    return 0;
-  if (!server_open(srv))
-    return UV_EBADF;
-  err = uv_listen((uv_stream_t *)srv->h.uv, srv->backlog, on_connection);
-  if (err == 0)
-    srv->listening = 1;
-  if (srv->h.rt->trace & LIPC_TRACE_NET) {
-    char a[128];
-    lipc__trace(srv->h.rt, "net", "listen %s %s%s%s",
-                srv->is_pipe ? "pipe" : "tcp",
-                lipc__trace_addr(srv->h.uv, 0, a, sizeof(a)) ? a : "?",
-                err ? ": " : "", err ? lipc__err_name(err) : "");
-  }
-  return err;
-}
-
-static void server_closing(lipc__handle *h) {
-  lipc__server *srv = (lipc__server *)h;
-  lipc_runtime *rt = h->rt;
-  struct stat st;
-  srv->listening = 0;
-  lua_pushnil(rt->L);
-  lipc__push_errpair(rt->L, UV_ECANCELED, "server closed");
-  lipc__waitq_wake_all(rt, &srv->acceptors, 3);
-  lipc__waitq_free(rt, &srv->acceptors);
-  /* The socket file goes with the server, unless somebody else has
-   * replaced it since. */
-  if (srv->path && lstat(srv->path, &st) == 0 && S_ISSOCK(st.st_mode) &&
-      st.st_dev == srv->dev && st.st_ino == srv->ino)
-    unlink(srv->path);
-  free(srv->path);
-  srv->path = NULL;
-}
-
-lipc__server *lipc__server_new(lua_State *L, uv_stream_t *h, const char *tname,
-                               int is_pipe, int arg) {
-  lipc__server *srv;
-  int opts = 0, fn = 0;
-  if (arg > 0) {
-    const char *fname = is_pipe ? "pipe.create_server" : "net.create_server";
-    if (lua_istable(L, arg)) {
-      opts = arg;
-      arg++;
-    }
-    if (!lua_isnoneornil(L, arg)) {
-      if (!lua_isfunction(L, arg))
-        luaL_argerror(L, arg,
-                      lua_pushfstring(L,
-                                      "%s: on_connection must be "
-                                      "a function, got %s",
-                                      fname, luaL_typename(L, arg)));
-      fn = arg;
-    }
-  }
-  if (h == NULL) { /* after the checks: a raise
-                      must not leak a handle */
-    lipc_runtime *rt = lipc__rt(L);
-    h = malloc(is_pipe ? sizeof(uv_pipe_t) : sizeof(uv_tcp_t));
-    if (h == NULL)
-      luaL_error(L, "create_server: out of memory");
-    if (is_pipe)
-      uv_pipe_init(rt->loop, (uv_pipe_t *)h, 0);
-    else
-      uv_tcp_init(rt->loop, (uv_tcp_t *)h);
-  }
-  srv = lipc__handle_new(L, sizeof(*srv), tname, (uv_handle_t *)h,
-                         is_pipe ? "pipe server" : "tcp server");
-  srv->is_pipe = is_pipe;
-  srv->backlog = LIPC_DEFAULT_BACKLOG;
-  srv->no_delay = 1;
-  srv->h.on_close = server_closing;
-  if (opts) {
-    if (lua_getfield(L, opts, "no_delay") != LUA_TNIL)
-      srv->no_delay = lua_toboolean(L, -1);
-    if (lua_getfield(L, opts, "keep_alive") != LUA_TNIL)
-      srv->keep_alive = lua_toboolean(L, -1);
-    if (lua_getfield(L, opts, "allow_half_open") != LUA_TNIL)
-      srv->half_open = lua_toboolean(L, -1);
-    lua_pop(L, 3);
-  }
-  if (fn) {
-    lua_pushcfunction(L, lipc__emitter_on);
-    lua_pushvalue(L, -2);
-    lua_pushliteral(L, "connection");
-    lua_pushvalue(L, fn);
-    lua_call(L, 3, 0);
-  }
-  return srv;
-}
-
-int lipc__server_listened(lua_State *L, int idx, lipc__server *srv, int err,
-                          const char *detail) {
-  lipc_runtime *rt = lipc__rt(L);
-  int in_task = L == rt->current && lua_isyieldable(L), top;
-  idx = lua_absindex(L, idx);
-  if (err == 0) {
-    srv->listening = 1;
-    lua_pushvalue(L, idx);
-    lipc__emit_soon(L, "listening", 0, 0);
-    lua_pushvalue(L, idx);
-    return 1;
-  }
-  lipc__push_error(L, err, detail); /* nil msg code */
-  top = lua_gettop(L);
-  if (!in_task || lipc__has_listeners(L, idx, "error")) {
-    lua_pushvalue(L, idx);
-    lua_pushvalue(L, top - 1);
-    lua_pushvalue(L, top);
-    lipc__emit_soon(L, "error", 2, 1); /* error, then close */
-  } else {
-    lipc__handle_close(&srv->h);
-  }
-  return 3;
-}
-
-/* accept() in a task -> the next connection's socket, or nil, msg, code */
-static int server_accept(lua_State *L) {
-  lipc__server *srv = lipc__server_check(L, 1, "server.accept");
-  int err;
-  lipc__task_check(L, "server.accept");
-  if (!server_open(srv))
-    return lipc__push_error(L, UV_EBADF, "server.accept: server closed");
-  if (srv->imported && !srv->listening && (err = lipc__server_start(srv)) != 0)
-    return lipc__push_error(L, err, "server.accept");
-  if (srv->pending) {
-    if ((err = accept_one(srv, L)) != 0)
-      return lipc__push_error(L, err, "server.accept");
-    return 1;
-  }
-  if (!srv->listening && !srv->binding)
-    return luaL_error(L, "server.accept: the server is not listening");
-  return lipc__waitq_park(L, &srv->acceptors);
-}
-
-/* on(ev, fn) / once(ev, fn): a 'connection' listener takes connections
- * that waited, and starts a received server. Upvalue 1 is the emitter's
- * own method. */
-static int server_on(lua_State *L) {
-  lipc__server *srv = lipc__server_check(L, 1, "server.on");
-  int conn = strcmp(luaL_checkstring(L, 2), "connection") == 0;
-  lua_settop(L, 3);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_pushvalue(L, 1);
-  lua_pushvalue(L, 2);
-  lua_pushvalue(L, 3);
-  lua_call(L, 3, 0);
-  if (conn) {
-    if (srv->imported && !srv->listening)
-      lipc__server_start(srv);
-    deliver(srv);
-  }
-  lua_settop(L, 1);
-  return 1;
-}
-
-/* close([fn]): stop accepting; fn is a once('close'). Connections already
- * accepted stay open. */
-static int server_close(lua_State *L) {
-  lipc__server *srv = lipc__server_check(L, 1, "server.close");
-  if (lua_isfunction(L, 2)) {
-    if (!server_open(srv)) {
-      lua_pushvalue(L, 2);
-      lua_pushliteral(L, "ERR_SERVER_NOT_RUNNING: server is not running");
-      lua_pushliteral(L, "ERR_SERVER_NOT_RUNNING");
-      lipc__task_start(srv->h.rt, L, 2);
-      return 0;
-    }
-    lua_getfield(L, 1, "once");
-    lua_pushvalue(L, 1);
-    lua_pushliteral(L, "close");
-    lua_pushvalue(L, 2);
-    lua_call(L, 3, 0);
-  }
-  lipc__handle_close(&srv->h);
-  return 0;
-}
-
-/* address() -> {address=, port=, family=} (TCP) or the path (Unix); nil
- * when not listening. */
-static int server_address(lua_State *L) {
-  lipc__server *srv = lipc__server_check(L, 1, "server.address");
-  if (!server_open(srv) || !(srv->listening || srv->imported))
-    return 0;
-  return push_name(L, srv->h.uv, 0);
-}
-
-static int server_listening(lua_State *L) {
-  lipc__server *srv = lipc__server_check(L, 1, "server.listening");
-  lua_pushboolean(L, server_open(srv) && srv->listening);
-  return 1;
-}
-
-void lipc__server_class(lua_State *L, const char *tname,
-                        const luaL_Reg *extra) {
-  static const char *const adders[] = {"on", "once", NULL};
-  static const luaL_Reg methods[] = {
-      {"accept", server_accept},
-      {"close", server_close},
-      {"address", server_address},
-      {"listening", server_listening},
-      {NULL, NULL},
-  };
-  int i;
-  lipc__class(L, tname, methods); /* methods */
-  for (i = 0; adders[i]; i++) {
-    lua_getfield(L, -1, adders[i]);
-    lua_pushcclosure(L, server_on, 1);
-    lua_setfield(L, -2, adders[i]);
-  }
-  if (extra)
-    luaL_setfuncs(L, extra, 0);
   lua_pop(L, 1);
 }
 
@@ -737,7 +164,7 @@ static void on_listen_resolved(uv_getaddrinfo_t *req, int status,
   char detail[300];
   int err = status, top = lua_gettop(L), waiting = lipc__waiting(&op->wait);
   srv->binding = 0;
-  if (err == 0 && !server_open(srv))
+  if (err == 0 && !lipc__server_open(srv))
     err = UV_ECANCELED;
   if (err == 0) {
     memset(&ss, 0, sizeof(ss));
@@ -809,7 +236,7 @@ static int tcp_listen(lua_State *L) {
     reuse_port = lua_toboolean(L, -1);
     lua_pop(L, 3);
   }
-  if (!server_open(srv))
+  if (!lipc__server_open(srv))
     return lipc__push_error(L, UV_EBADF, "net.server.listen: server closed");
   if (srv->listening || srv->binding)
     return luaL_error(L, "net.server.listen: already listening");
@@ -920,7 +347,7 @@ static void finish(connect_op *op, int err) {
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, op->sock_ref); /* sock */
   if (err == 0) {
-    tune_tcp((uv_tcp_t *)sh->uv, op->no_delay, op->keep_alive);
+    lipc__tcp_tune((uv_tcp_t *)sh->uv, op->no_delay, op->keep_alive);
     lipc__stream_connected(op->s, 0); /* the writes that waited */
     lipc__stream_read_start(op->s);   /* 'data' listeners wait */
     if (op->in_task) {
@@ -1130,7 +557,7 @@ static int l_connect(lua_State *L) {
     lipc__stream_connecting(op->s);
   top = lua_gettop(L);
   if (op->half_open)
-    set_half_open(L);
+    lipc__socket_half_open(L);
   lua_pushvalue(L, top);
   op->sock_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   uv_timer_init(rt->loop, &op->timer);
@@ -1183,31 +610,6 @@ static int l_is_ip(lua_State *L) {
   return 1;
 }
 
-/* ---- handle passing ------------------------------------------------------ */
-
-/* A server or socket received over an IPC pipe (channel/handoff.c). A
- * received server is ready to listen(): it starts accepting when given a
- * 'connection' listener or when server:listen() / server:accept() is
- * called without an address. */
-void lipc__net_wrap(lua_State *L, uv_stream_t *h, int kind) {
-  lipc__server *srv;
-  switch (kind) {
-    case LIPC_HANDOFF_TCP_SERVER:
-    case LIPC_HANDOFF_PIPE_SERVER:
-      srv = lipc__server_new(L, h,
-                             kind == LIPC_HANDOFF_TCP_SERVER ? LIPC_TCP_SERVER
-                                                             : LIPC_PIPE_SERVER,
-                             kind == LIPC_HANDOFF_PIPE_SERVER, 0);
-      srv->imported = 1;
-      break;
-    default:
-      lipc__socket_new(L, h, kind == LIPC_HANDOFF_PIPE_SOCKET);
-      if (kind == LIPC_HANDOFF_TCP_SOCKET)
-        tune_tcp((uv_tcp_t *)h, 1, 0);
-      break;
-  }
-}
-
 int luaopen_net(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"create_server", l_create_server},
@@ -1215,19 +617,11 @@ int luaopen_net(lua_State *L) {
       {"is_ip", l_is_ip},
       {NULL, NULL},
   };
-  static const luaL_Reg server_methods[] = {
-      {"listen", tcp_listen},
-      {NULL, NULL},
-  };
   lipc__channel_open(L); /* streams, with `channel` */
   if (luaL_getmetatable(L, LIPC_TCP_SOCKET) == LUA_TNIL)
     tcp_socket_class(L);
   lua_pop(L, 1);
-  if (luaL_getmetatable(L, LIPC_TCP_SERVER) == LUA_TNIL)
-    lipc__server_class(L, LIPC_TCP_SERVER, server_methods);
-  lua_pop(L, 1);
-  lipc__handoff_register(L, LIPC_HANDOFF_TCP_SERVER, lipc__net_wrap);
-  lipc__handoff_register(L, LIPC_HANDOFF_TCP_SOCKET, lipc__net_wrap);
+  lipc__sockets_open(L, 0, tcp_listen);
   luaL_newlib(L, fns);
   return 1;
 }

@@ -2,7 +2,7 @@
  * pipe.c - the `pipe` module: Unix domain socket servers and clients,
  * named pipes (FIFOs) and anonymous pipes.
  *
- * Servers are net.c's servers bound to a path. We bind and connect Unix
+ * Servers are server.c's servers bound to a path. We bind and connect Unix
  * sockets ourselves instead of through uv_pipe_bind/uv_pipe_connect:
  * libuv 1.44 silently truncates a path longer than sun_path and cannot
  * name Linux abstract sockets ("\0name"), and we want the socket file's
@@ -17,11 +17,37 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "net.h"
+#include "sockets.h"
 #include "modules.h"
 
 #define DEFAULT_MODE 0600
 #define FIFO_RETRY_MAX 32 /* ms between tries to open a FIFO's write end */
+
+/* "0600", 384 or nil (-> def) as a file mode; raises on anything else. */
+static int check_mode(lua_State *L, int idx, int def, const char *fname) {
+  lua_Integer m;
+  if (lua_isnoneornil(L, idx))
+    return def;
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    const char *s = lua_tostring(L, idx);
+    char *end;
+    m = (lua_Integer)strtol(s, &end, 8);
+    if (*s == '\0' || *end != '\0')
+      m = -1;
+  } else if (lua_isinteger(L, idx)) {
+    m = lua_tointeger(L, idx);
+  } else {
+    m = -1;
+  }
+  if (m < 0 || m > 07777)
+    return luaL_argerror(
+        L, idx,
+        lua_pushfstring(L,
+                        "%s: mode must be an "
+                        "octal string (\"0600\") or an integer",
+                        fname));
+  return (int)m;
+}
 
 /* ---- addresses ----------------------------------------------------------- */
 
@@ -152,7 +178,7 @@ static int pipe_listen(lua_State *L) {
     lua_Integer b;
     luaL_checktype(L, 3, LUA_TTABLE);
     lua_getfield(L, 3, "mode");
-    mode = lipc__check_mode(L, -1, DEFAULT_MODE, "pipe.server.listen");
+    mode = check_mode(L, -1, DEFAULT_MODE, "pipe.server.listen");
     lua_getfield(L, 3, "backlog");
     b = luaL_optinteger(L, -1, LIPC_DEFAULT_BACKLOG);
     luaL_argcheck(L, b > 0 && b < 1 << 20, 3,
@@ -256,7 +282,7 @@ static int l_connect(lua_State *L) {
  * exact (the umask does not apply), as with mkfifo -m. */
 static int l_mkfifo(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  int mode = lipc__check_mode(L, 2, DEFAULT_MODE, "pipe.mkfifo");
+  int mode = check_mode(L, 2, DEFAULT_MODE, "pipe.mkfifo");
   if (mkfifo(path, (mode_t)mode) != 0 || chmod(path, (mode_t)mode) != 0)
     return lipc__push_error(L, -errno, path);
   lua_pushboolean(L, 1);
@@ -426,21 +452,13 @@ int luaopen_pipe(lua_State *L) {
       {"new", l_new},
       {NULL, NULL},
   };
-  static const luaL_Reg server_methods[] = {
-      {"listen", pipe_listen},
-      {NULL, NULL},
-  };
   lipc__channel_open(L); /* streams, with `channel` */
   if (luaL_getmetatable(L, LIPC_PIPE_SOCKET) == LUA_TNIL) {
     lipc__stream_class(L, LIPC_PIPE_SOCKET, lipc__socket_methods);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  if (luaL_getmetatable(L, LIPC_PIPE_SERVER) == LUA_TNIL)
-    lipc__server_class(L, LIPC_PIPE_SERVER, server_methods);
-  lua_pop(L, 1);
-  lipc__handoff_register(L, LIPC_HANDOFF_PIPE_SERVER, lipc__net_wrap);
-  lipc__handoff_register(L, LIPC_HANDOFF_PIPE_SOCKET, lipc__net_wrap);
+  lipc__sockets_open(L, 1, pipe_listen);
   luaL_newlib(L, fns);
   return 1;
 }

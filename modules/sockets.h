@@ -1,10 +1,17 @@
 /*
- * net.h - what net.c shares with pipe.c: the one server implementation
- * (TCP and Unix socket servers differ only in how they bind), the socket
- * types, and deferred events. Private to the two modules.
+ * sockets.h - what the `net` module (net.c: TCP) and the `pipe` module
+ * (pipe.c: Unix sockets) share, and nobody else:
+ *
+ *   server.c  the one server implementation: TCP and Unix socket servers
+ *             differ only in how they bind (accept, backpressure, close)
+ *   socket.c  what both socket types have: addresses, idle timeouts, and
+ *             how a server or socket that came with a message is wrapped
+ *
+ * Sockets are streams (runtime/stream.c) of their own type, so they
+ * inherit the whole stream API and `channel`.
  */
-#ifndef LIPC_NET_H
-#define LIPC_NET_H
+#ifndef LIPC_SOCKETS_H
+#define LIPC_SOCKETS_H
 
 #include <sys/types.h>
 
@@ -30,6 +37,10 @@ typedef struct lipc__server {
   ino_t ino;
 } lipc__server;
 
+/* server.c */
+static inline int lipc__server_open(lipc__server *srv) {
+  return srv->h.uv != NULL && !srv->h.closing;
+}
 /* Creates a server object of type tname around h (malloc'd, initialised;
  * NULL: a new one); reads create_server's ([opts,] on_connection) at arg
  * (0: none); pushes it. */
@@ -47,15 +58,25 @@ int lipc__server_listened(lua_State *L, int idx, lipc__server *srv, int err,
 /* The methods every server has (accept, close, address for TCP...). */
 void lipc__server_class(lua_State *L, const char *tname, const luaL_Reg *extra);
 
+/* socket.c */
 /* Wraps a connected socket as a stream of the right type; pushes it. */
 lipc__stream *lipc__socket_new(lua_State *L, uv_stream_t *h, int is_pipe);
 /* The socket methods shared by TCP and Unix sockets (set_timeout...). */
 extern const luaL_Reg lipc__socket_methods[];
-
-/* Wraps a server or socket that came with a message (lipc__wrap_fn). */
-void lipc__net_wrap(lua_State *L, uv_stream_t *h, int kind);
-
-/* "0600", 384 or nil (-> def) as a file mode; raises on anything else. */
-int lipc__check_mode(lua_State *L, int idx, int def, const char *fname);
+/* socket:remote() / remote_address(): the peer's address. */
+int lipc__socket_remote(lua_State *L);
+/* getsockname (peer 0) or getpeername (peer 1) of a handle: pushes a
+ * table {address=, port=, family=} for TCP, a string for Unix sockets;
+ * returns 0 (nothing pushed) when there is none (closed, not connected). */
+int lipc__push_sockname(lua_State *L, uv_handle_t *uv, int peer);
+/* Socket on top of L: keep writing after the peer's end. */
+void lipc__socket_half_open(lua_State *L);
+/* Applies a server's or connect's options to a TCP socket. */
+void lipc__tcp_tune(uv_tcp_t *t, int no_delay, int keep_alive);
+/* For the TCP (is_pipe 0) or Unix socket family: makes the server type,
+ * with listen as its own method, unless it exists, and tells the channel
+ * how a server or socket of the family that came with a message is
+ * wrapped. */
+void lipc__sockets_open(lua_State *L, int is_pipe, lua_CFunction listen);
 
 #endif

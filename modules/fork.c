@@ -15,8 +15,6 @@
 #include "channel.h"
 #include "modules.h"
 
-static const char PARENT_KEY = 'P';
-
 /* socketpair() -> a, b: two connected IPC pipe streams (handles can pass
  * between them); mostly for specs and in-process channels. */
 static int l_socketpair(lua_State *L) {
@@ -66,18 +64,15 @@ static int env_fd(const char *name) {
 }
 
 /* parent() -> the channel to the process that forked us, or nil; made
- * once, on first use. Node's JSON mode when Node is the parent. */
+ * once per runtime, on first use (rt->parent_ref). Node's JSON mode when
+ * Node is the parent. */
 static int l_parent(lua_State *L) {
+  lipc_runtime *rt = lipc__rt(L);
   int fd, json = 0;
-
-  int t = lua_rawgetp(L, LUA_REGISTRYINDEX, &PARENT_KEY);
-  if (t == LUA_TBOOLEAN) { /* known: not forked */
-    lua_pushnil(L);
+  if (rt->parent_ref != 0) { /* known: LUA_REFNIL when not forked */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->parent_ref);
     return 1;
   }
-  if (t != LUA_TNIL)
-    return 1;
-  lua_pop(L, 1);
   fd = env_fd("LIPC_CHANNEL_FD");
   if (fd < 0) {
     const char *mode = getenv("NODE_CHANNEL_SERIALIZATION_MODE");
@@ -90,14 +85,10 @@ static int l_parent(lua_State *L) {
     json = fd >= 0;
     unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
   }
-  if (fd < 0 || !lipc__channel_from_fd(L, fd, json, 1)) {
-    lua_pushboolean(L, 0); /* not forked: remember it */
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &PARENT_KEY);
-    lua_pushnil(L);
-    return 1;
-  }
+  if (fd < 0 || !lipc__channel_from_fd(L, fd, json, 1))
+    lua_pushnil(L); /* not forked: remembered as LUA_REFNIL */
   lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &PARENT_KEY);
+  rt->parent_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 1;
 }
 

@@ -20,6 +20,7 @@
 #include "lipc.h"
 
 typedef struct lipc__handle lipc__handle;
+typedef struct lipc__reaper lipc__reaper;
 
 /* How a module wraps a handle that came with a message (channel.h). */
 typedef void (*lipc__wrap_fn)(lua_State *L, uv_stream_t *h, int kind);
@@ -50,6 +51,9 @@ struct lipc_runtime {
   /* What the layers above keep per runtime, all of it here (zero until
    * they set it). */
   lipc__wrap_fn wrap[8]; /* channel/handoff.c: by wire kind */
+  lipc__reaper *reaper;  /* modules/spawn_reap.c: SIGCHLD, our children */
+  int parent_ref;        /* modules/fork.c: the channel to our parent (0:
+                            not looked for yet, LUA_REFNIL: none) */
   int uncaught_ref;      /* modules/core.c: lipc.on_uncaught's handler
                             (a registry ref; 0 or LUA_REFNIL: none) */
 };

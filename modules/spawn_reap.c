@@ -1,0 +1,121 @@
+/*
+ * spawn_reap.c - reaping. Children are reaped through one SIGCHLD watcher
+ * per runtime (lipc_runtime.reaper) that calls waitpid(pid, WNOHANG) on
+ * our own children only: libuv's watcher does the same for the pids it
+ * spawned (the uid/gid path), so both coexist and nobody steals a child.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include "spawn_int.h"
+
+static void proc_unlink(lipc__reaper *r, lproc *p) {
+  if (p->prev)
+    p->prev->next = p->next;
+  else if (r->procs == p)
+    r->procs = p->next;
+  if (p->next)
+    p->next->prev = p->prev;
+  p->next = p->prev = NULL;
+}
+
+/* Tells the child object (if it still cares) how p ended. */
+static void report(lproc *p) {
+  lchild *c = p->child;
+  int status = p->status;
+  if (c == NULL)
+    return;
+  c->proc = NULL;
+  if (status == -1)
+    lipc__child_exit(c, -1, 0);
+  else if (WIFSIGNALED(status))
+    lipc__child_exit(c, -1, WTERMSIG(status));
+  else
+    lipc__child_exit(c, WEXITSTATUS(status), 0);
+}
+
+/* One SIGCHLD may stand for several exits: every child of ours is asked.
+ * The exited ones are unlinked first and reported after, because a
+ * listener may spawn (and so change the list) while we report. */
+static void on_sigchld(uv_signal_t *uv, int signum) {
+  lipc__reaper *r = (lipc__reaper *)uv->data;
+  lproc *p, *next, *done = NULL;
+  int status;
+  pid_t got;
+  (void)signum;
+  for (p = r->procs; p; p = next) {
+    next = p->next;
+    do
+      got = waitpid(p->pid, &status, WNOHANG);
+    while (got < 0 && errno == EINTR);
+    if (got == 0)
+      continue;
+    proc_unlink(r, p);
+    p->status = got < 0 ? -1 : status; /* -1: reaped by someone else */
+    p->next = done;
+    done = p;
+  }
+  while (done) {
+    p = done;
+    done = p->next;
+    report(p);
+    free(p);
+  }
+}
+
+/* At exit the runtime closes the watcher: the children still running are
+ * left to init, their records freed. */
+static void reaper_closed(lipc__handle *h) {
+  lipc__reaper *r = (lipc__reaper *)h;
+  while (r->procs) {
+    lproc *p = r->procs;
+    proc_unlink(r, p);
+    if (p->child)
+      p->child->proc = NULL;
+    free(p);
+  }
+  h->rt->reaper = NULL;
+  free(r);
+}
+
+int lipc__reap_start(lipc_runtime *rt) {
+  lipc__reaper *r;
+  int err;
+  if (rt->reaper)
+    return 0;
+  r = calloc(1, sizeof(*r));
+  if (r == NULL)
+    return UV_ENOMEM;
+  uv_signal_init(rt->loop, &r->sig);
+  lipc__handle_bare(rt, &r->h, (uv_handle_t *)&r->sig, "sigchld",
+                    reaper_closed);
+  err = uv_signal_start(&r->sig, on_sigchld, SIGCHLD);
+  if (err) {
+    lipc__handle_close(&r->h);
+    return err;
+  }
+  uv_unref((uv_handle_t *)&r->sig); /* children keep us up */
+  rt->reaper = r;
+  return 0;
+}
+
+int lipc__reap_track(lipc_runtime *rt, lchild *c, pid_t pid) {
+  lipc__reaper *r = rt->reaper;
+  lproc *p = calloc(1, sizeof(*p));
+  if (p == NULL) {      /* cannot be tracked: no */
+    kill(pid, SIGKILL); /* zombie left behind */
+    waitpid(pid, NULL, 0);
+    return UV_ENOMEM;
+  }
+  p->pid = pid;
+  p->child = c;
+  p->next = r->procs;
+  if (r->procs)
+    r->procs->prev = p;
+  r->procs = p;
+  c->proc = p;
+  c->pid = pid;
+  return 0;
+}

@@ -1,0 +1,269 @@
+/*
+ * spawn_start.c - starting a program. Programs start through posix_spawn:
+ * glibc implements it with clone(CLONE_VM|CLONE_VFORK), several times
+ * cheaper than the plain fork() of libuv 1.44's uv_spawn, and it reports
+ * the exec errno (ENOENT, EACCES) synchronously. uv_spawn is used only
+ * when uid/gid are asked for.
+ *
+ * A "pipe" stdio entry is a real pipe(2) (a child may open /dev/stdin and
+ * bulk output moves at pipe speed); "ipc" entries are socketpairs,
+ * wrapped in the parent as a uv_pipe_t opened with ipc=1. Every fd made
+ * here is O_CLOEXEC and the child gets exactly the fds it was given
+ * (closefrom).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "spawn_int.h"
+
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34)
+#define HAVE_CLOSEFROM 1
+#endif
+
+static int stream_fd(lua_State *L, int idx) {
+  int fd = -1;
+  lua_getfield(L, idx, "fileno");
+  lua_pushvalue(L, idx);
+  lua_call(L, 1, 1);
+  if (lua_isinteger(L, -1))
+    fd = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return fd;
+}
+
+static void close_fd(int *fd) {
+  if (*fd >= 0)
+    close(*fd);
+  *fd = -1;
+}
+
+void lipc__spawn_release(spec *sp, int parent_ends) {
+  int i;
+  for (i = 0; i < sp->n; i++) {
+    sio *io = &sp->io[i];
+    if (io->kind == IO_PIPE || io->kind == IO_IPC)
+      close_fd(&io->src);
+    close_fd(&io->tmp);
+    if (parent_ends)
+      close_fd(&io->parent_end);
+  }
+}
+
+/* A new fd must not land on 0-2 (lipc started with one closed): libuv
+ * refuses to close those, and they are the child's places. */
+static int lift(int *fds) {
+  int i, nfd;
+  for (i = 0; i < 2; i++) {
+    if (fds[i] >= 3)
+      continue;
+    nfd = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+    close(fds[i]);
+    fds[i] = nfd;
+  }
+  if (fds[0] >= 0 && fds[1] >= 0)
+    return 0;
+  nfd = -errno;
+  close_fd(&fds[0]);
+  close_fd(&fds[1]);
+  return nfd;
+}
+
+/* Makes the pipes and finds the fds of streams; sources below n that are
+ * not in their own place are moved up, so that no dup2 in the child
+ * overwrites a source still needed. */
+int lipc__spawn_fds(lua_State *L, spec *sp) {
+  int i, fds[2], err;
+  for (i = 0; i < sp->n; i++) {
+    sio *io = &sp->io[i];
+    switch (io->kind) {
+      case IO_PIPE:
+        if (pipe2(fds, O_CLOEXEC) != 0)
+          return -errno;
+        if ((err = lift(fds)) != 0)
+          return err;
+        io->src = fds[i == 0 ? 0 : 1];
+        io->parent_end = fds[i == 0 ? 1 : 0];
+        break;
+      case IO_IPC:
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+          return -errno;
+        if ((err = lift(fds)) != 0)
+          return err;
+        io->parent_end = fds[0];
+        io->src = fds[1];
+        break;
+      case IO_FD: /* "inherit" of a closed fd */
+        if (io->src == i && i < 3 && fcntl(i, F_GETFD) < 0)
+          io->kind = IO_NULL;
+        break;
+      case IO_STREAM: {
+        lipc__stream *s = lipc__stream_test(L, io->sidx);
+        io->src = stream_fd(L, io->sidx);
+        if (io->src < 0 || !lipc__stream_open(s))
+          return UV_EBADF;
+        /* The child shares the open file description: it must not get it
+       * non-blocking. The parent is about to give its copy up. */
+        if (!lipc__stream_handle(s)->internal) {
+          int fl = fcntl(io->src, F_GETFL);
+          if (fl >= 0 && (fl & O_NONBLOCK))
+            fcntl(io->src, F_SETFL, fl & ~O_NONBLOCK);
+        }
+        break;
+      }
+      default: break;
+    }
+  }
+  for (i = 0; i < sp->n; i++) {
+    sio *io = &sp->io[i];
+    if (io->src >= 0 && io->src < sp->n && io->src != i) {
+      io->tmp = fcntl(io->src, F_DUPFD_CLOEXEC, sp->n);
+      if (io->tmp < 0)
+        return -errno;
+    }
+  }
+  return 0;
+}
+
+static int src_of(const sio *io) {
+  return io->tmp >= 0 ? io->tmp : io->src;
+}
+
+/* A file exec refuses as ENOEXEC (a script with no #! line) runs under
+ * /bin/sh, as execvp does it and so as Node's spawn does. */
+static int spawn_sh(spec *sp, pid_t *pid, const posix_spawn_file_actions_t *fa,
+                    const posix_spawnattr_t *at) {
+  size_t n = 0, i;
+  char **av;
+  int e;
+  while (sp->argv[n])
+    n++;
+  if ((av = malloc((n + 2) * sizeof(*av))) == NULL)
+    return ENOMEM;
+  av[0] = "/bin/sh";
+  av[1] = (char *)sp->path;
+  for (i = 1; i <= n; i++) /* argv[1..n-1] and the NULL */
+    av[i + 1] = sp->argv[i];
+  e = posix_spawn(pid, "/bin/sh", fa, at, av, sp->envp);
+  free(av);
+  return e;
+}
+
+static int do_posix_spawn(spec *sp, pid_t *pid) {
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t at;
+  sigset_t none, all;
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  int i, e = 0;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&at);
+  for (i = 0; i < sp->n && e == 0; i++) {
+    const sio *io = &sp->io[i];
+    if (io->kind == IO_NULL)
+      e = posix_spawn_file_actions_addopen(&fa, i, "/dev/null", O_RDWR, 0);
+    else if (io->kind == IO_CLOSE)
+      e = posix_spawn_file_actions_addclose(&fa, i);
+    else
+      e = posix_spawn_file_actions_adddup2(&fa, src_of(io), i);
+  }
+  if (e == 0 && sp->cwd)
+    e = posix_spawn_file_actions_addchdir_np(&fa, sp->cwd);
+#ifdef HAVE_CLOSEFROM
+  if (e == 0)
+    e = posix_spawn_file_actions_addclosefrom_np(&fa, sp->n);
+#endif
+  /* Signals: nothing blocked, every disposition back to default (the
+   * parent ignores SIGPIPE, and ignored signals survive exec). */
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&at, &none);
+  posix_spawnattr_setsigdefault(&at, &all);
+  if (sp->detached)
+    flags |= POSIX_SPAWN_SETSID;
+  posix_spawnattr_setflags(&at, flags);
+  if (e == 0)
+    e = posix_spawn(pid, sp->path, &fa, &at, sp->argv, sp->envp);
+  if (e == ENOEXEC)
+    e = spawn_sh(sp, pid, &fa, &at);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&at);
+  return -e;
+}
+
+static void uvproc_closed(lipc__handle *h) {
+  free(h);
+}
+
+static void on_uv_exit(uv_process_t *p, int64_t status, int termsig) {
+  uvproc *u = (uvproc *)p->data;
+  lchild *c = u->child;
+  u->child = NULL;
+  if (c) {
+    c->uvp = NULL;
+    lipc__child_exit(c, termsig ? -1 : (int)status, termsig);
+  }
+  lipc__handle_close(&u->h);
+}
+
+static int do_uv_spawn(lipc_runtime *rt, lchild *c, spec *sp) {
+  uv_stdio_container_t io[MAX_STDIO];
+  uv_process_options_t o;
+  uvproc *u = calloc(1, sizeof(*u));
+  int i, err;
+  if (u == NULL)
+    return UV_ENOMEM;
+  memset(&o, 0, sizeof(o));
+  for (i = 0; i < sp->n; i++) {
+    if (sp->io[i].kind == IO_NULL || sp->io[i].kind == IO_CLOSE) {
+      io[i].flags = UV_IGNORE;
+    } else {
+      io[i].flags = UV_INHERIT_FD;
+      io[i].data.fd = src_of(&sp->io[i]);
+    }
+  }
+  o.exit_cb = on_uv_exit;
+  o.file = sp->path;
+  o.args = sp->argv;
+  o.env = sp->envp;
+  o.cwd = sp->cwd;
+  o.stdio = io;
+  o.stdio_count = sp->n;
+  if (sp->detached)
+    o.flags |= UV_PROCESS_DETACHED;
+  if (sp->uid >= 0) {
+    o.flags |= UV_PROCESS_SETUID;
+    o.uid = (uv_uid_t)sp->uid;
+  }
+  if (sp->gid >= 0) {
+    o.flags |= UV_PROCESS_SETGID;
+    o.gid = (uv_gid_t)sp->gid;
+  }
+  err = uv_spawn(rt->loop, &u->p, &o);
+  lipc__handle_bare(rt, &u->h, (uv_handle_t *)&u->p, "process", uvproc_closed);
+  if (err) {
+    lipc__handle_close(&u->h);
+    return err;
+  }
+  uv_unref((uv_handle_t *)&u->p); /* the child's timer counts */
+  u->child = c;
+  c->uvp = u;
+  c->pid = u->p.pid;
+  return 0;
+}
+
+int lipc__spawn_start(lipc_runtime *rt, lchild *c, spec *sp) {
+  pid_t pid = -1;
+  int err = lipc__reap_start(rt);
+  if (err)
+    return err;
+  if (sp->uid >= 0 || sp->gid >= 0)
+    return do_uv_spawn(rt, c, sp);
+  if ((err = do_posix_spawn(sp, &pid)) != 0)
+    return err;
+  return lipc__reap_track(rt, c, pid);
+}

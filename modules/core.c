@@ -314,8 +314,10 @@ static void on_signal(uv_signal_t *uv, int signum) {
   lsignal *s = uv->data;
   lipc_runtime *rt = s->h.rt;
   const char *name = lipc__signame(signum);
-  if (!lipc__handle_push(&s->h))
-    return lua_pop(rt->L, 1);
+  if (!lipc__handle_push(&s->h)) {
+    lua_pop(rt->L, 1);
+    return;
+  }
   lua_pushstring(rt->L, name ? name : "?");
   lipc__emit(rt, -2, "signal", 1);
   lua_pop(rt->L, 1);
@@ -532,10 +534,14 @@ static int l_index(lua_State *L) {
   int i;
   if (k == NULL)
     return 0;
-  if (strcmp(k, "pid") == 0)
-    return lua_pushinteger(L, uv_os_getpid()), 1;
-  if (strcmp(k, "ppid") == 0)
-    return lua_pushinteger(L, uv_os_getppid()), 1;
+  if (strcmp(k, "pid") == 0) {
+    lua_pushinteger(L, uv_os_getpid());
+    return 1;
+  }
+  if (strcmp(k, "ppid") == 0) {
+    lua_pushinteger(L, uv_os_getppid());
+    return 1;
+  }
   if (strcmp(k, "argv") == 0)
     return push_argv(L);
   for (i = 0; mods[i]; i++) {

@@ -256,8 +256,10 @@ static void emit_started(lchild *c) {
   lipc_runtime *rt = c->h.rt;
   lua_State *L = rt->L;
   c->started = 1;
-  if (!lipc__handle_push(&c->h))
-    return lua_pop(L, 1);
+  if (!lipc__handle_push(&c->h)) {
+    lua_pop(L, 1);
+    return;
+  }
   if (c->err == 0) {
     lipc__emit(rt, -1, "spawn", 0);
     lua_pop(L, 1);
@@ -318,8 +320,10 @@ void lipc__child_exit(lchild *c, int code, int termsig) {
       lipc__trace(rt, "spawn", "exit pid %d code %d", (int)c->pid, code);
   }
   restart_timer(c);
-  if (!lipc__handle_push(&c->h))
-    return lua_pop(L, 1);
+  if (!lipc__handle_push(&c->h)) {
+    lua_pop(L, 1);
+    return;
+  }
   push_status(L, c);
   lua_pushvalue(L, -2);
   set_field(rt, c, "exit_code");

@@ -161,8 +161,10 @@ static int l_listeners(lua_State *L) {
   luaL_checkstring(L, 2);
   lua_newtable(L);
   if (!push_listeners(L, 1, 0) ||
-      lua_getfield(L, -1, lua_tostring(L, 2)) != LUA_TTABLE)
-    return lua_settop(L, 3), 1;
+      lua_getfield(L, -1, lua_tostring(L, 2)) != LUA_TTABLE) {
+    lua_settop(L, 3);
+    return 1;
+  }
   n = (lua_Integer)lua_rawlen(L, -1);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);

@@ -67,11 +67,12 @@ lipc_runtime *lipc__runtime_new(uv_loop_t *loop);
  * lua's require "lipc"); *created says whether it was made now. */
 lipc_runtime *lipc__runtime_attach(lua_State *L, int *created);
 lipc_runtime *lipc__rt(lua_State *L);
+/* Sets the global `arg` as lua(1) does: arg[0] = script, arg[1..argc] =
+ * argv[0..argc-1] (lipc_run_file, and the command line's -e and test). */
+void lipc__set_arg(lua_State *L, const char *script, int argc, char **argv);
 void lipc__uncaught(lipc_runtime *rt, lua_State *co, int idx);
 void lipc__exit_now(lipc_runtime *rt, int code);
 void lipc__ignore_sigpipe(void);
-/* Sets the global `arg` as lua(1) does: arg[0] = script, then argv. */
-void lipc__set_arg(lua_State *L, const char *script, int argc, char **argv);
 
 /* alloc.c: a state with lipc's allocator, panic and warn functions */
 lua_State *lipc__state_new(void);

@@ -21,11 +21,68 @@ static const char usage[] =
     "              (same as LIPC_TRACE=K; children inherit it)\n"
     "  -v          print the version and exit\n"
     "  -h          print this help and exit\n"
-    "`lipc test` runs the busted specs of the project in the current\n"
-    "directory (`lipc test --help` for more); `lipc ./test` runs a script\n"
-    "named test.\n"
-    "With no script on a terminal, lipc starts the interactive prompt.\n"
-    "The event loop runs until nothing is pending or lipc.exit() is called.\n";
+    "  --          stop handling options\n"
+    "Options come before the script (or -e), in any order. `lipc test` runs\n"
+    "the busted specs of the project in the current directory (`lipc test\n"
+    "--help` for more); `lipc ./test` runs a script named test. With no\n"
+    "script on a terminal, lipc starts the interactive prompt. The event\n"
+    "loop runs until nothing is pending or lipc.exit() is called.\n";
+
+/* What the command line asks for. */
+typedef struct options {
+  int version, help, interactive;
+  int literal;       /* "--": the next argument is a script, even "test" */
+  const char *code;  /* -e */
+  const char *trace; /* --trace */
+  int script;        /* argv index of the script, or of -e's first arg */
+} options;
+
+static int bad_usage(const char *opt, const char *why) {
+  fprintf(stderr, "lipc: %s '%s'\n%s", why, opt, usage);
+  return -1;
+}
+
+/* Reads the options before the script, in any order, as lua.c's
+ * collectargs does. The script (a name, or "-" for stdin), "-e code" or
+ * "--" ends them: what follows is the script's. Returns 0, or -1 after
+ * saying what is wrong. */
+static int collect(int argc, char **argv, options *o) {
+  int i;
+  memset(o, 0, sizeof(*o));
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (a[0] != '-' || a[1] == '\0') /* the script, or "-" */
+      break;
+    if (strcmp(a, "--") == 0) {
+      o->literal = 1;
+      i++;
+      break;
+    }
+    if (strcmp(a, "-e") == 0 || strcmp(a, "--trace") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "lipc: '%s' needs an argument\n", a);
+        return -1;
+      }
+      if (strcmp(a, "--trace") == 0) {
+        o->trace = argv[++i];
+        continue;
+      }
+      o->code = argv[++i];
+      i++; /* the code's arguments follow it */
+      break;
+    }
+    if (strcmp(a, "-i") == 0)
+      o->interactive = 1;
+    else if (strcmp(a, "-v") == 0)
+      o->version = 1;
+    else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+      o->help = 1;
+    else
+      return bad_usage(a, "unknown option");
+  }
+  o->script = i;
+  return 0;
+}
 
 /* The prompt is an embedded Lua chunk run as a task (runtime/repl.lua). */
 static void start_repl(lipc_runtime *rt) {
@@ -62,35 +119,39 @@ static void guard_stdio(void) {
   }
 }
 
+/* Starts the main task: -e's code, `lipc test`, the script, or stdin's
+ * script. */
+static void start(lipc_runtime *rt, const options *o, int argc, char **argv) {
+  int i = o->script;
+  if (o->code) {
+    lipc__set_arg(lipc_state(rt), "-e", argc - i, argv + i);
+    lipc_run_string(rt, o->code, "=(command line)");
+  } else if (i < argc && !o->literal && strcmp(argv[i], "test") == 0) {
+    start_test(rt, argc - i - 1, argv + i + 1);
+  } else if (i < argc) {
+    lipc_run_file(rt, argv[i], argc - i - 1, argv + i + 1);
+  } else {
+    lipc_run_file(rt, "-", 0, NULL);
+  }
+}
+
 int main(int argc, char **argv) {
   lipc_runtime *rt;
-  int status, i = 1, interactive = 0;
-  const char *code = NULL;
+  options o;
+  int status, interactive;
 
-  if (i < argc && strcmp(argv[i], "-v") == 0)
-    return version(), 0;
-  if (i < argc &&
-      (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0))
-    return fputs(usage, stdout), 0;
-  if (i + 1 < argc && strcmp(argv[i], "--trace") == 0) {
-    setenv("LIPC_TRACE", argv[i + 1], 1); /* children trace too */
-    i += 2;
-  }
-  if (i < argc && strcmp(argv[i], "-i") == 0) {
-    interactive = 1;
-    i++;
-  }
-  if (i < argc && strcmp(argv[i], "-e") == 0) {
-    if (i + 1 >= argc) {
-      fputs("lipc: '-e' needs an argument\n", stderr);
-      return 1;
-    }
-    code = argv[i + 1];
-    i += 2;
-  } else if (i < argc && argv[i][0] == '-' && argv[i][1] != '\0') {
-    fprintf(stderr, "lipc: unknown option '%s'\n%s", argv[i], usage);
+  if (collect(argc, argv, &o) != 0)
     return 1;
+  if (o.version) {
+    version();
+    return 0;
   }
+  if (o.help) {
+    fputs(usage, stdout);
+    return 0;
+  }
+  if (o.trace)
+    setenv("LIPC_TRACE", o.trace, 1); /* children trace too */
   guard_stdio();
   /* print() reaches a pipe line by line, like console.log. */
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -107,18 +168,11 @@ int main(int argc, char **argv) {
     fputs("lipc: cannot create the runtime\n", stderr);
     return 1;
   }
-  if (code) {
-    lipc__set_arg(lipc_state(rt), "-e", argc - i, argv + i);
-    lipc_run_string(rt, code, "=(command line)");
-  } else if (i < argc && strcmp(argv[i], "test") == 0) {
-    start_test(rt, argc - i - 1, argv + i + 1);
-  } else if (i < argc) {
-    lipc_run_file(rt, argv[i], argc - i - 1, argv + i + 1);
-  } else if (isatty(0)) {
-    interactive = 1;
-  } else {
-    lipc_run_file(rt, "-", 0, NULL);
-  }
+  interactive = o.interactive;
+  if (o.code || o.script < argc || !isatty(0))
+    start(rt, &o, argc, argv);
+  else
+    interactive = 1; /* no script on a terminal: the prompt alone */
   if (interactive && lipc_exit_status(rt) == 0)
     start_repl(rt);
   lipc_run(rt);

@@ -192,8 +192,10 @@ static void deliver(lipc__stream *s, const char *p, size_t n) {
   lipc_runtime *rt = s->h.rt;
   lua_State *L = rt->L;
   int taken = 0;
-  if (!lipc__handle_push(&s->h))
-    return lua_pop(L, 1);
+  if (!lipc__handle_push(&s->h)) {
+    lua_pop(L, 1);
+    return;
+  }
   lua_pushlstring(L, p, n); /* obj chunk */
   if (lipc__waiting(&s->reader)) {
     lua_pushvalue(L, -1);

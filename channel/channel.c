@@ -258,8 +258,9 @@ static size_t opt_size(lua_State *L, int opts, const char *name, size_t dflt,
   }
   n = lua_tointeger(L, -1);
   if (!lua_isinteger(L, -1) || n <= 0 || (lua_Unsigned)n > max)
-    luaL_error(L, "channel: opts.%s must be an integer in 1..%I", name,
-               (lua_Integer)max);
+    lipc__argerror(L, opts, "stream.channel",
+                   "opts.%s must be an integer in 1..%I", name,
+                   (lua_Integer)max);
   lua_pop(L, 1);
   return (size_t)n;
 }
@@ -290,8 +291,8 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
       if (strcmp(m, "json") == 0)
         json = 1;
       else if (strcmp(m, "lipc") != 0)
-        luaL_error(L, "stream.channel: opts.serialization must be 'lipc' "
-                      "or 'json'");
+        lipc__argerror(L, opts, "stream.channel",
+                       "opts.serialization must be 'lipc' or 'json'");
     }
     lua_pop(L, 1);
   }
@@ -346,7 +347,7 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
 static int l_channel(lua_State *L) {
   int opts = 0;
   if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
+    lipc__checktype(L, 2, LUA_TTABLE, "stream.channel");
     opts = 2;
   }
   new_channel(L, 1, opts, 0, 0);

@@ -485,7 +485,7 @@ int lipc__chan_receive(lua_State *L) {
 /* on(name, fn): a 'message' listener first gets the queued messages. */
 static int l_on(lua_State *L) {
   lchannel *ch = check_channel(L, 1, "channel.on");
-  const char *ev = luaL_checkstring(L, 2);
+  const char *ev = lipc__checkstring(L, 2, "channel.on");
   lipc__emitter_on(L);
   if (strcmp(ev, "message") == 0)
     deliver_pending(ch, 0);

@@ -330,13 +330,13 @@ int lipc__chan_send(lua_State *L) {
   uv_stream_t *hs = NULL;
   size_t start, body, strs0 = ch->str_bytes;
   int nsegs0 = ch->nsegs;
-  luaL_checkany(L, 2);
+  lipc__checkany(L, 2, "channel.send");
   if (lua_isfunction(L, 3)) {
     cb = 3;
   } else if (!lua_isnoneornil(L, 3)) {
     hidx = 3;
     if (!lua_isnoneornil(L, 4)) {
-      luaL_checktype(L, 4, LUA_TFUNCTION);
+      lipc__checktype(L, 4, LUA_TFUNCTION, "channel.send");
       cb = 4;
     }
   }
@@ -345,14 +345,13 @@ int lipc__chan_send(lua_State *L) {
   if (hidx) {
     hs = lipc__handoff_export(L, hidx, &kind);
     if (hs == NULL)
-      return luaL_argerror(L, hidx,
-                           "channel.send: a net or pipe server or "
-                           "socket expected");
+      return lipc__argerror(L, hidx, "channel.send",
+                            "a net or pipe server or socket expected");
   }
   start = ch->out.len;
   if (ch->json) {
     if (lipc__chan_json_encode(ch, L, 2, kind) != 0)
-      return luaL_error(L, "channel.send: %s", lua_tostring(L, -1));
+      return lipc__argerror(L, 2, "channel.send", "%s", lua_tostring(L, -1));
   } else {
     if (lipc__buf_reserve(&ch->out, 4 + MARKER_LEN) != 0)
       return luaL_error(L, "channel.send: out of memory");
@@ -367,7 +366,7 @@ int lipc__chan_send(lua_State *L) {
     if (lipc__codec_encode_ref(L, 2, &ch->out, hs ? NULL : &refs) != 0) {
       forget_strings(ch, nsegs0, strs0);
       ch->out.len = start;
-      return luaL_error(L, "channel.send: %s", lua_tostring(L, -1));
+      return lipc__argerror(L, 2, "channel.send", "%s", lua_tostring(L, -1));
     }
   }
   body = ch->out.len - start - (ch->json ? 1 : 4 + (hs ? MARKER_LEN : 0)) +
@@ -375,10 +374,9 @@ int lipc__chan_send(lua_State *L) {
   if (body > ch->max) {
     forget_strings(ch, nsegs0, strs0);
     ch->out.len = start;
-    return luaL_error(L,
-                      "channel.send: message of %I bytes is over "
-                      "max_message (%I bytes)",
-                      (lua_Integer)body, (lua_Integer)ch->max);
+    return lipc__argerror(L, 2, "channel.send",
+                          "message of %I bytes is over max_message (%I bytes)",
+                          (lua_Integer)body, (lua_Integer)ch->max);
   }
   if (!ch->json)
     put_be32(ch->out.data + start,

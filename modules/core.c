@@ -43,13 +43,10 @@ static void on_timer(uv_timer_t *uv) {
 }
 
 static lua_Integer check_ms(lua_State *L, int idx, const char *fname) {
-  lua_Number ms = luaL_checknumber(L, idx);
+  lua_Number ms = lipc__checknumber(L, idx, fname);
   if (!(ms >= 0 && ms <= 1e15))
-    luaL_argerror(L, idx,
-                  lua_pushfstring(L,
-                                  "%s: delay must be a number "
-                                  "of milliseconds >= 0",
-                                  fname));
+    lipc__argerror(L, idx, fname,
+                   "delay must be a number of milliseconds >= 0");
   return (lua_Integer)ms;
 }
 
@@ -58,7 +55,7 @@ static int start_timer(lua_State *L, int repeat, const char *fname) {
   lua_Integer ms = check_ms(L, 1, fname);
   uv_timer_t *uv;
   ltimer *t;
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lipc__checktype(L, 2, LUA_TFUNCTION, fname);
   uv = malloc(sizeof(*uv));
   if (uv == NULL)
     return luaL_error(L, "%s: out of memory", fname);
@@ -86,13 +83,13 @@ static int l_set_interval(lua_State *L) {
 }
 
 static int timer_stop(lua_State *L) {
-  ltimer *t = luaL_checkudata(L, 1, TIMER);
+  ltimer *t = lipc__checkobj(L, 1, TIMER, "timer.stop");
   lipc__handle_close(&t->h);
   return 0;
 }
 
 static int timer_active(lua_State *L) {
-  ltimer *t = luaL_checkudata(L, 1, TIMER);
+  ltimer *t = lipc__checkobj(L, 1, TIMER, "timer.active");
   lua_pushboolean(L, t->h.uv && uv_is_active(t->h.uv));
   return 1;
 }
@@ -188,7 +185,7 @@ static void cw_timeout(uv_timer_t *t) {
 /* cond:wait([timeout_ms]) in a task -> the values given to signal, or
  * nil, "timeout". */
 static int cond_wait(lua_State *L) {
-  lcond *c = luaL_checkudata(L, 1, COND);
+  lcond *c = lipc__checkobj(L, 1, COND, "cond.wait");
   lipc_runtime *rt = lipc__rt(L);
   cwaiter *w;
   lipc__task_check(L, "cond.wait");
@@ -218,7 +215,7 @@ static int cond_wait(lua_State *L) {
  * task that waits again at once is served by the next signal, not by
  * this one. */
 static int cond_wake(lua_State *L, int all) {
-  lcond *c = luaL_checkudata(L, 1, COND);
+  lcond *c = lipc__checkobj(L, 1, COND, all ? "cond.broadcast" : "cond.signal");
   lipc_runtime *rt = lipc__rt(L);
   int nargs = lua_gettop(L) - 1, n = 0, i;
   cwaiter *last = c->tail;
@@ -249,7 +246,7 @@ static int cond_broadcast(lua_State *L) {
 }
 
 static int cond_waiting(lua_State *L) {
-  lcond *c = luaL_checkudata(L, 1, COND);
+  lcond *c = lipc__checkobj(L, 1, COND, "cond.waiting");
   int n = 0;
   cwaiter *w;
   for (w = c->head; w; w = w->next)
@@ -259,7 +256,7 @@ static int cond_waiting(lua_State *L) {
 }
 
 static int cond_gc(lua_State *L) {
-  lcond *c = luaL_checkudata(L, 1, COND);
+  lcond *c = lua_touserdata(L, 1); /* only ever called on a cond */
   while (c->head)
     cw_unlink(c->head);
   return 0;
@@ -290,7 +287,7 @@ static void cond_class(lua_State *L) {
 
 /* mkdtemp(prefix) -> path: a fresh private directory (specs, scripts). */
 static int l_mkdtemp(lua_State *L) {
-  const char *prefix = luaL_optstring(L, 1, "/tmp/lipc-");
+  const char *prefix = lipc__optstring(L, 1, "/tmp/lipc-", "lipc.mkdtemp");
   uv_fs_t req;
   int err;
   lua_pushfstring(L, "%sXXXXXX", prefix);
@@ -332,12 +329,11 @@ static int l_on_signal(lua_State *L) {
   lsignal *s;
   int err;
   if (signum <= 0)
-    return luaL_argerror(L, 1, "lipc.on_signal: unknown signal name");
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+    return lipc__argerror(L, 1, "lipc.on_signal", "unknown signal name");
+  lipc__checktype(L, 2, LUA_TFUNCTION, "lipc.on_signal");
   if (signum == SIGKILL || signum == SIGSTOP)
-    return luaL_argerror(L, 1,
-                         "lipc.on_signal: SIGKILL and SIGSTOP cannot "
-                         "be caught");
+    return lipc__argerror(L, 1, "lipc.on_signal",
+                          "SIGKILL and SIGSTOP cannot be caught");
   uv = malloc(sizeof(*uv));
   if (uv == NULL)
     return luaL_error(L, "lipc.on_signal: out of memory");
@@ -358,18 +354,18 @@ static int l_on_signal(lua_State *L) {
 }
 
 static int signal_stop(lua_State *L) {
-  lsignal *s = luaL_checkudata(L, 1, SIGNAL);
+  lsignal *s = lipc__checkobj(L, 1, SIGNAL, "signal.stop");
   lipc__handle_close(&s->h);
   return 0;
 }
 
 /* kill(pid, [signal]) -> true | nil, msg, code */
 static int l_kill(lua_State *L) {
-  lua_Integer pid = luaL_checkinteger(L, 1);
+  lua_Integer pid = lipc__checkinteger(L, 1, "lipc.kill");
   int signum = lua_isnoneornil(L, 2) ? SIGTERM : lipc__signum(L, 2);
   int err;
   if (signum < 0)
-    return luaL_argerror(L, 2, "lipc.kill: unknown signal");
+    return lipc__argerror(L, 2, "lipc.kill", "unknown signal");
   err = uv_kill((int)pid, signum);
   if (err)
     return lipc__push_error(L, err, "lipc.kill");
@@ -380,17 +376,18 @@ static int l_kill(lua_State *L) {
 /* ---- process --------------------------------------------------------- */
 
 static int l_getenv(lua_State *L) {
-  lua_pushstring(L, getenv(luaL_checkstring(L, 1)));
+  lua_pushstring(L, getenv(lipc__checkstring(L, 1, "lipc.getenv")));
   return 1;
 }
 
 static int l_setenv(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
+  const char *name = lipc__checkstring(L, 1, "lipc.setenv");
   int rc;
   if (*name == '\0' || strchr(name, '='))
-    return luaL_argerror(L, 1, "lipc.setenv: invalid variable name");
-  rc = lua_isnoneornil(L, 2) ? unsetenv(name)
-                             : setenv(name, luaL_checkstring(L, 2), 1);
+    return lipc__argerror(L, 1, "lipc.setenv", "invalid variable name");
+  rc = lua_isnoneornil(L, 2)
+           ? unsetenv(name)
+           : setenv(name, lipc__checkstring(L, 2, "lipc.setenv"), 1);
   if (rc != 0)
     return lipc__push_error(L, -errno, "lipc.setenv");
   lua_pushboolean(L, 1);
@@ -422,7 +419,7 @@ static int l_cwd(lua_State *L) {
 }
 
 static int l_chdir(lua_State *L) {
-  const char *dir = luaL_checkstring(L, 1);
+  const char *dir = lipc__checkstring(L, 1, "lipc.chdir");
   int err = uv_chdir(dir);
   if (err)
     return lipc__push_error(L, err, dir);
@@ -476,7 +473,7 @@ static int l_exit(lua_State *L) {
   if (lua_isboolean(L, 1))
     code = lua_toboolean(L, 1) ? 0 : 1;
   else
-    code = (int)luaL_optinteger(L, 1, 0);
+    code = (int)lipc__optinteger(L, 1, 0, "lipc.exit");
   if (L == rt->current && lua_isyieldable(L) && rt->owns_state) {
     lipc__exit_now(rt, code);
     return lua_yield(L, 0);
@@ -494,7 +491,7 @@ static int l_emitter(lua_State *L) {
     lua_settop(L, 0);
     lua_newtable(L);
   }
-  luaL_checktype(L, 1, LUA_TTABLE);
+  lipc__checktype(L, 1, LUA_TTABLE, "lipc.emitter");
   lua_settop(L, 1);
   if (luaL_newmetatable(L, "lipc.emitter")) {
     lua_newtable(L);
@@ -572,7 +569,7 @@ static int l_index(lua_State *L) {
 static int l_on_uncaught(lua_State *L) {
   lipc_runtime *rt = lipc__rt(L);
   if (!lua_isnoneornil(L, 1))
-    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lipc__checktype(L, 1, LUA_TFUNCTION, "lipc.on_uncaught");
   lua_settop(L, 1);
   if (rt->uncaught_ref > 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->uncaught_ref);

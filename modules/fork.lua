@@ -151,17 +151,19 @@ end
 -- fork(script[, args][, opts]) -> child | nil, msg, code
 local function fork(script, args, opts)
   if type(script) ~= "string" then
-    error("fork: bad argument #1 (script path expected, got " .. type(script) .. ")", 2)
+    error("bad argument #1 to 'fork' (script path expected, got " .. type(script) .. ")", 2)
   end
+  local opts_arg = 3
   if opts == nil and type(args) == "table" and not is_array(args) then
-    args, opts = nil, args
+    args, opts, opts_arg = nil, args, 2
   end
   args, opts = args or {}, opts or {}
   local node = script:match("%.[cm]?js$") ~= nil
   local exec = opts.exec_path or (node and "node") or C.exepath()
   local mode = opts.serialization or (node and "json") or "lipc"
   if mode ~= "json" and mode ~= "lipc" then
-    error("fork: opts.serialization must be 'lipc' or 'json'", 2)
+    error(("bad argument #%d to 'fork' (opts.serialization must be 'lipc' or 'json')")
+          :format(opts_arg), 2)
   end
   local argv = {}
   for _, a in ipairs(opts.exec_argv or {}) do argv[#argv + 1] = a end

@@ -25,18 +25,15 @@ static int parse_ip(const char *host, int port, struct sockaddr_storage *ss) {
   return UV_EINVAL;
 }
 
-static int check_port(lua_State *L, int idx, const char *fname) {
+/* The port at idx, which is (or is in) argument arg of fname. */
+static int check_port(lua_State *L, int idx, int arg, const char *fname) {
   lua_Integer port;
   if (!lua_isinteger(L, idx))
-    luaL_argerror(L, idx,
-                  lua_pushfstring(L,
-                                  "%s: port must be an integer, "
-                                  "got %s",
-                                  fname, luaL_typename(L, idx)));
+    lipc__argerror(L, arg, fname, "port must be an integer, got %s",
+                   luaL_typename(L, idx));
   port = lua_tointeger(L, idx);
   if (port < 0 || port > 65535)
-    luaL_argerror(L, idx,
-                  lua_pushfstring(L, "%s: port must be 0..65535", fname));
+    lipc__argerror(L, arg, fname, "port must be 0..65535");
   return (int)port;
 }
 
@@ -57,8 +54,9 @@ static int sock_set_nodelay(lua_State *L) {
 /* set_keepalive([on=true][, initial_delay_ms]) -> self */
 static int sock_set_keepalive(lua_State *L) {
   uv_tcp_t *t = check_tcp(L, "socket.set_keepalive");
-  lua_Integer ms = luaL_optinteger(L, 3, 0);
-  luaL_argcheck(L, ms >= 0, 3, "socket.set_keepalive: delay must be >= 0");
+  lua_Integer ms = lipc__optinteger(L, 3, 0, "socket.set_keepalive");
+  if (ms < 0)
+    lipc__argerror(L, 3, "socket.set_keepalive", "delay must be >= 0");
   if (t)
     uv_tcp_keepalive(t, lua_isnone(L, 2) || lua_toboolean(L, 2),
                      ms >= 1000 ? (unsigned)(ms / 1000) : 1);
@@ -210,31 +208,23 @@ static int tcp_listen(lua_State *L) {
   listen_op *op;
   if (srv->imported && lua_isnoneornil(L, 2))
     return lipc__server_listened(L, 1, srv, lipc__server_start(srv), "listen");
-  port = check_port(L, 2, "net.server.listen");
+  port = check_port(L, 2, 2, "net.server.listen");
   if (lua_type(L, 3) == LUA_TSTRING) {
     host = lua_tostring(L, 3);
     opts = lua_istable(L, 4) ? 4 : 0;
   } else if (lua_istable(L, 3)) {
     opts = 3;
   } else if (!lua_isnoneornil(L, 3)) {
-    return luaL_argerror(L, 3,
-                         lua_pushfstring(L,
-                                         "net.server.listen: host "
-                                         "must be a string, got %s",
-                                         luaL_typename(L, 3)));
+    return lipc__argerror(L, 3, "net.server.listen",
+                          "host must be a string, got %s", luaL_typename(L, 3));
   }
   if (opts) {
-    lua_Integer b;
-    lua_getfield(L, opts, "backlog");
-    b = luaL_optinteger(L, -1, LIPC_DEFAULT_BACKLOG);
-    luaL_argcheck(L, b > 0 && b < 1 << 20, opts,
-                  "net.server.listen: backlog must be > 0");
-    srv->backlog = (int)b;
+    srv->backlog = lipc__server_backlog(L, opts, "net.server.listen");
     if (lua_getfield(L, opts, "ipv6_only") != LUA_TNIL && lua_toboolean(L, -1))
       flags |= UV_TCP_IPV6ONLY;
     lua_getfield(L, opts, "reuse_port");
     reuse_port = lua_toboolean(L, -1);
-    lua_pop(L, 3);
+    lua_pop(L, 2);
   }
   if (!lipc__server_open(srv))
     return lipc__push_error(L, UV_EBADF, "net.server.listen: server closed");
@@ -484,26 +474,22 @@ static void connect_args(lua_State *L, connect_op *op, const char **host,
   *timeout = 0;
   if (lua_istable(L, 1)) {
     lua_getfield(L, 1, "port");
-    op->port = check_port(L, -1, fname);
+    op->port = check_port(L, -1, 1, fname);
     if (lua_getfield(L, 1, "host") != LUA_TNIL) {
       if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_argerror(L, 1, "net.connect: host must be a string");
+        lipc__argerror(L, 1, fname, "host must be a string");
       *host = lua_tostring(L, -1);
     }
     if (lua_getfield(L, 1, "local_address") != LUA_TNIL) {
       const char *la = lua_tostring(L, -1);
       if (la == NULL || parse_ip(la, 0, &op->local) != 0)
-        luaL_argerror(L, 1,
-                      "net.connect: local_address must be an IP "
-                      "address");
+        lipc__argerror(L, 1, fname, "local_address must be an IP address");
       op->has_local = 1;
     }
     if (lua_getfield(L, 1, "timeout") != LUA_TNIL) {
       *timeout = lua_tonumber(L, -1);
       if (!lua_isnumber(L, -1) || *timeout < 0)
-        luaL_argerror(L, 1,
-                      "net.connect: timeout must be a number of "
-                      "ms >= 0");
+        lipc__argerror(L, 1, fname, "timeout must be a number of ms >= 0");
     }
     if (lua_getfield(L, 1, "no_delay") != LUA_TNIL)
       op->no_delay = lua_toboolean(L, -1);
@@ -514,15 +500,11 @@ static void connect_args(lua_State *L, connect_op *op, const char **host,
     /* host stays referenced from the table at 1 */
     lua_pop(L, 7);
   } else if (lua_type(L, 1) == LUA_TNUMBER) {
-    op->port = check_port(L, 1, fname);
+    op->port = check_port(L, 1, 1, fname);
     if (!lua_isnoneornil(L, 2))
-      *host = luaL_checkstring(L, 2);
+      *host = lipc__checkstring(L, 2, fname);
   } else {
-    luaL_argerror(L, 1,
-                  lua_pushfstring(L,
-                                  "net.connect: options table or "
-                                  "port expected, got %s",
-                                  luaL_typename(L, 1)));
+    lipc__typeerror(L, 1, fname, "options table or port");
   }
 }
 
@@ -601,7 +583,7 @@ static int l_connect(lua_State *L) {
 
 /* is_ip(s) -> 4, 6 or 0 */
 static int l_is_ip(lua_State *L) {
-  const char *s = luaL_checkstring(L, 1);
+  const char *s = lipc__checkstring(L, 1, "net.is_ip");
   struct sockaddr_in a4;
   struct sockaddr_in6 a6;
   lua_pushinteger(L, uv_ip4_addr(s, 0, &a4) == 0   ? 4

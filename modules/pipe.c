@@ -24,7 +24,8 @@
 #define FIFO_RETRY_MAX 32 /* ms between tries to open a FIFO's write end */
 
 /* "0600", 384 or nil (-> def) as a file mode; raises on anything else. */
-static int check_mode(lua_State *L, int idx, int def, const char *fname) {
+static int check_mode(lua_State *L, int idx, int arg, int def,
+                      const char *fname) {
   lua_Integer m;
   if (lua_isnoneornil(L, idx))
     return def;
@@ -40,12 +41,9 @@ static int check_mode(lua_State *L, int idx, int def, const char *fname) {
     m = -1;
   }
   if (m < 0 || m > 07777)
-    return luaL_argerror(
-        L, idx,
-        lua_pushfstring(L,
-                        "%s: mode must be an "
-                        "octal string (\"0600\") or an integer",
-                        fname));
+    return lipc__argerror(L, arg, fname,
+                          "mode must be an octal string (\"0600\") or an "
+                          "integer");
   return (int)m;
 }
 
@@ -93,11 +91,8 @@ static const char *show_path(lua_State *L, const char *path, size_t len) {
 
 static int check_path(lua_State *L, int idx, const char *fname, size_t *len) {
   if (lua_type(L, idx) != LUA_TSTRING)
-    return luaL_argerror(L, idx,
-                         lua_pushfstring(L,
-                                         "%s: path must be a "
-                                         "string, got %s",
-                                         fname, luaL_typename(L, idx)));
+    return lipc__argerror(L, idx, fname, "path must be a string, got %s",
+                          luaL_typename(L, idx));
   lua_tolstring(L, idx, len);
   return 0;
 }
@@ -175,16 +170,11 @@ static int pipe_listen(lua_State *L) {
   check_path(L, 2, "pipe.server.listen", &len);
   path = lua_tostring(L, 2);
   if (!lua_isnoneornil(L, 3)) {
-    lua_Integer b;
-    luaL_checktype(L, 3, LUA_TTABLE);
+    lipc__checktype(L, 3, LUA_TTABLE, "pipe.server.listen");
     lua_getfield(L, 3, "mode");
-    mode = check_mode(L, -1, DEFAULT_MODE, "pipe.server.listen");
-    lua_getfield(L, 3, "backlog");
-    b = luaL_optinteger(L, -1, LIPC_DEFAULT_BACKLOG);
-    luaL_argcheck(L, b > 0 && b < 1 << 20, 3,
-                  "pipe.server.listen: backlog must be > 0");
-    srv->backlog = (int)b;
-    lua_pop(L, 2);
+    mode = check_mode(L, -1, 3, DEFAULT_MODE, "pipe.server.listen");
+    lua_pop(L, 1);
+    srv->backlog = lipc__server_backlog(L, 3, "pipe.server.listen");
   }
   if (srv->h.uv == NULL || srv->h.closing)
     return lipc__push_error(L, UV_EBADF, "pipe.server.listen: server closed");
@@ -281,8 +271,8 @@ static int l_connect(lua_State *L) {
 /* pipe.mkfifo(path[, mode="0600"]) -> true | nil, msg, code. The mode is
  * exact (the umask does not apply), as with mkfifo -m. */
 static int l_mkfifo(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  int mode = check_mode(L, 2, DEFAULT_MODE, "pipe.mkfifo");
+  const char *path = lipc__checkstring(L, 1, "pipe.mkfifo");
+  int mode = check_mode(L, 2, 2, DEFAULT_MODE, "pipe.mkfifo");
   if (mkfifo(path, (mode_t)mode) != 0 || chmod(path, (mode_t)mode) != 0)
     return lipc__push_error(L, -errno, path);
   lua_pushboolean(L, 1);
@@ -375,13 +365,13 @@ static void on_fifo_retry(uv_timer_t *t) {
  * code); elsewhere it returns the stream at once and it emits 'open'. */
 static int l_open(lua_State *L) {
   lipc_runtime *rt = lipc__rt(L);
-  const char *path = luaL_checkstring(L, 1);
-  const char *how = luaL_checkstring(L, 2);
+  const char *path = lipc__checkstring(L, 1, "pipe.open");
+  const char *how = lipc__checkstring(L, 2, "pipe.open");
   int in_task = L == rt->current && lua_isyieldable(L), fd, err;
   size_t plen = strlen(path);
   fifo_op *op;
   if (strcmp(how, "r") != 0 && strcmp(how, "w") != 0)
-    return luaL_argerror(L, 2, "pipe.open: mode must be \"r\" or \"w\"");
+    return lipc__argerror(L, 2, "pipe.open", "mode must be \"r\" or \"w\"");
   fd = open_fifo(path, how[0] == 'r' ? O_RDONLY : O_WRONLY);
   if (fd < 0 && fd != UV_ENXIO) {
     if (fd == UV_EINVAL)

@@ -18,9 +18,7 @@ lipc__server *lipc__server_check(lua_State *L, int idx, const char *fname) {
   if (srv == NULL)
     srv = lipc__testobj(L, idx, LIPC_PIPE_SERVER);
   if (srv == NULL)
-    luaL_argerror(L, idx,
-                  lua_pushfstring(L, "%s: server expected, got %s", fname,
-                                  luaL_typename(L, idx)));
+    lipc__typeerror(L, idx, fname, "server");
   return srv;
 }
 
@@ -168,11 +166,9 @@ lipc__server *lipc__server_new(lua_State *L, uv_stream_t *h, const char *tname,
     }
     if (!lua_isnoneornil(L, arg)) {
       if (!lua_isfunction(L, arg))
-        luaL_argerror(L, arg,
-                      lua_pushfstring(L,
-                                      "%s: on_connection must be "
-                                      "a function, got %s",
-                                      fname, luaL_typename(L, arg)));
+        lipc__argerror(L, arg, fname,
+                       "on_connection must be a function, got %s",
+                       luaL_typename(L, arg));
       fn = arg;
     }
   }
@@ -261,7 +257,7 @@ static int server_accept(lua_State *L) {
  * own method. */
 static int server_on(lua_State *L) {
   lipc__server *srv = lipc__server_check(L, 1, "server.on");
-  int conn = strcmp(luaL_checkstring(L, 2), "connection") == 0;
+  int conn = strcmp(lipc__checkstring(L, 2, "server.on"), "connection") == 0;
   lua_settop(L, 3);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_pushvalue(L, 1);
@@ -334,4 +330,17 @@ void lipc__server_class(lua_State *L, const char *tname,
   if (extra)
     luaL_setfuncs(L, extra, 0);
   lua_pop(L, 1);
+}
+
+int lipc__server_backlog(lua_State *L, int opts, const char *fname) {
+  lua_Integer b = LIPC_DEFAULT_BACKLOG;
+  if (lua_getfield(L, opts, "backlog") != LUA_TNIL) {
+    if (!lua_isinteger(L, -1))
+      lipc__argerror(L, opts, fname, "opts.backlog must be an integer");
+    b = lua_tointeger(L, -1);
+    if (b <= 0 || b >= 1 << 20)
+      lipc__argerror(L, opts, fname, "backlog must be > 0");
+  }
+  lua_pop(L, 1);
+  return (int)b;
 }

@@ -149,13 +149,13 @@ static void on_idle(uv_timer_t *uv) {
 /* set_timeout(ms[, fn]) -> self; 0 turns it off. fn is a once('timeout'). */
 static int sock_set_timeout(lua_State *L) {
   lipc__stream *s = check_socket(L, "socket.set_timeout");
-  lua_Number ms = luaL_checknumber(L, 2);
+  lua_Number ms = lipc__checknumber(L, 2, "socket.set_timeout");
   lipc_runtime *rt = lipc__rt(L);
   idle_timer *t = NULL;
-  luaL_argcheck(L, ms >= 0 && ms < 1e12, 2,
-                "socket.set_timeout: must be a number of ms >= 0");
+  if (!(ms >= 0 && ms < 1e12))
+    lipc__argerror(L, 2, "socket.set_timeout", "must be a number of ms >= 0");
   if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TFUNCTION);
+    lipc__checktype(L, 3, LUA_TFUNCTION, "socket.set_timeout");
     lua_getfield(L, 1, "once");
     lua_pushvalue(L, 1);
     lua_pushliteral(L, "timeout");

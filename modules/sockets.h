@@ -55,6 +55,8 @@ int lipc__server_start(lipc__server *srv);
  * soon; the server is then closed. Returns the number of results. */
 int lipc__server_listened(lua_State *L, int idx, lipc__server *srv, int err,
                           const char *detail);
+/* opts.backlog of listen(), for argument opts of fname; raises. */
+int lipc__server_backlog(lua_State *L, int opts, const char *fname);
 /* The methods every server has (accept, close, address for TCP...). */
 void lipc__server_class(lua_State *L, const char *tname, const luaL_Reg *extra);
 

@@ -525,8 +525,8 @@ static int child_kill(lua_State *L) {
   lchild *c = check_child(L, "child.kill");
   int sig = lua_isnoneornil(L, 2) ? SIGTERM : lipc__signum(L, 2), err;
   if (sig < 0)
-    return luaL_error(L, "child.kill: bad argument #1 (unknown signal '%s')",
-                      luaL_tolstring(L, 2, NULL));
+    return lipc__argerror(L, 2, "child.kill", "unknown signal '%s'",
+                          luaL_tolstring(L, 2, NULL));
   if (c->pid <= 0 || c->exited)
     return lipc__push_error(L, UV_ESRCH, "child.kill");
   if ((err = uv_kill(c->pid, sig)) != 0)

@@ -27,13 +27,13 @@ local function through_shell(file, args, opts)
   if args ~= nil and type(args) ~= "table" then return file, args, opts end
   local sh = opts.shell == true and "/bin/sh" or opts.shell
   if type(sh) ~= "string" then
-    error("spawn: bad argument #3 (opts.shell: true or a shell path expected, got "
+    error("bad argument #3 to 'spawn' (opts.shell: true or a shell path expected, got "
           .. type(sh) .. ")", 3)
   end
   local words = {file}
   for i, a in ipairs(args or {}) do
     if type(a) ~= "string" and type(a) ~= "number" then
-      error(("spawn: bad argument #2 (args[%d]: string expected, got %s)"):format(i, type(a)), 3)
+      error(("bad argument #2 to 'spawn' (args[%d]: string expected, got %s)"):format(i, type(a)), 3)
     end
     words[#words + 1] = quote(tostring(a))
   end
@@ -51,13 +51,13 @@ local function spawn(file, args, opts)
   local input = opts.input
   if input == nil then return cspawn(file, args, opts) end
   if type(input) ~= "string" then
-    error("spawn: bad argument #3 (opts.input: string expected, got " .. type(input) .. ")", 2)
+    error("bad argument #3 to 'spawn' (opts.input: string expected, got " .. type(input) .. ")", 2)
   end
   local child = cspawn(file, args, opts)
   local stdin = child.stdin
   if not stdin then
     child:close()
-    error("spawn: bad argument #3 (opts.input needs stdin to be a \"pipe\")", 2)
+    error("bad argument #3 to 'spawn' (opts.input needs stdin to be a \"pipe\")", 2)
   end
   -- A child that exits without reading its input is not an error.
   stdin:on("error", function(msg, code)
@@ -86,12 +86,12 @@ local DEFAULT_MAX_BUFFER = 16 * 1024 * 1024
 function M.run(file, args, opts)
   check_task("spawn.run")
   if opts ~= nil and type(opts) ~= "table" then
-    error("spawn.run: bad argument #3 (table expected, got " .. type(opts) .. ")", 2)
+    error("bad argument #3 to 'spawn.run' (table expected, got " .. type(opts) .. ")", 2)
   end
   opts = opts and copy(opts) or {}
   local max = opts.max_buffer or DEFAULT_MAX_BUFFER
   if type(max) ~= "number" or max < 0 then
-    error("spawn.run: bad argument #3 (opts.max_buffer: number >= 0 expected)", 2)
+    error("bad argument #3 to 'spawn.run' (opts.max_buffer: number >= 0 expected)", 2)
   end
   opts.max_buffer = nil
   if opts.stdio == nil then
@@ -144,7 +144,7 @@ end
 function M.exec(command, opts)
   check_task("spawn.exec")
   if type(command) ~= "string" then
-    error("spawn.exec: bad argument #1 (string expected, got " .. type(command) .. ")", 2)
+    error("bad argument #1 to 'spawn.exec' (string expected, got " .. type(command) .. ")", 2)
   end
   return M.run("/bin/sh", {"-c", command}, opts)
 end

@@ -18,14 +18,16 @@
 extern char **environ;
 
 static int argfail(lua_State *L, int arg, const char *what) {
-  return luaL_error(L, "spawn: bad argument #%d (%s)", arg, what);
+  return lipc__argerror(L, arg, "spawn", "%s", what);
 }
 
+/* The value at idx, in argument arg (field: where in it, or NULL), is not
+ * of the expected type. */
 static int typefail(lua_State *L, int arg, const char *field,
                     const char *expected, int idx) {
-  return luaL_error(L, "spawn: bad argument #%d (%s%s%s expected, got %s)", arg,
-                    field ? field : "", field ? ": " : "", expected,
-                    luaL_typename(L, idx));
+  return lipc__argerror(L, arg, "spawn", "%s%s%s expected, got %s",
+                        field ? field : "", field ? ": " : "", expected,
+                        luaL_typename(L, idx));
 }
 
 /* opts[name] on top of the stack, type-checked; returns its type. */

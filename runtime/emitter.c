@@ -42,16 +42,15 @@ static int push_listeners(lua_State *L, int idx, int create) {
 static void check_object(lua_State *L, const char *fname) {
   int t = lua_type(L, 1);
   if (t != LUA_TUSERDATA && t != LUA_TTABLE)
-    luaL_error(L, "%s: bad self (object expected, got %s)", fname,
-               luaL_typename(L, 1));
+    lipc__typeerror(L, 1, fname, "object");
 }
 
 static int add(lua_State *L, int once, const char *fname) {
   check_object(L, fname);
-  luaL_checkstring(L, 2);
-  luaL_checktype(L, 3, LUA_TFUNCTION);
+  lipc__checkstring(L, 2, fname);
+  lipc__checktype(L, 3, LUA_TFUNCTION, fname);
   if (!push_listeners(L, 1, 1))
-    return luaL_error(L, "%s: object cannot have listeners", fname);
+    return lipc__argerror(L, 1, fname, "object cannot have listeners");
   if (lua_getfield(L, -1, lua_tostring(L, 2)) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
@@ -116,14 +115,14 @@ static int l_off(lua_State *L) {
     }
     return 1;
   }
-  luaL_checkstring(L, 2);
+  lipc__checkstring(L, 2, "off");
   if (lua_isnoneornil(L, 3)) {
     lua_pushnil(L);
     lua_setfield(L, -2, lua_tostring(L, 2));
     lua_settop(L, 1);
     return 1;
   }
-  luaL_checktype(L, 3, LUA_TFUNCTION);
+  lipc__checktype(L, 3, LUA_TFUNCTION, "off");
   if (lua_getfield(L, -1, lua_tostring(L, 2)) != LUA_TTABLE) {
     lua_settop(L, 1);
     return 1;
@@ -158,7 +157,7 @@ int lipc__has_listeners(lua_State *L, int obj, const char *ev) {
 static int l_listeners(lua_State *L) {
   lua_Integer i, n;
   check_object(L, "listeners");
-  luaL_checkstring(L, 2);
+  lipc__checkstring(L, 2, "listeners");
   lua_newtable(L);
   if (!push_listeners(L, 1, 0) ||
       lua_getfield(L, -1, lua_tostring(L, 2)) != LUA_TTABLE) {
@@ -241,7 +240,7 @@ int lipc__emit(lipc_runtime *rt, int obj, const char *ev, int nargs) {
 static int l_emit(lua_State *L) {
   int n;
   check_object(L, "emit");
-  luaL_checkstring(L, 2);
+  lipc__checkstring(L, 2, "emit");
   n = emit_on(lipc__rt(L), L, 1, lua_tostring(L, 2), lua_gettop(L) - 2);
   lua_pushinteger(L, n);
   return 1;

@@ -1,8 +1,9 @@
 /*
  * errors.c - how lipc reports what went wrong: error values (nil, msg,
- * code), the names of errno values and of signals.
+ * code), argument errors, the names of errno values and of signals.
  */
 #include <signal.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include "internal.h"
@@ -77,4 +78,107 @@ const char *lipc__signame(int signum) {
     if (signals[i].num == signum)
       return signals[i].name;
   return NULL;
+}
+
+/* ---- argument errors ---------------------------------------------------- */
+
+/* Pushes "file:line: " of the innermost Lua code that called into lipc,
+ * past lipc's own Lua helpers (spawn.lua's spawn calling the C one):
+ * the error is the caller's. Pushes "" under a C caller, as luaL_where. */
+static void push_where(lua_State *L) {
+  lua_Debug ar;
+  int level;
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sl", &ar);
+    if (ar.currentline <= 0)
+      break;
+    if (!lipc__is_embedded(ar.source)) {
+      lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+      return;
+    }
+  }
+  lua_pushliteral(L, "");
+}
+
+/* Lua's own format (luaL_argerror's), with lipc's name of the function
+ * where Lua would guess one ('?' under pcall(f, ...)); a method call does
+ * not count self, as in Lua. */
+int lipc__argerror(lua_State *L, int arg, const char *fname, const char *fmt,
+                   ...) {
+  lua_Debug ar;
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap); /* msg */
+  va_end(ap);
+  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) &&
+      ar.namewhat != NULL && strcmp(ar.namewhat, "method") == 0 && --arg == 0) {
+    push_where(L);
+    lua_pushfstring(L, "calling '%s' on bad self (%s)", fname,
+                    lua_tostring(L, -2));
+  } else {
+    push_where(L);
+    lua_pushfstring(L, "bad argument #%d to '%s' (%s)", arg, fname,
+                    lua_tostring(L, -2));
+  }
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+int lipc__typeerror(lua_State *L, int arg, const char *fname,
+                    const char *expected) {
+  const char *got;
+  if (luaL_getmetafield(L, arg, "__name") == LUA_TSTRING)
+    got = lua_tostring(L, -1);
+  else if (lua_type(L, arg) == LUA_TLIGHTUSERDATA)
+    got = "light userdata";
+  else
+    got = luaL_typename(L, arg);
+  return lipc__argerror(L, arg, fname, "%s expected, got %s", expected, got);
+}
+
+void lipc__checktype(lua_State *L, int arg, int t, const char *fname) {
+  if (lua_type(L, arg) != t)
+    lipc__typeerror(L, arg, fname, lua_typename(L, t));
+}
+
+void lipc__checkany(lua_State *L, int arg, const char *fname) {
+  if (lua_type(L, arg) == LUA_TNONE)
+    lipc__argerror(L, arg, fname, "value expected");
+}
+
+lua_Integer lipc__checkinteger(lua_State *L, int arg, const char *fname) {
+  int isnum;
+  lua_Integer n = lua_tointegerx(L, arg, &isnum);
+  if (isnum)
+    return n;
+  if (lua_isnumber(L, arg))
+    lipc__argerror(L, arg, fname, "number has no integer representation");
+  else
+    lipc__typeerror(L, arg, fname, "number");
+  return 0;
+}
+
+lua_Integer lipc__optinteger(lua_State *L, int arg, lua_Integer def,
+                             const char *fname) {
+  return lua_isnoneornil(L, arg) ? def : lipc__checkinteger(L, arg, fname);
+}
+
+lua_Number lipc__checknumber(lua_State *L, int arg, const char *fname) {
+  int isnum;
+  lua_Number n = lua_tonumberx(L, arg, &isnum);
+  if (!isnum)
+    lipc__typeerror(L, arg, fname, "number");
+  return n;
+}
+
+const char *lipc__checkstring(lua_State *L, int arg, const char *fname) {
+  const char *s = lua_tostring(L, arg);
+  if (s == NULL)
+    lipc__typeerror(L, arg, fname, "string");
+  return s;
+}
+
+const char *lipc__optstring(lua_State *L, int arg, const char *def,
+                            const char *fname) {
+  return lua_isnoneornil(L, arg) ? def : lipc__checkstring(L, arg, fname);
 }

@@ -158,9 +158,7 @@ static lipc__handle *check_handle(lua_State *L, const char *fname) {
     lua_pop(L, 2);
   }
   if (!ok)
-    luaL_argerror(L, 1,
-                  lua_pushfstring(L, "%s: lipc object expected, got %s", fname,
-                                  luaL_typename(L, 1)));
+    lipc__typeerror(L, 1, fname, "lipc object");
   return h;
 }
 
@@ -287,11 +285,8 @@ void *lipc__testobj(lua_State *L, int idx, const char *tname) {
 void *lipc__checkobj(lua_State *L, int idx, const char *tname,
                      const char *fname) {
   void *p = lipc__testobj(L, idx, tname);
-  if (p == NULL) {
-    const char *msg = lua_pushfstring(L, "%s: %s expected, got %s", fname,
-                                      tname, luaL_typename(L, idx));
-    luaL_argerror(L, idx, msg);
-  }
+  if (p == NULL)
+    lipc__typeerror(L, idx, fname, tname);
   return p;
 }
 

@@ -183,6 +183,24 @@ int lipc__push_handles(lua_State *L);
 int lipc__push_error(lua_State *L, int err, const char *detail);
 /* Pushes "CODE: message (detail)" and "CODE" on rt->L; returns 2. */
 int lipc__push_errpair(lua_State *L, int err, const char *detail);
+/* Argument errors, all in one format, Lua's, naming the function as lipc
+ * does ("net.server.listen", "spawn"): "file:line: bad argument #2 to
+ * 'fname' (message)", or "calling 'fname' on bad self (...)"; the
+ * position is the user's code, past lipc's own Lua helpers. They raise;
+ * the check* ones return the value when it is good, as luaL_check* do. */
+int lipc__argerror(lua_State *L, int arg, const char *fname, const char *fmt,
+                   ...);
+int lipc__typeerror(lua_State *L, int arg, const char *fname,
+                    const char *expected); /* "T expected, got U" */
+void lipc__checktype(lua_State *L, int arg, int t, const char *fname);
+void lipc__checkany(lua_State *L, int arg, const char *fname);
+lua_Integer lipc__checkinteger(lua_State *L, int arg, const char *fname);
+lua_Integer lipc__optinteger(lua_State *L, int arg, lua_Integer def,
+                             const char *fname);
+lua_Number lipc__checknumber(lua_State *L, int arg, const char *fname);
+const char *lipc__checkstring(lua_State *L, int arg, const char *fname);
+const char *lipc__optstring(lua_State *L, int arg, const char *def,
+                            const char *fname);
 /* "SIGTERM" -> 15; accepts numbers; -1 when unknown. */
 int lipc__signum(lua_State *L, int idx);
 const char *lipc__signame(int signum);
@@ -262,5 +280,7 @@ int luaopen_lipc_stream(lua_State *L); /* pushes the methods table */
 
 /* Embedded Lua parts of modules (build/gen/embedded.c, from *.lua). */
 int lipc__load_embedded(lua_State *L, const char *name);
+/* 1 when a chunk's source (lua_Debug.source) is one of those. */
+int lipc__is_embedded(const char *source);
 
 #endif

@@ -676,7 +676,8 @@ static unsigned collect(lua_State *L, int idx, uv_buf_t *bufs, unsigned max,
     lua_rawgeti(L, idx, (lua_Integer)i + 1);
     p = lua_tolstring(L, -1, &len);
     if (p == NULL)
-      luaL_error(L, "stream.write: data[%d] is not a string", (int)i + 1);
+      lipc__argerror(L, idx, "stream.write", "data[%d] is not a string",
+                     (int)i + 1);
     bufs[i] = uv_buf_init((char *)p, (unsigned)len); /* kept alive by the
                                                         table */
     *total += len;
@@ -696,9 +697,9 @@ static int l_write(lua_State *L) {
   wreq *w;
 
   if (t != LUA_TSTRING && t != LUA_TTABLE)
-    return luaL_typeerror(L, 2, "string or array of strings");
+    return lipc__typeerror(L, 2, "stream.write", "string or array of strings");
   if (has_cb)
-    luaL_checktype(L, 3, LUA_TFUNCTION);
+    lipc__checktype(L, 3, LUA_TFUNCTION, "stream.write");
   if (!is_open(s))
     return write_error(L, "stream.write: write after close");
   if (s->flags & F_SHUT)
@@ -711,7 +712,7 @@ static int l_write(lua_State *L) {
     return luaL_error(L, "stream.write: the stream is not writable");
   n = collect(L, 2, bufs, 64, &total);
   if (n == 0 && t == LUA_TTABLE && lua_rawlen(L, 2) > 0)
-    return luaL_argerror(L, 2, "stream.write: at most 64 strings at once");
+    return lipc__argerror(L, 2, "stream.write", "at most 64 strings at once");
 
   if (s->flags & F_SYNC) {
     if (s->h.internal)
@@ -849,7 +850,7 @@ static int l_shutdown(lua_State *L) {
   lipc__stream *s = lipc__stream_check(L, 1, "stream.shutdown");
   int err;
   if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lipc__checktype(L, 2, LUA_TFUNCTION, "stream.shutdown");
     lua_pushvalue(L, 2);
     s->shut_cb = luaL_ref(L, LUA_REGISTRYINDEX);
   }
@@ -1000,7 +1001,7 @@ static int l_read(lua_State *L) {
  * chunks that arrived before it are delivered first. */
 static int l_on(lua_State *L) {
   lipc__stream *s = lipc__stream_check(L, 1, "stream.on");
-  const char *ev = luaL_checkstring(L, 2);
+  const char *ev = lipc__checkstring(L, 2, "stream.on");
   lipc__emitter_on(L);
   if (strcmp(ev, "data") == 0 && !(s->flags & F_FLOWING)) {
     lipc_runtime *rt = s->h.rt;
@@ -1049,8 +1050,9 @@ static int l_fileno(lua_State *L) {
 /* set_high_water(bytes) -> self */
 static int l_set_high_water(lua_State *L) {
   lipc__stream *s = lipc__stream_check(L, 1, "stream.set_high_water");
-  lua_Integer n = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, n > 0, 2, "stream.set_high_water: must be > 0");
+  lua_Integer n = lipc__checkinteger(L, 2, "stream.set_high_water");
+  if (n <= 0)
+    lipc__argerror(L, 2, "stream.set_high_water", "must be > 0");
   s->hwm = (size_t)n;
   lua_settop(L, 1);
   return 1;
@@ -1220,8 +1222,9 @@ lipc__stream *lipc__stream_from_fd(lua_State *L, int fd, int internal) {
 
 /* lipc.stream_from_fd(fd) -> stream (for fds a parent handed down) */
 int lipc__stream_l_from_fd(lua_State *L) {
-  lua_Integer fd = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, fd >= 0 && fd < 1 << 20, 1, "lipc.stream_from_fd: bad fd");
+  lua_Integer fd = lipc__checkinteger(L, 1, "lipc.stream_from_fd");
+  if (fd < 0 || fd >= 1 << 20)
+    lipc__argerror(L, 1, "lipc.stream_from_fd", "bad fd");
   lipc__stream_from_fd(L, (int)fd, 0);
   return 1;
 }

@@ -57,7 +57,7 @@ end
 function methods:pipe(dest, opts)
   local src = self
   if type(dest) ~= "userdata" and type(dest) ~= "table" then
-    error("stream.pipe: bad argument #1 (writable stream expected, got "
+    error("bad argument #1 to 'stream.pipe' (writable stream expected, got "
           .. type(dest) .. ")", 2)
   end
   dest:on("drain", function() src:resume() end)

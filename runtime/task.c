@@ -202,7 +202,7 @@ void lipc__waitq_free(lipc_runtime *rt, lipc__waitq *q) {
 /* lipc.go(fn, ...) -> nothing; fn runs now, until it first waits. */
 static int l_go(lua_State *L) {
   lipc_runtime *rt = lipc__rt(L);
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lipc__checktype(L, 1, LUA_TFUNCTION, "lipc.go");
   lipc__task_start(rt, L, lua_gettop(L) - 1);
   return 0;
 }

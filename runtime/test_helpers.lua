@@ -42,7 +42,7 @@ end
 local function check_ms(ms, fname, n, default)
   if ms == nil and default then return default end
   if type(ms) ~= "number" or ms < 0 then
-    error(("%s: bad argument #%d (milliseconds >= 0 expected, got %s)"):format(fname, n, tostring(ms)), 3)
+    error(("bad argument #%d to '%s' (milliseconds >= 0 expected, got %s)"):format(n, fname, tostring(ms)), 3)
   end
   return ms
 end
@@ -71,7 +71,7 @@ end
 
 local function check_fn(fn, fname)
   if type(fn) ~= "function" then
-    error(("%s: bad argument #1 (function expected, got %s)"):format(fname, type(fn)), 3)
+    error(("bad argument #1 to '%s' (function expected, got %s)"):format(fname, type(fn)), 3)
   end
 end
 

@@ -162,7 +162,7 @@ describe("the lipc command", function()
       .. "handler failed: .*main.lua:2: the handler broke%)", err)
     out, err = support.run_lipc("require('lipc').on_uncaught(42)")
     assert.are.equal("", out)
-    assert.matches("bad argument #1 to 'on_uncaught' %(function expected, got number%)", err)
+    assert.matches("main.lua:1: bad argument #1 to 'lipc.on_uncaught' %(function expected, got number%)", err)
   end)
 
   it("a missing script is one line and status 1", function()

@@ -45,7 +45,7 @@ describe("lipc timers", function()
     for _, name in ipairs({"close", "ref", "unref"}) do
       local ok, err = pcall(t[name], io.stdout)
       assert.is_false(ok)
-      assert.matches(name .. ": lipc object expected, got userdata", err)
+      assert.are.equal("bad argument #1 to '" .. name .. "' (lipc object expected, got FILE*)", err)
     end
     assert.are.equal(t, t:unref())
     assert.are.equal(t, t:ref())
@@ -146,7 +146,7 @@ describe("lipc emitter", function()
     assert.matches("function expected", err)
     ok, err = pcall(obj.on, 42, "x", print)
     assert.is_false(ok)
-    assert.matches("on: bad self", err)
+    assert.are.equal("bad argument #1 to 'on' (object expected, got number)", err)
   end)
 end)
 
@@ -237,5 +237,58 @@ describe("lipc process info", function()
     assert.is_truthy(lipc.stdout)
     assert.is_truthy(lipc.stderr)
     assert.is_function(lipc.stdout.write)
+  end)
+end)
+
+describe("argument errors", function()
+  -- the line of the call in this file, as an error message starts
+  local function here(level)
+    local info = debug.getinfo(level + 1, "Sl")
+    return info.short_src .. ":" .. info.currentline .. ": "
+  end
+
+  it("have one format, Lua's, naming lipc's function even under pcall(f, ...)", function()
+    local net, fork, spawn = require "net", require "fork", require "spawn"
+    local srv = net.create_server()
+    local a, b = assert(fork.socketpair())
+    local cases = {
+      {srv.listen, {srv, "80"},
+       "bad argument #2 to 'net.server.listen' (port must be an integer, got string)"},
+      {a.write, {a, 42},
+       "bad argument #2 to 'stream.write' (string or array of strings expected, got number)"},
+      {a.channel, {a, {high_water = -1}},
+       "bad argument #2 to 'stream.channel' (opts.high_water must be an integer in 1..1099511627776)"},
+      {a.set_high_water, {a, 0}, "bad argument #2 to 'stream.set_high_water' (must be > 0)"},
+      {lipc.sleep, {"x"}, "bad argument #1 to 'lipc.sleep' (number expected, got string)"},
+      {lipc.set_timeout, {-1, print},
+       "bad argument #1 to 'lipc.set_timeout' (delay must be a number of milliseconds >= 0)"},
+      {spawn, {5}, "bad argument #1 to 'spawn' (string expected, got number)"},
+      {fork, {5}, "bad argument #1 to 'fork' (script path expected, got number)"},
+    }
+    for _, c in ipairs(cases) do
+      local ok, err = pcall(c[1], table.unpack(c[2]))
+      assert.is_false(ok)
+      assert.are.equal(c[3], err)
+    end
+    srv:close()
+    a:close()
+    b:close()
+  end)
+
+  it("point at the caller's line, past lipc's own Lua helpers, and do not count self", function()
+    local net, spawn = require "net", require "spawn"
+    local srv = net.create_server()
+    local ok, err = pcall(function() srv:listen("80") end); local where = here(1)
+    assert.is_false(ok)
+    assert.are.equal(where ..
+      "bad argument #1 to 'net.server.listen' (port must be an integer, got string)", err)
+    ok, err = pcall(function() spawn("true", {}, {cwd = 1}) end); where = here(1)
+    assert.is_false(ok)
+    assert.are.equal(where .. "bad argument #3 to 'spawn' (opts.cwd: string expected, got number)", err)
+    ok, err = pcall(function() srv.listen(42) end); where = here(1)
+    assert.is_false(ok)
+    assert.are.equal(where ..
+      "bad argument #1 to 'net.server.listen' (lipc.net.server expected, got number)", err)
+    srv:close()
   end)
 end)

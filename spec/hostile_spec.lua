@@ -156,7 +156,7 @@ describe("hostile input", function()
 
     it("a NUL byte in argv is refused", function()
       assert.has_error(function() spawn("true", {"a\0b"}) end,
-        "spawn: bad argument #2 (args[1] contains a zero byte)")
+        "bad argument #2 to 'spawn' (args[1] contains a zero byte)")
     end)
 
     it("a NUL byte in the program name is refused", function()
@@ -191,7 +191,7 @@ describe("hostile input", function()
                              {kill_signal = 1e9}}) do
         local ok, err = pcall(spawn, "true", {}, opts)
         assert.is_false(ok, next(opts))
-        assert.matches("spawn: bad argument #3", err)
+        assert.matches("^bad argument #3 to 'spawn' %(opts%.", err)
       end
     end)
 

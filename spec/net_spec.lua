@@ -526,7 +526,7 @@ open(%q, "wb").write(data)
     it("raises on bad argument types, naming the function", function()
       local srv = net.create_server()
       assert.has_error(function() srv:listen("80") end,
-        "bad argument #1 to 'listen' (net.server.listen: port must be an integer, got string)")
+        "bad argument #1 to 'net.server.listen' (port must be an integer, got string)")
       assert.has_error(function() srv:listen(70000) end)
       assert.has_error(function() srv:listen(0, 42) end)
       assert.has_error(function() net.connect("x") end)

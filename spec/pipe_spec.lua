@@ -209,7 +209,7 @@ describe("pipe", function()
 
     it("raise on bad argument types, naming the function", function()
       assert.has_error(function() pipe.connect(42) end,
-        "bad argument #1 to 'connect' (pipe.connect: path must be a string, got number)")
+        "bad argument #1 to 'pipe.connect' (path must be a string, got number)")
       local srv = pipe.create_server()
       assert.has_error(function() srv:listen({}) end)
       assert.has_error(function() srv:listen("/x", {mode = "rw"}) end)

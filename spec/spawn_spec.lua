@@ -341,7 +341,7 @@ describe("spawn", function()
       assert.is_nil(ok)
       assert.are.equal("ESRCH", code)
       assert.has_error(function() a:kill("SIGNOPE") end,
-        "child.kill: bad argument #1 (unknown signal 'SIGNOPE')")
+        "bad argument #1 to 'child.kill' (unknown signal 'SIGNOPE')")
     end)
 
     it("kills on timeout and reports it", function()
@@ -493,24 +493,25 @@ describe("spawn", function()
     end)
 
     it("raises on bad argument types, naming the function and the argument", function()
-      assert.has_error(function() spawn(5) end, "spawn: bad argument #1 (string expected, got number)")
-      assert.has_error(function() spawn("ls", 5) end, "spawn: bad argument #2 (table expected, got number)")
+      assert.has_error(function() spawn(5) end, "bad argument #1 to 'spawn' (string expected, got number)")
+      assert.has_error(function() spawn("ls", 5) end,
+        "bad argument #2 to 'spawn' (table expected, got number)")
       assert.has_error(function() spawn.spawn("ls", {}, "x") end,
-        "spawn: bad argument #3 (table expected, got string)")
+        "bad argument #3 to 'spawn' (table expected, got string)")
       assert.has_error(function() spawn("ls", {{}}) end,
-        "spawn: bad argument #2 (args[1]: string expected, got table)")
+        "bad argument #2 to 'spawn' (args[1]: string expected, got table)")
       assert.has_error(function() spawn("ls", {}, {cwd = 1}) end,
-        "spawn: bad argument #3 (opts.cwd: string expected, got number)")
+        "bad argument #3 to 'spawn' (opts.cwd: string expected, got number)")
       assert.has_error(function() spawn("ls", {}, {stdio = {"pipe", "bogus"}}) end,
-        "spawn: bad argument #3 (opts.stdio[2]: unknown value 'bogus' "
+        "bad argument #3 to 'spawn' (opts.stdio[2]: unknown value 'bogus' "
           .. "(pipe, inherit, ignore, ipc, an fd or a stream))")
       assert.has_error(function() spawn("ls", {}, {env = {X = {}}}) end,
-        "spawn: bad argument #3 (opts.env.X: string expected, got table)")
+        "bad argument #3 to 'spawn' (opts.env.X: string expected, got table)")
       assert.has_error(function() spawn("") end,
-        "spawn: bad argument #1 (file must be a non-empty string "
+        "bad argument #1 to 'spawn' (file must be a non-empty string "
           .. "without zero bytes)")
       assert.has_error(function() spawn.exec(1) end,
-        "spawn.exec: bad argument #1 (string expected, got number)")
+        "bad argument #1 to 'spawn.exec' (string expected, got number)")
       assert.are.same({}, children())
     end)
   end)

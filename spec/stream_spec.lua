@@ -231,7 +231,7 @@ describe("streams", function()
     assert.are.equal(0, (child:wait()))
     local ok, err = pcall(lipc.stream_from_fd, -1)
     assert.is_false(ok)
-    assert.matches("lipc.stream_from_fd: bad fd", err)
+    assert.are.equal("bad argument #1 to 'lipc.stream_from_fd' (bad fd)", err)
   end)
 
   it("stream_from_fd owns the fd: once the stream is closed, no copy is left open", function()

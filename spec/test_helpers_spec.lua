@@ -68,7 +68,7 @@ describe("lipc.test", function()
     assert.are.equal("lipc.test.wait_for: not true within 60 ms", msg)
     assert.is_true((lipc.hrtime() - t0) / 1e6 >= 60)
     assert.has_error(function() t.wait_for(42) end,
-      "lipc.test.wait_for: bad argument #1 (function expected, got number)")
+      "bad argument #1 to 'lipc.test.wait_for' (function expected, got number)")
   end)
 
   it("eventually retries assertions until they hold, or raises the last failure", function()

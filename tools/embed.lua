@@ -34,5 +34,13 @@ int lipc__load_embedded(lua_State *L, const char *name) {
   }
   return luaL_error(L, "lipc: no embedded chunk '%s'", name);
 }
+
+int lipc__is_embedded(const char *source) {
+  int i;
+  for (i = 0; files[i].name; i++)
+    if (strcmp(files[i].chunk, source) == 0)
+      return 1;
+  return 0;
+}
 ]])
 out:close()

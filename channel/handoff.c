@@ -25,6 +25,10 @@ static const struct {
     [LIPC_HANDOFF_PIPE_SOCKET] = {LIPC_PIPE_SOCKET, "pipe"},
 };
 
+_Static_assert(LIPC_HANDOFF_KINDS <=
+                   sizeof(((lipc_runtime *)0)->wrap) / sizeof(lipc__wrap_fn),
+               "lipc_runtime.wrap has a place for every kind");
+
 static int valid_kind(int kind) {
   return kind > LIPC_HANDOFF_NONE && kind < LIPC_HANDOFF_KINDS;
 }

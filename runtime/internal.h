@@ -40,10 +40,10 @@ struct lipc_runtime {
   int exiting;             /* lipc.exit or an uncaught error: no more Lua */
   int running;             /* inside uv_run */
   lipc__handle *handles;   /* every open handle object, newest first */
-  char *rbuf;              /* shared read buffer: reads are consumed at once */
+  char *rbuf;              /* stream.c's read buffer, consumed at once */
   unsigned trace;          /* LIPC_TRACE_* bits from LIPC_TRACE / --trace */
   uint64_t t0;             /* hrtime at start, for trace timestamps */
-  void *wfree;             /* free list of write requests */
+  void *wfree;             /* stream.c's free list of write requests */
   const char *mtc_name[8]; /* lipc__testobj: the metatable last found for */
   const void *mtc_mt[8];   /* a type name (by pointer), by name hash */
   unsigned listener_gen;   /* bumped whenever any listener is added or
@@ -72,7 +72,6 @@ lipc_runtime *lipc__rt(lua_State *L);
 void lipc__set_arg(lua_State *L, const char *script, int argc, char **argv);
 void lipc__uncaught(lipc_runtime *rt, lua_State *co, int idx);
 void lipc__exit_now(lipc_runtime *rt, int code);
-void lipc__ignore_sigpipe(void);
 
 /* alloc.c: a state with lipc's allocator, panic and warn functions */
 lua_State *lipc__state_new(void);

@@ -28,7 +28,7 @@ lipc_runtime *lipc__rt(lua_State *L) {
   return *(lipc_runtime **)lua_getextraspace(L);
 }
 
-void lipc__ignore_sigpipe(void) {
+static void ignore_sigpipe(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = SIG_IGN;
@@ -158,7 +158,7 @@ lipc_runtime *lipc__runtime_new(uv_loop_t *loop) {
   rt->L = L;
   rt->owns_state = 1;
   set_rt(L, rt);
-  lipc__ignore_sigpipe();
+  ignore_sigpipe();
   /* Generational GC: an IPC runtime's garbage is mostly young (decoded
    * messages, read chunks) while the modules and objects stay. A minor
    * collection skips the old objects that the incremental collector
@@ -319,7 +319,7 @@ lipc_runtime *lipc__runtime_attach(lua_State *L, int *created) {
   rt->L = lua_tothread(L, -1);
   lua_pop(L, 1);
   set_rt(L, rt);
-  lipc__ignore_sigpipe();
+  ignore_sigpipe();
   box = lua_newuserdatauv(L, sizeof(*box), 0);
   *box = rt;
   lua_createtable(L, 0, 1);

@@ -3,7 +3,7 @@
  *
  * The codec turns one Lua value into one MessagePack value appended to a
  * growable byte buffer, and one MessagePack value from a byte range back into
- * a Lua value. It knows nothing of frames, channels or handles: channel.c
+ * a Lua value. It knows nothing of frames, channels or handles: send.c
  * adds the 4-byte length prefix and the handle marker (docs/wire-format.md).
  */
 #ifndef LIPC_CODEC_H

@@ -1,6 +1,6 @@
 /*
 ** fuzz_spawn_opts.c - libFuzzer target for the option parsing of `spawn`
-** (modules/spawn.c, modules/spawn.lua).
+** (modules/spawn_opts.c, modules/spawn.lua).
 **
 ** Each input is decoded (by the Lua driver below) into one call of
 ** spawn(file, args, opts) or spawn.run(file, args, opts) whose arguments

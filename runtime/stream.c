@@ -886,7 +886,7 @@ void lipc__stream_connecting(lipc__stream *s) {
 }
 
 /* The connect is over: the writes that waited go out in order (or fail
- * with err, which net.c reported), then a shutdown() that waited. */
+ * with err, which the caller reported), then a shutdown() that waited. */
 void lipc__stream_connected(lipc__stream *s, int err) {
   wreq *w = s->waiting, *next;
   s->waiting = s->waiting_tail = NULL;

@@ -20,6 +20,7 @@
 #   BENCH_PIN=           a CPU list (e.g. 0): run everything under taskset -c,
 #                        so both processes of a case share that CPU
 #   CC=cc
+#   BENCH_OUT=build/bench   where the logs and the table go
 # Every run's stdout and stderr are kept in build/bench/logs/; the table is
 # also written to build/bench/results.tsv.
 set -u
@@ -27,47 +28,9 @@ set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 
-LIPC=${LIPC:-build/lipc}
-case $LIPC in /*) ;; *) LIPC="$ROOT/$LIPC" ;; esac
-NODE=${NODE:-node}
-CC=${CC:-cc}
-SCALE=${BENCH_SCALE:-1}
-IMPLS=${BENCH_IMPLS:-lipc node c}
-REPEAT=${BENCH_REPEAT:-1}
-TIMEOUT=${BENCH_TIMEOUT:-120}
-PIN=${BENCH_PIN:-}
-OUT="$ROOT/build/bench"
-LOGS="$OUT/logs"
-
-export BENCH_SCALE=$SCALE
-export BENCH_WRITER="$OUT/writer"
-
-mkdir -p "$OUT" "$LOGS" || exit 1
-BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/lipc-bench.XXXXXX") || exit 1
-export BENCH_TMP
-CUR_PID=
-trap 'rm -rf "$BENCH_TMP"' EXIT
-# a run lives in its own process group, out of reach of the terminal's ^C
-trap '[[ -n $CUR_PID ]] && kill -TERM -- "-$CUR_PID" 2>/dev/null; exit 130' INT TERM
-
-fcalc() { awk "BEGIN { print $1 }"; }
-icalc() { awk "BEGIN { printf \"%.0f\", $1 }"; }  # integers: print would give 6.87195e+10
-
-# ---- build the C side -------------------------------------------------------
-CFLAGS=(-O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror)
-for src in bench/c/*.c; do
-  name=$(basename "$src" .c)
-  extra=()
-  # lua_floor runs Lua in lipc's own allocator: Lua's and libuv's headers
-  # (alloc.c includes the runtime's), and liblua
-  # shellcheck disable=SC2207
-  [[ $name == lua_floor ]] && extra=($(pkg-config --cflags lua5.4 libuv) -Iruntime
-                                      runtime/alloc.c $(pkg-config --libs lua5.4))
-  if ! "$CC" "${CFLAGS[@]}" -o "$OUT/$name" "$src" "${extra[@]}"; then
-    echo "run.sh: building $src failed" >&2
-    exit 1
-  fi
-done
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+build_c
 
 # ---- the cases --------------------------------------------------------------
 # case | unit | base count | calibrate? | lipc argv | node argv | C argv
@@ -121,45 +84,6 @@ TARGET_SECS=$(fcalc "2.0 * $SCALE")
 MAX_MULT=64
 
 declare -A VAL UNIT NOTE FLOOR_WHAT
-NOTES=()
-
-# run_one IMPL CASE ARGV... : one timed run in its own process group.
-# Sets R_VALUE (empty on failure) and R_WALL (seconds).
-run_one() {
-  local impl=$1 name=$2
-  shift 2
-  local log="$LOGS/$impl-$name"
-  local t0 t1 pid rc
-  t0=$(date +%s%N)
-  # timeout puts itself and the benchmark in a new process group and, on
-  # expiry, signals the whole group (forked children included).
-  local -a pin=()
-  [[ -n $PIN ]] && pin=(taskset -c "$PIN")
-  timeout -k 5 "$TIMEOUT" "${pin[@]}" "$@" </dev/null >"$log.out" 2>"$log.err" &
-  pid=$!
-  CUR_PID=$pid
-  wait "$pid"
-  rc=$?
-  CUR_PID=
-  t1=$(date +%s%N)
-  R_WALL=$(fcalc "($t1 - $t0) / 1e9")
-  # anything still alive in that group was left behind by the benchmark
-  if kill -0 -- "-$pid" 2>/dev/null; then
-    sleep 0.2
-    if kill -0 -- "-$pid" 2>/dev/null; then
-      NOTES+=("$impl $name: left processes running after it ended (killed)")
-      kill -KILL -- "-$pid" 2>/dev/null
-    fi
-  fi
-  R_VALUE=$(awk -v c="$name" '$1 == "RESULT" && $2 == c { print $3; exit }' "$log.out")
-  R_UNIT=$(awk -v c="$name" '$1 == "RESULT" && $2 == c { print $4; exit }' "$log.out")
-  if [[ -z $R_VALUE ]]; then
-    local why
-    if [[ $rc -eq 124 || $rc -eq 137 ]]; then why="timed out after ${TIMEOUT}s"
-    else why="exit $rc: $(grep -v '^\s*$' "$log.err" | head -n 1 | cut -c1-160)"; fi
-    NOTES+=("$impl $name: $why (see ${log#"$ROOT"/}.err)")
-  fi
-}
 
 # argv_for IMPL "SPEC" N : fills ARGV with the command line of one run.
 argv_for() {
@@ -172,8 +96,6 @@ argv_for() {
     c | floor) ARGV=("$OUT/${words[0]}" "${words[@]:1}") ;;
   esac
 }
-
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 
 # measure IMPL CASE BASE CALIBRATE SPEC
 measure() {
@@ -201,14 +123,6 @@ measure() {
   NOTE[$impl,$name]="n=$n"
 }
 
-have_impl() {
-  case $1 in
-    lipc) [[ -x $LIPC ]] ;;
-    node) command -v "$NODE" >/dev/null 2>&1 ;;
-    c) true ;;
-  esac
-}
-
 wanted() {
   local c
   [[ ${#SELECTED[@]} -eq 0 ]] && return 0
@@ -226,14 +140,7 @@ for c in "${SELECTED[@]}"; do
     exit 2
   fi
 done
-for impl in $IMPLS; do
-  if ! have_impl "$impl"; then
-    case $impl in
-      lipc) NOTES+=("lipc: no executable at $LIPC (build it, or set LIPC=)") ;;
-      node) NOTES+=("node: '$NODE' not found") ;;
-    esac
-  fi
-done
+note_missing_impls
 
 ROWS=()
 for entry in "${CASES[@]}"; do
@@ -281,16 +188,10 @@ if wanted startup; then
 fi
 
 # ---- the table --------------------------------------------------------------
-# check VALUE OP THRESHOLD -> "ok" / "MISS"
-check() { awk "BEGIN { print (($1 $2 $3) ? \"ok\" : \"MISS\") }"; }
 # ratio COLUMN CASE [OVER]: OVER's figure (lipc's by default) / COLUMN's
-ratio() {
-  local a=${VAL[${3:-lipc},$2]:-} b=${VAL[$1,$2]:-}
-  if [[ -z $a || -z $b ]] || awk "BEGIN { exit !($b == 0) }"; then echo "n/a"; return; fi
-  fcalc "sprintf(\"%.3g\", $a / $b)"
-}
+ratio() { ratio_of "${VAL[${3:-lipc},$2]:-}" "${VAL[$1,$2]:-}"; }
 
-TSV="$OUT/results.tsv"
+TSV="$RES/results.tsv"
 printf 'case\tunit\tlipc\tnode\tc\tlipc/node\tlipc/c\ttarget\tmet\tcounts\n' >"$TSV"
 fmt='%-26s %12s %12s %12s %10s %10s  %-24s %s\n'
 echo

@@ -50,7 +50,8 @@ LIB_SRCS  = $(sort $(filter-out runtime/main.c,$(foreach d,$(SRC_DIRS),$(wildcar
 LUA_SRCS  = $(sort $(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.lua)))
 OBJS      = $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS)) $(BUILD)/obj/embedded.o
 
-.PHONY: all deps deps-build test check demo clean install uninstall lint bench rock install-rock valgrind \
+.PHONY: all deps deps-build test check demo clean install uninstall lint bench bench-scale bench-plot \
+        bench-bundle rock install-rock valgrind \
         docs docs-check format-check \
         fuzz fuzz-build fuzz-bin soak
 
@@ -181,10 +182,45 @@ soak: deps
 	$(MAKE) all
 	$(BUILD)/lipc tools/soak.lua
 
-# Side-by-side benchmarks: lipc, Node and plain C in one run, one table.
+# Side-by-side benchmarks: lipc, Node and plain C in one run: one table of
+# cases (bench/run.sh), then the scaling curves (bench/scale.sh; alone:
+# `make bench-scale`, some of them: `make bench-scale CURVES="pool_cpu spawn"`).
 bench: deps
 	$(MAKE) all
 	LIPC=$${LIPC:-$(BUILD)/lipc} bash bench/run.sh
+	LIPC=$${LIPC:-$(BUILD)/lipc} bash bench/scale.sh
+
+CURVES ?=
+bench-scale: deps
+	$(MAKE) all
+	LIPC=$${LIPC:-$(BUILD)/lipc} bash bench/scale.sh $(CURVES)
+
+# The curves of the last scaling run (build/bench/scale.tsv; without one,
+# a run first) as SVG files in docs/bench/, with the table they come from.
+bench-plot: deps
+	@test -r build/bench/scale.tsv || $(MAKE) bench-scale
+	bash bench/plot.sh build/bench/scale.tsv docs/bench
+
+# Everything the scaling curves need on another machine, no compiler, Lua
+# or Node there: a statically linked lipc, the C programs (static too),
+# the scripts. `tar xzf lipc-bench.tar.gz && lipc-bench/bench/scale.sh`.
+# (glibc warns that dlopen and getaddrinfo in a static program want its
+# own version at run time; the benchmarks use neither.)
+BUNDLE     = $(BUILD)/lipc-bench
+BUNDLE_C   = pool_limit spawn_rate msg_size fanout conn_load echo_server
+bench-bundle: deps
+	$(MAKE) all
+	rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/build/bench $(BUNDLE)/bench/lipc $(BUNDLE)/bench/node
+	$(CC) -static -Wl,-E -o $(BUNDLE)/build/lipc $(BUILD)/obj/runtime/main.o $(BUILD)/liblipc.a \
+	  $(LUA_A) $(UV_A) $(SYSLIBS)
+	for p in $(BUNDLE_C); do \
+	  $(CC) -static -O2 -std=c11 -D_GNU_SOURCE $(WARN) -o $(BUNDLE)/build/bench/$$p bench/c/$$p.c || exit 1; \
+	done
+	cp bench/lib.sh bench/scale.sh bench/plot.sh $(BUNDLE)/bench/
+	cp bench/lipc/*.lua $(BUNDLE)/bench/lipc/
+	cp bench/node/*.js $(BUNDLE)/bench/node/
+	tar -C $(BUILD) -czf $(BUILD)/lipc-bench.tar.gz lipc-bench
+	@echo "$(BUILD)/lipc-bench.tar.gz: on the other machine, tar xzf it, then lipc-bench/bench/scale.sh"
 
 demo: deps
 	$(MAKE) all

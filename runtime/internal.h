@@ -48,6 +48,7 @@ struct lipc_runtime {
   const void *mtc_mt[8];   /* a type name (by pointer), by name hash */
   unsigned listener_gen;   /* bumped whenever any listener is added or
                               removed: lets hot paths cache a lookup */
+  struct trimmer *trimmer; /* unmaps the allocator's kept blocks (runtime.c) */
   /* What the layers above keep per runtime, all of it here (zero until
    * they set it). */
   lipc__wrap_fn wrap[8]; /* channel/handoff.c: by wire kind */
@@ -76,6 +77,11 @@ void lipc__exit_now(lipc_runtime *rt, int code);
 /* alloc.c: a state with lipc's allocator, panic and warn functions */
 lua_State *lipc__state_new(void);
 void lipc__state_close(lua_State *L);
+/* The allocator keeps freed big blocks for reuse: fn(arg) is told when it
+ * starts keeping some; lipc__state_trim unmaps them unless one was reused
+ * since its last call, and returns how many are still kept. */
+void lipc__state_on_keep(lua_State *L, void (*fn)(void *), void *arg);
+int lipc__state_trim(lua_State *L);
 
 /* task.c: coroutines. A task runs a function; when it waits it is parked
  * in a lipc__wait and resumed by whoever completes the wait. */

@@ -130,6 +130,46 @@ static lipc_runtime *rt_alloc(uv_loop_t *loop) {
   return rt;
 }
 
+/* The big blocks the allocator keeps for reuse (alloc.c) are unmapped
+ * once a second has passed without one being reused: a timer that runs
+ * only while some are kept, and never keeps the process alive. */
+typedef struct trimmer {
+  lipc__handle h;
+  uv_timer_t t;
+} trimmer;
+
+#define TRIM_MS 1000
+
+static void trim_tick(uv_timer_t *t) {
+  trimmer *tr = (trimmer *)t->data;
+  if (lipc__state_trim(tr->h.rt->L) == 0)
+    uv_timer_stop(t);
+}
+
+static void trimmer_closed(lipc__handle *h) {
+  h->rt->trimmer = NULL;
+  free(h);
+}
+
+/* Called by the allocator, from wherever Lua allocates: no Lua here. */
+static void on_keep(void *arg) {
+  lipc_runtime *rt = arg;
+  trimmer *tr = rt->trimmer;
+  if (rt->exiting)
+    return;
+  if (tr == NULL) {
+    if ((tr = calloc(1, sizeof(*tr))) == NULL)
+      return; /* kept until the state closes */
+    uv_timer_init(rt->loop, &tr->t);
+    lipc__handle_bare(rt, &tr->h, (uv_handle_t *)&tr->t, "trim",
+                      trimmer_closed);
+    uv_unref((uv_handle_t *)&tr->t);
+    rt->trimmer = tr;
+  }
+  if (!uv_is_active((uv_handle_t *)&tr->t))
+    uv_timer_start(&tr->t, trim_tick, TRIM_MS, TRIM_MS);
+}
+
 static const char RT_KEY = 'R';
 
 static void set_rt(lua_State *L, lipc_runtime *rt) {
@@ -158,6 +198,7 @@ lipc_runtime *lipc__runtime_new(uv_loop_t *loop) {
   rt->L = L;
   rt->owns_state = 1;
   set_rt(L, rt);
+  lipc__state_on_keep(L, on_keep, rt);
   ignore_sigpipe();
   /* Generational GC: an IPC runtime's garbage is mostly young (decoded
    * messages, read chunks) while the modules and objects stay. A minor

@@ -91,6 +91,82 @@ describe("the lipc command", function()
     assert.matches("^%d+\n$", out)
   end)
 
+  -- (Lua for the children below) the text of /proc/self/<file>
+  local PROC_SELF = [[
+      local function proc_self(file)
+        local f = assert(io.open("/proc/self/" .. file))
+        local text = f:read("a")
+        f:close()
+        return text
+      end
+  ]]
+
+  -- LIPC_ALLOC=pool: lipc's allocator even where the default is malloc's
+  -- (ASan builds, the valgrind run's LIPC_ALLOC=malloc)
+  it("big blocks keep their bytes across growth, shrinking and reuse", function()
+    -- strings and table parts of 4 MiB and more are mappings of their own,
+    -- kept for reuse when freed: grown into and out of that size, and reused
+    local out, status = support.sh("LIPC_ALLOC=pool " .. support.shell_quote(support.lipc) .. [[ -e '
+      for round = 1, 6 do
+        local n = ((4 << 20) + round * 4099) // 2 * 2
+        local s = ("ab"):rep(n // 2) .. round                -- a buffer box, then the string
+        assert(#s == n + #tostring(round) and s:sub(-1) == tostring(round))
+        assert(s:sub(1, 4) == "abab" and s:sub(n - 1, n) == "ab")
+        local t = {}
+        for i = 1, 300000 + round do t[i] = i end            -- array part grows past 4 MiB
+        for i = 1, #t, 997 do assert(t[i] == i) end
+        for i = 2000, #t do t[i] = nil end
+        collectgarbage()                                     -- ... and shrinks back
+        t.x = 1
+        for i = 1, 1999 do assert(t[i] == i) end
+        s, t = nil, nil
+        collectgarbage()
+      end
+      print("ok")']])
+    assert.are.equal(0, status, out)
+    assert.are.equal("ok\n", out)
+  end)
+
+  it("a big string freed is reused: making 16 MiB strings does not fault their pages anew", function()
+    local out, status = support.sh("LIPC_ALLOC=pool " .. support.shell_quote(support.lipc) .. [[ -e '
+      ]] .. PROC_SELF .. [[
+      local function minflt()
+        return tonumber(proc_self("stat"):match("^%d+ %b() %S+ %S+ %S+ %S+ %S+ %S+ %S+ (%d+)"))
+      end
+      local function one(i)
+        local s = ("x"):rep((16 << 20) - 64) .. i
+        assert(#s > 16000000)
+        s = nil
+        collectgarbage()
+      end
+      for i = 1, 3 do one(i) end
+      local f0 = minflt()
+      for i = 1, 20 do one(i) end
+      print(minflt() - f0)']])
+    assert.are.equal(0, status, out)
+    -- 20 strings and their buffers, 4,096 pages each when mapped afresh
+    assert.is_true(tonumber(out) < 4096, "page faults: " .. out)
+  end)
+
+  it("kept big blocks go back to the system once a second passes without a reuse", function()
+    local out, status = support.sh("LIPC_ALLOC=pool " .. support.shell_quote(support.lipc) .. [[ -e '
+      local lipc = require "lipc"
+      ]] .. PROC_SELF .. [[
+      local function rss() return tonumber(proc_self("status"):match("VmRSS:%s*(%d+)")) end
+      local base = rss()
+      local keep = {}
+      for i = 1, 3 do keep[i] = ("y"):rep((16 << 20) - 64) .. i end
+      keep = nil
+      collectgarbage()
+      collectgarbage()
+      local kept = rss()
+      local t0 = lipc.hrtime()
+      while kept - rss() < 32768 and lipc.hrtime() - t0 < 10e9 do lipc.sleep(50) end
+      print(kept - base > 32768, kept - rss() >= 32768)']])
+    assert.are.equal(0, status, out)
+    assert.are.equal("true\ttrue\n", out)
+  end)
+
   it("runs the same with LIPC_ALLOC=malloc (plain malloc for the Lua state)", function()
     local out, status = support.sh("LIPC_ALLOC=malloc " .. support.shell_quote(support.lipc) ..
       " -e 'local t = {} for i = 1, 1e5 do t[i] = {i, tostring(i)} end print(#t)'")

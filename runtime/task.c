@@ -105,16 +105,27 @@ int lipc__waiting(const lipc__wait *w) {
 
 void lipc__wake(lipc_runtime *rt, lipc__wait *w, int nargs) {
   lua_State *co = w->co;
+  int top;
   if (co == NULL || rt->exiting) {
     lua_pop(rt->L, nargs);
     return;
   }
   w->co = NULL;
   lua_xmove(rt->L, co, nargs);
-  /* The anchor is dropped only after the resume: the thread must not be
-   * collectable while it runs from a C callback. Unless the task parked
-   * in w again meanwhile: then the anchor is its new one. */
+  /* While it runs, the thread stays on rt->L's stack. Its anchor cannot
+   * keep it: a task that parks in w meanwhile takes that anchor (a wait
+   * queue gives w's node to the next task that parks), and the collector
+   * marks only the thread running now, not one that resumed another
+   * (a cond:signal, then a collection in the task it woke). */
+  top = lua_gettop(rt->L);
+  if (lua_checkstack(rt->L, 1)) {
+    lua_pushthread(co);
+    lua_xmove(co, rt->L, 1);
+  }
   resume(rt, rt->L, co, nargs);
+  lua_settop(rt->L, top);
+  /* Dropped after the resume, unless the task (or another) parked in w
+   * again meanwhile: then the anchor is that one's. */
   if (w->co == NULL)
     anchor(rt, rt->L, w, 0);
 }

@@ -1,6 +1,7 @@
 -- core_spec.lua - the `lipc` module: timers, sleep, tasks, signals,
 -- process info, exit and the coroutine-style rules.
 local lipc = require "lipc"
+local support = require "support"
 
 describe("lipc timers", function()
   it("sleep waits at least the delay", function()
@@ -101,6 +102,39 @@ describe("lipc tasks", function()
     c:broadcast("all")
     assert.are.same({{1, "one"}, {2, "all"}, {3, "all"}}, got)
     assert.are.same({nil, "timeout"}, {c:wait(5)})
+  end)
+
+  it("a woken task stays alive while it wakes others, though one parks in its place", function()
+    -- A is woken from the channel's wait queue. It wakes B, which parks in
+    -- that queue on the wait A left (taking its anchor), then C, which
+    -- collects while A waits in cond:signal for it: A must survive
+    local a, b = support.channel_pair()
+    local go_b, go_c, log = lipc.cond(), lipc.cond(), {}
+    lipc.go(function() -- A
+      local m = b:receive()
+      go_b:signal()
+      go_c:signal()
+      local junk = {}
+      for i = 1, 20000 do junk[i] = {i} end -- reuse what a freed A would have held
+      log[#log + 1] = m .. #junk
+    end)
+    lipc.go(function() -- B
+      go_b:wait()
+      local m = b:receive()
+      log[#log + 1] = m
+    end)
+    lipc.go(function() -- C
+      go_c:wait()
+      collectgarbage()
+      collectgarbage()
+    end)
+    a:send("first")
+    assert.is_true(support.wait_for(function() return #log == 1 end))
+    a:send("second")
+    assert.is_true(support.wait_for(function() return #log == 2 end))
+    assert.are.same({"first20000", "second"}, log)
+    a:close()
+    b:close()
   end)
 
   it("many tasks reuse pooled coroutines", function()

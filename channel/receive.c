@@ -124,7 +124,8 @@ static int take_fault(lchannel *ch, lua_State *L) {
 /* ---- receiving ------------------------------------------------------------ */
 
 /* Tasks waiting in receive() get the messages nobody took, one each,
- * longest-waiting first; a woken task takes more without parking. */
+ * longest-waiting first; a woken task takes more without parking once
+ * nobody else waits (lipc__chan_receive). */
 void lipc__chan_wake_receivers(lchannel *ch) {
   lipc_runtime *rt = ch->h.rt;
   int r;
@@ -458,11 +459,23 @@ size_t lipc__channel_feed(lua_State *L, int idx, const char *p, size_t n) {
   return done;
 }
 
-/* receive() in a task -> msg, handle; nil once disconnected. */
+static int park_receiver(lchannel *ch, lua_State *L) {
+  if (ch->auto_ref && lipc__stream_uv(ch->s)) /* somebody waits now */
+    uv_ref((uv_handle_t *)lipc__stream_uv(ch->s));
+  return lipc__waitq_park(L, &ch->receivers);
+}
+
+/* receive() in a task -> msg, handle; nil once disconnected. Tasks
+ * already waiting come first: one that lipc__chan_wake_receivers woke
+ * with a message and that receives again at once (a pool's caller with
+ * its next call) parks behind them, or it would take the message of one
+ * of them. */
 int lipc__chan_receive(lua_State *L) {
   lchannel *ch = check_channel(L, 1, "channel.receive");
   int r;
   lipc__task_check(L, "channel.receive");
+  if (lipc__waitq_waiting(&ch->receivers) && ch->connected)
+    return park_receiver(ch, L);
   if ((r = take_next(ch, L)) > 0)
     return 2;
   if (r < 0) { /* this caller gets the fault: nil, msg, code */
@@ -477,9 +490,7 @@ int lipc__chan_receive(lua_State *L) {
     return r;
   if (!ch->connected)
     return 0;
-  if (ch->auto_ref && lipc__stream_uv(ch->s)) /* somebody waits now */
-    uv_ref((uv_handle_t *)lipc__stream_uv(ch->s));
-  return lipc__waitq_park(L, &ch->receivers);
+  return park_receiver(ch, L);
 }
 
 /* on(name, fn): a 'message' listener first gets the queued messages. */

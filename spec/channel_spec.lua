@@ -142,6 +142,24 @@ describe("stream:channel", function()
     assert.is_true(S.wait_for(function() return ended == 3 end))  -- all get nil
   end)
 
+  it("a task that receives again at once waits behind those already waiting", function()
+    -- messages in one read: the first wakes task 1, which asks for the next
+    -- one before task 2 got its own (a pool's caller with its next call)
+    local ca, cb = pair()
+    local got = {}
+    local function take(w)
+      local m = cb:receive()
+      got[#got + 1] = w .. ":" .. m
+    end
+    lipc.go(function() take(1); take(1) end)
+    lipc.go(function() take(2) end)
+    ca:send("a"); ca:send("b"); ca:send("c") -- one write: one read
+    assert.is_true(S.wait_for(function() return #got == 3 end))
+    assert.are.same({"1:a", "2:b", "1:c"}, got)
+    ca:disconnect()
+    cb:disconnect()
+  end)
+
   it("several tasks can wait in drain(); all go on once the buffer drains", function()
     local ca, cb = pair({high_water = 1024})
     assert.is_false(ca:send(("x"):rep(4096)))

@@ -230,56 +230,82 @@ function M.serve(fn)
 end
 
 -- ---- worker pools ----------------------------------------------------------------
+-- A call takes a slot: a worker appears in `slots` once for every call it
+-- may still take (per_worker, 2 by default), so a busy worker has its next
+-- call queued in its channel when it finishes one and does not wait a round
+-- trip through the parent for it. The slots of a worker's first calls lie
+-- above those of its second ones, so every worker gets one before any gets
+-- two; a finished call puts its slot back on top. A worker answers its calls
+-- in order and its channel hands replies to the waiting tasks in order, so
+-- each call gets its own reply.
 
 local Pool = {}
 Pool.__index = Pool
 for k, f in pairs(emitter_methods) do Pool[k] = f end
 
-local function start_worker(pool)
+local function start_worker(pool, slots_on_top)
   local w = assert(fork(pool.script, pool.args, pool.opts))
   local entry = {child = w, busy = false}
   pool.workers[entry] = true
   w:on("exit", function(code, signal)
     entry.dead = {code = code, signal = signal}
     pool.workers[entry] = nil
-    for i, e in ipairs(pool.idle) do
-      if e == entry then table.remove(pool.idle, i); break end
+    local slots = pool.slots
+    for i = #slots, 1, -1 do
+      if slots[i] == entry then table.remove(slots, i) end
     end
     if not pool.closing then
-      start_worker(pool)
-      pool.ready:signal()
+      start_worker(pool, true)
+      pool.ready:broadcast()
     else
       pool.ended:signal()
     end
   end)
-  pool.idle[#pool.idle + 1] = entry
+  if slots_on_top then
+    for _ = 1, pool.per_worker do pool.slots[#pool.slots + 1] = entry end
+  end
   return entry
 end
 
--- pool(script, {size = n, args = {...}, ...fork opts}) -> pool
+-- pool(script, {size = n, per_worker = 2, args = {...}, ...fork opts}) -> pool
 function M.pool(script, opts)
   opts = opts or {}
+  local per_worker = opts.per_worker or 2
+  if math.type(per_worker) ~= "integer" or per_worker < 1 then
+    error("bad argument #2 to 'fork.pool' (opts.per_worker must be an integer >= 1)", 2)
+  end
   local pool = setmetatable({
-    script = script, args = opts.args or {}, size = opts.size or 4,
-    workers = {}, idle = {}, ready = lipc.cond(), ended = lipc.cond(),
-    inflight = 0, closing = false,
+    script = script, args = opts.args or {}, size = opts.size or 4, per_worker = per_worker,
+    workers = {}, slots = {}, ready = lipc.cond(), ended = lipc.cond(),
+    inflight = 0, waiting = 0, closing = false,
   }, Pool)
   local fopts = copy(opts)
-  fopts.size, fopts.args = nil, nil
+  fopts.size, fopts.args, fopts.per_worker = nil, nil, nil
   pool.opts = fopts
-  for _ = 1, pool.size do start_worker(pool) end
+  local entries = {}
+  for i = 1, pool.size do entries[i] = start_worker(pool, false) end
+  for _ = 1, per_worker do
+    for i = pool.size, 1, -1 do pool.slots[#pool.slots + 1] = entries[i] end
+  end
   return pool
 end
 
+local function closed() return nil, "pool: closed", "ERR_POOL_CLOSED" end
+
 -- call(msg) in a task -> reply | nil, msg, code
 function Pool:call(msg)
-  if self.closing then return nil, "pool: closed", "ERR_POOL_CLOSED" end
-  local entry = table.remove(self.idle)
-  while not entry do
+  if self.closing then return closed() end
+  local slots = self.slots
+  local n = #slots
+  while n == 0 do
+    self.waiting = self.waiting + 1
     self.ready:wait()
-    if self.closing then return nil, "pool: closed", "ERR_POOL_CLOSED" end
-    entry = table.remove(self.idle)
+    self.waiting = self.waiting - 1
+    if self.closing then return closed() end
+    n = #slots
   end
+  local entry = slots[n]
+  slots[n] = nil
   self.inflight = self.inflight + 1
   local w = entry.child
   local ok, err = pcall(w.send, w, msg)
@@ -287,8 +313,8 @@ function Pool:call(msg)
   if ok then reply = w:receive() end
   self.inflight = self.inflight - 1
   if not entry.dead and w.connected then
-    self.idle[#self.idle + 1] = entry
-    self.ready:signal()
+    slots[#slots + 1] = entry
+    if self.waiting > 0 then self.ready:signal() end
   end
   if self.closing and self.inflight == 0 then self.ended:signal() end
   if not ok then error(err, 2) end

@@ -292,6 +292,65 @@ describe("fork", function()
     pool:close()
     assert.is_nil(next(pool.workers))
   end)
+
+  -- A worker that, on "first", waits until the next call is already in its
+  -- channel (or 2 s) and answers how many wait there.
+  local QUEUE_WORKER = [[
+    local lipc, fork = require "lipc", require "fork"
+    fork.serve(function(m)
+      if m == "first" then
+        for _ = 1, 400 do
+          if fork.parent:pending() > 0 then break end
+          lipc.sleep(5)
+        end
+        return fork.parent:pending()
+      end
+      if m == "crash_later" then lipc.sleep(100); os.exit(7) end
+      return m * 2
+    end)
+  ]]
+
+  local function call_both(pool, first, second)
+    local r = {}
+    local done = lipc.cond()
+    lipc.go(function() r[1] = {pool:call(first)}; done:signal() end)
+    lipc.go(function() r[2] = {pool:call(second)}; done:signal() end)
+    if not r[1] or not r[2] then done:wait(10000) end
+    if not r[1] or not r[2] then done:wait(10000) end
+    return r[1], r[2]
+  end
+
+  it("pool: a busy worker has its next call queued (per_worker, 2 by default)", function()
+    local pool = fork.pool(script(QUEUE_WORKER), {size = 1})
+    local a, b = call_both(pool, "first", 21)
+    assert.are.same({1}, a) -- the second call was in the worker's channel
+    assert.are.same({42}, b)
+    pool:close()
+    pool = fork.pool(script(QUEUE_WORKER), {size = 1, per_worker = 1})
+    a, b = call_both(pool, "first", 21)
+    assert.are.same({0}, a) -- the second call waited for the first reply
+    assert.are.same({42}, b)
+    pool:close()
+  end)
+
+  it("pool: calls queued on a worker that crashes fail, and the pool goes on", function()
+    local pool = fork.pool(script(QUEUE_WORKER), {size = 1})
+    local a, b = call_both(pool, "crash_later", 5)
+    assert.are.equal("ERR_WORKER_CRASHED", a[3])
+    assert.are.equal("ERR_WORKER_CRASHED", b[3])
+    assert.matches("exit code 7", a[2])
+    assert.are.equal(8, pool:call(4))
+    pool:close()
+    assert.is_nil(next(pool.workers))
+  end)
+
+  it("pool: per_worker must be an integer of at least 1", function()
+    for _, bad in ipairs({0, 1.5, "2"}) do
+      local ok, err = pcall(fork.pool, "x.lua", {per_worker = bad})
+      assert.is_false(ok)
+      assert.matches("bad argument #2 to 'fork.pool' (opts.per_worker must be an integer >= 1)", err, 1, true)
+    end
+  end)
 end)
 
 describe("fork and Node", function()

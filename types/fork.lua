@@ -7,7 +7,11 @@
 ---@overload fun(script: string, args?: string[], opts?: fork.options): lipc.fork.child?, string?, string?
 local fork = {}
 
----`fork.pool(script, {size = 4, args = {...}, ...fork opts}) -> pool`
+---`fork.pool(script, {size = 4, per_worker = 2, args = {...}, ...fork opts}) -> pool` — `per_worker`: calls a worker may have in flight. With 2 (the default) a
+---busy worker finds its next call already in its channel when it answers
+---one, instead of waiting a round trip through the parent for it; every
+---worker gets a call before any gets two. 1: each call waits for an idle
+---worker (a long call then never delays one queued behind it).
 ---@param script string
 ---@param opts? fork.pool_options
 ---@return lipc.fork.pool
@@ -199,9 +203,10 @@ function lipc_fork_child:once(name, fn) end
 ---@field workers table `pool.workers` — the workers: keys `{child = ..., busy = ...}`, for monitoring.
 local lipc_fork_pool = {}
 
----`pool:call(msg)` *(task)* — `-> reply | nil, msg, code` - on an idle worker;
----`ERR_WORKER_CRASHED` when the worker died during the call (it is
----replaced), `ERR_WORKER_ERROR` when the handler raised, `ERR_POOL_CLOSED`.
+---`pool:call(msg)` *(task)* — `-> reply | nil, msg, code` - on a worker with a free slot (waits
+---for one); `ERR_WORKER_CRASHED` when the worker died with the call in flight
+---(every call queued on it fails so; it is replaced), `ERR_WORKER_ERROR`
+---when the handler raised, `ERR_POOL_CLOSED`.
 ---@param msg any
 ---@return any
 ---@return string?
@@ -214,6 +219,7 @@ function lipc_fork_pool:close() end
 
 ---@class fork.pool_options: fork.options
 ---@field size integer
+---@field per_worker integer
 ---@field args string[]
 local fork_pool_options = {}
 

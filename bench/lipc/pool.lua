@@ -3,7 +3,8 @@
 -- number and its reply must be that number. With WORK_US > 0 the worker
 -- spins that many microseconds of its own CPU time (os.clock) per call, the
 -- same work the C limit (pool_limit) and Node's workers do.
---   lipc pool.lua <workers> <work_us> [ms]   -> RESULT pool <n> calls/s
+--   lipc pool.lua <workers> <work_us> [ms]
+--     -> RESULT pool <n> calls/s, pool_calls <n> calls, pool_parent_us <n> us/call
 local C = dofile((debug.getinfo(1, "S").source:match("^[@=]?(.*/)") or "./") .. "common.lua")
 local lipc = require "lipc"
 local fork = require "fork"
@@ -50,7 +51,11 @@ local function load(stop, limit)
 end
 
 load(nil, 4 * callers) -- every worker up and warm
-local t0 = C.now()
+local t0, cpu0 = C.now(), os.clock()
 local n = load(t0 + ms * 1000000, math.huge)
 C.result("pool", n / C.secs(t0, C.now()), "calls/s")
+C.result("pool_calls", n, "calls") -- for per-call costs (callgrind)
+-- the parent's CPU time (user + system) per call: its ceiling, were it
+-- given a CPU of its own, is 10^6 / this
+C.result("pool_parent_us", (os.clock() - cpu0) * 1e6 / n, "us/call", 2)
 pool:close()

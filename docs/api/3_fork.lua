@@ -21,7 +21,7 @@ return {
                "error(msg: string, code: string)"}},
     {name = "lipc.fork.pool", extends = "lipc.emitter", var = "pool", text = "A pool of forked workers."},
     {name = "fork.pool_options", extends = "fork.options",
-     fields = {"size: integer", "args: string[]"}},
+     fields = {"size: integer", "per_worker: integer", "args: string[]"}},
   },
   doc = {
 [[## fork
@@ -116,11 +116,17 @@ listens for `disconnect`, was waiting in `receive()`, or set
 [[### Pools]],
     {list = true,
       {"fork.pool(script: string, opts?: fork.pool_options): lipc.fork.pool",
-       sig = "`fork.pool(script, {size = 4, args = {...}, ...fork opts}) -> pool`"},
+       sig = "`fork.pool(script, {size = 4, per_worker = 2, args = {...}, ...fork opts}) -> pool`",
+       text = [[`per_worker`: calls a worker may have in flight. With 2 (the default) a
+busy worker finds its next call already in its channel when it answers
+one, instead of waiting a round trip through the parent for it; every
+worker gets a call before any gets two. 1: each call waits for an idle
+worker (a long call then never delays one queued behind it).]]},
       {"pool:call(msg: any): any, string?, string?", task = true, sig = "`pool:call(msg)`",
-       text = [[`-> reply | nil, msg, code` - on an idle worker;
-`ERR_WORKER_CRASHED` when the worker died during the call (it is
-replaced), `ERR_WORKER_ERROR` when the handler raised, `ERR_POOL_CLOSED`.]]},
+       text = [[`-> reply | nil, msg, code` - on a worker with a free slot (waits
+for one); `ERR_WORKER_CRASHED` when the worker died with the call in flight
+(every call queued on it fails so; it is replaced), `ERR_WORKER_ERROR`
+when the handler raised, `ERR_POOL_CLOSED`.]]},
       {"pool:close()", task = true, text = [[waits for calls in flight, disconnects every
 worker and waits for them to exit.]]},
       {"pool.workers: table", text = "the workers: keys `{child = ..., busy = ...}`, for monitoring."},

@@ -13,7 +13,7 @@ PKGS     = lua5.4 libuv
 BUILD_PKGS = gcc make pkg-config liblua5.4-dev libuv1-dev lua5.4 lua-cjson
 TEST_PKGS  = lua-busted lua-check nodejs clang valgrind socat netcat-openbsd \
              libclang-rt-14-dev iproute2 luarocks clang-format-14 \
-             openssh-server openssh-client gnuplot-nox bc
+             openssh-server openssh-client gnuplot-nox bc strace
 DEB_PKGS   = $(BUILD_PKGS) $(TEST_PKGS)
 
 # Read when make reads this file, so only on a machine that has the

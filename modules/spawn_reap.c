@@ -1,8 +1,9 @@
 /*
  * spawn_reap.c - reaping. Children are reaped through one SIGCHLD watcher
- * per runtime (lipc_runtime.reaper) that calls waitpid(pid, WNOHANG) on
- * our own children only: libuv's watcher does the same for the pids it
- * spawned (the uid/gid path), so both coexist and nobody steals a child.
+ * per runtime (lipc_runtime.reaper) that peeks at exited children
+ * (waitid, WNOWAIT) and calls waitpid(pid, WNOHANG) on our own children
+ * only: libuv's watcher does the same for the pids it spawned (the
+ * uid/gid path), so both coexist and nobody steals a child.
  */
 #include <errno.h>
 #include <signal.h>
@@ -36,26 +37,67 @@ static void report(lproc *p) {
     lipc__child_exit(c, WEXITSTATUS(status), 0);
 }
 
-/* One SIGCHLD may stand for several exits: every child of ours is asked.
- * The exited ones are unlinked first and reported after, because a
- * listener may spawn (and so change the list) while we report. */
+static lproc *find_proc(lipc__reaper *r, pid_t pid) {
+  lproc *p;
+  for (p = r->procs; p; p = p->next)
+    if (p->pid == pid)
+      return p;
+  return NULL;
+}
+
+/* Moves p, reaped with this status (-1: by someone else), to done. */
+static void reaped(lipc__reaper *r, lproc *p, int status, lproc **done) {
+  proc_unlink(r, p);
+  p->status = status;
+  p->next = *done;
+  *done = p;
+}
+
+/* The exited children the kernel names, peeked at (WNOWAIT) and reaped
+ * when they are ours: two syscalls an exit, however many children run.
+ * Returns 0 when no exited child is left, -1 at one that is not ours
+ * (libuv's, an embedder's): asking each of ours is then the way on. */
+static int reap_named(lipc__reaper *r, lproc **done) {
+  for (;;) {
+    siginfo_t si;
+    int status;
+    pid_t got;
+    lproc *p;
+    si.si_pid = 0;
+    if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+      return errno == EINTR ? -1 : 0; /* ECHILD: no child at all */
+    if (si.si_pid == 0)
+      return 0;
+    if ((p = find_proc(r, si.si_pid)) == NULL)
+      return -1;
+    do
+      got = waitpid(p->pid, &status, WNOHANG);
+    while (got < 0 && errno == EINTR);
+    if (got == 0)
+      return -1; /* not ready after all: ask each */
+    reaped(r, p, got < 0 ? -1 : status, done);
+  }
+}
+
+/* One SIGCHLD may stand for several exits. With many children running,
+ * asking each of them cost a waitpid per child and signal (16 at once:
+ * 8 syscalls a spawn); the kernel names the exited ones instead, and only
+ * behind a child that is not ours is every child of ours asked. The
+ * exited ones are unlinked first and reported after, because a listener
+ * may spawn (and so change the list) while we report. */
 static void on_sigchld(uv_signal_t *uv, int signum) {
   lipc__reaper *r = (lipc__reaper *)uv->data;
   lproc *p, *next, *done = NULL;
   int status;
   pid_t got;
   (void)signum;
-  for (p = r->procs; p; p = next) {
+  for (p = reap_named(r, &done) == 0 ? NULL : r->procs; p; p = next) {
     next = p->next;
     do
       got = waitpid(p->pid, &status, WNOHANG);
     while (got < 0 && errno == EINTR);
-    if (got == 0)
-      continue;
-    proc_unlink(r, p);
-    p->status = got < 0 ? -1 : status; /* -1: reaped by someone else */
-    p->next = done;
-    done = p;
+    if (got != 0)
+      reaped(r, p, got < 0 ? -1 : status, &done);
   }
   while (done) {
     p = done;

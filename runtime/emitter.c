@@ -6,6 +6,10 @@
  * under a private key), so objects written in Lua get the same API.
  * Each listener runs in its own task, so it may wait. lipc__emit_soon
  * emits on the next loop turn (Node's nextTick).
+ *
+ * listeners[name] is the function itself while an event has one plain
+ * listener (a socket's 'data' and 'error': two tables less a connection),
+ * else an array of entries, each a function or {fn} for a once listener.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,16 +19,25 @@
 
 static const char LISTENERS_KEY = 'L';
 
-/* Pushes the listeners table of the object at idx (creating it for tables
- * when create is set); pushes nil when it has none. */
+/* Pushes the listeners table of the object at idx (creating it when
+ * create is set); pushes nil when it has none. A handle's table is made
+ * with its first listener: most sockets of a big server never get one of
+ * their own (a table less, 64 bytes, a connection). */
 static int push_listeners(lua_State *L, int idx, int create) {
   idx = lua_absindex(L, idx);
   if (lua_type(L, idx) == LUA_TUSERDATA) {
-    if (lua_getiuservalue(L, idx, 2) == LUA_TTABLE)
+    int t = lua_getiuservalue(L, idx, 2);
+    if (t == LUA_TTABLE)
       return 1;
     lua_pop(L, 1);
-    lua_pushnil(L);
-    return 0;
+    if (t != LUA_TNIL || !create) { /* LUA_TNONE: not an object of ours */
+      lua_pushnil(L);
+      return 0;
+    }
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, idx, 2);
+    return 1;
   }
   if (lua_type(L, idx) != LUA_TTABLE) {
     lua_pushnil(L);
@@ -45,18 +58,48 @@ static void check_object(lua_State *L, const char *fname) {
     lipc__typeerror(L, 1, fname, "object");
 }
 
+/* Pushes the entries of name (the table at lst) as an array, made of a
+ * lone function (and stored in its place when store is set; made empty
+ * when there is nothing, then too). Returns 0 (nothing pushed) when there
+ * are none and store is not set. */
+static int push_entries(lua_State *L, int lst, const char *name, int store) {
+  int t = lua_getfield(L, lst, name);
+  if (t == LUA_TTABLE)
+    return 1;
+  if (t != LUA_TFUNCTION && !store) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_createtable(L, 2, 0); /* fn? arr */
+  if (t == LUA_TFUNCTION) {
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+  } else {
+    lua_remove(L, -2);
+  }
+  if (store) {
+    lua_pushvalue(L, -1);
+    lua_setfield(L, lst, name);
+  }
+  return 1;
+}
+
 static int add(lua_State *L, int once, const char *fname) {
+  const char *name;
   check_object(L, fname);
-  lipc__checkstring(L, 2, fname);
+  name = lipc__checkstring(L, 2, fname);
   lipc__checktype(L, 3, LUA_TFUNCTION, fname);
   if (!push_listeners(L, 1, 1))
     return lipc__argerror(L, 1, fname, "object cannot have listeners");
-  if (lua_getfield(L, -1, lua_tostring(L, 2)) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, lua_tostring(L, 2));
+  lipc__rt(L)->listener_gen++;
+  if (!once && lua_getfield(L, -1, name) == LUA_TNIL) { /* a lone one */
+    lua_pushvalue(L, 3);
+    lua_setfield(L, -3, name);
+    lua_settop(L, 1);
+    return 1;
   }
+  lua_settop(L, 4);
+  push_entries(L, 4, name, 1);
   if (once) { /* a once entry is {fn} */
     lua_createtable(L, 1, 0);
     lua_pushvalue(L, 3);
@@ -65,7 +108,6 @@ static int add(lua_State *L, int once, const char *fname) {
     lua_pushvalue(L, 3);
   }
   lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-  lipc__rt(L)->listener_gen++;
   lua_settop(L, 1);
   return 1; /* self, for chaining */
 }
@@ -101,13 +143,14 @@ static void remove_at(lua_State *L, int arr, lua_Integer i) {
 static int l_off(lua_State *L) {
   lua_Integer i, n;
   check_object(L, "off");
+  lua_settop(L, 3); /* self name fn: the listeners go at 4 */
   if (!push_listeners(L, 1, 0))
     return 1;
   lipc__rt(L)->listener_gen++;
   if (lua_isnoneornil(L, 2)) {
     lua_settop(L, 1);
     if (lua_type(L, 1) == LUA_TUSERDATA) {
-      lua_newtable(L);
+      lua_pushnil(L);
       lua_setiuservalue(L, 1, 2);
     } else {
       lua_pushnil(L);
@@ -123,7 +166,15 @@ static int l_off(lua_State *L) {
     return 1;
   }
   lipc__checktype(L, 3, LUA_TFUNCTION, "off");
-  if (lua_getfield(L, -1, lua_tostring(L, 2)) != LUA_TTABLE) {
+  if (lua_getfield(L, -1, lua_tostring(L, 2)) == LUA_TFUNCTION) {
+    if (lua_rawequal(L, -1, 3)) {
+      lua_pushnil(L);
+      lua_setfield(L, -3, lua_tostring(L, 2));
+    }
+    lua_settop(L, 1);
+    return 1;
+  }
+  if (!lua_istable(L, -1)) {
     lua_settop(L, 1);
     return 1;
   }
@@ -145,8 +196,8 @@ static int l_off(lua_State *L) {
 int lipc__has_listeners(lua_State *L, int obj, const char *ev) {
   int n = 0;
   if (push_listeners(L, obj, 0)) {
-    if (lua_getfield(L, -1, ev) == LUA_TTABLE)
-      n = (int)lua_rawlen(L, -1);
+    int t = lua_getfield(L, -1, ev);
+    n = t == LUA_TTABLE ? (int)lua_rawlen(L, -1) : t == LUA_TFUNCTION;
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -159,8 +210,7 @@ static int l_listeners(lua_State *L) {
   check_object(L, "listeners");
   lipc__checkstring(L, 2, "listeners");
   lua_newtable(L);
-  if (!push_listeners(L, 1, 0) ||
-      lua_getfield(L, -1, lua_tostring(L, 2)) != LUA_TTABLE) {
+  if (!push_listeners(L, 1, 0) || !push_entries(L, 4, lua_tostring(L, 2), 0)) {
     lua_settop(L, 3);
     return 1;
   }
@@ -183,16 +233,38 @@ static void unhandled_error(lipc_runtime *rt, lua_State *L, int nargs) {
 }
 
 /* Calls the listeners of ev on the object at obj of L with the nargs
- * values on top; pops them. */
+ * values on top; pops them. The functions are copied to the stack first:
+ * listeners added or removed by a listener take effect from the next
+ * emit, as in Node, and an emit allocates nothing. */
 static int emit_on(lipc_runtime *rt, lua_State *L, int obj, const char *ev,
                    int nargs) {
-  int arr, base, i, n, a;
+  int arr, fns, base, i, n = 0, a, t = LUA_TNIL;
   obj = lua_absindex(L, obj);
   base = lua_gettop(L) - nargs; /* args at base+1..base+nargs */
   luaL_checkstack(L, nargs + 8, "emit");
-  n = 0;
-  if (push_listeners(L, obj, 0) && lua_getfield(L, -1, ev) == LUA_TTABLE)
-    n = (int)lua_rawlen(L, -1);
+  if (push_listeners(L, obj, 0))
+    t = lua_getfield(L, -1, ev);
+  if (t == LUA_TFUNCTION) {
+    n = 1;
+  } else if (t == LUA_TTABLE) {
+    arr = lua_gettop(L);
+    n = (int)lua_rawlen(L, arr);
+    luaL_checkstack(L, n + nargs + 4, "emit");
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, arr, i);
+      if (lua_istable(L, -1)) { /* a once entry: its function */
+        lua_rawgeti(L, -1, 1);
+        lua_remove(L, -2);
+      }
+    }
+    for (i = n; i >= 1; i--) { /* drop once entries */
+      if (lua_rawgeti(L, arr, i) == LUA_TTABLE) {
+        remove_at(L, arr, i);
+        rt->listener_gen++;
+      }
+      lua_pop(L, 1);
+    }
+  }
   if (n == 0) {
     lua_settop(L, base + nargs);
     if (strcmp(ev, "error") == 0 && !rt->exiting) {
@@ -202,26 +274,9 @@ static int emit_on(lipc_runtime *rt, lua_State *L, int obj, const char *ev,
     lua_pop(L, nargs);
     return 0;
   }
-  arr = lua_gettop(L);
-  /* A snapshot: listeners added or removed by a listener take effect from
-   * the next emit, as in Node. */
-  lua_createtable(L, n, 0);
+  fns = lua_gettop(L) - n; /* the functions at fns+1..fns+n */
   for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, arr, i);
-    lua_rawseti(L, -2, i);
-  }
-  for (i = n; i >= 1; i--) { /* drop once entries */
-    lua_rawgeti(L, arr, i);
-    if (lua_istable(L, -1)) {
-      remove_at(L, arr, i);
-      rt->listener_gen++;
-    }
-    lua_pop(L, 1);
-  }
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, arr + 1, i);
-    entry_fn(L, -1);
-    lua_remove(L, -2);
+    lua_pushvalue(L, fns + i);
     for (a = 1; a <= nargs; a++)
       lua_pushvalue(L, base + a);
     lipc__task_start(rt, L, nargs);

@@ -44,9 +44,7 @@ void *lipc__handle_new(lua_State *L, size_t size, const char *tname,
   if (uv)
     uv->data = h;
   lua_newtable(L);
-  lua_setiuservalue(L, -2, 1);
-  lua_newtable(L);
-  lua_setiuservalue(L, -2, 2);
+  lua_setiuservalue(L, -2, 1); /* the listeners (2) come with the first */
   luaL_setmetatable(L, tname);
   if (uv) {
     lua_pushvalue(L, -1);

@@ -156,8 +156,9 @@ struct lipc__handle {
 };
 
 /* Creates the userdata (size bytes, starting with a lipc__handle) with an
- * env table and a listeners table as user values and metatable tname, and
- * links uv (malloc'd by the caller, already initialised) to it. Pushes it. */
+ * env table as user value 1 (2, the listeners, comes with the first one)
+ * and metatable tname, and links uv (malloc'd by the caller, already
+ * initialised) to it. Pushes it. */
 void *lipc__handle_new(lua_State *L, size_t size, const char *tname,
                        uv_handle_t *uv, const char *kind);
 /* A handle with no Lua object (a sleep's timer): tracked so that exit

@@ -159,6 +159,54 @@ describe("lipc emitter", function()
     assert.are.same({"a1", "once1", "a2"}, seen)
   end)
 
+  it("a lone listener is listed, joined by others, removed, and fires once per emit", function()
+    local obj, seen = lipc.emitter(), {}
+    local function a(x) seen[#seen + 1] = "a" .. x end
+    local function b(x) seen[#seen + 1] = "b" .. x end
+    obj:on("ev", a)
+    assert.are.same({a}, obj:listeners("ev"))
+    assert.are.equal(1, obj:emit("ev", 1))
+    obj:off("ev", b)                          -- not there: nothing changes
+    assert.are.same({a}, obj:listeners("ev"))
+    obj:on("ev", b)
+    assert.are.same({a, b}, obj:listeners("ev"))
+    assert.are.equal(2, obj:emit("ev", 2))
+    obj:off("ev", a)
+    obj:off("ev", b)
+    assert.are.equal(0, obj:emit("ev", 3))
+    obj:once("ev", a)                         -- a once listener alone
+    assert.are.equal(1, obj:emit("ev", 4))
+    assert.are.equal(0, obj:emit("ev", 5))
+    obj:on("ev", b)
+    obj:off("ev")
+    assert.are.same({}, obj:listeners("ev"))
+    assert.are.same({"a1", "a2", "b2", "a4"}, seen)
+    local t = lipc.set_timeout(10000, function() end) -- a handle with no listeners yet
+    assert.are.same({}, t:listeners("x"))
+    t:on("x", a)
+    assert.are.equal(1, t:emit("x", 6))
+    t:stop()
+  end)
+
+  it("a lone listener costs no table, and an emit allocates nothing", function()
+    -- a big server's sockets each have a 'data' and an 'error' listener
+    local function f() end
+    local objs = {}
+    collectgarbage()
+    collectgarbage("stop")
+    for i = 1, 2000 do objs[i] = lipc.emitter() end
+    local k0 = collectgarbage("count")
+    for i = 1, 2000 do objs[i]:on("data", f) end
+    local per_listener = (collectgarbage("count") - k0) * 1024 / 2000
+    for _ = 1, 100 do objs[1]:emit("data", 1) end  -- tasks pooled
+    k0 = collectgarbage("count")
+    for _ = 1, 10000 do objs[1]:emit("data", 1) end
+    local per_emit = (collectgarbage("count") - k0) * 1024 / 10000
+    collectgarbage("restart")
+    assert.is_true(per_listener < 150, "bytes a lone listener: " .. per_listener) -- an array: 176
+    assert.is_true(per_emit < 8, "bytes an emit: " .. per_emit)                  -- a snapshot: 72
+  end)
+
   it("listeners run in tasks, so they may wait", function()
     local obj, done = lipc.emitter(), lipc.cond()
     obj:on("go", function() lipc.sleep(5); done:signal("slept") end)

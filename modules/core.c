@@ -134,13 +134,16 @@ static int l_sleep(lua_State *L) {
 
 /* A cond is the primitive behind "wait for this to happen": tasks wait
  * (optionally with a timeout) and signal/broadcast resumes them with the
- * values given. Waiters are served in arrival order. */
+ * values given. Waiters are served in arrival order. Only a wait with a
+ * timeout has a timer (and so a handle, closed a loop turn after): a
+ * pool's callers wait and are woken once a call each. */
 typedef struct cwaiter {
-  lipc__handle h; /* bare handle of the timeout timer */
+  lipc__handle h; /* bare handle of the timeout timer (timed only) */
   uv_timer_t timer;
   lipc__wait wait;
   struct cwaiter *next, *prev;
   struct lcond *cond;
+  int timed;
 } cwaiter;
 
 typedef struct lcond {
@@ -188,7 +191,11 @@ static int cond_wait(lua_State *L) {
   lcond *c = lipc__checkobj(L, 1, COND, "cond.wait");
   lipc_runtime *rt = lipc__rt(L);
   cwaiter *w;
+  int timed = !lua_isnoneornil(L, 2);
+  uint64_t ms = 0;
   lipc__task_check(L, "cond.wait");
+  if (timed) /* before w is linked: a bad timeout raises */
+    ms = (uint64_t)check_ms(L, 2, "cond.wait");
   w = calloc(1, sizeof(*w));
   if (w == NULL)
     return luaL_error(L, "cond.wait: out of memory");
@@ -199,14 +206,12 @@ static int cond_wait(lua_State *L) {
   else
     c->head = w;
   c->tail = w;
-  uv_timer_init(rt->loop, &w->timer);
-  lipc__handle_bare(rt, &w->h, (uv_handle_t *)&w->timer, "cond", cw_free);
-  if (!lua_isnoneornil(L, 2)) {
+  if (timed) {
+    w->timed = 1;
+    uv_timer_init(rt->loop, &w->timer);
+    lipc__handle_bare(rt, &w->h, (uv_handle_t *)&w->timer, "cond", cw_free);
     uv_update_time(rt->loop);
-    uv_timer_start(&w->timer, cw_timeout, (uint64_t)check_ms(L, 2, "cond.wait"),
-                   0);
-  } else {
-    uv_unref((uv_handle_t *)&w->timer);
+    uv_timer_start(&w->timer, cw_timeout, ms, 0);
   }
   return lipc__task_park(L, &w->wait);
 }
@@ -223,12 +228,16 @@ static int cond_wake(lua_State *L, int all) {
     cwaiter *w = c->head;
     int was_last = w == last;
     cw_unlink(w);
-    uv_timer_stop(&w->timer);
+    if (w->timed)
+      uv_timer_stop(&w->timer);
     for (i = 2; i <= nargs + 1; i++)
       lua_pushvalue(L, i);
     lua_xmove(L, rt->L, nargs);
     lipc__wake(rt, &w->wait, nargs);
-    lipc__handle_close(&w->h);
+    if (w->timed)
+      lipc__handle_close(&w->h);
+    else
+      free(w);
     n++;
     if (!all || was_last)
       break;
@@ -255,10 +264,17 @@ static int cond_waiting(lua_State *L) {
   return 1;
 }
 
+/* A cond goes only with the tasks waiting in it (they hold it), so at
+ * the state's close: a timed waiter is freed with its handle, the others
+ * here. */
 static int cond_gc(lua_State *L) {
   lcond *c = lua_touserdata(L, 1); /* only ever called on a cond */
-  while (c->head)
-    cw_unlink(c->head);
+  while (c->head) {
+    cwaiter *w = c->head;
+    cw_unlink(w);
+    if (!w->timed)
+      free(w);
+  }
   return 0;
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/plot.sh - draws the scaling curves of a bench/scale.sh run as SVG
 # files, one per curve: lipc, Node and C on one plot, the x axis on a log
-# scale, the date and the machine under the title. The table goes beside
-# them as scale.tsv.
+# scale, the date, the machine and the load under the title (a "; " in
+# the machine's description starts a line). The table goes beside them as
+# scale.tsv.
 #
 #   bash bench/plot.sh [table.tsv] [dir]   (build/bench/scale.tsv, docs/bench)
 #
@@ -29,6 +30,7 @@ trap 'rm -rf "$TMP"' EXIT
 DATE=$(sed -n 's/^# date: //p' "$TSV")
 MACHINE=$(sed -n 's/^# machine: //p' "$TSV")
 VERSIONS=$(sed -n 's/^# versions: //p' "$TSV")
+LOAD=$(sed -n 's/^# load: //p' "$TSV")
 
 # x tick label: 1024 -> 1Ki, 67108864 -> 64Mi (bytes); counts stay as they are
 tick() {
@@ -72,10 +74,10 @@ for curve in $curves; do
   done
   [[ -z $cols ]] && continue
   "$GNUPLOT" <<GP || exit 1
-set terminal svg size 800,460 dynamic noenhanced font "sans,12" background rgb "white"
+set terminal svg size 800,480 dynamic noenhanced font "sans,12" background rgb "white"
 set output "$DIR/$curve.svg"
 set datafile missing "n/a"
-set title "$(gq "$curve: $title")\n$(gq "$DATE, $MACHINE")\n$(gq "$VERSIONS")" font "sans,12"
+set title "$(gq "$curve: $title")\n$(gq "$DATE, $MACHINE" | sed 's/; /\\n/g')\n$(gq "$VERSIONS")${LOAD:+\\n$(gq "$LOAD")}" font "sans,12"
 set xlabel "$(gq "$xlabel")"
 set ylabel "$(gq "$unit")"
 set logscale x 2

@@ -193,6 +193,7 @@ LIPCV=$("$LIPC" -e 'print(require("lipc").version)' 2>/dev/null || echo n/a)
   echo "# date: $DATE"
   echo "# machine: $MACHINE"
   echo "# versions: lipc $LIPCV, node $NODEV; point: ${POINT_MS} ms; pool_cpu work: ${WORK_US} us"
+  echo "# load: load average $(cut -d' ' -f1-3 /proc/loadavg) at the end of the run"
   printf 'curve\tx\tunit\tlipc\tnode\tc\tlipc/node\tlipc/c\ttarget\tmet\txlabel\ttitle\n'
 } >"$TSV"
 echo

@@ -111,6 +111,9 @@ function M.run(file, args, opts)
       if overflow then return end
       size = size + #chunk
       if size > max then
+        -- As Node's maxBuffer: keep exactly the first max bytes.
+        local keep = max - (size - #chunk)
+        if keep > 0 then parts[#parts + 1] = chunk:sub(1, keep) end
         overflow = name
         child:kill(opts.kill_signal or "SIGTERM")
         if child.stdout then child.stdout:close() end

@@ -373,6 +373,23 @@ describe("spawn", function()
       assert.matches("stdout exceeded max_buffer %(1000 bytes%)", msg)
       assert.is_true(#partial.stdout <= 1000)
     end)
+
+    it("keeps exactly the first max_buffer bytes of the stream that passes it, as Node", function()
+      -- One write of 5000 bytes arrives as one chunk: the one that crosses the limit.
+      local script = "printf 'ab%.0s' $(seq 2500)"
+      local r, _, code, partial = spawn.run("/bin/sh", {"-c", script}, {max_buffer = 1001})
+      assert.is_nil(r)
+      assert.are.equal("ENOBUFS", code)
+      assert.are.equal(("ab"):rep(500) .. "a", partial.stdout)
+      local r2, _, code2, partial2 = spawn.run("/bin/sh", {"-c", script .. " >&2"}, {max_buffer = 7})
+      assert.is_nil(r2)
+      assert.are.equal("ENOBUFS", code2)
+      assert.are.equal("abababa", partial2.stderr)
+      assert.are.equal("", partial2.stdout)
+      -- exactly max_buffer bytes is not over it
+      r = assert(spawn.run("/bin/sh", {"-c", "printf 'abcdefg'"}, {max_buffer = 7}))
+      assert.are.equal("abcdefg", r.stdout)
+    end)
   end)
 
   describe("failures", function()

@@ -18,7 +18,9 @@ function spawn.spawn(file, args, opts) end
 ---`input` is given). Returns `nil, msg, code, partial` when the program
 ---could not start, on `timeout` (`ETIMEDOUT`), or when stdout or stderr
 ---passes `opts.max_buffer` bytes (default 16 MiB; `ENOBUFS`, the message
----says which stream, and the child is killed).
+---says which stream, and the child is killed); `partial` then holds
+---exactly the first `max_buffer` bytes of that stream, as Node's
+---`maxBuffer` does.
 ---@param file string
 ---@param args? (string|number)[]
 ---@param opts? spawn.options

@@ -107,7 +107,9 @@ gives `error(msg, "EPIPE")` on that stream.
 `input` is given). Returns `nil, msg, code, partial` when the program
 could not start, on `timeout` (`ETIMEDOUT`), or when stdout or stderr
 passes `opts.max_buffer` bytes (default 16 MiB; `ENOBUFS`, the message
-says which stream, and the child is killed).]]},
+says which stream, and the child is killed); `partial` then holds
+exactly the first `max_buffer` bytes of that stream, as Node's
+`maxBuffer` does.]]},
       {"spawn.exec(command_line: string, opts?: spawn.options): spawn.result?, string?, string?, spawn.result?",
        text = "`run(\"/bin/sh\", {\"-c\", command_line}, opts)`."},
       {"spawn.child_methods: table",

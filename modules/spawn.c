@@ -404,6 +404,10 @@ static void publish(lua_State *L, spec *sp, lchild *c, int obj) {
   }
   lua_pushstring(L, sp->file);
   lua_setfield(L, -2, "spawnfile");
+  lua_pushboolean(L, 0); /* false until kill() or the timeout, as Node */
+  lua_setfield(L, -2, "killed");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "timed_out");
   if (sp->detail) {
     lua_pushstring(L, sp->detail);
     lua_setfield(L, -2, "spawn_detail");

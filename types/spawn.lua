@@ -65,8 +65,8 @@ local spawn_options = {}
 ---@field stdio (lipc.stream|false)[] `child.stdio[i]` — the stream of entry `i` (1-based: `stdio[1]` is fd 0), or `false`
 ---@field exit_code integer? `child.exit_code`, `.signal_code` — set at exit; `exit_code` is nil when a signal killed it
 ---@field signal_code string? `child.exit_code`, `.signal_code` — set at exit; `exit_code` is nil when a signal killed it
----@field killed boolean `child.killed`, `.timed_out` — `true` once `kill` sent a signal / the timeout fired
----@field timed_out boolean `child.killed`, `.timed_out` — `true` once `kill` sent a signal / the timeout fired
+---@field killed boolean `child.killed`, `.timed_out` — `false` until `kill` sent a signal / the timeout fired, then `true` (as Node's `killed`)
+---@field timed_out boolean `child.killed`, `.timed_out` — `false` until `kill` sent a signal / the timeout fired, then `true` (as Node's `killed`)
 local lipc_child = {}
 
 ---`child:kill([signal])` — names (`"SIGKILL"`, `"KILL"`) or numbers, default `SIGTERM`; `true` or `nil, msg, "ESRCH"` once it has exited

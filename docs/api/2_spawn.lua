@@ -77,7 +77,7 @@ The child receives exactly these fds: everything else is closed.
       {"child.exit_code: integer?", "child.signal_code: string?", sig = "`child.exit_code`, `.signal_code`",
        text = "set at exit; `exit_code` is nil when a signal killed it"},
       {"child.killed: boolean", "child.timed_out: boolean", sig = "`child.killed`, `.timed_out`",
-       text = "`true` once `kill` sent a signal / the timeout fired"},
+       text = "`false` until `kill` sent a signal / the timeout fired, then `true` (as Node's `killed`)"},
       {"child:kill(signal?: string|integer): true?, string?, string?",
        text = "names (`\"SIGKILL\"`, `\"KILL\"`) or numbers, default `SIGTERM`; `true` or "
          .. "`nil, msg, \"ESRCH\"` once it has exited"},

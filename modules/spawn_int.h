@@ -72,7 +72,8 @@ struct lchild {
   waiter *waiters;
 };
 
-enum { IO_PIPE, IO_IPC, IO_FD, IO_STREAM, IO_NULL, IO_CLOSE };
+/* IO_STDOUT: whatever the child's fd 1 is ("stdout": 2>&1). */
+enum { IO_PIPE, IO_IPC, IO_FD, IO_STREAM, IO_NULL, IO_CLOSE, IO_STDOUT };
 
 typedef struct sio {
   int kind;

@@ -178,6 +178,8 @@ static int stdio_word(const char *w, int i, sio *io) {
     io->src = i;
   } else if (strcmp(w, "ignore") == 0)
     io->kind = i < 3 ? IO_NULL : IO_CLOSE;
+  else if (strcmp(w, "stdout") == 0 && i >= 2)
+    io->kind = IO_STDOUT; /* 2>&1: one pipe, the child's order kept */
   else
     return 0;
   return 1;
@@ -194,10 +196,11 @@ static void stdio_entry(lua_State *L, int i, sio *io) {
     io->kind = i < 3 ? IO_NULL : IO_CLOSE;
   } else if (t == LUA_TSTRING) {
     if (!stdio_word(lua_tostring(L, -1), i, io)) {
-      lua_pushfstring(L,
-                      "opts.stdio[%d]: unknown value '%s' (pipe, inherit,"
-                      " ignore, ipc, an fd or a stream)",
-                      i + 1, lua_tostring(L, -1));
+      lua_pushfstring(
+          L,
+          "opts.stdio[%d]: unknown value '%s' (pipe, inherit,"
+          " ignore, ipc, an fd or a stream; \"stdout\" from entry 3)",
+          i + 1, lua_tostring(L, -1));
       argfail(L, 3, lua_tostring(L, -1));
     }
   } else if (t == LUA_TNUMBER && lua_isinteger(L, -1) &&

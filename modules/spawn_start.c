@@ -121,7 +121,8 @@ int lipc__spawn_fds(lua_State *L, spec *sp) {
   }
   for (i = 0; i < sp->n; i++) {
     sio *io = &sp->io[i];
-    if (io->src >= 0 && io->src < sp->n && io->src != i) {
+    if (io->kind != IO_STDOUT && io->src >= 0 && io->src < sp->n &&
+        io->src != i) {
       io->tmp = fcntl(io->src, F_DUPFD_CLOEXEC, sp->n);
       if (io->tmp < 0)
         return -errno;
@@ -168,6 +169,8 @@ static int do_posix_spawn(spec *sp, pid_t *pid) {
       e = posix_spawn_file_actions_addopen(&fa, i, "/dev/null", O_RDWR, 0);
     else if (io->kind == IO_CLOSE)
       e = posix_spawn_file_actions_addclose(&fa, i);
+    else if (io->kind == IO_STDOUT) /* fd 1 is in place by now */
+      e = posix_spawn_file_actions_adddup2(&fa, 1, i);
     else
       e = posix_spawn_file_actions_adddup2(&fa, src_of(io), i);
   }
@@ -219,7 +222,9 @@ static int do_uv_spawn(lipc_runtime *rt, lchild *c, spec *sp) {
     return UV_ENOMEM;
   memset(&o, 0, sizeof(o));
   for (i = 0; i < sp->n; i++) {
-    if (sp->io[i].kind == IO_NULL || sp->io[i].kind == IO_CLOSE) {
+    if (sp->io[i].kind == IO_STDOUT) {
+      io[i] = io[1]; /* the same fd, or /dev/null */
+    } else if (sp->io[i].kind == IO_NULL || sp->io[i].kind == IO_CLOSE) {
       io[i].flags = UV_IGNORE;
     } else {
       io[i].flags = UV_INHERIT_FD;

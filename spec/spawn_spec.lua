@@ -152,6 +152,56 @@ describe("spawn", function()
   end)
 
   describe("stdio", function()
+    describe("\"stdout\" (2>&1)", function()
+      -- A shell that alternates between its stdout and its stderr: with
+      -- two pipes the order between them is lost, with one it is kept.
+      local script = "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done"
+      local want = "out1\nerr1\nout2\nerr2\nout3\nerr3\nout4\nerr4\nout5\nerr5\n"
+
+      it("sends stderr into stdout's pipe, in the order the child wrote", function()
+        local child = spawn("sh", {"-c", script}, {stdio = {"ignore", "pipe", "stdout"}})
+        assert.is_nil(child.stderr)
+        assert.is_false(child.stdio[3])
+        assert.are.equal(want, child.stdout:read_all())
+        assert.are.equal(0, child:wait())
+      end)
+
+      it("works with spawn.run: stdout holds both, stderr is empty", function()
+        local r = assert(spawn.run("sh", {"-c", script}, {stdio = {"ignore", "pipe", "stdout"}}))
+        assert.are.equal(want, r.stdout)
+        assert.are.equal("", r.stderr)
+        assert.are.equal(0, r.code)
+      end)
+
+      it("follows fd 1 wherever it goes: a stream, /dev/null, an extra fd", function()
+        local r, w = require("pipe").new()
+        local child = spawn("sh", {"-c", script}, {stdio = {"ignore", w, "stdout"}})
+        assert.are.equal(want, r:read_all())
+        assert.are.equal(0, child:wait())
+        r:close()
+        child = spawn("sh", {"-c", script}, {stdio = {"ignore", "ignore", "stdout"}})
+        assert.are.equal(0, child:wait())
+        child = spawn("sh", {"-c", "echo three >&3"}, {stdio = {"ignore", "pipe", "inherit", "stdout"}})
+        assert.are.equal("three\n", child.stdout:read_all())
+        assert.are.equal(0, child:wait())
+      end)
+
+      it("takes uid/gid's uv_spawn path too", function()
+        local id = assert(spawn.run("id", {"-u"})).stdout
+        local r = assert(spawn.run("sh", {"-c", script},
+          {stdio = {"ignore", "pipe", "stdout"}, uid = tonumber(id)}))
+        assert.are.equal(want, r.stdout)
+      end)
+
+      it("is refused for stdin and stdout themselves", function()
+        for _, stdio in ipairs({{"stdout", "pipe", "pipe"}, {"pipe", "stdout", "pipe"}}) do
+          local ok, err = pcall(spawn, "true", {}, {stdio = stdio})
+          assert.is_false(ok)
+          assert.matches("bad argument #3 to 'spawn' %(opts.stdio%[%d%]: unknown value 'stdout'", err)
+        end
+      end)
+    end)
+
     it("gives real pipes: the child can open /dev/stdin", function()
       local r = assert(spawn.run("sh", {"-c", "stat -L -c %F /dev/stdin; cat /dev/stdin"},
         {input = "from a pipe"}))
@@ -573,7 +623,7 @@ describe("spawn", function()
         "bad argument #3 to 'spawn' (opts.cwd: string expected, got number)")
       assert.has_error(function() spawn("ls", {}, {stdio = {"pipe", "bogus"}}) end,
         "bad argument #3 to 'spawn' (opts.stdio[2]: unknown value 'bogus' "
-          .. "(pipe, inherit, ignore, ipc, an fd or a stream))")
+          .. "(pipe, inherit, ignore, ipc, an fd or a stream; \"stdout\" from entry 3))")
       assert.has_error(function() spawn("ls", {}, {env = {X = {}}}) end,
         "bad argument #3 to 'spawn' (opts.env.X: string expected, got table)")
       assert.has_error(function() spawn("") end,

@@ -65,6 +65,10 @@ under `/bin/sh`, as execvp and Node's spawn run it. Wrong argument types raise `
   own copy (so `{a.stdout, ...}` wires `a`'s output into this child with no
   data passing through Lua). lipc's own `lipc.stdin/stdout/stderr` are
   shared, not closed.
+- `"stdout"` (entry 3 and up): whatever the child's fd 1 is, as the
+  shell's `2>&1`. `{"ignore", "pipe", "stdout"}` gives one pipe for both
+  outputs, so `child.stdout` (and `spawn.run`'s `stdout`) holds them in
+  the order the child wrote them; `child.stderr` is then nil.
 The child receives exactly these fds: everything else is closed.
 
 **The child object**]],

@@ -109,6 +109,19 @@ static int unread(uv_stream_t *uv) {
   return avail;
 }
 
+/* A stream nobody reads but someone waits to see end (an 'end' listener
+ * alone) is read to its end once the child is gone, its bytes dropped, as
+ * Node drains the stdio nobody reads: 'end' fires, then the child's
+ * 'close'. The stream on top of L is then marked used. */
+static void drain_for_end(lua_State *L, uv_stream_t *uv) {
+  if (uv_is_active((uv_handle_t *)uv) || stream_used(L, -1) ||
+      !lipc__has_listeners(L, -1, "end"))
+    return;
+  lua_getfield(L, -1, "resume"); /* marks it used */
+  lua_pushvalue(L, -2);
+  lua_call(L, 1, 0);
+}
+
 /* 'close' comes once the child is gone and every output stream being
  * read (or consumed before, with bytes still unread) has ended. What is
  * left is tidied: stdin is ended, an idle output stream is closed when
@@ -132,6 +145,8 @@ static void check_close(lchild *c) {
     lua_rawgeti(L, -1, i);
     s = lipc__stream_test(L, -1);
     uv = s ? lipc__stream_uv(s) : NULL;
+    if (uv && lipc__stream_open(s) && uv_is_readable(uv))
+      drain_for_end(L, uv);
     if (uv && lipc__stream_open(s) && uv_is_readable(uv) &&
         (uv_is_active((uv_handle_t *)uv) ||
          (stream_used(L, -1) && unread(uv) > 0))) {

@@ -363,6 +363,23 @@ describe("spawn", function()
       assert.is_false(child.stderr:state().open)
       assert.are.equal("later\n", child.stdout:read_all())
     end)
+
+    it("an 'end' listener on output nobody reads fires once the child exits, as Node's", function()
+      local child = spawn("sh", {"-c", "echo out; echo err >&2"})
+      local events = {}
+      child.stdout:on("end", function() events[#events + 1] = "stdout end" end)
+      child.stderr:on("end", function() events[#events + 1] = "stderr end" end)
+      child:on("exit", function() events[#events + 1] = "exit" end)
+      child:on("close", function() events[#events + 1] = "close" end)
+      assert.are.equal(0, child:wait())
+      -- the two ends come in either order, between exit and close
+      assert.are.equal(4, #events)
+      assert.are.same({"exit", "close"}, {events[1], events[4]})
+      local ends = {events[2], events[3]}
+      table.sort(ends)
+      assert.are.same({"stderr end", "stdout end"}, ends)
+      assert.is_false(child.stdout:state().open)
+    end)
   end)
 
   describe("signals and timeouts", function()

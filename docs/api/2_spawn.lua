@@ -98,7 +98,9 @@ The child receives exactly these fds: everything else is closed.
 when a signal ended it; `close(code, signal)` once the child has exited
 and every output stream being read has ended. Output streams nobody read
 are then closed if empty, or left open (their data can still be read
-after `wait()`); stdin is ended. A child that could not start emits
+after `wait()`); stdin is ended. An output stream nobody reads but with
+an `end` listener is drained instead, as Node drains stdio nobody reads:
+its bytes are dropped, `end` fires, then the child's `close`. A child that could not start emits
 `error(msg, code)` and then `close(nil, nil)`, never `exit`; its pipe
 streams exist and simply end. Writing to the stdin of a child that exited
 gives `error(msg, "EPIPE")` on that stream.

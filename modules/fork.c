@@ -6,9 +6,12 @@
  * socketpairs, the lipc executable's path, and the channel a parent
  * handed down through LIPC_CHANNEL_FD (lipc) or NODE_CHANNEL_FD (Node).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -35,6 +38,28 @@ static int l_socketpair(lua_State *L) {
     lipc__stream_new(L, (uv_stream_t *)p, LIPC_STREAM, "pipe");
   }
   return 2;
+}
+
+/* readable(path) -> true | nil, msg, code: whether a worker could read
+ * its script. Checked before the child starts, so that a missing or
+ * unreadable script is fork()'s error and not a child that exits at once
+ * (a directory opens, but is no script: EISDIR). */
+static int l_readable(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  int err = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    err = -errno;
+  else if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+    err = UV_EISDIR;
+  if (fd >= 0)
+    close(fd);
+  if (err) {
+    lua_pushfstring(L, "fork: %s", path);
+    return lipc__push_error(L, err, lua_tostring(L, -1));
+  }
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* exepath() -> the running lipc executable */
@@ -96,6 +121,7 @@ int luaopen_fork(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"socketpair", l_socketpair},
       {"exepath", l_exepath},
+      {"readable", l_readable},
       {"parent", l_parent},
       {NULL, NULL},
   };

@@ -103,9 +103,20 @@ end
 local OWN_OPTS = {exec_path = true, exec_argv = true, serialization = true,
                   max_message = true, high_water = true}
 
+-- How a worker ended, for receive() at the channel's end: nothing when
+-- it exited with status 0, else nil, msg, ERR_WORKER_EXIT.
+local function worker_status(script, proc)
+  local code, signal = proc.exit_code, proc.signal_code
+  if code == 0 or (code == nil and signal == nil) then return nil end
+  local how = signal and ("was killed by " .. signal) or ("exited with code " .. code)
+  return nil, ("fork: worker %s (pid %s) %s"):format(script, tostring(proc.pid), how),
+    "ERR_WORKER_EXIT"
+end
+
 -- Wires the process events and the channel's end into the child object.
-local function relay(child, proc, ch)
+local function relay(child, proc, ch, script)
   local exited, gone, disconnect_sent = false, false, false
+  local closed, ended = false, nil
   local function send_disconnect()
     if disconnect_sent then return end
     disconnect_sent = true
@@ -118,10 +129,13 @@ local function relay(child, proc, ch)
   end)
   proc:on("exit", function(...)
     exited = true
+    if ended then ended:broadcast() end
     child:emit("exit", ...)
     if gone then send_disconnect() end
   end)
   proc:on("close", function(...)
+    closed = true
+    if ended then ended:broadcast() end
     if not disconnect_sent then
       if ch.connected then ch:disconnect() end
       send_disconnect()
@@ -140,6 +154,20 @@ local function relay(child, proc, ch)
     gone = true
     if exited or local_end then send_disconnect() end
   end)
+  -- receive(): when the worker ends the channel, the answer waits for
+  -- its exit, so that a worker that could not start (a syntax error) or
+  -- crashed is told from one that finished: nil, msg, ERR_WORKER_EXIT.
+  local methods = getmetatable(child).__index
+  local recv = methods.receive
+  methods.receive = function(self, ...)
+    local m, h, c = recv(self, ...)
+    if m ~= nil or h ~= nil or ch.connected or local_end then return m, h, c end
+    while not exited and not closed do
+      ended = ended or lipc.cond()
+      ended:wait()
+    end
+    return worker_status(script, proc)
+  end
 end
 
 local function find_ipc(stdio)
@@ -158,6 +186,14 @@ local function fork(script, args, opts)
     args, opts, opts_arg = nil, args, 2
   end
   args, opts = args or {}, opts or {}
+  if script:sub(1, 1) ~= "-" then -- a script, not an option of exec_path's
+    local path = script
+    if type(opts.cwd) == "string" and script:sub(1, 1) ~= "/" then
+      path = opts.cwd .. "/" .. script
+    end
+    local ok, err, code = C.readable(path)
+    if not ok then return nil, err, code end
+  end
   local node = script:match("%.[cm]?js$") ~= nil
   local exec = opts.exec_path or (node and "node") or C.exepath()
   local mode = opts.serialization or (node and "json") or "lipc"
@@ -203,7 +239,7 @@ local function fork(script, args, opts)
   -- and no method lookup on the channel per message.
   local methods = getmetatable(child).__index
   methods.send, methods.receive = ch:bound()
-  relay(child, proc, ch)
+  relay(child, proc, ch, script)
   return child
 end
 

@@ -119,6 +119,67 @@ describe("fork", function()
     assert.are.equal(0, (child:wait()))
   end)
 
+  it("a script that cannot be read: fork returns nil, msg, code and starts nothing", function()
+    local dir = S.tmpdir()
+    local child, err, code = fork(dir .. "/missing.lua")
+    assert.is_nil(child)
+    assert.are.equal("ENOENT", code)
+    assert.matches("missing%.lua", err)
+    child, err, code = fork(dir)
+    assert.is_nil(child)
+    assert.are.equal("EISDIR", code)
+    assert.matches("EISDIR", err)
+    -- relative to opts.cwd, as the child would look for it
+    S.write_file(dir .. "/w.lua", "require('fork').parent:send('here')")
+    child, err = fork("w.lua", {cwd = dir})
+    assert.truthy(child, err)
+    assert.are.equal("here", child:receive())
+    assert.are.equal(0, (child:wait()))
+    assert.is_nil(fork("w.lua", {cwd = dir .. "/nowhere"}))
+  end)
+
+  it("a worker that cannot start or dies: receive() says how it ended (ERR_WORKER_EXIT)", function()
+    local quiet = {stdio = {"inherit", "inherit", "ignore"}}
+    local child = assert(fork(script("x = = 1\n"), quiet))
+    assert.is_true(child:send("anyone?"))
+    local m, err, code = child:receive()
+    assert.is_nil(m)
+    assert.are.equal("ERR_WORKER_EXIT", code)
+    assert.matches("exited with code 1", err)
+    assert.matches("child%.lua", err)
+    assert.are.equal(1, (child:wait()))
+    -- every receive after the end says the same
+    assert.are.equal("ERR_WORKER_EXIT", select(3, child:receive()))
+
+    child = assert(fork(script([[
+      local lipc = require "lipc"
+      local parent = require("fork").parent
+      parent:send("up")
+      parent:receive()
+      lipc.kill(lipc.pid, "SIGKILL")
+      lipc.sleep(1000)
+    ]])))
+    assert.are.equal("up", child:receive())
+    child:send("die")
+    m, err, code = child:receive()
+    assert.is_nil(m)
+    assert.are.equal("ERR_WORKER_EXIT", code)
+    assert.matches("was killed by SIGKILL", err)
+
+    child = assert(fork(script([[error("boom")]]), quiet))
+    m, err, code = child:receive()
+    assert.is_nil(m)
+    assert.matches("exited with code 1", err)
+    assert.are.equal("ERR_WORKER_EXIT", code)
+    -- a worker that ends with status 0 ends the channel with a plain nil
+    child = assert(fork(script([[require("fork").parent:send(1)]])))
+    assert.are.equal(1, child:receive())
+    m, err, code = child:receive()
+    assert.is_nil(m)
+    assert.is_nil(err)
+    assert.is_nil(code)
+  end)
+
   it("a child that dies mid-frame: exit, disconnect, close; no crash, no hang", function()
     local child = assert(fork(script([[
       local lipc = require "lipc"

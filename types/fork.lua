@@ -147,24 +147,30 @@ local lipc_channel_stats = {}
 ---@field connected boolean `child.connected` — whether the channel is open.
 local lipc_fork_child = {}
 
----`child:send(...)`, `child:receive()`, `child:drain()`, `child:disconnect()` — the channel's (below).
+---`child:send(...)`, `child:drain()`, `child:disconnect()` — the channel's (below).
 ---@param value any
 ---@param handle? userdata
 ---@param cb? fun(err?: string, code?: string)
 ---@return boolean
 function lipc_fork_child:send(value, handle, cb) end
 
----`child:send(...)`, `child:receive()`, `child:drain()`, `child:disconnect()` — the channel's (below).
----@return any
----@return userdata?
-function lipc_fork_child:receive() end
-
----`child:send(...)`, `child:receive()`, `child:drain()`, `child:disconnect()` — the channel's (below).
+---`child:send(...)`, `child:drain()`, `child:disconnect()` — the channel's (below).
 ---@return boolean
 function lipc_fork_child:drain() end
 
----`child:send(...)`, `child:receive()`, `child:drain()`, `child:disconnect()` — the channel's (below).
+---`child:send(...)`, `child:drain()`, `child:disconnect()` — the channel's (below).
 function lipc_fork_child:disconnect() end
+
+---`child:receive()` *(task)* — the channel's (below), except that when the child ends the
+---channel, it waits for its exit and tells how it ended: `nil` after
+---status 0 (or our own `disconnect()`), `nil, msg, "ERR_WORKER_EXIT"` after
+---another status or a signal, with the script, pid and status in `msg` (a
+---worker with a syntax error, an uncaught error or a crash is not taken for
+---one that finished).
+---@return any
+---@return userdata|string?
+---@return string?
+function lipc_fork_child:receive() end
 
 ---`child:stats()` — counters of the child: `{messages_sent, messages_received, bytes_sent,
 ---bytes_received, queued, high_water_hits, channel = ch:stats(), stdin = ..., stdout = ...,

@@ -32,6 +32,9 @@ Runs a child (the lipc executable from `uv_exepath`, or `opts.exec_path`;
 message channel on an `"ipc"` stdio entry (added at fd 3 unless `opts.stdio`
 has one). The child finds it through `LIPC_CHANNEL_FD` (native) or
 `NODE_CHANNEL_FD` + `NODE_CHANNEL_SERIALIZATION_MODE=json` (JSON mode).
+A script that cannot be read (missing, unreadable, a directory; relative
+paths against `opts.cwd`) starts nothing: `nil, msg, code` (`ENOENT`,
+`EACCES`, `EISDIR`).
 `opts`: everything `spawn` takes, plus:]],
     {list = true, options = "fork.options",
       {"exec_path: string", text = "the program to run (default: this lipc, or `node`)."},
@@ -50,9 +53,16 @@ ended; at once after our own `disconnect()`), `drain`, `error(msg, code)`.]],
       {"child.process: lipc.child", text = "the process object underneath (spawn's child)."},
       {"child.connected: boolean", text = "whether the channel is open."},
       {"child:send(value: any, handle?: userdata, cb?: fun(err?: string, code?: string)): boolean",
-       "child:receive(): any, userdata?", "child:drain(): boolean", "child:disconnect()",
-       sig = "`child:send(...)`, `child:receive()`, `child:drain()`, `child:disconnect()`",
+       "child:drain(): boolean", "child:disconnect()",
+       sig = "`child:send(...)`, `child:drain()`, `child:disconnect()`",
        text = "the channel's (below)."},
+      {"child:receive(): any, userdata|string?, string?", task = true,
+       text = [[the channel's (below), except that when the child ends the
+channel, it waits for its exit and tells how it ended: `nil` after
+status 0 (or our own `disconnect()`), `nil, msg, "ERR_WORKER_EXIT"` after
+another status or a signal, with the script, pid and status in `msg` (a
+worker with a syntax error, an uncaught error or a crash is not taken for
+one that finished).]]},
       {"child:stats(): table",
        text = [[counters of the child: `{messages_sent, messages_received, bytes_sent,
 bytes_received, queued, high_water_hits, channel = ch:stats(), stdin = ..., stdout = ...,

@@ -354,9 +354,16 @@ static void parse(lchannel *ch) {
     if (avail < 4)
       break;
     flen = get_be32(p);
-    if (flen > ch->max + MARKER_LEN) {
-      too_large(ch, "frame", flen);
-      break;
+    if (flen > ch->max) {
+      /* The 3 bytes of slack are the handle marker's alone: a value over
+       * max_message is refused here as send() refuses it. Which it is
+       * shows once the payload's first 3 bytes are in. */
+      if (flen <= ch->max + MARKER_LEN && avail - 4 < MARKER_LEN)
+        break;
+      if (flen > ch->max + MARKER_LEN || !has_marker(p + 4, avail - 4)) {
+        too_large(ch, "frame", flen);
+        break;
+      }
     }
     if (avail - 4 < flen)
       break;

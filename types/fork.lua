@@ -32,7 +32,7 @@ function fork.socketpair() end
 ---@field exec_path? string `exec_path` — the program to run (default: this lipc, or `node`).
 ---@field exec_argv? string[] `exec_argv` — arguments before the script.
 ---@field serialization? "lipc"|"json" `serialization` — `"lipc"` default, `"json"`; automatic for Node scripts.
----@field max_message? integer `max_message` — bytes, default 64 MiB, enforced both ways.
+---@field max_message? integer `max_message` — bytes of one value (a handle's marker is not counted), default 64 MiB, enforced both ways.
 ---@field high_water? integer `high_water` — bytes of unsent frames before `send` returns false, default 64 KiB.
 local fork_options = {}
 

@@ -41,7 +41,7 @@ paths against `opts.cwd`) starts nothing: `nil, msg, code` (`ENOENT`,
       {"exec_argv: string[]", text = "arguments before the script."},
       {"serialization: \"lipc\"|\"json\"", sig = "`serialization`",
        text = "`\"lipc\"` default, `\"json\"`; automatic for Node scripts."},
-      {"max_message: integer", text = "bytes, default 64 MiB, enforced both ways."},
+      {"max_message: integer", text = "bytes of one value (a handle's marker is not counted), default 64 MiB, enforced both ways."},
       {"high_water: integer", text = "bytes of unsent frames before `send` returns false, default 64 KiB."},
     },
 [[The child object is spawn's child (pid, stdio, kill, wait, `spawn`, `exit`,
@@ -154,7 +154,8 @@ Native frame: 4-byte big-endian length of the rest, then optionally the
 handle marker `d4 01 <kind>` (MessagePack fixext1, type 1; kind 1 TCP
 server, 2 TCP socket, 3 pipe server, 4 pipe socket; the fd travels as
 SCM_RIGHTS with the first byte of the frame), then one MessagePack value.
-The length covers marker and value and may not exceed `max_message` + 3.
+The length covers marker and value: the value may not exceed `max_message`
+(the 3 bytes more are the marker's alone), on either side.
 JSON mode (Node): one JSON text + `"\n"` per message; lines that decode to
 `{"cmd": "NODE_..."}` are Node's own and are ignored, but for Node's handle
 message: servers and sockets travel to and from Node as Node passes them

@@ -4,10 +4,12 @@
  * fork.lua does the work (spawn a child lipc with an "ipc" stdio entry and
  * a channel over it, pools, serve); this file gives it what Lua cannot do:
  * socketpairs, the lipc executable's path, and the channel a parent
- * handed down through LIPC_CHANNEL_FD (lipc) or NODE_CHANNEL_FD (Node).
+ * handed down through LIPC_CHANNEL_FD (lipc) or NODE_CHANNEL_FD (Node),
+ * read and removed from the environment as the runtime starts.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -73,44 +75,99 @@ static int l_exepath(lua_State *L) {
   return 1;
 }
 
-/* An fd number from the environment variable name, or -1. The variable
- * is removed so that our own children do not inherit a channel. */
-static int env_fd(const char *name) {
+/* Why fd cannot be a channel handed down to us, or NULL when it can: an
+ * open, connected Unix stream socket. A stale or wrong number may name
+ * any fd this process has opened since (the loop's epoll fd, a file),
+ * and a channel over it would corrupt it or abort in libuv. */
+static const char *not_a_channel(int fd) {
+  struct stat st;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(int);
+  int type = 0, listening = 0;
+  if (fstat(fd, &st) != 0)
+    return "is not an open fd";
+  if (!S_ISSOCK(st.st_mode))
+    return "is not a socket";
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
+      type != SOCK_STREAM)
+    return "is not a stream socket";
+  len = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 &&
+      listening)
+    return "is a listening socket";
+  len = sizeof(ss);
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+      ss.ss_family != AF_UNIX)
+    return "is not a Unix socket";
+  return NULL;
+}
+
+/* Reads the variable name into rt->parent_fd (-1 when unset) and removes
+ * it, so that our own children (os.execute's shell included) do not
+ * inherit it. A usable fd is made close-on-exec for the same reason; an
+ * unusable one is left alone (it is not ours) and described in
+ * rt->parent_err. */
+static void take_fd(lipc_runtime *rt, const char *name) {
   const char *v = getenv(name);
+  const char *why;
   char *end;
   long fd;
-  if (v == NULL || *v == '\0')
-    return -1;
+  if (v == NULL || *v == '\0') {
+    unsetenv(name);
+    return;
+  }
   fd = strtol(v, &end, 10);
+  if (*end != '\0' || fd < 0 || fd > 1 << 20) {
+    snprintf(rt->parent_err, sizeof(rt->parent_err),
+             "%s='%.40s' is not an fd number", name, v);
+  } else if ((why = not_a_channel((int)fd)) != NULL) {
+    snprintf(rt->parent_err, sizeof(rt->parent_err),
+             "%s=%ld %s (a stale value, inherited?)", name, fd, why);
+  } else {
+    (void)fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+    rt->parent_fd = (int)fd;
+  }
   unsetenv(name);
-  if (*end != '\0' || fd < 0 || fd > 1 << 20)
-    return -1;
-  return (int)fd;
+}
+
+void lipc__fork_take_env(lua_State *L) {
+  lipc_runtime *rt = lipc__rt(L);
+  const char *mode;
+  if (rt->parent_env)
+    return;
+  rt->parent_env = 1;
+  rt->parent_fd = -1;
+  take_fd(rt, "LIPC_CHANNEL_FD");
+  if (rt->parent_fd < 0 && rt->parent_err[0] == '\0') {
+    mode = getenv("NODE_CHANNEL_SERIALIZATION_MODE");
+    take_fd(rt, "NODE_CHANNEL_FD");
+    rt->parent_json = rt->parent_fd >= 0;
+    if (rt->parent_json && mode && strcmp(mode, "json") != 0) {
+      snprintf(rt->parent_err, sizeof(rt->parent_err),
+               "Node's '%.40s' serialization is not supported; use 'json'",
+               mode);
+      rt->parent_fd = -1;
+    }
+  }
+  unsetenv("NODE_CHANNEL_FD");
+  unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
 }
 
 /* parent() -> the channel to the process that forked us, or nil; made
- * once per runtime, on first use (rt->parent_ref). Node's JSON mode when
- * Node is the parent. */
+ * once per runtime, on first use (rt->parent_ref), from what
+ * lipc__fork_take_env read when the runtime started. Node's JSON mode
+ * when Node is the parent. */
 static int l_parent(lua_State *L) {
   lipc_runtime *rt = lipc__rt(L);
-  int fd, json = 0;
   if (rt->parent_ref != 0) { /* known: LUA_REFNIL when not forked */
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->parent_ref);
     return 1;
   }
-  fd = env_fd("LIPC_CHANNEL_FD");
-  if (fd < 0) {
-    const char *mode = getenv("NODE_CHANNEL_SERIALIZATION_MODE");
-    fd = env_fd("NODE_CHANNEL_FD");
-    if (fd >= 0 && mode && strcmp(mode, "json") != 0)
-      return luaL_error(L,
-                        "fork: Node's '%s' serialization is not "
-                        "supported; use 'json'",
-                        mode);
-    json = fd >= 0;
-    unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
-  }
-  if (fd < 0 || !lipc__channel_from_fd(L, fd, json, 1))
+  lipc__fork_take_env(L);
+  if (rt->parent_err[0] != '\0')
+    return luaL_error(L, "fork.parent: %s", rt->parent_err);
+  if (rt->parent_fd < 0 ||
+      !lipc__channel_from_fd(L, rt->parent_fd, rt->parent_json, 1))
     lua_pushnil(L); /* not forked: remembered as LUA_REFNIL */
   lua_pushvalue(L, -1);
   rt->parent_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -23,6 +23,7 @@ void lipc__open_modules(lua_State *L) {
       {NULL, NULL},
   };
   int i;
+  lipc__fork_take_env(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (i = 0; mods[i].name; i++) {
     lua_pushcfunction(L, mods[i].func);

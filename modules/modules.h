@@ -15,7 +15,13 @@ int luaopen_fork(lua_State *L);  /* fork.c */
 int luaopen_pipe(lua_State *L);  /* pipe.c */
 int luaopen_net(lua_State *L);   /* net.c */
 
-/* Makes every module requirable in L (package.preload). */
+/* fork.c: reads LIPC_CHANNEL_FD (or NODE_CHANNEL_FD) into the runtime
+ * and removes the variables from the environment, once per runtime:
+ * lipc__open_modules calls it, whether or not the script uses fork. */
+void lipc__fork_take_env(lua_State *L);
+
+/* Makes every module requirable in L (package.preload); takes the
+ * channel variables from the environment (lipc__fork_take_env). */
 void lipc__open_modules(lua_State *L);
 
 #endif

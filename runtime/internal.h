@@ -55,6 +55,11 @@ struct lipc_runtime {
   lipc__reaper *reaper;  /* modules/spawn_reap.c: SIGCHLD, our children */
   int parent_ref;        /* modules/fork.c: the channel to our parent (0:
                             not looked for yet, LUA_REFNIL: none) */
+  int parent_env;        /* modules/fork.c: 1 once the environment's
+                            channel variables were read (and removed) */
+  int parent_fd;         /* that channel's fd, or -1 */
+  int parent_json;       /* 1: it came as NODE_CHANNEL_FD */
+  char parent_err[160];  /* why the variable is unusable ("" if it is) */
   int uncaught_ref;      /* modules/core.c: lipc.on_uncaught's handler
                             (a registry ref; 0 or LUA_REFNIL: none) */
 };

@@ -26,8 +26,11 @@
  *     stderr) and LIPC_ALLOC=malloc (plain malloc for a state lipc_new
  *     creates) are read, not changed. LIPC_CHANNEL_FD, NODE_CHANNEL_FD and
  *     NODE_CHANNEL_SERIALIZATION_MODE are read and removed from the
- *     environment on the first use of fork.parent, so that the processes
- *     the script starts do not inherit its channel.
+ *     environment as the runtime starts (lipc_new), whether or not the
+ *     script uses fork.parent, and the channel fd is made close-on-exec,
+ *     so that the processes the script starts (os.execute's included)
+ *     inherit neither. A value that names no Unix stream socket is left
+ *     alone; fork.parent then raises an error that says why.
  */
 #ifndef LIPC_H
 #define LIPC_H

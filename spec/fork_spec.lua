@@ -183,9 +183,10 @@ describe("fork", function()
   it("a child that dies mid-frame: exit, disconnect, close; no crash, no hang", function()
     local child = assert(fork(script([[
       local lipc = require "lipc"
-      -- half a frame on the channel fd, then death by signal
-      os.execute("printf '\\000\\000\\020\\000abc' >&3")
-      lipc.kill(lipc.pid, "SIGKILL")
+      -- half a frame on the channel's stream, then death by signal
+      require("fork").parent:stream():write("\0\0\16\0abc", function()
+        lipc.kill(lipc.pid, "SIGKILL")
+      end)
       lipc.sleep(1000)
     ]])))
     local events, done = {}, lipc.cond()
@@ -200,7 +201,7 @@ describe("fork", function()
 
   it("a child writing garbage: the channel closes with an 'error' saying why", function()
     local child = assert(fork(script([[
-      os.execute("printf '\\000\\000\\000\\002\\301\\301' >&3")
+      require("fork").parent:stream():write("\0\0\0\2\193\193")
       require("lipc").sleep(200)
     ]])))
     local err, code

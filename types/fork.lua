@@ -3,7 +3,7 @@
 
 ---Child lipc (or Node) processes with a message channel; worker pools.
 ---@class fork
----@field parent lipc.channel? `fork.parent` — The channel to the process that forked us, or nil. It keeps the process alive only while a task waits in `receive()` or a `message` listener exists. When the parent goes away the child exits with status 0 unless it listens for `disconnect`, was waiting in `receive()`, or set `fork.parent.exit_on_disconnect = false`.
+---@field parent lipc.channel? `fork.parent` — The channel to the process that forked us, or nil. It keeps the process alive only while a task waits in `receive()` or a `message` listener exists. When the parent goes away the child exits with status 0 unless it listens for `disconnect`, was waiting in `receive()`, or set `fork.parent.exit_on_disconnect = false`. `LIPC_CHANNEL_FD` (or `NODE_CHANNEL_FD`) is read and removed from the environment as the runtime starts, whether or not the script uses `fork.parent`, and the channel fd is close-on-exec: the processes the child starts (`os.execute` included) inherit neither. A value that names no open Unix stream socket (a stale number, a file) makes `require "fork"` raise `fork.parent: LIPC_CHANNEL_FD=3 is not a socket ...`.
 ---@overload fun(script: string, args?: string[], opts?: fork.options): lipc.fork.child?, string?, string?
 local fork = {}
 

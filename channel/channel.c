@@ -29,6 +29,27 @@ int lipc__chan_fd(lchannel *ch) {
   return (int)fd;
 }
 
+static const char OWNER_KEY = 0;
+
+void lipc__chan_push_target(lchannel *ch, lua_State *L, int idx) {
+  int top;
+  idx = lua_absindex(L, idx);
+  if (push_target(ch)) { /* on rt->L */
+    if (L != ch->h.rt->L)
+      lua_xmove(ch->h.rt->L, L, 1);
+    return;
+  }
+  lua_pop(ch->h.rt->L, 1);
+  top = lua_gettop(L);
+  if (lua_getiuservalue(L, idx, 1) == LUA_TTABLE &&
+      lua_rawgetp(L, -1, &OWNER_KEY) != LUA_TNIL) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_settop(L, top);
+  lua_pushvalue(L, idx);
+}
+
 void lipc__chan_set_connected(lchannel *ch, int on) {
   lua_State *L = ch->h.rt->L;
   ch->connected = on;
@@ -316,10 +337,17 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
   ch->s = s;
   lua_pushvalue(L, sidx);
   ch->stream_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (opts && lua_getfield(L, opts, "owner") != LUA_TNIL)
-    ch->owner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  else if (opts)
+  if (opts && lua_getfield(L, opts, "owner") != LUA_TNIL) {
+    /* also in our env: the registry ref goes with the handle, and a send
+     * after that still reports to the owner (lipc__chan_push_target) */
+    lua_getiuservalue(L, -2, 1);
+    lua_pushvalue(L, -2);
+    lua_rawsetp(L, -2, &OWNER_KEY);
     lua_pop(L, 1);
+    ch->owner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  } else if (opts) {
+    lua_pop(L, 1);
+  }
   if (opts && lua_getfield(L, opts, "own_disconnect") != LUA_TNIL)
     ch->own_disconnect = lua_toboolean(L, -1);
   if (opts)

@@ -97,6 +97,9 @@ struct lchannel {
 int lipc__chan_fd(lchannel *ch);
 /* Sets target.connected (a plain field: __newindex stores it). */
 void lipc__chan_set_connected(lchannel *ch, int on);
+/* Pushes on L where ch's events go: its owner (fork's child) or itself,
+ * also once it is closed; idx is ch's userdata on L. */
+void lipc__chan_push_target(lchannel *ch, lua_State *L, int idx);
 /* The channel is over (peer went, error, disconnect or close). */
 void lipc__chan_gone(lchannel *ch);
 

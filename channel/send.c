@@ -311,10 +311,16 @@ static int send_closed(lchannel *ch, lua_State *L, int cb) {
     lua_pushstring(L, msg);
     lua_pushstring(L, CLOSED_CODE);
     lipc__task_start(rt, L, 2);
-  } else {
+  } else if (!rt->exiting) {
+    /* on the owner or the channel, also once it is closed (its handle
+     * no longer leads there): uncaught when nobody listens, as Node */
+    lipc__chan_push_target(ch, L, 1);
+    if (L != rt->L)
+      lua_xmove(L, rt->L, 1);
     lua_pushstring(rt->L, msg);
     lua_pushstring(rt->L, CLOSED_CODE);
-    chan_emit(ch, "error", 2);
+    lipc__emit(rt, -3, "error", 2);
+    lua_pop(rt->L, 1);
   }
   lua_pushboolean(L, 0);
   return 1;

@@ -239,6 +239,34 @@ describe("fork", function()
     assert.are.equal(0, (child:wait()))
   end)
 
+  it("send on a channel the child's exit closed, with no callback: 'error' event, as Node", function()
+    local child = assert(fork(script([[return]])))
+    assert.are.equal(0, (child:wait()))
+    assert.is_false(child.connected)
+    local errors = {}
+    child:on("error", function(msg, c) errors[#errors + 1] = {msg, c} end)
+    assert.is_false(child:send("late"))
+    assert.is_false(child.channel:send("later"))
+    assert.are.equal(2, #errors)
+    assert.are.equal("ERR_IPC_CHANNEL_CLOSED", errors[1][2])
+    assert.matches("channel closed", errors[1][1])
+    local called
+    assert.is_false(child:send("with cb", function(_, c) called = c end))
+    S.wait_for(function() return called end, 1000)
+    assert.are.equal("ERR_IPC_CHANNEL_CLOSED", called)
+    assert.are.equal(2, #errors)              -- the callback has it, not 'error'
+  end)
+
+  it("send on a closed channel nobody listens to for 'error' is an uncaught error", function()
+    local _, err, status = S.run_lipc(([[
+      local child = require("fork")(%q)
+      child:wait()
+      child:send("late")
+    ]]):format(script("return")))
+    assert.are.equal(1, status)
+    assert.matches("unhandled 'error' event: channel.send: channel closed", err, 1, true)
+  end)
+
   it("send of an unserializable value raises naming the key path; nothing is sent", function()
     local child = assert(fork(script([[
       local parent = require("fork").parent

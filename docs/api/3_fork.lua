@@ -77,8 +77,10 @@ the unsent bytes are over the high-water mark (`drain` follows). Raises
 on a value that cannot be sent (the message names the key path) or is
 over `max_message`. `handle`: a net/pipe server or socket, passed with
 SCM_RIGHTS (native mode, IPC pipes only). `cb(err, code)` runs once the
-frame is written. On a closed channel: `cb("...", "ERR_IPC_CHANNEL_CLOSED")`
-or an `error` event with that code; returns false.]]},
+frame is written. On a closed channel (our `disconnect()`, or the peer
+gone): `cb("...", "ERR_IPC_CHANNEL_CLOSED")`, or without `cb` an `error`
+event with that code on the child (or the channel), which is an uncaught
+error when nobody listens, as in Node; returns false.]]},
       {"receive(): any, userdata|string?, string?", task = true, sig = "`receive()`",
        ret = "`msg, handle`",
        text = [[the next message; `nil` once

@@ -633,6 +633,7 @@ int luaopen_lipc(lua_State *L) {
       {"stream_from_fd", lipc__stream_l_from_fd},
       {"run", l_run},
       {"on_uncaught", l_on_uncaught},
+      {"poll", lipc__poll_l},
       {NULL, NULL},
   };
   static const luaL_Reg timer_methods[] = {

@@ -21,6 +21,7 @@
 
 typedef struct lipc__handle lipc__handle;
 typedef struct lipc__reaper lipc__reaper;
+typedef struct lipc__poll lipc__poll;
 
 /* How a module wraps a handle that came with a message (channel.h). */
 typedef void (*lipc__wrap_fn)(lua_State *L, uv_stream_t *h, int kind);
@@ -49,6 +50,8 @@ struct lipc_runtime {
   unsigned listener_gen;   /* bumped whenever any listener is added or
                               removed: lets hot paths cache a lookup */
   struct trimmer *trimmer; /* unmaps the allocator's kept blocks (runtime.c) */
+  lipc__poll *poll;        /* the adaptive poll (poll.c), NULL: none */
+  unsigned io_seen;        /* bumped by every stream read: poll.c's signal */
   /* What the layers above keep per runtime, all of it here (zero until
    * they set it). */
   lipc__wrap_fn wrap[8]; /* channel/handoff.c: by wire kind */
@@ -78,6 +81,12 @@ lipc_runtime *lipc__rt(lua_State *L);
 void lipc__set_arg(lua_State *L, const char *script, int argc, char **argv);
 void lipc__uncaught(lipc_runtime *rt, lua_State *co, int idx);
 void lipc__exit_now(lipc_runtime *rt, int code);
+
+/* poll.c: after a loop turn that read something, the loop polls without
+ * blocking for a while before it sleeps (LIPC_POLL, lipc.poll). */
+void lipc__poll_init(lipc_runtime *rt);  /* from LIPC_POLL; may fail: none */
+void lipc__poll_close(lipc_runtime *rt); /* closes its handles */
+int lipc__poll_l(lua_State *L);          /* lipc.poll([setting]) */
 
 /* alloc.c: a state with lipc's allocator, panic and warn functions */
 lua_State *lipc__state_new(void);

@@ -119,14 +119,15 @@ static lipc_runtime *rt_alloc(uv_loop_t *loop) {
   rt->t0 = uv_hrtime();
   if (loop) {
     rt->loop = loop;
-    return rt;
+  } else {
+    if (uv_loop_init(&rt->own_loop) != 0) {
+      free(rt);
+      return NULL;
+    }
+    rt->loop = &rt->own_loop;
+    rt->owns_loop = 1;
   }
-  if (uv_loop_init(&rt->own_loop) != 0) {
-    free(rt);
-    return NULL;
-  }
-  rt->loop = &rt->own_loop;
-  rt->owns_loop = 1;
+  lipc__poll_init(rt);
   return rt;
 }
 
@@ -190,8 +191,11 @@ lipc_runtime *lipc__runtime_new(uv_loop_t *loop) {
     return NULL;
   L = lipc__state_new();
   if (L == NULL) {
-    if (rt->owns_loop)
+    lipc__poll_close(rt);
+    if (rt->owns_loop) {
+      uv_run(rt->loop, UV_RUN_NOWAIT); /* the poll's close callbacks */
       uv_loop_close(rt->loop);
+    }
     free(rt);
     return NULL;
   }
@@ -304,6 +308,7 @@ static void drain_and_close(lipc_runtime *rt) {
   uv_timer_t guard;
   rt->exiting = 1;
   fflush(stdout);
+  lipc__poll_close(rt); /* the flush below sleeps while it waits */
   lipc__close_all(rt, 1);
   if (rt->handles) {
     uv_timer_init(rt->loop, &guard);

@@ -302,6 +302,8 @@ static void on_read(uv_stream_t *uv, ssize_t n, const uv_buf_t *buf) {
   lipc__stream *s = uv->data;
   int err = 0;
   s->active = uv_now(uv->loop);
+  if (n != 0)
+    s->h.rt->io_seen++; /* traffic: poll.c polls on before sleeping */
   if (n > 0) {
     s->reads++;
     if (!s->read_hook)

@@ -139,6 +139,23 @@ function lipc.stream_from_fd(fd) end
 ---@return function?
 function lipc.on_uncaught(fn) end
 
+---`lipc.poll([setting])` → the poll's state after the setting — the adaptive poll: after a loop turn that read
+---something, the loop polls for more without blocking, for up to `max_us`
+---microseconds (default 50) since the last read, before it sleeps, so a peer
+---that answers at once finds it awake (README, "Performance"). `false` turns
+---it off, `true` on everywhere, `"auto"` (the default) on only where it can
+---win: more than one CPU to run on and a load average no higher than their
+---count. A table sets `max_us` (1-10000) and `mode` (`"on"`, `"off"`,
+---`"auto"`; default `"on"`). The state: `mode`, `max_us`, `budget_us` (the
+---window it adapted to: it grows while polls find data and drops to 0 when
+---they do not), and counts: `spins` (polls started), `hits` (reads found
+---while polling), `misses` (polls that ended without one), `turns` (loop
+---turns spent polling). `LIPC_POLL=0` (or `off`), `1` (`on`), `auto` or a
+---number of microseconds (on) sets it at start.
+---@param setting? boolean|string|{max_us?: integer, mode?: string}
+---@return lipc.poll_state
+function lipc.poll(setting) end
+
 ---`lipc.run()` — with stock `lua5.4` (`require "lipc"` through the
 ---`lipc.so` module): runs the event loop until nothing is pending and
 ---returns the exit status. Raises when the loop is already running.
@@ -368,5 +385,16 @@ function lipc_stream:once(name, fn) end
 ---@field pending_writes integer
 ---@field high_water_hits integer
 local lipc_stream_stats = {}
+
+---What `lipc.poll()` returns.
+---@class lipc.poll_state
+---@field mode string
+---@field max_us integer
+---@field budget_us integer
+---@field spins integer
+---@field hits integer
+---@field misses integer
+---@field turns integer
+local lipc_poll_state = {}
 
 return lipc

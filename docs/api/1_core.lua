@@ -19,6 +19,9 @@ standard streams. `lipc.spawn`, `lipc.fork`, `lipc.pipe`, `lipc.net` are the oth
     {name = "lipc.stream_stats", text = "What `stream:stats()` returns.",
      fields = {"bytes_read: integer", "bytes_written: integer", "reads: integer", "writes: integer",
                "queued: integer", "pending_writes: integer", "high_water_hits: integer"}},
+    {name = "lipc.poll_state", text = "What `lipc.poll()` returns.",
+     fields = {"mode: string", "max_us: integer", "budget_us: integer", "spins: integer",
+               "hits: integer", "misses: integer", "turns: integer"}},
   },
   doc = {
 [[## Conventions
@@ -146,6 +149,21 @@ instead of exiting with status 1. `nil` restores the default. The handler
 runs outside a task (start one with `lipc.go` to wait); an error in it is
 reported with the original one, and the process exits with status 1.
 `lipc test` uses it to fail the spec that was running.]]},
+      {"lipc.poll(setting?: boolean|string|{max_us?: integer, mode?: string}): lipc.poll_state",
+       ret = "the poll's state after the setting",
+       text = [[the adaptive poll: after a loop turn that read
+something, the loop polls for more without blocking, for up to `max_us`
+microseconds (default 50) since the last read, before it sleeps, so a peer
+that answers at once finds it awake (README, "Performance"). `false` turns
+it off, `true` on everywhere, `"auto"` (the default) on only where it can
+win: more than one CPU to run on and a load average no higher than their
+count. A table sets `max_us` (1-10000) and `mode` (`"on"`, `"off"`,
+`"auto"`; default `"on"`). The state: `mode`, `max_us`, `budget_us` (the
+window it adapted to: it grows while polls find data and drops to 0 when
+they do not), and counts: `spins` (polls started), `hits` (reads found
+while polling), `misses` (polls that ended without one), `turns` (loop
+turns spent polling). `LIPC_POLL=0` (or `off`), `1` (`on`), `auto` or a
+number of microseconds (on) sets it at start.]]},
       {"lipc.run(): integer", text = [[with stock `lua5.4` (`require "lipc"` through the
 `lipc.so` module): runs the event loop until nothing is pending and
 returns the exit status. Raises when the loop is already running.]]},

@@ -1,0 +1,321 @@
+/*
+ * poll.c - the adaptive poll: while traffic is hot, the loop looks for
+ * I/O without blocking for a short while before it sleeps in epoll_wait.
+ *
+ * A peer that answers within a few tens of microseconds then finds the
+ * loop awake: no sleep, no wake-up on another CPU (about 20 us each way
+ * on a VM), at about the CPU that the sleep and the wake-up cost. Where
+ * the peer needs this CPU, or no answer comes, the poll only burns time,
+ * so it adapts and turns itself off:
+ *
+ *   - A check handle runs after every poll phase and sees whether the
+ *     turn read anything (rt->io_seen, bumped by stream.c's read
+ *     callback). After a turn with I/O it starts a spin: an idle handle
+ *     is made active, and while one is active uv_run polls with a zero
+ *     timeout. Each turn that reads something during the spin is a hit
+ *     and starts the window again; a window of budget_us without I/O is a
+ *     miss and ends the spin (the idle handle stops, the loop sleeps).
+ *   - The budget grows by a quarter of max_us on a hit, halves on a miss,
+ *     and drops to zero below an eighth of max_us. At zero only every
+ *     PROBE_EVERY-th wake-up with I/O tries one spin of max_us (a probe);
+ *     a probe that misses goes straight back to zero. So an idle process
+ *     never spins (no I/O, no spin), and a bursty one spends a few
+ *     microseconds per PROBE_EVERY messages.
+ *   - "auto" (the default) spins only where it can win: more than one
+ *     CPU to run on (sched_getaffinity), and a load average (/proc/loadavg,
+ *     read at most once a second) no higher than that CPU count.
+ *
+ * LIPC_POLL=0 turns it off, 1 on everywhere (no CPU or load check), <us>
+ * on everywhere with that max_us; unset or "auto": auto. lipc.poll() sets
+ * and reads it from Lua. The handles are unreferenced: they never keep
+ * the process alive.
+ */
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define POLL_DEFAULT_US 50
+#define POLL_MAX_US 10000 /* the most lipc.poll / LIPC_POLL accept */
+#define PROBE_EVERY 32
+#define GUARD_MS 1000 /* how long a CPU and load check holds */
+
+enum { MODE_OFF, MODE_AUTO, MODE_ON };
+static const char *const MODES[] = {"off", "auto", "on", NULL};
+
+struct lipc__poll {
+  uv_idle_t idle;   /* active while spinning: uv_run does not block */
+  uv_check_t check; /* after every poll phase */
+  int mode;
+  unsigned max_us;
+  unsigned budget_us; /* the adapted window, 0 or max_us/8..max_us */
+  unsigned seen;      /* rt->io_seen at the last check */
+  unsigned probe;     /* wake-ups with I/O until the next probe */
+  int spinning, probing;
+  int allowed;       /* the last CPU and load check (auto) */
+  uint64_t guard_at; /* uv_now of that check, 0: never */
+  uint64_t since;    /* hrtime the window started */
+  uint64_t spins, hits, misses, turns;
+  int closing;
+};
+
+static void on_idle(uv_idle_t *h) {
+  (void)h; /* its being active is what matters */
+}
+
+/* The CPUs this process may run on. */
+static int cpu_count(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0)
+    return CPU_COUNT(&set);
+  return (int)sysconf(_SC_NPROCESSORS_ONLN);
+}
+
+/* The 1-minute load average, or -1 when it cannot be read. */
+static double load_average(void) {
+  char buf[64];
+  ssize_t n;
+  int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0)
+    return -1;
+  buf[n] = '\0';
+  return strtod(buf, NULL);
+}
+
+/* Whether a spin may start now: auto asks the machine, at most once a
+ * second (a spin where the peer needs this CPU, or where other work
+ * already fills them all, takes their time and wins nothing). */
+static int allowed(lipc__poll *p, uv_loop_t *loop) {
+  uint64_t now;
+  int cpus;
+  double load;
+  if (p->mode != MODE_AUTO)
+    return p->mode == MODE_ON;
+  now = uv_now(loop);
+  if (p->guard_at != 0 && now - p->guard_at < GUARD_MS)
+    return p->allowed;
+  p->guard_at = now == 0 ? 1 : now;
+  cpus = cpu_count();
+  load = load_average();
+  p->allowed = cpus > 1 && load <= (double)cpus;
+  return p->allowed;
+}
+
+static void spin_start(lipc__poll *p, uint64_t now) {
+  p->spinning = 1;
+  p->since = now;
+  p->spins++;
+  uv_idle_start(&p->idle, on_idle);
+}
+
+static void spin_stop(lipc__poll *p) {
+  p->spinning = 0;
+  p->probing = 0;
+  uv_idle_stop(&p->idle);
+}
+
+static void on_hit(lipc__poll *p, uint64_t now) {
+  p->hits++;
+  p->probing = 0;
+  p->since = now;
+  p->budget_us += p->max_us / 4 + 1;
+  if (p->budget_us > p->max_us)
+    p->budget_us = p->max_us;
+}
+
+static void on_miss(lipc__poll *p) {
+  p->misses++;
+  p->budget_us = p->probing ? 0 : p->budget_us / 2;
+  if (p->budget_us < p->max_us / 8 + 1) {
+    p->budget_us = 0;
+    p->probe = PROBE_EVERY;
+  }
+  spin_stop(p);
+}
+
+/* A wake-up with I/O, not spinning: spin, unless the budget is spent and
+ * no probe is due. */
+static void on_wake(lipc__poll *p, uv_loop_t *loop) {
+  if (!allowed(p, loop))
+    return;
+  if (p->budget_us == 0) {
+    if (p->probe > 1) {
+      p->probe--;
+      return;
+    }
+    p->probing = 1;
+  }
+  spin_start(p, uv_hrtime());
+}
+
+static void on_check(uv_check_t *c) {
+  lipc_runtime *rt = c->data;
+  lipc__poll *p = rt->poll;
+  int io = rt->io_seen != p->seen;
+  uint64_t now, window;
+  p->seen = rt->io_seen;
+  if (!p->spinning) {
+    if (io)
+      on_wake(p, c->loop);
+    return;
+  }
+  p->turns++;
+  now = uv_hrtime();
+  if (io) {
+    on_hit(p, now);
+    return;
+  }
+  window = (uint64_t)(p->probing ? p->max_us : p->budget_us) * 1000;
+  if (now - p->since >= window)
+    on_miss(p);
+}
+
+static void set_mode(lipc__poll *p, int mode, unsigned max_us) {
+  if (p->spinning)
+    spin_stop(p);
+  p->mode = mode;
+  p->max_us = max_us;
+  p->budget_us = mode == MODE_OFF ? 0 : max_us;
+  p->probe = 0;
+  p->guard_at = 0;
+}
+
+/* LIPC_POLL: 0/off, 1/on, auto (or unset), or microseconds (on). */
+static void from_env(lipc__poll *p) {
+  const char *s = getenv("LIPC_POLL");
+  char *end;
+  long us;
+  if (s == NULL || *s == '\0' || strcmp(s, "auto") == 0)
+    return;
+  if (strcmp(s, "off") == 0 || strcmp(s, "on") == 0) {
+    set_mode(p, s[1] == 'n' ? MODE_ON : MODE_OFF, POLL_DEFAULT_US);
+    return;
+  }
+  us = strtol(s, &end, 10);
+  if (*end != '\0' || us < 0 || us > POLL_MAX_US) {
+    fprintf(stderr,
+            "lipc: LIPC_POLL: expected 0, 1, auto or microseconds "
+            "(2-%d), got '%s'; using auto\n",
+            POLL_MAX_US, s);
+    return;
+  }
+  if (us == 0)
+    set_mode(p, MODE_OFF, POLL_DEFAULT_US);
+  else
+    set_mode(p, MODE_ON, us == 1 ? POLL_DEFAULT_US : (unsigned)us);
+}
+
+void lipc__poll_init(lipc_runtime *rt) {
+  lipc__poll *p = calloc(1, sizeof(*p));
+  if (p == NULL)
+    return; /* no poll: the loop sleeps as it always did */
+  if (uv_idle_init(rt->loop, &p->idle) != 0 ||
+      uv_check_init(rt->loop, &p->check) != 0) {
+    free(p);
+    return;
+  }
+  p->check.data = rt;
+  p->idle.data = p;
+  uv_unref((uv_handle_t *)&p->idle);
+  uv_unref((uv_handle_t *)&p->check);
+  set_mode(p, MODE_AUTO, POLL_DEFAULT_US);
+  from_env(p);
+  uv_check_start(&p->check, on_check);
+  rt->poll = p;
+}
+
+static void closed(uv_handle_t *h) {
+  lipc__poll *p = h->data;
+  if (--p->closing == 0)
+    free(p);
+}
+
+/* Both handles closed; the memory goes with the second close callback
+ * (the loop may be the embedder's, and outlive the runtime). */
+void lipc__poll_close(lipc_runtime *rt) {
+  lipc__poll *p = rt->poll;
+  if (p == NULL)
+    return;
+  rt->poll = NULL;
+  p->closing = 2;
+  p->check.data = p;
+  uv_close((uv_handle_t *)&p->idle, closed);
+  uv_close((uv_handle_t *)&p->check, closed);
+}
+
+static void push_state(lua_State *L, const lipc__poll *p) {
+  lua_createtable(L, 0, 8);
+  lua_pushstring(L, p ? MODES[p->mode] : "off");
+  lua_setfield(L, -2, "mode");
+  lua_pushinteger(L, p ? (lua_Integer)p->max_us : 0);
+  lua_setfield(L, -2, "max_us");
+  lua_pushinteger(L, p ? (lua_Integer)p->budget_us : 0);
+  lua_setfield(L, -2, "budget_us");
+  lua_pushinteger(L, p ? (lua_Integer)p->spins : 0);
+  lua_setfield(L, -2, "spins");
+  lua_pushinteger(L, p ? (lua_Integer)p->hits : 0);
+  lua_setfield(L, -2, "hits");
+  lua_pushinteger(L, p ? (lua_Integer)p->misses : 0);
+  lua_setfield(L, -2, "misses");
+  lua_pushinteger(L, p ? (lua_Integer)p->turns : 0);
+  lua_setfield(L, -2, "turns");
+}
+
+static const char FNAME[] = "lipc.poll";
+
+/* lipc.poll{max_us=, mode=}: a missing max_us keeps the current one,
+ * a missing mode is "on". p may be NULL (no poll: checked, then
+ * ignored). */
+static void set_from_table(lua_State *L, lipc__poll *p) {
+  lua_Integer us = p ? p->max_us : POLL_DEFAULT_US;
+  int mode = MODE_ON;
+  if (lua_getfield(L, 1, "max_us") != LUA_TNIL) {
+    if (!lua_isinteger(L, -1))
+      lipc__argerror(L, 1, FNAME, "max_us: integer expected, got %s",
+                     luaL_typename(L, -1));
+    us = lua_tointeger(L, -1);
+    if (us < 1 || us > POLL_MAX_US)
+      lipc__argerror(L, 1, FNAME, "max_us: must be 1-%d, got %d", POLL_MAX_US,
+                     (int)us);
+  }
+  if (lua_getfield(L, 1, "mode") != LUA_TNIL) {
+    const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+    for (mode = 0; MODES[mode] && strcmp(MODES[mode], m) != 0; mode++)
+      ;
+    if (MODES[mode] == NULL)
+      lipc__argerror(L, 1, FNAME, "mode: 'on', 'off' or 'auto' expected");
+  }
+  lua_pop(L, 2);
+  if (p)
+    set_mode(p, mode, (unsigned)us);
+}
+
+/* lipc.poll([setting]) -> the poll's state after the setting: false
+ * (off), true (on), "auto", or {max_us=, mode=}. */
+int lipc__poll_l(lua_State *L) {
+  lipc__poll *p = lipc__rt(L)->poll;
+  int t = lua_type(L, 1);
+  if (t == LUA_TBOOLEAN) {
+    if (p)
+      set_mode(p, lua_toboolean(L, 1) ? MODE_ON : MODE_OFF, p->max_us);
+  } else if (t == LUA_TSTRING) {
+    if (strcmp(lua_tostring(L, 1), "auto") != 0)
+      lipc__argerror(L, 1, FNAME, "'auto', a boolean or a table expected");
+    if (p)
+      set_mode(p, MODE_AUTO, p->max_us);
+  } else if (t == LUA_TTABLE) {
+    set_from_table(L, p);
+  } else if (t != LUA_TNONE && t != LUA_TNIL) {
+    lipc__typeerror(L, 1, FNAME, "boolean, 'auto' or table");
+  }
+  push_state(L, p);
+  return 1;
+}

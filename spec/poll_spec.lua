@@ -1,0 +1,239 @@
+-- poll_spec.lua - the adaptive poll (lipc.poll, LIPC_POLL): the switch
+-- works from the environment and from Lua, a busy channel polls and an
+-- idle process does not, and traffic arrives the same with it on.
+-- Behaviour only: what it gains is measured by bench/run.sh.
+local lipc = require "lipc"
+local fork = require "fork"
+local net = require "net"
+local S = require "support"
+
+local q = S.shell_quote
+
+-- A child script in a private dir; returns its path.
+local function script(code)
+  return S.write_file(S.tmpdir() .. "/child.lua", code)
+end
+
+-- Runs code in a child lipc with LIPC_POLL=value (nil: unset).
+local function with_env(value, code)
+  local dir = S.tmpdir()
+  local path = S.write_file(dir .. "/main.lua", code)
+  local env = value and ("env LIPC_POLL=" .. q(value)) or "env -u LIPC_POLL"
+  local out, status = S.sh(("%s %s %s 2>%s/stderr </dev/null")
+    :format(env, q(S.lipc), q(path), dir))
+  local err = S.read_file(dir .. "/stderr")
+  S.check_sanitizers(err)
+  return out, err, status
+end
+
+-- n round trips of {seq = i} with a forked echo child.
+local ECHO = [[
+  local parent = require("fork").parent
+  while true do
+    local m = parent:receive()
+    if m == nil then break end
+    parent:send(m)
+  end
+]]
+
+local function pingpong(child, n)
+  for i = 1, n do
+    assert(child:send({seq = i}))
+    local r = child:receive()
+    assert.are.equal(i, r and r.seq)
+  end
+end
+
+-- The state of this process's poll is shared by every spec: each test
+-- puts back what it found.
+local saved
+before_each(function() saved = lipc.poll() end)
+after_each(function() lipc.poll({mode = saved.mode, max_us = saved.max_us}) end)
+
+describe("lipc.poll", function()
+  it("LIPC_POLL: 0 off, 1 on, microseconds on with that budget, unset auto", function()
+    local code = [[local p = require("lipc").poll(); print(p.mode, p.max_us)]]
+    local cases = {
+      {nil, "auto\t50"}, {"auto", "auto\t50"}, {"0", "off\t50"}, {"off", "off\t50"},
+      {"1", "on\t50"}, {"on", "on\t50"}, {"200", "on\t200"},
+    }
+    for _, c in ipairs(cases) do
+      local out, err, status = with_env(c[1], code)
+      assert.are.equal(0, status, err)
+      assert.are.equal(c[2] .. "\n", out, "LIPC_POLL=" .. tostring(c[1]))
+      assert.are.equal("", err)
+    end
+  end)
+
+  it("LIPC_POLL: a bad value says so and leaves auto", function()
+    for _, v in ipairs({"fast", "-3", "20000", "5us"}) do
+      local out, err, status = with_env(v, [[print(require("lipc").poll().mode)]])
+      assert.are.equal(0, status, err)
+      assert.are.equal("auto\n", out)
+      assert.matches("LIPC_POLL: expected 0, 1, auto or microseconds", err, 1, true)
+      assert.matches("'" .. v .. "'", err, 1, true)
+    end
+  end)
+
+  it("sets the mode and budget from Lua and returns the state", function()
+    assert.are.equal("off", lipc.poll(false).mode)
+    local p = lipc.poll(true)
+    assert.are.equal("on", p.mode)
+    p = lipc.poll({max_us = 120})
+    assert.are.same({"on", 120, 120}, {p.mode, p.max_us, p.budget_us})
+    p = lipc.poll("auto")
+    assert.are.same({"auto", 120}, {p.mode, p.max_us})
+    p = lipc.poll({mode = "off"})
+    assert.are.same({"off", 120, 0}, {p.mode, p.max_us, p.budget_us})
+    p = lipc.poll()
+    assert.are.equal("off", p.mode)
+    for _, k in ipairs({"spins", "hits", "misses", "turns"}) do
+      assert.are.equal("number", math.type(p[k]) and "number", k)
+    end
+  end)
+
+  it("names the function and argument of a bad setting", function()
+    local bad = {
+      {5, "bad argument #1 to 'lipc.poll' (boolean, 'auto' or table expected, got number)"},
+      {"fast", "bad argument #1 to 'lipc.poll' ('auto', a boolean or a table expected)"},
+      {{max_us = 0}, "bad argument #1 to 'lipc.poll' (max_us: must be 1-10000, got 0)"},
+      {{max_us = 10001}, "bad argument #1 to 'lipc.poll' (max_us: must be 1-10000, got 10001)"},
+      {{max_us = "20"}, "bad argument #1 to 'lipc.poll' (max_us: integer expected, got string)"},
+      {{max_us = 2.5}, "bad argument #1 to 'lipc.poll' (max_us: integer expected, got number)"},
+      {{mode = "fast"}, "bad argument #1 to 'lipc.poll' (mode: 'on', 'off' or 'auto' expected)"},
+      {{mode = true}, "bad argument #1 to 'lipc.poll' (mode: 'on', 'off' or 'auto' expected)"},
+    }
+    lipc.poll({mode = "off", max_us = 30})
+    for _, b in ipairs(bad) do
+      local ok, err = pcall(lipc.poll, b[1])
+      assert.is_false(ok)
+      assert.matches(b[2], err, 1, true)
+    end
+    local p = lipc.poll() -- a refused setting changed nothing
+    assert.are.same({"off", 30}, {p.mode, p.max_us})
+  end)
+
+  it("on: a busy channel polls between messages; off: it never does", function()
+    local child = assert(fork(script(ECHO)))
+    lipc.poll(false)
+    local before = lipc.poll()
+    pingpong(child, 300)
+    local after = lipc.poll()
+    assert.are.same({0, 0}, {after.spins - before.spins, after.turns - before.turns})
+    lipc.poll(true)
+    before = lipc.poll()
+    pingpong(child, 300)
+    after = lipc.poll()
+    assert.is_true(after.spins > before.spins, "spins")
+    assert.is_true(after.turns > before.turns, "turns")
+    -- every spin ends: with a hit that started a new window, or a miss
+    lipc.poll(false)
+    assert.is_true(after.hits + after.misses >= after.spins - 1)
+    child:disconnect()
+    assert.are.equal(0, (child:wait()))
+  end)
+
+  it("LIPC_POLL switches a child's poll on and off", function()
+    local child_code = ECHO .. [[
+      local p = require("lipc").poll()
+      io.stdout:write(p.mode, " ", p.spins, "\n")
+    ]]
+    local path = script(child_code)
+    local function run(value)
+      local child = assert(fork(path, {}, {env = {LIPC_POLL = value},
+        stdio = {"ignore", "pipe", "inherit"}}))
+      pingpong(child, 300)
+      child:disconnect()
+      local out = child.stdout:read_all()
+      assert.are.equal(0, (child:wait()))
+      return out
+    end
+    assert.are.equal("off 0\n", run("0"))
+    local mode, spins = run("1"):match("^(%a+) (%d+)\n$")
+    assert.are.equal("on", mode)
+    assert.is_true(tonumber(spins) > 0, "spins " .. tostring(spins))
+  end)
+
+  it("an idle process with the poll on and open channels does not spin", function()
+    -- The child makes traffic hot, then waits 300 ms with its channels
+    -- open and nothing on them: no spin starts, no turn is spent polling,
+    -- and its CPU time (utime + stime, in clock ticks) stays near zero.
+    local out, err, status = with_env("1", [[
+      local lipc = require "lipc"
+      local a, b = assert(require("fork").socketpair())
+      local ca, cb = a:channel(), b:channel()
+      for i = 1, 200 do
+        ca:send({seq = i})
+        assert(cb:receive().seq == i)
+      end
+      local function cpu()
+        local f = assert(io.open("/proc/self/stat"))
+        local stat = f:read("a"):match("%) (.*)$")
+        f:close()
+        local fields = {}
+        for w in stat:gmatch("%S+") do fields[#fields + 1] = w end
+        return tonumber(fields[12]) + tonumber(fields[13]) -- utime, stime
+      end
+      lipc.sleep(50) -- the last window closes
+      local p0, c0 = lipc.poll(), cpu()
+      lipc.sleep(300)
+      local p1, c1 = lipc.poll(), cpu()
+      print(p0.spins, p1.spins - p0.spins, p1.turns - p0.turns, c1 - c0)
+      ca:disconnect()
+      cb:disconnect()
+    ]])
+    assert.are.equal(0, status, err)
+    local spins, dspins, dturns, ticks = out:match("^(%d+)\t(%d+)\t(%d+)\t(%d+)\n$")
+    assert.is_truthy(spins, out)
+    assert.is_true(tonumber(spins) > 0, "the traffic polled")
+    assert.are.equal("0", dspins, "spins while idle")
+    assert.are.equal("0", dturns, "turns polled while idle")
+    -- a spinning process would use most of the 30 ticks it waited
+    assert.is_true(tonumber(ticks) <= 5, "CPU ticks while idle: " .. ticks)
+  end)
+
+  it("traffic is the same with the poll on: order, sizes, TCP bytes", function()
+    lipc.poll({max_us = 200})
+    local child = assert(fork(script(ECHO)))
+    local sizes = {0, 1, 100, 4096, 70000, 1 << 20}
+    for i = 1, 60 do
+      local data = string.rep(string.char(65 + i % 26), sizes[i % #sizes + 1])
+      -- a burst of three, then their echoes in order
+      for k = 1, 3 do child:send({seq = i * 10 + k, data = data}) end
+      for k = 1, 3 do
+        local r = child:receive()
+        assert.are.equal(i * 10 + k, r.seq)
+        assert.are.equal(data, r.data)
+      end
+    end
+    child:disconnect()
+    assert.are.equal(0, (child:wait()))
+
+    local server = net.create_server(function(sock)
+      while true do
+        local d = sock:read()
+        if d == nil then break end
+        sock:write(d)
+      end
+      sock:close()
+    end)
+    assert(server:listen(0, "127.0.0.1"))
+    local sock = assert(net.connect({host = "127.0.0.1", port = server:address().port}))
+    local sent, got = {}, {}
+    for i = 1, 200 do
+      local chunk = ("%05d:"):format(i) .. string.rep("x", i * 7 % 300)
+      sent[#sent + 1] = chunk
+      sock:write(chunk)
+      local want, have = #chunk, 0
+      while have < want do
+        local d = assert(sock:read())
+        got[#got + 1] = d
+        have = have + #d
+      end
+    end
+    sock:close()
+    server:close()
+    assert.are.equal(table.concat(sent), table.concat(got))
+    assert.is_true(lipc.poll().spins > 0)
+  end)
+end)

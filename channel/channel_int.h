@@ -38,6 +38,7 @@ typedef struct wnode {
   lipc_runtime *rt; /* for what outlives the channel */
   int cbs;          /* registry ref: array of send callbacks */
   int handle_ref;   /* keeps a sent handle's object alive */
+  int close_handle; /* close that object once written (a sent socket) */
   int strs_ref;     /* keeps the big strings written by reference */
   size_t str_bytes; /* and their size */
   struct wnode *next, *prev;

@@ -44,6 +44,21 @@ static void unlink_write(lchannel *ch, wnode *w) {
   w->next = w->prev = NULL;
 }
 
+/* Closes a sent socket's object once its fd has gone (keep_open unset):
+ * the peer now owns the connection, as with Node's send. */
+static void close_sent(lipc_runtime *rt, int ref) {
+  lua_State *L = rt->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  if (lua_getfield(L, -1, "close") == LUA_TFUNCTION) {
+    lua_pushvalue(L, -2);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+      lua_pop(L, 1); /* a close does not fail; nothing to report */
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
 static void on_written(void *ctx, int status) {
   wnode *w = ctx;
   lchannel *ch = w->ch;
@@ -59,6 +74,9 @@ static void on_written(void *ctx, int status) {
   unlink_write(ch, w);
   if (regular)
     ch->nregular--;
+  if (w->close_handle && status == 0)
+    close_sent(rt, w->handle_ref);
+  w->close_handle = 0;
   chan_unref(rt->L, &w->handle_ref);
   if (w->cbs != LUA_NOREF) {
     call_cbs(rt, w->cbs, status);
@@ -261,10 +279,21 @@ void lipc__chan_schedule(lchannel *ch) {
     uv_idle_start((uv_idle_t *)ch->h.uv, on_idle);
 }
 
+/* Calls obj:pause() on the object at idx. */
+static void pause_handle(lua_State *L, int idx) {
+  if (lua_getfield(L, idx, "pause") == LUA_TFUNCTION) {
+    lua_pushvalue(L, idx);
+    lua_call(L, 1, 0);
+  } else {
+    lua_pop(L, 1);
+  }
+}
+
 /* A handle travels alone, in its own uv_write2: SCM_RIGHTS arrive with
  * the first byte of a write, so that byte must start its frame. */
 static int send_with_handle(lchannel *ch, lua_State *L, int hidx,
-                            uv_stream_t *hs, size_t start) {
+                            uv_stream_t *hs, size_t start, int cb,
+                            int close_after) {
   lipc__buf frame = {0};
   wnode *w;
   uv_buf_t b;
@@ -285,16 +314,26 @@ static int send_with_handle(lchannel *ch, lua_State *L, int hidx,
   w->ch = ch;
   w->rt = ch->h.rt;
   w->cbs = w->strs_ref = LUA_NOREF;
+  w->close_handle = close_after;
   lua_pushvalue(L, hidx);
   w->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (cb) { /* this frame's own: it runs once this write is done */
+    lua_createtable(L, 1, 0);
+    lua_pushvalue(L, cb);
+    lua_rawseti(L, -2, 1);
+    w->cbs = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   b = uv_buf_init(frame.data, (unsigned)frame.len);
   err = lipc__stream_write_raw(ch->s, &b, 1, hs, on_written, w);
   if (err) {
     luaL_unref(L, LUA_REGISTRYINDEX, w->handle_ref);
+    chan_unref(L, &w->cbs);
     lipc__buf_free(&w->buf);
     free(w);
     return err;
   }
+  if (close_after) /* as Node: the parent no longer reads it */
+    pause_handle(L, hidx);
   w->next = ch->writes;
   if (ch->writes)
     ch->writes->prev = w;
@@ -331,7 +370,7 @@ static int send_closed(lchannel *ch, lua_State *L, int cb) {
  * path; nothing is sent. */
 int lipc__chan_send(lua_State *L) {
   lchannel *ch = check_channel(L, 1, "channel.send");
-  int hidx = 0, cb = 0;
+  int hidx = 0, cb = 0, keep_open = 0;
   lipc__handoff_kind kind = LIPC_HANDOFF_NONE;
   uv_stream_t *hs = NULL;
   size_t start, body, strs0 = ch->str_bytes;
@@ -339,11 +378,22 @@ int lipc__chan_send(lua_State *L) {
   lipc__checkany(L, 2, "channel.send");
   if (lua_isfunction(L, 3)) {
     cb = 3;
-  } else if (!lua_isnoneornil(L, 3)) {
-    hidx = 3;
-    if (!lua_isnoneornil(L, 4)) {
-      lipc__checktype(L, 4, LUA_TFUNCTION, "channel.send");
-      cb = 4;
+  } else {
+    int next = 4;
+    if (!lua_isnoneornil(L, 3))
+      hidx = 3;
+    if (lua_istable(L, 4)) { /* send(value, handle, opts[, cb]) */
+      next = 5;
+      if (lua_getfield(L, 4, "keep_open") != LUA_TNIL && !lua_isboolean(L, -1))
+        return lipc__argerror(L, 4, "channel.send",
+                              "opts.keep_open: boolean expected, got %s",
+                              luaL_typename(L, -1));
+      keep_open = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+    }
+    if (!lua_isnoneornil(L, next)) {
+      lipc__checktype(L, next, LUA_TFUNCTION, "channel.send");
+      cb = next;
     }
   }
   if (!ch->connected || ch->s == NULL)
@@ -393,7 +443,7 @@ int lipc__chan_send(lua_State *L) {
     lipc__trace(ch->h.rt, "ipc", "send message %zu bytes fd %d%s",
                 ch->out.len - start + (ch->str_bytes - strs0),
                 lipc__chan_fd(ch), hs ? " with a handle" : "");
-  if (cb) {
+  if (cb && !hs) {
     if (ch->out_cbs == LUA_NOREF) {
       lua_newtable(L);
       ch->out_cbs = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -404,7 +454,10 @@ int lipc__chan_send(lua_State *L) {
     lua_pop(L, 1);
   }
   if (hs) {
-    int err = send_with_handle(ch, L, hidx, hs, start);
+    int socket =
+        kind == LIPC_HANDOFF_TCP_SOCKET || kind == LIPC_HANDOFF_PIPE_SOCKET;
+    int err =
+        send_with_handle(ch, L, hidx, hs, start, cb, socket && !keep_open);
     if (err)
       return lipc__push_error(L, err, "channel.send");
   } else {

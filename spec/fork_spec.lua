@@ -352,6 +352,73 @@ describe("fork", function()
     child:wait()
   end)
 
+  it("send(msg, server, cb): cb runs once the frame and its fd are written, with no later send", function()
+    local net = require "net"
+    local child = assert(fork(script([[
+      local parent = require("fork").parent
+      local _, server = parent:receive()
+      parent:send(server ~= nil)
+      server:close()
+    ]])))
+    local server = net.create_server()
+    assert(server:listen(0, "127.0.0.1"))
+    local called = false
+    assert.is_true(child:send("take it", server, function(err) called = err or true end))
+    assert.is_true(S.wait_for(function() return called end, 5000))
+    assert.is_true(called)
+    assert.is_true(child:receive())
+    assert.is_true(server:address() ~= nil)  -- a server stays ours too, as Node's
+    server:close()
+    child:wait()
+  end)
+
+  -- A connection accepted here, its client end, and a child that answers on it.
+  local function handed_socket(opts)
+    local net = require "net"
+    local child = assert(fork(script([[
+      local parent = require("fork").parent
+      local _, sock = parent:receive()
+      sock:write("from the child", function() sock:close() end)
+      parent:receive()
+    ]])))
+    local accepted
+    local server = net.create_server(function(s) accepted = s end)
+    assert(server:listen(0, "127.0.0.1"))
+    local client = assert(net.connect({host = "127.0.0.1", port = server:address().port}))
+    assert.is_true(S.wait_for(function() return accepted end, 5000))
+    local called, closed = false, false
+    accepted:on("close", function() closed = true end)
+    local cb = function(err) called = err or true end
+    if opts then child:send("sock", accepted, opts, cb) else child:send("sock", accepted, cb) end
+    assert.is_true(S.wait_for(function() return called end, 5000))
+    assert.is_true(called)
+    local got = ""                           -- (a kept copy holds the connection open)
+    while #got < #"from the child" do got = got .. assert(client:read()) end
+    assert.are.equal("from the child", got)
+    client:close()
+    server:close()
+    return child, accepted, function() return closed end
+  end
+
+  it("send(msg, socket, cb): cb runs; our copy of the socket is closed, as Node's", function()
+    local child, accepted, closed = handed_socket()
+    assert.is_true(S.wait_for(closed, 5000))
+    assert.is_false(accepted:state().open)
+    child:disconnect()
+    child:wait()
+  end)
+
+  it("send(msg, socket, {keep_open = true}, cb) leaves our copy open", function()
+    local child, accepted, closed = handed_socket({keep_open = true})
+    assert.is_false(closed())
+    assert.is_true(accepted:state().open)
+    accepted:close()
+    child:disconnect()
+    child:wait()
+    assert.has_error(function() child:send("x", accepted, {keep_open = 1}) end,
+      "bad argument #3 to 'channel.send' (opts.keep_open: boolean expected, got number)")
+  end)
+
   it("pool: calls spread over workers; a crash fails its call and is replaced; close ends all", function()
     local worker = script([[
       require("fork").serve(function(m)

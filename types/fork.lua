@@ -42,20 +42,23 @@ local fork_options = {}
 ---@field exit_on_disconnect boolean `exit_on_disconnect` — see `fork.parent`.
 local lipc_channel = {}
 
----`send(value[, handle][, cb]) -> bool` — queues one message; false when
+---`send(value[, handle[, opts]][, cb]) -> bool` — queues one message; false when
 ---the unsent bytes are over the high-water mark (`drain` follows). Raises
 ---on a value that cannot be sent (the message names the key path) or is
 ---over `max_message`. `handle`: a net/pipe server or socket, passed with
----SCM_RIGHTS (native mode, IPC pipes only). `cb(err, code)` runs once the
----frame is written. On a closed channel (our `disconnect()`, or the peer
+---SCM_RIGHTS (native mode, IPC pipes only). A sent socket is then ours no
+---more: it is paused at once and closed once its fd is written, as Node
+---does, unless `opts.keep_open` is true; a sent server stays open here too.
+---`cb(err, code)` runs once the frame (and its handle) is written. On a closed channel (our `disconnect()`, or the peer
 ---gone): `cb("...", "ERR_IPC_CHANNEL_CLOSED")`, or without `cb` an `error`
 ---event with that code on the child (or the channel), which is an uncaught
 ---error when nobody listens, as in Node; returns false.
 ---@param value any
 ---@param handle? userdata
+---@param opts? table
 ---@param cb? fun(err?: string, code?: string)
 ---@return boolean
-function lipc_channel:send(value, handle, cb) end
+function lipc_channel:send(value, handle, opts, cb) end
 
 ---`receive()` *(task)* → `msg, handle` — the next message; `nil` once
 ---disconnected; `nil, msg, code` when the peer broke the protocol (after
@@ -152,9 +155,10 @@ local lipc_fork_child = {}
 ---`child:send(...)`, `child:drain()`, `child:disconnect()` — the channel's (below).
 ---@param value any
 ---@param handle? userdata
+---@param opts? table
 ---@param cb? fun(err?: string, code?: string)
 ---@return boolean
-function lipc_fork_child:send(value, handle, cb) end
+function lipc_fork_child:send(value, handle, opts, cb) end
 
 ---`child:send(...)`, `child:drain()`, `child:disconnect()` — the channel's (below).
 ---@return boolean

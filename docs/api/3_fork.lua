@@ -52,7 +52,7 @@ ended; at once after our own `disconnect()`), `drain`, `error(msg, code)`.]],
       {"child.channel: lipc.channel", text = "its message channel."},
       {"child.process: lipc.child", text = "the process object underneath (spawn's child)."},
       {"child.connected: boolean", text = "whether the channel is open."},
-      {"child:send(value: any, handle?: userdata, cb?: fun(err?: string, code?: string)): boolean",
+      {"child:send(value: any, handle?: userdata, opts?: table, cb?: fun(err?: string, code?: string)): boolean",
        "child:drain(): boolean", "child:disconnect()",
        sig = "`child:send(...)`, `child:drain()`, `child:disconnect()`",
        text = "the channel's (below)."},
@@ -70,14 +70,16 @@ stderr = ...}` (the channel's counters, and each stdio stream's `stats()`).]]},
     },
 [[### Channel API (fork children, `fork.parent`, `stream:channel([opts])`)]],
     {list = true, class = "lipc.channel",
-      {"send(value: any, handle?: userdata, cb?: fun(err?: string, code?: string)): boolean",
-       sig = "`send(value[, handle][, cb]) -> bool`",
+      {"send(value: any, handle?: userdata, opts?: table, cb?: fun(err?: string, code?: string)): boolean",
+       sig = "`send(value[, handle[, opts]][, cb]) -> bool`",
        text = [[queues one message; false when
 the unsent bytes are over the high-water mark (`drain` follows). Raises
 on a value that cannot be sent (the message names the key path) or is
 over `max_message`. `handle`: a net/pipe server or socket, passed with
-SCM_RIGHTS (native mode, IPC pipes only). `cb(err, code)` runs once the
-frame is written. On a closed channel (our `disconnect()`, or the peer
+SCM_RIGHTS (native mode, IPC pipes only). A sent socket is then ours no
+more: it is paused at once and closed once its fd is written, as Node
+does, unless `opts.keep_open` is true; a sent server stays open here too.
+`cb(err, code)` runs once the frame (and its handle) is written. On a closed channel (our `disconnect()`, or the peer
 gone): `cb("...", "ERR_IPC_CHANNEL_CLOSED")`, or without `cb` an `error`
 event with that code on the child (or the channel), which is an uncaught
 error when nobody listens, as in Node; returns false.]]},

@@ -352,6 +352,10 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
     ch->own_disconnect = lua_toboolean(L, -1);
   if (opts)
     lua_pop(L, 1);
+  if (opts && lua_getfield(L, opts, "handles") != LUA_TNIL)
+    ch->no_handles = !lua_toboolean(L, -1);
+  if (opts)
+    lua_pop(L, 1);
   if (json)
     lipc__chan_json_open(ch, L);
   lipc__chan_set_connected(ch, 1);
@@ -371,7 +375,8 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
 }
 
 /* stream:channel([opts]) -> channel. opts: serialization ("lipc" or
- * "json"), max_message, high_water, owner (object events go to). */
+ * "json"), max_message, high_water, owner (object events go to),
+ * handles (false: send refuses handles; the stream leaves the host). */
 static int l_channel(lua_State *L) {
   int opts = 0;
   if (!lua_isnoneornil(L, 2)) {
@@ -380,6 +385,10 @@ static int l_channel(lua_State *L) {
   }
   new_channel(L, 1, opts, 0, 0);
   return 1;
+}
+
+void lipc__channel_no_handles(lua_State *L, int idx) {
+  check_channel(L, idx, "channel")->no_handles = 1;
 }
 
 int lipc__channel_from_fd(lua_State *L, int fd, int json, int auto_ref) {

@@ -23,6 +23,10 @@ void lipc__channel_open(lua_State *L);
  * Pushes the channel, or returns 0 and pushes nothing on failure. */
 int lipc__channel_from_fd(lua_State *L, int fd, int json, int auto_ref);
 
+/* The channel at idx refuses handles at send: its bytes leave the host
+ * (a worker reached through a launcher). */
+void lipc__channel_no_handles(lua_State *L, int idx);
+
 /* Feeds n bytes to the channel at idx as if read from its stream (for the
  * fuzz harnesses). Returns how many were taken before the channel went. */
 size_t lipc__channel_feed(lua_State *L, int idx, const char *p, size_t n);

@@ -28,6 +28,11 @@
 
 #define CHANNEL "lipc.channel"
 #define MARKER_LEN 3 /* 0xd4 0x01 kind */
+/* A control frame's payload starts with 0xd4 CONTROL_EXT kind (fixext1 of
+ * ext type 2): hello and bye of a worker reached through a launcher
+ * (docs/wire-format.md section 8). It is not a message: the channel
+ * emits 'control' (kind, value) on its target instead. */
+#define CONTROL_EXT 0x02
 
 typedef struct lchannel lchannel;
 
@@ -91,6 +96,7 @@ struct lchannel {
   unsigned local_end : 1;      /* we disconnected, not the peer */
   unsigned exit_on_gone : 1;   /* fork.parent: no orphans */
   unsigned own_disconnect : 1; /* 'disconnect' on self, not the owner */
+  unsigned no_handles : 1;     /* over a launcher: fds cannot cross */
 };
 
 /* channel.c */

@@ -252,6 +252,10 @@ static int has_marker(const char *p, size_t n) {
   return n >= MARKER_LEN && (unsigned char)p[0] == 0xd4 && p[1] == 0x01;
 }
 
+static int has_control(const char *p, size_t n) {
+  return n >= MARKER_LEN && (unsigned char)p[0] == 0xd4 && p[1] == CONTROL_EXT;
+}
+
 /* A frame left lazy is checked now: a bad one faults the channel when it
  * arrives, not when somebody takes it. Returns 0 or -1. */
 static int check_frame(lchannel *ch, const char *p, size_t n) {
@@ -272,8 +276,8 @@ static int native_frame(lchannel *ch, const char *p, size_t n) {
   const char *err = NULL;
   ptrdiff_t used;
   lipc__handoff_kind kind = LIPC_HANDOFF_NONE;
-  int herr = 0;
-  if (has_marker(p, n)) {
+  int herr = 0, control = has_control(p, n);
+  if (has_marker(p, n) || control) {
     kind = (lipc__handoff_kind)(unsigned char)p[2];
     p += MARKER_LEN;
     n -= MARKER_LEN;
@@ -287,6 +291,12 @@ static int native_frame(lchannel *ch, const char *p, size_t n) {
                               "channel: bad message from peer: %s",
                               bad_reason(used, err));
     return -1;
+  }
+  if (control) { /* not a message: 'control' (kind, value) */
+    lua_pushinteger(L, (lua_Integer)kind);
+    lua_insert(L, -2);
+    chan_emit(ch, "control", 2);
+    return 0;
   }
   if (kind) {
     int top = lua_gettop(L);
@@ -369,6 +379,7 @@ static void parse(lchannel *ch) {
       break;
     count_in(ch, 4 + flen);
     if (!has_message_listeners(ch) && !has_marker(p + 4, flen) &&
+        !has_control(p + 4, flen) &&
         !(for_waiter(ch) && last_frame(p + 4 + flen, avail - 4 - flen))) {
       if (check_frame(ch, p + 4, flen) < 0)
         break;

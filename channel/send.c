@@ -398,6 +398,10 @@ int lipc__chan_send(lua_State *L) {
   }
   if (!ch->connected || ch->s == NULL)
     return send_closed(ch, L, cb);
+  if (hidx && ch->no_handles)
+    return lipc__argerror(L, hidx, "channel.send",
+                          "handles cannot cross hosts: this channel runs "
+                          "over a launcher's stdio");
   if (hidx) {
     hs = lipc__handoff_export(L, hidx, &kind);
     if (hs == NULL)
@@ -473,6 +477,48 @@ int lipc__chan_send(lua_State *L) {
   return 1;
 }
 
+/* send_control(kind, value) -> true: a control frame (0xd4 0x02 kind,
+ * then the value), queued as send() queues a message; the peer's channel
+ * emits 'control' (kind, value) for it. Raises for a value that cannot be
+ * sent; false when the channel is closed. */
+static int l_send_control(lua_State *L) {
+  lchannel *ch = check_channel(L, 1, "channel.send_control");
+  lua_Integer kind = lipc__checkinteger(L, 2, "channel.send_control");
+  size_t start = ch->out.len;
+  lipc__checkany(L, 3, "channel.send_control");
+  if (kind < 1 || kind > 255)
+    return lipc__argerror(L, 2, "channel.send_control",
+                          "kind must be in 1..255");
+  if (ch->json)
+    return luaL_error(L, "channel.send_control: not in JSON mode");
+  if (!ch->connected || ch->s == NULL) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (lipc__buf_reserve(&ch->out, 4 + MARKER_LEN) != 0)
+    return luaL_error(L, "channel.send_control: out of memory");
+  ch->out.len += 4;
+  ch->out.data[ch->out.len++] = (char)0xd4;
+  ch->out.data[ch->out.len++] = CONTROL_EXT;
+  ch->out.data[ch->out.len++] = (char)kind;
+  if (lipc__codec_encode(L, 3, &ch->out) != 0) {
+    ch->out.len = start;
+    return lipc__argerror(L, 3, "channel.send_control", "%s",
+                          lua_tostring(L, -1));
+  }
+  if (ch->out.len - start - 4 - MARKER_LEN > ch->max) {
+    ch->out.len = start;
+    return lipc__argerror(L, 3, "channel.send_control",
+                          "value is over max_message (%I bytes)",
+                          (lua_Integer)ch->max);
+  }
+  put_be32(ch->out.data + start, ch->out.len - start - 4);
+  ch->bytes_out += ch->out.len - start;
+  lipc__chan_schedule(ch);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* drain() in a task -> true once the send buffer is under the high-water
  * mark; false when the channel closed meanwhile. */
 static int l_drain(lua_State *L) {
@@ -507,6 +553,7 @@ static int l_disconnect(lua_State *L) {
 void lipc__chan_send_methods(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"send", lipc__chan_send},
+      {"send_control", l_send_control},
       {"drain", l_drain},
       {"disconnect", l_disconnect},
       {NULL, NULL},

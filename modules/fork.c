@@ -5,7 +5,8 @@
  * a channel over it, pools, serve); this file gives it what Lua cannot do:
  * socketpairs, the lipc executable's path, and the channel a parent
  * handed down through LIPC_CHANNEL_FD (lipc) or NODE_CHANNEL_FD (Node),
- * read and removed from the environment as the runtime starts.
+ * read and removed from the environment as the runtime starts;
+ * LIPC_CHANNEL_REMOTE says it crosses a launcher (`lipc --stdio-channel`).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -151,6 +152,8 @@ void lipc__fork_take_env(lua_State *L) {
   }
   unsetenv("NODE_CHANNEL_FD");
   unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
+  rt->parent_remote = getenv("LIPC_CHANNEL_REMOTE") != NULL;
+  unsetenv("LIPC_CHANNEL_REMOTE");
 }
 
 /* parent() -> the channel to the process that forked us, or nil; made
@@ -168,7 +171,9 @@ static int l_parent(lua_State *L) {
     return luaL_error(L, "fork.parent: %s", rt->parent_err);
   if (rt->parent_fd < 0 ||
       !lipc__channel_from_fd(L, rt->parent_fd, rt->parent_json, 1))
-    lua_pushnil(L); /* not forked: remembered as LUA_REFNIL */
+    lua_pushnil(L);           /* not forked: remembered as LUA_REFNIL */
+  else if (rt->parent_remote) /* the channel leaves the host: no fds */
+    lipc__channel_no_handles(L, -1);
   lua_pushvalue(L, -1);
   rt->parent_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 1;

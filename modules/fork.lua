@@ -101,7 +101,8 @@ local function copy(t)
 end
 
 local OWN_OPTS = {exec_path = true, exec_argv = true, serialization = true,
-                  max_message = true, high_water = true}
+                  max_message = true, high_water = true, via = true, ship = true,
+                  modules = true, start_timeout = true}
 
 -- How a worker ended, for receive() at the channel's end: nothing when
 -- it exited with status 0, else nil, msg, ERR_WORKER_EXIT.
@@ -176,8 +177,250 @@ local function find_ipc(stdio)
   end
 end
 
+-- ---- workers through a launcher ---------------------------------------------
+-- opts.via = {"ssh", "-T", "host"} runs `<via...> lipc --stdio-channel`
+-- with the channel on the launcher's stdin and stdout (one end of a
+-- socketpair is both). Control frames (docs/wire-format.md section 8):
+-- both sides say hello (kind 1) first, with their versions; the parent's
+-- carries the script, its arguments and the modules it requires; the
+-- worker's bye (kind 2) says it ended in order. The child object is a
+-- local fork's, over the launcher process.
+
+local PROTO, HELLO, BYE = 1, 1, 2
+local MAX_MODULES = 256
+
+-- The names a chunk requires literally: require "x", require("x").
+local function required(src)
+  local names = {}
+  for _, name in src:gmatch("require%s*%(?%s*([\"'])([%w_%.%-]+)%1") do
+    names[#names + 1] = name
+  end
+  return names
+end
+
+local function read_file(path)
+  local f, err, errno = io.open(path, "rb")
+  if not f then return nil, err, errno == 2 and "ENOENT" or "EACCES" end
+  local src = f:read("a")
+  f:close()
+  return src
+end
+
+-- Adds to mods what src requires and package.path finds here, and what
+-- those require in turn; modules built into lipc are not shipped.
+local function gather(src, mods, count)
+  for _, name in ipairs(required(src)) do
+    if mods[name] == nil and count[1] < MAX_MODULES then
+      local path = package.searchpath(name, package.path)
+      local msrc = path and read_file(path)
+      mods[name] = msrc and {path = path, source = msrc} or false
+      if msrc then
+        count[1] = count[1] + 1
+        gather(msrc, mods, count)
+      end
+    end
+  end
+end
+
+local function check_via(via, arg)
+  if type(via) ~= "table" or #via == 0 then
+    error(("bad argument #%d to 'fork' (opts.via must be a non-empty array of strings)")
+          :format(arg), 4)
+  end
+  for i = 1, #via do
+    if type(via[i]) ~= "string" then
+      error(("bad argument #%d to 'fork' (opts.via[%d] must be a string)"):format(arg, i), 4)
+    end
+  end
+end
+
+-- The parent's hello: the script (shipped, or a path over there) and the
+-- modules. nil, msg, code when the script cannot be read here.
+local function parent_hello(script, args, opts, arg)
+  local hello = {lipc = lipc.version, proto = PROTO, script = script, args = args}
+  if opts.ship == false then return hello end
+  local src, err, code = read_file(script)
+  if not src then return nil, "fork: cannot read the script to send: " .. err, code end
+  hello.source = src
+  local mods, count = {}, {0}
+  if opts.modules ~= nil then
+    if type(opts.modules) ~= "table" then
+      error(("bad argument #%d to 'fork' (opts.modules must be an array of module names)")
+            :format(arg), 4)
+    end
+    for _, name in ipairs(opts.modules) do
+      local path = type(name) == "string" and package.searchpath(name, package.path)
+      local msrc = path and read_file(path)
+      if not msrc then
+        error(("bad argument #%d to 'fork' (opts.modules: module '%s' not found in package.path)")
+              :format(arg, tostring(name)), 4)
+      end
+      mods[name] = {path = path, source = msrc}
+      gather(msrc, mods, count)
+    end
+  end
+  gather(src, mods, count)
+  local ship = {}
+  for name, m in pairs(mods) do
+    if m then ship[name] = m end
+  end
+  hello.modules = ship
+  return hello
+end
+
+local function handshake_failed(proc, ch, msg, code)
+  if ch.connected then ch:disconnect() end
+  if proc.exit_code == nil and proc.signal_code == nil then proc:kill("SIGKILL") end
+  proc:wait()
+  return nil, msg, code
+end
+
+local fork
+
+local function fork_via(script, args, opts, arg)
+  local via = opts.via
+  if not lipc.in_task() then
+    error("fork: a worker through a launcher (opts.via) must be started inside a task", 3)
+  end
+  check_via(via, arg)
+  if opts.stdio ~= nil or opts.serialization == "json" then
+    error(("bad argument #%d to 'fork' (opts.via takes the stdio and the 'lipc' serialization)")
+          :format(arg), 3)
+  end
+  local timeout = opts.start_timeout or 30000
+  if math.type(timeout) ~= "integer" or timeout < 1 then
+    error(("bad argument #%d to 'fork' (opts.start_timeout must be an integer >= 1 (ms))")
+          :format(arg), 3)
+  end
+  local sargs = {}
+  for i, a in ipairs(args) do sargs[i] = tostring(a) end
+  local hello, err, code = parent_hello(script, sargs, opts, arg)
+  if not hello then return nil, err, code end
+
+  local argv = {}
+  for i = 2, #via do argv[#argv + 1] = via[i] end
+  argv[#argv + 1] = opts.exec_path or "lipc"
+  argv[#argv + 1] = "--stdio-channel"
+  local a, b = C.socketpair()
+  local sopts = {}
+  for k, v in pairs(opts) do
+    if not OWN_OPTS[k] then sopts[k] = v end
+  end
+  sopts.stdio = {b, b, "pipe"}
+  local proc
+  proc, err, code = require("spawn")(via[1], argv, sopts)
+  b:close()
+  if not proc then
+    a:close()
+    return nil, err, code
+  end
+  -- The launcher's stderr is the worker's: passed on, and its end kept
+  -- for the message of a failed start.
+  local tail = ""
+  proc.stderr:on("data", function(d)
+    io.stderr:write(d)
+    tail = (tail .. d):sub(-1024)
+  end)
+  local child = new_child(proc)
+  local ch = a:channel({owner = child, serialization = "lipc", max_message = opts.max_message,
+                        high_water = opts.high_water, own_disconnect = true, handles = false})
+  child.channel = ch
+  local methods = getmetatable(child).__index
+  methods.send, methods.receive = ch:bound()
+  local wake = lipc.cond()
+  -- before relay's: a failed spawn is this call's error, not a fault
+  local spawn_err
+  local function on_spawn_error(msg, ecode)
+    spawn_err = spawn_err or {msg, ecode}
+    wake:signal(true)
+  end
+  proc:on("error", on_spawn_error)
+  relay(child, proc, ch, script)
+  local local_end = false
+  local disconnect = child.disconnect
+  child.disconnect = function(self)
+    local_end = true
+    return disconnect(self)
+  end
+
+  local peer, bye, fault, exited, closed
+  child:on("control", function(kind, value)
+    if kind == HELLO and peer == nil then
+      peer = value
+      wake:signal(true)
+    elseif kind == BYE then
+      bye = value
+    end
+  end)
+  local function on_error(msg, ecode)
+    fault = fault or {msg, ecode}
+    wake:signal(true)
+  end
+  local function on_exit(ecode, sig)
+    exited = {ecode, sig}
+    wake:signal(true)
+  end
+  local function on_close() closed = true; wake:signal(true) end
+  child:on("error", on_error)
+  proc:on("exit", on_exit)
+  proc:on("close", on_close)
+  ch:send_control(HELLO, hello)
+  local timed_out = false
+  while peer == nil and fault == nil and exited == nil do
+    if wake:wait(timeout) == nil then
+      timed_out = true
+      break
+    end
+  end
+  child:off("error", on_error)
+  proc:off("error", on_spawn_error)
+  proc:off("exit", on_exit)
+
+  local name = via[1]
+  if peer == nil then
+    proc:off("close", on_close)
+    if spawn_err then return handshake_failed(proc, ch, spawn_err[1], spawn_err[2]) end
+    if fault then
+      return handshake_failed(proc, ch, ("fork: no handshake with the worker through %s: %s")
+        :format(name, fault[1]), "ERR_IPC_HANDSHAKE")
+    end
+    if timed_out then
+      return handshake_failed(proc, ch, ("fork: no hello from the worker through %s within %d ms"
+        .. " (opts.start_timeout)"):format(name, timeout), "ERR_LAUNCH_FAILED")
+    end
+    -- its last words come with the error: wait for the stderr's end
+    if not closed then wake:wait(1000) end
+    local words = tail:gsub("%s+$", "")
+    return handshake_failed(proc, ch, ("fork: the launcher %s ended (exit code %s, signal %s)"
+      .. " before the worker said hello%s"):format(name, tostring(exited[1]),
+      tostring(exited[2]), words ~= "" and ": " .. words or ""), "ERR_LAUNCH_FAILED")
+  end
+  proc:off("close", on_close)
+  if type(peer) ~= "table" or peer.proto ~= PROTO then
+    return handshake_failed(proc, ch, ("fork: no handshake with the worker through %s:"
+      .. " protocol %s, this lipc speaks %d"):format(name, tostring(type(peer) == "table"
+      and peer.proto), PROTO), "ERR_IPC_HANDSHAKE")
+  end
+  if peer.lipc ~= lipc.version then
+    return handshake_failed(proc, ch, ("fork: the worker through %s runs lipc %s, this is lipc %s")
+      :format(name, tostring(peer.lipc), lipc.version), "ERR_LIPC_VERSION")
+  end
+  child.remote = {pid = peer.pid, lipc = peer.lipc, via = via}
+  -- The end of the channel without the worker's bye is a lost link;
+  -- with it, relay's receive says how the worker ended.
+  local recv = methods.receive
+  methods.receive = function(self)
+    local m, h, c = recv(self)
+    if m ~= nil or ch.connected or bye or local_end then return m, h, c end
+    if c ~= nil and c ~= "ERR_WORKER_EXIT" then return m, h, c end -- a fault
+    return nil, ("fork: the link to the worker through %s was lost (no goodbye)%s")
+      :format(name, h and "; " .. h or ""), "ERR_IPC_LINK_LOST"
+  end
+  return child
+end
+
 -- fork(script[, args][, opts]) -> child | nil, msg, code
-local function fork(script, args, opts)
+function fork(script, args, opts)
   if type(script) ~= "string" then
     error("bad argument #1 to 'fork' (script path expected, got " .. type(script) .. ")", 2)
   end
@@ -186,6 +429,7 @@ local function fork(script, args, opts)
     args, opts, opts_arg = nil, args, 2
   end
   args, opts = args or {}, opts or {}
+  if opts.via ~= nil then return fork_via(script, args, opts, opts_arg) end
   if script:sub(1, 1) ~= "-" then -- a script, not an option of exec_path's
     local path = script
     if type(opts.cwd) == "string" and script:sub(1, 1) ~= "/" then

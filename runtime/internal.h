@@ -62,6 +62,7 @@ struct lipc_runtime {
                             channel variables were read (and removed) */
   int parent_fd;         /* that channel's fd, or -1 */
   int parent_json;       /* 1: it came as NODE_CHANNEL_FD */
+  int parent_remote;     /* 1: over a launcher (LIPC_CHANNEL_REMOTE) */
   char parent_err[160];  /* why the variable is unusable ("" if it is) */
   int uncaught_ref;      /* modules/core.c: lipc.on_uncaught's handler
                             (a registry ref; 0 or LUA_REFNIL: none) */

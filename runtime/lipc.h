@@ -24,12 +24,12 @@
  *     os.exit is lipc.exit (queued writes are flushed first).
  *   - Environment variables: LIPC_TRACE (read by lipc_new: trace lines on
  *     stderr) and LIPC_ALLOC=malloc (plain malloc for a state lipc_new
- *     creates) are read, not changed. LIPC_CHANNEL_FD, NODE_CHANNEL_FD and
- *     NODE_CHANNEL_SERIALIZATION_MODE are read and removed from the
- *     environment as the runtime starts (lipc_new), whether or not the
- *     script uses fork.parent, and the channel fd is made close-on-exec,
- *     so that the processes the script starts (os.execute's included)
- *     inherit neither. A value that names no Unix stream socket is left
+ *     creates) are read, not changed. LIPC_CHANNEL_FD, LIPC_CHANNEL_REMOTE,
+ *     NODE_CHANNEL_FD and NODE_CHANNEL_SERIALIZATION_MODE are read and
+ *     removed from the environment as the runtime starts (lipc_new),
+ *     whether or not the script uses fork.parent, and the channel fd is
+ *     made close-on-exec, so that the processes the script starts
+ *     (os.execute's included) inherit neither. A value that names no Unix stream socket is left
  *     alone; fork.parent then raises an error that says why.
  */
 #ifndef LIPC_H

@@ -4,9 +4,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -19,6 +22,9 @@ static const char usage[] =
     "  -i          enter the interactive prompt after running the script\n"
     "  --trace K   trace events of kinds K (ipc,spawn,net or all) to stderr\n"
     "              (same as LIPC_TRACE=K; children inherit it)\n"
+    "  --stdio-channel  be a worker reached through a launcher (ssh...):\n"
+    "              the channel is stdin and stdout, the script comes over\n"
+    "              it (fork's `via` option starts lipc this way)\n"
     "  -v          print the version and exit\n"
     "  -h          print this help and exit\n"
     "  --          stop handling options\n"
@@ -31,6 +37,7 @@ static const char usage[] =
 /* What the command line asks for. */
 typedef struct options {
   int version, help, interactive;
+  int stdio_channel; /* --stdio-channel */
   int literal;       /* "--": the next argument is a script, even "test" */
   const char *code;  /* -e */
   const char *trace; /* --trace */
@@ -73,6 +80,8 @@ static int collect(int argc, char **argv, options *o) {
     }
     if (strcmp(a, "-i") == 0)
       o->interactive = 1;
+    else if (strcmp(a, "--stdio-channel") == 0)
+      o->stdio_channel = 1;
     else if (strcmp(a, "-v") == 0)
       o->version = 1;
     else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
@@ -99,6 +108,117 @@ static void start_test(lipc_runtime *rt, int argc, char **argv) {
   lipc__load_embedded(L, "test");
   lipc__load_embedded(L, "test_harness");
   lipc__task_start(rt, L, 1);
+}
+
+/* ---- --stdio-channel: a worker reached through a launcher ------------
+ * The launcher (ssh, kubectl exec, srun...) gives us its stdin and stdout,
+ * usually two pipes. The channel wants one socket, so two threads relay
+ * between those pipes and a socketpair whose other end is fork.parent
+ * (LIPC_CHANNEL_FD, as for a local fork). fds 0 and 1 then become
+ * /dev/null and stderr: print() cannot corrupt the channel. When the
+ * runtime ends, the rest of what it sent is relayed, then the bye frame
+ * (docs/wire-format.md section 8) says the worker ended in order. */
+
+typedef struct relay {
+  int from, to;
+  int shut; /* at the end of `from`, shut `to` down for writing */
+  pthread_t thread;
+} relay;
+
+static int write_all(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return -1;
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static void *pump(void *arg) {
+  relay *r = arg;
+  static __thread char buf[64 * 1024];
+  for (;;) {
+    ssize_t n = read(r->from, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0 || write_all(r->to, buf, (size_t)n) != 0)
+      break;
+  }
+  if (r->shut) /* the link ended: the channel sees its end */
+    shutdown(r->to, SHUT_WR);
+  return NULL;
+}
+
+typedef struct stdio_channel {
+  relay in, out;
+} stdio_channel;
+
+static int blocking_dup(int fd) {
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (d >= 0)
+    fcntl(d, F_SETFL, fcntl(d, F_GETFL) & ~O_NONBLOCK);
+  return d;
+}
+
+/* Takes stdin and stdout as the link, starts the relays and names the
+ * channel's end in the environment for fork.parent. 0 or -1. */
+static int stdio_channel_start(stdio_channel *sc) {
+  int sp[2], rfd = blocking_dup(0), wfd = blocking_dup(1), null;
+  char num[16];
+  sigset_t all, old;
+  if (rfd < 0 || wfd < 0 ||
+      socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
+    perror("lipc: --stdio-channel");
+    return -1;
+  }
+  null = open("/dev/null", O_RDONLY);
+  if (null < 0 || dup2(null, 0) < 0 || dup2(2, 1) < 0) {
+    perror("lipc: --stdio-channel");
+    return -1;
+  }
+  close(null);
+  sc->in = (relay){rfd, sp[1], 1, 0};
+  sc->out = (relay){sp[1], wfd, 0, 0};
+  snprintf(num, sizeof(num), "%d", sp[0]);
+  setenv("LIPC_CHANNEL_FD", num, 1);
+  setenv("LIPC_CHANNEL_REMOTE", "1", 1);
+  /* the relays take no signal: libuv's handlers run on the loop thread */
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  if (pthread_create(&sc->in.thread, NULL, pump, &sc->in) != 0 ||
+      pthread_create(&sc->out.thread, NULL, pump, &sc->out) != 0) {
+    fputs("lipc: --stdio-channel: cannot start the relay\n", stderr);
+    return -1;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return 0;
+}
+
+/* After the runtime closed its end: the rest goes out, then the bye
+ * frame: [len 16] d4 02 02, then the map {"status": int32}. */
+static void stdio_channel_end(stdio_channel *sc, int status) {
+  unsigned char bye[20] = {0,    0,   0,   16,  0xd4, 0x02, 0x02, 0x81,
+                           0xa6, 's', 't', 'a', 't',  'u',  's',  0xd2};
+  uint32_t st = (uint32_t)status;
+  pthread_join(sc->out.thread, NULL);
+  bye[16] = (unsigned char)(st >> 24);
+  bye[17] = (unsigned char)(st >> 16);
+  bye[18] = (unsigned char)(st >> 8);
+  bye[19] = (unsigned char)st;
+  (void)write_all(sc->out.to, (const char *)bye, sizeof(bye));
+  close(sc->out.to);
+}
+
+/* The worker's main task: the handshake, then the script that came over
+ * the channel (runtime/remote.lua). */
+static void start_remote(lipc_runtime *rt) {
+  lua_State *L = lipc_state(rt);
+  lipc__load_embedded(L, "remote");
+  lipc__task_start(rt, L, 0);
 }
 
 static void version(void) {
@@ -138,6 +258,7 @@ static void start(lipc_runtime *rt, const options *o, int argc, char **argv) {
 int main(int argc, char **argv) {
   lipc_runtime *rt;
   options o;
+  stdio_channel sc;
   int status, interactive;
 
   if (collect(argc, argv, &o) != 0)
@@ -163,20 +284,26 @@ int main(int argc, char **argv) {
    * its process; an embedder's malloc is left alone. */
   mallopt(M_MMAP_THRESHOLD, 4 << 20);
   mallopt(M_TRIM_THRESHOLD, 32 << 20);
+  if (o.stdio_channel && stdio_channel_start(&sc) != 0)
+    return 1;
   rt = lipc_new(NULL);
   if (rt == NULL) {
     fputs("lipc: cannot create the runtime\n", stderr);
     return 1;
   }
   interactive = o.interactive;
-  if (o.code || o.script < argc || !isatty(0))
+  if (o.stdio_channel)
+    start_remote(rt);
+  else if (o.code || o.script < argc || !isatty(0))
     start(rt, &o, argc, argv);
   else
     interactive = 1; /* no script on a terminal: the prompt alone */
-  if (interactive && lipc_exit_status(rt) == 0)
+  if (interactive && lipc_exit_status(rt) == 0 && !o.stdio_channel)
     start_repl(rt);
   lipc_run(rt);
   status = lipc_exit_status(rt);
   lipc_free(rt);
+  if (o.stdio_channel)
+    stdio_channel_end(&sc, status);
   return status;
 }

@@ -34,6 +34,10 @@ function fork.socketpair() end
 ---@field serialization? "lipc"|"json" `serialization` — `"lipc"` default, `"json"`; automatic for Node scripts.
 ---@field max_message? integer `max_message` — bytes of one value (a handle's marker is not counted), default 64 MiB, enforced both ways.
 ---@field high_water? integer `high_water` — bytes of unsent frames before `send` returns false, default 64 KiB.
+---@field via? string[] `via` — a launcher: the worker runs on the far side of it (section "Workers through a launcher" below).
+---@field ship? boolean `ship` — with `via`: send the script and its modules (default true); false: `script` is a path over there.
+---@field modules? string[] `modules` — with `via`: more modules to send, by name (found in `package.path`).
+---@field start_timeout? integer `start_timeout` — with `via`: ms to wait for the worker's hello, default 30000.
 local fork_options = {}
 
 ---A message channel (fork children, `fork.parent`, `stream:channel()`).
@@ -114,21 +118,31 @@ function lipc_channel:bound() end
 ---`close()` — closes the channel and its stream at once.
 function lipc_channel:close() end
 
----Listen for "message", "disconnect", "drain", "error"; returns the object.
+---`send_control(kind, value)` — sends a control frame (docs/wire-format.md section 8) of
+---`kind` (1..255) carrying `value`; the peer's channel emits `control(kind, value)` on its target
+---instead of a message. A launched worker's hello and bye; internal.
+---@param kind integer
+---@param value any
+---@return boolean
+function lipc_channel:send_control(kind, value) end
+
+---Listen for "message", "disconnect", "drain", "error", "control"; returns the object.
 ---@overload fun(self: lipc.channel, name: "message", fn: fun(msg: any, handle?: userdata)): lipc.channel
 ---@overload fun(self: lipc.channel, name: "disconnect", fn: fun()): lipc.channel
 ---@overload fun(self: lipc.channel, name: "drain", fn: fun()): lipc.channel
 ---@overload fun(self: lipc.channel, name: "error", fn: fun(msg: string, code: string)): lipc.channel
+---@overload fun(self: lipc.channel, name: "control", fn: fun(kind: integer, value: any)): lipc.channel
 ---@param name string
 ---@param fn function
 ---@return lipc.channel
 function lipc_channel:on(name, fn) end
 
----Listen for "message", "disconnect", "drain", "error"; returns the object.
+---Listen for "message", "disconnect", "drain", "error", "control"; returns the object.
 ---@overload fun(self: lipc.channel, name: "message", fn: fun(msg: any, handle?: userdata)): lipc.channel
 ---@overload fun(self: lipc.channel, name: "disconnect", fn: fun()): lipc.channel
 ---@overload fun(self: lipc.channel, name: "drain", fn: fun()): lipc.channel
 ---@overload fun(self: lipc.channel, name: "error", fn: fun(msg: string, code: string)): lipc.channel
+---@overload fun(self: lipc.channel, name: "control", fn: fun(kind: integer, value: any)): lipc.channel
 ---@param name string
 ---@param fn function
 ---@return lipc.channel

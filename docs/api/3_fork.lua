@@ -10,7 +10,7 @@ return {
     {name = "lipc.channel", extends = "lipc.emitter", var = "ch",
      text = "A message channel (fork children, `fork.parent`, `stream:channel()`).",
      events = {"message(msg: any, handle?: userdata)", "disconnect()", "drain()",
-               "error(msg: string, code: string)"}},
+               "error(msg: string, code: string)", "control(kind: integer, value: any)"}},
     {name = "lipc.channel_stats", text = "What `channel:stats()` returns.",
      fields = {"messages_sent: integer", "messages_received: integer", "bytes_sent: integer",
                "bytes_received: integer", "queued: integer", "pending: integer", "high_water_hits: integer"}},
@@ -43,6 +43,11 @@ paths against `opts.cwd`) starts nothing: `nil, msg, code` (`ENOENT`,
        text = "`\"lipc\"` default, `\"json\"`; automatic for Node scripts."},
       {"max_message: integer", text = "bytes of one value (a handle's marker is not counted), default 64 MiB, enforced both ways."},
       {"high_water: integer", text = "bytes of unsent frames before `send` returns false, default 64 KiB."},
+      {"via: string[]", text = [[a launcher: the worker runs on the far side of it (section
+"Workers through a launcher" below).]]},
+      {"ship: boolean", text = "with `via`: send the script and its modules (default true); false: `script` is a path over there."},
+      {"modules: string[]", text = "with `via`: more modules to send, by name (found in `package.path`)."},
+      {"start_timeout: integer", text = "with `via`: ms to wait for the worker's hello, default 30000."},
     },
 [[The child object is spawn's child (pid, stdio, kill, wait, `spawn`, `exit`,
 `close`, `error`) plus the channel API below and the field `channel`.
@@ -113,10 +118,43 @@ only while a task waits in `receive()` or a `message` listener exists).]]},
        text = "`send` and `receive` as closures over the channel that ignore their first argument (fork's child objects use them as their methods); internal."},
       {"exit_on_disconnect: boolean", sig = "`exit_on_disconnect`", text = "see `fork.parent`."},
       {"close()", text = "closes the channel and its stream at once."},
+      {"send_control(kind: integer, value: any): boolean",
+       text = [[sends a control frame (docs/wire-format.md section 8) of
+`kind` (1..255) carrying `value`; the peer's channel emits `control(kind, value)` on its target
+instead of a message. A launched worker's hello and bye; internal.]]},
     },
-[[- `stream:channel(opts)`: `serialization`, `max_message`, `high_water`.
+[[- `stream:channel(opts)`: `serialization`, `max_message`, `high_water`,
+  `handles` (false: `send` refuses handles; for a stream that leaves the host).
 - Errors closing a channel: `ERR_IPC_MESSAGE_TOO_LARGE`,
   `ERR_IPC_BAD_MESSAGE` (garbage, truncated value, bad JSON).
+
+### Workers through a launcher (`opts.via`)
+`fork(script, args, {via = {"ssh", "-T", "host"}})` *(task)* runs
+`<via...> lipc --stdio-channel` (`opts.exec_path`: the lipc over there,
+default `lipc` on its `PATH`) with the channel on the launcher's stdin and
+stdout; `kubectl exec -i pod --`, `srun`, `docker exec -i c` and
+`ip netns exec ns` are launchers too. The parent sends a hello with its
+lipc version, the script's source, its arguments and the modules it
+requires (`require "name"` literally, found in `package.path`, and those
+they require; `opts.modules` adds more); the worker answers with its own.
+`fork` returns once the worker said hello, or `nil, msg, code`:
+`ERR_LAUNCH_FAILED` (the launcher ended first, with the end of its
+stderr in `msg`: a refused key, an unknown host, lipc missing; or no
+hello within `start_timeout`), `ERR_IPC_HANDSHAKE` (the launcher's stdout
+carried something else, a login banner), `ERR_LIPC_VERSION` (the two
+lipc versions differ; both are named), or spawn's error for a launcher
+that cannot start. The launcher's stderr is passed on to ours.
+
+The child object is a local fork's over the launcher process:
+`wait()` gives the launcher's exit status (ssh's is the worker's),
+`kill()` ends the launcher and through it the worker, `child.remote` is
+`{pid, lipc, via}` of the worker. When the worker's script ends it sends
+a bye after its last message; a channel that ends without one makes
+`receive()` return `nil, msg, "ERR_IPC_LINK_LOST"` (the connection
+dropped or the worker died); after the bye `receive()` ends as a local
+fork's (`nil`, or `ERR_WORKER_EXIT` for a status other than 0). Handles
+cannot cross hosts: `send` with a handle raises on both sides.
+Environment variables do not cross ssh: `opts.env` is the launcher's.
 
 ### `fork.parent`]],
     {list = true,

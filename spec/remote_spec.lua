@@ -1,0 +1,232 @@
+-- remote_spec.lua - workers reached through a launcher (fork's `via`
+-- option, `lipc --stdio-channel`): the handshake, the script and its
+-- modules sent over the channel, the worker's end, the launcher's
+-- failures. Here the launcher is a local one (sh), which puts the same
+-- channel over the same stdio as ssh does; ssh_spec.lua runs them through
+-- a real sshd.
+local lipc = require "lipc"
+local fork = require "fork"
+local spawn = require "spawn"
+local S = require "support"
+
+-- `sh -c 'exec "$@"' sh lipc --stdio-channel`: the smallest launcher.
+local function local_via()
+  return {"sh", "-c", 'exec "$@"', "sh"}
+end
+
+local function worker(code, name)
+  return S.write_file(S.tmpdir() .. "/" .. (name or "worker.lua"), code)
+end
+
+local function start(code, args, opts)
+  opts = opts or {}
+  opts.via = opts.via or local_via()
+  opts.exec_path = opts.exec_path or S.lipc
+  return fork(worker(code), args, opts)
+end
+
+-- The hello frame of a worker claiming lipc `version` (hand-encoded:
+-- length, control marker d4 02 01, map {lipc = version, proto = 1}).
+local function fake_hello(version)
+  local body = "\xd4\x02\x01\x82\xa4lipc" .. string.char(0xa0 + #version) .. version ..
+    "\xa5proto\x01"
+  return S.be32(#body) .. body
+end
+
+describe("fork through a launcher (opts.via)", function()
+
+  it("carries messages both ways, with the arguments, and gives the exit status", function()
+    local child = assert(start([[
+      local lipc = require "lipc"
+      local parent = require("fork").parent
+      print("print goes to stderr, not over the channel")
+      parent:send({args = {...}, arg0 = arg[0], pid = lipc.pid})
+      while true do
+        local m = parent:receive()
+        if m == "done" then break end
+        parent:send({twice = m * 2})
+      end
+      lipc.exit(3)
+    ]], {"a b", 7}))
+    local hello = child:receive()
+    assert.are.same({"a b", "7"}, hello.args)
+    assert.matches("worker%.lua$", hello.arg0)
+    assert.are.equal(child.remote.pid, hello.pid)
+    for i = 1, 100 do
+      child:send(i)
+      assert.are.equal(2 * i, child:receive().twice)
+    end
+    child:send("done")
+    local m, _, code = child:receive() -- an orderly end, as a local fork's
+    assert.is_nil(m)
+    assert.are.equal("ERR_WORKER_EXIT", code)
+    assert.are.equal(3, (child:wait()))
+  end)
+
+  it("sends the script and the modules it requires; the far side needs only lipc", function()
+    local dir = S.tmpdir()
+    S.write_file(dir .. "/shipped_mod.lua", [[
+      local inner = require("shipped_inner")
+      return {answer = inner.n * 2}
+    ]])
+    S.write_file(dir .. "/shipped_inner.lua", "return {n = 21}")
+    local saved = package.path
+    package.path = dir .. "/?.lua;" .. package.path
+    local child, err = start([[
+      local parent = require("fork").parent
+      parent:send({answer = require("shipped_mod").answer,
+                   found = package.searchpath("shipped_mod", package.path)})
+    ]])
+    package.path = saved
+    assert(child, err)
+    local m = child:receive()
+    assert.are.equal(42, m.answer)
+    assert.is_nil(m.found) -- not on the worker's own path: it came over the channel
+    assert.are.equal(0, (child:wait()))
+  end)
+
+  it("runs a script that exists on the far side with ship = false", function()
+    local path = worker([[require("fork").parent:send({here = true, arg0 = arg[0]})]],
+                        "there.lua")
+    local child = assert(fork(path, {via = local_via(), exec_path = S.lipc, ship = false}))
+    assert.are.equal(S.lipc, child.remote.via[1] == "sh" and S.lipc)
+    assert.are.same({here = true, arg0 = path}, child:receive())
+    assert.are.equal(0, (child:wait()))
+  end)
+
+  it("kill() ends the launcher and through it the worker", function()
+    local child = assert(start([[require("fork").parent:receive()]]))
+    local pid = child.remote.pid
+    assert.is_true(S.alive(pid))
+    child:kill()
+    local code, signal = child:wait()
+    assert.is_nil(code)
+    assert.are.equal("SIGTERM", signal)
+    assert.is_true(S.wait_for(function() return not S.alive(pid) end, 5000))
+  end)
+
+  it("the worker ends when the parent disconnects", function()
+    local child = assert(start([[
+      local parent = require("fork").parent
+      parent:send("up")
+      require("lipc").sleep(60000)
+    ]]))
+    assert.are.equal("up", child:receive())
+    local pid = child.remote.pid
+    child:disconnect()
+    assert.are.equal(0, (child:wait()))
+    assert.is_false(S.alive(pid))
+  end)
+
+  it("a worker that dies without its goodbye: receive() gives ERR_IPC_LINK_LOST", function()
+    local child = assert(start([[
+      local parent = require("fork").parent
+      parent:send("up")
+      parent:receive()
+    ]]))
+    assert.are.equal("up", child:receive())
+    assert(lipc.kill(child.remote.pid, "SIGKILL"))
+    local m, msg, code = child:receive()
+    assert.is_nil(m)
+    assert.are.equal("ERR_IPC_LINK_LOST", code)
+    assert.matches("link to the worker through sh was lost", msg)
+    child:wait()
+  end)
+
+  it("refuses handles both ways: fds cannot cross hosts", function()
+    local child = assert(start([[
+      local parent = require("fork").parent
+      local srv = require("net").create_server(function() end):listen(0, "127.0.0.1")
+      local ok, err = pcall(parent.send, parent, "srv", srv)
+      srv:close()
+      parent:send({ok = ok, err = tostring(err)})
+      parent:receive()
+    ]]))
+    local m = child:receive()
+    assert.is_false(m.ok)
+    assert.matches("handles cannot cross hosts", m.err)
+    local srv = require("net").create_server(function() end):listen(0, "127.0.0.1")
+    local ok, err = pcall(child.send, child, "srv", srv)
+    srv:close()
+    assert.is_false(ok)
+    assert.matches("bad argument #3 to 'channel.send' %(handles cannot cross hosts", err)
+    child:disconnect()
+    child:wait()
+  end)
+
+  it("a launcher that fails: ERR_LAUNCH_FAILED with the launcher's own words", function()
+    local child, msg, code = start("", nil, {via = {"sh", "-c",
+      "echo 'ssh: connect to host nowhere port 22: No route to host' >&2; exit 255"}})
+    assert.is_nil(child)
+    assert.are.equal("ERR_LAUNCH_FAILED", code)
+    assert.matches("exit code 255", msg)
+    assert.matches("No route to host", msg)
+  end)
+
+  it("lipc missing on the far side: ERR_LAUNCH_FAILED", function()
+    local child, msg, code = start("", nil, {exec_path = "/nonexistent/lipc"})
+    assert.is_nil(child)
+    assert.are.equal("ERR_LAUNCH_FAILED", code)
+    assert.matches("/nonexistent/lipc", msg)
+    assert.matches("exit code 127", msg)
+  end)
+
+  it("a launcher that does not exist: spawn's error", function()
+    local child, msg, code = start("", nil, {via = {"/nonexistent/launcher"}})
+    assert.is_nil(child)
+    assert.are.equal("ENOENT", code)
+    assert.matches("/nonexistent/launcher", msg)
+  end)
+
+  it("a launcher that hangs: ERR_LAUNCH_FAILED after start_timeout, launcher ended", function()
+    local child, msg, code = start("", nil, {via = {"sh", "-c", "exec sleep 60"},
+                                             start_timeout = 200})
+    assert.is_nil(child)
+    assert.are.equal("ERR_LAUNCH_FAILED", code)
+    assert.matches("within 200 ms", msg)
+  end)
+
+  it("bytes that are not a hello (a login banner): ERR_IPC_HANDSHAKE", function()
+    local child, msg, code = start("", nil, {via = {"sh", "-c",
+      'echo "Welcome to the far host, have a nice day"; exec "$@"', "sh"}})
+    assert.is_nil(child)
+    assert.are.equal("ERR_IPC_HANDSHAKE", code)
+    assert.matches("no handshake with the worker through sh", msg)
+  end)
+
+  it("a worker of another lipc version: ERR_LIPC_VERSION naming both", function()
+    local fake = worker(([[
+      io.stdout:write(%q)
+      io.stdout:flush()
+      io.stdin:read("a")
+    ]]):format(fake_hello("0.0.1")), "fake.lua")
+    local child, msg, code = start("", nil, {via = {S.lipc, fake}})
+    assert.is_nil(child)
+    assert.are.equal("ERR_LIPC_VERSION", code)
+    assert.matches("runs lipc 0%.0%.1, this is lipc " .. lipc.version:gsub("%.", "%%."), msg)
+  end)
+
+  it("the worker refuses a parent of another version and exits 1", function()
+    local dir = S.tmpdir()
+    S.write_file(dir .. "/in", fake_hello("0.0.1"))
+    local r = assert(spawn.run("sh", {"-c", S.shell_quote(S.lipc) ..
+      " --stdio-channel <" .. dir .. "/in"}))
+    assert.are.equal(1, r.code)
+    assert.matches("the parent's lipc 0%.0%.1", r.stderr)
+  end)
+
+  it("checks its options", function()
+    assert.has_error(function() fork("x.lua", {via = {}}) end,
+      "bad argument #2 to 'fork' (opts.via must be a non-empty array of strings)")
+    assert.has_error(function() fork("x.lua", {via = {"ssh", 3}}) end,
+      "bad argument #2 to 'fork' (opts.via[2] must be a string)")
+    assert.has_error(function() fork("x.lua", {}, {via = {"ssh"}, stdio = "pipe"}) end,
+      "bad argument #3 to 'fork' (opts.via takes the stdio and the 'lipc' serialization)")
+    assert.has_error(function() fork("x.lua", {via = {"ssh"}, start_timeout = 0}) end,
+      "bad argument #2 to 'fork' (opts.start_timeout must be an integer >= 1 (ms))")
+    local child, msg, code = fork("/nonexistent/x.lua", {via = {"ssh"}})
+    assert.is_nil(child)
+    assert.are.equal("ENOENT", code)
+    assert.matches("cannot read the script to send", msg)
+  end)
+end)

@@ -253,6 +253,16 @@ static inline size_t get_be32(const char *p) {
   return (size_t)u[0] << 24 | (size_t)u[1] << 16 | (size_t)u[2] << 8 | u[3];
 }
 
+/* A message that is nil, on top of L, becomes lipc.null (NULL as light
+ * userdata, which is also cjson.null and sends back as nil): receive()
+ * returns nil only when no message is left. */
+static inline void nil_as_null(lua_State *L) {
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, NULL);
+  }
+}
+
 /* Messages received that nobody took yet: decoded ones in the queue
  * table, then the lazy frames (receive.c). */
 static inline lua_Integer queue_values(lchannel *ch) {

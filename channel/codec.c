@@ -696,7 +696,13 @@ static int encvalue(Enc *e, int idx, int type, int depth) {
       return 0;
     case LUA_TSTRING: return encstr(e, idx, depth);
     case LUA_TTABLE: return enctable(e, idx, depth);
-    default: /* function, userdata, light userdata, thread */
+    case LUA_TLIGHTUSERDATA: /* lipc.null (cjson.null): a nil message */
+      if (lua_touserdata(L, idx) == NULL) {
+        b->data[b->len++] = (char)0xC0;
+        return 0;
+      }
+      return enctypefail(e, depth, idx, "");
+    default: /* function, userdata, thread */
       return enctypefail(e, depth, idx, "");
   }
 }

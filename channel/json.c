@@ -35,14 +35,12 @@ static void json_ints(lua_State *L, int idx, int depth) {
   }
 }
 
-/* A decoded JSON value on top of rt->L as Lua sees it: Node's null is
- * nil at the top, integral numbers are integers. */
+/* A decoded JSON value on top of rt->L as Lua sees it: integral numbers
+ * are integers. Node's null stays cjson.null, which is lipc.null: a
+ * message that is null is not the channel's end (receive() -> nil). */
 static void json_value(lua_State *L) {
-  if (lua_type(L, -1) == LUA_TLIGHTUSERDATA &&
-      lua_touserdata(L, -1) == NULL) { /* cjson.null */
-    lua_pop(L, 1);
-    lua_pushnil(L);
-  } else if (lua_istable(L, -1)) {
+  nil_as_null(L); /* a NODE_HANDLE without its msg */
+  if (lua_istable(L, -1)) {
     json_ints(L, -1, 0);
   } else if (lua_type(L, -1) == LUA_TNUMBER) {
     lua_Number x = lua_tonumber(L, -1);

@@ -85,6 +85,7 @@ static int take_lazy(lchannel *ch, lua_State *L) {
   luaL_checkstack(L, 8, "channel");
   used = lipc__codec_decode_checked(L, p + 4, n, &err);
   if (used > 0 && (size_t)used == n) {
+    nil_as_null(L);
     lua_pushnil(L);
     return 0;
   }
@@ -298,6 +299,7 @@ static int native_frame(lchannel *ch, const char *p, size_t n) {
     chan_emit(ch, "control", 2);
     return 0;
   }
+  nil_as_null(L);
   if (kind) {
     int top = lua_gettop(L);
     /* pushes the object */

@@ -658,6 +658,10 @@ int luaopen_lipc(lua_State *L) {
   lipc__task_open(L);
   lua_pushstring(L, LIPC_VERSION_STRING);
   lua_setfield(L, -2, "version");
+  /* A message that is nil arrives as lipc.null, so receive() returns nil
+   * only at the end. NULL as light userdata: cjson.null is the same. */
+  lua_pushlightuserdata(L, NULL);
+  lua_setfield(L, -2, "null");
   lua_createtable(L, 0, 3);
   lua_pushstring(L, LIPC_VERSION_STRING);
   lua_setfield(L, -2, "lipc");

@@ -498,7 +498,8 @@ function M.serve(fn)
   if not parent then error("fork.serve: this process was not forked", 2) end
   while true do
     local msg = parent:receive()
-    if msg == nil and not parent.connected then return end
+    if msg == nil then return end                -- the end (a nil call is lipc.null)
+    if msg == lipc.null then msg = nil end
     local ok, reply = pcall(fn, msg)
     if ok then
       ok, reply = pcall(parent.send, parent, {true, reply})

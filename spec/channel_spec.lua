@@ -29,7 +29,7 @@ describe("stream:channel", function()
       assert.are.same(v, got)
       if type(v) == "number" then assert.are.equal(math.type(v), math.type(got)) end
     end
-    assert.is_nil(cb:receive())
+    assert.are.equal(lipc.null, cb:receive())   -- nil arrives as lipc.null
     assert.is_true(cb.connected)
     ca:disconnect()
     cb:disconnect()
@@ -531,5 +531,79 @@ describe("channel edges", function()
     assert.are.equal(m, ca:receive())
     ca:close()
     cb:close()
+  end)
+end)
+
+describe("a nil message and the channel's end", function()
+  -- lipc.null, and not a nil that a missing lipc.null would equal
+  local function is_null(v) return type(v) == "userdata" and v == lipc.null end
+
+  it("a nil message arrives as lipc.null: the usual loop reads on to the end", function()
+    local ca, cb = pair()
+    ca:send(nil)
+    ca:send("after the nil")
+    ca:send(false)
+    ca:disconnect()
+    local got = {}
+    while true do
+      local m = cb:receive()
+      if m == nil then break end
+      got[#got + 1] = m
+    end
+    assert.are.same({lipc.null, "after the nil", false}, got)
+    assert.is_true(is_null(got[1]))
+    assert.is_nil(cb:receive())                   -- and stays at the end
+    cb:close()
+  end)
+
+  it("receive() in a waiting task and 'message' listeners get lipc.null too", function()
+    local ca, cb = pair()
+    local got = lipc.cond()
+    local value = "unset"
+    lipc.go(function() value = cb:receive(); got:signal() end)
+    ca:send(nil)
+    got:wait(2000)
+    assert.is_true(is_null(value))
+    local heard = {}
+    cb:on("message", function(m) heard[#heard + 1] = m; got:signal() end)
+    ca:send(nil)
+    got:wait(2000)
+    assert.is_true(#heard == 1 and is_null(heard[1]))
+    ca:close()
+    cb:close()
+  end)
+
+  it("lipc.null is cjson.null and sends as nil, at the top and inside", function()
+    assert.are.equal(require("cjson").null, lipc.null)
+    local ca, cb = pair()
+    ca:send(lipc.null)
+    ca:send({lipc.null, 2})                       -- an array with a hole: a map
+    assert.is_true(is_null(cb:receive()))
+    assert.are.same({[2] = 2}, cb:receive())
+    ca:close()
+    cb:close()
+  end)
+
+  it("a nil message with a handle: lipc.null, handle", function()
+    local ca, cb = pair()
+    local srv = assert(require("net").create_server():listen(0))
+    ca:send(nil, srv)
+    local m, h = cb:receive()
+    assert.is_true(is_null(m))
+    assert.truthy(h)
+    h:close(); srv:close()
+    ca:close()
+    cb:close()
+  end)
+
+  it("JSON lines: a null message arrives as lipc.null, the end as nil", function()
+    local ch, raw = raw_pair({serialization = "json"})
+    raw:write('null\n"x"\n')
+    raw:shutdown()
+    assert.is_true(is_null(ch:receive()))
+    assert.are.equal("x", ch:receive())
+    assert.is_nil(ch:receive())
+    raw:close()
+    ch:close()
   end)
 end)

@@ -66,7 +66,11 @@ function lipc_channel:send(value, handle, opts, cb) end
 
 ---`receive()` *(task)* → `msg, handle` — the next message; `nil` once
 ---disconnected; `nil, msg, code` when the peer broke the protocol (after
----the messages that came before the fault). Messages that arrive while
+---the messages that came before the fault). A message that is nil (or
+---JSON `null`) arrives as `lipc.null`, here and at `message` listeners, and
+---`lipc.null` sends as nil: `nil` is only ever the end, so `local m =
+---ch:receive(); if m == nil then break end` reads every message (a `false`
+---message is one, so test `== nil`, not `not m`). Messages that arrive while
 ---nobody receives and nobody listens for `message` wait in order, checked
 ---but still encoded, and are built when taken (`pending()` counts them);
 ---they stay to be taken after the channel closed. Several tasks may wait in

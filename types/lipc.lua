@@ -9,6 +9,7 @@
 ---@field argv string[] `lipc.argv` — `{exe_path, script, args...}`; the global `arg` is set as by `lua` (`arg[0]` the script).
 ---@field version string `lipc.version` (`"0.1.0"`), `lipc.versions` → `{lipc, lua, libuv}`.
 ---@field versions {lipc: string, lua: string, libuv: string} `lipc.version` (`"0.1.0"`), `lipc.versions` → `{lipc, lua, libuv}`.
+---@field null lightuserdata `lipc.null` — a message that is nil, as `receive()` and `message` listeners give it (so that `receive()` returns nil only at a channel's end); sent, it is nil. It is `cjson.null` (NULL as a light userdata).
 ---@field stdin lipc.stream `lipc.stdin`, `lipc.stdout`, `lipc.stderr` — the standard streams.
 ---@field stdout lipc.stream `lipc.stdin`, `lipc.stdout`, `lipc.stderr` — the standard streams.
 ---@field stderr lipc.stream `lipc.stdin`, `lipc.stdout`, `lipc.stderr` — the standard streams.

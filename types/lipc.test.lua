@@ -72,8 +72,8 @@ function lipc_test.fake_peer() end
 function lipc_test.frame(value) end
 
 ---`lipc.test.read_frame(stream)` *(task)* — reads one native frame from a raw stream (a fake peer) and
----returns its value; `nil, msg` when the stream ended first or the frame does
----not decode. Bytes after the frame stay for the next call.
+---returns its value (`lipc.null` for nil, as `receive()`); `nil, msg` when
+---the stream ended first or the frame does not decode. Bytes after the frame stay for the next call.
 ---@param stream lipc.stream
 ---@return any
 ---@return string?

@@ -124,6 +124,10 @@ process alive (as in Node).]]},
          .. "milliseconds since the epoch (integer)", text = "."},
       {"lipc.version: string", "lipc.versions: {lipc: string, lua: string, libuv: string}",
        sig = "`lipc.version` (`\"0.1.0\"`), `lipc.versions` → `{lipc, lua, libuv}`", text = "."},
+      {"lipc.null: lightuserdata",
+       text = [[a message that is nil, as `receive()` and `message` listeners
+give it (so that `receive()` returns nil only at a channel's end); sent, it
+is nil. It is `cjson.null` (NULL as a light userdata).]]},
       {"lipc.exit(code?: integer|boolean)", text = [[inside a task: stops the running code at once,
 flushes queued writes, exits with `code` (default 0; `true`/`false` as
 in `os.exit`). `os.exit` is the same function.]]},

@@ -92,7 +92,11 @@ error when nobody listens, as in Node; returns false.]]},
        ret = "`msg, handle`",
        text = [[the next message; `nil` once
 disconnected; `nil, msg, code` when the peer broke the protocol (after
-the messages that came before the fault). Messages that arrive while
+the messages that came before the fault). A message that is nil (or
+JSON `null`) arrives as `lipc.null`, here and at `message` listeners, and
+`lipc.null` sends as nil: `nil` is only ever the end, so `local m =
+ch:receive(); if m == nil then break end` reads every message (a `false`
+message is one, so test `== nil`, not `not m`). Messages that arrive while
 nobody receives and nobody listens for `message` wait in order, checked
 but still encoded, and are built when taken (`pending()` counts them);
 they stay to be taken after the channel closed. Several tasks may wait in
@@ -212,7 +216,8 @@ as `JSON.stringify` writes them: integers exact, floats in the fewest
 digits that read back the same, NaN and infinities as `null`; strings must
 be UTF-8 (else `send` raises naming the key path); a table with keys 1..n
 is an array, any other an object (an empty one is `{}`). JSON numbers with
-integral values arrive as Lua integers; Node's `null` inside a value
-arrives as `cjson.null`, which also sends back as `null`.]],
+integral values arrive as Lua integers; Node's `null` arrives as
+`cjson.null` (which is `lipc.null`), inside a value or as the whole
+message, and sends back as `null`.]],
   },
 }

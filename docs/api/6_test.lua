@@ -89,8 +89,8 @@ the test writes and reads raw bytes on `peer`.]]},
        text = "the bytes a channel sends for `value`: one native frame (docs/wire-format.md)."},
       {"lipc.test.read_frame(stream: lipc.stream): any, string?", task = true,
        text = [[reads one native frame from a raw stream (a fake peer) and
-returns its value; `nil, msg` when the stream ended first or the frame does
-not decode. Bytes after the frame stay for the next call.]]},
+returns its value (`lipc.null` for nil, as `receive()`); `nil, msg` when
+the stream ended first or the frame does not decode. Bytes after the frame stay for the next call.]]},
       {"lipc.test.exits_within(child: lipc.child, ms: integer): integer?, string?", task = true,
        text = [[`code, signal` once `child` has exited; when it has not
 after `ms`, kills it and fails the spec.]]},

@@ -3,13 +3,15 @@
  *
  * fork.lua does the work (spawn a child lipc with an "ipc" stdio entry and
  * a channel over it, pools, serve); this file gives it what Lua cannot do:
- * socketpairs, the lipc executable's path, and the channel a parent
+ * socketpairs, the program that runs workers, and the channel a parent
  * handed down through LIPC_CHANNEL_FD (lipc) or NODE_CHANNEL_FD (Node),
  * read and removed from the environment as the runtime starts;
  * LIPC_CHANNEL_REMOTE says it crosses a launcher (`lipc --stdio-channel`).
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,15 +67,54 @@ static int l_readable(lua_State *L) {
   return 1;
 }
 
-/* exepath() -> the running lipc executable */
-static int l_exepath(lua_State *L) {
-  char buf[4096];
-  size_t n = sizeof(buf);
-  int err = uv_exepath(buf, &n);
+/* Whether path is an executable file other than this program. */
+static int is_lipc(const char *path, const char *self) {
+  struct stat st;
+  char real[PATH_MAX];
+  if (access(path, X_OK) != 0 || stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+    return 0;
+  return realpath(path, real) != NULL && strcmp(real, self) != 0;
+}
+
+/* The lipc executable that comes with this library: next to it (the
+ * build tree), in the bin/ of its prefix (lib/liblipc.so, or the stock
+ * lua module lib/lua/5.4/lipc.so), or else `lipc` on PATH. Never this
+ * program: a worker must not run the embedder's topology again. */
+static void push_lipc(lua_State *L, const char *self) {
+  static const char *const rel[] = {"lipc", "../bin/lipc", "../../../bin/lipc"};
+  Dl_info info;
+  char dir[PATH_MAX], path[PATH_MAX + 32];
+  size_t i;
+  if (dladdr((void *)push_lipc, &info) && info.dli_fname &&
+      realpath(info.dli_fname, dir) != NULL && strcmp(dir, self) != 0) {
+    *strrchr(dir, '/') = '\0'; /* a realpath has one */
+    for (i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+      snprintf(path, sizeof(path), "%s/%s", dir, rel[i]);
+      if (is_lipc(path, self)) {
+        lua_pushstring(L, path);
+        return;
+      }
+    }
+  }
+  lua_pushliteral(L, "lipc"); /* spawn looks it up on PATH */
+}
+
+/* worker_exec() -> program, marked: what fork runs when opts.exec_path
+ * is not given (lipc__worker_exec, lipc.h); marked: the worker gets
+ * LIPC_WORKER=1, for lipc_worker_main. */
+static int l_worker_exec(lua_State *L) {
+  char self[PATH_MAX];
+  size_t n = sizeof(self);
+  int err = uv_exepath(self, &n);
   if (err)
-    return lipc__push_error(L, err, "fork.exepath");
-  lua_pushlstring(L, buf, n);
-  return 1;
+    return lipc__push_error(L, err, "fork: the running program");
+  if (lipc__worker_exec == LIPC__EXEC_FIND) {
+    push_lipc(L, self);
+    return 1;
+  }
+  lua_pushlstring(L, self, n);
+  lua_pushboolean(L, lipc__worker_exec == LIPC__EXEC_ENTRY);
+  return 2;
 }
 
 /* Why fd cannot be a channel handed down to us, or NULL when it can: an
@@ -182,7 +223,7 @@ static int l_parent(lua_State *L) {
 int luaopen_fork(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"socketpair", l_socketpair},
-      {"exepath", l_exepath},
+      {"worker_exec", l_worker_exec},
       {"readable", l_readable},
       {"parent", l_parent},
       {NULL, NULL},

@@ -439,7 +439,13 @@ function fork(script, args, opts)
     if not ok then return nil, err, code end
   end
   local node = script:match("%.[cm]?js$") ~= nil
-  local exec = opts.exec_path or (node and "node") or C.exepath()
+  local exec, marked = opts.exec_path or (node and "node"), false
+  if not exec then
+    local err, code
+    exec, err, code = C.worker_exec()
+    if not exec then return nil, err, code end
+    marked = err == true
+  end
   local mode = opts.serialization or (node and "json") or "lipc"
   if mode ~= "json" and mode ~= "lipc" then
     error(("bad argument #%d to 'fork' (opts.serialization must be 'lipc' or 'json')")
@@ -458,6 +464,7 @@ function fork(script, args, opts)
     stdio[idx] = "ipc"
   end
   local env = copy(opts.env)
+  if marked then env.LIPC_WORKER = "1" end -- for lipc_worker_main (lipc.h)
   if mode == "json" then
     env.NODE_CHANNEL_FD = tostring(idx - 1)
     env.NODE_CHANNEL_SERIALIZATION_MODE = "json"

@@ -3,6 +3,9 @@
  * runtime with them. As Lua's linit.c, the one file that names every
  * module: the runtime below knows none of them.
  */
+#include <stdio.h>
+#include <stdlib.h>
+
 #include <lualib.h>
 
 #include "internal.h"
@@ -51,4 +54,30 @@ lipc_runtime *lipc_new(uv_loop_t *loop) {
   lipc__open_modules(rt->L);
   install_os_exit(rt->L);
   return rt;
+}
+
+/* The worker entry of an embedder (lipc.h). */
+int lipc_worker_main(int argc, char **argv, lipc_setup_fn setup, void *ud) {
+  lipc_runtime *rt;
+  int status;
+  lipc__worker_exec = LIPC__EXEC_ENTRY; /* our workers run this program */
+  if (getenv(LIPC__WORKER_ENV) == NULL)
+    return -1;
+  unsetenv(LIPC__WORKER_ENV); /* its own workers are told afresh */
+  if (argc < 2) {
+    fputs("lipc: a fork worker needs its script as argv[1]\n", stderr);
+    return 1;
+  }
+  rt = lipc_new(NULL);
+  if (rt == NULL) {
+    fputs("lipc: cannot create the runtime\n", stderr);
+    return 1;
+  }
+  if (setup)
+    setup(rt, ud);
+  if (lipc_run_file(rt, argv[1], argc - 2, argv + 2) == 0)
+    lipc_run(rt);
+  status = lipc_exit_status(rt);
+  lipc_free(rt);
+  return status;
 }

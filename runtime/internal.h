@@ -89,6 +89,19 @@ void lipc__poll_init(lipc_runtime *rt);  /* from LIPC_POLL; may fail: none */
 void lipc__poll_close(lipc_runtime *rt); /* closes its handles */
 int lipc__poll_l(lua_State *L);          /* lipc.poll([setting]) */
 
+/* What fork runs by default, for the whole process (fork.c reads it):
+ * LIPC__EXEC_FIND, the lipc executable that comes with the library (an
+ * embedder, or stock lua); LIPC__EXEC_SELF, this program (the lipc
+ * command line); LIPC__EXEC_ENTRY, this program with LIPC_WORKER set in
+ * the worker's environment (an embedder that calls lipc_worker_main). */
+enum { LIPC__EXEC_FIND, LIPC__EXEC_SELF, LIPC__EXEC_ENTRY };
+extern int lipc__worker_exec;
+/* The environment variable that tells a program started by fork that it
+ * is a worker: lipc_worker_main runs the worker and removes it; a script
+ * run without that refuses to start (lipc_run_file, lipc_run_string),
+ * so that a fork never runs the parent's topology again. */
+#define LIPC__WORKER_ENV "LIPC_WORKER"
+
 /* alloc.c: a state with lipc's allocator, panic and warn functions */
 lua_State *lipc__state_new(void);
 void lipc__state_close(lua_State *L);

@@ -29,8 +29,11 @@
  *     removed from the environment as the runtime starts (lipc_new),
  *     whether or not the script uses fork.parent, and the channel fd is
  *     made close-on-exec, so that the processes the script starts
- *     (os.execute's included) inherit neither. A value that names no Unix stream socket is left
- *     alone; fork.parent then raises an error that says why.
+ *     (os.execute's included) inherit neither. A value that names no
+ *     Unix stream socket is left alone; fork.parent then raises an error
+ *     that says why. LIPC_WORKER is read by lipc_run_file and
+ *     lipc_run_string, and read and removed by lipc_worker_main (see
+ *     there).
  */
 #ifndef LIPC_H
 #define LIPC_H
@@ -76,14 +79,16 @@ LIPC_API uv_loop_t *lipc_loop(lipc_runtime *rt);
  *                gave none); the message is on stderr;
  *   UV_EINVAL    a syntax error (the message is on stderr);
  *   UV_ECANCELED the script ended the run before its first wait: it
- *                called lipc.exit() or raised an uncaught error.
+ *                called lipc.exit() or raised an uncaught error;
+ *   UV_EPERM     this process is a fork worker that did not go through
+ *                lipc_worker_main (below): nothing runs.
  * After an error, lipc_exit_status() is 1 (or lipc.exit's code) and
  * lipc_run returns at once. */
 LIPC_API int lipc_run_file(lipc_runtime *rt, const char *path, int argc,
                            char **argv);
 
 /* Same, with the chunk given as a string; name is used in tracebacks.
- * `arg` is left as it is. Returns 0, UV_EINVAL or UV_ECANCELED. */
+ * `arg` is left as it is. Returns 0, UV_EINVAL, UV_ECANCELED or UV_EPERM. */
 LIPC_API int lipc_run_string(lipc_runtime *rt, const char *code,
                              const char *name);
 
@@ -98,6 +103,43 @@ LIPC_API int lipc_exit_status(lipc_runtime *rt);
 /* Closes every handle, flushes pending writes, closes the Lua state and,
  * when the runtime owns it, the loop. */
 LIPC_API void lipc_free(lipc_runtime *rt);
+
+/* Workers of an embedder. fork("w.lua") starts a worker process; which
+ * program runs it depends on whether main() called lipc_worker_main:
+ *
+ *   - Not called (the shape above): the `lipc` executable that comes
+ *     with the library runs the worker: the one next to liblipc.so, or
+ *     in the bin/ of its prefix, or else `lipc` on PATH. The worker has
+ *     lipc's modules, not the embedder's C functions.
+ *   - Called: this program runs its own workers, so that they can have
+ *     its C functions:
+ *
+ *       static void setup(lipc_runtime *rt, void *ud) {
+ *         lua_register(lipc_state(rt), "checksum", l_checksum);
+ *       }
+ *       int main(int argc, char **argv) {
+ *         int status = lipc_worker_main(argc, argv, setup, NULL);
+ *         if (status >= 0)
+ *           return status;               // this process was a worker
+ *         lipc_runtime *rt = lipc_new(NULL);
+ *         setup(rt, NULL);               // the same functions here
+ *         ...
+ *
+ *     In a process fork started (LIPC_WORKER set in its environment),
+ *     lipc_worker_main makes a runtime, calls setup(rt, ud) (setup may be
+ *     NULL), runs the worker's script argv[1] with the arguments after
+ *     it until nothing is pending, and returns its exit status. In any
+ *     other process it returns -1 at once, and from then on fork runs
+ *     this program (with LIPC_WORKER set) for its workers.
+ *
+ * A fork never runs the parent's topology again: a process started as a
+ * worker that reaches lipc_run_file or lipc_run_string without going
+ * through lipc_worker_main (called too late, or only on some paths) runs
+ * nothing: a message on stderr, UV_EPERM, exit status 1. opts.exec_path
+ * still picks any program. */
+typedef void (*lipc_setup_fn)(lipc_runtime *rt, void *ud);
+LIPC_API int lipc_worker_main(int argc, char **argv, lipc_setup_fn setup,
+                              void *ud);
 
 /* The `lipc` Lua module, for stock lua5.4: require "lipc" from lipc.so.
  * In that mode call lipc.run() to drive the loop. */

@@ -261,6 +261,9 @@ int main(int argc, char **argv) {
   stdio_channel sc;
   int status, interactive;
 
+  /* fork runs this program on its workers' scripts, given as usual. */
+  lipc__worker_exec = LIPC__EXEC_SELF;
+  unsetenv(LIPC__WORKER_ENV);
   if (collect(argc, argv, &o) != 0)
     return 1;
   if (o.version) {

@@ -265,10 +265,36 @@ static int load_error(lipc_runtime *rt, int status, const char *path) {
   return status == LUA_ERRMEM ? UV_ENOMEM : UV_EINVAL;
 }
 
+int lipc__worker_exec = LIPC__EXEC_FIND;
+
+/* A program that fork started as a worker (LIPC_WORKER set) runs no
+ * script of its own: without lipc_worker_main at the top of its main()
+ * that script is the parent's topology, which would fork again, and
+ * again. Returns UV_EPERM (and ends the runtime) in that case. */
+static int refuse_worker(lipc_runtime *rt, const char *what) {
+  char exe[1024];
+  size_t n = sizeof(exe);
+  if (getenv(LIPC__WORKER_ENV) == NULL)
+    return 0;
+  if (uv_exepath(exe, &n) != 0)
+    strcpy(exe, "this program");
+  fflush(stdout);
+  fprintf(stderr,
+          "lipc: %s was started by fork() as a worker, but its main() "
+          "does not call lipc_worker_main() first: not running %s "
+          "(see lipc.h)\n",
+          exe, what);
+  rt->exit_code = 1;
+  rt->exiting = 1;
+  return UV_EPERM;
+}
+
 int lipc_run_file(lipc_runtime *rt, const char *path, int argc, char **argv) {
   lua_State *L = rt->L;
   const char *file = strcmp(path, "-") == 0 ? NULL : path;
   int i, status;
+  if (refuse_worker(rt, path))
+    return UV_EPERM;
   lipc__set_arg(L, path, argc, argv);
   status = luaL_loadfile(L, file);
   if (status != LUA_OK)
@@ -280,7 +306,10 @@ int lipc_run_file(lipc_runtime *rt, const char *path, int argc, char **argv) {
 }
 
 int lipc_run_string(lipc_runtime *rt, const char *code, const char *name) {
-  int status = luaL_loadbuffer(rt->L, code, strlen(code), name);
+  int status;
+  if (refuse_worker(rt, name))
+    return UV_EPERM;
+  status = luaL_loadbuffer(rt->L, code, strlen(code), name);
   if (status != LUA_OK)
     return load_error(rt, status, NULL);
   lipc__task_start(rt, rt->L, 0);

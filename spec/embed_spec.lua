@@ -5,7 +5,78 @@ local q = support.shell_quote
 
 local build = support.lipc:match("^(.*)/lipc$") or "build"
 
+-- The README's embedding shape: topology.lua from the current directory.
+local README_EMBEDDER = [[
+#include "lipc.h"
+
+int main(int argc, char **argv) {
+  lipc_runtime *rt = lipc_new(NULL);
+  lipc_run_file(rt, "topology.lua", argc - 1, argv + 1);
+  lipc_run(rt);
+  int status = lipc_exit_status(rt);
+  lipc_free(rt);
+  return status;
+}
+]]
+
+-- A topology that forks a worker and prints its answer; run a second time
+-- (a worker that ran the embedder's topology) it says so and stops there.
+local TOPOLOGY = [[
+local lipc = require "lipc"
+if lipc.getenv("SPEC_TOPOLOGY_RAN") then print("topology ran again") lipc.exit(9) end
+lipc.setenv("SPEC_TOPOLOGY_RAN", "1")
+local w = assert(require("fork")(lipc.getenv("SPEC_WORKER")))
+print("worker:", (w:receive()))
+print("status:", (w:wait()))
+]]
+local WORKER = [[
+local parent = require("fork").parent
+parent:send(embedder_add and embedder_add(2, 3) or "no embedder_add")
+]]
+
+local san = build:find("asan") and "-fsanitize=address,undefined" or ""
+
+-- A dir with topology.lua and worker.lua; returns the dir and the env
+-- prefix of a command that runs an embedder in it.
+local function topology_dir()
+  local dir = support.tmpdir()
+  support.write_file(dir .. "/topology.lua", TOPOLOGY)
+  support.write_file(dir .. "/worker.lua", WORKER)
+  return dir, ("cd %s && SPEC_WORKER=%s "):format(q(dir), q(dir .. "/worker.lua"))
+end
+
 describe("embedding", function()
+  it("an embedder that calls lipc_worker_main runs its workers, with its C functions", function()
+    local dir, run = topology_dir()
+    local out, status = support.sh(("cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror " ..
+      "-o %s/embed examples/embed.c -Iruntime %s/liblipc.a $(pkg-config --cflags --libs lua5.4 libuv) " ..
+      "-lm -ldl %s 2>&1"):format(dir, build, san))
+    assert.are.equal(0, status, out)
+    out, status = support.sh(run .. "./embed topology.lua 2>&1")
+    assert.are.equal(0, status, out)
+    assert.are.equal("worker:\t5\nstatus:\t0\nembedder: ticks=1 status=0\n", out)
+  end)
+
+  it("the README's embedder forks workers that run (lipc's executable); none runs the topology", function()
+    local dir, run = topology_dir()
+    support.write_file(dir .. "/app.c", README_EMBEDDER)
+    -- against the shared library of the tree: its lipc is next to it
+    local out, status = support.sh(("cc -std=c11 -D_GNU_SOURCE -Wall -Werror -o %s/app %s/app.c " ..
+      "-Iruntime -L%s -llipc -Wl,-rpath,%s $(pkg-config --cflags --libs lua5.4 libuv) %s 2>&1")
+      :format(dir, dir, build, build:sub(1, 1) == "/" and build or support.root .. "/" .. build, san))
+    assert.are.equal(0, status, out)
+    out, status = support.sh(run .. "./app 2>&1")
+    assert.are.equal(0, status, out)
+    assert.are.equal("worker:\tno embedder_add\nstatus:\t0\n", out)
+
+    -- started as a worker without lipc_worker_main: runs nothing, says why
+    out, status = support.sh(run .. "LIPC_WORKER=1 ./app worker.lua 2>&1")
+    assert.are.equal(1, status)
+    assert.matches("started by fork%(%) as a worker, but its main%(%) does not call " ..
+      "lipc_worker_main%(%) first: not running topology%.lua", out)
+    assert.is_nil(out:find("worker:", 1, true))
+  end)
+
   it("a C program runs a script on its own loop through lipc.h", function()
     local dir = support.tmpdir()
     local _, status = support.sh(("cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror " ..
@@ -40,7 +111,6 @@ describe("embedding", function()
         return 0;
       }
     ]])
-    local san = build:find("asan") and "-fsanitize=address,undefined" or ""
     local out, status = support.sh(("cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror " ..
       "-o %s/prog %s/prog.c -Iruntime %s/liblipc.a $(pkg-config --cflags --libs lua5.4 libuv) " ..
       "-lm -ldl %s 2>&1"):format(dir, dir, build, san))

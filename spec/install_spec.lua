@@ -37,6 +37,44 @@ describe("make install", function()
     assert.are.equal(4, status)
     assert.matches("^hello from C\n", out)
 
+    -- Workers of embedders: examples/embed.c runs its own (lipc_worker_main),
+    -- with its C functions; the README's shape, without it, gets the
+    -- installed lipc for them. Neither runs the topology again.
+    local topo = support.write_file(prefix .. "/topology.lua", [[
+      local lipc = require "lipc"
+      if lipc.getenv("SPEC_TOPOLOGY_RAN") then print("topology ran again") lipc.exit(9) end
+      lipc.setenv("SPEC_TOPOLOGY_RAN", "1")
+      local w = assert(require("fork")((arg[0]:gsub("topology", "worker"))))
+      print("worker:", (w:receive()), (w:wait()))
+    ]])
+    local worker = support.write_file(prefix .. "/worker.lua", [[
+      require("fork").parent:send(embedder_add and embedder_add(2, 3) or "no embedder_add")
+    ]])
+    out, status = support.sh(("env -u LD_LIBRARY_PATH %s %s 2>&1"):format(q(exe), q(topo)))
+    assert.are.equal(0, status, out)
+    assert.are.equal("worker:\t5\t0\nembedder: ticks=1 status=0\n", out)
+    local app = prefix .. "/app"
+    support.write_file(app .. ".c", [[
+      #include "lipc.h"
+      int main(int argc, char **argv) {
+        lipc_runtime *rt = lipc_new(NULL);
+        lipc_run_file(rt, "topology.lua", argc - 1, argv + 1);
+        lipc_run(rt);
+        int status = lipc_exit_status(rt);
+        lipc_free(rt);
+        return status;
+      }
+    ]])
+    out, status = support.sh(("PKG_CONFIG_PATH=%s/lib/pkgconfig; export PKG_CONFIG_PATH; " ..
+      "cc -std=c11 -Wall -Werror -o %s %s.c $(pkg-config --cflags --libs lipc) %s 2>&1")
+      :format(q(prefix), q(app), q(app), asan and "-fsanitize=address,undefined" or ""))
+    assert.are.equal(0, status, out)
+    -- not from PATH: the lipc of the prefix liblipc.so comes from
+    out, status = support.sh(("cd %s && env -u LD_LIBRARY_PATH PATH=/usr/bin:/bin %s 2>&1")
+      :format(q(prefix), q(app)))
+    assert.are.equal(0, status, out)
+    assert.are.equal("worker:\tno embedder_add\t0\n", out)
+
     out = support.read_file(prefix .. "/share/man/man1/lipc.1")
     assert.matches("^%.TH LIPC 1", out)
 
@@ -52,6 +90,8 @@ describe("make install", function()
     assert.are.equal(0, status, out)
     -- Only what the spec itself made is left.
     out = support.sh("find " .. q(prefix) .. " -type f | sort")
-    assert.are.equal(exe .. "\n" .. prefix .. "/s.lua\n", out)
+    local left = {exe, app, app .. ".c", prefix .. "/s.lua", topo, worker}
+    table.sort(left)
+    assert.are.equal(table.concat(left, "\n") .. "\n", out)
   end)
 end)

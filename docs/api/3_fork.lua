@@ -27,8 +27,10 @@ return {
 [[## fork
 
 ### `fork(script[, args][, opts]) -> child | nil, msg, code`
-Runs a child (the lipc executable from `uv_exepath`, or `opts.exec_path`;
-`node` for a `.js`/`.mjs`/`.cjs` script) on `script` with `args`, and a
+Runs a child (`opts.exec_path`; `node` for a `.js`/`.mjs`/`.cjs` script;
+else this lipc executable, or in an embedder the embedder itself when its
+`main()` calls `lipc_worker_main` and otherwise the `lipc` executable that
+comes with the library: see "Embedding" in the README) on `script` with `args`, and a
 message channel on an `"ipc"` stdio entry (added at fd 3 unless `opts.stdio`
 has one). The child finds it through `LIPC_CHANNEL_FD` (native) or
 `NODE_CHANNEL_FD` + `NODE_CHANNEL_SERIALIZATION_MODE=json` (JSON mode).

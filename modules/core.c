@@ -65,12 +65,9 @@ static int start_timer(lua_State *L, int repeat, const char *fname) {
   t->repeat = repeat;
   lua_pushvalue(L, 2);
   t->fn = luaL_ref(L, LUA_REGISTRYINDEX);
-  /* The loop's clock is cached per turn and Lua may have run long since:
-   * refresh it so the delay counts from now. An interval of 0 would spin
-   * the loop, so it repeats every 1 ms. */
-  uv_update_time(rt->loop);
-  uv_timer_start(uv, on_timer, (uint64_t)ms,
-                 repeat ? (uint64_t)(ms ? ms : 1) : 0);
+  /* An interval of 0 would spin the loop, so it repeats every 1 ms. */
+  lipc__timer_start(uv, on_timer, (uint64_t)ms,
+                    repeat ? (uint64_t)(ms ? ms : 1) : 0);
   return 1;
 }
 
@@ -96,9 +93,18 @@ static int timer_active(lua_State *L) {
 
 /* ---- sleep ----------------------------------------------------------- */
 
+/* sleep(0) is a yield to the loop, and must let it poll for I/O: a 0 ms
+ * timer started in libuv's timer phase runs again in that same phase, so
+ * a task looping on it would starve every peer. It waits on an idle
+ * handle instead: an active one makes the turn's poll non-blocking, and
+ * the idle phase runs only the handles started before it began, so a
+ * poll for I/O always comes between the call and the resume. */
 typedef struct {
   lipc__handle h;
-  uv_timer_t timer;
+  union {
+    uv_timer_t timer;
+    uv_idle_t idle;
+  } uv;
   lipc__wait wait;
 } lsleep;
 
@@ -108,11 +114,18 @@ static void sleep_free(lipc__handle *h) {
   free(s);
 }
 
-static void on_sleep(uv_timer_t *uv) {
-  lsleep *s = (lsleep *)uv->data;
+static void sleep_done(lsleep *s) {
   lipc_runtime *rt = s->h.rt;
   lipc__handle_close(&s->h);
   lipc__wake(rt, &s->wait, 0);
+}
+
+static void on_sleep(uv_timer_t *uv) {
+  sleep_done((lsleep *)uv->data);
+}
+
+static void on_yield(uv_idle_t *uv) {
+  sleep_done((lsleep *)uv->data);
 }
 
 static int l_sleep(lua_State *L) {
@@ -123,10 +136,17 @@ static int l_sleep(lua_State *L) {
   s = calloc(1, sizeof(*s));
   if (s == NULL)
     return luaL_error(L, "lipc.sleep: out of memory");
-  uv_timer_init(rt->loop, &s->timer);
-  lipc__handle_bare(rt, &s->h, (uv_handle_t *)&s->timer, "sleep", sleep_free);
-  uv_update_time(rt->loop);
-  uv_timer_start(&s->timer, on_sleep, (uint64_t)ms, 0);
+  if (ms == 0) {
+    uv_idle_init(rt->loop, &s->uv.idle);
+    lipc__handle_bare(rt, &s->h, (uv_handle_t *)&s->uv.idle, "sleep",
+                      sleep_free);
+    uv_idle_start(&s->uv.idle, on_yield);
+  } else {
+    uv_timer_init(rt->loop, &s->uv.timer);
+    lipc__handle_bare(rt, &s->h, (uv_handle_t *)&s->uv.timer, "sleep",
+                      sleep_free);
+    lipc__timer_start(&s->uv.timer, on_sleep, (uint64_t)ms, 0);
+  }
   return lipc__task_park(L, &s->wait);
 }
 
@@ -210,8 +230,7 @@ static int cond_wait(lua_State *L) {
     w->timed = 1;
     uv_timer_init(rt->loop, &w->timer);
     lipc__handle_bare(rt, &w->h, (uv_handle_t *)&w->timer, "cond", cw_free);
-    uv_update_time(rt->loop);
-    uv_timer_start(&w->timer, cw_timeout, ms, 0);
+    lipc__timer_start(&w->timer, cw_timeout, ms, 0);
   }
   return lipc__task_park(L, &w->wait);
 }

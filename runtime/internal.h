@@ -147,6 +147,12 @@ void lipc__waitq_wake(lipc_runtime *rt, lipc__waitq *q, int nargs);
  * rt->L (popped). Returns how many there were. */
 int lipc__waitq_wake_all(lipc_runtime *rt, lipc__waitq *q, int nargs);
 void lipc__waitq_free(lipc_runtime *rt, lipc__waitq *q); /* waiters dropped */
+
+/* Every lipc timer starts here: its delay counts from the call, not from
+ * the start of the loop turn (the loop's clock is cached per turn, and
+ * Lua may have run for seconds since). */
+void lipc__timer_start(uv_timer_t *t, uv_timer_cb cb, uint64_t ms,
+                       uint64_t repeat);
 /* Adds go and in_task to the table on top (the `lipc` module). */
 void lipc__task_open(lua_State *L);
 

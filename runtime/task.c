@@ -210,6 +210,12 @@ void lipc__waitq_free(lipc_runtime *rt, lipc__waitq *q) {
   q->head = q->tail = q->spare = NULL;
 }
 
+void lipc__timer_start(uv_timer_t *t, uv_timer_cb cb, uint64_t ms,
+                       uint64_t repeat) {
+  uv_update_time(t->loop);
+  uv_timer_start(t, cb, ms, repeat);
+}
+
 /* lipc.go(fn, ...) -> nothing; fn runs now, until it first waits. */
 static int l_go(lua_State *L) {
   lipc_runtime *rt = lipc__rt(L);

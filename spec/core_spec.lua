@@ -67,6 +67,50 @@ describe("lipc timers", function()
   end)
 end)
 
+describe("yielding to the loop", function()
+  -- sleep(0) gives the loop one full turn, its poll for I/O included: a
+  -- task looping on it must not starve the peers (bounded by a count of
+  -- turns, not by time)
+  it("a loop of sleep(0) lets the loop read pending bytes", function()
+    local a, b = assert(require("fork").socketpair())
+    local got = 0
+    b:on("data", function(chunk) got = got + #chunk end)
+    a:write(string.rep("x", 1000))
+    local turns = 0
+    while got < 1000 and turns < 100000 do
+      lipc.sleep(0)
+      turns = turns + 1
+    end
+    assert.are.equal(1000, got)
+    a:close()
+    b:close()
+  end)
+
+  it("a worker looping send(); sleep(0) delivers its messages and reads its own", function()
+    local path = support.write_file(support.tmpdir() .. "/worker.lua", [[
+      local lipc = require "lipc"
+      local parent = require("fork").parent
+      local stop = false
+      parent:on("message", function() stop = true end)
+      local i = 0
+      while not stop and i < 200000 do
+        i = i + 1
+        parent:send(i)
+        lipc.sleep(0)
+      end
+      parent:send({stopped = stop})
+    ]])
+    local child = assert(require("fork")(path))
+    assert.are.equal(1, child:receive())
+    child:send("stop")
+    local m
+    repeat m = child:receive() until type(m) ~= "number"
+    assert.are.same({stopped = true}, m)
+    child:disconnect() -- its 'message' listener keeps it up until then
+    assert.are.equal(0, (child:wait()))
+  end)
+end)
+
 describe("lipc tasks", function()
   it("go runs a task until it waits, then the caller goes on", function()
     local log = {}

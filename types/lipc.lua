@@ -37,7 +37,11 @@ function lipc.in_task() end
 ---@return lipc.cond
 function lipc.cond() end
 
----`lipc.sleep(ms)` *(task)*.
+---`lipc.sleep(ms)` *(task)*; the delay counts from the call, however long Lua ran
+---before it in that loop turn (as for every lipc timeout). `lipc.sleep(0)`
+---yields to the loop: the task resumes after one full loop turn, its poll
+---for I/O included, so a task looping on `sleep(0)` does not starve the
+---other peers.
 ---@param ms integer
 function lipc.sleep(ms) end
 

@@ -85,7 +85,12 @@ process alive by itself.]]},
     },
 [[### Timers]],
     {list = true,
-      {"lipc.sleep(ms: integer)", task = true, text = "."},
+      {"lipc.sleep(ms: integer)", task = true,
+       text = [[; the delay counts from the call, however long Lua ran
+before it in that loop turn (as for every lipc timeout). `lipc.sleep(0)`
+yields to the loop: the task resumes after one full loop turn, its poll
+for I/O included, so a task looping on `sleep(0)` does not starve the
+other peers.]]},
       {"lipc.set_timeout(ms: integer, fn: function): lipc.timer", ret = "timer;",
        text = "`fn` runs once in a task."},
       {"lipc.set_interval(ms: integer, fn: function): lipc.timer", ret = "timer;",

@@ -1,0 +1,162 @@
+-- hostile_peers.lua - what one hostile (or merely fast) peer costs the
+-- others: the figures of docs/reliability.md's "Hostile peers" table.
+--
+--   lipc bench/lipc/hostile_peers.lua ATTACK [size]
+--
+-- The process under test serves a TCP channel server. A bystander (a forked
+-- child) pings it over its fork channel every 5 ms during the attack; an
+-- attacker (another forked child) connects and writes the attack's raw
+-- bytes. One line: the attack, the longest time the process served no I/O
+-- (the longest gap between two pings it answered), its peak RSS (VmHWM),
+-- the bystander's worst round trip, and what became of the attack.
+--
+-- ATTACK:
+--   sleep0       a task loops lipc.sleep(0) for 2 s (no attacker)
+--   hash         a map of `size` (default 65536) integer keys i * (2^k - 1)
+--   hash_float   the same keys as floats (i * (2^k - 1) + 0.5)
+--   empty_maps   `size` MB (default 8) of empty maps: [{}, {}, ...]
+--   small_ints   `size` MB (default 8) of small integers: [1, 1, ...]
+--   json_maps    `size` MB (default 8) of JSON `[{},{},...]` on a JSON channel
+local lipc = require "lipc"
+local fork = require "fork"
+local net = require "net"
+
+local role = ...
+
+local function be32(n)
+  return string.char(n >> 24 & 255, n >> 16 & 255, n >> 8 & 255, n & 255)
+end
+
+-- MessagePack headers (big-endian counts).
+local function map32(n) return "\xdf" .. be32(n) end
+local function arr32(n) return "\xdd" .. be32(n) end
+local function int32(i) return "\xd2" .. be32(i & 0xffffffff) end
+local function f64(x) return "\xcb" .. string.pack(">d", x) end
+
+-- The attack's bytes, as they go on the wire, and the channel options.
+local function payload(attack, size)
+  if attack == "hash" or attack == "hash_float" then
+    local n = size or 65536
+    local step, parts = 2 ^ 20 - 1, {}
+    for i = 1, n do
+      local k = attack == "hash" and int32(i * math.tointeger(step)) or f64(i * step + 0.5)
+      parts[i] = k .. "\xc3" -- the value: true
+    end
+    local p = map32(n) .. table.concat(parts)
+    return be32(#p) .. p, {}
+  end
+  local mb = size or 8
+  if attack == "empty_maps" then
+    local n = mb * 1024 * 1024 - 5
+    local p = arr32(n) .. string.rep("\x80", n)
+    return be32(#p) .. p, {}
+  elseif attack == "small_ints" then
+    local n = mb * 1024 * 1024 - 5
+    local p = arr32(n) .. string.rep("\x01", n)
+    return be32(#p) .. p, {}
+  elseif attack == "json_maps" then
+    local n = (mb * 1024 * 1024 - 2) // 3
+    return "[" .. string.rep("{},", n - 1) .. "{}]\n", {serialization = "json"}
+  end
+  error("unknown attack " .. tostring(attack))
+end
+
+if role == "bystander" then
+  local parent = fork.parent
+  local rtts, stop = {}, false
+  parent:on("message", function(m) if m == "stop" then stop = true end end)
+  while not stop do
+    local t0 = lipc.hrtime()
+    parent:send("ping")
+    -- the pong comes back as a message too: wait for it
+    local got = false
+    local c = lipc.cond()
+    parent:once("message", function() got = true; c:signal() end)
+    if not got then c:wait(60000) end
+    rtts[#rtts + 1] = (lipc.hrtime() - t0) / 1e6
+    lipc.sleep(5)
+  end
+  table.sort(rtts)
+  parent:send({max = rtts[#rtts] or 0, p50 = rtts[(#rtts + 1) // 2] or 0, n = #rtts})
+  parent:disconnect()
+  return
+end
+
+if role == "attacker" then
+  local port, attack, size = select(2, ...)
+  local bytes = payload(attack, tonumber(size))
+  local sock = assert(net.connect({host = "127.0.0.1", port = tonumber(port)}))
+  sock:write(bytes)
+  sock:read_all() -- until the server closes the connection
+  sock:close()
+  return
+end
+
+local attack, size = ...
+size = tonumber(size)
+local self_path = arg and arg[0] or "bench/lipc/hostile_peers.lua"
+
+local function peak_rss_mib()
+  local f = assert(io.open("/proc/self/status"))
+  local s = f:read("a")
+  f:close()
+  return tonumber(s:match("VmHWM:%s+(%d+)")) / 1024
+end
+
+-- The bystander: answered at once; the gaps between pings are the time
+-- the loop served nobody.
+local by = assert(fork(self_path, {"bystander"}))
+local last, max_gap, stats = nil, 0, nil
+local done = lipc.cond()
+by:on("message", function(m)
+  if m == "ping" then
+    local now = lipc.hrtime()
+    if last then max_gap = math.max(max_gap, (now - last) / 1e6) end
+    last = now
+    by:send("pong")
+  else
+    stats = m
+    done:signal()
+  end
+end)
+lipc.sleep(100) -- a few pings before the attack
+
+local outcome = "-"
+if attack == "sleep0" then
+  local t0, turns = lipc.hrtime(), 0
+  while lipc.hrtime() - t0 < 2e9 do
+    lipc.sleep(0)
+    turns = turns + 1
+  end
+  outcome = turns .. " sleeps"
+else
+  local _, opts = payload(attack, size) -- checks the name early
+  local finished = lipc.cond()
+  local srv = net.create_server(function(sock)
+    local ch = sock:channel(opts)
+    ch:on("message", function(m)
+      outcome = "accepted (" .. type(m) .. ")"
+      finished:signal()
+      sock:close()
+    end)
+    ch:on("error", function(msg)
+      outcome = "refused: " .. tostring(msg):sub(1, 60)
+      finished:signal()
+      sock:close()
+    end)
+  end)
+  assert(srv:listen(0, "127.0.0.1"))
+  local attacker = assert(fork(self_path, {"attacker", srv:address().port, attack, size}))
+  finished:wait()
+  lipc.sleep(50)
+  srv:close()
+  attacker:wait()
+end
+lipc.sleep(50)
+by:send("stop")
+done:wait(60000)
+by:wait()
+print(string.format(
+  "%-11s blocked %8.0f ms  peak RSS %6.0f MiB  bystander max %8.0f ms (p50 %.1f ms, %d pings)  %s",
+  attack, max_gap, peak_rss_mib(), stats and stats.max or -1, stats and stats.p50 or -1,
+  stats and stats.n or 0, outcome))

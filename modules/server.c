@@ -22,7 +22,58 @@ lipc__server *lipc__server_check(lua_State *L, int idx, const char *fname) {
   return srv;
 }
 
-/* Takes the connection libuv holds; pushes the socket on L. */
+#define DROPPED 1 /* accept_one: over max_connections, closed */
+
+/* server.max_connections (the field, which opts.max_connections sets) of
+ * the server on top of L: a number > 0 limits, anything else does not (0
+ * neither, as Node). */
+static int over_limit(lipc__server *srv, lua_State *L) {
+  int top = lua_gettop(L);
+  lua_Number max = 0;
+  if (lua_getiuservalue(L, -1, 1) == LUA_TTABLE &&
+      lua_getfield(L, -1, "max_connections") == LUA_TNUMBER)
+    max = lua_tonumber(L, -1);
+  lua_settop(L, top);
+  return max > 0 && srv->nconn >= max;
+}
+
+/* 'close' of an accepted socket (upvalue 1: its server). */
+static int conn_closed(lua_State *L) {
+  lipc__server *srv = lua_touserdata(L, lua_upvalueindex(1));
+  if (srv->nconn > 0)
+    srv->nconn--;
+  return 0;
+}
+
+/* L: sock srv. Over the limit: the socket is closed at once and the
+ * server emits 'drop(remote)' (the peer's address), as Node; pops both. */
+static void drop(lipc__server *srv, lua_State *L) {
+  lipc_runtime *rt = srv->h.rt;
+  lipc__handle *sh = lipc__stream_handle(lipc__stream_test(L, -2));
+  if (!lipc__push_sockname(L, sh->uv, 1))
+    lua_pushnil(L);
+  lipc__handle_close(sh);
+  lua_remove(L, -3); /* srv addr */
+  if (L != rt->L)
+    lua_xmove(L, rt->L, 2);
+  lipc__emit(rt, -2, "drop", 1);
+  lua_pop(rt->L, 1);
+}
+
+/* L: sock srv. The server counts the socket until it closes; pops srv. */
+static void count_conn(lipc__server *srv, lua_State *L) {
+  srv->nconn++;
+  lua_pushcclosure(L, conn_closed, 1); /* sock fn */
+  lua_pushcfunction(L, lipc__emitter_on);
+  lua_pushvalue(L, -3);
+  lua_pushliteral(L, "close");
+  lua_pushvalue(L, -4);
+  lua_call(L, 3, 0);
+  lua_pop(L, 1);
+}
+
+/* Takes the connection libuv holds; pushes the socket on L, or returns
+ * DROPPED when it was over the server's max_connections. */
 static int accept_one(lipc__server *srv, lua_State *L) {
   lipc_runtime *rt = srv->h.rt;
   uv_stream_t *c;
@@ -52,6 +103,14 @@ static int accept_one(lipc__server *srv, lua_State *L) {
                 lipc__trace_addr((uv_handle_t *)c, 1, b, sizeof(b)) ? b : "?");
   }
   lipc__socket_new(L, c, srv->is_pipe);
+  lipc__handle_push(&srv->h); /* on rt->L; open, so not nil */
+  if (L != rt->L)
+    lua_xmove(rt->L, L, 1);
+  if (over_limit(srv, L)) {
+    drop(srv, L);
+    return DROPPED;
+  }
+  count_conn(srv, L);
   if (srv->half_open)
     lipc__socket_half_open(L);
   return 0;
@@ -92,7 +151,8 @@ static void deliver(lipc__server *srv) {
       return;
   }
   if ((err = accept_one(srv, L)) != 0) {
-    server_error(srv, err, "accept");
+    if (err != DROPPED)
+      server_error(srv, err, "accept");
     return;
   }
   if (waiting) {
@@ -197,6 +257,17 @@ lipc__server *lipc__server_new(lua_State *L, uv_stream_t *h, const char *tname,
     if (lua_getfield(L, opts, "allow_half_open") != LUA_TNIL)
       srv->half_open = lua_toboolean(L, -1);
     lua_pop(L, 3);
+    if (lua_getfield(L, opts, "max_connections") != LUA_TNIL) {
+      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0) {
+        lipc__handle_close(&srv->h);
+        lipc__argerror(L, opts,
+                       is_pipe ? "pipe.create_server" : "net.create_server",
+                       "opts.max_connections must be an integer >= 0");
+      }
+      lua_setfield(L, -2, "max_connections"); /* in the env, as a field */
+    } else {
+      lua_pop(L, 1);
+    }
   }
   if (fn) {
     lua_pushcfunction(L, lipc__emitter_on);
@@ -243,9 +314,10 @@ static int server_accept(lua_State *L) {
   if (srv->imported && !srv->listening && (err = lipc__server_start(srv)) != 0)
     return lipc__push_error(L, err, "server.accept");
   if (srv->pending) {
-    if ((err = accept_one(srv, L)) != 0)
+    if ((err = accept_one(srv, L)) == 0)
+      return 1;
+    if (err != DROPPED)
       return lipc__push_error(L, err, "server.accept");
-    return 1;
   }
   if (!srv->listening && !srv->binding)
     return luaL_error(L, "server.accept: the server is not listening");

@@ -31,6 +31,7 @@ typedef struct lipc__server {
   unsigned keep_alive : 1;
   unsigned half_open : 1;
   int backlog;
+  int nconn;             /* accepted sockets not yet closed */
   lipc__waitq acceptors; /* tasks in accept() */
   char *path;            /* Unix socket file we created, unlinked at close */
   dev_t dev;             /* ... only while it is still ours */

@@ -174,6 +174,61 @@ describe("net", function()
     srv:close()
   end)
 
+  it("max_connections: connections over the limit are closed at once with 'drop', as Node", function()
+    local held, drops = {}, {}
+    local srv = net.create_server({max_connections = 2}, function(sock) held[#held + 1] = sock end)
+    srv:on("drop", function(remote) drops[#drops + 1] = remote end)
+    assert.are.equal(2, srv.max_connections)
+    assert(srv:listen(0))
+    local port = srv:address().port
+    local clients = {}
+    for i = 1, 3 do clients[i] = assert(net.connect({host = "127.0.0.1", port = port})) end
+    -- the third is closed by the server: its client reads the end
+    assert.is_nil(clients[3]:read())
+    assert.are.equal(2, #held)
+    assert.are.equal(1, #drops)
+    assert.are.equal(clients[3]:address().port, drops[1].port)
+    -- one closes: there is room for one more
+    held[1]:close()
+    assert.is_nil(clients[1]:read())
+    clients[4] = assert(net.connect({host = "127.0.0.1", port = port}))
+    assert.is_true(wait_for(function() return #held == 3 end, 5000))
+    -- the field changes the limit, as Node's server.maxConnections
+    srv.max_connections = 1
+    clients[5] = assert(net.connect({host = "127.0.0.1", port = port}))
+    assert.is_nil(clients[5]:read())
+    assert.are.equal(2, #drops)
+    srv.max_connections = 0                  -- 0: no limit, as Node
+    clients[6] = assert(net.connect({host = "127.0.0.1", port = port}))
+    assert.is_true(wait_for(function() return #held == 4 end, 5000))
+    for _, c in pairs(clients) do c:close() end
+    for _, c in ipairs(held) do c:close() end
+    srv:close()
+    assert.has_error(function() net.create_server({max_connections = -1}) end,
+      "bad argument #1 to 'net.create_server' (opts.max_connections must be an integer >= 0)")
+  end)
+
+  it("max_connections applies to accept() in a task too", function()
+    local srv = net.create_server({max_connections = 1})
+    assert(srv:listen(0))
+    local port = srv:address().port
+    local a = assert(net.connect({host = "127.0.0.1", port = port}))
+    local sa = assert(srv:accept())
+    local dropped = 0
+    srv:on("drop", function() dropped = dropped + 1 end)
+    local b = assert(net.connect({host = "127.0.0.1", port = port}))
+    local got
+    lipc.go(function() got = srv:accept() end)
+    assert.is_nil(b:read())                  -- dropped, and accept() still waits
+    assert.are.equal(1, dropped)
+    assert.is_nil(got)
+    sa:close()
+    local c = assert(net.connect({host = "127.0.0.1", port = port}))
+    assert.is_true(wait_for(function() return got end, 5000))
+    for _, s in ipairs({a, b, c, got}) do s:close() end
+    srv:close()
+  end)
+
   it("connects outside a task: returns the socket, then emits connect", function()
     local srv, port = echo_server()
     local got = lipc.cond()

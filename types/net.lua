@@ -5,8 +5,8 @@
 ---@class net
 local net = {}
 
----`net.create_server([opts,] [on_connection])` — a server. `opts.no_delay` (default `true`), `opts.keep_alive` (`false`), `opts.allow_half_open` (`false`) apply to accepted sockets
----@param opts? {no_delay: boolean, keep_alive: boolean, allow_half_open: boolean}
+---`net.create_server([opts,] [on_connection])` — a server. `opts.no_delay` (default `true`), `opts.keep_alive` (`false`), `opts.allow_half_open` (`false`) apply to accepted sockets; `opts.max_connections` sets `server.max_connections`
+---@param opts? {no_delay: boolean, keep_alive: boolean, allow_half_open: boolean, max_connections: integer}
 ---@param on_connection? fun(sock: lipc.net.socket)
 ---@return lipc.net.server
 function net.create_server(opts, on_connection) end
@@ -26,6 +26,7 @@ function net.is_ip(s) end
 
 ---A server (pipe or net).
 ---@class lipc.server: lipc.handle
+---@field max_connections integer? `server.max_connections` — as Node's `maxConnections`: once this many accepted sockets are open, a new connection is closed at once and the server emits `drop(remote)` (the peer's address); nil or 0: no limit. May be changed at any time
 local lipc_server = {}
 
 ---`server:accept()` *(task)* — the next connection's socket, or `nil, msg, code` (`ECANCELED` when the server closes); several tasks may wait, each connection goes to one, the longest-waiting first
@@ -52,21 +53,23 @@ function lipc_server:ref() end
 ---`server:listening()`, `server:ref()`, `server:unref()`
 function lipc_server:unref() end
 
----Listen for "listening", "connection", "close", "error"; returns the object.
+---Listen for "listening", "connection", "close", "error", "drop"; returns the object.
 ---@overload fun(self: lipc.server, name: "listening", fn: fun()): lipc.server
 ---@overload fun(self: lipc.server, name: "connection", fn: fun(sock: lipc.stream)): lipc.server
 ---@overload fun(self: lipc.server, name: "close", fn: fun()): lipc.server
 ---@overload fun(self: lipc.server, name: "error", fn: fun(msg: string, code: string)): lipc.server
+---@overload fun(self: lipc.server, name: "drop", fn: fun(remote?: net.address|string)): lipc.server
 ---@param name string
 ---@param fn function
 ---@return lipc.server
 function lipc_server:on(name, fn) end
 
----Listen for "listening", "connection", "close", "error"; returns the object.
+---Listen for "listening", "connection", "close", "error", "drop"; returns the object.
 ---@overload fun(self: lipc.server, name: "listening", fn: fun()): lipc.server
 ---@overload fun(self: lipc.server, name: "connection", fn: fun(sock: lipc.stream)): lipc.server
 ---@overload fun(self: lipc.server, name: "close", fn: fun()): lipc.server
 ---@overload fun(self: lipc.server, name: "error", fn: fun(msg: string, code: string)): lipc.server
+---@overload fun(self: lipc.server, name: "drop", fn: fun(remote?: net.address|string)): lipc.server
 ---@param name string
 ---@param fn function
 ---@return lipc.server

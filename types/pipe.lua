@@ -5,8 +5,8 @@
 ---@class pipe
 local pipe = {}
 
----`pipe.create_server([opts,] [on_connection])` — a server; `on_connection(sock)` is a `connection` listener. `opts.allow_half_open` keeps accepted sockets writable after the peer's end
----@param opts? {allow_half_open: boolean}
+---`pipe.create_server([opts,] [on_connection])` — a server; `on_connection(sock)` is a `connection` listener. `opts.allow_half_open` keeps accepted sockets writable after the peer's end; `opts.max_connections` as for `net`
+---@param opts? {allow_half_open: boolean, max_connections: integer}
 ---@param on_connection? fun(sock: lipc.pipe.socket)
 ---@return lipc.pipe.server
 function pipe.create_server(opts, on_connection) end

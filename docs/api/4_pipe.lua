@@ -13,10 +13,10 @@ return {
   doc = {
 [[## `pipe` — Unix sockets, FIFOs, anonymous pipes]],
     {table = {"function", "returns"},
-      {"pipe.create_server(opts?: {allow_half_open: boolean}, on_connection?: fun(sock: lipc.pipe.socket)): lipc.pipe.server",
+      {"pipe.create_server(opts?: {allow_half_open: boolean, max_connections: integer}, on_connection?: fun(sock: lipc.pipe.socket)): lipc.pipe.server",
        sig = "`pipe.create_server([opts,] [on_connection])`",
        text = "a server; `on_connection(sock)` is a `connection` listener. `opts.allow_half_open` keeps "
-         .. "accepted sockets writable after the peer's end"},
+         .. "accepted sockets writable after the peer's end; `opts.max_connections` as for `net`"},
       {"server:listen(path: string, opts?: {mode: string|integer, backlog: integer}): lipc.pipe.server?, string?, string?",
        class = "lipc.pipe.server",
        text = [[`server`, or `nil, msg, code`. `opts.mode` (octal string `"0660"` or integer; default

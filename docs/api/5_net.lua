@@ -6,7 +6,8 @@ return {
   module_text = "TCP servers and clients.",
   classes = {
     {name = "lipc.server", extends = "lipc.handle", var = "server", text = "A server (pipe or net).",
-     events = {"listening()", "connection(sock: lipc.stream)", "close()", "error(msg: string, code: string)"}},
+     events = {"listening()", "connection(sock: lipc.stream)", "close()", "error(msg: string, code: string)",
+               "drop(remote?: net.address|string)"}},
     {name = "lipc.net.server", extends = "lipc.server", text = "A TCP server."},
     {name = "lipc.net.socket", extends = "lipc.stream", text = "A TCP socket.",
      events = {"data(chunk: string)", "end()", "drain()", "error(msg: string, code: string)", "close()",
@@ -19,10 +20,12 @@ return {
   doc = {
 [[## `net` — TCP]],
     {table = {"function", "returns"},
-      {"net.create_server(opts?: {no_delay: boolean, keep_alive: boolean, allow_half_open: boolean}, on_connection?: fun(sock: lipc.net.socket)): lipc.net.server",
+      {"net.create_server(opts?: {no_delay: boolean, keep_alive: boolean, allow_half_open: boolean, "
+         .. "max_connections: integer}, on_connection?: fun(sock: lipc.net.socket)): lipc.net.server",
        sig = "`net.create_server([opts,] [on_connection])`",
        text = "a server. `opts.no_delay` (default `true`), `opts.keep_alive` (`false`), "
-         .. "`opts.allow_half_open` (`false`) apply to accepted sockets"},
+         .. "`opts.allow_half_open` (`false`) apply to accepted sockets; `opts.max_connections` "
+         .. "sets `server.max_connections`"},
       {"server:listen(port: integer, host?: string, opts?: {backlog: integer, ipv6_only: boolean, reuse_port: boolean}): lipc.net.server?, string?, string?",
        class = "lipc.net.server",
        text = [[`server`, or `nil, msg, code`. **Without `host` only loopback (`127.0.0.1`) hears
@@ -81,7 +84,11 @@ half-close, `drain`, `pipe`, `pause`/`resume`, `close`, events `data`,
       {"server:close(fn?: function)",
        text = "stop accepting (open connections stay); `fn` is a `once(\"close\")`; the socket file goes"},
       {"server:listening(): boolean", "server:ref()", "server:unref()", text = ""},
-      {sig = "`listening`, `connection(sock)`, `close`, `error(msg, code)`",
+      {"server.max_connections: integer?",
+       text = "as Node's `maxConnections`: once this many accepted sockets are open, a new "
+         .. "connection is closed at once and the server emits `drop(remote)` (the peer's "
+         .. "address); nil or 0: no limit. May be changed at any time"},
+      {sig = "`listening`, `connection(sock)`, `close`, `error(msg, code)`, `drop(remote)`",
        text = "events; `listening` is emitted on the next loop turn, so a listener added after `listen()` hears it"},
     },
 [[- A server accepts only while somebody takes connections: a `connection`

@@ -440,12 +440,48 @@ static void on_alloc(lipc__stream *s, size_t suggested, uv_buf_t *buf) {
   buf->len = ch->in.cap - ch->in.len;
 }
 
+/* The stream ended with part of a frame (or line) unread: the peer died
+ * or closed in the middle of a write. The messages before it go first; a
+ * receive() after them gets nil, msg, ERR_IPC_TRUNCATED, and 'error'
+ * listeners hear it. Nobody listening is no uncaught error: a peer that
+ * died is not a fault of ours, and its 'disconnect' follows as usual. */
+static void cut_short(lchannel *ch) {
+  lua_State *L = ch->h.rt->L;
+  const char *p = ch->in.data + ch->ipos;
+  size_t have = ch->in.len - ch->ipos;
+  if (ch->json)
+    lua_pushfstring(L,
+                    "channel: the peer's stream ended inside a line "
+                    "(%I bytes)",
+                    (lua_Integer)have);
+  else if (have < 4)
+    lua_pushfstring(L,
+                    "channel: the peer's stream ended inside a frame "
+                    "(%I of its 4 length bytes)",
+                    (lua_Integer)have);
+  else
+    lua_pushfstring(L,
+                    "channel: the peer's stream ended inside a frame "
+                    "(%I of %I bytes)",
+                    (lua_Integer)have, (lua_Integer)(4 + get_be32(p)));
+  if (!lipc__waitq_waiting(&ch->receivers) && ch->err_ref == LUA_NOREF) {
+    lua_pushvalue(L, -1); /* for a receive() to come, after the messages */
+    ch->err_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    ch->err_code = "ERR_IPC_TRUNCATED";
+  }
+  lipc__chan_fault(ch, "ERR_IPC_TRUNCATED", 1);
+}
+
 static void on_read(lipc__stream *s, ssize_t n, const char *base) {
   lchannel *ch = lipc__stream_hook_ctx(s);
   (void)base;
   if (ch == NULL)
     return;
   if (n < 0) { /* EOF, reset, or closing */
+    if (!ch->gone && ch->ipos < ch->in.len) {
+      cut_short(ch);
+      return;
+    }
     if (ch->s)
       lipc__handle_close(lipc__stream_handle(ch->s));
     lipc__chan_gone(ch);

@@ -607,3 +607,63 @@ describe("a nil message and the channel's end", function()
     ch:close()
   end)
 end)
+
+describe("a frame cut short by the peer's end", function()
+  local spawn = require "spawn"
+
+  -- A real process writes two whole frames ("a", "b") and the first 8 of
+  -- the 14 bytes of a third on fd 3, then exits: a channel over the other
+  -- end of that socketpair, made with opts.
+  local function dying_writer(opts)
+    local child = assert(spawn("sh", {"-c",
+      [[printf '\000\000\000\002\241a\000\000\000\002\241b\000\000\000\012\251abc' >&3]]},
+      {stdio = {"ignore", "inherit", "inherit", "ipc"}}))
+    local ch = child.stdio[4]:channel(opts)
+    return ch, child
+  end
+
+  it("receive() gets the messages before it, then nil, msg, ERR_IPC_TRUNCATED", function()
+    local ch, child = dying_writer()
+    assert.are.equal("a", ch:receive())
+    assert.are.equal("b", ch:receive())
+    local m, err, code = ch:receive()
+    assert.is_nil(m)
+    assert.are.equal("ERR_IPC_TRUNCATED", code)
+    assert.matches("ended inside a frame %(8 of 14 bytes%)", err)
+    assert.is_nil(ch:receive())                   -- then the plain end
+    assert.are.equal(0, child:wait())
+  end)
+
+  it("'error' listeners hear it after the 'message's before it", function()
+    local ch, child = dying_writer()
+    local seen, done = {}, lipc.cond()
+    ch:on("message", function(m) seen[#seen + 1] = m end)
+    ch:on("error", function(_, code) seen[#seen + 1] = code end)
+    ch:on("disconnect", function() done:signal() end)
+    done:wait(5000)
+    assert.are.same({"a", "b", "ERR_IPC_TRUNCATED"}, seen)
+    child:wait()
+  end)
+
+  it("with nobody listening it is kept for receive(), not an uncaught error", function()
+    local ch, child = dying_writer()
+    child:wait()
+    assert.is_true(S.wait_for(function() return not ch.connected end, 5000))
+    assert.are.equal(2, ch:pending())
+    assert.are.equal("a", ch:receive())
+    assert.are.equal("b", ch:receive())
+    assert.are.equal("ERR_IPC_TRUNCATED", select(3, ch:receive()))
+  end)
+
+  it("JSON lines: an unfinished line is reported the same way", function()
+    local child = assert(spawn("sh", {"-c", [[printf '"a"\n{"b":' >&3]]},
+      {stdio = {"ignore", "inherit", "inherit", "ipc"}}))
+    local ch = child.stdio[4]:channel({serialization = "json"})
+    assert.are.equal("a", ch:receive())
+    local m, err, code = ch:receive()
+    assert.is_nil(m)
+    assert.are.equal("ERR_IPC_TRUNCATED", code)
+    assert.matches("ended inside a line %(5 bytes%)", err)
+    child:wait()
+  end)
+end)

@@ -23,7 +23,7 @@ end
 describe("faults", function()
 
   describe("a child killed with SIGKILL", function()
-    it("mid-frame: the partial frame is dropped, the channel ends, exit says SIGKILL", function()
+    it("mid-frame: the cut frame is told after the messages, the channel ends, exit says SIGKILL", function()
       local child = assert(fork(script([[
         local parent = require("fork").parent
         local lipc = require "lipc"
@@ -37,7 +37,10 @@ describe("faults", function()
       assert.are.equal("ready", child:receive())
       lipc.sleep(50)                               -- the partial frame is in
       assert.is_true(child:kill("SIGKILL"))
-      assert.is_nil(child:receive())               -- no message, no error
+      local m, err, why = child:receive()          -- no message: the cut frame, said
+      assert.is_nil(m)
+      assert.are.equal("ERR_IPC_TRUNCATED", why)
+      assert.matches("ended inside a frame %(10 of 1004 bytes%)", err)
       local code, signal = child:wait()
       assert.is_nil(code)
       assert.are.equal("SIGKILL", signal)

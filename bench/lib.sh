@@ -14,10 +14,14 @@ case $LIPC in /*) ;; *) LIPC="$ROOT/$LIPC" ;; esac
 NODE=${NODE:-node}
 CC=${CC:-cc}
 SCALE=${BENCH_SCALE:-1}
-IMPLS=${BENCH_IMPLS:-lipc node c}
+IMPLS=${BENCH_IMPLS:-lipc lipcoff node c}
 REPEAT=${BENCH_REPEAT:-1}
 TIMEOUT=${BENCH_TIMEOUT:-120}
 PIN=${BENCH_PIN:-}
+# LIPC_POLL of the lipc column (run.sh; lipcoff runs with 0): on, unless
+# pinned, where the default (auto: off on one CPU) is what lipc does
+POLL=${BENCH_POLL:-}
+[[ -z $POLL ]] && { [[ -n $PIN ]] && POLL=auto || POLL=1; }
 OUT="$ROOT/build/bench"
 RES=${BENCH_OUT:-$OUT}
 LOGS="$RES/logs"
@@ -71,7 +75,7 @@ build_c() {
 
 have_impl() {
   case $1 in
-    lipc) [[ -x $LIPC ]] ;;
+    lipc | lipcoff) [[ -x $LIPC ]] ;;
     node) command -v "$NODE" >/dev/null 2>&1 ;;
     c | floor) true ;;
   esac
@@ -89,15 +93,29 @@ note_missing_impls() {
   done
 }
 
+# children_cpu: sets R_CCPU to the CPU seconds (user + sys) of this
+# shell's children that ended, from the builtin times (wait4's rusage: a
+# run's whole process tree, as each level waits for its own children).
+# Not in a $(...): a subshell has no children of its own yet.
+children_cpu() {
+  times >"$BENCH_TMP/times"
+  R_CCPU=$(awk 'NR == 2 { s = 0
+    for (i = 1; i <= NF; i++) { split($i, p, "m"); sub("s", "", p[2]); s += p[1] * 60 + p[2] }
+    print s }' "$BENCH_TMP/times")
+}
+
 # run_one IMPL NAME ARGV... : one timed run in its own process group; its
-# output goes to $LOGS/IMPL-NAME.{out,err}. Sets R_WALL (seconds), and
-# R_VALUE and R_UNIT from the line "RESULT <R_RESULT or NAME> <value> <unit>"
-# (empty on failure, with a note saying why).
+# output goes to $LOGS/IMPL-NAME.{out,err}. Sets R_WALL (seconds), R_CPU
+# (CPU seconds of all its processes), and R_VALUE and R_UNIT from the line
+# "RESULT <R_RESULT or NAME> <value> <unit>" (empty on failure, with a
+# note saying why).
 run_one() {
   local impl=$1 name=$2
   shift 2
   local log="$LOGS/$impl-$name" key=${R_RESULT:-$name}
-  local t0 t1 pid rc
+  local t0 t1 pid rc c0
+  children_cpu
+  c0=$R_CCPU
   t0=$(date +%s%N)
   # timeout puts itself and the benchmark in a new process group and, on
   # expiry, signals the whole group (forked children included).
@@ -111,6 +129,8 @@ run_one() {
   CUR_PID=
   t1=$(date +%s%N)
   R_WALL=$(fcalc "($t1 - $t0) / 1e9")
+  children_cpu
+  R_CPU=$(fcalc "$R_CCPU - $c0")
   # anything still alive in that group was left behind by the benchmark
   if kill -0 -- "-$pid" 2>/dev/null; then
     sleep 0.2

@@ -8,13 +8,23 @@
 # fork_ready spawn_seq spawn_par8 stdout_read tcp_echo_rr tcp_bulk unix_bulk
 # startup. Four cases also get a floor, printed under the table: the same
 # work in C shaped as an event loop (ipc_pingpong, tcp_echo_rr,
-# stdout_read), or Lua's values with no IPC at all (ipc_stream).
+# stdout_read), or Lua's values with no IPC at all (ipc_stream); the two
+# latency cases a second one, that loop with lipc's poll (evpoll).
+#
+# The lipc column runs with the adaptive poll on (LIPC_POLL=1); a second
+# lipc column, lipcoff, runs every case with it off (LIPC_POLL=0), and a
+# table of the two follows, with the CPU (user + sys) that all processes
+# of a run spent per round trip, message or MB. Two cases run only there:
+# ipc_idle (CPU of an idle pair with open channels) and ipc_bursty (a
+# round trip every ms, CPU per round trip).
 #
 # Environment:
 #   LIPC=build/lipc      the lipc binary (missing: every lipc cell is n/a)
 #   NODE=node            the node binary (missing: every node cell is n/a)
 #   BENCH_SCALE=1        scales every count and time budget (CI: 0.05)
-#   BENCH_IMPLS="lipc node c"   which columns to run
+#   BENCH_IMPLS="lipc lipcoff node c"   which columns to run
+#   BENCH_POLL=1         LIPC_POLL of the lipc column (pinned: auto, lipc's
+#                        default, which is off on one CPU)
 #   BENCH_REPEAT=1       runs per cell at the final count; the median is kept
 #   BENCH_TIMEOUT=120    seconds before one run is killed (its cell is n/a)
 #   BENCH_PIN=           a CPU list (e.g. 0): run everything under taskset -c,
@@ -51,17 +61,40 @@ CASES=(
   "unix_bulk|MB/s|1073741824|yes|net_bulk.lua unix {N}|net_bulk.js unix {N}|net_bulk unix {N}"
 )
 
+# The cases of the poll table only (lipc and lipcoff; the figure is CPU,
+# lower is better). Same fields, no node or C argv.
+POLL_CASES=(
+  "ipc_idle|%|10000|no|ipc_idle.lua {N}"
+  "ipc_bursty|us/rt|2000|no|ipc_bursty.lua {N}"
+)
+
 # Floors: the same work in the shape lipc must have, in C, run after the
 # case's other columns (the C column is the bare machine; a floor is what
 # an event-loop runtime, or Lua's values, can reach on it). The notes under
-# the table give lipc/floor.
-# case | C argv | what it is
+# the table give lipc/floor (the poll on) and off/floor (lipcoff).
+# case | floor's name | C argv | what it is
 FLOORS=(
-  "ipc_pingpong|ipc_pingpong {N} evloop|C with epoll_wait before every read, as an event loop reads"
-  "ipc_stream|lua_floor {N}|Lua's values alone, no IPC: build the table and read it through the C API, and back"
-  "stdout_read|stdout_read {N} evloop|C reading as lipc does (epoll_wait, read on to 32 KiB), each chunk copied once"
-  "tcp_echo_rr|tcp_echo_rr {N} evloop|C with epoll_wait before every read, as an event loop reads"
+  "ipc_pingpong|ipc_pingpong|ipc_pingpong {N} evloop|C with epoll_wait before every read, as an event loop reads"
+  "ipc_pingpong|ipc_pingpong+poll|ipc_pingpong {N} evpoll|the same, polling epoll_wait(0) up to 50 us first (lipc's poll)"
+  "ipc_stream|ipc_stream|lua_floor {N}|Lua's values alone, no IPC: build the table and read it through the C API, and back"
+  "stdout_read|stdout_read|stdout_read {N} evloop|C reading as lipc does (epoll_wait, read on to 32 KiB), each chunk copied once"
+  "tcp_echo_rr|tcp_echo_rr|tcp_echo_rr {N} evloop|C with epoll_wait before every read, as an event loop reads"
+  "tcp_echo_rr|tcp_echo_rr+poll|tcp_echo_rr {N} evpoll|the same, polling epoll_wait(0) up to 50 us first (lipc's poll)"
 )
+# The poll's targets against floors: lipc (poll on) / floor
+declare -A FLOOR_TARGET=(
+  [ipc_pingpong+poll]=">= 0.9"
+  [tcp_echo_rr]=">= 1.0"
+)
+
+# What a case's count counts, for CPU per op: "name divisor" (n / divisor
+# ops). The throughput cases: on/off of the poll table must stay >= 0.95.
+declare -A OP=(
+  [ipc_pingpong]="rt 1" [ipc_stream]="msg 1" [ipc_bulk]="MiB 1" [fork_ready]="fork 1"
+  [spawn_seq]="spawn 1" [spawn_par8]="spawn 1" [stdout_read]="MB 1e6" [tcp_echo_rr]="rt 1"
+  [tcp_bulk]="MB 1e6" [unix_bulk]="MB 1e6"
+)
+THROUGHPUT="ipc_stream ipc_bulk spawn_seq spawn_par8 stdout_read tcp_bulk unix_bulk"
 
 # Targets: "ratio-column op threshold" pairs, the ratio being lipc/that column.
 declare -A TARGET=(
@@ -83,7 +116,7 @@ MIN_SECS=$(fcalc "1.0 * $SCALE")
 TARGET_SECS=$(fcalc "2.0 * $SCALE")
 MAX_MULT=64
 
-declare -A VAL UNIT NOTE FLOOR_WHAT
+declare -A VAL UNIT NOTE FLOOR_WHAT CPUOP
 
 # argv_for IMPL "SPEC" N : fills ARGV with the command line of one run.
 argv_for() {
@@ -91,16 +124,25 @@ argv_for() {
   local -a words
   read -r -a words <<<"$spec"
   case $impl in
-    lipc) ARGV=("$LIPC" "$ROOT/bench/lipc/${words[0]}" "${words[@]:1}") ;;
+    lipc) ARGV=(env "LIPC_POLL=$POLL" "$LIPC" "$ROOT/bench/lipc/${words[0]}" "${words[@]:1}") ;;
+    lipcoff) ARGV=(env LIPC_POLL=0 "$LIPC" "$ROOT/bench/lipc/${words[0]}" "${words[@]:1}") ;;
     node) ARGV=("$NODE" "$ROOT/bench/node/${words[0]}" "${words[@]:1}") ;;
     c | floor) ARGV=("$OUT/${words[0]}" "${words[@]:1}") ;;
   esac
 }
 
-# measure IMPL CASE BASE CALIBRATE SPEC
+# cpu_op CASE N: CPU microseconds per op of the last run (empty: no OP)
+cpu_op() {
+  local opd
+  read -r -a opd <<<"${OP[$1]:-}"
+  [[ ${#opd[@]} -eq 2 ]] || return 0
+  fcalc "sprintf(\"%.4g\", $R_CPU * 1e6 / ($2 / ${opd[1]}))"
+}
+
+# measure IMPL CASE BASE CALIBRATE SPEC [KEY]: VAL[IMPL,KEY] (KEY: CASE)
 measure() {
-  local impl=$1 name=$2 base=$3 calib=$4 spec=$5
-  local n mult vals=() i
+  local impl=$1 name=$2 base=$3 calib=$4 spec=$5 key=${6:-$2}
+  local n mult vals=() cpus=() i
   n=$(icalc "(int($base * $SCALE) < 1 ? 1 : int($base * $SCALE))")
   argv_for "$impl" "$spec" "$n"
   run_one "$impl" "$name" "${ARGV[@]}"
@@ -114,13 +156,15 @@ measure() {
     [[ -z $R_VALUE ]] && return
   fi
   vals+=("$R_VALUE")
+  cpus+=("$(cpu_op "$name" "$n")")
   for ((i = 1; i < REPEAT; i++)); do
     run_one "$impl" "$name" "${ARGV[@]}"
-    [[ -n $R_VALUE ]] && vals+=("$R_VALUE")
+    [[ -n $R_VALUE ]] && vals+=("$R_VALUE") && cpus+=("$(cpu_op "$name" "$n")")
   done
-  VAL[$impl,$name]=$(printf '%s\n' "${vals[@]}" | median)
+  VAL[$impl,$key]=$(printf '%s\n' "${vals[@]}" | median)
+  CPUOP[$impl,$key]=$(printf '%s\n' "${cpus[@]}" | median)
   [[ -n $R_UNIT ]] && UNIT[$name]=$R_UNIT
-  NOTE[$impl,$name]="n=$n"
+  NOTE[$impl,$key]="n=$n"
 }
 
 wanted() {
@@ -134,7 +178,7 @@ SELECTED=("$@")
 for c in "${SELECTED[@]}"; do
   known=no
   [[ $c == startup ]] && known=yes
-  for entry in "${CASES[@]}"; do [[ ${entry%%|*} == "$c" ]] && known=yes; done
+  for entry in "${CASES[@]}" "${POLL_CASES[@]}"; do [[ ${entry%%|*} == "$c" ]] && known=yes; done
   if [[ $known == no ]]; then
     echo "run.sh: unknown case '$c'" >&2
     exit 2
@@ -143,6 +187,7 @@ done
 note_missing_impls
 
 ROWS=()
+FLOORS_RUN=()
 for entry in "${CASES[@]}"; do
   IFS='|' read -r name unit base calib s_lipc s_node s_c <<<"$entry"
   wanted "$name" || continue
@@ -150,16 +195,30 @@ for entry in "${CASES[@]}"; do
   UNIT[$name]=$unit
   for impl in $IMPLS; do
     have_impl "$impl" || continue
-    case $impl in lipc) spec=$s_lipc ;; node) spec=$s_node ;; c) spec=$s_c ;; esac
+    case $impl in lipc | lipcoff) spec=$s_lipc ;; node) spec=$s_node ;; c) spec=$s_c ;; esac
     echo "run.sh: $name: $impl ..." >&2
     measure "$impl" "$name" "$base" "$calib" "$spec"
   done
   for floor in "${FLOORS[@]}"; do
-    IFS='|' read -r fname fspec fwhat <<<"$floor"
+    IFS='|' read -r fname fid fspec fwhat <<<"$floor"
     [[ $fname == "$name" && " $IMPLS " == *" c "* ]] || continue
-    echo "run.sh: $name: floor ..." >&2
-    measure floor "$name" "$base" "$calib" "$fspec"
-    FLOOR_WHAT[$name]=$fwhat
+    echo "run.sh: $fid: floor ..." >&2
+    measure floor "$name" "$base" "$calib" "$fspec" "$fid"
+    FLOOR_WHAT[$fid]=$fwhat
+    FLOORS_RUN+=("$fid|$name")
+  done
+done
+
+POLL_ROWS=()
+for entry in "${POLL_CASES[@]}"; do
+  IFS='|' read -r name unit base calib s_lipc <<<"$entry"
+  wanted "$name" || continue
+  POLL_ROWS+=("$name")
+  UNIT[$name]=$unit
+  for impl in lipc lipcoff; do
+    if [[ " $IMPLS " != *" $impl "* ]] || ! have_impl "$impl"; then continue; fi
+    echo "run.sh: $name: $impl ..." >&2
+    measure "$impl" "$name" "$base" "$calib" "$s_lipc"
   done
 done
 
@@ -195,7 +254,7 @@ TSV="$RES/results.tsv"
 printf 'case\tunit\tlipc\tnode\tc\tlipc/node\tlipc/c\ttarget\tmet\tcounts\n' >"$TSV"
 fmt='%-26s %12s %12s %12s %10s %10s  %-24s %s\n'
 echo
-echo "BENCH_SCALE=$SCALE  lipc=${LIPC#"$ROOT"/}  node=$("$NODE" --version 2>/dev/null || echo n/a)" \
+echo "BENCH_SCALE=$SCALE  lipc=${LIPC#"$ROOT"/} (LIPC_POLL=$POLL)  node=$("$NODE" --version 2>/dev/null || echo n/a)" \
   " $(nproc) cores${PIN:+, pinned to CPU $PIN}, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 # shellcheck disable=SC2059
 printf "$fmt" "case" "lipc" "node" "C" "lipc/node" "lipc/C" "target" "met"
@@ -224,18 +283,76 @@ for name in "${ROWS[@]}"; do
     "$rn" "$rc" "$target" "$met" \
     "lipc ${NOTE[lipc,$name]:-} node ${NOTE[node,$name]:-} c ${NOTE[c,$name]:-}" >>"$TSV"
 done
-if [[ ${#FLOOR_WHAT[@]} -gt 0 ]]; then
+if [[ ${#FLOORS_RUN[@]} -gt 0 ]]; then
   echo
   echo "floors (same run): what the case's work reaches in the shape lipc must have"
-  for name in "${ROWS[@]}"; do
-    [[ -n ${FLOOR_WHAT[$name]:-} ]] || continue
-    fv=${VAL[floor,$name]:-n/a} rf=$(ratio floor "$name") fn=$(ratio node "$name" floor)
-    printf '  %-24s %12s %-9s lipc/floor %-6s floor/node %-6s %s\n' "$name" "$fv" \
-      "${UNIT[$name]:-}" "$rf" "$fn" "${FLOOR_WHAT[$name]}"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${name}_floor" "${UNIT[$name]:-}" \
-      "${VAL[lipc,$name]:-n/a}" "${VAL[node,$name]:-n/a}" "$fv" "-" "$rf" "" "" \
-      "floor ${NOTE[floor,$name]:-}" >>"$TSV"
+  echo "(lipc/floor: lipc with the poll on; off/floor: with it off)"
+  for entry in "${FLOORS_RUN[@]}"; do
+    IFS='|' read -r fid name <<<"$entry"
+    fv=${VAL[floor,$fid]:-n/a}
+    rf=$(ratio_of "${VAL[lipc,$name]:-}" "$fv") ro=$(ratio_of "${VAL[lipcoff,$name]:-}" "$fv")
+    fn=$(ratio_of "$fv" "${VAL[node,$name]:-}")
+    tg=${FLOOR_TARGET[$fid]:-} m="" met=""
+    read -r top tthr <<<"$tg"
+    [[ -n $tg && $rf != n/a ]] && met=$(check "$rf" "$top" "$tthr") && m=" (target $tg: $met)"
+    printf '  %-20s %12s %-6s lipc/floor %-6s off/floor %-6s floor/node %-6s %s%s\n' "$fid" "$fv" \
+      "${UNIT[$name]:-}" "$rf" "$ro" "$fn" "${FLOOR_WHAT[$fid]}" "$m"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${fid}_floor" "${UNIT[$name]:-}" \
+      "${VAL[lipc,$name]:-n/a}" "${VAL[node,$name]:-n/a}" "$fv" "-" "$rf" "$tg" "$met" \
+      "floor ${NOTE[floor,$fid]:-}" >>"$TSV"
   done
+fi
+
+# ---- the poll, on and off ---------------------------------------------------
+PTSV="$RES/poll.tsv"
+if [[ " $IMPLS " == *" lipc "* && " $IMPLS " == *" lipcoff "* ]]; then
+  printf 'case\tunit\ton\toff\ton/off\tcpu_on\tcpu_off\tcpu_per\n' >"$PTSV"
+  pfmt='%-26s %12s %12s %8s %12s %12s  %s\n'
+  echo
+  echo "the poll (same run): lipc with LIPC_POLL=$POLL (on) and LIPC_POLL=0 (off); CPU: user + sys"
+  echo "of every process of a run (startup included), per op; ipc_idle and ipc_bursty are CPU figures"
+  # shellcheck disable=SC2059
+  printf "$pfmt" "case" "on" "off" "on/off" "CPU on" "CPU off" "per"
+  slower=()
+  for name in "${ROWS[@]}" "${POLL_ROWS[@]}"; do
+    [[ $name == startup_* ]] && continue
+    on=${VAL[lipc,$name]:-n/a} off=${VAL[lipcoff,$name]:-n/a}
+    r=$(ratio lipcoff "$name")
+    read -r -a opa <<<"${OP[$name]:-- 1}"
+    per="us/${opa[0]}"
+    [[ ${opa[0]} == - ]] && per=""
+    # shellcheck disable=SC2059
+    printf "$pfmt" "$name (${UNIT[$name]:-})" "$on" "$off" "$r" "${CPUOP[lipc,$name]:--}" \
+      "${CPUOP[lipcoff,$name]:--}" "$per"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "${UNIT[$name]:-}" "$on" "$off" "$r" \
+      "${CPUOP[lipc,$name]:-}" "${CPUOP[lipcoff,$name]:-}" "$per" >>"$PTSV"
+    if [[ " $THROUGHPUT " == *" $name "* && $r != n/a && $(check "$r" ">=" 0.95) == MISS ]]; then
+      slower+=("$name $r")
+    fi
+  done
+  echo
+  echo "the poll's targets (lipc with the poll on):"
+  pt() {
+    local m=-
+    [[ $2 != n/a ]] && m=$(check "$2" "$3" "$4")
+    printf '  %-52s %8s  %s\n' "$1" "$2" "$m"
+  }
+  if wanted ipc_pingpong; then
+    pt "ipc_pingpong lipc/node >= 2" "$(ratio node ipc_pingpong)" ">=" 2
+    pt "ipc_pingpong lipc/(C loop with the same poll) >= 0.9" \
+      "$(ratio_of "${VAL[lipc,ipc_pingpong]:-}" "${VAL[floor,ipc_pingpong+poll]:-}")" ">=" 0.9
+  fi
+  if wanted tcp_echo_rr; then
+    pt "tcp_echo_rr lipc/(C loop, no poll) >= 1.0" \
+      "$(ratio_of "${VAL[lipc,tcp_echo_rr]:-}" "${VAL[floor,tcp_echo_rr]:-}")" ">=" 1.0
+  fi
+  if wanted ipc_idle; then pt "ipc_idle CPU % <= 0.1" "${VAL[lipc,ipc_idle]:-n/a}" "<=" 0.1; fi
+  if wanted ipc_bursty; then pt "ipc_bursty CPU on/off <= 1.05" "$(ratio lipcoff ipc_bursty)" "<=" 1.05; fi
+  if [[ ${#slower[@]} -eq 0 ]]; then
+    echo "  no throughput case slower with the poll (on/off >= 0.95, the noise between runs here)"
+  else
+    echo "  throughput cases slower with the poll (on/off < 0.95): ${slower[*]}"
+  fi
 fi
 echo
 echo "startup: the C column is bare 'lua5.4 -e \"\"'; node is 'node -e 0'."

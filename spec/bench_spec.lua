@@ -6,10 +6,10 @@ local support = require "support"
 local q = support.shell_quote
 
 describe("bench/run.sh", function()
-  it("fills every cell and floor of a small run", function()
+  it("fills every cell and floor of a small run, and the poll table", function()
     local cases = {"ipc_pingpong", "ipc_stream", "stdout_read", "tcp_echo_rr"}
     local out, status = support.sh(("cd %s && BENCH_SCALE=0.02 LIPC=%s bash bench/run.sh %s 2>&1")
-      :format(q(support.root), q(support.lipc), table.concat(cases, " ")))
+      :format(q(support.root), q(support.lipc), table.concat(cases, " ") .. " ipc_idle ipc_bursty"))
     assert.are.equal(0, status, out)
     assert.is_nil(out:find("\nnotes:", 1, true), out)
     local num = "(%d[%d.]*)"
@@ -19,6 +19,20 @@ describe("bench/run.sh", function()
       local floor, ratio = out:match("\n  " .. name .. "%s+" .. num .. " %S+%s+lipc/floor " .. num)
       assert.is_truthy(floor and ratio, name .. ": no floor\n" .. out)
     end
+    -- the poll: the latency cases' floors with it, and every case on and off
+    for _, name in ipairs({"ipc_pingpong", "tcp_echo_rr"}) do
+      local floor = out:match("\n  " .. name .. "%+poll%s+" .. num .. " %S+%s+lipc/floor %d")
+      assert.is_truthy(floor, name .. ": no floor with the poll\n" .. out)
+    end
+    local poll = out:match("\nthe poll %(same run%).-\n\n")
+    assert.is_truthy(poll, "no poll table\n" .. out)
+    for _, name in ipairs({"ipc_pingpong", "ipc_stream", "tcp_echo_rr", "ipc_idle", "ipc_bursty"}) do
+      local on, off = poll:match("\n" .. name .. " %([^)]+%)%s+" .. num .. "%s+" .. num)
+      assert.is_truthy(on and off, name .. ": no figure on and off\n" .. out)
+    end
+    local row = "\nipc_pingpong %S+%s+%S+%s+%S+%s+%S+%s+"
+    local cpu_on, cpu_off = poll:match(row .. num .. "%s+" .. num .. "%s+us/rt")
+    assert.is_truthy(cpu_on and cpu_off, "ipc_pingpong: no CPU per round trip\n" .. out)
   end)
 end)
 

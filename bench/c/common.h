@@ -96,7 +96,13 @@ static inline void writev_all(int fd, struct iovec *iov, int cnt) {
 /* The floors of the latency cases read the way an event loop (libuv)
  * does: wait in epoll_wait until the fd is readable, then read. ep_for
  * returns an epoll fd watching fd; ep_wait(-1) does nothing, so the
- * blocking shape and the event-loop shape share one code path. */
+ * blocking shape and the event-loop shape share one code path.
+ *
+ * "evpoll" is that loop with lipc's poll (runtime/poll.c, LIPC_POLL=1):
+ * before it blocks, it polls epoll_wait(..., 0) for up to ep_poll_us
+ * (50, or "evpoll=<us>") since the last read. Unlike lipc's, the window
+ * does not adapt: in a ping-pong every poll finds data soon. */
+static uint64_t ep_poll_ns;
 static inline int ep_for(int fd) {
   struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
   int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -107,14 +113,29 @@ static inline int ep_for(int fd) {
 
 static inline void ep_wait(int ep) {
   struct epoll_event ev;
+  if (ep >= 0 && ep_poll_ns > 0) {
+    uint64_t t0 = now_ns();
+    do {
+      if (epoll_wait(ep, &ev, 1, 0) > 0)
+        return;
+    } while (now_ns() - t0 < ep_poll_ns);
+  }
   while (ep >= 0 && epoll_wait(ep, &ev, 1, -1) < 0)
     if (errno != EINTR)
       die("epoll_wait");
 }
 
-/* argv[i] is "evloop" */
+/* argv[i] is "evloop", "evpoll" or "evpoll=<us>" (the last two also
+ * set ep_poll_ns) */
 static inline int arg_evloop(int argc, char **argv, int i) {
-  return argc > i && strcmp(argv[i], "evloop") == 0;
+  if (argc <= i)
+    return 0;
+  if (strncmp(argv[i], "evpoll", 6) == 0) {
+    long us = argv[i][6] == '=' ? strtol(argv[i] + 7, NULL, 10) : 50;
+    ep_poll_ns = (uint64_t)(us > 0 ? us : 50) * 1000u;
+    return 1;
+  }
+  return strcmp(argv[i], "evloop") == 0;
 }
 
 /* read() that retries EINTR and dies on any other error: bytes, 0 at EOF */

@@ -8,11 +8,14 @@
  * an event loop does: three syscalls per side per round trip, like lipc's
  * and Node's. That is the case's floor for an event-loop runtime.
  *
+ * "evpoll" (or "evpoll=<us>") is evloop with lipc's poll: each side polls
+ * epoll_wait(..., 0) for up to 50 us before it blocks (common.h).
+ *
  * A third argument, ns, makes each side also spin ns nanoseconds before
  * each send: a runtime's CPU per message, without the runtime. With the
  * CPU lipc spends, this C program lands on lipc's figure (bench/README.md).
  *
- *   ipc_pingpong [round_trips] [evloop] [ns]   -> RESULT ipc_pingpong <n> rt/s
+ *   ipc_pingpong [round_trips] [evloop|evpoll[=us]] [ns]   -> RESULT ipc_pingpong <n> rt/s
  */
 #include "common.h"
 #include <sys/socket.h>

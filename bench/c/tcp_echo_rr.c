@@ -6,9 +6,11 @@
  * delay). The parent times from accept() to writing the Nth echo.
  *
  * With "evloop" both sides wait in epoll_wait before every read, as an
- * event loop does: the case's floor for an event-loop runtime.
+ * event loop does: the case's floor for an event-loop runtime. "evpoll"
+ * (or "evpoll=<us>") also polls epoll_wait(..., 0) for up to 50 us before
+ * it blocks, as lipc's poll does (common.h).
  *
- *   tcp_echo_rr [round_trips] [evloop]   -> RESULT tcp_echo_rr <n> rt/s
+ *   tcp_echo_rr [round_trips] [evloop|evpoll[=us]]   -> RESULT tcp_echo_rr <n> rt/s
  */
 #include "common.h"
 #include <arpa/inet.h>

@@ -68,4 +68,14 @@ end
 
 function M.tmpdir() return os.getenv("BENCH_TMP") or "/tmp" end
 
+-- CPU time a process (default: this one) has run, in ns: user + system,
+-- from /proc/<pid>/schedstat (the scheduler's own count, to the ns).
+function M.cpu_ns(pid)
+  local f = io.open(("/proc/%s/schedstat"):format(pid or "self"))
+  if not f then return nil end
+  local ns = f:read("n")
+  f:close()
+  return ns
+end
+
 return M

@@ -545,8 +545,7 @@ static int l_connect(lua_State *L) {
   uv_timer_init(rt->loop, &op->timer);
   lipc__handle_bare(rt, &op->h, (uv_handle_t *)&op->timer, "connect", op_free);
   if (timeout > 0) {
-    uv_update_time(rt->loop); /* from now, not from this turn's start */
-    uv_timer_start(&op->timer, on_connect_timeout, (uint64_t)timeout, 0);
+    lipc__timer_start(&op->timer, on_connect_timeout, (uint64_t)timeout, 0);
   }
   op->in_call = 1;
   if (strcmp(host, "localhost") == 0) { /* RFC 6761: no resolver */

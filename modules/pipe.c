@@ -329,7 +329,7 @@ static void on_fifo_retry(uv_timer_t *t) {
   fd = open_fifo(op->path, O_WRONLY);
   if (fd == UV_ENXIO) {
     op->delay = op->delay * 2 > FIFO_RETRY_MAX ? FIFO_RETRY_MAX : op->delay * 2;
-    uv_timer_start(t, on_fifo_retry, op->delay, 0);
+    lipc__timer_start(t, on_fifo_retry, op->delay, 0);
     return;
   }
   err = fd < 0 ? fd : uv_pipe_open((uv_pipe_t *)sh->uv, fd);
@@ -403,7 +403,7 @@ static int l_open(lua_State *L) {
   uv_timer_init(rt->loop, &op->timer);
   lipc__handle_bare(rt, &op->h, (uv_handle_t *)&op->timer, "fifo open",
                     fifo_free);
-  uv_timer_start(&op->timer, on_fifo_retry, op->delay, 0);
+  lipc__timer_start(&op->timer, on_fifo_retry, op->delay, 0);
   if (in_task)
     return lipc__task_park(L, &op->wait);
   lipc__stream_connecting(op->s); /* writes wait for a reader */

@@ -134,10 +134,10 @@ static void on_idle(uv_timer_t *uv) {
   if (last < t->since)
     last = t->since;
   if (now - last < t->ms) {
-    uv_timer_start(uv, on_idle, t->ms - (now - last), 0);
+    lipc__timer_start(uv, on_idle, t->ms - (now - last), 0);
     return;
   }
-  uv_timer_start(uv, on_idle, t->ms, 0);
+  lipc__timer_start(uv, on_idle, t->ms, 0);
   if (t->fired == last + 1) /* once per idle period */
     return;
   t->fired = last + 1;
@@ -186,11 +186,11 @@ static int sock_set_timeout(lua_State *L) {
     lua_pushlightuserdata(L, t);
     lua_rawsetp(L, -2, &TIMEOUT_KEY);
   }
-  uv_update_time(rt->loop);
+  uv_update_time(rt->loop); /* the idle period starts now */
   t->ms = (uint64_t)ms;
   t->since = uv_now(rt->loop);
   t->fired = 0;
-  uv_timer_start(&t->timer, on_idle, t->ms, 0);
+  lipc__timer_start(&t->timer, on_idle, t->ms, 0);
   lua_settop(L, 1);
   return 1;
 }

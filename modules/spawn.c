@@ -261,10 +261,11 @@ static void restart_timer(lchild *c) {
     return;
   }
   if (c->deadline) {
+    uv_update_time(t->loop); /* what is left of the deadline now */
     now = uv_now(t->loop);
     ms = c->deadline > now ? c->deadline - now : 0;
   }
-  uv_timer_start(t, on_tick, ms, 0);
+  lipc__timer_start(t, on_tick, ms, 0);
 }
 
 static void emit_started(lchild *c) {

@@ -41,6 +41,36 @@ describe("lipc timers", function()
     assert.is_false(fired)
   end)
 
+  it("every timeout counts from when it is set, however long Lua ran before it", function()
+    local net, spawn = require "net", require "spawn"
+    -- busy Lua leaves the loop's clock (cached per turn) behind
+    local function busy()
+      local t0 = lipc.hrtime()
+      while lipc.hrtime() - t0 < 300e6 do end
+      return lipc.hrtime()
+    end
+    local srv = assert(net.create_server(function(s) s:close() end):listen(0))
+    busy()
+    local sock, err = net.connect({host = "127.0.0.1", port = srv:address().port, timeout = 1000})
+    assert.is_truthy(sock, err)
+    sock:close()
+    srv:close()
+    busy()
+    local child = spawn("true", {}, {stdio = "ignore", timeout = 1000})
+    assert.are.equal(0, (child:wait()))
+    assert.is_false(child.timed_out)
+    local t1 = busy()
+    lipc.sleep(100)
+    assert.is_true(lipc.hrtime() - t1 >= 99e6)
+    t1 = busy()
+    assert.are.same({nil, "timeout"}, {lipc.cond():wait(100)})
+    assert.is_true(lipc.hrtime() - t1 >= 99e6)
+    local fired = lipc.cond()
+    t1 = busy()
+    lipc.set_timeout(100, function() fired:signal(lipc.hrtime()) end)
+    assert.is_true(fired:wait() - t1 >= 99e6)
+  end)
+
   it("shared methods (close, ref, unref) refuse userdata that is not a lipc object", function()
     local t = lipc.set_timeout(1000, function() end)
     for _, name in ipairs({"close", "ref", "unref"}) do

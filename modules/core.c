@@ -576,6 +576,13 @@ static int l_index(lua_State *L) {
   }
   if (strcmp(k, "argv") == 0)
     return push_argv(L);
+  if (strcmp(k, "inspect") == 0) { /* modules/inspect.lua */
+    lipc__load_embedded(L, "inspect");
+    lua_call(L, 0, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 1, k); /* rawset: not in __newindex */
+    return 1;
+  }
   for (i = 0; mods[i]; i++) {
     if (strcmp(k, mods[i]) == 0) {
       lua_getglobal(L, "require");

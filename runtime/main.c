@@ -97,7 +97,8 @@ static int collect(int argc, char **argv, options *o) {
 static void start_repl(lipc_runtime *rt) {
   lua_State *L = lipc_state(rt);
   lipc__load_embedded(L, "repl");
-  lipc__task_start(rt, L, 0);
+  lua_pushboolean(L, isatty(1)); /* redraw the prompt under output */
+  lipc__task_start(rt, L, 1);
 }
 
 /* `lipc test`: busted under this runtime with the spec harness, both

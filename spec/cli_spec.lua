@@ -314,12 +314,47 @@ describe("the lipc command", function()
     assert.matches("stdin:1: oops", out)
   end)
 
+  it("the prompt: lipc and the modules are globals, values print through lipc.inspect", function()
+    local input = "lipc.sleep(1); return lipc.version == require('lipc').version\n" ..
+      "spawn == require('spawn') and fork == require('fork') and pipe == require('pipe')" ..
+      " and net == require('net')\n" ..
+      "t = {1, 'two', k = {x = true}}\nt\n#t\n"
+    local out, status = support.sh(("printf %s | script -qec %s /dev/null"):format(
+      support.shell_quote(input), support.shell_quote(support.shell_quote(support.lipc))))
+    assert.are.equal(0, status)
+    out = out:gsub("\r", "")
+    assert.matches("> true\n> true\n", out, 1, true)
+    assert.matches('> {1, "two", k = {x = true}}\n> 2\n', out, 1, true)
+    assert.is_nil(out:find("table: 0x", 1, true))
+    assert.is_nil(out:find("repl.lua", 1, true))
+  end)
+
+  it("the prompt: output that comes while it waits is written above it, the prompt redrawn", function()
+    local spawn = require "spawn"
+    local child = spawn("script", {"-qec", support.shell_quote(support.lipc), "/dev/null"})
+    child.stdin:write("lipc.set_timeout(20, function() print('timer fired') end)\n")
+    local got = ""
+    while not got:find("timer fired") do
+      local chunk = child.stdout:read()
+      if not chunk then break end
+      got = got .. chunk
+    end
+    child.stdin:write("'next'\n")
+    child.stdin:shutdown()
+    got = got .. (child.stdout:read_all() or "")
+    assert.are.equal(0, (child:wait()))
+    got = got:gsub("\r\n", "\n")
+    -- the prompt line is cleared, the output written, the prompt drawn again
+    assert.matches("> \r\27[Ktimer fired\n> ", got, 1, true)
+    assert.matches('"next"', got, 1, true)
+  end)
+
   it("-i runs the script, then the prompt", function()
     local dir = support.tmpdir()
     support.write_file(dir .. "/s.lua", "greeting = 'hi from script'\n")
     local out, status = support.sh(("printf 'greeting\\n' | script -qec %s /dev/null"):format(
       support.shell_quote(support.shell_quote(support.lipc) .. " -i " .. dir .. "/s.lua")))
     assert.are.equal(0, status)
-    assert.matches("> hi from script", (out:gsub("\r", "")))
+    assert.matches('> "hi from script"', (out:gsub("\r", "")))
   end)
 end)

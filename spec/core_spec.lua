@@ -327,6 +327,29 @@ describe("lipc signals", function()
   end)
 end)
 
+describe("lipc.inspect", function()
+  it("shows any value on one line: strings quoted, tables' contents, cycles, depth", function()
+    local inspect = lipc.inspect
+    assert.are.equal('{1, "two", 3.0, ["a key"] = false, k = {x = true}}',
+      inspect({1, "two", 3.0, k = {x = true}, ["a key"] = false}))
+    assert.are.equal('"line\\nnext"', inspect("line\nnext"))
+    assert.are.equal("nil", inspect(nil))
+    assert.are.equal("null", inspect(lipc.null))
+    assert.are.equal("{}", inspect({}))
+    local t = {}
+    t.self = t
+    assert.are.equal("{self = <cycle>}", inspect(t))
+    assert.are.equal("{a = {...}}", inspect({a = {b = 1}}, {depth = 1}))
+    assert.are.equal("{{1}, {1}}", inspect({{1}, {1}}))        -- shared, not a cycle
+    local long = {}
+    for i = 1, 101 do long[i] = i end
+    assert.matches("^{1, 2, .* 100, %.%.%.%(1 more%)}$", inspect(long))
+    assert.matches("^lipc%.", inspect(lipc.stdout))
+    assert.has_error(function() inspect(1, {depth = -1}) end,
+      "bad argument #2 to 'lipc.inspect' (opts.depth: integer >= 0 expected)")
+  end)
+end)
+
 describe("lipc process info", function()
   it("pid, ppid, argv, cwd, env, hrtime, now, version", function()
     assert.is_true(math.type(lipc.pid) == "integer" and lipc.pid > 1)

@@ -106,6 +106,16 @@ function lipc.hrtime() end
 ---@return integer
 function lipc.now() end
 
+---`lipc.inspect(value[, opts])` — a readable one-line picture of any value, as Node's
+---`util.inspect`: strings quoted, tables with their contents (the sequence,
+---then the other keys sorted), `<cycle>` for a table met inside itself,
+---`{...}` past `opts.depth` (default 4), 100 entries a table at most. The
+---prompt prints values with it.
+---@param value any
+---@param opts? {depth: integer}
+---@return string
+function lipc.inspect(value, opts) end
+
 ---`lipc.exit([code])` — inside a task: stops the running code at once,
 ---flushes queued writes, exits with `code` (default 0; `true`/`false` as
 ---in `os.exit`). `os.exit` is the same function.

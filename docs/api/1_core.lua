@@ -129,6 +129,12 @@ process alive (as in Node).]]},
          .. "milliseconds since the epoch (integer)", text = "."},
       {"lipc.version: string", "lipc.versions: {lipc: string, lua: string, libuv: string}",
        sig = "`lipc.version` (`\"0.1.0\"`), `lipc.versions` → `{lipc, lua, libuv}`", text = "."},
+      {"lipc.inspect(value: any, opts?: {depth: integer}): string",
+       text = [[a readable one-line picture of any value, as Node's
+`util.inspect`: strings quoted, tables with their contents (the sequence,
+then the other keys sorted), `<cycle>` for a table met inside itself,
+`{...}` past `opts.depth` (default 4), 100 entries a table at most. The
+prompt prints values with it.]]},
       {"lipc.null: lightuserdata",
        text = [[a message that is nil, as `receive()` and `message` listeners
 give it (so that `receive()` returns nil only at a channel's end); sent, it

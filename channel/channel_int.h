@@ -149,8 +149,16 @@ void lipc__chan_json_open(lchannel *ch, lua_State *L);
 /* handoff.c: handles that travel with messages */
 /* Takes the handle that came with a frame of this kind from the IPC pipe
  * and pushes its object (a net or pipe server or socket); 0 or an error
- * (then nothing is pushed and the handle is closed). */
-int lipc__handoff_take(lua_State *L, uv_stream_t *ipc, lipc__handoff_kind kind);
+ * (then nothing is pushed and the fd is closed): UV_EINVAL when no fd
+ * waits, UV_ENOTSOCK for an fd that is no TCP or Unix stream socket (or
+ * an unknown kind), UV_EPROTO when it is another kind than claimed, which
+ * *real then says. */
+int lipc__handoff_take(lua_State *L, uv_stream_t *ipc, lipc__handoff_kind kind,
+                       int *real);
+/* Takes the oldest fd waiting in the IPC pipe, if any, and closes it. */
+void lipc__handoff_drop(uv_stream_t *ipc);
+/* "a TCP server"... for messages. */
+const char *lipc__handoff_name(int kind);
 /* The kind of the handle waiting in the IPC pipe for a Node message
  * ("net.Server" when server is set): 0 when none waits; -1 when it is of
  * a type lipc does not wrap (a UDP socket), which is then taken and

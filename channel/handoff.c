@@ -10,19 +10,24 @@
  * worker that only requires "pipe" can be handed a TCP server) loads it
  * by name, as require would.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include "channel_int.h"
 
 static const struct {
   const char *type;   /* the object's Lua type */
   const char *module; /* the module that makes it */
+  const char *name;   /* for messages */
 } kinds[LIPC_HANDOFF_KINDS] = {
-    [LIPC_HANDOFF_TCP_SERVER] = {LIPC_TCP_SERVER, "net"},
-    [LIPC_HANDOFF_TCP_SOCKET] = {LIPC_TCP_SOCKET, "net"},
-    [LIPC_HANDOFF_PIPE_SERVER] = {LIPC_PIPE_SERVER, "pipe"},
-    [LIPC_HANDOFF_PIPE_SOCKET] = {LIPC_PIPE_SOCKET, "pipe"},
+    [LIPC_HANDOFF_NONE] = {NULL, NULL, "an fd lipc does not take"},
+    [LIPC_HANDOFF_TCP_SERVER] = {LIPC_TCP_SERVER, "net", "a TCP server"},
+    [LIPC_HANDOFF_TCP_SOCKET] = {LIPC_TCP_SOCKET, "net", "a TCP socket"},
+    [LIPC_HANDOFF_PIPE_SERVER] = {LIPC_PIPE_SERVER, "pipe", "a pipe server"},
+    [LIPC_HANDOFF_PIPE_SOCKET] = {LIPC_PIPE_SOCKET, "pipe", "a pipe socket"},
 };
 
 _Static_assert(LIPC_HANDOFF_KINDS <=
@@ -80,34 +85,87 @@ static lipc__wrap_fn wrapper(lua_State *L, int kind) {
   return rt->wrap[kind];
 }
 
+const char *lipc__handoff_name(int kind) {
+  return valid_kind(kind) ? kinds[kind].name : kinds[0].name;
+}
+
+static int has_pending(uv_pipe_t *pipe) {
+  return pipe != NULL && pipe->type == UV_NAMED_PIPE && pipe->ipc &&
+         uv_pipe_pending_count(pipe) > 0;
+}
+
+void lipc__handoff_drop(uv_stream_t *ipc) {
+  uv_pipe_t *pipe = (uv_pipe_t *)ipc, *sink;
+  if (!has_pending(pipe))
+    return;
+  /* Accepting into a pipe handle takes an fd of any type (libuv only
+   * stores it), and closing the handle closes the fd. */
+  if ((sink = malloc(sizeof(*sink))) == NULL)
+    return;
+  uv_pipe_init(pipe->loop, sink, 0);
+  uv_accept(ipc, (uv_stream_t *)sink);
+  lipc__close_free((uv_handle_t *)sink);
+}
+
+/* What the fd of a TCP or Unix stream socket (t) really is: a server when
+ * it listens. 0 when the kernel will not say. */
+static int real_kind(uv_handle_type t, int fd) {
+  int on = 0;
+  socklen_t len = sizeof(on);
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) != 0)
+    return LIPC_HANDOFF_NONE;
+  if (t == UV_TCP)
+    return on ? LIPC_HANDOFF_TCP_SERVER : LIPC_HANDOFF_TCP_SOCKET;
+  return on ? LIPC_HANDOFF_PIPE_SERVER : LIPC_HANDOFF_PIPE_SOCKET;
+}
+
 /* A handle came with this frame: it was queued by libuv when the bytes
- * carrying it arrived; take it and wrap it as the object of its kind. */
-int lipc__handoff_take(lua_State *L, uv_stream_t *ipc,
-                       lipc__handoff_kind kind) {
+ * carrying it arrived; take it and wrap it as the object of its kind.
+ * The peer's word is not trusted: the fd must really be what the kind
+ * says (family, SO_TYPE through libuv's pending type, SO_ACCEPTCONN), and
+ * it is made non-blocking, as the peer may have left it blocking (one
+ * accept4 or write on it would then stop the loop). */
+int lipc__handoff_take(lua_State *L, uv_stream_t *ipc, lipc__handoff_kind kind,
+                       int *real) {
   lipc_runtime *rt = lipc__rt(L);
   uv_pipe_t *pipe = (uv_pipe_t *)ipc;
   uv_stream_t *h = NULL;
   uv_handle_type t;
+  uv_os_fd_t fd = -1;
   lipc__wrap_fn wrap;
-  int err;
-  if (pipe == NULL || pipe->type != UV_NAMED_PIPE || !pipe->ipc ||
-      uv_pipe_pending_count(pipe) == 0)
+  int err, one = 1;
+  *real = LIPC_HANDOFF_NONE;
+  if (!has_pending(pipe))
     return UV_EINVAL;
   t = uv_pipe_pending_type(pipe);
+  if (!valid_kind(kind) || (t != UV_TCP && t != UV_NAMED_PIPE)) {
+    lipc__handoff_drop(ipc); /* the next marker gets the next fd */
+    return UV_ENOTSOCK;
+  }
   if (t == UV_TCP) {
     h = malloc(sizeof(uv_tcp_t));
     if (h)
       uv_tcp_init(rt->loop, (uv_tcp_t *)h);
-  } else if (t == UV_NAMED_PIPE) {
+  } else {
     h = malloc(sizeof(uv_pipe_t));
     if (h)
       uv_pipe_init(rt->loop, (uv_pipe_t *)h, 0);
-  } else {
-    return UV_EINVAL;
   }
-  if (h == NULL)
+  if (h == NULL) {
+    lipc__handoff_drop(ipc);
     return UV_ENOMEM;
+  }
   if ((err = uv_accept((uv_stream_t *)pipe, h)) != 0) {
+    lipc__close_free((uv_handle_t *)h);
+    return err;
+  }
+  uv_fileno((uv_handle_t *)h, &fd);
+  if ((*real = real_kind(t, fd)) != (int)kind) {
+    lipc__close_free((uv_handle_t *)h);
+    return UV_EPROTO;
+  }
+  if (ioctl(fd, FIONBIO, &one) != 0) {
+    err = -errno;
     lipc__close_free((uv_handle_t *)h);
     return err;
   }
@@ -117,18 +175,6 @@ int lipc__handoff_take(lua_State *L, uv_stream_t *ipc,
   }
   wrap(L, h, kind);
   return 0;
-}
-
-/* Takes a pending handle lipc has no object for (a UDP socket) from the
- * IPC pipe and closes it, so the next one is not taken in its place. */
-static void drop_pending(uv_pipe_t *pipe) {
-  uv_udp_t *u = malloc(sizeof(*u));
-  if (u == NULL || uv_udp_init(pipe->loop, u) != 0) {
-    free(u);
-    return;
-  }
-  uv_accept((uv_stream_t *)pipe, (uv_stream_t *)u);
-  lipc__close_free((uv_handle_t *)u);
 }
 
 int lipc__handoff_pending(uv_stream_t *ipc, int server) {
@@ -142,6 +188,6 @@ int lipc__handoff_pending(uv_stream_t *ipc, int server) {
     return server ? LIPC_HANDOFF_TCP_SERVER : LIPC_HANDOFF_TCP_SOCKET;
   if (t == UV_NAMED_PIPE)
     return server ? LIPC_HANDOFF_PIPE_SERVER : LIPC_HANDOFF_PIPE_SOCKET;
-  drop_pending(pipe); /* no dgram module */
+  lipc__handoff_drop(ipc); /* no dgram module */
   return -1;
 }

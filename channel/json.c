@@ -81,7 +81,7 @@ static void json_control(lchannel *ch, const char *cmd) {
 static void json_handle(lchannel *ch) {
   lua_State *L = ch->h.rt->L;
   uv_stream_t *ipc = lipc__stream_uv(ch->s);
-  int server, kind, top;
+  int server, kind, top, real;
   lua_getfield(L, -1, "type");
   server = lua_type(L, -1) == LUA_TSTRING &&
            strcmp(lua_tostring(L, -1), "net.Server") == 0;
@@ -96,8 +96,15 @@ static void json_handle(lchannel *ch) {
   json_value(L);
   lua_remove(L, -2);
   top = lua_gettop(L);
-  if (kind < 0 || lipc__handoff_take(L, ipc, kind) != 0 ||
-      lua_gettop(L) != top + 1) {
+  if (kind > 0 && lipc__handoff_take(L, ipc, kind, &real) == UV_EPROTO) {
+    lua_settop(L, top - 1); /* a lie about the fd: not to be wrapped */
+    lipc__chan_protocol_error(ch, "ERR_IPC_BAD_HANDLE",
+                              "channel: the peer sent %s as %s",
+                              lipc__handoff_name(real),
+                              lipc__handoff_name(kind));
+    return;
+  }
+  if (kind < 0 || lua_gettop(L) != top + 1) {
     lua_settop(L, top);
     lua_pushnil(L);
   }

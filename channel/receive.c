@@ -301,9 +301,17 @@ static int native_frame(lchannel *ch, const char *p, size_t n) {
   }
   nil_as_null(L);
   if (kind) {
-    int top = lua_gettop(L);
+    int top = lua_gettop(L), real;
     /* pushes the object */
-    herr = lipc__handoff_take(L, lipc__stream_uv(ch->s), kind);
+    herr = lipc__handoff_take(L, lipc__stream_uv(ch->s), kind, &real);
+    if (herr == UV_EPROTO) { /* a lie about the fd: not to be wrapped */
+      lua_settop(L, top - 1);
+      lipc__chan_protocol_error(ch, "ERR_IPC_BAD_HANDLE",
+                                "channel: the peer sent %s as %s",
+                                lipc__handoff_name(real),
+                                lipc__handoff_name(kind));
+      return -1;
+    }
     if (herr < 0 || lua_gettop(L) != top + 1) {
       lua_settop(L, top);
       lua_pushnil(L);
@@ -472,6 +480,35 @@ static void cut_short(lchannel *ch) {
   lipc__chan_fault(ch, "ERR_IPC_TRUNCATED", 1);
 }
 
+/* fds from the peer that no marker claimed are closed at once, or a peer
+ * sending them with plain frames would fill our fd table (EMFILE). An
+ * fd arrives with the first byte of its frame, and frames with a marker
+ * take theirs as they are parsed: only the frame still being assembled
+ * may claim one, and only when it starts with a marker (or too little of
+ * it is in to tell). That one is the newest; the older ones go. */
+static void drop_unclaimed(lchannel *ch) {
+  uv_pipe_t *pipe;
+  const char *p;
+  size_t avail;
+  int keep;
+  if (ch->s == NULL || (pipe = (uv_pipe_t *)lipc__stream_uv(ch->s)) == NULL ||
+      pipe->type != UV_NAMED_PIPE || !pipe->ipc)
+    return;
+  p = ch->in.data + ch->ipos;
+  avail = ch->in.len - ch->ipos;
+  if (ch->json)
+    keep = avail > 0; /* a NODE_HANDLE line, maybe */
+  else
+    keep =
+        avail > 0 && (avail < 4 + MARKER_LEN || has_marker(p + 4, avail - 4));
+  while (uv_pipe_pending_count(pipe) > keep) {
+    if (ch->h.rt->trace & LIPC_TRACE_IPC)
+      lipc__trace(ch->h.rt, "ipc", "closed an fd no marker claimed fd %d",
+                  lipc__chan_fd(ch));
+    lipc__handoff_drop((uv_stream_t *)pipe);
+  }
+}
+
 static void on_read(lipc__stream *s, ssize_t n, const char *base) {
   lchannel *ch = lipc__stream_hook_ctx(s);
   (void)base;
@@ -491,6 +528,7 @@ static void on_read(lipc__stream *s, ssize_t n, const char *base) {
     return;
   ch->in.len += (size_t)n;
   parse(ch);
+  drop_unclaimed(ch);
 }
 
 /* Feeds bytes to the channel at idx exactly as reads from its stream

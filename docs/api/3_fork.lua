@@ -133,6 +133,8 @@ instead of a message. A launched worker's hello and bye; internal.]]},
   `handles` (false: `send` refuses handles; for a stream that leaves the host).
 - Errors closing a channel: `ERR_IPC_MESSAGE_TOO_LARGE`,
   `ERR_IPC_BAD_MESSAGE` (garbage, truncated value, bad JSON),
+  `ERR_IPC_BAD_HANDLE` (an fd the peer passed is not the kind it claims:
+  a TCP listener sent as a pipe server, a connected socket as a server),
   `ERR_IPC_TRUNCATED` (the peer's stream ended inside a frame or line: it
   died or closed mid-write; told after the messages before it, to
   `receive()` and to `error` listeners, and never uncaught).

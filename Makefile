@@ -55,7 +55,11 @@ OBJS      = $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS)) $(BUILD)/obj/embedded.o
         docs docs-check format-check \
         fuzz fuzz-build fuzz-bin soak
 
-all: $(BUILD)/lipc $(BUILD)/liblipc.a $(BUILD)/liblipc.so $(BUILD)/lipc.so
+# Modules of their own for stock lua5.4, next to lipc.so (below).
+STOCK_MODS = spawn fork pipe net
+STOCK_SOS  = $(addprefix $(BUILD)/,$(addsuffix .so,$(STOCK_MODS)))
+
+all: $(BUILD)/lipc $(BUILD)/liblipc.a $(BUILD)/liblipc.so $(BUILD)/lipc.so $(STOCK_SOS)
 
 # -MMD: each object also depends on the headers it includes (.d files).
 $(BUILD)/obj/%.o: %.c
@@ -82,6 +86,13 @@ $(BUILD)/liblipc.so: $(OBJS)
 # For stock lua5.4: the interpreter provides the Lua API.
 $(BUILD)/lipc.so: $(OBJS)
 	$(CC) -shared $(SAN) -o $@ $^ -luv $(SYSLIBS)
+
+# spawn.so, fork.so, pipe.so, net.so next to lipc.so: in stock lua5.4,
+# `require "spawn"` before `require "lipc"` (modules/stock/require.c).
+$(STOCK_SOS): $(BUILD)/%.so: modules/stock/require.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(WARN) $(OPT) -fPIC -fvisibility=hidden $(PKG_CFLAGS) $(SAN) $(CFLAGS) \
+	  -shared -DLIPC_MODULE=$* -o $@ $<
 
 $(BUILD)/lipc: $(BUILD)/obj/runtime/main.o $(BUILD)/liblipc.a
 	$(CC) $(SAN) -Wl,-E -o $@ $< $(BUILD)/liblipc.a $(EXE_LIBS)
@@ -126,7 +137,7 @@ docs-check: $(BUILD)/lipc
 # C style (.clang-format): reports what clang-format would change.
 CLANG_FORMAT ?= clang-format-14
 format-check:
-	$(CLANG_FORMAT) --dry-run -Werror $(foreach d,$(SRC_DIRS) fuzz bench/c,$(wildcard $(d)/*.[ch])) \
+	$(CLANG_FORMAT) --dry-run -Werror $(foreach d,$(SRC_DIRS) modules/stock fuzz bench/c,$(wildcard $(d)/*.[ch])) \
 	  $(wildcard examples/*.c)
 
 # The spec suite under AddressSanitizer and UndefinedBehaviorSanitizer.
@@ -233,7 +244,8 @@ VERSION := $(shell sed -n 's/^\#define LIPC_VERSION_STRING "\(.*\)"/\1/p' runtim
 # Where stock lua5.4 looks for C modules under PREFIX (package.cpath).
 LUA_CMOD = lib/lua/5.4
 INSTALLED = bin/lipc lib/liblipc.a lib/liblipc.so include/lipc.h \
-            lib/pkgconfig/lipc.pc share/man/man1/lipc.1 $(LUA_CMOD)/lipc.so
+            lib/pkgconfig/lipc.pc share/man/man1/lipc.1 $(LUA_CMOD)/lipc.so \
+            $(addprefix $(LUA_CMOD)/,$(addsuffix .so,$(STOCK_MODS)))
 
 # Programs built with `pkg-config --libs lipc` find liblipc.so through an
 # rpath, unless it lands in /usr/lib where the dynamic linker looks anyway.
@@ -247,7 +259,7 @@ install: all
 	install -m 644 $(BUILD)/liblipc.a $(DESTDIR)$(PREFIX)/lib/liblipc.a
 	install -m 755 $(BUILD)/liblipc.so $(DESTDIR)$(PREFIX)/lib/liblipc.so
 	install -m 644 runtime/lipc.h $(DESTDIR)$(PREFIX)/include/lipc.h
-	install -m 755 $(BUILD)/lipc.so $(DESTDIR)$(PREFIX)/$(LUA_CMOD)/lipc.so
+	install -m 755 $(BUILD)/lipc.so $(STOCK_SOS) $(DESTDIR)$(PREFIX)/$(LUA_CMOD)/
 	install -m 644 docs/lipc.1 $(DESTDIR)$(PREFIX)/share/man/man1/lipc.1
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@RPATH@|$(PC_RPATH)|' tools/lipc.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/lipc.pc
@@ -257,8 +269,8 @@ uninstall:
 
 # For luarocks (lipc-*.rockspec): the module for stock Lua, and the lipc
 # executable (scripts, `lipc test`) into the rocks tree's bin.
-rock: $(BUILD)/lipc.so $(BUILD)/lipc
+rock: $(BUILD)/lipc.so $(STOCK_SOS) $(BUILD)/lipc
 install-rock: rock
 	install -d $(LUA_LIBDIR) $(BINDIR)
-	install -m 755 $(BUILD)/lipc.so $(LUA_LIBDIR)/lipc.so
+	install -m 755 $(BUILD)/lipc.so $(STOCK_SOS) $(LUA_LIBDIR)/
 	install -m 755 $(BUILD)/lipc $(BINDIR)/lipc

@@ -79,11 +79,13 @@ static int is_lipc(const char *path, const char *self) {
 /* The lipc executable that comes with this library: next to it (the
  * build tree), in the bin/ of its prefix (lib/liblipc.so, or the stock
  * lua module lib/lua/5.4/lipc.so), or else `lipc` on PATH. Never this
- * program: a worker must not run the embedder's topology again. */
-static void push_lipc(lua_State *L, const char *self) {
+ * program: a worker must not run the embedder's topology again. Pushes
+ * the path, or nil, msg, code when there is none; returns the count. */
+static int push_lipc(lua_State *L, const char *self) {
   static const char *const rel[] = {"lipc", "../bin/lipc", "../../../bin/lipc"};
   Dl_info info;
   char dir[PATH_MAX], path[PATH_MAX + 32];
+  const char *p = getenv("PATH"), *end;
   size_t i;
   if (dladdr((void *)push_lipc, &info) && info.dli_fname &&
       realpath(info.dli_fname, dir) != NULL && strcmp(dir, self) != 0) {
@@ -92,11 +94,27 @@ static void push_lipc(lua_State *L, const char *self) {
       snprintf(path, sizeof(path), "%s/%s", dir, rel[i]);
       if (is_lipc(path, self)) {
         lua_pushstring(L, path);
-        return;
+        return 1;
       }
     }
   }
-  lua_pushliteral(L, "lipc"); /* spawn looks it up on PATH */
+  for (; p && *p; p = *end ? end + 1 : end) {
+    end = strchr(p, ':');
+    if (end == NULL)
+      end = p + strlen(p);
+    snprintf(path, sizeof(path), "%.*s/lipc",
+             (int)(end - p < PATH_MAX ? end - p : PATH_MAX), p);
+    if (end > p && is_lipc(path, self)) {
+      lua_pushstring(L, path);
+      return 1;
+    }
+  }
+  lua_pushnil(L);
+  lua_pushliteral(L, "fork: no lipc executable to run the worker (none "
+                     "next to the lipc library, in the bin/ of its prefix "
+                     "or on PATH): install lipc, or give opts.exec_path");
+  lua_pushliteral(L, "ENOENT");
+  return 3;
 }
 
 /* worker_exec() -> program, marked: what fork runs when opts.exec_path
@@ -108,10 +126,8 @@ static int l_worker_exec(lua_State *L) {
   int err = uv_exepath(self, &n);
   if (err)
     return lipc__push_error(L, err, "fork: the running program");
-  if (lipc__worker_exec == LIPC__EXEC_FIND) {
-    push_lipc(L, self);
-    return 1;
-  }
+  if (lipc__worker_exec == LIPC__EXEC_FIND)
+    return push_lipc(L, self);
   lua_pushlstring(L, self, n);
   lua_pushboolean(L, lipc__worker_exec == LIPC__EXEC_ENTRY);
   return 2;

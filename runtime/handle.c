@@ -130,6 +130,10 @@ void lipc__handle_close(lipc__handle *h) {
 static int l_gc(lua_State *L) {
   lipc__handle *h = lua_touserdata(L, 1);
   if (h->uv != NULL) {
+    /* stock lua, lua_close: work that never ran (runtime.c warns) */
+    if (!h->rt->ran && uv_is_active(h->uv) && uv_has_ref(h->uv) &&
+        !uv_is_closing(h->uv))
+      h->rt->unran = 1;
     h->uv->data = NULL;
     unlink_handle(h);
     if (h->on_close)

@@ -40,6 +40,8 @@ struct lipc_runtime {
   int exit_code;
   int exiting;             /* lipc.exit or an uncaught error: no more Lua */
   int running;             /* inside uv_run */
+  int ran;                 /* lipc_run was called (stock lua: lipc.run) */
+  int unran;               /* a handle collected active before any run */
   lipc__handle *handles;   /* every open handle object, newest first */
   char *rbuf;              /* stream.c's read buffer, consumed at once */
   unsigned trace;          /* LIPC_TRACE_* bits from LIPC_TRACE / --trace */

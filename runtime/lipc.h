@@ -142,7 +142,10 @@ LIPC_API int lipc_worker_main(int argc, char **argv, lipc_setup_fn setup,
                               void *ud);
 
 /* The `lipc` Lua module, for stock lua5.4: require "lipc" from lipc.so.
- * In that mode call lipc.run() to drive the loop. */
+ * In that mode call lipc.run() to drive the loop (a state closed with
+ * timers, tasks or I/O set up and no lipc.run() gets a warning on
+ * stderr); fork's workers run the lipc executable, as an embedder's
+ * that does not call lipc_worker_main. */
 LIPC_API int luaopen_lipc(lua_State *L);
 
 #ifdef __cplusplus

@@ -320,6 +320,7 @@ int lipc_run(lipc_runtime *rt) {
   if (rt->running)
     return rt->exit_code;
   rt->running = 1;
+  rt->ran = 1;
   while (!rt->exiting && uv_run(rt->loop, UV_RUN_DEFAULT) != 0)
     ;
   rt->running = 0;
@@ -370,8 +371,27 @@ void lipc_free(lipc_runtime *rt) {
 /* lipc.so in stock lua: the runtime lives as long as the Lua state; a
  * registry sentinel's __gc tears it down at lua_close (lipc_free leaves
  * the state alone: the runtime does not own it). */
+static void count_waiting(uv_handle_t *h, void *arg) {
+  if (uv_is_active(h) && uv_has_ref(h) && !uv_is_closing(h))
+    ++*(int *)arg;
+}
+
 static int sentinel_gc(lua_State *L) {
-  lipc_free(*(lipc_runtime **)lua_touserdata(L, 1));
+  lipc_runtime *rt = *(lipc_runtime **)lua_touserdata(L, 1);
+  int waiting = 0;
+  /* Timers, tasks or I/O set up and the loop never run: in stock lua
+   * nothing happens without lipc.run(), which is easy to miss. (Handles
+   * the collector closed before this one are rt->unran.) */
+  if (!rt->ran && !rt->exiting)
+    uv_walk(rt->loop, count_waiting, &waiting);
+  if (waiting > 0 || (rt->unran && !rt->ran && !rt->exiting)) {
+    fflush(stdout);
+    fputs("lipc: warning: the script set up timers, tasks or I/O but "
+          "never called lipc.run(), so none of it ran (in stock Lua, end "
+          "the script with lipc.run())\n",
+          stderr);
+  }
+  lipc_free(rt);
   return 0;
 }
 

@@ -165,4 +165,89 @@ describe("embedding", function()
     assert.are.equal(0, status)
     assert.are.equal("0\ttask,timer\n", out)
   end)
+
+  -- lua5.4 with the tree's modules on package.cpath; stdout and stderr
+  local function stock(code, dir)
+    dir = dir or support.tmpdir()
+    local out, status = support.sh(("cd %s && LUA_CPATH=%s lua5.4 -e %s 2>%s/stderr"):format(
+      q(dir), q(build .. "/?.so"), q(code), q(dir)))
+    return out, support.read_file(dir .. "/stderr"), status
+  end
+  -- lua5.4 itself is not instrumented: it cannot load an ASan lipc.so
+  local stock_ok = not build:find("asan")
+
+  it("stock lua5.4 forks workers that have lipc's modules and their channel", function()
+    if not stock_ok then return end
+    local dir = support.tmpdir()
+    support.write_file(dir .. "/w.lua", [[
+      local lipc = require "lipc"
+      local parent = require("fork").parent
+      local m = parent:receive()
+      parent:send({twice = m * 2, spawn = type(require("spawn").run), version = lipc.version})
+    ]])
+    local out, err, status = stock([[
+      local lipc = require "lipc"
+      local fork = require "fork"
+      lipc.go(function()
+        local w = assert(fork("w.lua"))
+        w:send(21)
+        local r = assert(w:receive())
+        print(r.twice, r.spawn, r.version == lipc.version, (w:wait()))
+      end)
+      os.exit(lipc.run())
+    ]], dir)
+    assert.are.equal(0, status, err)
+    assert.are.equal("42\tfunction\ttrue\t0\n", out)
+    assert.are.equal("", err)
+
+    -- lipc.so alone, no lipc executable anywhere: fork says so
+    assert(os.execute(("cp %s %s/"):format(q(build .. "/lipc.so"), q(dir))))
+    out, status = support.sh(("cd %s && PATH=/usr/bin:/bin LUA_CPATH='./?.so' lua5.4 -e %s 2>&1")
+      :format(q(dir), q([[
+        local lipc = require "lipc"
+        lipc.go(function() print(require("fork")("w.lua")) end)
+        os.exit(lipc.run())
+      ]])))
+    assert.are.equal(0, status, out)
+    assert.matches("^nil\tfork: no lipc executable to run the worker .-\tENOENT\n$", out)
+  end)
+
+  it("stock lua5.4 requires spawn, fork, pipe and net before lipc", function()
+    if not stock_ok then return end
+    local out, err, status = stock([[
+      local mods = {}
+      for _, name in ipairs({"spawn", "fork", "pipe", "net"}) do mods[name] = require(name) end
+      local lipc = require "lipc"
+      local same = {}
+      for _, name in ipairs({"spawn", "fork", "pipe", "net"}) do
+        same[#same + 1] = tostring(lipc[name] == mods[name] and type(mods[name]) == "table")
+      end
+      lipc.go(function() print(table.concat(same, " "), mods.spawn.run("echo", {"ran"}).stdout) end)
+      os.exit(lipc.run())
+    ]])
+    assert.are.equal(0, status, err)
+    assert.are.equal("true true true true\tran\n\n", out)
+  end)
+
+  it("stock lua5.4: a script that sets up work and never calls lipc.run() gets a warning", function()
+    if not stock_ok then return end
+    local warning = "never called lipc.run%(%)"
+    for _, code in ipairs({
+      [[require("lipc").set_timeout(10, function() print("never") end)]],
+      [[local lipc = require "lipc"; lipc.go(function() lipc.sleep(5) print("never") end)]],
+      [[require("net").create_server(print):listen(0, "127.0.0.1")]],
+    }) do
+      local out, err = stock(code)
+      assert.are.equal("", out)
+      assert.matches(warning, err, 1)
+    end
+    for _, code in ipairs({
+      [[require "lipc"]],
+      [[local lipc = require "lipc"; lipc.set_timeout(10, function() print("ran") end); lipc.run()]],
+      [[local lipc = require "lipc"; lipc.set_timeout(10, print):stop()]],
+    }) do
+      local _, err = stock(code)
+      assert.are.equal("", err)
+    end
+  end)
 end)

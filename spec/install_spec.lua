@@ -17,7 +17,9 @@ describe("make install", function()
     local out, status = support.sh(make .. " install 2>&1")
     assert.are.equal(0, status, out)
     for _, f in ipairs({"bin/lipc", "lib/liblipc.a", "lib/liblipc.so", "include/lipc.h",
-                        "lib/pkgconfig/lipc.pc", "share/man/man1/lipc.1", "lib/lua/5.4/lipc.so"}) do
+                        "lib/pkgconfig/lipc.pc", "share/man/man1/lipc.1", "lib/lua/5.4/lipc.so",
+                        "lib/lua/5.4/spawn.so", "lib/lua/5.4/fork.so", "lib/lua/5.4/pipe.so",
+                        "lib/lua/5.4/net.so"}) do
       assert.is_truthy(io.open(prefix .. "/" .. f), f)
     end
 

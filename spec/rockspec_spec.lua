@@ -16,14 +16,23 @@ describe("the rockspec", function()
       :format(q(src), q(tree)))
     assert.are.equal(0, status, out)
     assert.matches("lipc 0%.1%.0%-1 is now installed", out)
-    out, status = support.sh(("LUA_CPATH=%s/lib/lua/5.4/?.so lua5.4 -e %s 2>&1"):format(q(tree), q([[
+    -- spawn.so & co. come with lipc.so, and a worker forked from stock Lua
+    -- runs the tree's bin/lipc
+    support.write_file(dir .. "/w.lua", "require('fork').parent:send(require('lipc').version)")
+    out, status = support.sh(("cd %s && LUA_CPATH=%s/lib/lua/5.4/?.so lua5.4 -e %s 2>&1"):format(
+      q(dir), q(tree), q([[
+      local fork = require "fork"
       local lipc = require "lipc"
-      lipc.go(function() lipc.sleep(5); print("slept in a task, " .. lipc.version) end)
+      lipc.go(function()
+        lipc.sleep(5)
+        print("slept in a task, " .. lipc.version)
+        print("worker: " .. fork("w.lua"):receive())
+      end)
       os.exit(lipc.run())
     ]])))
     if not support.lipc:find("asan") then -- lua5.4 is not instrumented
       assert.are.equal(0, status, out)
-      assert.matches("^slept in a task, 0%.1%.0\n$", out)
+      assert.matches("^slept in a task, 0%.1%.0\nworker: 0%.1%.0\n$", out)
     end
 
     local project = dir .. "/project"

@@ -173,7 +173,9 @@ function lipc.poll(setting) end
 
 ---`lipc.run()` — with stock `lua5.4` (`require "lipc"` through the
 ---`lipc.so` module): runs the event loop until nothing is pending and
----returns the exit status. Raises when the loop is already running.
+---returns the exit status. Raises when the loop is already running. A
+---script that sets up timers, tasks or I/O and never calls it gets a warning
+---on stderr when the state closes (nothing of it ran).
 ---@return integer
 function lipc.run() end
 

@@ -181,7 +181,9 @@ turns spent polling). `LIPC_POLL=0` (or `off`), `1` (`on`), `auto` or a
 number of microseconds (on) sets it at start.]]},
       {"lipc.run(): integer", text = [[with stock `lua5.4` (`require "lipc"` through the
 `lipc.so` module): runs the event loop until nothing is pending and
-returns the exit status. Raises when the loop is already running.]]},
+returns the exit status. Raises when the loop is already running. A
+script that sets up timers, tasks or I/O and never calls it gets a warning
+on stderr when the state closes (nothing of it ran).]]},
     },
 [[### Standard streams
 `lipc.stdin`, `lipc.stdout`, `lipc.stderr` are streams, made on first use.

@@ -29,8 +29,9 @@ return {
 ### `fork(script[, args][, opts]) -> child | nil, msg, code`
 Runs a child (`opts.exec_path`; `node` for a `.js`/`.mjs`/`.cjs` script;
 else this lipc executable, or in an embedder the embedder itself when its
-`main()` calls `lipc_worker_main` and otherwise the `lipc` executable that
-comes with the library: see "Embedding" in the README) on `script` with `args`, and a
+`main()` calls `lipc_worker_main`, and otherwise (an embedder, stock
+`lua5.4`) the `lipc` executable that comes with the library: see
+"Embedding" in the README) on `script` with `args`, and a
 message channel on an `"ipc"` stdio entry (added at fd 3 unless `opts.stdio`
 has one). The child finds it through `LIPC_CHANNEL_FD` (native) or
 `NODE_CHANNEL_FD` + `NODE_CHANNEL_SERIALIZATION_MODE=json` (JSON mode).

@@ -100,6 +100,36 @@ static void push_where(lua_State *L) {
   lua_pushliteral(L, "");
 }
 
+/* "fname: must be called inside a task (lipc.go)" at the user's line,
+ * past lipc's own Lua helpers and C frames (pcall, wrappers), and naming
+ * what the user called: through
+ * read_all (stream.lua) the check is read's, but the user called
+ * stream.read_all. */
+int lipc__task_error(lua_State *L, const char *fname) {
+  lua_Debug ar;
+  int level;
+  const char *dot = strrchr(fname, '.');
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "S", &ar); /* past C wrappers (spawn's child stdio) */
+    if (!lipc__is_embedded(ar.source) && strcmp(ar.what, "C") != 0)
+      break;
+  }
+  luaL_where(L, level); /* "" past the bottom */
+  if (level > 1 && dot && lua_getstack(L, level - 1, &ar) &&
+      lua_getinfo(L, "n", &ar) && ar.name &&
+      (strcmp(ar.namewhat, "method") == 0 ||
+       strcmp(ar.namewhat, "field") == 0)) {
+    lua_pushlstring(L, fname, (size_t)(dot - fname));
+    lua_pushfstring(L, ".%s", ar.name);
+    lua_concat(L, 2);
+  } else {
+    lua_pushstring(L, fname);
+  }
+  lua_pushliteral(L, ": must be called inside a task (lipc.go)");
+  lua_concat(L, 3);
+  return lua_error(L);
+}
+
 /* Lua's own format (luaL_argerror's), with lipc's name of the function
  * where Lua would guess one ('?' under pcall(f, ...)); a method call does
  * not count self, as in Lua. */

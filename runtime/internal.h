@@ -125,6 +125,9 @@ typedef struct lipc__wait {
 void lipc__task_start(lipc_runtime *rt, lua_State *L, int nargs);
 /* Raises "fname: must be called inside a task" unless L is a task. */
 void lipc__task_check(lua_State *L, const char *fname);
+/* Raises that error: at the user's line, naming what the user called
+ * (stream.read_all where the check is stream.read's). */
+int lipc__task_error(lua_State *L, const char *fname);
 /* Parks the running task L in w; returns what the C function must return
  * (lua_yield). Values given to lipc__wake become its results. */
 int lipc__task_park(lua_State *L, lipc__wait *w);

@@ -1272,6 +1272,13 @@ void lipc__stream_class(lua_State *L, const char *tname,
   lua_pop(L, 1);
 }
 
+/* task_check(fname): stream.lua's lipc__task_check (lines() raises
+ * when called outside a task, not at its first iteration). */
+static int l_task_check(lua_State *L) {
+  lipc__task_check(L, luaL_checkstring(L, 1));
+  return 0;
+}
+
 /* Makes the "lipc.stream" type (once per state); returns its methods
  * table, to which other layers add (channel.c adds `channel`). */
 int luaopen_lipc_stream(lua_State *L) {
@@ -1284,6 +1291,7 @@ int luaopen_lipc_stream(lua_State *L) {
   lipc__class(L, LIPC_STREAM, stream_methods); /* methods */
   lipc__load_embedded(L, "stream");            /* methods fn */
   lua_pushvalue(L, -2);
-  lua_call(L, 1, 0); /* adds lines, read_all... */
+  lua_pushcfunction(L, l_task_check);
+  lua_call(L, 2, 0); /* adds lines, read_all... */
   return 1;
 }

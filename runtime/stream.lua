@@ -1,7 +1,8 @@
 -- stream.lua - the parts of the stream API that read best in Lua:
 -- read_all(), lines() and pipe(). Called once with the stream methods
--- table; every stream type (pipe, tcp, tty, file) copies these methods.
-local methods = ...
+-- table and the task check; every stream type (pipe, tcp, tty, file)
+-- copies these methods.
+local methods, task_check = ...
 
 local concat = table.concat
 
@@ -23,6 +24,7 @@ end
 -- lines() in a task -> iterator over lines without their "\n"; the last
 -- line is returned even without a final newline. A read error raises.
 function methods:lines()
+  task_check("stream.lines")
   local buf, pos, ended = "", 1, false
   return function()
     while true do

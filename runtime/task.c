@@ -77,7 +77,7 @@ void lipc__task_start(lipc_runtime *rt, lua_State *L, int nargs) {
 void lipc__task_check(lua_State *L, const char *fname) {
   lipc_runtime *rt = lipc__rt(L);
   if (L != rt->current || !lua_isyieldable(L))
-    luaL_error(L, "%s: must be called inside a task (lipc.go)", fname);
+    lipc__task_error(L, fname);
 }
 
 /* A parked task is kept alive by parked[w] (w as a lightuserdata key):

@@ -161,6 +161,41 @@ describe("lipc tasks", function()
     assert.matches("lipc.sleep: must be called inside a task", err)
   end)
 
+  it("outside a task the error names what the user called, at the user's line", function()
+    local spawn, fork = require "spawn", require "fork"
+    local dir = lipc.mkdtemp()
+    local w = io.open(dir .. "/w.lua", "w")
+    w:write("return")
+    w:close()
+    local child = spawn("echo", {"hi"})
+    local worker = assert(fork(dir .. "/w.lua"))
+    local here = debug.getinfo(1, "S").short_src
+    local function outside(f)
+      local ok, err = coroutine.wrap(function() return pcall(f) end)()
+      assert.is_false(ok)
+      return err
+    end
+    local cases = {
+      {"stream.read_all", function() local s = lipc.stdin:read_all(); return s end},
+      {"stream.read_all", function() local s = child.stdout:read_all(); return s end},
+      {"stream.lines", function() local it = lipc.stdin:lines(); return it end},
+      {"child.wait", function() local c = child:wait(); return c end},
+      {"child.wait", function() local c = worker:wait(); return c end},
+      {"channel.receive", function() local m = worker:receive(); return m end},
+      {"spawn.run", function() local r = spawn.run("true"); return r end},
+    }
+    for _, case in ipairs(cases) do
+      local err = outside(case[2])
+      local line = debug.getinfo(case[2], "S").linedefined
+      assert.are.equal(("%s:%d: %s: must be called inside a task (lipc.go)"):format(here, line, case[1]), err)
+    end
+    assert.are.equal("hi\n", child.stdout:read_all())
+    child:wait()
+    worker:wait()
+    os.remove(dir .. "/w.lua")
+    os.remove(dir)
+  end)
+
   it("in_task tells tasks from plain coroutines", function()
     assert.is_true(lipc.in_task())
     assert.is_false(coroutine.wrap(function() return lipc.in_task() end)())

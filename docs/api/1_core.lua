@@ -33,7 +33,9 @@ standard streams. `lipc.spawn`, `lipc.fork`, `lipc.pipe`, `lipc.net` are the oth
   `lipc.go` body runs in a task (a coroutine from a pool). Functions marked
   *(task)* wait without blocking the loop and may only be called inside a
   task; elsewhere they raise `"<name>: must be called inside a task
-  (lipc.go)"`.
+  (lipc.go)"` when called (`lines()` too, not at its first iteration), at
+  the caller's line and naming the function called (`stream.read_all`,
+  not the `stream.read` it uses).
 - **Errors.** Wrong argument types raise errors naming the function and the
   argument. System failures are returned as `nil, message, code`, e.g.
   `nil, "ECONNREFUSED: connection refused (127.0.0.1:9)", "ECONNREFUSED"`,

@@ -17,6 +17,10 @@
 --   empty_maps   `size` MB (default 8) of empty maps: [{}, {}, ...]
 --   small_ints   `size` MB (default 8) of small integers: [1, 1, ...]
 --   json_maps    `size` MB (default 8) of JSON `[{},{},...]` on a JSON channel
+--   fd_junk      over an IPC channel, `size` (default 60) frames each with 250
+--                fds that no marker claims (spec/fd_peer.c is the attacker)
+--   fd_blocking  over an IPC channel, a blocking TCP listener; the process
+--                takes it and serves 2 connections on it
 local lipc = require "lipc"
 local fork = require "fork"
 local net = require "net"
@@ -94,6 +98,7 @@ end
 
 local attack, size = ...
 size = tonumber(size)
+local fd_dir -- fd_*: where the attacker is built
 local self_path = arg and arg[0] or "bench/lipc/hostile_peers.lua"
 
 local function peak_rss_mib()
@@ -101,6 +106,12 @@ local function peak_rss_mib()
   local s = f:read("a")
   f:close()
   return tonumber(s:match("VmHWM:%s+(%d+)")) / 1024
+end
+
+if attack and attack:match("^fd_") then
+  fd_dir = lipc.mkdtemp("/tmp/lipc-fd-peer-")
+  local src = self_path:gsub("hostile_peers%.lua$", "../../spec/fd_peer.c")
+  assert(os.execute(("cc -std=c11 -D_GNU_SOURCE -O2 -o %s/fd_peer %s"):format(fd_dir, src)))
 end
 
 -- The bystander: answered at once; the gaps between pings are the time
@@ -121,8 +132,49 @@ by:on("message", function(m)
 end)
 lipc.sleep(100) -- a few pings before the attack
 
+-- An attacker that passes fds: spec/fd_peer.c on fd 3 of an "ipc" stdio
+-- entry (built before the bystander starts); returns the channel over the
+-- other end.
+local function fd_attacker(steps)
+  local child = assert(require("spawn")(fd_dir .. "/fd_peer", steps,
+    {stdio = {"ignore", "inherit", "inherit", "ipc"}}))
+  return child.stdio[4]:channel(), child
+end
+
+local function nfds()
+  local n = 0
+  for _ in pairs(lipc.fds()) do n = n + 1 end
+  return n
+end
+
 local outcome = "-"
-if attack == "sleep0" then
+if attack == "fd_junk" then
+  local steps = {}
+  for i = 1, size or 60 do steps[i] = "junk:250" end
+  steps[#steps + 1] = "send:none:0"
+  steps[#steps + 1] = "wait"
+  local fds0 = nfds()
+  local ch, child = fd_attacker(steps)
+  local m
+  repeat m = ch:receive() until m == "none" or m == nil
+  outcome = ("%d fds more held after %d x 250"):format(nfds() - fds0 - 1, #steps - 2)
+  ch:close()
+  child:wait()
+elseif attack == "fd_blocking" then
+  local ch, child = fd_attacker({"send:tcp-server:1", "wait"})
+  local _, srv = ch:receive()
+  local served, c = 0, lipc.cond()
+  srv:on("connection", function(s) served = served + 1; s:close(); c:signal() end)
+  local port = srv:address().port
+  local socks = {}
+  for i = 1, 2 do socks[i] = assert(net.connect({host = "127.0.0.1", port = port})) end
+  while served < 2 do c:wait() end
+  for _, s in ipairs(socks) do s:close() end
+  srv:close()
+  ch:close()
+  child:wait()
+  outcome = served .. " connections served"
+elseif attack == "sleep0" then
   local t0, turns = lipc.hrtime(), 0
   while lipc.hrtime() - t0 < 2e9 do
     lipc.sleep(0)
@@ -156,6 +208,7 @@ lipc.sleep(50)
 by:send("stop")
 done:wait(60000)
 by:wait()
+if fd_dir then os.execute("rm -rf " .. fd_dir) end
 print(string.format(
   "%-11s blocked %8.0f ms  peak RSS %6.0f MiB  bystander max %8.0f ms (p50 %.1f ms, %d pings)  %s",
   attack, max_gap, peak_rss_mib(), stats and stats.max or -1, stats and stats.p50 or -1,

@@ -316,10 +316,15 @@ local function fork_via(script, args, opts, arg)
   end
   -- The launcher's stderr is the worker's: passed on, and its end kept
   -- for the message of a failed start.
-  local tail = ""
+  local tail, stderr_ended = "", false
+  local wake = lipc.cond()
   proc.stderr:on("data", function(d)
     io.stderr:write(d)
     tail = (tail .. d):sub(-1024)
+  end)
+  proc.stderr:on("end", function()
+    stderr_ended = true
+    wake:signal(true)
   end)
   local child = new_child(proc)
   local ch = a:channel({owner = child, serialization = "lipc", max_message = opts.max_message,
@@ -327,7 +332,6 @@ local function fork_via(script, args, opts, arg)
   child.channel = ch
   local methods = getmetatable(child).__index
   methods.send, methods.receive = ch:bound()
-  local wake = lipc.cond()
   -- before relay's: a failed spawn is this call's error, not a fault
   local spawn_err
   local function on_spawn_error(msg, ecode)
@@ -343,7 +347,7 @@ local function fork_via(script, args, opts, arg)
     return disconnect(self)
   end
 
-  local peer, bye, fault, exited, closed
+  local peer, bye, fault, exited
   child:on("control", function(kind, value)
     if kind == HELLO and peer == nil then
       peer = value
@@ -360,10 +364,8 @@ local function fork_via(script, args, opts, arg)
     exited = {ecode, sig}
     wake:signal(true)
   end
-  local function on_close() closed = true; wake:signal(true) end
   child:on("error", on_error)
   proc:on("exit", on_exit)
-  proc:on("close", on_close)
   ch:send_control(HELLO, hello)
   local timed_out = false
   while peer == nil and fault == nil and exited == nil do
@@ -378,7 +380,6 @@ local function fork_via(script, args, opts, arg)
 
   local name = via[1]
   if peer == nil then
-    proc:off("close", on_close)
     if spawn_err then return handshake_failed(proc, ch, spawn_err[1], spawn_err[2]) end
     if fault then
       return handshake_failed(proc, ch, ("fork: no handshake with the worker through %s: %s")
@@ -389,13 +390,12 @@ local function fork_via(script, args, opts, arg)
         .. " (opts.start_timeout)"):format(name, timeout), "ERR_LAUNCH_FAILED")
     end
     -- its last words come with the error: wait for the stderr's end
-    if not closed then wake:wait(1000) end
+    while not stderr_ended and wake:wait(1000) ~= nil do end
     local words = tail:gsub("%s+$", "")
     return handshake_failed(proc, ch, ("fork: the launcher %s ended (exit code %s, signal %s)"
       .. " before the worker said hello%s"):format(name, tostring(exited[1]),
       tostring(exited[2]), words ~= "" and ": " .. words or ""), "ERR_LAUNCH_FAILED")
   end
-  proc:off("close", on_close)
   if type(peer) ~= "table" or peer.proto ~= PROTO then
     return handshake_failed(proc, ch, ("fork: no handshake with the worker through %s:"
       .. " protocol %s, this lipc speaks %d"):format(name, tostring(type(peer) == "table"
@@ -555,7 +555,128 @@ local function start_worker(pool, slots_on_top)
   return entry
 end
 
--- pool(script, {size = n, per_worker = 2, args = {...}, ...fork opts}) -> pool
+-- ---- pools across hosts ----------------------------------------------------------
+-- With opts.hosts (launchers, as fork's opts.via), worker i runs through
+-- hosts[(i - 1) % #hosts + 1]. Each start is a task of its own: the pool
+-- is usable as soon as one worker said hello, and a slow host does not
+-- hold the others up. A start that fails is tried again after a delay
+-- that doubles from backoff to backoff_max (ms) while that host keeps
+-- failing; a worker that ends is started again on its host. A call finds
+-- no worker when every host failed since its last success:
+-- ERR_HOST_LOST, with each host's last error.
+
+local function host_name(via) return via[#via] end
+
+local function all_down(pool)
+  if next(pool.workers) then return false end
+  for _, host in ipairs(pool.remote_hosts) do
+    if host.failures == 0 then return false end
+  end
+  return true
+end
+
+-- Every host has all its workers up, or failed since its last success.
+local function settled(pool)
+  for _, host in ipairs(pool.remote_hosts) do
+    if host.workers < host.size and host.failures == 0 then return false end
+  end
+  return true
+end
+
+local function hosts_down_error(pool)
+  local why = {}
+  for _, host in ipairs(pool.remote_hosts) do
+    why[#why + 1] = host.name .. ": " .. tostring(host.err)
+  end
+  return nil, "pool: no host is reachable (" .. table.concat(why, "; ") .. ")", "ERR_HOST_LOST"
+end
+
+local start_remote
+
+local function remote_started(pool, host, w)
+  local entry = {child = w, host = host}
+  pool.workers[entry] = true
+  host.failures, host.workers = 0, host.workers + 1
+  w:on("exit", function()
+    entry.dead = true
+    pool.workers[entry] = nil
+    host.workers = host.workers - 1
+    local slots = pool.slots
+    for i = #slots, 1, -1 do
+      if slots[i] == entry then table.remove(slots, i) end
+    end
+    if pool.closing then
+      pool.ended:signal()
+    else
+      start_remote(pool, host, 0)
+    end
+  end)
+  for _ = 1, pool.per_worker do pool.slots[#pool.slots + 1] = entry end
+  pool.ready:broadcast()
+  pool.up:broadcast(true)
+end
+
+function start_remote(pool, host, delay)
+  pool.starting = pool.starting + 1
+  lipc.go(function()
+    if delay > 0 then host.retry:wait(delay) end -- close() cuts it short
+    local w, err
+    if not pool.closing then
+      local opts = copy(pool.opts)
+      opts.via = host.via
+      w, err = fork(pool.script, pool.args, opts)
+    end
+    pool.starting = pool.starting - 1
+    if pool.closing then
+      if w then
+        w:disconnect()
+        w:wait()
+      end
+      pool.ended:signal()
+      return
+    end
+    if w then return remote_started(pool, host, w) end
+    host.failures, host.err = host.failures + 1, err
+    pool.ready:broadcast() -- waiting calls see whether every host is down
+    pool.up:broadcast(true)
+    start_remote(pool, host, math.min(pool.backoff * 2 ^ (host.failures - 1) // 1,
+                                      pool.backoff_max))
+  end)
+end
+
+local function check_hosts(hosts)
+  if type(hosts) ~= "table" or #hosts == 0 then
+    error("bad argument #2 to 'fork.pool' (opts.hosts must be a non-empty array of launchers)", 3)
+  end
+  local r = {}
+  for i, via in ipairs(hosts) do
+    if type(via) ~= "table" or #via == 0 then
+      error(("bad argument #2 to 'fork.pool' (opts.hosts[%d] must be a launcher argv,"
+        .. " as fork's opts.via)"):format(i), 3)
+    end
+    for j = 1, #via do
+      if type(via[j]) ~= "string" then
+        error(("bad argument #2 to 'fork.pool' (opts.hosts[%d][%d] must be a string)")
+          :format(i, j), 3)
+      end
+    end
+    r[i] = {via = via, name = host_name(via), failures = 0, workers = 0, size = 0,
+            retry = lipc.cond()}
+  end
+  return r
+end
+
+local function ms_opt(opts, name, dflt)
+  local v = opts[name]
+  if v == nil then return dflt end
+  if math.type(v) ~= "integer" or v < 1 then
+    error(("bad argument #2 to 'fork.pool' (opts.%s must be an integer >= 1 (ms))"):format(name), 3)
+  end
+  return v
+end
+
+-- pool(script, {size = n, per_worker = 2, args = {...}, hosts = {...},
+-- ...fork opts}) -> pool
 function M.pool(script, opts)
   opts = opts or {}
   local per_worker = opts.per_worker or 2
@@ -565,11 +686,26 @@ function M.pool(script, opts)
   local pool = setmetatable({
     script = script, args = opts.args or {}, size = opts.size or 4, per_worker = per_worker,
     workers = {}, slots = {}, ready = lipc.cond(), ended = lipc.cond(),
-    inflight = 0, waiting = 0, closing = false,
+    inflight = 0, waiting = 0, closing = false, starting = 0, up = lipc.cond(),
   }, Pool)
   local fopts = copy(opts)
   fopts.size, fopts.args, fopts.per_worker = nil, nil, nil
+  fopts.hosts, fopts.backoff, fopts.backoff_max = nil, nil, nil
   pool.opts = fopts
+  if opts.hosts ~= nil then
+    if opts.via ~= nil then
+      error("bad argument #2 to 'fork.pool' (opts.hosts and opts.via exclude each other)", 2)
+    end
+    pool.remote_hosts = check_hosts(opts.hosts)
+    pool.backoff = ms_opt(opts, "backoff", 100)
+    pool.backoff_max = ms_opt(opts, "backoff_max", 5000)
+    for i = 1, pool.size do
+      local host = pool.remote_hosts[(i - 1) % #pool.remote_hosts + 1]
+      host.size = host.size + 1
+      start_remote(pool, host, 0)
+    end
+    return pool
+  end
   local entries = {}
   for i = 1, pool.size do entries[i] = start_worker(pool, false) end
   for _ = 1, per_worker do
@@ -584,21 +720,26 @@ local function closed() return nil, "pool: closed", "ERR_POOL_CLOSED" end
 function Pool:call(msg)
   if self.closing then return closed() end
   local slots = self.slots
-  local n = #slots
-  while n == 0 do
-    self.waiting = self.waiting + 1
-    self.ready:wait()
-    self.waiting = self.waiting - 1
-    if self.closing then return closed() end
-    n = #slots
-  end
-  local entry = slots[n]
-  slots[n] = nil
+  local entry
+  repeat
+    local n = #slots
+    while n == 0 do
+      if self.remote_hosts and all_down(self) then return hosts_down_error(self) end
+      self.waiting = self.waiting + 1
+      self.ready:wait()
+      self.waiting = self.waiting - 1
+      if self.closing then return closed() end
+      n = #slots
+    end
+    entry = slots[n]
+    slots[n] = nil
+    -- a slot of a worker whose channel ended before its exit was seen
+  until not entry.dead and entry.child.connected
   self.inflight = self.inflight + 1
   local w = entry.child
   local ok, err = pcall(w.send, w, msg)
-  local reply
-  if ok then reply = w:receive() end
+  local reply, rmsg, rcode
+  if ok then reply, rmsg, rcode = w:receive() end
   self.inflight = self.inflight - 1
   if not entry.dead and w.connected then
     slots[#slots + 1] = entry
@@ -606,6 +747,14 @@ function Pool:call(msg)
   end
   if self.closing and self.inflight == 0 then self.ended:signal() end
   if not ok then error(err, 2) end
+  if reply == nil and rcode == "ERR_IPC_LINK_LOST" then
+    return nil, ("pool: host %s lost during the call: %s"):format(entry.host.name, rmsg),
+      "ERR_HOST_LOST"
+  end
+  if reply == nil and entry.host then
+    return nil, ("pool: the worker on %s ended during the call: %s")
+      :format(entry.host.name, tostring(rmsg)), "ERR_WORKER_CRASHED"
+  end
   if reply == nil then
     local d = entry.dead
     if not d then
@@ -628,7 +777,37 @@ function Pool:close()
   for entry in pairs(self.workers) do
     if entry.child.connected then entry.child:disconnect() end
   end
-  while next(self.workers) do self.ended:wait() end
+  if self.remote_hosts then
+    for _, host in ipairs(self.remote_hosts) do host.retry:broadcast() end
+  end
+  while next(self.workers) or self.starting > 0 do self.ended:wait() end
+end
+
+-- started([timeout_ms]) in a task -> true once every host has its workers
+-- up or has failed since its last success (at once for a local pool), or
+-- nil, "timeout".
+function Pool:started(timeout_ms)
+  if not self.remote_hosts then return true end
+  local t0 = lipc.hrtime()
+  while not settled(self) and not self.closing do
+    local left = timeout_ms and timeout_ms - (lipc.hrtime() - t0) // 1000000
+    if left and left <= 0 then return nil, "timeout" end
+    if self.up:wait(left) == nil and left then
+      if not settled(self) then return nil, "timeout" end
+    end
+  end
+  return true
+end
+
+-- hosts() -> {{name, workers, failures, error}, ...} of a pool across
+-- hosts (nil for a local pool): how each host is doing.
+function Pool:hosts()
+  if not self.remote_hosts then return nil end
+  local r = {}
+  for i, host in ipairs(self.remote_hosts) do
+    r[i] = {name = host.name, workers = host.workers, failures = host.failures, error = host.err}
+  end
+  return r
 end
 
 return setmetatable(M, {__call = function(_, ...) return fork(...) end})

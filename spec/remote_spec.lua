@@ -230,3 +230,83 @@ describe("fork through a launcher (opts.via)", function()
     assert.matches("cannot read the script to send", msg)
   end)
 end)
+
+describe("fork.pool across hosts (opts.hosts)", function()
+  -- Two local "hosts": launchers that tell the worker its host by name.
+  local function host(tag) return {"env", "LIPC_SPEC_HOST=" .. tag} end
+  local server_code = [[
+    local lipc = require "lipc"
+    require("fork").serve(function(msg)
+      if msg == "die" then lipc.kill(lipc.pid, "SIGKILL") end
+      if msg == "fail" then lipc.exit(1) end
+      lipc.sleep(20)
+      return os.getenv("LIPC_SPEC_HOST")
+    end)
+  ]]
+
+  it("spreads the workers over the hosts; every call answered", function()
+    local pool = fork.pool(worker(server_code), {size = 4, exec_path = S.lipc,
+                                                 hosts = {host("a"), host("b")}})
+    local seen, done = {}, 0
+    for _ = 1, 16 do
+      lipc.go(function()
+        local r = assert(pool:call("where"))
+        seen[r] = (seen[r] or 0) + 1
+        done = done + 1
+      end)
+    end
+    assert.is_true(S.wait_for(function() return done == 16 end, 10000))
+    assert.is_true(seen.a > 0 and seen.b > 0)
+    local hosts = pool:hosts()
+    assert.are.same({"LIPC_SPEC_HOST=a", 2, 0}, {hosts[1].name, hosts[1].workers, hosts[1].failures})
+    assert.are.same({"LIPC_SPEC_HOST=b", 2, 0}, {hosts[2].name, hosts[2].workers, hosts[2].failures})
+    pool:close()
+  end)
+
+  it("a call on a host whose link is lost: ERR_HOST_LOST; a new worker takes its place", function()
+    local pool = fork.pool(worker(server_code), {size = 1, exec_path = S.lipc,
+                                                 hosts = {host("a")}})
+    local r, msg, code = pool:call("die")
+    assert.is_nil(r)
+    assert.are.equal("ERR_HOST_LOST", code)
+    assert.matches("host LIPC_SPEC_HOST=a lost during the call", msg)
+    assert.are.equal("a", pool:call("where"))
+    r, msg, code = pool:call("fail") -- an orderly end is not a lost host
+    assert.is_nil(r)
+    assert.are.equal("ERR_WORKER_CRASHED", code, msg)
+    assert.are.equal("a", pool:call("where"))
+    pool:close()
+  end)
+
+  it("a host that cannot be reached is tried again, backing off; the others serve", function()
+    local down = {"sh", "-c", "echo 'ssh: connect to host b: Connection refused' >&2; exit 255"}
+    local pool = fork.pool(worker(server_code), {size = 2, exec_path = S.lipc, backoff = 10,
+                                                 hosts = {host("a"), down}})
+    assert.are.equal("a", pool:call("where"))
+    assert.is_true(S.wait_for(function() return pool:hosts()[2].failures >= 3 end, 5000))
+    local h = pool:hosts()[2]
+    assert.are.equal(0, h.workers)
+    assert.matches("Connection refused", h.error)
+    assert.are.equal("a", pool:call("where"))
+    pool:close()
+  end)
+
+  it("every host down: calls fail with ERR_HOST_LOST naming each host's error", function()
+    local down = {"sh", "-c", "echo 'Permission denied (publickey).' >&2; exit 255"}
+    local pool = fork.pool(worker(server_code), {size = 2, exec_path = S.lipc, hosts = {down}})
+    local r, msg, code = pool:call("where")
+    assert.is_nil(r)
+    assert.are.equal("ERR_HOST_LOST", code)
+    assert.matches("no host is reachable %(.*Permission denied", msg)
+    pool:close()
+  end)
+
+  it("checks its options", function()
+    assert.has_error(function() fork.pool("x.lua", {hosts = {}}) end,
+      "bad argument #2 to 'fork.pool' (opts.hosts must be a non-empty array of launchers)")
+    assert.has_error(function() fork.pool("x.lua", {hosts = {"ssh"}}) end,
+      "bad argument #2 to 'fork.pool' (opts.hosts[1] must be a launcher argv, as fork's opts.via)")
+    assert.has_error(function() fork.pool("x.lua", {hosts = {{"ssh"}}, backoff = 0}) end,
+      "bad argument #2 to 'fork.pool' (opts.backoff must be an integer >= 1 (ms))")
+  end)
+end)

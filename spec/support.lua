@@ -128,4 +128,85 @@ function M.check_sanitizers(stderr)
   end
 end
 
+-- ---- a real sshd for the specs of workers through ssh --------------------
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- sshd() in a task -> a server, or nil and why not (the caller marks its
+-- specs pending). Debian's sshd runs in the foreground on 127.0.0.1 and
+-- 127.0.0.2 (two "hosts") at a free port, with a host key, a user key and
+-- known_hosts made for it in a private dir, and is ended after the spec
+-- or describe block that started it (or by server:stop()). Nothing of the
+-- machine's own ssh set-up is read or changed. server.via(host[, key])
+-- -> the launcher argv for fork's opts.via (host "127.0.0.1" by default;
+-- key: another private key, to be refused).
+function M.sshd()
+  local spawn = require "spawn"
+  for _, tool in ipairs({"/usr/sbin/sshd", "/usr/bin/ssh", "/usr/bin/ssh-keygen"}) do
+    if not exists(tool) then return nil, tool .. " is missing (make deps: openssh-server)" end
+  end
+  if (M.sh("id -u")) ~= "0\n" then return nil, "sshd needs root here" end
+  if not exists("/run/sshd") then os.execute("mkdir -p /run/sshd") end
+  local dir = M.tmpdir()
+  local function keygen(name)
+    local r = spawn.run("/usr/bin/ssh-keygen", {"-q", "-t", "ed25519", "-N", "", "-C", name,
+                                                "-f", dir .. "/" .. name})
+    return r and r.code == 0
+  end
+  if not (keygen("host_key") and keygen("user_key") and keygen("other_key")) then
+    return nil, "ssh-keygen failed"
+  end
+  local port = t.free_port()
+  local host_pub = M.read_file(dir .. "/host_key.pub"):match("^(%S+ %S+)")
+  M.write_file(dir .. "/authorized_keys", M.read_file(dir .. "/user_key.pub"))
+  M.write_file(dir .. "/known_hosts", ("[127.0.0.1]:%d %s\n[127.0.0.2]:%d %s\n")
+    :format(port, host_pub, port, host_pub))
+  M.write_file(dir .. "/sshd_config", table.concat({
+    "Port " .. port, "ListenAddress 127.0.0.1", "ListenAddress 127.0.0.2",
+    "HostKey " .. dir .. "/host_key", "PidFile none",
+    "AuthorizedKeysFile " .. dir .. "/authorized_keys", "StrictModes no", "UsePAM no",
+    "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+    "PermitRootLogin prohibit-password", "PubkeyAuthentication yes", "UseDNS no",
+    "MaxStartups 64", "MaxSessions 64", "LogLevel ERROR", "PrintMotd no", "",
+  }, "\n"))
+  local proc = spawn("/usr/sbin/sshd", {"-D", "-e", "-f", dir .. "/sshd_config"},
+                     {stdio = {"ignore", "ignore", "pipe"}})
+  if not proc then return nil, "sshd did not start" end
+  local log = ""
+  proc.stderr:on("data", function(d) log = (log .. d):sub(-4096) end)
+  local server = {port = port, dir = dir, proc = proc}
+  function server.stop()
+    if proc.exit_code == nil and proc.signal_code == nil then proc:kill("SIGTERM") end
+    proc:wait()
+  end
+  function server.log() return log end
+  function server.via(host, key)
+    return {"ssh", "-T", "-F", "/dev/null", "-p", tostring(port),
+            "-i", dir .. "/" .. (key or "user_key"), "-o", "IdentitiesOnly=yes",
+            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", "UserKnownHostsFile=" .. dir .. "/known_hosts",
+            "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+            "root@" .. (host or "127.0.0.1")}
+  end
+  local h = t._harness
+  if h then h.defer(server.stop) end
+  -- ready once it accepts (bounded)
+  local net = require "net"
+  local up = t.wait_for(function()
+    if proc.exit_code ~= nil or proc.signal_code ~= nil then return true end
+    local sock = net.connect({host = "127.0.0.1", port = port})
+    if sock then sock:close() return true end
+    return false
+  end, 5000)
+  if not up or proc.exit_code ~= nil or proc.signal_code ~= nil then
+    server.stop()
+    return nil, "sshd did not come up: " .. log
+  end
+  return server
+end
+
 return M

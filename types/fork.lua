@@ -236,7 +236,9 @@ local lipc_fork_pool = {}
 ---`pool:call(msg)` *(task)* — `-> reply | nil, msg, code` - on a worker with a free slot (waits
 ---for one); `ERR_WORKER_CRASHED` when the worker died with the call in flight
 ---(every call queued on it fails so; it is replaced), `ERR_WORKER_ERROR`
----when the handler raised, `ERR_POOL_CLOSED`.
+---when the handler raised, `ERR_POOL_CLOSED`; across hosts also
+---`ERR_HOST_LOST` (the link to the worker's host dropped with the call in
+---flight, or no host is reachable: each host's last error is named).
 ---@param msg any
 ---@return any
 ---@return string?
@@ -247,10 +249,26 @@ function lipc_fork_pool:call(msg) end
 ---worker and waits for them to exit.
 function lipc_fork_pool:close() end
 
+---`pool:started([timeout_ms])` *(task)* — `-> true | nil, "timeout"`: once every host has its workers up or
+---failed since its last success; at once for a local pool.
+---@param timeout_ms? integer
+---@return boolean?
+---@return string?
+function lipc_fork_pool:started(timeout_ms) end
+
+---`pool:hosts()` — `{{name, workers, failures, error}, ...}` of a pool
+---across hosts, in the order of `opts.hosts` (`name` is the launcher's last word, the host);
+---nil for a local pool.
+---@return table[]?
+function lipc_fork_pool:hosts() end
+
 ---@class fork.pool_options: fork.options
 ---@field size integer
 ---@field per_worker integer
 ---@field args string[]
+---@field hosts string[][]
+---@field backoff integer
+---@field backoff_max integer
 local fork_pool_options = {}
 
 return fork

@@ -21,7 +21,8 @@ return {
                "error(msg: string, code: string)"}},
     {name = "lipc.fork.pool", extends = "lipc.emitter", var = "pool", text = "A pool of forked workers."},
     {name = "fork.pool_options", extends = "fork.options",
-     fields = {"size: integer", "per_worker: integer", "args: string[]"}},
+     fields = {"size: integer", "per_worker: integer", "args: string[]", "hosts: string[][]",
+               "backoff: integer", "backoff_max: integer"}},
   },
   doc = {
 [[## fork
@@ -196,14 +197,31 @@ worker (a long call then never delays one queued behind it).]]},
        text = [[`-> reply | nil, msg, code` - on a worker with a free slot (waits
 for one); `ERR_WORKER_CRASHED` when the worker died with the call in flight
 (every call queued on it fails so; it is replaced), `ERR_WORKER_ERROR`
-when the handler raised, `ERR_POOL_CLOSED`.]]},
+when the handler raised, `ERR_POOL_CLOSED`; across hosts also
+`ERR_HOST_LOST` (the link to the worker's host dropped with the call in
+flight, or no host is reachable: each host's last error is named).]]},
       {"pool:close()", task = true, text = [[waits for calls in flight, disconnects every
 worker and waits for them to exit.]]},
       {"pool.workers: table", text = "the workers: keys `{child = ..., busy = ...}`, for monitoring."},
+      {"pool:started(timeout_ms?: integer): boolean?, string?", task = true,
+       sig = "`pool:started([timeout_ms])`",
+       text = [[`-> true | nil, "timeout"`: once every host has its workers up or
+failed since its last success; at once for a local pool.]]},
+      {"pool:hosts(): table[]?", text = [[`{{name, workers, failures, error}, ...}` of a pool
+across hosts, in the order of `opts.hosts` (`name` is the launcher's last word, the host);
+nil for a local pool.]]},
       {"fork.serve(fn: fun(msg: any): any)", sig = "`fork.serve(fn)` in the worker",
        text = [[answers each call with `fn(msg)` until
 the parent disconnects.]]},
     },
+[[**Across hosts.** `fork.pool(script, {hosts = {via1, via2, ...}, size = n})`
+starts worker i through `hosts[(i - 1) % #hosts + 1]` (each a launcher, as
+`fork`'s `opts.via`; the other fork options apply to all). Workers start
+in tasks of their own and take calls as soon as each said hello
+(`pool:started()` waits for all). A worker that ends is started again on
+its host; a start that fails is tried again after `backoff` ms (default
+100), doubling up to `backoff_max` (default 5000) while the host keeps
+failing. Example: scripts/remote_pool.lua.]],
 [[### Others]],
     {list = true,
       {"fork.socketpair(): lipc.stream, lipc.stream", sig = "`fork.socketpair() -> a, b`",

@@ -199,6 +199,7 @@ soak: deps
 bench: deps
 	$(MAKE) all
 	LIPC=$${LIPC:-$(BUILD)/lipc} bash bench/run.sh
+	LIPC=$${LIPC:-$(BUILD)/lipc} bash bench/remote.sh
 	LIPC=$${LIPC:-$(BUILD)/lipc} bash bench/scale.sh
 
 CURVES ?=

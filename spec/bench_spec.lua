@@ -36,6 +36,20 @@ describe("bench/run.sh", function()
   end)
 end)
 
+describe("bench/remote.sh", function()
+  it("fills the local and the launcher cells (ssh's too where sshd runs)", function()
+    local out, status = support.sh(("cd %s && BENCH_SCALE=0.01 LIPC=%s bash bench/remote.sh 2>&1")
+      :format(q(support.root), q(support.lipc)))
+    assert.are.equal(0, status, out)
+    local ssh = not out:find("ssh column is n/a", 1, true)
+    for _, name in ipairs({"remote_pingpong", "remote_stream"}) do
+      local a, b, c = out:match("\n" .. name .. "%s+%S+%s+(%S+)%s+(%S+)%s+(%S+)")
+      assert.is_truthy(tonumber(a) and tonumber(b), name .. ": a cell without a figure\n" .. out)
+      if ssh then assert.is_truthy(tonumber(c), name .. ": no ssh figure\n" .. out) end
+    end
+  end)
+end)
+
 -- The scaling curves (bench/scale.sh) at a tiny size: one point each (two
 -- for the pool's), 20 ms a point. Again only that every cell got its figure.
 local CURVES = {"pool_empty", "pool_cpu", "spawn", "conns", "conns_rss", "msg_size", "msg_rate", "fanout"}

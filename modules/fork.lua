@@ -412,7 +412,9 @@ local function fork_via(script, args, opts, arg)
   methods.receive = function(self)
     local m, h, c = recv(self)
     if m ~= nil or ch.connected or bye or local_end then return m, h, c end
-    if c ~= nil and c ~= "ERR_WORKER_EXIT" then return m, h, c end -- a fault
+    if c ~= nil and c ~= "ERR_WORKER_EXIT" and c ~= "ERR_IPC_TRUNCATED" then
+      return m, h, c -- a fault of the peer
+    end
     return nil, ("fork: the link to the worker through %s was lost (no goodbye)%s")
       :format(name, h and "; " .. h or ""), "ERR_IPC_LINK_LOST"
   end

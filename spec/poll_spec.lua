@@ -154,6 +154,33 @@ describe("lipc.poll", function()
     assert.is_true(tonumber(spins) > 0, "spins " .. tostring(spins))
   end)
 
+  it("auto does not poll where the process may run on one CPU only", function()
+    local dir = S.tmpdir()
+    local path = S.write_file(dir .. "/main.lua", [[
+      local lipc = require "lipc"
+      local a, b = assert(require("fork").socketpair())
+      local ca, cb = a:channel(), b:channel()
+      for i = 1, 300 do
+        ca:send({seq = i})
+        assert(cb:receive().seq == i)
+      end
+      local p = lipc.poll()
+      print(p.mode, p.spins, p.turns)
+      ca:disconnect()
+      cb:disconnect()
+    ]])
+    local run = "env LIPC_POLL=%s taskset -c 0 %s %s 2>&1 </dev/null"
+    local out, status = S.sh(run:format("auto", q(S.lipc), q(path)))
+    assert.are.equal(0, status, out)
+    assert.are.equal("auto\t0\t0\n", out)
+    -- on: polls there too (the switch overrides the check)
+    out, status = S.sh(run:format("1", q(S.lipc), q(path)))
+    assert.are.equal(0, status, out)
+    local spins = out:match("^on\t(%d+)\t%d+\n$")
+    assert.is_truthy(spins, out)
+    assert.is_true(tonumber(spins) > 0, out)
+  end)
+
   it("an idle process with the poll on and open channels does not spin", function()
     -- The child makes traffic hot, then waits 300 ms with its channels
     -- open and nothing on them: no spin starts, no turn is spent polling,

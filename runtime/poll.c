@@ -16,8 +16,12 @@
  *     and starts the window again; a window of budget_us without I/O is a
  *     miss and ends the spin (the idle handle stops, the loop sleeps).
  *   - The budget grows by a quarter of max_us on a hit, halves on a miss,
- *     and drops to zero below an eighth of max_us. At zero only every
- *     PROBE_EVERY-th wake-up with I/O tries one spin of max_us (a probe);
+ *     and drops to zero below an eighth of max_us. At zero, the second
+ *     wake-up in a row with I/O that came within max_us of the loop going
+ *     to sleep starts a spin of max_us again (a poll would have found
+ *     them: the peer answers that fast, and a hiccup, a preempted peer,
+ *     ended the spin; any longer sleep, a timer's too, starts the count
+ *     again), and so does every PROBE_EVERY-th wake-up with I/O (a probe);
  *     a probe that misses goes straight back to zero. So an idle process
  *     never spins (no I/O, no spin), and a bursty one spends a few
  *     microseconds per PROBE_EVERY messages.
@@ -59,6 +63,8 @@ struct lipc__poll {
   int allowed;       /* the last CPU and load check (auto) */
   uint64_t guard_at; /* uv_now of that check, 0: never */
   uint64_t since;    /* hrtime the window started */
+  uint64_t slept;    /* hrtime of the last check: the loop slept after it */
+  unsigned quick;    /* wake-ups with I/O in a row after sleeps <= max_us */
   uint64_t spins, hits, misses, turns;
   int closing;
 };
@@ -141,19 +147,22 @@ static void on_miss(lipc__poll *p) {
   spin_stop(p);
 }
 
-/* A wake-up with I/O, not spinning: spin, unless the budget is spent and
- * no probe is due. */
-static void on_wake(lipc__poll *p, uv_loop_t *loop) {
+/* A wake-up with I/O, not spinning: spin, unless the budget is spent, the
+ * last sleeps were longer than a spin waits, and no probe is due. */
+static void on_wake(lipc__poll *p, uv_loop_t *loop, uint64_t now) {
   if (!allowed(p, loop))
     return;
   if (p->budget_us == 0) {
-    if (p->probe > 1) {
+    if (p->quick >= 2) {
+      p->budget_us = p->max_us;
+    } else if (p->probe > 1) {
       p->probe--;
       return;
+    } else {
+      p->probing = 1;
     }
-    p->probing = 1;
   }
-  spin_start(p, uv_hrtime());
+  spin_start(p, now);
 }
 
 static void on_check(uv_check_t *c) {
@@ -162,13 +171,21 @@ static void on_check(uv_check_t *c) {
   int io = rt->io_seen != p->seen;
   uint64_t now, window;
   p->seen = rt->io_seen;
+  if (p->mode == MODE_OFF)
+    return;
+  now = uv_hrtime();
   if (!p->spinning) {
+    if (now - p->slept > (uint64_t)p->max_us * 1000)
+      p->quick = 0;
+    else if (io)
+      p->quick++;
     if (io)
-      on_wake(p, c->loop);
+      on_wake(p, c->loop, now);
+    p->slept = now;
     return;
   }
   p->turns++;
-  now = uv_hrtime();
+  p->slept = now;
   if (io) {
     on_hit(p, now);
     return;

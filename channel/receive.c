@@ -195,12 +195,29 @@ static int deliver_pending(lchannel *ch, int lazy_too) {
   return 0;
 }
 
+/* A fault nobody handles on a channel over an accepted socket goes to
+ * the socket's server as 'client_error' (lipc__stream_to_sink): a peer
+ * cannot end the process. The message is on top of rt->L (kept). */
+static int to_sink(lchannel *ch, const char *code) {
+  lua_State *L = ch->h.rt->L;
+  int sent;
+  if (ch->s == NULL)
+    return 0;
+  lua_pushvalue(L, -1);
+  lua_pushstring(L, code);
+  lipc__handle_push(lipc__stream_handle(ch->s));
+  sent = lipc__stream_to_sink(ch->s, -3);
+  lua_pop(L, 3);
+  return sent;
+}
+
 /* The peer broke the protocol: the channel closes with an 'error' saying
  * why (the message, on top of rt->L, is popped); the process lives on.
  * Messages before the fault stay to be taken. A task in receive() gets
  * nil, msg, code (if it gets a message first, its next receive() after
  * the queue does); 'error' listeners get msg, code; with nobody at all
- * (and not taken: the caller of receive() has it) it is uncaught. */
+ * (and not taken: the caller of receive() has it) it goes to the server
+ * that accepted the socket (to_sink), or else is uncaught. */
 void lipc__chan_fault(lchannel *ch, const char *code, int taken) {
   lipc_runtime *rt = ch->h.rt;
   lua_State *L = rt->L;
@@ -229,7 +246,9 @@ void lipc__chan_fault(lchannel *ch, const char *code, int taken) {
   if (push_target(ch))
     listeners = lipc__has_listeners(L, -1, "error");
   lua_pop(L, 1);
-  if (!handled || listeners) {
+  if (!handled && !listeners && to_sink(ch, code))
+    ; /* reported on the server that accepted its socket */
+  else if (!handled || listeners) {
     lua_pushvalue(L, -1);
     lua_pushstring(L, code);
     chan_emit(ch, "error", 2);

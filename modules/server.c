@@ -77,6 +77,7 @@ static void count_conn(lipc__server *srv, lua_State *L) {
 static int accept_one(lipc__server *srv, lua_State *L) {
   lipc_runtime *rt = srv->h.rt;
   uv_stream_t *c;
+  lipc__stream *sock;
   int err;
   c = malloc(srv->is_pipe ? sizeof(uv_pipe_t) : sizeof(uv_tcp_t));
   if (c == NULL)
@@ -102,7 +103,7 @@ static int accept_one(lipc__server *srv, lua_State *L) {
                 lipc__trace_addr((uv_handle_t *)c, 0, a, sizeof(a)) ? a : "?",
                 lipc__trace_addr((uv_handle_t *)c, 1, b, sizeof(b)) ? b : "?");
   }
-  lipc__socket_new(L, c, srv->is_pipe);
+  sock = lipc__socket_new(L, c, srv->is_pipe);
   lipc__handle_push(&srv->h); /* on rt->L; open, so not nil */
   if (L != rt->L)
     lua_xmove(rt->L, L, 1);
@@ -110,6 +111,8 @@ static int accept_one(lipc__server *srv, lua_State *L) {
     drop(srv, L);
     return DROPPED;
   }
+  /* Its errors that nobody handles become the server's 'client_error'. */
+  lipc__stream_set_sink(sock, L, -1);
   count_conn(srv, L);
   if (srv->half_open)
     lipc__socket_half_open(L);

@@ -281,11 +281,12 @@ static void emit_started(lchild *c) {
     lua_pop(L, 1);
     return;
   }
-  /* A failed spawn: 'error' goes to listeners; a task in wait() handles
-   * it too (it gets nil, msg, code after 'close'), so it is uncaught only
-   * when nobody handles it at all. */
+  /* A failed spawn: 'error' goes to listeners. Without any it is kept,
+   * not uncaught: wait() gives nil, msg, code, now or later (a script may
+   * read the child's output before it waits), as the docs say. The
+   * failure is traced ("spawn" category) when it happens. */
   push_spawn_error(c); /* obj msg code */
-  if (!c->waiters || lipc__has_listeners(L, -3, "error"))
+  if (lipc__has_listeners(L, -3, "error"))
     lipc__emit(rt, -3, "error", 2); /* pops msg code */
   else
     lua_pop(L, 2);

@@ -321,6 +321,15 @@ int lipc__stream_try_write(lipc__stream *s, const uv_buf_t *b);
 void lipc__stream_free_buffers(lipc_runtime *rt);
 /* Loop time (uv_now) of the stream's last read or write: idle timeouts. */
 uint64_t lipc__stream_active(lipc__stream *s);
+/* Errors of s that nobody handles (no task waiting, no 'error' listener)
+ * go to the object at idx (a server, for the sockets it accepted) as
+ * 'client_error'(msg, code, s) instead of ending the process: a peer
+ * must not be able to take its server down. */
+void lipc__stream_set_sink(lipc__stream *s, lua_State *L, int idx);
+/* With the stream on top of L and msg, code at msg_idx, msg_idx + 1:
+ * reports them to s's sink (traced, 'client_error'); 0 when s has no
+ * sink. */
+int lipc__stream_to_sink(lipc__stream *s, int msg_idx);
 int luaopen_lipc_stream(lua_State *L); /* pushes the methods table */
 
 /* Embedded Lua parts of modules (build/gen/embedded.c, from *.lua). */

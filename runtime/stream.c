@@ -60,6 +60,7 @@ struct lipc__stream {
   size_t cbytes; /* bytes in those chunks */
   int shut_cb;   /* registry ref of shutdown's callback */
   int err_ref;   /* registry ref: {msg, code} of the first error */
+  int sink_ref;  /* registry ref: where unhandled errors go (a server) */
   lipc__alloc_hook alloc_hook;
   lipc__read_hook read_hook;
   uint64_t active; /* loop time of the last read or write, for idle
@@ -442,15 +443,51 @@ static void fail(lipc__stream *s, int err, const char *what, int returned) {
   lua_pushvalue(L, top + 2);
   if (lipc__waitq_wake_all(rt, &s->drainers, 3) > 0)
     handled = 1;
-  if (lipc__handle_push(&s->h) &&
-      (!handled || lipc__has_listeners(L, -1, "error"))) {
-    lua_pushvalue(L, top + 1);
-    lua_pushvalue(L, top + 2);
-    lipc__emit(rt, -3, "error", 2);
+  if (lipc__handle_push(&s->h)) {
+    int listeners = lipc__has_listeners(L, -1, "error");
+    if (!handled && !listeners && lipc__stream_to_sink(s, top + 1))
+      ; /* reported on its server */
+    else if (!handled || listeners) {
+      lua_pushvalue(L, top + 1);
+      lua_pushvalue(L, top + 2);
+      lipc__emit(rt, -3, "error", 2);
+    }
   }
   lua_settop(L, top);
   if (s->h.uv)
     lipc__handle_close(&s->h);
+}
+
+void lipc__stream_set_sink(lipc__stream *s, lua_State *L, int idx) {
+  lua_pushvalue(L, idx);
+  if (s->sink_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, s->sink_ref);
+  s->sink_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+int lipc__stream_to_sink(lipc__stream *s, int msg_idx) {
+  lipc_runtime *rt = s->h.rt;
+  lua_State *L = rt->L;
+  int sidx = lua_gettop(L);
+  msg_idx = lua_absindex(L, msg_idx);
+  if (s->sink_ref == LUA_NOREF)
+    return 0;
+  if (rt->trace & LIPC_TRACE_NET) {
+    uv_os_fd_t fd = -1;
+    if (s->h.uv)
+      uv_fileno(s->h.uv, &fd);
+    lipc__trace(rt, "net", "client error fd %d: %s (socket closed)", (int)fd,
+                lua_tostring(L, msg_idx));
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->sink_ref); /* sink */
+  lua_pushvalue(L, msg_idx);
+  lua_pushvalue(L, msg_idx + 1);
+  lua_pushvalue(L, sidx); /* sink msg code stream */
+  lipc__emit(rt, -4, "client_error", 3);
+  lua_pop(L, 1);
+  if (s->h.uv)
+    lipc__handle_close(&s->h);
+  return 1;
 }
 
 /* ---- writing ------------------------------------------------------------- */
@@ -955,6 +992,9 @@ static void on_closing(lipc__handle *h) {
   if (s->err_ref != LUA_NOREF)
     luaL_unref(L, LUA_REGISTRYINDEX, s->err_ref);
   s->err_ref = LUA_NOREF;
+  if (s->sink_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, s->sink_ref);
+  s->sink_ref = LUA_NOREF;
   if ((s->flags & F_SYNC) && !h->internal && s->fd > 2)
     close(s->fd);
 }
@@ -1119,7 +1159,7 @@ static int l_stats(lua_State *L) {
 static void init_stream(lipc__stream *s) {
   s->hwm = DEFAULT_HWM;
   s->fd = -1;
-  s->chunks = s->shut_cb = s->err_ref = LUA_NOREF;
+  s->chunks = s->shut_cb = s->err_ref = s->sink_ref = LUA_NOREF;
   s->reader.ref = LUA_NOREF;
   s->h.on_close = on_closing;
   s->h.flush_close = flush_close;

@@ -53,23 +53,25 @@ function lipc_server:ref() end
 ---`server:listening()`, `server:ref()`, `server:unref()`
 function lipc_server:unref() end
 
----Listen for "listening", "connection", "close", "error", "drop"; returns the object.
+---Listen for "listening", "connection", "close", "error", "drop", "client_error"; returns the object.
 ---@overload fun(self: lipc.server, name: "listening", fn: fun()): lipc.server
 ---@overload fun(self: lipc.server, name: "connection", fn: fun(sock: lipc.stream)): lipc.server
 ---@overload fun(self: lipc.server, name: "close", fn: fun()): lipc.server
 ---@overload fun(self: lipc.server, name: "error", fn: fun(msg: string, code: string)): lipc.server
 ---@overload fun(self: lipc.server, name: "drop", fn: fun(remote?: net.address|string)): lipc.server
+---@overload fun(self: lipc.server, name: "client_error", fn: fun(msg: string, code: string, sock: lipc.stream)): lipc.server
 ---@param name string
 ---@param fn function
 ---@return lipc.server
 function lipc_server:on(name, fn) end
 
----Listen for "listening", "connection", "close", "error", "drop"; returns the object.
+---Listen for "listening", "connection", "close", "error", "drop", "client_error"; returns the object.
 ---@overload fun(self: lipc.server, name: "listening", fn: fun()): lipc.server
 ---@overload fun(self: lipc.server, name: "connection", fn: fun(sock: lipc.stream)): lipc.server
 ---@overload fun(self: lipc.server, name: "close", fn: fun()): lipc.server
 ---@overload fun(self: lipc.server, name: "error", fn: fun(msg: string, code: string)): lipc.server
 ---@overload fun(self: lipc.server, name: "drop", fn: fun(remote?: net.address|string)): lipc.server
+---@overload fun(self: lipc.server, name: "client_error", fn: fun(msg: string, code: string, sock: lipc.stream)): lipc.server
 ---@param name string
 ---@param fn function
 ---@return lipc.server

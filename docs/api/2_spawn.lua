@@ -24,7 +24,9 @@ arguments `args` (strings or numbers). No shell is involved, so arguments
 reach the program exactly as given. Starting failures do not raise: they
 come as the child's `error` event (a missing program is `ENOENT`, a file
 that is not executable `EACCES`) and as `nil, msg, code` from `wait()` and
-`run()`. An executable file with no `#!` line (which exec refuses) runs
+`run()`. A failure with no `error` listener is not an uncaught error: it
+is kept for `wait()`, however late that comes (and traced under
+`LIPC_TRACE=spawn`). An executable file with no `#!` line (which exec refuses) runs
 under `/bin/sh`, as execvp and Node's spawn run it. Wrong argument types raise `bad argument #n to 'spawn' (...)`.]],
     {list = true,
       {"spawn.spawn(file: string, args?: (string|number)[], opts?: spawn.options): lipc.child",

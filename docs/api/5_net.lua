@@ -7,7 +7,8 @@ return {
   classes = {
     {name = "lipc.server", extends = "lipc.handle", var = "server", text = "A server (pipe or net).",
      events = {"listening()", "connection(sock: lipc.stream)", "close()", "error(msg: string, code: string)",
-               "drop(remote?: net.address|string)"}},
+               "drop(remote?: net.address|string)",
+               "client_error(msg: string, code: string, sock: lipc.stream)"}},
     {name = "lipc.net.server", extends = "lipc.server", text = "A TCP server."},
     {name = "lipc.net.socket", extends = "lipc.stream", text = "A TCP socket.",
      events = {"data(chunk: string)", "end()", "drain()", "error(msg: string, code: string)", "close()",
@@ -88,8 +89,9 @@ half-close, `drain`, `pipe`, `pause`/`resume`, `close`, events `data`,
        text = "as Node's `maxConnections`: once this many accepted sockets are open, a new "
          .. "connection is closed at once and the server emits `drop(remote)` (the peer's "
          .. "address); nil or 0: no limit. May be changed at any time"},
-      {sig = "`listening`, `connection(sock)`, `close`, `error(msg, code)`, `drop(remote)`",
-       text = "events; `listening` is emitted on the next loop turn, so a listener added after `listen()` hears it"},
+      {sig = "`listening`, `connection(sock)`, `close`, `error(msg, code)`, `drop(remote)`, `client_error(msg, code, sock)`",
+       text = "events; `listening` is emitted on the next loop turn, so a listener added after `listen()` hears it; "
+         .. "`client_error`: below"},
     },
 [[- A server accepts only while somebody takes connections: a `connection`
   listener or a task in `accept()`. Otherwise the kernel's backlog holds
@@ -98,6 +100,16 @@ half-close, `drain`, `pipe`, `pause`/`resume`, `close`, events `data`,
   `nil, msg, code` and close the server; the server also emits `error`
   when it has `error` listeners, or when `listen` was called outside a
   task (then nobody else would see it).
+- **A client cannot take its server down.** An error on an accepted socket
+  (`ECONNRESET` from a client that reset, a write to one that went) that
+  nobody handles (no task waiting in `read()`/`drain()`, no `error`
+  listener on the socket) closes that socket and is emitted on its server
+  as `client_error(msg, code, sock)`, as Node's HTTP server reports
+  `clientError`; it is traced under `LIPC_TRACE=net`, and it is never an
+  uncaught error, whether or not the server listens. The same holds for a
+  channel over an accepted socket (`sock:channel()`) whose peer breaks the
+  protocol (`ERR_IPC_BAD_MESSAGE`...) while the channel has no `error`
+  listener. An `error` listener on the socket or channel takes precedence.
 - A server received over a message channel (handle passing) is bound
   already: it starts accepting when it gets a `connection` listener or on
   `server:listen()` / `server:accept()` without an address.]],

@@ -128,6 +128,13 @@ static void on_yield(uv_idle_t *uv) {
   sleep_done((lsleep *)uv->data);
 }
 
+/* A cancelled sleep stops its timer at once. */
+static void sleep_cancel(lipc_runtime *rt, lipc__wait *w) {
+  lsleep *s = (lsleep *)((char *)w - offsetof(lsleep, wait));
+  (void)rt;
+  lipc__handle_close(&s->h);
+}
+
 static int l_sleep(lua_State *L) {
   lipc_runtime *rt = lipc__rt(L);
   lua_Integer ms = check_ms(L, 1, "lipc.sleep");
@@ -147,7 +154,7 @@ static int l_sleep(lua_State *L) {
                       sleep_free);
     lipc__timer_start(&s->uv.timer, on_sleep, (uint64_t)ms, 0);
   }
-  return lipc__task_park(L, &s->wait);
+  return lipc__task_park_c(L, &s->wait, sleep_cancel);
 }
 
 /* ---- cond: park tasks until somebody signals ------------------------- */
@@ -205,6 +212,17 @@ static void cw_timeout(uv_timer_t *t) {
   lipc__handle_close(&w->h);
 }
 
+/* A cancelled waiter leaves the cond: a signal goes to the next one. */
+static void cw_cancel(lipc_runtime *rt, lipc__wait *wait) {
+  cwaiter *w = (cwaiter *)((char *)wait - offsetof(cwaiter, wait));
+  (void)rt;
+  cw_unlink(w);
+  if (w->timed)
+    lipc__handle_close(&w->h);
+  else
+    free(w);
+}
+
 /* cond:wait([timeout_ms]) in a task -> the values given to signal, or
  * nil, "timeout". */
 static int cond_wait(lua_State *L) {
@@ -232,7 +250,7 @@ static int cond_wait(lua_State *L) {
     lipc__handle_bare(rt, &w->h, (uv_handle_t *)&w->timer, "cond", cw_free);
     lipc__timer_start(&w->timer, cw_timeout, ms, 0);
   }
-  return lipc__task_park(L, &w->wait);
+  return lipc__task_park_c(L, &w->wait, cw_cancel);
 }
 
 /* Wakes the oldest waiter, or (all) every waiter present now: a woken

@@ -296,6 +296,13 @@ typedef struct {
   char detail[300];
 } connect_op;
 
+/* A cancelled connect closes its socket: the attempt ends with it. */
+static void connect_cancel(lipc_runtime *rt, lipc__wait *w) {
+  connect_op *op = (connect_op *)((char *)w - offsetof(connect_op, wait));
+  (void)rt; /* the task gets nothing more: in_task's wake finds none */
+  lipc__handle_close(lipc__stream_handle(op->s));
+}
+
 static void op_free(lipc__handle *h) {
   connect_op *op = (connect_op *)h;
   lipc__wait_cancel(h->rt, &op->wait);
@@ -497,8 +504,10 @@ static void connect_args(lua_State *L, connect_op *op, const char **host,
       op->keep_alive = lua_toboolean(L, -1);
     if (lua_getfield(L, 1, "allow_half_open") != LUA_TNIL)
       op->half_open = lua_toboolean(L, -1);
+    lua_getfield(L, 1, "cancel");
+    lipc__cancel_check(L, -1, fname);
     /* host stays referenced from the table at 1 */
-    lua_pop(L, 7);
+    lua_pop(L, 8);
   } else if (lua_type(L, 1) == LUA_TNUMBER) {
     op->port = check_port(L, 1, 1, fname);
     if (!lua_isnoneornil(L, 2))
@@ -548,7 +557,10 @@ static int l_connect(lua_State *L) {
     lipc__timer_start(&op->timer, on_connect_timeout, (uint64_t)timeout, 0);
   }
   op->in_call = 1;
-  if (strcmp(host, "localhost") == 0) { /* RFC 6761: no resolver */
+  if (lua_istable(L, 1) && lua_getfield(L, 1, "cancel") != LUA_TNIL &&
+      lipc__cancel_bind(L, -1, top, "net.connect")) {
+    err = UV_ECANCELED; /* opts.cancel was cancelled already */
+  } else if (strcmp(host, "localhost") == 0) { /* RFC 6761: no resolver */
     parse_ip("127.0.0.1", op->port, &op->addrs[0]);
     parse_ip("::1", op->port, &op->addrs[1]);
     op->naddr = 2;
@@ -577,7 +589,7 @@ static int l_connect(lua_State *L) {
     err = op->sync_err;
     return lipc__push_error(L, err ? err : UV_ECANCELED, op->detail);
   }
-  return lipc__task_park(L, &op->wait);
+  return lipc__task_park_c(L, &op->wait, connect_cancel);
 }
 
 /* is_ip(s) -> 4, 6 or 0 */

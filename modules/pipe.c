@@ -311,6 +311,14 @@ static int open_fifo(const char *path, int flags) {
   return fd;
 }
 
+/* A cancelled open gives up: the retry timer and the stream close. */
+static void fifo_cancel(lipc_runtime *rt, lipc__wait *w) {
+  fifo_op *op = (fifo_op *)((char *)w - offsetof(fifo_op, wait));
+  (void)rt;
+  lipc__handle_close(lipc__stream_handle(op->s));
+  lipc__handle_close(&op->h);
+}
+
 static void on_fifo_retry(uv_timer_t *t) {
   fifo_op *op = t->data;
   lipc_runtime *rt = op->h.rt;
@@ -405,7 +413,7 @@ static int l_open(lua_State *L) {
                     fifo_free);
   lipc__timer_start(&op->timer, on_fifo_retry, op->delay, 0);
   if (in_task)
-    return lipc__task_park(L, &op->wait);
+    return lipc__task_park_c(L, &op->wait, fifo_cancel);
   lipc__stream_connecting(op->s); /* writes wait for a reader */
   return 1;
 }

@@ -561,6 +561,19 @@ static int child_kill(lua_State *L) {
   return 1;
 }
 
+/* A cancelled wait() leaves the child's list (the child runs on). */
+static void waiter_cancel(lipc_runtime *rt, lipc__wait *wait) {
+  waiter *w = (waiter *)wait, **pp;
+  (void)rt;
+  for (pp = &w->child->waiters; *pp != NULL; pp = &(*pp)->next) {
+    if (*pp == w) {
+      *pp = w->next;
+      break;
+    }
+  }
+  free(w);
+}
+
 /* wait() in a task -> code, signal once 'close' has come (the output is
  * drained); nil, msg, code when the program could not be started. */
 static int child_wait(lua_State *L) {
@@ -581,9 +594,10 @@ static int child_wait(lua_State *L) {
   if (w == NULL)
     return luaL_error(L, "child.wait: out of memory");
   w->w.ref = LUA_NOREF;
+  w->child = c;
   w->next = c->waiters;
   c->waiters = w;
-  return lipc__task_park(L, &w->w);
+  return lipc__task_park_c(L, &w->w, waiter_cancel);
 }
 
 /* close(): stop watching the child (it is still reaped) and close our

@@ -42,10 +42,41 @@ local function through_shell(file, args, opts)
   return sh, {"-c", concat(words, " ")}, opts
 end
 
+local function is_token(v)
+  local mt = type(v) == "userdata" and getmetatable(v)
+  return mt and (mt.__name == "lipc.task" or mt.__name == "lipc.scope")
+end
+
+-- opts.cancel: when the task or scope is cancelled, the child is sent
+-- kill_signal (at once when it is cancelled already), as Node's signal.
+local function bind_cancel(child, token, sig)
+  local function on_cancel()
+    if child.exit_code == nil and child.signal_code == nil and child.pid then
+      child.cancelled = true
+      child:kill(sig or "SIGTERM")
+    end
+  end
+  if token:cancelled() then return on_cancel() end
+  token:once("cancel", on_cancel)
+  child:once("close", function() token:off("cancel", on_cancel) end)
+end
+
 -- spawn(file[, args][, opts]) -> child
 local function spawn(file, args, opts)
-  if type(opts) ~= "table" or (opts.shell == nil and opts.input == nil) then
+  if type(opts) ~= "table" or (opts.shell == nil and opts.input == nil and opts.cancel == nil) then
     return cspawn(file, args, opts)
+  end
+  local cancel = opts.cancel
+  if cancel ~= nil then
+    if not is_token(cancel) then
+      error("bad argument #3 to 'spawn' (opts.cancel: a task or a scope expected, got "
+            .. type(cancel) .. ")", 2)
+    end
+    opts = copy(opts)
+    opts.cancel = nil
+    local child = spawn(file, args, opts)
+    bind_cancel(child, cancel, opts.kill_signal)
+    return child
   end
   if opts.shell then file, args, opts = through_shell(file, args, opts) end
   local input = opts.input
@@ -74,6 +105,14 @@ local function check_task(fname)
   if not lipc.in_task() then
     error(fname .. ": must be called inside a task (lipc.go)", 3)
   end
+end
+
+-- Waits for the child's exit (not for its output to end).
+local function wait_exit(child)
+  if child.exit_code ~= nil or child.signal_code ~= nil or not child.pid then return end
+  local c = lipc.cond()
+  child:once("exit", function() c:signal() end)
+  c:wait()
 end
 
 local DEFAULT_MAX_BUFFER = 16 * 1024 * 1024
@@ -125,11 +164,24 @@ function M.run(file, args, opts)
   end
   collect("stdout")
   collect("stderr")
-  local code, signal = child:wait()
+  local code, signal, ecode = child:wait()
+  if ecode == "ECANCELED" and code == nil then
+    -- our task was cancelled: the child goes too, and run() returns once
+    -- it has (its output pipes may be held by processes it started)
+    child.cancelled = true
+    child:kill(opts.kill_signal or "SIGTERM")
+    lipc.shield(wait_exit, child)
+    child:close()
+    code, signal = child.exit_code, child.signal_code
+  end
   local result = {
     code = code, signal = signal, pid = child.pid, timed_out = child.timed_out,
     stdout = concat(bufs.stdout), stderr = concat(bufs.stderr),
   }
+  if child.cancelled then
+    return nil, ("ECANCELED: operation canceled: child killed with %s (spawn %s)")
+      :format(tostring(signal or opts.kill_signal or "SIGTERM"), tostring(file)), "ECANCELED", result
+  end
   if failure then return nil, failure[1], failure[2], result end
   if overflow then
     return nil, ("ENOBUFS: %s exceeded max_buffer (%d bytes): child killed (spawn %s)")

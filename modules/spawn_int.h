@@ -53,6 +53,7 @@ typedef struct uvproc { /* the uv_spawn path (uid/gid) */
 typedef struct waiter {
   lipc__wait w;
   struct waiter *next;
+  lchild *child;
 } waiter;
 
 struct lchild {

@@ -22,6 +22,7 @@
 typedef struct lipc__handle lipc__handle;
 typedef struct lipc__reaper lipc__reaper;
 typedef struct lipc__poll lipc__poll;
+typedef struct lipc__task lipc__task;
 
 /* How a module wraps a handle that came with a message (channel.h). */
 typedef void (*lipc__wrap_fn)(lua_State *L, uv_stream_t *h, int kind);
@@ -30,11 +31,16 @@ struct lipc_runtime {
   uv_loop_t *loop;
   uv_loop_t own_loop;
   int owns_loop;
-  int owns_state;     /* 0 when loaded as a module into stock lua */
-  lua_State *L;       /* the main thread: scratch stack for callbacks */
-  lua_State *current; /* the task running now, NULL between tasks */
-  int pool_ref;       /* registry ref: idle coroutines, an array */
+  int owns_state;           /* 0 when loaded as a module into stock lua */
+  lua_State *L;             /* the main thread: scratch stack for callbacks */
+  lua_State *current;       /* the task running now, NULL between tasks */
+  lipc__task *current_task; /* its task object (lipc.go, scopes), or NULL */
+  int pool_ref;             /* registry ref: idle coroutines, an array */
   int pool_n;
+  int task_mt_ref; /* registry ref: the metatable of task objects */
+  int tasks_ref;   /* registry ref: running task objects, by slot */
+  int *task_slots; /* free slots of that table (scope.c) */
+  int task_nfree, task_cap, task_top;
   int parked_ref; /* registry ref: parked tasks, keyed by their
                      lipc__wait (lightuserdata) */
   int exit_code;
@@ -115,10 +121,19 @@ int lipc__state_trim(lua_State *L);
 
 /* task.c: coroutines. A task runs a function; when it waits it is parked
  * in a lipc__wait and resumed by whoever completes the wait. */
-typedef struct lipc__wait {
-  lua_State *co; /* NULL when nobody waits */
-  int ref;       /* keeps co alive while parked */
-} lipc__wait;
+typedef struct lipc__wait lipc__wait;
+/* Called when the task parked in w is cancelled (task:cancel, a scope):
+ * the owner lets go of w and of what it holds for it (a timer, a place in
+ * a list, a socket being connected) and must not wake w afterwards; w->co
+ * is already NULL. It may free w. */
+typedef void (*lipc__cancel_fn)(lipc_runtime *rt, lipc__wait *w);
+struct lipc__wait {
+  lua_State *co;             /* NULL when nobody waits */
+  int ref;                   /* keeps co alive while parked */
+  lipc__cancel_fn on_cancel; /* set by the park; NULL: nothing to undo */
+  int shield;                /* a scope's join: not cancelled */
+  lipc__task *task;          /* the parked task's object, or NULL */
+};
 
 /* Starts fn (at -nargs-1 of L) with nargs arguments as a new task.
  * Pops them. Runs it until it first waits or ends. */
@@ -129,8 +144,18 @@ void lipc__task_check(lua_State *L, const char *fname);
  * (stream.read_all where the check is stream.read's). */
 int lipc__task_error(lua_State *L, const char *fname);
 /* Parks the running task L in w; returns what the C function must return
- * (lua_yield). Values given to lipc__wake become its results. */
+ * (lua_yield). Values given to lipc__wake become its results. A
+ * cancelled task (lipc.go's task:cancel, a scope) does not park: the
+ * call returns nil, "ECANCELED: ...", "ECANCELED" at once (3 values
+ * pushed), and later, when it is cancelled while parked, the wait is
+ * resumed with those; on_cancel (may be NULL) undoes the owner's side
+ * in both cases. */
 int lipc__task_park(lua_State *L, lipc__wait *w);
+int lipc__task_park_c(lua_State *L, lipc__wait *w, lipc__cancel_fn on_cancel);
+/* As lipc__task_park_c with a continuation, for a C function that loops
+ * over waits (lua_yieldk). */
+int lipc__task_park_k(lua_State *L, lipc__wait *w, lipc__cancel_fn on_cancel,
+                      lua_KContext ctx, lua_KFunction k);
 /* Resumes the task parked in w with the nargs values on top of rt->L
  * (popped). No-op (values popped) when nobody waits. */
 void lipc__wake(lipc_runtime *rt, lipc__wait *w, int nargs);
@@ -160,6 +185,38 @@ void lipc__timer_start(uv_timer_t *t, uv_timer_cb cb, uint64_t ms,
                        uint64_t repeat);
 /* Adds go and in_task to the table on top (the `lipc` module). */
 void lipc__task_open(lua_State *L);
+/* Starts fn (at -nargs-1 of L) as a new task for the task object t. */
+void lipc__task_start_obj(lipc_runtime *rt, lua_State *L, int nargs,
+                          lipc__task *t);
+
+/* scope.c: task objects (lipc.go's result), cancellation, scopes. */
+/* The running task's object, made now for a task without one (a
+ * listener's, the main chunk's): scopes need it. */
+lipc__task *lipc__task_current(lua_State *L);
+/* The coroutine of t stopped with status (LUA_OK: nres results on top of
+ * co; else the error on top): keeps its results, wakes whoever waits.
+ * Returns 1 when an error was handled (a waiter or a scope takes it). */
+int lipc__task_ended(lipc_runtime *rt, lipc__task *t, lua_State *co, int status,
+                     int nres);
+/* Whether the task's waits are cancelled now; its cancellation message. */
+int lipc__task_cancelled(const lipc__task *t);
+const char *lipc__task_reason(const lipc__task *t);
+/* t parks in / leaves w (task.c tells scope.c, for cancel). */
+void lipc__task_set_parked(lipc__task *t, lipc__wait *w);
+lipc__wait *lipc__task_parked(const lipc__task *t);
+/* Wakes the task parked in w with nil, "ECANCELED: ...", "ECANCELED",
+ * after w's on_cancel (task.c). */
+void lipc__task_interrupt(lipc_runtime *rt, lipc__task *t);
+/* opts.cancel at idx: nil (0), a task or scope that may still be
+ * cancelled (1), one cancelled already (2); anything else raises, naming
+ * fname. lipc__cancel_bind makes its cancellation call obj:close() and
+ * returns 1 when it is cancelled already (nothing bound then). */
+int lipc__cancel_check(lua_State *L, int idx, const char *fname);
+int lipc__cancel_bind(lua_State *L, int idx, int obj, const char *fname);
+/* Frees what running tasks hold in C (lipc_free, before the state goes). */
+void lipc__tasks_free(lipc_runtime *rt);
+/* Adds the scope API (lipc.scope) to the table on top, once per state. */
+void lipc__scope_open(lua_State *L);
 
 /* emitter.c: on/once/off/emit/listeners for userdata and table objects. */
 void lipc__emitter_methods(lua_State *L); /* adds them to the table on top */

@@ -115,6 +115,8 @@ static lipc_runtime *rt_alloc(uv_loop_t *loop) {
     return NULL;
   rt->pool_ref = LUA_NOREF;
   rt->parked_ref = LUA_NOREF;
+  rt->task_mt_ref = LUA_NOREF;
+  rt->tasks_ref = LUA_NOREF;
   rt->trace = lipc__trace_parse(getenv("LIPC_TRACE"));
   rt->t0 = uv_hrtime();
   if (loop) {
@@ -358,6 +360,7 @@ void lipc_free(lipc_runtime *rt) {
   if (rt == NULL)
     return;
   drain_and_close(rt);
+  lipc__tasks_free(rt);
   if (rt->owns_state)
     lipc__state_close(rt->L);
   if (rt->owns_loop) {

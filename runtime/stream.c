@@ -1014,6 +1014,16 @@ static int start_for_reader(lipc__stream *s) {
   return err;
 }
 
+/* A cancelled read: what arrives later is kept for the next read, and
+ * reading stops when nothing else wants it. */
+static void reader_cancel(lipc_runtime *rt, lipc__wait *w) {
+  lipc__stream *s =
+      (lipc__stream *)((char *)w - offsetof(lipc__stream, reader));
+  (void)rt;
+  if (is_open(s))
+    update_reading(s);
+}
+
 /* read() in a task: the next chunk; nil at the end; nil, msg, code on
  * error. */
 static int l_read(lua_State *L) {
@@ -1036,7 +1046,7 @@ static int l_read(lua_State *L) {
     return luaL_error(L, "stream.read: another task is already reading");
   if ((err = start_for_reader(s)) < 0)
     return lipc__push_error(L, err, "read");
-  return lipc__task_park(L, &s->reader);
+  return lipc__task_park_c(L, &s->reader, reader_cancel);
 }
 
 /* on(name, fn): a 'data' listener makes the stream flow, as in Node;

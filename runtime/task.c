@@ -38,29 +38,43 @@ static void pool_put(lipc_runtime *rt, lua_State *co) {
   lua_pop(L, 1);
 }
 
-/* Resumes co with nargs values already on its stack, and deals with how it
- * stopped: parked, finished (back to the pool) or failed (uncaught). */
-static void resume(lipc_runtime *rt, lua_State *from, lua_State *co,
-                   int nargs) {
+/* Resumes co (the task of object t, or NULL) with nargs values already on
+ * its stack, and deals with how it stopped: parked, finished (back to the
+ * pool) or failed (uncaught, unless its object's waiter or scope takes
+ * the error). */
+static void resume(lipc_runtime *rt, lua_State *from, lua_State *co, int nargs,
+                   lipc__task *t) {
   lua_State *prev = rt->current;
-  int nres, status;
+  lipc__task *prev_t = rt->current_task;
+  int nres, status, handled = 0;
 
   rt->current = co;
+  rt->current_task = t;
   status = lua_resume(co, from, nargs, &nres);
+  t = rt->current_task; /* a scope may have made one */
   rt->current = prev;
+  rt->current_task = prev_t;
   if (status == LUA_YIELD) {
     lua_pop(co, nres);
     return;
   }
+  if (t != NULL)
+    handled = lipc__task_ended(rt, t, co, status, nres);
   if (status == LUA_OK) {
     lua_settop(co, 0);
     pool_put(rt, co);
     return;
   }
-  lipc__uncaught(rt, co, -1);
+  if (!handled)
+    lipc__uncaught(rt, co, -1);
 }
 
 void lipc__task_start(lipc_runtime *rt, lua_State *L, int nargs) {
+  lipc__task_start_obj(rt, L, nargs, NULL);
+}
+
+void lipc__task_start_obj(lipc_runtime *rt, lua_State *L, int nargs,
+                          lipc__task *t) {
   lua_State *co;
   if (rt->exiting) {
     lua_pop(L, nargs + 1);
@@ -69,7 +83,7 @@ void lipc__task_start(lipc_runtime *rt, lua_State *L, int nargs) {
   co = pool_get(rt, L);        /* fn args... co */
   lua_insert(L, -(nargs + 2)); /* co fn args... */
   lua_xmove(L, co, nargs + 1);
-  resume(rt, L, co, nargs);
+  resume(rt, L, co, nargs, t);
   lua_pop(L, 1); /* co: referenced by a wait
                     or the pool if it lives */
 }
@@ -93,10 +107,69 @@ static void anchor(lipc_runtime *rt, lua_State *L, lipc__wait *w, int set) {
   lua_pop(L, 1);
 }
 
-int lipc__task_park(lua_State *L, lipc__wait *w) {
+/* A cancelled task does not park: the owner undoes its side and the
+ * call returns nil, "ECANCELED: ...", "ECANCELED" now. */
+static int cancelled_now(lipc_runtime *rt, lua_State *L, lipc__wait *w) {
+  lipc__task *t = w->task;
+  w->co = NULL;
+  if (w->on_cancel)
+    w->on_cancel(rt, w);
+  lua_pushnil(L);
+  lipc__push_errpair(L, UV_ECANCELED, lipc__task_reason(t));
+  return 3;
+}
+
+int lipc__task_park_k(lua_State *L, lipc__wait *w, lipc__cancel_fn on_cancel,
+                      lua_KContext ctx, lua_KFunction k) {
+  lipc_runtime *rt = lipc__rt(L);
+  lipc__task *t = rt->current_task;
+  w->on_cancel = on_cancel;
+  w->task = t;
+  if (t != NULL) {
+    if (!w->shield && lipc__task_cancelled(t))
+      return cancelled_now(rt, L, w);
+    lipc__task_set_parked(t, w);
+  }
   w->co = L;
-  anchor(lipc__rt(L), L, w, 1);
-  return lua_yield(L, 0);
+  anchor(rt, L, w, 1);
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+int lipc__task_park_c(lua_State *L, lipc__wait *w, lipc__cancel_fn on_cancel) {
+  return lipc__task_park_k(L, w, on_cancel, 0, NULL);
+}
+
+int lipc__task_park(lua_State *L, lipc__wait *w) {
+  return lipc__task_park_k(L, w, NULL, 0, NULL);
+}
+
+/* The task no longer waits in w (woken, or its owner let go). */
+static void unparked(lipc__wait *w) {
+  if (w->task != NULL && lipc__task_parked(w->task) == w)
+    lipc__task_set_parked(w->task, NULL);
+}
+
+void lipc__task_interrupt(lipc_runtime *rt, lipc__task *t) {
+  lipc__wait *w = lipc__task_parked(t);
+  lua_State *L = rt->L, *co;
+  int top = lua_gettop(L);
+  if (w == NULL || w->shield || w->co == NULL || rt->exiting ||
+      !lipc__task_cancelled(t))
+    return;
+  lipc__task_set_parked(t, NULL);
+  co = w->co;
+  w->co = NULL;
+  luaL_checkstack(L, 4, "cancel");
+  lua_pushthread(co); /* kept alive while it runs, as in lipc__wake */
+  lua_xmove(co, L, 1);
+  anchor(rt, L, w, 0);
+  if (w->on_cancel) /* may free w */
+    w->on_cancel(rt, w);
+  lua_pushnil(L);
+  lipc__push_errpair(L, UV_ECANCELED, lipc__task_reason(t));
+  lua_xmove(L, co, 3);
+  resume(rt, L, co, 3, t);
+  lua_settop(L, top);
 }
 
 int lipc__waiting(const lipc__wait *w) {
@@ -111,6 +184,7 @@ void lipc__wake(lipc_runtime *rt, lipc__wait *w, int nargs) {
     return;
   }
   w->co = NULL;
+  unparked(w);
   lua_xmove(rt->L, co, nargs);
   /* While it runs, the thread stays on rt->L's stack. Its anchor cannot
    * keep it: a task that parks in w meanwhile takes that anchor (a wait
@@ -122,7 +196,7 @@ void lipc__wake(lipc_runtime *rt, lipc__wait *w, int nargs) {
     lua_pushthread(co);
     lua_xmove(co, rt->L, 1);
   }
-  resume(rt, rt->L, co, nargs);
+  resume(rt, rt->L, co, nargs, w->task);
   lua_settop(rt->L, top);
   /* Dropped after the resume, unless the task (or another) parked in w
    * again meanwhile: then the anchor is that one's. */
@@ -134,15 +208,35 @@ void lipc__wait_cancel(lipc_runtime *rt, lipc__wait *w) {
   if (w->co == NULL)
     return;
   w->co = NULL;
+  unparked(w);
   anchor(rt, rt->L, w, 0);
 }
 
 /* ---- wait queues ------------------------------------------------------ */
 
 struct lipc__wnode {
-  lipc__wait w;
+  lipc__wait w; /* first: a cancelled wait is its node */
   lipc__wnode *next;
+  lipc__waitq *q;
 };
+
+/* A cancelled waiter leaves the queue: what comes next goes to the one
+ * behind it, nothing is handed to a task that no longer waits. */
+static void wnode_cancel(lipc_runtime *rt, lipc__wait *w) {
+  lipc__wnode *n = (lipc__wnode *)w, **pp, *prev = NULL;
+  lipc__waitq *q = n->q;
+  (void)rt;
+  for (pp = &q->head; *pp != NULL; prev = *pp, pp = &(*pp)->next) {
+    if (*pp != n)
+      continue;
+    *pp = n->next;
+    if (q->tail == n)
+      q->tail = prev;
+    n->next = q->spare;
+    q->spare = n;
+    return;
+  }
+}
 
 /* A woken node goes to the spare list before its task resumes, so a task
  * that waits again at once (a receive loop) parks on the same node: its
@@ -157,12 +251,13 @@ int lipc__waitq_park(lua_State *L, lipc__waitq *q) {
     n->w.ref = LUA_NOREF;
   }
   n->next = NULL;
+  n->q = q;
   if (q->tail)
     q->tail->next = n;
   else
     q->head = n;
   q->tail = n;
-  return lipc__task_park(L, &n->w);
+  return lipc__task_park_c(L, &n->w, wnode_cancel);
 }
 
 int lipc__waitq_waiting(const lipc__waitq *q) {
@@ -216,14 +311,6 @@ void lipc__timer_start(uv_timer_t *t, uv_timer_cb cb, uint64_t ms,
   uv_timer_start(t, cb, ms, repeat);
 }
 
-/* lipc.go(fn, ...) -> nothing; fn runs now, until it first waits. */
-static int l_go(lua_State *L) {
-  lipc_runtime *rt = lipc__rt(L);
-  lipc__checktype(L, 1, LUA_TFUNCTION, "lipc.go");
-  lipc__task_start(rt, L, lua_gettop(L) - 1);
-  return 0;
-}
-
 /* lipc.in_task() -> boolean */
 static int l_in_task(lua_State *L) {
   lipc_runtime *rt = lipc__rt(L);
@@ -234,7 +321,6 @@ static int l_in_task(lua_State *L) {
 void lipc__task_open(lua_State *L) {
   lipc_runtime *rt = lipc__rt(L);
   static const luaL_Reg fns[] = {
-      {"go", l_go},
       {"in_task", l_in_task},
       {NULL, NULL},
   };
@@ -249,4 +335,5 @@ void lipc__task_open(lua_State *L) {
     rt->parked_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   luaL_setfuncs(L, fns, 0); /* into the table on top */
+  lipc__scope_open(L);
 }

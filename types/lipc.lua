@@ -20,14 +20,36 @@ local lipc = {}
 ---@return table
 function lipc.emitter(t) end
 
----`lipc.go(fn, ...)` — start `fn(...)` as a task now; it runs until it first waits, then the caller goes on.
+---`lipc.go(fn, ...)` — start `fn(...)` as a task now; it runs until it first waits, then the caller goes on with the task object.
 ---@param fn function
 ---@param ... any
+---@return lipc.task
 function lipc.go(fn, ...) end
 
 ---`lipc.in_task()` → boolean.
 ---@return boolean
 function lipc.in_task() end
+
+---`lipc.scope(fn[, opts])` *(task)* — runs `fn(scope)` in the calling task;
+---tasks started with `scope:go` belong to the scope. Returns `fn`'s results
+---once `fn` and all of them have ended (it waits for them). The first error
+---(of `fn` or of a task) cancels the rest, which are waited for, and is then
+---raised again. After `opts.timeout` ms everything in the scope is cancelled
+---and it returns `nil, "ETIMEDOUT: scope timed out after N ms",
+---"ETIMEDOUT"`; `scope:cancel()`, or cancelling the task that opened it,
+---gives `nil, "ECANCELED: ...", "ECANCELED"`. Scopes nest: an outer deadline
+---reaches the tasks of inner scopes. Once the scope is left, the caller's
+---waits work again.
+---@param fn fun(scope: lipc.scope): any
+---@param opts? {timeout?: number}
+---@return any
+function lipc.scope(fn, opts) end
+
+---`lipc.shield(fn, ...)` *(task)* — `fn(...)`'s results; its waits are not cancelled (cleanup that must wait, such as a child's exit after a kill). A cancellation that came meanwhile applies after it
+---@param fn function
+---@param ... any
+---@return any
+function lipc.shield(fn, ...) end
 
 ---`lipc.cond()` → a condition: `cond:wait([timeout_ms])` *(task)* returns
 ---the values given to `cond:signal(...)` (wakes the oldest waiter) or
@@ -255,6 +277,74 @@ function lipc_cond:broadcast(...) end
 ---process alive by itself.
 ---@return integer
 function lipc_cond:waiting() end
+
+---A task started by `lipc.go` or `scope:go`.
+---@class lipc.task: lipc.emitter
+local lipc_task = {}
+
+---`task:wait()` *(task)* — `fn`'s results once it has returned; `nil, err, "ERROR"` when it raised `err` (`"ECANCELED"` instead of `"ERROR"` for an `ECANCELED` error raised after it was cancelled). A task that waits for itself raises.
+---@return any
+function lipc_task:wait() end
+
+---`task:cancel([reason])` — cancel it: the wait it is in, and every later one, returns `nil, "ECANCELED: operation canceled (reason)", "ECANCELED"`; the scopes it opened are cancelled; `cancel` is emitted. `false` when it had ended or was cancelled before
+---@param reason? string
+---@return boolean
+function lipc_task:cancel(reason) end
+
+---`task:status()` — `"running"`, `"done"` (returned), `"failed"` (raised) or `"cancelled"` (ended after `cancel`)
+---@return string
+function lipc_task:status() end
+
+---`task:cancelled()` — whether `cancel` reached it
+---@return boolean
+function lipc_task:cancelled() end
+
+---Listen for "cancel"; returns the object.
+---@overload fun(self: lipc.task, name: "cancel", fn: fun(reason: string)): lipc.task
+---@param name string
+---@param fn function
+---@return lipc.task
+function lipc_task:on(name, fn) end
+
+---Listen for "cancel"; returns the object.
+---@overload fun(self: lipc.task, name: "cancel", fn: fun(reason: string)): lipc.task
+---@param name string
+---@param fn function
+---@return lipc.task
+function lipc_task:once(name, fn) end
+
+---The scope `lipc.scope` passes to its function.
+---@class lipc.scope: lipc.emitter
+local lipc_scope = {}
+
+---`scope:go(fn, ...)` — start `fn(...)` as a task of the scope (cancelled at once when the scope is); raises once the scope has ended
+---@param fn function
+---@param ... any
+---@return lipc.task
+function lipc_scope:go(fn, ...) end
+
+---`scope:cancel([reason])` — cancel the scope: its tasks, the waits of `fn`, its inner scopes; emits `cancel`. `false` when it was cancelled or had ended before
+---@param reason? string
+---@return boolean
+function lipc_scope:cancel(reason) end
+
+---`scope:cancelled()` — whether it was cancelled
+---@return boolean
+function lipc_scope:cancelled() end
+
+---Listen for "cancel"; returns the object.
+---@overload fun(self: lipc.scope, name: "cancel", fn: fun(reason: string)): lipc.scope
+---@param name string
+---@param fn function
+---@return lipc.scope
+function lipc_scope:on(name, fn) end
+
+---Listen for "cancel"; returns the object.
+---@overload fun(self: lipc.scope, name: "cancel", fn: fun(reason: string)): lipc.scope
+---@param name string
+---@param fn function
+---@return lipc.scope
+function lipc_scope:once(name, fn) end
 
 ---@class lipc.timer: lipc.handle
 local lipc_timer = {}

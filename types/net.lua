@@ -178,6 +178,7 @@ function lipc_net_socket:once(name, fn) end
 ---@field no_delay boolean
 ---@field keep_alive boolean
 ---@field allow_half_open boolean
+---@field cancel lipc.task|lipc.scope
 local net_connect_options = {}
 
 ---@class net.address

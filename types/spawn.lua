@@ -20,7 +20,10 @@ function spawn.spawn(file, args, opts) end
 ---passes `opts.max_buffer` bytes (default 16 MiB; `ENOBUFS`, the message
 ---says which stream, and the child is killed); `partial` then holds
 ---exactly the first `max_buffer` bytes of that stream, as Node's
----`maxBuffer` does.
+---`maxBuffer` does. When the task running it is cancelled, or `opts.cancel`
+---is, the child is sent `kill_signal`; `run` waits for its exit (not for
+---its output pipes, which processes it started may hold) and returns
+---`nil, "ECANCELED: ...", "ECANCELED", partial`.
 ---@param file string
 ---@param args? (string|number)[]
 ---@param opts? spawn.options
@@ -54,6 +57,7 @@ function spawn.exec(command_line, opts) end
 ---@field gid? integer `uid`, `gid` — run as this user/group (needs privileges; uses `uv_spawn` instead of `posix_spawn`)
 ---@field argv0? string `argv0` — `argv[0]` of the child (default `file`)
 ---@field max_buffer? integer `max_buffer` — `spawn.run` only: the most bytes of stdout or stderr it collects
+---@field cancel? lipc.task|lipc.scope `cancel` — when it is cancelled the child is sent `kill_signal` and `child.cancelled` is `true` (at once when it is cancelled already); `spawn.run` then returns `nil, msg, "ECANCELED"`
 local spawn_options = {}
 
 ---A child process.
@@ -67,6 +71,7 @@ local spawn_options = {}
 ---@field signal_code string? `child.exit_code`, `.signal_code` — set at exit; `exit_code` is nil when a signal killed it
 ---@field killed boolean `child.killed`, `.timed_out` — `false` until `kill` sent a signal / the timeout fired, then `true` (as Node's `killed`)
 ---@field timed_out boolean `child.killed`, `.timed_out` — `false` until `kill` sent a signal / the timeout fired, then `true` (as Node's `killed`)
+---@field cancelled boolean? `child.cancelled` — `true` once `opts.cancel` (or `spawn.run`'s task) killed it
 local lipc_child = {}
 
 ---`child:kill([signal])` — names (`"SIGKILL"`, `"KILL"`) or numbers, default `SIGTERM`; `true` or `nil, msg, "ESRCH"` once it has exited

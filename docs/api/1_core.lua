@@ -10,6 +10,10 @@ standard streams. `lipc.spawn`, `lipc.fork`, `lipc.pipe`, `lipc.net` are the oth
     {name = "lipc.handle", extends = "lipc.emitter", var = "handle",
      text = "An object over a libuv handle (timers, signal watchers, streams, servers, children)."},
     {name = "lipc.cond", var = "cond", text = "A condition tasks wait on (`lipc.cond()`)."},
+    {name = "lipc.task", extends = "lipc.emitter", var = "task",
+     text = "A task started by `lipc.go` or `scope:go`.", events = {"cancel(reason: string)"}},
+    {name = "lipc.scope", extends = "lipc.emitter", var = "scope",
+     text = "The scope `lipc.scope` passes to its function.", events = {"cancel(reason: string)"}},
     {name = "lipc.timer", extends = "lipc.handle", var = "timer"},
     {name = "lipc.signal", extends = "lipc.handle", var = "watcher",
      text = "A signal watcher (`lipc.on_signal`)."},
@@ -73,9 +77,43 @@ emit on.]],
 
 ### Tasks]],
     {list = true,
-      {"lipc.go(fn: function, ...: any)",
-       text = "start `fn(...)` as a task now; it runs until it first waits, then the caller goes on."},
+      {"lipc.go(fn: function, ...: any): lipc.task",
+       text = "start `fn(...)` as a task now; it runs until it first waits, then the caller goes on "
+         .. "with the task object."},
       {"lipc.in_task(): boolean", ret = "boolean."},
+      {"task:wait(): any", task = true,
+       text = "`fn`'s results once it has returned; `nil, err, \"ERROR\"` when it raised `err` "
+         .. "(`\"ECANCELED\"` instead of `\"ERROR\"` for an `ECANCELED` error raised after it was "
+         .. "cancelled). A task that waits for itself raises."},
+      {"task:cancel(reason?: string): boolean",
+       text = "cancel it: the wait it is in, and every later one, returns `nil, \"ECANCELED: operation "
+         .. "canceled (reason)\", \"ECANCELED\"`; the scopes it opened are cancelled; `cancel` is "
+         .. "emitted. `false` when it had ended or was cancelled before"},
+      {"task:status(): string",
+       text = "`\"running\"`, `\"done\"` (returned), `\"failed\"` (raised) or `\"cancelled\"` "
+         .. "(ended after `cancel`)"},
+      {"task:cancelled(): boolean", text = "whether `cancel` reached it"},
+      {"lipc.scope(fn: fun(scope: lipc.scope): any, opts?: {timeout?: number}): any", task = true,
+       text = [[runs `fn(scope)` in the calling task;
+tasks started with `scope:go` belong to the scope. Returns `fn`'s results
+once `fn` and all of them have ended (it waits for them). The first error
+(of `fn` or of a task) cancels the rest, which are waited for, and is then
+raised again. After `opts.timeout` ms everything in the scope is cancelled
+and it returns `nil, "ETIMEDOUT: scope timed out after N ms",
+"ETIMEDOUT"`; `scope:cancel()`, or cancelling the task that opened it,
+gives `nil, "ECANCELED: ...", "ECANCELED"`. Scopes nest: an outer deadline
+reaches the tasks of inner scopes. Once the scope is left, the caller's
+waits work again.]]},
+      {"scope:go(fn: function, ...: any): lipc.task",
+       text = "start `fn(...)` as a task of the scope (cancelled at once when the scope is); raises once "
+         .. "the scope has ended"},
+      {"scope:cancel(reason?: string): boolean",
+       text = "cancel the scope: its tasks, the waits of `fn`, its inner scopes; emits `cancel`. "
+         .. "`false` when it was cancelled or had ended before"},
+      {"scope:cancelled(): boolean", text = "whether it was cancelled"},
+      {"lipc.shield(fn: function, ...: any): any", task = true,
+       text = "`fn(...)`'s results; its waits are not cancelled (cleanup that must wait, such as a "
+         .. "child's exit after a kill). A cancellation that came meanwhile applies after it"},
       {"lipc.cond(): lipc.cond", "cond:wait(timeout_ms?: integer): any", "cond:signal(...: any)",
        "cond:broadcast(...: any)", "cond:waiting(): integer",
        sig = "`lipc.cond()`", ret = "a condition:",
@@ -85,7 +123,24 @@ the values given to `cond:signal(...)` (wakes the oldest waiter) or
 `cond:waiting()` → count. A wait without a timeout does not keep the
 process alive by itself.]]},
     },
-[[### Timers]],
+[[**Cancellation.** Every wait (`sleep`, `cond:wait`, `read`, `drain`,
+`receive`, `accept`, `child:wait`, `task:wait`, `net.connect`, opening a
+FIFO) returns `nil, "ECANCELED: operation canceled (reason)", "ECANCELED"`
+when its task is cancelled. Nothing is raised, so `pcall` and
+`assert(...)` behave as with any other failure; an `ECANCELED` error
+raised by a cancelled task is not reported as uncaught. What the wait held
+is released: a sleep's timer stops, a waiter leaves its queue (the next
+message, connection or signal goes to the next waiter; bytes that arrive
+later are kept for the next `read`), a connecting socket is closed. The
+child of a cancelled `child:wait()` runs on. Cancellation sticks: a
+cancelled task's later waits return the same at once (use `lipc.shield` to
+wait during cleanup), and a CPU loop that never waits is not interrupted.
+A task's error nobody waits for is uncaught, as before; one raised before
+`lipc.go` returned is reported a loop turn later, so `lipc.go(f):wait()`
+still gets it. `spawn`, `fork`, `spawn.run`
+and `net.connect` take `opts.cancel` (a task or a scope).
+
+### Timers]],
     {list = true,
       {"lipc.sleep(ms: integer)", task = true,
        text = [[; the delay counts from the call, however long Lua ran

@@ -52,6 +52,9 @@ under `/bin/sh`, as execvp and Node's spawn run it. Wrong argument types raise `
        text = "run as this user/group (needs privileges; uses `uv_spawn` instead of `posix_spawn`)"},
       {"argv0: string", text = "`argv[0]` of the child (default `file`)"},
       {"max_buffer: integer", text = "`spawn.run` only: the most bytes of stdout or stderr it collects"},
+      {"cancel: lipc.task|lipc.scope",
+       text = "when it is cancelled the child is sent `kill_signal` and `child.cancelled` is `true` (at "
+         .. "once when it is cancelled already); `spawn.run` then returns `nil, msg, \"ECANCELED\"`"},
     },
 [[**stdio entries.** Entry `i` becomes fd `i - 1` in the child.
 - `"pipe"`: a real `pipe(2)`, not a socketpair. Fd 0 is written by the
@@ -84,6 +87,7 @@ The child receives exactly these fds: everything else is closed.
        text = "set at exit; `exit_code` is nil when a signal killed it"},
       {"child.killed: boolean", "child.timed_out: boolean", sig = "`child.killed`, `.timed_out`",
        text = "`false` until `kill` sent a signal / the timeout fired, then `true` (as Node's `killed`)"},
+      {"child.cancelled: boolean?", text = "`true` once `opts.cancel` (or `spawn.run`'s task) killed it"},
       {"child:kill(signal?: string|integer): true?, string?, string?",
        text = "names (`\"SIGKILL\"`, `\"KILL\"`) or numbers, default `SIGTERM`; `true` or "
          .. "`nil, msg, \"ESRCH\"` once it has exited"},
@@ -117,7 +121,10 @@ could not start, on `timeout` (`ETIMEDOUT`), or when stdout or stderr
 passes `opts.max_buffer` bytes (default 16 MiB; `ENOBUFS`, the message
 says which stream, and the child is killed); `partial` then holds
 exactly the first `max_buffer` bytes of that stream, as Node's
-`maxBuffer` does.]]},
+`maxBuffer` does. When the task running it is cancelled, or `opts.cancel`
+is, the child is sent `kill_signal`; `run` waits for its exit (not for
+its output pipes, which processes it started may hold) and returns
+`nil, "ECANCELED: ...", "ECANCELED", partial`.]]},
       {"spawn.exec(command_line: string, opts?: spawn.options): spawn.result?, string?, string?, spawn.result?",
        text = "`run(\"/bin/sh\", {\"-c\", command_line}, opts)`."},
       {"spawn.child_methods: table",

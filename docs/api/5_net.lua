@@ -15,7 +15,8 @@ return {
                "connect()", "timeout()"}},
     {name = "net.connect_options",
      fields = {"host: string", "port: integer", "local_address: string", "timeout: integer",
-               "no_delay: boolean", "keep_alive: boolean", "allow_half_open: boolean"}},
+               "no_delay: boolean", "keep_alive: boolean", "allow_half_open: boolean",
+               "cancel: lipc.task|lipc.scope"}},
     {name = "net.address", fields = {"address: string", "port: integer", "family: \"IPv4\"|\"IPv6\""}},
   },
   doc = {
@@ -46,6 +47,10 @@ it**; `"0.0.0.0"` / `"::"` expose it. `port` 0 picks a free port. `opts.backlog`
   emits `listening` or `error`).
 - `timeout` (ms) bounds the whole connect: `nil, "ETIMEDOUT: connection
   timed out (host:port)", "ETIMEDOUT"`.
+- `cancel` (a task or a scope): when it is cancelled the socket is closed,
+  while connecting (`nil, "ECANCELED: ...", "ECANCELED"`) or after; one
+  cancelled already fails the connect at once. A connect is also ended
+  when the task that waits in it is cancelled.
 - Outside a task, what is written before the connection is up waits for
   it and goes out in order once connected, a `shutdown()` after it (as in
   Node); when the connect fails, the writes' callbacks get its error.

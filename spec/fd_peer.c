@@ -10,6 +10,9 @@
  *   junk:N          one sendmsg: a frame "junk" without a marker, and N
  *                   fds (of /dev/null) that nothing claims
  *   wait            reads fd 3 until the other side closes it
+ *   json            from here on, Node's JSON lines instead of frames: a
+ *                   plain line "WHAT" for KIND 0, else a NODE_HANDLE line
+ *                   (type net.Server for KIND 1 and 3, else net.Socket)
  *
  * WHAT: tcp-server, tcp-socket, pipe-server, pipe-socket (all blocking,
  * as a peer may leave them), devnull, eventfd, udp, none. Exits 0, or 1
@@ -106,33 +109,17 @@ static int make_fd(const char *what) {
   return fd;
 }
 
-/* One sendmsg: a frame [marker of kind] "value", with nfds fds. */
-static void send_frame(const char *value, int kind, const int *fds, int nfds) {
-  char buf[300];
-  size_t vlen = strlen(value), body = (kind ? 3 : 0) + 1 + vlen, n = 0;
+static int json; /* JSON lines instead of frames */
+
+/* One sendmsg: n bytes at buf, with nfds fds. */
+static void send_bytes(const char *buf, size_t n, const int *fds, int nfds) {
   union {
     struct cmsghdr h;
     char space[CMSG_SPACE(sizeof(int) * MAX_FDS)];
   } c;
   struct iovec iov;
   struct msghdr m = {0};
-  if (vlen > 31) {
-    fprintf(stderr, "fd_peer: value too long\n");
-    exit(2);
-  }
-  buf[n++] = (char)(body >> 24);
-  buf[n++] = (char)(body >> 16);
-  buf[n++] = (char)(body >> 8);
-  buf[n++] = (char)body;
-  if (kind) {
-    buf[n++] = (char)0xd4;
-    buf[n++] = 0x01;
-    buf[n++] = (char)kind;
-  }
-  buf[n++] = (char)(0xa0 | vlen); /* fixstr */
-  memcpy(buf + n, value, vlen);
-  n += vlen;
-  iov.iov_base = buf;
+  iov.iov_base = (void *)buf;
   iov.iov_len = n;
   m.msg_iov = &iov;
   m.msg_iovlen = 1;
@@ -147,6 +134,41 @@ static void send_frame(const char *value, int kind, const int *fds, int nfds) {
   }
   if (sendmsg(CHAN, &m, 0) != (ssize_t)n)
     die("sendmsg");
+}
+
+/* One sendmsg: a frame [marker of kind] "value" (or its JSON line), with
+ * nfds fds. */
+static void send_frame(const char *value, int kind, const int *fds, int nfds) {
+  char buf[300];
+  size_t vlen = strlen(value), body = (kind ? 3 : 0) + 1 + vlen, n = 0;
+  if (vlen > 31) {
+    fprintf(stderr, "fd_peer: value too long\n");
+    exit(2);
+  }
+  if (json) {
+    int len =
+        kind ? snprintf(buf, sizeof buf,
+                        "{\"cmd\":\"NODE_HANDLE\",\"type\":\"%s\","
+                        "\"msg\":\"%s\"}\n",
+                        kind == 1 || kind == 3 ? "net.Server" : "net.Socket",
+                        value)
+             : snprintf(buf, sizeof buf, "\"%s\"\n", value);
+    send_bytes(buf, (size_t)len, fds, nfds);
+    return;
+  }
+  buf[n++] = (char)(body >> 24);
+  buf[n++] = (char)(body >> 16);
+  buf[n++] = (char)(body >> 8);
+  buf[n++] = (char)body;
+  if (kind) {
+    buf[n++] = (char)0xd4;
+    buf[n++] = 0x01;
+    buf[n++] = (char)kind;
+  }
+  buf[n++] = (char)(0xa0 | vlen); /* fixstr */
+  memcpy(buf + n, value, vlen);
+  n += vlen;
+  send_bytes(buf, n, fds, nfds);
 }
 
 int main(int argc, char **argv) {
@@ -166,6 +188,8 @@ int main(int argc, char **argv) {
       send_frame("junk", 0, fds, n);
       for (k = 0; k < n; k++)
         close(fds[k]);
+    } else if (strcmp(argv[i], "json") == 0) {
+      json = 1;
     } else if (strcmp(argv[i], "wait") == 0) {
       char b[4096];
       while (read(CHAN, b, sizeof b) > 0) {

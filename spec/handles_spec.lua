@@ -22,10 +22,11 @@ local function fd_peer()
 end
 
 -- peer(steps...) -> channel, child: fd_peer doing the steps (see
--- fd_peer.c) on fd 3, the other end of which is the channel's.
+-- fd_peer.c) on fd 3, the other end of which is the channel's (a JSON
+-- lines one when the first step is "json").
 local function peer(...)
   local child = assert(spawn(fd_peer(), {...}, {stdio = {"ignore", "inherit", "inherit", "ipc"}}))
-  return child.stdio[4]:channel(), child
+  return child.stdio[4]:channel((...) == "json" and {serialization = "json"} or nil), child
 end
 
 local function nonblocking(fd)
@@ -144,5 +145,54 @@ describe("fds passed by a peer", function()
     h:close(); h2:close()
     ch:close()
     child:wait()
+  end)
+
+  describe("in JSON lines (Node's NODE_HANDLE)", function()
+    it("a blocking socket arrives non-blocking", function()
+      local ch, child = peer("json", "send:tcp-socket:2", "wait")
+      local before = lipc.fds()
+      local m, h = ch:receive()
+      assert.are.equal("tcp-socket", m)
+      assert.truthy(h)
+      local new = 0
+      for fd, it in pairs(lipc.fds()) do
+        if before[fd] ~= it and it:match("^socket:") then
+          new = new + 1
+          assert.is_true(nonblocking(fd), "fd " .. fd .. " is blocking")
+        end
+      end
+      assert.are.equal(1, new)
+      h:close()
+      ch:close()
+      child:wait()
+    end)
+
+    it("a listening socket sent as a net.Socket is a protocol fault", function()
+      local ch, child = peer("json", "send:none:0", "send:tcp-server:2", "wait")
+      assert.are.equal("none", ch:receive())
+      local m, err, code = ch:receive()
+      assert.is_nil(m)
+      assert.are.equal("ERR_IPC_BAD_HANDLE", code)
+      assert.matches("the peer sent a TCP server as a TCP socket", err)
+      child:wait()
+      ch:close()
+    end)
+
+    it("fds no NODE_HANDLE line claims are closed at once", function()
+      local steps = {"json"}
+      for i = 2, 21 do steps[i] = "junk:250" end
+      steps[#steps + 1] = "send:pipe-socket:4"
+      steps[#steps + 1] = "wait"
+      local ch, child = peer(table.unpack(steps))
+      local before = S.open_fds()
+      for _ = 1, 20 do assert.are.equal("junk", ch:receive()) end
+      local m, h = ch:receive()
+      assert.are.equal("pipe-socket", m)
+      assert.truthy(h)
+      assert.is_true(S.open_fds() <= before + 1, "open fds: " .. S.open_fds() .. ", before " .. before)
+      h:close()
+      ch:close()
+      child:wait()
+    end)
   end)
 end)

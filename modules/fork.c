@@ -188,6 +188,30 @@ static void take_fd(lipc_runtime *rt, const char *name) {
   unsetenv(name);
 }
 
+static int l_parent(lua_State *L);
+
+/* rt->on_fatal of a worker: the first line of the report (at most 300
+ * bytes) goes to the parent as an 'error' control frame (kind 3,
+ * {error = line}, docs/wire-format.md), queued before the exit that
+ * flushes the channel. fork.lua adds it to receive()'s ERR_WORKER_EXIT. */
+static void tell_parent(lipc_runtime *rt, const char *report) {
+  lua_State *L = rt->L;
+  int top = lua_gettop(L);
+  size_t n = strcspn(report, "\n");
+  rt->on_fatal = NULL; /* once */
+  lua_pushcfunction(L, l_parent);
+  if (lua_pcall(L, 0, 1, 0) == LUA_OK && !lua_isnil(L, -1)) {
+    lua_getfield(L, -1, "send_control");
+    lua_pushvalue(L, -2);
+    lua_pushinteger(L, 3);
+    lua_createtable(L, 0, 1);
+    lua_pushlstring(L, report, n < 300 ? n : 300);
+    lua_setfield(L, -2, "error");
+    (void)lua_pcall(L, 3, 0, 0); /* at worst the parent learns less */
+  }
+  lua_settop(L, top);
+}
+
 void lipc__fork_take_env(lua_State *L) {
   lipc_runtime *rt = lipc__rt(L);
   const char *mode;
@@ -211,6 +235,10 @@ void lipc__fork_take_env(lua_State *L) {
   unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
   rt->parent_remote = getenv("LIPC_CHANNEL_REMOTE") != NULL;
   unsetenv("LIPC_CHANNEL_REMOTE");
+  /* a lipc parent that reads why its worker failed (fork.lua) */
+  if (getenv("LIPC_WORKER_ERRORS") && rt->parent_fd >= 0 && !rt->parent_json)
+    rt->on_fatal = tell_parent;
+  unsetenv("LIPC_WORKER_ERRORS");
 }
 
 /* parent() -> the channel to the process that forked us, or nil; made

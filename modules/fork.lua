@@ -106,18 +106,27 @@ local OWN_OPTS = {exec_path = true, exec_argv = true, serialization = true,
 
 -- How a worker ended, for receive() at the channel's end: nothing when
 -- it exited with status 0, else nil, msg, ERR_WORKER_EXIT.
-local function worker_status(script, proc)
+local function worker_status(script, proc, why)
   local code, signal = proc.exit_code, proc.signal_code
   if code == 0 or (code == nil and signal == nil) then return nil end
   local how = signal and ("was killed by " .. signal) or ("exited with code " .. code)
-  return nil, ("fork: worker %s (pid %s) %s"):format(script, tostring(proc.pid), how),
-    "ERR_WORKER_EXIT"
+  return nil, ("fork: worker %s (pid %s) %s%s"):format(script, tostring(proc.pid), how,
+    why and ": " .. why or ""), "ERR_WORKER_EXIT"
 end
+
+local WORKER_ERROR = 3 -- the control frame of a worker whose script failed
 
 -- Wires the process events and the channel's end into the child object.
 local function relay(child, proc, ch, script)
   local exited, gone, disconnect_sent = false, false, false
-  local closed, ended = false, nil
+  local closed, ended, why = false, nil, nil
+  -- the first line of a failed script's error, from the worker itself
+  child:on("control", function(kind, value)
+    if kind == WORKER_ERROR and why == nil and type(value) == "table"
+        and type(value.error) == "string" then
+      why = value.error
+    end
+  end)
   local function send_disconnect()
     if disconnect_sent then return end
     disconnect_sent = true
@@ -167,7 +176,7 @@ local function relay(child, proc, ch, script)
       ended = ended or lipc.cond()
       ended:wait()
     end
-    return worker_status(script, proc)
+    return worker_status(script, proc, why)
   end
 end
 
@@ -472,6 +481,7 @@ function fork(script, args, opts)
     env.NODE_CHANNEL_SERIALIZATION_MODE = "json"
   else
     env.LIPC_CHANNEL_FD = tostring(idx - 1)
+    env.LIPC_WORKER_ERRORS = "1" -- it tells why its script failed (fork.c)
   end
   local sopts = {}
   for k, v in pairs(opts) do

@@ -74,6 +74,9 @@ struct lipc_runtime {
   char parent_err[160];  /* why the variable is unusable ("" if it is) */
   int uncaught_ref;      /* modules/core.c: lipc.on_uncaught's handler
                             (a registry ref; 0 or LUA_REFNIL: none) */
+  /* modules/fork.c: called with the report when the script fails (an
+   * uncaught error, or it cannot be loaded), before the exit; NULL: none */
+  void (*on_fatal)(lipc_runtime *rt, const char *report);
 };
 
 /* runtime.c */

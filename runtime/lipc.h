@@ -25,6 +25,8 @@
  *   - Environment variables: LIPC_TRACE (read by lipc_new: trace lines on
  *     stderr) and LIPC_ALLOC=malloc (plain malloc for a state lipc_new
  *     creates) are read, not changed. LIPC_CHANNEL_FD, LIPC_CHANNEL_REMOTE,
+ *     LIPC_WORKER_ERRORS (the parent reads why a script failed: the first
+ *     line goes to it before the exit, as a control frame),
  *     NODE_CHANNEL_FD and NODE_CHANNEL_SERIALIZATION_MODE are read and
  *     removed from the environment as the runtime starts (lipc_new),
  *     whether or not the script uses fork.parent, and the channel fd is

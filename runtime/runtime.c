@@ -82,6 +82,8 @@ void lipc__uncaught(lipc_runtime *rt, lua_State *L, int idx) {
   fflush(stdout);
   fprintf(stderr, "lipc: uncaught error: %s\n", lua_tostring(M, -1));
   fflush(stderr);
+  if (rt->on_fatal)
+    rt->on_fatal(rt, lua_tostring(M, -1));
   lua_pop(M, 3);
   lipc__exit_now(rt, 1);
 }
@@ -259,6 +261,8 @@ static int file_error(const char *path) {
 static int load_error(lipc_runtime *rt, int status, const char *path) {
   fflush(stdout);
   fprintf(stderr, "lipc: %s\n", lua_tostring(rt->L, -1));
+  if (rt->on_fatal)
+    rt->on_fatal(rt, lua_tostring(rt->L, -1));
   lua_pop(rt->L, 1);
   rt->exit_code = 1;
   rt->exiting = 1;

@@ -147,6 +147,8 @@ describe("fork", function()
     assert.are.equal("ERR_WORKER_EXIT", code)
     assert.matches("exited with code 1", err)
     assert.matches("child%.lua", err)
+    -- with the first line of the worker's error, from the worker itself
+    assert.matches("exited with code 1: .-child%.lua:1: unexpected symbol near '='$", err)
     assert.are.equal(1, (child:wait()))
     -- every receive after the end says the same
     assert.are.equal("ERR_WORKER_EXIT", select(3, child:receive()))
@@ -166,10 +168,15 @@ describe("fork", function()
     assert.are.equal("ERR_WORKER_EXIT", code)
     assert.matches("was killed by SIGKILL", err)
 
-    child = assert(fork(script([[error("boom")]]), quiet))
+    child = assert(fork(script([[
+      require("fork").parent:send("up")
+      require("lipc").sleep(1)
+      error("boom\nsecond line")
+    ]]), quiet))
+    assert.are.equal("up", child:receive())
     m, err, code = child:receive()
     assert.is_nil(m)
-    assert.matches("exited with code 1", err)
+    assert.matches("exited with code 1: .-child%.lua:3: boom$", err)
     assert.are.equal("ERR_WORKER_EXIT", code)
     -- a worker that ends with status 0 ends the channel with a plain nil
     child = assert(fork(script([[require("fork").parent:send(1)]])))

@@ -190,7 +190,10 @@ function lipc_fork_child:disconnect() end
 ---status 0 (or our own `disconnect()`), `nil, msg, "ERR_WORKER_EXIT"` after
 ---another status or a signal, with the script, pid and status in `msg` (a
 ---worker with a syntax error, an uncaught error or a crash is not taken for
----one that finished).
+---one that finished), and the first line of the worker's error when its
+---script failed (`"fork: worker w.lua (pid 812) exited with code 1:
+---w.lua:3: boom"`; the worker sends it as a control frame,
+---docs/wire-format.md).
 ---@return any
 ---@return userdata|string?
 ---@return string?

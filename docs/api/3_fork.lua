@@ -71,7 +71,10 @@ channel, it waits for its exit and tells how it ended: `nil` after
 status 0 (or our own `disconnect()`), `nil, msg, "ERR_WORKER_EXIT"` after
 another status or a signal, with the script, pid and status in `msg` (a
 worker with a syntax error, an uncaught error or a crash is not taken for
-one that finished).]]},
+one that finished), and the first line of the worker's error when its
+script failed (`"fork: worker w.lua (pid 812) exited with code 1:
+w.lua:3: boom"`; the worker sends it as a control frame,
+docs/wire-format.md).]]},
       {"child:stats(): table",
        text = [[counters of the child: `{messages_sent, messages_received, bytes_sent,
 bytes_received, queued, high_water_hits, channel = ch:stats(), stdin = ..., stdout = ...,

@@ -149,14 +149,12 @@ static int l_bound(lua_State *L) {
 }
 
 /* stats() -> {messages_sent, messages_received, bytes_sent, bytes_received,
- * queued, pending, high_water_hits}: bytes are whole frames (or lines). */
+ * queued, pending, high_water_hits, receive_held}: bytes are whole frames
+ * (or lines). */
 static int l_stats(lua_State *L) {
   lchannel *ch = check_channel(L, 1, "channel.stats");
-  size_t queued = unsent(ch);
-  wnode *w;
-  for (w = ch->writes; w; w = w->next)
-    queued += w->buf.len + w->str_bytes;
-  lua_createtable(L, 0, 7);
+  size_t queued = out_queued(ch);
+  lua_createtable(L, 0, 8);
   lua_pushinteger(L, (lua_Integer)ch->msgs_out);
   lua_setfield(L, -2, "messages_sent");
   lua_pushinteger(L, (lua_Integer)ch->msgs_in);
@@ -171,6 +169,8 @@ static int l_stats(lua_State *L) {
   lua_setfield(L, -2, "pending");
   lua_pushinteger(L, (lua_Integer)ch->hwm_hits);
   lua_setfield(L, -2, "high_water_hits");
+  lua_pushboolean(L, ch->held);
+  lua_setfield(L, -2, "receive_held");
   return 1;
 }
 

@@ -96,6 +96,9 @@ struct lchannel {
   unsigned local_end : 1;      /* we disconnected, not the peer */
   unsigned exit_on_gone : 1;   /* fork.parent: no orphans */
   unsigned own_disconnect : 1; /* 'disconnect' on self, not the owner */
+  unsigned held : 1;           /* reads held off (lipc__chan_update_hold) */
+  unsigned reply_wait : 1;     /* JSON: our replies to the peer are over
+                                  the high-water mark: read no more */
   unsigned no_handles : 1;     /* over a launcher: fds cannot cross */
 };
 
@@ -122,6 +125,10 @@ void lipc__chan_fault(lchannel *ch, const char *code, int taken);
 void lipc__chan_protocol_error(lchannel *ch, const char *code, const char *fmt,
                                ...);
 int lipc__chan_receive(lua_State *L); /* the receive method */
+/* Holds the stream's reads off while the peer is ahead of us (our JSON
+ * replies to it are over the high-water mark), and lets them go again
+ * once it is not; called whenever that may have changed. */
+void lipc__chan_update_hold(lchannel *ch);
 /* Adds receive, on, off, pending, deliver_queued to the methods table on
  * top. */
 void lipc__chan_receive_methods(lua_State *L);
@@ -245,6 +252,15 @@ static inline void update_ref(lchannel *ch) {
 /* Bytes sent and not yet handed to the stream. */
 static inline size_t unsent(lchannel *ch) {
   return ch->out.len + ch->str_bytes;
+}
+
+/* Bytes sent and not yet written: unsent, and the writes in flight. */
+static inline size_t out_queued(lchannel *ch) {
+  size_t n = unsent(ch);
+  wnode *w;
+  for (w = ch->writes; w; w = w->next)
+    n += w->buf.len + w->str_bytes;
+  return n;
 }
 
 /* A native frame's 4-byte big-endian length. */

@@ -62,7 +62,11 @@ static int put_text(lipc__buf *b, const char *s) {
   return 0;
 }
 
-/* Queues one of Node's control lines ({"cmd": "NODE_HANDLE_ACK"}). */
+/* Queues one of Node's control lines ({"cmd": "NODE_HANDLE_ACK"}). They
+ * count against the high-water mark: past it we read no more of the
+ * peer's lines until it has read our replies, or a peer that sends
+ * NODE_HANDLE lines without an fd and never reads would make us queue
+ * NACKs without bound. */
 static void json_control(lchannel *ch, const char *cmd) {
   size_t start = ch->out.len;
   if (put_text(&ch->out, "{\"cmd\":\"") || put_text(&ch->out, cmd) ||
@@ -71,6 +75,10 @@ static void json_control(lchannel *ch, const char *cmd) {
     return;
   }
   lipc__chan_schedule(ch);
+  if (out_queued(ch) >= ch->hwm) {
+    ch->reply_wait = 1;
+    lipc__chan_update_hold(ch);
+  }
 }
 
 /* Node's handle message (the table on top of rt->L; popped):

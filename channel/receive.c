@@ -642,6 +642,22 @@ static int l_pending(lua_State *L) {
   return 1;
 }
 
+void lipc__chan_update_hold(lchannel *ch) {
+  int hold;
+  if (ch->s == NULL || ch->gone)
+    return;
+  if (ch->reply_wait && out_queued(ch) < ch->hwm)
+    ch->reply_wait = 0;
+  hold = ch->reply_wait;
+  if (hold == (int)ch->held)
+    return;
+  ch->held = (unsigned)hold;
+  if (ch->h.rt->trace & LIPC_TRACE_IPC)
+    lipc__trace(ch->h.rt, "ipc", "%s reading fd %d",
+                hold ? "hold off" : "resume", lipc__chan_fd(ch));
+  lipc__stream_hold(ch->s, hold);
+}
+
 int lipc__chan_read_start(lchannel *ch) {
   lipc__stream_set_hooks(ch->s, on_alloc, on_read, ch);
   return lipc__stream_read_start(ch->s);

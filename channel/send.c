@@ -93,6 +93,8 @@ static void on_written(void *ctx, int status) {
     return;
   if (ch->connected || ch->close_after)
     lipc__chan_flush(ch, ch->close_after);
+  if (ch->held)
+    lipc__chan_update_hold(ch);
   if (ch->writes == NULL && unsent(ch) == 0 && (ch->close_after || ch->gone)) {
     if (ch->s)
       lipc__handle_close(lipc__stream_handle(ch->s));
@@ -250,6 +252,8 @@ void lipc__chan_flush(lchannel *ch, int force) {
 done:
   if (ch->h.uv)
     uv_idle_stop((uv_idle_t *)ch->h.uv);
+  if (ch->held) /* replies written: the peer's lines may come again */
+    lipc__chan_update_hold(ch);
   if (ch->need_drain && unsent(ch) < ch->hwm) {
     ch->need_drain = 0;
     /* the drain()ers, while they stay under the mark: one that sends

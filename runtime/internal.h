@@ -361,6 +361,9 @@ void lipc__stream_set_hooks(lipc__stream *s, lipc__alloc_hook alloc,
                             lipc__read_hook read, void *ctx);
 void *lipc__stream_hook_ctx(lipc__stream *s);
 int lipc__stream_read_start(lipc__stream *s);
+/* hold: stop reading (uv_read_stop) whatever else wants the bytes, until
+ * released with 0: a channel whose peer sends more than is taken. */
+void lipc__stream_hold(lipc__stream *s, int hold);
 /* net.connect outside a task: writes wait until lipc__stream_connected,
  * which sends them (err 0) or fails them with err (already reported). */
 void lipc__stream_connecting(lipc__stream *s);

@@ -43,7 +43,8 @@ enum {
   F_NEED_DRAIN = 1 << 9,
   F_SYNC = 1 << 10,       /* a plain fd written with blocking write(2) */
   F_CONNECTING = 1 << 11, /* net.connect outside a task: writes wait */
-  F_SHUT_WAIT = 1 << 12   /* shutdown() while connecting: after writes */
+  F_SHUT_WAIT = 1 << 12,  /* shutdown() while connecting: after writes */
+  F_HELD = 1 << 13        /* the read hook's owner holds reads off */
 };
 
 struct lipc__stream {
@@ -353,7 +354,7 @@ static void on_sync_idle(uv_idle_t *idle) {
 }
 
 static int want_read(lipc__stream *s) {
-  if (!is_open(s) || (s->flags & (F_EOF | F_ERRORED)) || !can_read(s))
+  if (!is_open(s) || (s->flags & (F_EOF | F_ERRORED | F_HELD)) || !can_read(s))
     return 0;
   if (lipc__waiting(&s->reader) || (s->flags & F_FLOWING) || s->read_hook)
     return 1;
@@ -399,6 +400,13 @@ void lipc__stream_set_hooks(lipc__stream *s, lipc__alloc_hook alloc,
   s->hook_ctx = ctx;
   if (read == NULL)
     s->flags &= ~F_FLOWING;
+  update_reading(s);
+}
+
+void lipc__stream_hold(lipc__stream *s, int hold) {
+  if (!hold == !(s->flags & F_HELD))
+    return;
+  s->flags = hold ? s->flags | F_HELD : s->flags & ~F_HELD;
   update_reading(s);
 }
 

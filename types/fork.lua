@@ -94,8 +94,9 @@ function lipc_channel:disconnect() end
 function lipc_channel:pending() end
 
 ---`stats()` — counters: `{messages_sent, messages_received, bytes_sent, bytes_received,
----queued, pending, high_water_hits}` (bytes are frame bytes; `queued` unsent bytes; `high_water_hits`
----how often a `send` went over the high-water mark).
+---queued, pending, high_water_hits, receive_held}` (bytes are frame bytes; `queued` unsent bytes;
+---`high_water_hits` how often a `send` went over the high-water mark; `receive_held` whether the
+---channel has stopped reading from its peer for now, below).
 ---@return lipc.channel_stats
 function lipc_channel:stats() end
 
@@ -161,6 +162,7 @@ function lipc_channel:once(name, fn) end
 ---@field queued integer
 ---@field pending integer
 ---@field high_water_hits integer
+---@field receive_held boolean
 local lipc_channel_stats = {}
 
 ---A forked child: spawn's child plus the channel API.

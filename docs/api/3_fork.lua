@@ -13,7 +13,8 @@ return {
                "error(msg: string, code: string)", "control(kind: integer, value: any)"}},
     {name = "lipc.channel_stats", text = "What `channel:stats()` returns.",
      fields = {"messages_sent: integer", "messages_received: integer", "bytes_sent: integer",
-               "bytes_received: integer", "queued: integer", "pending: integer", "high_water_hits: integer"}},
+               "bytes_received: integer", "queued: integer", "pending: integer", "high_water_hits: integer",
+               "receive_held: boolean"}},
     {name = "lipc.fork.child", extends = "lipc.child",
      text = "A forked child: spawn's child plus the channel API.",
      events = {"spawn()", "exit(code?: integer, signal?: string)", "close(code?: integer, signal?: string)",
@@ -118,8 +119,9 @@ longest-waiting first.]]},
       {"pending(): integer", text = "messages received that nobody took yet."},
       {"stats(): lipc.channel_stats",
        text = [[counters: `{messages_sent, messages_received, bytes_sent, bytes_received,
-queued, pending, high_water_hits}` (bytes are frame bytes; `queued` unsent bytes; `high_water_hits`
-how often a `send` went over the high-water mark).]]},
+queued, pending, high_water_hits, receive_held}` (bytes are frame bytes; `queued` unsent bytes;
+`high_water_hits` how often a `send` went over the high-water mark; `receive_held` whether the
+channel has stopped reading from its peer for now, below).]]},
       {"ref()", "unref()", text = [[whether the channel keeps the process alive (by default it does
 only while a task waits in `receive()` or a `message` listener exists).]]},
       {"stream(): lipc.stream?", text = "the stream the channel runs over."},

@@ -7,7 +7,9 @@
  * half (spawn.lua) adds the callable module table, the shell and input
  * options, run() and exec().
  */
+#include <dirent.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -309,7 +311,8 @@ static void on_tick(uv_timer_t *t) {
   }
   if (!c->exited && c->deadline && uv_now(t->loop) >= c->deadline) {
     c->deadline = 0;
-    if (c->pid > 0 && uv_kill(c->pid, c->kill_sig) == 0) {
+    if (c->pid > 0 && (c->kill_tree ? lipc__kill_tree(c, c->kill_sig)
+                                    : uv_kill(c->pid, c->kill_sig)) == 0) {
       lua_pushboolean(rt->L, 1);
       set_field(rt, c, "killed");
     }
@@ -540,18 +543,92 @@ static lchild *check_child(lua_State *L, const char *fname) {
   return lipc__checkobj(L, 1, CHILD, fname);
 }
 
-/* kill([signal]) -> true | nil, msg, code. The pid is ours until we reap
- * it, so it cannot have been reused by then; after, ESRCH. */
+/* ---- process trees ------------------------------------------------------- */
+
+#define MAX_TREE 4096 /* pids found under one child, at most */
+
+/* Appends the children of pid (every thread's, from /proc) to pids. */
+static int add_children(pid_t pid, pid_t *pids, int n) {
+  char path[64], buf[4096];
+  DIR *d;
+  struct dirent *e;
+  snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+  if ((d = opendir(path)) == NULL)
+    return n;
+  while ((e = readdir(d)) != NULL && n < MAX_TREE) {
+    FILE *f;
+    long child;
+    if (e->d_name[0] == '.')
+      continue;
+    snprintf(buf, sizeof(buf), "%s/%s/children", path, e->d_name);
+    if ((f = fopen(buf, "re")) == NULL)
+      continue;
+    while (n < MAX_TREE && fscanf(f, "%ld", &child) == 1)
+      pids[n++] = (pid_t)child;
+    fclose(f);
+  }
+  closedir(d);
+  return n;
+}
+
+/* The child and its descendants, breadth first: each is stopped before
+ * its children are read, so none starts another behind our back; all
+ * get sig, then SIGCONT. */
+static int kill_walk(pid_t root, int sig) {
+  pid_t *pids = malloc(MAX_TREE * sizeof(*pids));
+  int n = 1, i, err = 0;
+  if (pids == NULL)
+    return UV_ENOMEM;
+  pids[0] = root;
+  for (i = 0; i < n; i++) {
+    if (kill(pids[i], SIGSTOP) != 0 && i == 0) {
+      err = -errno;
+      break;
+    }
+    n = add_children(pids[i], pids, n);
+  }
+  for (i = 0; err == 0 && i < n; i++) {
+    kill(pids[i], sig);
+    kill(pids[i], SIGCONT);
+  }
+  free(pids);
+  return err;
+}
+
+int lipc__kill_tree(lchild *c, int sig) {
+  if (c->pid <= 0)
+    return UV_ESRCH;
+  if (c->group) /* the group outlives its leader: never a reused pid */
+    return kill(-c->pid, sig) == 0 ? 0 : -errno;
+  if (c->exited) /* its children went to init: out of reach */
+    return UV_ESRCH;
+  return kill_walk(c->pid, sig);
+}
+
+/* kill([signal][, {tree = true}]) -> true | nil, msg, code. The pid is
+ * ours until we reap it, so it cannot have been reused by then; after,
+ * ESRCH (but a tree's group still gets the signal). */
 static int child_kill(lua_State *L) {
   lchild *c = check_child(L, "child.kill");
   int sig = lua_isnoneornil(L, 2) ? SIGTERM : lipc__signum(L, 2), err;
+  int tree = c->kill_tree;
   if (sig < 0)
     return lipc__argerror(L, 2, "child.kill", "unknown signal '%s'",
                           luaL_tolstring(L, 2, NULL));
-  if (c->pid <= 0 || c->exited)
+  if (!lua_isnoneornil(L, 3)) {
+    lipc__checktype(L, 3, LUA_TTABLE, "child.kill");
+    if (lua_getfield(L, 3, "tree") != LUA_TNIL)
+      tree = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  if (tree && c->pid > 0 && (!c->exited || c->group)) {
+    if ((err = lipc__kill_tree(c, sig)) != 0)
+      return lipc__push_error(L, err, "child.kill");
+  } else if (c->pid <= 0 || c->exited) {
     return lipc__push_error(L, UV_ESRCH, "child.kill");
-  if ((err = uv_kill(c->pid, sig)) != 0)
+  } else if ((err = uv_kill(c->pid, sig)) != 0) {
     return lipc__push_error(L, err, "child.kill");
+  }
   if (sig != 0) {
     lua_getiuservalue(L, 1, 1);
     lua_pushboolean(L, 1);

@@ -41,7 +41,9 @@ typedef struct lproc {
 struct lipc__reaper {
   lipc__handle h;
   uv_signal_t sig;
-  lproc *procs; /* our children still running */
+  lproc *procs;            /* our children still running */
+  int init;                /* we are PID 1: orphans come to us */
+  struct termfwd *termfwd; /* PID 1: SIGTERM passed on */
 };
 
 typedef struct uvproc { /* the uv_spawn path (uid/gid) */
@@ -70,6 +72,8 @@ struct lchild {
   unsigned exited : 1;
   unsigned ending : 1; /* close condition met: not early */
   unsigned done : 1;   /* 'close' emitted */
+  unsigned group : 1;  /* leads its own process group (pgid = pid) */
+  unsigned kill_tree : 1;
   waiter *waiters;
 };
 
@@ -95,8 +99,11 @@ typedef struct spec {
   int n;               /* stdio entries */
   sio io[MAX_STDIO];
   int detached;
-  int uid, gid;     /* -1: unchanged */
-  uint64_t timeout; /* ms, 0: none */
+  int process_group; /* the child leads a new process group */
+  int kill_tree;     /* kill() and the timeout signal the whole tree */
+  int pdeathsig;     /* die_with_parent: the signal, 0: none */
+  int uid, gid;      /* -1: unchanged */
+  uint64_t timeout;  /* ms, 0: none */
   int kill_sig;
   const char *detail; /* for a spawn error */
 } spec;
@@ -130,6 +137,11 @@ int lipc__spawn_fds(lua_State *L, spec *sp);
 void lipc__spawn_release(spec *sp, int parent_ends);
 /* Starts the program for the child object c; 0 or a UV_E* error. */
 int lipc__spawn_start(lipc_runtime *rt, lchild *c, spec *sp);
+
+/* Signals the child's tree: its process group when it leads one (also
+ * once the leader has exited), else the child and its descendants found
+ * in /proc. 0 or a UV_E* error (UV_ESRCH: nobody left). */
+int lipc__kill_tree(lchild *c, int sig);
 
 /* spawn_reap.c */
 /* Starts the runtime's SIGCHLD watcher (once); 0 or a UV_E* error. */

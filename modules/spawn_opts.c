@@ -305,8 +305,29 @@ static void parse_opts(lua_State *L, spec *sp, int at, int *na) {
   opt_field(L, opts, "detached", LUA_TBOOLEAN, LUA_TBOOLEAN, "boolean");
   sp->detached = lua_toboolean(L, -1);
   lua_pop(L, 1);
+  opt_field(L, opts, "process_group", LUA_TBOOLEAN, LUA_TBOOLEAN, "boolean");
+  sp->process_group = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  opt_field(L, opts, "kill_tree", LUA_TBOOLEAN, LUA_TBOOLEAN, "boolean");
+  sp->kill_tree = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  sp->pdeathsig = 0;
+  switch (opt_field(L, opts, "die_with_parent", LUA_TBOOLEAN, LUA_TSTRING,
+                    "boolean or a signal name")) {
+    case LUA_TBOOLEAN:
+      sp->pdeathsig = lua_toboolean(L, -1) ? SIGKILL : 0;
+      break;
+    case LUA_TSTRING:
+      if ((sp->pdeathsig = lipc__signum(L, -1)) <= 0)
+        argfail(L, 3, "opts.die_with_parent: unknown signal");
+      break;
+    default: break;
+  }
+  lua_pop(L, 1);
   sp->uid = opt_id(L, "uid");
   sp->gid = opt_id(L, "gid");
+  if (sp->pdeathsig && (sp->uid >= 0 || sp->gid >= 0))
+    argfail(L, 3, "opts.die_with_parent cannot be combined with uid or gid");
   if (opt_field(L, opts, "timeout", LUA_TNUMBER, LUA_TNUMBER, "number") ==
       LUA_TNUMBER) {
     lua_Number ms = lua_tonumber(L, -1);

@@ -4,11 +4,20 @@
  * (waitid, WNOWAIT) and calls waitpid(pid, WNOHANG) on our own children
  * only: libuv's watcher does the same for the pids it spawned (the
  * uid/gid path), so both coexist and nobody steals a child.
+ *
+ * As PID 1 (a container's init) lipc also reaps the orphans the kernel
+ * reparents to it (every child in /proc that is neither ours nor
+ * libuv's), and passes SIGTERM, which init ignores by default, on to its
+ * children (their groups, for children that lead one).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "spawn_int.h"
 
@@ -79,6 +88,85 @@ static int reap_named(lipc__reaper *r, lproc **done) {
   }
 }
 
+/* ---- PID 1 ------------------------------------------------------------- */
+
+/* A child libuv started (the uid/gid path): libuv reaps it. */
+static int is_uv_child(lipc_runtime *rt, pid_t pid) {
+  lipc__handle *h;
+  for (h = rt->handles; h; h = h->next)
+    if (h->bare && h->uv && strcmp(h->kind, "process") == 0 &&
+        ((uvproc *)h)->p.pid == pid)
+      return 1;
+  return 0;
+}
+
+/* Reaps the exited children that are neither ours nor libuv's: orphans
+ * reparented to us, as init. */
+static void reap_orphans(lipc__reaper *r) {
+  DIR *d = opendir("/proc/self/task");
+  struct dirent *e;
+  if (d == NULL)
+    return;
+  while ((e = readdir(d)) != NULL) {
+    char path[300];
+    FILE *f;
+    long pid;
+    if (e->d_name[0] == '.')
+      continue;
+    snprintf(path, sizeof(path), "/proc/self/task/%s/children", e->d_name);
+    if ((f = fopen(path, "re")) == NULL)
+      continue;
+    while (fscanf(f, "%ld", &pid) == 1)
+      if (find_proc(r, (pid_t)pid) == NULL && !is_uv_child(r->h.rt, (pid_t)pid))
+        while (waitpid((pid_t)pid, NULL, WNOHANG) < 0 && errno == EINTR)
+          ;
+    fclose(f);
+  }
+  closedir(d);
+}
+
+typedef struct termfwd {
+  lipc__handle h;
+  uv_signal_t sig;
+  lipc__reaper *r;
+} termfwd;
+
+static void on_term(uv_signal_t *uv, int signum) {
+  termfwd *t = (termfwd *)uv->data;
+  lproc *p;
+  if (t->r == NULL)
+    return;
+  for (p = t->r->procs; p; p = p->next) {
+    if (p->child && p->child->group && kill(-p->pid, signum) == 0)
+      continue;
+    kill(p->pid, signum);
+  }
+}
+
+static void termfwd_closed(lipc__handle *h) {
+  termfwd *t = (termfwd *)h;
+  if (t->r)
+    t->r->termfwd = NULL;
+  free(t);
+}
+
+static void init_duties(lipc_runtime *rt, lipc__reaper *r) {
+  termfwd *t;
+  r->init = 1;
+  if ((t = calloc(1, sizeof(*t))) == NULL)
+    return;
+  uv_signal_init(rt->loop, &t->sig);
+  lipc__handle_bare(rt, &t->h, (uv_handle_t *)&t->sig, "sigterm",
+                    termfwd_closed);
+  if (uv_signal_start(&t->sig, on_term, SIGTERM) != 0) {
+    lipc__handle_close(&t->h);
+    return;
+  }
+  uv_unref((uv_handle_t *)&t->sig);
+  t->r = r;
+  r->termfwd = t;
+}
+
 /* One SIGCHLD may stand for several exits. With many children running,
  * asking each of them cost a waitpid per child and signal (16 at once:
  * 8 syscalls a spawn); the kernel names the exited ones instead, and only
@@ -99,6 +187,8 @@ static void on_sigchld(uv_signal_t *uv, int signum) {
     if (got != 0)
       reaped(r, p, got < 0 ? -1 : status, &done);
   }
+  if (r->init)
+    reap_orphans(r);
   while (done) {
     p = done;
     done = p->next;
@@ -118,6 +208,8 @@ static void reaper_closed(lipc__handle *h) {
       p->child->proc = NULL;
     free(p);
   }
+  if (r->termfwd)
+    r->termfwd->r = NULL;
   h->rt->reaper = NULL;
   free(r);
 }
@@ -140,6 +232,8 @@ int lipc__reap_start(lipc_runtime *rt) {
   }
   uv_unref((uv_handle_t *)&r->sig); /* children keep us up */
   rt->reaper = r;
+  if (getpid() == 1)
+    init_duties(rt, r);
   return 0;
 }
 

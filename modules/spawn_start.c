@@ -13,11 +13,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "spawn_int.h"
@@ -186,8 +189,12 @@ static int do_posix_spawn(spec *sp, pid_t *pid) {
   sigfillset(&all);
   posix_spawnattr_setsigmask(&at, &none);
   posix_spawnattr_setsigdefault(&at, &all);
-  if (sp->detached)
+  if (sp->detached) {
     flags |= POSIX_SPAWN_SETSID;
+  } else if (sp->process_group) {
+    flags |= POSIX_SPAWN_SETPGROUP;
+    posix_spawnattr_setpgroup(&at, 0);
+  }
   posix_spawnattr_setflags(&at, flags);
   if (e == 0)
     e = posix_spawn(pid, sp->path, &fa, &at, sp->argv, sp->envp);
@@ -196,6 +203,124 @@ static int do_posix_spawn(spec *sp, pid_t *pid) {
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&at);
   return -e;
+}
+
+/* ---- die_with_parent: fork, prctl, exec ---------------------------------- */
+
+/* posix_spawn cannot set PR_SET_PDEATHSIG, so a child that must die with
+ * us starts through fork(): the child, a copy of this process with one
+ * thread, makes only async-signal-safe calls, does what posix_spawn's
+ * file actions do, and reports an exec failure's errno through a
+ * close-on-exec pipe (so the error is synchronous, as posix_spawn's). */
+_Noreturn static void child_exec(const spec *sp, int ep, pid_t parent,
+                                 char **sh_argv) {
+  struct sigaction sa;
+  sigset_t none;
+  int i, e, fd;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = SIG_DFL;
+  for (i = 1; i < NSIG; i++) /* dispositions back to default */
+    sigaction(i, &sa, NULL);
+  if (prctl(PR_SET_PDEATHSIG, sp->pdeathsig) != 0)
+    goto fail;
+  if (getppid() != parent) /* the parent died before prctl */
+    _exit(128 + sp->pdeathsig);
+  if (sp->detached)
+    setsid();
+  else if (sp->process_group)
+    setpgid(0, 0);
+  for (i = 0; i < sp->n; i++) {
+    const sio *io = &sp->io[i];
+    if (io->kind == IO_NULL) {
+      if ((fd = open("/dev/null", O_RDWR)) < 0)
+        goto fail;
+      if (fd != i && (dup2(fd, i) < 0 || close(fd) < 0))
+        goto fail;
+    } else if (io->kind == IO_CLOSE) {
+      close(i);
+    } else if (io->kind == IO_STDOUT) {
+      if (dup2(1, i) < 0)
+        goto fail;
+    } else if (src_of(io) == i) { /* in place: keep it across exec */
+      if (fcntl(i, F_SETFD, 0) < 0)
+        goto fail;
+    } else if (dup2(src_of(io), i) < 0) {
+      goto fail;
+    }
+  }
+  if (sp->cwd && chdir(sp->cwd) != 0)
+    goto fail;
+  for (fd = sp->n; fd < ep; fd++) /* exactly the fds it was given */
+    close(fd);
+#ifdef HAVE_CLOSEFROM
+  closefrom(ep + 1);
+#endif
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  execve(sp->path, sp->argv, sp->envp);
+  if (errno == ENOEXEC)
+    execve("/bin/sh", sh_argv, sp->envp);
+fail:
+  e = errno;
+  while (write(ep, &e, sizeof(e)) < 0 && errno == EINTR)
+    ;
+  _exit(127);
+}
+
+static int do_fork_spawn(spec *sp, pid_t *pid) {
+  size_t n = 0, i;
+  char **sh_argv;
+  sigset_t all, old;
+  int ep[2], e = 0;
+  ssize_t got;
+  pid_t parent = getpid();
+  while (sp->argv[n])
+    n++;
+  if ((sh_argv = malloc((n + 2) * sizeof(*sh_argv))) == NULL)
+    return UV_ENOMEM;
+  sh_argv[0] = "/bin/sh";
+  sh_argv[1] = (char *)sp->path;
+  for (i = 1; i <= n; i++)
+    sh_argv[i + 1] = sp->argv[i];
+  if (pipe2(ep, O_CLOEXEC) != 0) {
+    e = errno;
+    free(sh_argv);
+    return -e;
+  }
+  if (ep[1] < sp->n) { /* above the child's fds: no dup2 lands on it */
+    int up = fcntl(ep[1], F_DUPFD_CLOEXEC, sp->n);
+    close(ep[1]);
+    if ((ep[1] = up) < 0) {
+      e = errno;
+      close(ep[0]);
+      free(sh_argv);
+      return -e;
+    }
+  }
+  /* No handler of ours may run in the child before its reset. */
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  *pid = fork();
+  if (*pid == 0)
+    child_exec(sp, ep[1], parent, sh_argv);
+  e = *pid < 0 ? errno : 0;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  close(ep[1]);
+  free(sh_argv);
+  if (*pid < 0) {
+    close(ep[0]);
+    return -e;
+  }
+  do
+    got = read(ep[0], &e, sizeof(e));
+  while (got < 0 && errno == EINTR);
+  close(ep[0]);
+  if (got == (ssize_t)sizeof(e)) { /* exec failed: the child is gone */
+    while (waitpid(*pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+    return -e;
+  }
+  return 0;
 }
 
 static void uvproc_closed(lipc__handle *h) {
@@ -238,7 +363,7 @@ static int do_uv_spawn(lipc_runtime *rt, lchild *c, spec *sp) {
   o.cwd = sp->cwd;
   o.stdio = io;
   o.stdio_count = sp->n;
-  if (sp->detached)
+  if (sp->detached || sp->process_group) /* setsid: a group of its own */
     o.flags |= UV_PROCESS_DETACHED;
   if (sp->uid >= 0) {
     o.flags |= UV_PROCESS_SETUID;
@@ -266,9 +391,12 @@ int lipc__spawn_start(lipc_runtime *rt, lchild *c, spec *sp) {
   int err = lipc__reap_start(rt);
   if (err)
     return err;
+  c->group = sp->detached || sp->process_group;
+  c->kill_tree = sp->kill_tree;
   if (sp->uid >= 0 || sp->gid >= 0)
     return do_uv_spawn(rt, c, sp);
-  if ((err = do_posix_spawn(sp, &pid)) != 0)
+  err = sp->pdeathsig ? do_fork_spawn(sp, &pid) : do_posix_spawn(sp, &pid);
+  if (err != 0)
     return err;
   return lipc__reap_track(rt, c, pid);
 }

@@ -53,6 +53,9 @@ function spawn.exec(command_line, opts) end
 ---@field timeout? integer `timeout` — ms; then the child is sent `kill_signal` and `child.timed_out` is `true`
 ---@field kill_signal? string|integer `kill_signal` — for `timeout` (and `run`'s `max_buffer`); name or number, default `"SIGTERM"`
 ---@field detached? boolean `detached` — the child leads a new session (`setsid`)
+---@field process_group? boolean `process_group` — the child leads a new process group (`setpgid(0, 0)`), so `kill(sig, {tree = true})` reaches everything it starts, even after it exited (with `uid`/`gid`: a new session)
+---@field kill_tree? boolean `kill_tree` — `kill()`, the `timeout` and `cancel` signal the whole tree (as `{tree = true}`)
+---@field die_with_parent? boolean|string `die_with_parent` — the child gets this signal (`true`: `SIGKILL`) when lipc dies, even by `SIGKILL` (Linux `PR_SET_PDEATHSIG`; not with `uid`/`gid`)
 ---@field uid? integer `uid`, `gid` — run as this user/group (needs privileges; uses `uv_spawn` instead of `posix_spawn`)
 ---@field gid? integer `uid`, `gid` — run as this user/group (needs privileges; uses `uv_spawn` instead of `posix_spawn`)
 ---@field argv0? string `argv0` — `argv[0]` of the child (default `file`)
@@ -74,12 +77,13 @@ local spawn_options = {}
 ---@field cancelled boolean? `child.cancelled` — `true` once `opts.cancel` (or `spawn.run`'s task) killed it
 local lipc_child = {}
 
----`child:kill([signal])` — names (`"SIGKILL"`, `"KILL"`) or numbers, default `SIGTERM`; `true` or `nil, msg, "ESRCH"` once it has exited
+---`child:kill([signal][, opts])` — names (`"SIGKILL"`, `"KILL"`) or numbers, default `SIGTERM`; `true` or `nil, msg, "ESRCH"` once it has exited. `{tree = true}` (default: `opts.kill_tree`) signals everything the child started too: its process group when it leads one (`process_group`, `detached`; also once the child itself has exited), else the child and its descendants found in `/proc` (each stopped before its children are read, so none escapes by forking; `ESRCH` once the child has exited: its children went to init)
 ---@param signal? string|integer
+---@param opts? {tree?: boolean}
 ---@return true?
 ---@return string?
 ---@return string?
-function lipc_child:kill(signal) end
+function lipc_child:kill(signal, opts) end
 
 ---`child:wait()` *(task)* — `code, signal` once `close` came; `nil, msg, code` when it could not start
 ---@return integer?

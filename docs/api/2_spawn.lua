@@ -48,6 +48,14 @@ under `/bin/sh`, as execvp and Node's spawn run it. Wrong argument types raise `
       {"kill_signal: string|integer",
        text = "for `timeout` (and `run`'s `max_buffer`); name or number, default `\"SIGTERM\"`"},
       {"detached: boolean", text = "the child leads a new session (`setsid`)"},
+      {"process_group: boolean",
+       text = "the child leads a new process group (`setpgid(0, 0)`), so `kill(sig, {tree = true})` "
+         .. "reaches everything it starts, even after it exited (with `uid`/`gid`: a new session)"},
+      {"kill_tree: boolean",
+       text = "`kill()`, the `timeout` and `cancel` signal the whole tree (as `{tree = true}`)"},
+      {"die_with_parent: boolean|string",
+       text = "the child gets this signal (`true`: `SIGKILL`) when lipc dies, even by `SIGKILL` "
+         .. "(Linux `PR_SET_PDEATHSIG`; not with `uid`/`gid`)"},
       {"uid: integer", "gid: integer",
        text = "run as this user/group (needs privileges; uses `uv_spawn` instead of `posix_spawn`)"},
       {"argv0: string", text = "`argv[0]` of the child (default `file`)"},
@@ -88,9 +96,13 @@ The child receives exactly these fds: everything else is closed.
       {"child.killed: boolean", "child.timed_out: boolean", sig = "`child.killed`, `.timed_out`",
        text = "`false` until `kill` sent a signal / the timeout fired, then `true` (as Node's `killed`)"},
       {"child.cancelled: boolean?", text = "`true` once `opts.cancel` (or `spawn.run`'s task) killed it"},
-      {"child:kill(signal?: string|integer): true?, string?, string?",
+      {"child:kill(signal?: string|integer, opts?: {tree?: boolean}): true?, string?, string?",
        text = "names (`\"SIGKILL\"`, `\"KILL\"`) or numbers, default `SIGTERM`; `true` or "
-         .. "`nil, msg, \"ESRCH\"` once it has exited"},
+         .. "`nil, msg, \"ESRCH\"` once it has exited. `{tree = true}` (default: `opts.kill_tree`) "
+         .. "signals everything the child started too: its process group when it leads one "
+         .. "(`process_group`, `detached`; also once the child itself has exited), else the child "
+         .. "and its descendants found in `/proc` (each stopped before its children are read, so "
+         .. "none escapes by forking; `ESRCH` once the child has exited: its children went to init)"},
       {"child:wait(): integer?, string?, string?", task = true,
        text = "`code, signal` once `close` came; `nil, msg, code` when it could not start"},
       {"child:ref()", "child:unref()", text = "an unref'd child does not keep the process alive"},
@@ -130,7 +142,26 @@ its output pipes, which processes it started may hold) and returns
       {"spawn.child_methods: table",
        text = "the methods table of the child class (`fork` builds on it); not for scripts."},
     },
-[[**How it works.** Children start through `posix_spawn` (glibc:
+[[**Process trees.** A shell or a build tool started with `kill()` in mind
+orphans its own children when only it is killed; `process_group = true`
+with `kill(sig, {tree = true})` (or `kill_tree = true`, which the
+`timeout` and `cancel` use too) ends them all. `die_with_parent` makes a
+child die with lipc even when lipc is killed with `SIGKILL`: such a child
+starts through `fork()` (posix_spawn cannot call `prctl`), where the child
+sets `PR_SET_PDEATHSIG`, checks that its parent is still there, does
+posix_spawn's file actions and execs, and an exec failure comes back
+through a close-on-exec pipe, so `ENOENT` and the rest are reported as
+usual. The signal is tied to the thread that spawned, lipc's loop thread.
+
+**lipc as PID 1.** In a container, or under `unshare --pid --fork`, lipc
+is the init of its PID namespace: every orphan reparented to it is reaped
+(each `SIGCHLD` also reaps the exited children in `/proc` that are
+neither spawn's nor libuv's), and `SIGTERM`, which init otherwise
+ignores, is passed on to its children (to the group of a child that
+leads one); scripts may also watch it with `lipc.on_signal`. This starts
+with the first spawn.
+
+**How it works.** Children start through `posix_spawn` (glibc:
 `clone(CLONE_VM|CLONE_VFORK)`), with signal mask and dispositions reset,
 `cwd` via `addchdir_np`, `detached` via `POSIX_SPAWN_SETSID` and the fds
 closed from `#stdio` up. The PATH search is done in the parent with the

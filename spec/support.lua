@@ -171,7 +171,10 @@ function M.sshd()
     "AuthorizedKeysFile " .. dir .. "/authorized_keys", "StrictModes no", "UsePAM no",
     "PasswordAuthentication no", "KbdInteractiveAuthentication no",
     "PermitRootLogin prohibit-password", "PubkeyAuthentication yes", "UseDNS no",
-    "MaxStartups 64", "MaxSessions 64", "LogLevel ERROR", "PrintMotd no", "",
+    "MaxStartups 64", "MaxSessions 64", "LogLevel ERROR", "PrintMotd no",
+    -- bash reads ~/.bashrc for a command run by sshd, unless SHLVL says
+    -- it is not the first shell: the machine's own rc files stay out
+    "SetEnv SHLVL=1", "",
   }, "\n"))
   local proc = spawn("/usr/sbin/sshd", {"-D", "-e", "-f", dir .. "/sshd_config"},
                      {stdio = {"ignore", "ignore", "pipe"}})

@@ -51,7 +51,6 @@ struct lipc_runtime {
   lipc__handle *handles;   /* every open handle object, newest first */
   char *rbuf;              /* stream.c's read buffer, consumed at once */
   unsigned trace;          /* LIPC_TRACE_* bits from LIPC_TRACE / --trace */
-  uint64_t t0;             /* hrtime at start, for trace timestamps */
   void *wfree;             /* stream.c's free list of write requests */
   const char *mtc_name[8]; /* lipc__testobj: the metatable last found for */
   const void *mtc_mt[8];   /* a type name (by pointer), by name hash */

@@ -120,7 +120,6 @@ static lipc_runtime *rt_alloc(uv_loop_t *loop) {
   rt->task_mt_ref = LUA_NOREF;
   rt->tasks_ref = LUA_NOREF;
   rt->trace = lipc__trace_parse(getenv("LIPC_TRACE"));
-  rt->t0 = uv_hrtime();
   if (loop) {
     rt->loop = loop;
   } else {

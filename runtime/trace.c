@@ -18,30 +18,48 @@ unsigned lipc__trace_parse(const char *spec) {
   } kinds[] = {{"ipc", LIPC_TRACE_IPC},
                {"spawn", LIPC_TRACE_SPAWN},
                {"net", LIPC_TRACE_NET},
+               {"all", ~0u},
+               {"1", ~0u},
                {NULL, 0}};
   unsigned mask = 0;
-  int i;
+  const char *p = spec;
   if (spec == NULL)
     return 0;
-  if (strcmp(spec, "all") == 0 || strcmp(spec, "1") == 0)
-    return ~0u;
-  for (i = 0; kinds[i].name; i++) {
-    const char *p = strstr(spec, kinds[i].name);
-    size_t n = strlen(kinds[i].name);
-    if (p && (p == spec || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
-      mask |= kinds[i].bit;
+  while (*p) { /* comma-separated words */
+    size_t n = strcspn(p, ",");
+    int i, known = n == 0;
+    for (i = 0; !known && kinds[i].name; i++) {
+      if (strlen(kinds[i].name) == n && strncmp(p, kinds[i].name, n) == 0) {
+        mask |= kinds[i].bit;
+        known = 1;
+      }
+    }
+    if (!known) /* a typo must not look like a quiet program */
+      fprintf(stderr,
+              "lipc: warning: LIPC_TRACE: unknown kind '%.*s' (known: ipc, "
+              "spawn, net, all)\n",
+              (int)n, p);
+    p += n;
+    if (*p == ',')
+      p++;
   }
   return mask;
 }
 
 /* One line per event, whole lines in one write so that the traces of a
- * parent and its children interleave by line. */
+ * parent and its children interleave by line. The time is the host's
+ * monotonic clock (seconds, as lipc.hrtime()), one clock for every
+ * process: the lines of a parent and its children, even from separate
+ * files, sort into the order they happened in. */
 void lipc__trace(lipc_runtime *rt, const char *what, const char *fmt, ...) {
   char line[512];
+  uint64_t t = uv_hrtime();
   int n;
   va_list ap;
-  n = snprintf(line, sizeof(line), "lipc[%d] %9.3fms %-5s ", (int)getpid(),
-               (double)(uv_hrtime() - rt->t0) / 1e6, what);
+  (void)rt;
+  n = snprintf(line, sizeof(line), "lipc[%d] %llu.%06llu %-5s ", (int)getpid(),
+               (unsigned long long)(t / 1000000000u),
+               (unsigned long long)(t % 1000000000u / 1000u), what);
   va_start(ap, fmt);
   n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
   va_end(ap);

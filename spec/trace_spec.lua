@@ -21,7 +21,7 @@ end
 local function lines_of(err, kind)
   local t = {}
   for line in err:gmatch("[^\n]+") do
-    local rest = line:match("^lipc%[%d+%]%s+[%d.]+ms " .. kind .. "%s+(.*)$")
+    local rest = line:match("^lipc%[%d+%] %d+%.%d%d%d%d%d%d " .. kind .. "%s+(.*)$")
     if rest then t[#t + 1] = rest end
   end
   return t
@@ -122,7 +122,52 @@ describe("LIPC_TRACE", function()
     -- the forked child inherits LIPC_TRACE: its own send shows under its pid
     local wpid = assert(sp[#sp - 1]:match("^start pid (%d+) "), err)    -- then its exit
     assert.truthy(err:find("lipc[" .. wpid .. "]", 1, true), err)
-    assert.truthy(err:match("lipc%[" .. wpid .. "%]%s+[%d.]+ms ipc%s+send message %d+ bytes fd 3\n"), err)
+    assert.truthy(err:match("lipc%[" .. wpid .. "%] [%d.]+ ipc%s+send message %d+ bytes fd 3\n"), err)
+  end)
+
+  it("times come from one clock for every process: a parent's and a child's lines sort in order", function()
+    local _, err, status = traced("spawn,ipc", [[
+      local lipc, fork = require "lipc", require "fork"
+      lipc.sleep(200)                        -- a per-process clock would put the child first
+      local path = lipc.mkdtemp() .. "/w.lua"
+      local f = assert(io.open(path, "w"))
+      f:write('require("fork").parent:send("up")')
+      f:close()
+      local w = assert(fork(path))
+      assert(w:receive() == "up")
+      w:wait()
+    ]])
+    assert.are.equal(0, status, err)
+    local stamped = {}
+    for pid, t, rest in err:gmatch("lipc%[(%d+)%] (%d+%.%d+) ([^\n]*)") do
+      stamped[#stamped + 1] = {pid = pid, t = tonumber(t), rest = rest}
+    end
+    local function at(pattern)
+      for _, l in ipairs(stamped) do
+        if l.rest:match(pattern) then return l end
+      end
+      error("no line " .. pattern .. " in\n" .. err)
+    end
+    local start = at("^spawn start pid %d+ ")
+    local sent = at("^ipc%s+send message")
+    local got = at("^ipc%s+recv message")
+    assert.are_not.equal(start.pid, sent.pid)  -- the child's line
+    assert.is_true(start.t <= sent.t, err)
+    assert.is_true(sent.t <= got.t, err)
+    -- the clock is lipc.hrtime()'s: a script can stamp its own lines with it
+    local now = lipc.hrtime() / 1e9
+    assert.is_true(got.t <= now, err)
+  end)
+
+  it("an unknown kind is a warning that lists the known ones", function()
+    local out, err, status = traced("net,bogus", [[print("ran")]])
+    assert.are.equal(0, status)
+    assert.are.equal("ran\n", out)
+    assert.matches("lipc: warning: LIPC_TRACE: unknown kind 'bogus' (known: ipc, spawn, net, all)",
+      err, 1, true)
+    local _, status2 = support.sh(("%s --trace spwn -e '' 2>&1 | grep -q \"unknown kind 'spwn'\""):format(
+      q(support.lipc)))
+    assert.are.equal(0, status2)
   end)
 
   it("off: no trace lines at all", function()

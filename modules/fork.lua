@@ -24,6 +24,7 @@ function Child:send(...) return self.channel:send(...) end
 function Child:receive() return self.channel:receive() end
 function Child:drain() return self.channel:drain() end
 function Child:disconnect() return self.channel:disconnect() end
+function Child:pending() return self.channel:pending() end
 
 -- stats() -> the channel's counters (messages, bytes, queued, high-water
 -- hits) plus channel = channel:stats() and each stdio stream's stats().

@@ -274,6 +274,37 @@ describe("fork", function()
     assert.matches("unhandled 'error' event: channel.send: channel closed", err, 1, true)
   end)
 
+  it("child:pending() counts the messages nobody took yet, as child.channel:pending()", function()
+    local child = assert(fork(script([[
+      local parent = require("fork").parent
+      for i = 1, 3 do parent:send(i) end
+    ]])))
+    assert.are.equal(0, (child:wait()))
+    assert.are.equal(3, child:pending())
+    assert.are.equal(child.channel:pending(), child:pending())
+    assert.are.equal(1, child:receive())
+    assert.are.equal(2, child:pending())
+  end)
+
+  it("a message goes to every 'message' listener and to the task in receive(); none kept for later", function()
+    local child = assert(fork(script([[
+      local parent = require("fork").parent
+      for i = 1, 3 do parent:send(i) end
+      parent:receive()
+      for i = 4, 5 do parent:send(i) end
+    ]])))
+    local seen = {}
+    child:on("message", function(m) seen[#seen + 1] = m end)
+    for i = 1, 3 do assert.are.equal(i, child:receive()) end   -- both get them
+    assert.is_true(S.wait_for(function() return #seen == 3 end, 5000))
+    assert.are.same({1, 2, 3}, seen)
+    child:send("more")
+    assert.are.equal(0, (child:wait()))              -- 4 and 5 came with nobody in receive()
+    assert.are.same({1, 2, 3, 4, 5}, seen)
+    assert.are.equal(0, child:pending())             -- the listener had them: none kept
+    assert.is_nil(child:receive())
+  end)
+
   it("send of an unserializable value raises naming the key path; nothing is sent", function()
     local child = assert(fork(script([[
       local parent = require("fork").parent

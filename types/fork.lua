@@ -75,7 +75,12 @@ function lipc_channel:send(value, handle, opts, cb) end
 ---but still encoded, and are built when taken (`pending()` counts them);
 ---they stay to be taken after the channel closed. Several tasks may wait in
 ---`receive()` on one channel: each message goes to one of them, the
----longest-waiting first.
+---longest-waiting first. **Listeners and `receive()` together:** a message
+---goes to every `message` listener *and* to the task waiting in
+---`receive()`, if one waits (as Node's `on("message")` beside `await
+---once(child, "message")`); while a listener exists, a message that
+---arrives with no task waiting is the listeners' only and is not kept for a
+---later `receive()` (a listener that only watches never piles messages up).
 ---@return any
 ---@return userdata|string?
 ---@return string?
@@ -172,7 +177,7 @@ local lipc_channel_stats = {}
 ---@field connected boolean `child.connected` — whether the channel is open.
 local lipc_fork_child = {}
 
----`child:send(...)`, `child:drain()`, `child:disconnect()` — the channel's (below).
+---`child:send(...)`, `child:drain()`, `child:disconnect()`, `child:pending()` — the channel's (below).
 ---@param value any
 ---@param handle? userdata
 ---@param opts? table
@@ -180,12 +185,16 @@ local lipc_fork_child = {}
 ---@return boolean
 function lipc_fork_child:send(value, handle, opts, cb) end
 
----`child:send(...)`, `child:drain()`, `child:disconnect()` — the channel's (below).
+---`child:send(...)`, `child:drain()`, `child:disconnect()`, `child:pending()` — the channel's (below).
 ---@return boolean
 function lipc_fork_child:drain() end
 
----`child:send(...)`, `child:drain()`, `child:disconnect()` — the channel's (below).
+---`child:send(...)`, `child:drain()`, `child:disconnect()`, `child:pending()` — the channel's (below).
 function lipc_fork_child:disconnect() end
+
+---`child:send(...)`, `child:drain()`, `child:disconnect()`, `child:pending()` — the channel's (below).
+---@return integer
+function lipc_fork_child:pending() end
 
 ---`child:receive()` *(task)* — the channel's (below), except that when the child ends the
 ---channel, it waits for its exit and tells how it ended: `nil` after

@@ -63,8 +63,8 @@ ended; at once after our own `disconnect()`), `drain`, `error(msg, code)`.]],
       {"child.process: lipc.child", text = "the process object underneath (spawn's child)."},
       {"child.connected: boolean", text = "whether the channel is open."},
       {"child:send(value: any, handle?: userdata, opts?: table, cb?: fun(err?: string, code?: string)): boolean",
-       "child:drain(): boolean", "child:disconnect()",
-       sig = "`child:send(...)`, `child:drain()`, `child:disconnect()`",
+       "child:drain(): boolean", "child:disconnect()", "child:pending(): integer",
+       sig = "`child:send(...)`, `child:drain()`, `child:disconnect()`, `child:pending()`",
        text = "the channel's (below)."},
       {"child:receive(): any, userdata|string?, string?", task = true,
        text = [[the channel's (below), except that when the child ends the
@@ -109,7 +109,12 @@ nobody receives and nobody listens for `message` wait in order, checked
 but still encoded, and are built when taken (`pending()` counts them);
 they stay to be taken after the channel closed. Several tasks may wait in
 `receive()` on one channel: each message goes to one of them, the
-longest-waiting first.]]},
+longest-waiting first. **Listeners and `receive()` together:** a message
+goes to every `message` listener *and* to the task waiting in
+`receive()`, if one waits (as Node's `on("message")` beside `await
+once(child, "message")`); while a listener exists, a message that
+arrives with no task waiting is the listeners' only and is not kept for a
+later `receive()` (a listener that only watches never piles messages up).]]},
       {"drain(): boolean", task = true, ret = "`bool`",
        text = "waits until the unsent bytes are under the high-water mark (several tasks may wait)."},
       {"disconnect()", "connected: boolean",

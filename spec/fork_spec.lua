@@ -286,7 +286,7 @@ describe("fork", function()
     assert.are.equal(2, child:pending())
   end)
 
-  it("a message goes to every 'message' listener and to the task in receive(); none kept for later", function()
+  it("a message goes to every 'message' listener and to the task in receive(), none kept later", function()
     local child = assert(fork(script([[
       local parent = require("fork").parent
       for i = 1, 3 do parent:send(i) end

@@ -240,6 +240,7 @@ typedef struct Enc {
   const lipc__codec_refs *refs; /* big strings by reference (NULL: copied) */
   size_t nrefs;                 /* strings given to refs->add so far */
   int room;                     /* depths with stack room already made */
+  int notarray;                 /* ref: tables found no array, see below */
   int open[MAXDEPTH + 1];       /* stack index of the table at each depth */
   Seg path[MAXDEPTH + 1];       /* path[1..depth] leads to the current value */
 } Enc;
@@ -645,6 +646,37 @@ static int opentable(Enc *e, int t, int depth) {
 }
 
 /*
+** A table tried as an array may turn out not to be one only after its
+** elements were written: the retry as a map writes them again. Were its
+** elements such tables too, each depth would double the work (2^depth for
+** a value a peer sent, if it is sent on). So a table is tried as an array
+** once per encoding: the ones that failed are kept in a registry table,
+** made at the first failure (ordinary values never need it).
+*/
+static int notarray(Enc *e, int t) {
+  lua_State *L = e->L;
+  int r;
+  if (e->notarray == LUA_NOREF)
+    return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, e->notarray);
+  r = lua_rawgetp(L, -1, lua_topointer(L, t)) != LUA_TNIL;
+  lua_pop(L, 2);
+  return r;
+}
+
+static void mark_notarray(Enc *e, int t) {
+  lua_State *L = e->L;
+  if (e->notarray == LUA_NOREF) {
+    lua_newtable(L);
+    e->notarray = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, e->notarray);
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, -2, lua_topointer(L, t));
+  lua_pop(L, 1);
+}
+
+/*
 ** A table is an array when its keys are exactly 1..n, n = #t (raw) > 0.
 ** The common layout is checked in the one walk that writes it (encseq).
 ** Otherwise, with c entries, the keys are 1..n iff c == n and none of
@@ -663,6 +695,8 @@ static int enctable(Enc *e, int t, int depth) {
     return encmap(e, t, depth);
   if (n > UINT32_MAX)
     return encfail(e, depth, "table has more than 2^32-1 entries");
+  if (notarray(e, t))
+    return encmap(e, t, depth);
   /* encvalue reserved 9 bytes: room for either header */
   if ((r = encseq(e, t, n, depth)) <= 0)
     return r;
@@ -672,6 +706,7 @@ static int enctable(Enc *e, int t, int depth) {
       return r;
     rewind_to(e, start, nrefs);
   }
+  mark_notarray(e, t);
   return encmap(e, t, depth);
 }
 
@@ -713,14 +748,18 @@ static int encode_with(lua_State *L, int idx, lipc__buf *b, Encfn value,
                        const lipc__codec_refs *refs) {
   Enc e;
   size_t len0 = b->len;
-  int top = lua_gettop(L);
+  int top = lua_gettop(L), r;
   e.L = L;
   e.b = b;
   e.refs = refs;
   e.nrefs = 0;
   e.room = 0;
+  e.notarray = LUA_NOREF;
   idx = lua_absindex(L, idx);
-  if (value(&e, idx, lua_type(L, idx), 0) == 0)
+  r = value(&e, idx, lua_type(L, idx), 0);
+  if (e.notarray != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, e.notarray);
+  if (r == 0)
     return 0;
   b->len = len0;                 /* keep nothing partial */
   if (lua_gettop(L) > top + 1) { /* drop iteration leftovers */
@@ -939,11 +978,12 @@ static int jtable(Enc *e, int t, int depth) {
   if (r)
     return r;
   n = (lua_Unsigned)lua_rawlen(e->L, t);
-  if (n > 0 && tabcount(e->L, t) == n) {
+  if (n > 0 && !notarray(e, t) && tabcount(e->L, t) == n) {
     size_t start = e->b->len;
     if ((r = jarray(e, t, n, depth)) <= 0)
       return r;
     e->b->len = start; /* a hole */
+    mark_notarray(e, t);
   }
   return jobject(e, t, depth);
 }

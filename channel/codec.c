@@ -1117,15 +1117,112 @@ static int decarray(Dec *d, size_t n, int depth) {
   return 1;
 }
 
-/* keys must be usable in Lua: not nil, NaN, or a table */
-static int decmap(Dec *d, size_t n, int depth) {
+/*
+** Hash flooding. A map's number keys go to the hash part of its table,
+** where a peer can predict the chains: Lua 5.4 puts an integer key k in
+** node k % ((size - 1) | 1) (ltable.c: hashint, hashmod) and a float that
+** is no integer by a hash of its exponent and mantissa (l_hashfloat). So
+** keys i * (2^16 - 1) share one chain of a 65,536-node table, and as
+** every insertion first walks its key's chain, n of them cost n^2 / 2
+** steps: 10 s for a 640 KB frame. A map of FLOOD_MIN entries or more
+** counts its keys per main position of the node array it gets (sized for
+** n entries: the next power of two) and is refused once those walks
+** pass FLOOD_STEPS steps per entry; a smaller one costs at most
+** FLOOD_MIN / 2 steps per entry. String keys use Lua's hash, seeded per
+** state. The check-only walk counts the same, so both agree.
+*/
+#define FLOOD_MIN 64
+#define FLOOD_STEPS 8
+#define FLOODMSG "map keys collide in Lua's hash (hash flooding)"
+
+static uint64_t getn(const unsigned char *p, size_t k);
+
+typedef struct Flood {
+  uint16_t *count; /* keys per main position so far (saturating) */
+  uint64_t mod;    /* (nodes - 1) | 1 */
+  uint64_t steps;  /* chain steps the insertions walked so far */
+  uint64_t limit;
+} Flood;
+
+/* l_hashfloat (ltable.c): a float key that is no integer */
+static unsigned hashfloat(double x) {
+  int e;
+  double m = frexp(x, &e) * 2147483648.0; /* -(double)INT_MIN */
+  unsigned u;
+  if (!(m >= -0x1p63 && m < 0x1p63))
+    return 0; /* inf */
+  u = (unsigned)e + (unsigned)(int64_t)m;
+  return u <= (unsigned)INT32_MAX ? u : ~u;
+}
+
+/* The main position of the map key at p (all its bytes are there), or
+   UINT64_MAX for a key that is no number. A float with an integer value
+   is stored as that integer (Lua's key normalisation). */
+static uint64_t keyslot(const unsigned char *p, uint64_t mod) {
+  unsigned c = *p;
+  uint64_t u;
+  double x;
+  if (c <= 0x7F)
+    return c % mod;
+  if (c >= 0xE0)
+    return (uint64_t)(int64_t)(int8_t)c % mod;
+  if (c >= 0xCC && c <= 0xCF) { /* uint: over maxinteger, a float */
+    u = getn(p + 1, (size_t)1 << (c - 0xCC));
+    if (u <= (uint64_t)LUA_MAXINTEGER)
+      return u % mod;
+    return hashfloat((double)u) % mod;
+  }
+  if (c >= 0xD0 && c <= 0xD3) {
+    size_t k = (size_t)1 << (c - 0xD0);
+    u = getn(p + 1, k);
+    if (k == 1) /* sign-extend */
+      u = (uint64_t)(int64_t)(int8_t)u;
+    else if (k == 2)
+      u = (uint64_t)(int64_t)(int16_t)u;
+    else if (k == 4)
+      u = (uint64_t)(int64_t)(int32_t)u;
+    return u % mod;
+  }
+  if (c == 0xCA) {
+    uint32_t u32 = (uint32_t)getn(p + 1, 4);
+    float f;
+    memcpy(&f, &u32, 4);
+    x = (double)f;
+  } else if (c == 0xCB) {
+    u = getn(p + 1, 8);
+    memcpy(&x, &u, 8);
+  } else {
+    return UINT64_MAX;
+  }
+  if (x == floor(x) && x >= -0x1p63 && x < 0x1p63)
+    return (uint64_t)(int64_t)x % mod;
+  return hashfloat(x) % mod;
+}
+
+/* Counts the key at p into its chain: -1 once the map floods. */
+static int flood_add(Dec *d, Flood *f, const unsigned char *p) {
+  uint64_t slot = keyslot(p, f->mod);
+  uint16_t *c;
+  if (slot == UINT64_MAX)
+    return 0;
+  c = &f->count[slot];
+  f->steps += *c;
+  if (*c < UINT16_MAX)
+    (*c)++;
+  if (f->steps > f->limit)
+    return bad(d, FLOODMSG);
+  return 0;
+}
+
+static inline __attribute__((always_inline)) int decentries(Dec *d, size_t n,
+                                                            int depth,
+                                                            Flood *f) {
   lua_State *L = d->L;
   uint64_t owed = d->owed;
   size_t i;
   int r;
-  if (L)
-    lua_createtable(L, 0, believe(d, 2 * (uint64_t)n) ? prealloc(n) : 0);
   for (i = 1; i <= n; i++) {
+    const unsigned char *key;
     unsigned c;
     if (d->p == d->end)
       return 0;
@@ -1136,10 +1233,13 @@ static int decmap(Dec *d, size_t n, int depth) {
       return bad(d, "map key is an array or map");
     d->owed = owed + 1 + 2 * (uint64_t)(n - i); /* this value, later entries */
     d->nan = 0;
+    key = d->p;
     if ((r = decvalue(d, depth + 1)) <= 0)
       return r;
     if (d->nan)
       return bad(d, "map key is NaN");
+    if (f && flood_add(d, f, key) < 0)
+      return -1;
     d->owed = owed + 2 * (uint64_t)(n - i);
     if ((r = decvalue(d, depth + 1)) <= 0)
       return r;
@@ -1148,6 +1248,46 @@ static int decmap(Dec *d, size_t n, int depth) {
   }
   d->owed = owed;
   return 1;
+}
+
+/*
+** keys must be usable in Lua: not nil, NaN, or a table. A map the input
+** has no room for cannot complete the value (see believe), so it is only
+** checked: no table is built, and a placeholder stands for it in the
+** enclosing containers until the whole decode fails.
+*/
+static int decmap(Dec *d, size_t n, int depth) {
+  lua_State *L = d->L;
+  Flood f;
+  size_t nodes = FLOOD_MIN;
+  int r, believed = believe(d, 2 * (uint64_t)n);
+  if (n < FLOOD_MIN) { /* the common case: cheap whatever its keys */
+    if (L)
+      lua_createtable(L, 0, believed ? (int)n : 0);
+    return decentries(d, n, depth, NULL);
+  }
+  if (!believed) {
+    d->L = NULL;
+    r = decentries(d, n, depth, NULL);
+    d->L = L;
+    if (L && r > 0)
+      lua_pushboolean(L, 0);
+    return r;
+  }
+  if (n > PREALLOC_MAX)
+    return bad(d, "map of more than 16777216 entries");
+  while (nodes < n) /* Lua's node array for n entries */
+    nodes *= 2;
+  if ((f.count = calloc(nodes, sizeof(*f.count))) == NULL)
+    return bad(d, "not enough memory");
+  f.mod = (nodes - 1) | 1;
+  f.steps = 0;
+  f.limit = FLOOD_STEPS * (uint64_t)n;
+  if (L)
+    lua_createtable(L, 0, (int)n);
+  r = decentries(d, n, depth, &f);
+  free(f.count);
+  return r;
 }
 
 /* the k-byte big-endian number at p, for k = 1, 2, 4 or 8 */

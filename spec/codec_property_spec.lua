@@ -183,3 +183,61 @@ describe("the codec round trip", function()
     cb:disconnect()
   end)
 end)
+
+-- Lua keeps a map of n entries in 2^k >= n nodes and an integer key in
+-- node k % ((2^k - 1) | 1), k read as unsigned; inserting a key first
+-- walks the keys already in its node's chain.
+local function chain_steps(keys)
+  local nodes = 1
+  while nodes < #keys do nodes = nodes * 2 end
+  local mod, count, steps = (nodes - 1) | 1, {}, 0
+  for _, k in ipairs(keys) do
+    local slot = k >= 0 and k % mod or ((k >> 1) % mod * 2 + (k & 1)) % mod
+    steps = steps + (count[slot] or 0)
+    count[slot] = (count[slot] or 0) + 1
+  end
+  return steps
+end
+
+describe("the decoder's cost", function()
+  it("stays linear in the frame: maps built to collide are refused, others cost <= 8 steps a key", function()
+    local rand = math.random
+    math.randomseed(SEED)
+    for _, n in ipairs({64, 128, 1000, 2048, 4096, 8192}) do
+      local nodes = 1
+      while nodes < n do nodes = nodes * 2 end
+      local d = rand(2, 5000)
+      local families = {
+        collide = function(i) return i * (nodes - 1) end,                 -- one chain
+        half = function(i) return i * (nodes // 2 - 1) end,              -- the size below
+        collide_neg = function(i) return -i * (nodes - 1) end,
+        collide_big = function(i) return (1 << 40) + i * (nodes - 1) end,
+        sequential = function(i) return i end,
+        random = function() return rand(math.mininteger, math.maxinteger) end,
+        strided = function(i) return i * d end,
+      }
+      for name, key in pairs(families) do
+        local keys, parts = {}, {"\xdf" .. S.be32(n)}
+        for i = 1, n do
+          keys[i] = key(i)
+          parts[#parts + 1] = "\xd3" .. string.pack(">i8", keys[i]) .. "\xc3"
+        end
+        local body = table.concat(parts)
+        local ch, raw = S.raw_channel()
+        raw:write(S.be32(#body) .. body)
+        local v, msg = ch:receive()
+        local steps = chain_steps(keys)
+        local what = ("%s, %d keys (seed %d): %d steps"):format(name, n, SEED, steps)
+        if v == nil then
+          assert.matches("hash flooding", msg, what)
+          assert.is_true(steps > 8 * n, what .. ", refused")
+        else
+          assert.is_true(steps <= 8 * n, what .. ", taken")
+        end
+        if name:match("^collide") then assert.is_nil(v, what) end
+        raw:close()
+        ch:close()
+      end
+    end
+  end)
+end)

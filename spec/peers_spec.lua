@@ -11,6 +11,22 @@ local be32 = S.be32
 
 -- MessagePack pieces.
 local function f64(x) return "\xcb" .. string.pack(">d", x) end
+local function int64(i) return "\xd3" .. string.pack(">i8", i) end
+
+-- A frame of one map whose keys are key(i) for i = 1..n, every value true.
+local function map_frame(n, key)
+  local parts = {"\xdf" .. be32(n)}
+  for i = 1, n do parts[#parts + 1] = key(i) .. "\xc3" end
+  local body = table.concat(parts)
+  return be32(#body) .. body
+end
+
+-- Lua keeps a map of n entries in 2^k >= n nodes and puts an integer key
+-- in node k % (2^k - 1); a float x = m * 2^e (0.5 <= m < 1) that is no
+-- integer in node (e + m * 2^31) % (2^k - 1).
+local N = 4096
+local function colliding_int(i) return int64(i * (N - 1)) end
+local function colliding_float(i) return f64(1 + i * (N - 1) / 2 ^ 30) end
 
 -- A TCP server whose connections become channels (opts), and a raw client
 -- socket to it: -> the server's channel, the client socket.
@@ -36,6 +52,53 @@ local function from_peer(bytes, opts)
 end
 
 describe("hostile peers", function()
+  describe("hash flooding", function()
+    -- Without the check such a map costs n^2 / 2 key comparisons to build
+    -- (65,536 entries: 10 s of a frozen loop); with it, the channel ends
+    -- as for any bad frame, after the first colliding keys
+    it("a map whose integer keys share one chain of Lua's hash is refused", function()
+      local v, msg, code = from_peer(map_frame(N, colliding_int))
+      assert.is_nil(v)
+      assert.are.equal("ERR_IPC_BAD_MESSAGE", code)
+      assert.matches("map keys collide in Lua's hash %(hash flooding%)", msg)
+    end)
+
+    it("so is one whose float keys do", function()
+      local v, msg, code = from_peer(map_frame(N, colliding_float))
+      assert.is_nil(v)
+      assert.are.equal("ERR_IPC_BAD_MESSAGE", code)
+      assert.matches("hash flooding", msg)
+    end)
+
+    it("ordinary maps of that size are taken: sequential, random, strided, float and string keys", function()
+      local rand = math.random
+      math.randomseed(13)
+      local families = {
+        function(i) return int64(i) end,
+        function(i) return int64(-i * 7) end,
+        function() return int64(rand(math.mininteger, math.maxinteger)) end,
+        function(i) return int64(i * 1000) end,                -- milliseconds of whole seconds
+        function(i) return int64(1700000000000 + i * 60000) end, -- a timestamp a minute
+        function(i) return f64(i + 0.5) end,
+        function(i) return f64(i * 0.001) end,
+        function(i) local s = "k" .. i; return string.char(0xa0 + #s) .. s end,
+      }
+      for f, key in ipairs(families) do
+        local v, msg = from_peer(map_frame(N, key))
+        assert.is_table(v, ("family %d: %s"):format(f, tostring(msg)))
+      end
+    end)
+
+    it("JSON objects have string keys: numeric ones that would collide as integers are taken", function()
+      local keys = {}
+      for i = 1, N do keys[i] = ('"%d":true'):format(i * (N - 1)) end
+      local v = from_peer("{" .. table.concat(keys, ",") .. "}\n", {serialization = "json"})
+      assert.is_table(v)
+      assert.is_true(v[tostring(N - 1)])
+      assert.is_nil(v[N - 1])
+    end)
+  end)
+
   describe("re-sending what a peer sent", function()
     it("costs work linear in the value, however its tables are laid out", function()
       t.timeout(5000)

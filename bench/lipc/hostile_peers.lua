@@ -13,7 +13,8 @@
 -- ATTACK:
 --   sleep0       a task loops lipc.sleep(0) for 2 s (no attacker)
 --   hash         a map of `size` (default 65536) integer keys i * (2^k - 1)
---   hash_float   the same keys as floats (i * (2^k - 1) + 0.5)
+--   hash_float   a map of `size` (default 16384) float keys, no integers,
+--                that all land in one node too
 --   empty_maps   `size` MB (default 8) of empty maps: [{}, {}, ...]
 --   small_ints   `size` MB (default 8) of small integers: [1, 1, ...]
 --   json_maps    `size` MB (default 8) of JSON `[{},{},...]` on a JSON channel
@@ -34,16 +35,21 @@ end
 -- MessagePack headers (big-endian counts).
 local function map32(n) return "\xdf" .. be32(n) end
 local function arr32(n) return "\xdd" .. be32(n) end
-local function int32(i) return "\xd2" .. be32(i & 0xffffffff) end
+local function int64(i) return "\xd3" .. string.pack(">i8", i) end
 local function f64(x) return "\xcb" .. string.pack(">d", x) end
 
 -- The attack's bytes, as they go on the wire, and the channel options.
 local function payload(attack, size)
   if attack == "hash" or attack == "hash_float" then
-    local n = size or 65536
-    local step, parts = 2 ^ 20 - 1, {}
+    -- Lua puts integer key k in node k % (nodes - 1) of the map's nodes
+    -- (a power of two), and a float x = m * 2^e (0.5 <= m < 1) that is no
+    -- integer in (e + m * 2^31) % (nodes - 1)
+    local n = size or (attack == "hash" and 65536 or 16384)
+    local nodes, parts = 1, {}
+    while nodes < n do nodes = nodes * 2 end
     for i = 1, n do
-      local k = attack == "hash" and int32(i * math.tointeger(step)) or f64(i * step + 0.5)
+      local k = attack == "hash" and int64(i * (nodes - 1))
+        or f64(1 + i * (nodes - 1) / 2 ^ 30) -- e = 1: all the same node
       parts[i] = k .. "\xc3" -- the value: true
     end
     local p = map32(n) .. table.concat(parts)

@@ -29,6 +29,12 @@
  *     CPU to run on (sched_getaffinity), and a load average (/proc/loadavg,
  *     read at most once a second) no higher than that CPU count.
  *
+ * Each poll is a whole loop turn (epoll_wait with a zero timeout), not a
+ * poll(2) on the epoll fd spun outside the turn: that saves only libuv's
+ * ~400 instructions a turn against a ~1-2 us system call on a VM, and
+ * adds a system call to every message (the poll(2) that sees it, then
+ * the turn's epoll_wait); measured slower (README, "Two ways to poll").
+ *
  * LIPC_POLL=0 turns it off, 1 on everywhere (no CPU or load check), <us>
  * on everywhere with that max_us; unset or "auto": auto. lipc.poll() sets
  * and reads it from Lua. The handles are unreferenced: they never keep

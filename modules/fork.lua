@@ -574,9 +574,12 @@ end
 -- is usable as soon as one worker said hello, and a slow host does not
 -- hold the others up. A start that fails is tried again after a delay
 -- that doubles from backoff to backoff_max (ms) while that host keeps
--- failing; a worker that ends is started again on its host. A call finds
+-- failing; a worker that ends is started again on its host (after the
+-- same backoff when it ended within a second of its start). A call finds
 -- no worker when every host failed since its last success:
 -- ERR_HOST_LOST, with each host's last error.
+
+local QUICK_EXIT_NS = 1000000000
 
 local function host_name(via) return via[#via] end
 
@@ -608,6 +611,7 @@ local start_remote
 
 local function remote_started(pool, host, w)
   local entry = {child = w, host = host}
+  local t0 = lipc.hrtime()
   pool.workers[entry] = true
   host.failures, host.workers = 0, host.workers + 1
   w:on("exit", function()
@@ -620,9 +624,19 @@ local function remote_started(pool, host, w)
     end
     if pool.closing then
       pool.ended:signal()
-    else
-      start_remote(pool, host, 0)
+      return
     end
+    -- A worker that ends within a second of its start is started again
+    -- after the backoff, so that a script that cannot run makes no storm
+    -- of connections to its host.
+    if lipc.hrtime() - t0 < QUICK_EXIT_NS then
+      host.quick_exits = host.quick_exits + 1
+    else
+      host.quick_exits = 0
+    end
+    local q = host.quick_exits
+    start_remote(pool, host, q == 0 and 0 or
+      math.min(pool.backoff * 2 ^ (q - 1) // 1, pool.backoff_max))
   end)
   for _ = 1, pool.per_worker do pool.slots[#pool.slots + 1] = entry end
   pool.ready:broadcast()
@@ -674,7 +688,7 @@ local function check_hosts(hosts)
       end
     end
     r[i] = {via = via, name = host_name(via), failures = 0, workers = 0, size = 0,
-            retry = lipc.cond()}
+            quick_exits = 0, retry = lipc.cond()}
   end
   return r
 end
@@ -812,13 +826,14 @@ function Pool:started(timeout_ms)
   return true
 end
 
--- hosts() -> {{name, workers, failures, error}, ...} of a pool across
+-- hosts() -> {{name, workers, failures, error, quick_exits}, ...} of a pool across
 -- hosts (nil for a local pool): how each host is doing.
 function Pool:hosts()
   if not self.remote_hosts then return nil end
   local r = {}
   for i, host in ipairs(self.remote_hosts) do
-    r[i] = {name = host.name, workers = host.workers, failures = host.failures, error = host.err}
+    r[i] = {name = host.name, workers = host.workers, failures = host.failures, error = host.err,
+            quick_exits = host.quick_exits}
   end
   return r
 end

@@ -301,6 +301,14 @@ describe("fork.pool across hosts (opts.hosts)", function()
     pool:close()
   end)
 
+  it("a worker that ends at once is started again after a growing delay, not in a storm", function()
+    local pool = fork.pool(worker("os.exit(1)"), {size = 1, exec_path = S.lipc, backoff = 10,
+                                                  backoff_max = 40, hosts = {host("a")}})
+    assert.is_true(S.wait_for(function() return pool:hosts()[1].quick_exits >= 3 end, 10000))
+    pool:close() -- cuts the wait before the next start short
+    assert.is_nil(next(pool.workers))
+  end)
+
   it("checks its options", function()
     assert.has_error(function() fork.pool("x.lua", {hosts = {}}) end,
       "bad argument #2 to 'fork.pool' (opts.hosts must be a non-empty array of launchers)")

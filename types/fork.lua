@@ -270,7 +270,7 @@ function lipc_fork_pool:close() end
 ---@return string?
 function lipc_fork_pool:started(timeout_ms) end
 
----`pool:hosts()` — `{{name, workers, failures, error}, ...}` of a pool
+---`pool:hosts()` — `{{name, workers, failures, error, quick_exits}, ...}` of a pool
 ---across hosts, in the order of `opts.hosts` (`name` is the launcher's last word, the host);
 ---nil for a local pool.
 ---@return table[]?

@@ -217,7 +217,7 @@ worker and waits for them to exit.]]},
        sig = "`pool:started([timeout_ms])`",
        text = [[`-> true | nil, "timeout"`: once every host has its workers up or
 failed since its last success; at once for a local pool.]]},
-      {"pool:hosts(): table[]?", text = [[`{{name, workers, failures, error}, ...}` of a pool
+      {"pool:hosts(): table[]?", text = [[`{{name, workers, failures, error, quick_exits}, ...}` of a pool
 across hosts, in the order of `opts.hosts` (`name` is the launcher's last word, the host);
 nil for a local pool.]]},
       {"fork.serve(fn: fun(msg: any): any)", sig = "`fork.serve(fn)` in the worker",
@@ -231,7 +231,9 @@ in tasks of their own and take calls as soon as each said hello
 (`pool:started()` waits for all). A worker that ends is started again on
 its host; a start that fails is tried again after `backoff` ms (default
 100), doubling up to `backoff_max` (default 5000) while the host keeps
-failing. Example: scripts/remote_pool.lua.]],
+failing, and a worker that ends within a second of its start is started
+again after the same growing delay (`quick_exits` counts them), so a
+script that cannot run makes no storm of connections. Example: scripts/remote_pool.lua.]],
 [[### Others]],
     {list = true,
       {"fork.socketpair(): lipc.stream, lipc.stream", sig = "`fork.socketpair() -> a, b`",

@@ -364,6 +364,10 @@ local function fork_via(script, args, opts, arg)
       wake:signal(true)
     elseif kind == BYE then
       bye = value
+      -- nothing follows a bye: our end of the launcher's stdin goes too,
+      -- for a launcher that waits for it before it ends
+      local st = ch:stream()
+      if st then pcall(st.shutdown, st) end
     end
   end)
   local function on_error(msg, ecode)

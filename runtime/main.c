@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -115,7 +116,8 @@ static void start_test(lipc_runtime *rt, int argc, char **argv) {
  * The launcher (ssh, kubectl exec, srun...) gives us its stdin and stdout,
  * usually two pipes. The channel wants one socket, so two threads relay
  * between those pipes and a socketpair whose other end is fork.parent
- * (LIPC_CHANNEL_FD, as for a local fork). fds 0 and 1 then become
+ * (LIPC_CHANNEL_FD, as for a local fork); a launcher that passed one
+ * Unix socket as both gives the channel that socket itself. fds 0 and 1 then become
  * /dev/null and stderr: print() cannot corrupt the channel. When the
  * runtime ends, the rest of what it sent is relayed, then the bye frame
  * (docs/wire-format.md section 8) says the worker ended in order. */
@@ -156,7 +158,27 @@ static void *pump(void *arg) {
 
 typedef struct stdio_channel {
   relay in, out;
+  int direct; /* no relay: stdin and stdout are one Unix socket */
 } stdio_channel;
+
+/* fds 0 and 1 are one Unix stream socket (a local launcher, `sh` or
+ * `ip netns exec`, passed fork's socketpair through): the channel can
+ * take it as it is, without the relay's two hops. */
+static int one_unix_socket(void) {
+  struct stat a, b;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  int type = 0;
+  socklen_t tlen = sizeof(type);
+  if (fstat(0, &a) != 0 || fstat(1, &b) != 0 || !S_ISSOCK(a.st_mode) ||
+      a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+    return 0;
+  if (getsockopt(0, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 ||
+      type != SOCK_STREAM)
+    return 0;
+  return getsockname(0, (struct sockaddr *)&ss, &len) == 0 &&
+         ss.ss_family == AF_UNIX;
+}
 
 static int blocking_dup(int fd) {
   int d = fcntl(fd, F_DUPFD_CLOEXEC, 3);
@@ -171,8 +193,10 @@ static int stdio_channel_start(stdio_channel *sc) {
   int sp[2], rfd = blocking_dup(0), wfd = blocking_dup(1), null;
   char num[16];
   sigset_t all, old;
+  sc->direct = one_unix_socket();
   if (rfd < 0 || wfd < 0 ||
-      socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
+      (!sc->direct &&
+       socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0)) {
     perror("lipc: --stdio-channel");
     return -1;
   }
@@ -182,11 +206,17 @@ static int stdio_channel_start(stdio_channel *sc) {
     return -1;
   }
   close(null);
+  setenv("LIPC_CHANNEL_REMOTE", "1", 1);
+  if (sc->direct) { /* rfd is the channel; wfd stays for the bye */
+    sc->out = (relay){-1, wfd, 0, 0};
+    snprintf(num, sizeof(num), "%d", rfd);
+    setenv("LIPC_CHANNEL_FD", num, 1);
+    return 0;
+  }
   sc->in = (relay){rfd, sp[1], 1, 0};
   sc->out = (relay){sp[1], wfd, 0, 0};
   snprintf(num, sizeof(num), "%d", sp[0]);
   setenv("LIPC_CHANNEL_FD", num, 1);
-  setenv("LIPC_CHANNEL_REMOTE", "1", 1);
   /* the relays take no signal: libuv's handlers run on the loop thread */
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -205,7 +235,10 @@ static void stdio_channel_end(stdio_channel *sc, int status) {
   unsigned char bye[20] = {0,    0,   0,   16,  0xd4, 0x02, 0x02, 0x81,
                            0xa6, 's', 't', 'a', 't',  'u',  's',  0xd2};
   uint32_t st = (uint32_t)status;
-  pthread_join(sc->out.thread, NULL);
+  if (sc->direct) /* the loop made the socket non-blocking */
+    fcntl(sc->out.to, F_SETFL, fcntl(sc->out.to, F_GETFL) & ~O_NONBLOCK);
+  else
+    pthread_join(sc->out.thread, NULL);
   bye[16] = (unsigned char)(st >> 24);
   bye[17] = (unsigned char)(st >> 16);
   bye[18] = (unsigned char)(st >> 8);

@@ -63,6 +63,28 @@ describe("fork through a launcher (opts.via)", function()
     assert.are.equal(3, (child:wait()))
   end)
 
+  it("over a launcher whose stdin and stdout are pipes, as ssh's are: the relay and the bye", function()
+    local child = assert(start([[
+      local parent = require("fork").parent
+      for m in function() return parent:receive() end do
+        if m == "done" then break end
+        parent:send(m .. "!")
+      end
+    ]], nil, {via = {"sh", "-c", 'cat | "$@" | cat', "sh"}}))
+    for i = 1, 20 do
+      child:send("m" .. i)
+      assert.are.equal("m" .. i .. "!", child:receive())
+    end
+    local big = ("x"):rep(1 << 20) -- more than a pipe holds
+    child:send(big)
+    assert.are.equal(big .. "!", child:receive())
+    child:send("done")
+    local m, msg, code = child:receive()
+    assert.is_nil(m)
+    assert.is_nil(code, msg) -- the bye came through the relay: an orderly end
+    child:wait()
+  end)
+
   it("sends the script and the modules it requires; the far side needs only lipc", function()
     local dir = S.tmpdir()
     S.write_file(dir .. "/shipped_mod.lua", [[

@@ -1,7 +1,9 @@
 -- ssh_spec.lua - workers reached through a real ssh: Debian's sshd on
 -- 127.0.0.1 and 127.0.0.2 with keys made for this file (support.sshd),
 -- one server for all of it. Messages, script shipping, a pool over the
--- two addresses, the far side killed, the link dropped, a refused key.
+-- two addresses, the far side killed, the link dropped, a refused key;
+-- and, where root and ip netns are, a second sshd in a network namespace
+-- of the spec's own. Without sshd or root they are pending, saying why.
 local lipc = require "lipc"
 local fork = require "fork"
 local S = require "support"
@@ -151,5 +153,39 @@ describe("fork through ssh", function()
     assert.matches("primes up to 200000: 17984\n", r.stdout)
     assert.matches("127%.0%.0%.1 answered %d+ calls", r.stdout)
     assert.matches("127%.0%.0%.2 answered %d+ calls", r.stdout)
+  end)
+end)
+
+describe("fork through ssh into another network namespace", function()
+  local function can_netns()
+    local probe = "lipc-ssh-probe-" .. lipc.pid
+    local _, status = S.sh(("test \"$(id -u)\" = 0 && test -x /usr/sbin/sshd && "
+      .. "ip netns add %s 2>/dev/null && ip netns del %s"):format(probe, probe))
+    return status == 0
+  end
+
+  it("runs the worker on a network stack that is not ours", function()
+    if not can_netns() then
+      pending("needs root, ip netns and sshd: skipped")
+      return
+    end
+    local ns = "lipc-ssh-" .. lipc.pid
+    local _, status = S.sh(("ip netns add %s && ip netns exec %s ip link set lo up")
+      :format(ns, ns))
+    assert.are.equal(0, status)
+    finally(function() S.sh("ip netns del " .. ns) end)
+    local server = assert(S.sshd({netns = ns}))
+    local child = assert(fork(S.write_file(S.tmpdir() .. "/w.lua", [[
+      local parent = require("fork").parent
+      parent:send(parent:receive() + 1)
+    ]]), {via = server.via(), exec_path = S.lipc}))
+    local function netns_of(pid)
+      return (S.sh("readlink /proc/" .. pid .. "/ns/net"))
+    end
+    assert.are_not.equal(netns_of(lipc.pid), netns_of(child.remote.pid))
+    child:send(41)
+    assert.are.equal(42, child:receive())
+    assert.are.equal(0, (child:wait()))
+    server.stop()
   end)
 end)

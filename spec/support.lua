@@ -143,9 +143,19 @@ end
 -- or describe block that started it (or by server:stop()). Nothing of the
 -- machine's own ssh set-up is read or changed. server.via(host[, key])
 -- -> the launcher argv for fork's opts.via (host "127.0.0.1" by default;
--- key: another private key, to be refused).
-function M.sshd()
+-- key: another private key, to be refused). opts.netns: sshd and the ssh
+-- of server.via run in that network namespace (`ip netns exec`).
+function M.sshd(opts)
+  opts = opts or {}
   local spawn = require "spawn"
+  -- opts.netns: sshd, and the ssh of server.via, run in that namespace
+  local pre = opts.netns and {"ip", "netns", "exec", opts.netns} or {}
+  local function cmd(argv)
+    local r = {}
+    for _, a in ipairs(pre) do r[#r + 1] = a end
+    for _, a in ipairs(argv) do r[#r + 1] = a end
+    return r[1], {table.unpack(r, 2)}
+  end
   for _, tool in ipairs({"/usr/sbin/sshd", "/usr/bin/ssh", "/usr/bin/ssh-keygen"}) do
     if not exists(tool) then return nil, tool .. " is missing (make deps: openssh-server)" end
   end
@@ -176,8 +186,8 @@ function M.sshd()
     -- it is not the first shell: the machine's own rc files stay out
     "SetEnv SHLVL=1", "",
   }, "\n"))
-  local proc = spawn("/usr/sbin/sshd", {"-D", "-e", "-f", dir .. "/sshd_config"},
-                     {stdio = {"ignore", "ignore", "pipe"}})
+  local exe, argv = cmd({"/usr/sbin/sshd", "-D", "-e", "-f", dir .. "/sshd_config"})
+  local proc = spawn(exe, argv, {stdio = {"ignore", "ignore", "pipe"}})
   if not proc then return nil, "sshd did not start" end
   local log = ""
   proc.stderr:on("data", function(d) log = (log .. d):sub(-4096) end)
@@ -188,19 +198,28 @@ function M.sshd()
   end
   function server.log() return log end
   function server.via(host, key)
-    return {"ssh", "-T", "-F", "/dev/null", "-p", tostring(port),
+    local via = {table.unpack(pre)}
+    for _, a in ipairs({"ssh", "-T", "-F", "/dev/null", "-p", tostring(port),
             "-i", dir .. "/" .. (key or "user_key"), "-o", "IdentitiesOnly=yes",
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", "UserKnownHostsFile=" .. dir .. "/known_hosts",
             "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
-            "root@" .. (host or "127.0.0.1")}
+            "root@" .. (host or "127.0.0.1")}) do via[#via + 1] = a end
+    return via
   end
   local h = t._harness
   if h then h.defer(server.stop) end
   -- ready once it accepts (bounded)
   local net = require "net"
+  local probe = ("local s = require('net').connect({host = '127.0.0.1', port = %d})"
+    .. " os.exit(s and 0 or 1)"):format(port)
   local up = t.wait_for(function()
     if proc.exit_code ~= nil or proc.signal_code ~= nil then return true end
+    if opts.netns then -- its loopback is not ours
+      local pexe, pargv = cmd({M.lipc, "-e", probe})
+      local r = spawn.run(pexe, pargv)
+      return r ~= nil and r.code == 0
+    end
     local sock = net.connect({host = "127.0.0.1", port = port})
     if sock then sock:close() return true end
     return false

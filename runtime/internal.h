@@ -347,6 +347,8 @@ lipc__stream *lipc__stream_new(lua_State *L, uv_stream_t *h, const char *tname,
                                const char *kind);
 /* Wraps fd: a pipe/socket/tty or a regular file; pushes it. */
 lipc__stream *lipc__stream_from_fd(lua_State *L, int fd, int internal);
+/* A pty's master: EIO from a read is the stream's end, not an error. */
+void lipc__stream_eio_end(lipc__stream *s);
 int lipc__stream_l_from_fd(lua_State *L); /* lipc.stream_from_fd(fd) */
 lipc__stream *lipc__stream_check(lua_State *L, int idx, const char *fname);
 lipc__stream *lipc__stream_test(lua_State *L, int idx);

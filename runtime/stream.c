@@ -44,7 +44,8 @@ enum {
   F_SYNC = 1 << 10,       /* a plain fd written with blocking write(2) */
   F_CONNECTING = 1 << 11, /* net.connect outside a task: writes wait */
   F_SHUT_WAIT = 1 << 12,  /* shutdown() while connecting: after writes */
-  F_HELD = 1 << 13        /* the read hook's owner holds reads off */
+  F_HELD = 1 << 13,       /* the read hook's owner holds reads off */
+  F_EIO_END = 1 << 14     /* a pty's master: EIO is the end of file */
 };
 
 struct lipc__stream {
@@ -294,10 +295,37 @@ static size_t read_on(lipc__stream *s, char *base, size_t n, int *err) {
     s->reads++;
     if (k > 0)
       n += (size_t)k;
+    else if (k < 0 && errno == EIO && (s->flags & F_EIO_END))
+      break; /* the end: libuv's next read meets it again */
     else if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
       *err = -errno;
   }
   return n;
+}
+
+/* A pty's master at libuv's end: libuv takes POLLHUP after a short read
+ * as the end of the stream, but a terminal hangs up as soon as its last
+ * process closes it, while what that process wrote last is still to be
+ * read (seq 1 50000 lost its last thousand lines). What is left is read
+ * here up to the real end, EIO; the kernel's buffers for one terminal
+ * bound it. */
+static void drain_pty(lipc__stream *s) {
+  lipc_runtime *rt = s->h.rt;
+  uv_os_fd_t fd;
+  ssize_t k;
+  if (uv_fileno(s->h.uv, &fd) != 0 ||
+      (rt->rbuf == NULL && (rt->rbuf = malloc(RBUF_SIZE)) == NULL))
+    return;
+  while (is_open(s)) {
+    do
+      k = read(fd, rt->rbuf, RBUF_SIZE);
+    while (k < 0 && errno == EINTR);
+    if (k <= 0)
+      return;
+    s->reads++;
+    s->bytes_read += (uint64_t)k;
+    deliver(s, rt->rbuf, (size_t)k);
+  }
 }
 
 static void on_read(uv_stream_t *uv, ssize_t n, const uv_buf_t *buf) {
@@ -306,6 +334,8 @@ static void on_read(uv_stream_t *uv, ssize_t n, const uv_buf_t *buf) {
   s->active = uv_now(uv->loop);
   if (n != 0)
     s->h.rt->io_seen++; /* traffic: poll.c polls on before sleeping */
+  if (n == UV_EIO && (s->flags & F_EIO_END))
+    n = UV_EOF;
   if (n > 0) {
     s->reads++;
     if (!s->read_hook)
@@ -318,7 +348,11 @@ static void on_read(uv_stream_t *uv, ssize_t n, const uv_buf_t *buf) {
   }
   if (n > 0)
     deliver(s, buf->base, (size_t)n);
-  else if (n == UV_EOF)
+  else if (n == UV_EOF && (s->flags & F_EIO_END)) {
+    drain_pty(s);
+    if (is_open(s))
+      on_eof(s);
+  } else if (n == UV_EOF)
     on_eof(s);
   else if (n < 0)
     on_error(s, (int)n, "read");
@@ -1187,6 +1221,12 @@ static int fd_is_socket(int fd) {
   int type;
   socklen_t len = sizeof(type);
   return fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+}
+
+/* The master of a pseudo-terminal reads EIO once every process has closed
+ * the terminal (Linux): that is its end of file, not an error. */
+void lipc__stream_eio_end(lipc__stream *s) {
+  s->flags |= F_EIO_END;
 }
 
 lipc__stream *lipc__stream_new(lua_State *L, uv_stream_t *h, const char *tname,

@@ -84,9 +84,10 @@ static int stream_used(lua_State *L, int idx) {
 
 /* Wraps our end of a pipe or socketpair as a stream; pushes it (or
  * false when that fails, after closing fd). */
-static void wrap_end(lua_State *L, int fd, int ipc) {
+static void wrap_end(lua_State *L, int fd, int ipc, int pty) {
   lipc_runtime *rt = lipc__rt(L);
   uv_pipe_t *p = malloc(sizeof(*p));
+  lipc__stream *s;
   if (p == NULL) {
     close(fd);
     lua_pushboolean(L, 0);
@@ -99,7 +100,9 @@ static void wrap_end(lua_State *L, int fd, int ipc) {
     lua_pushboolean(L, 0);
     return;
   }
-  lipc__stream_new(L, (uv_stream_t *)p, CHILD_STDIO, "pipe");
+  s = lipc__stream_new(L, (uv_stream_t *)p, CHILD_STDIO, pty ? "pty" : "pipe");
+  if (pty) /* EIO: the child and its own have all closed the terminal */
+    lipc__stream_eio_end(s);
 }
 
 /* Bytes waiting in the kernel for us to read. */
@@ -436,7 +439,7 @@ static void publish(lua_State *L, spec *sp, lchild *c, int obj) {
   for (i = 0; i < sp->n; i++) {
     sio *io = &sp->io[i];
     if (io->parent_end >= 0) {
-      wrap_end(L, io->parent_end, io->kind == IO_IPC);
+      wrap_end(L, io->parent_end, io->kind == IO_IPC, io->kind == IO_PTY);
       io->parent_end = -1;
       if (lua_type(L, -1) == LUA_TUSERDATA) {
         lua_pushcfunction(L, lipc__emitter_on); /* s:on("close", fn) */
@@ -452,7 +455,7 @@ static void publish(lua_State *L, spec *sp, lchild *c, int obj) {
     if (i < 3 && lua_toboolean(L, -1)) {
       static const char *const names[] = {"stdin", "stdout", "stderr"};
       lua_pushvalue(L, -1);
-      lua_setfield(L, -4, names[i]);
+      lua_setfield(L, -4, io->kind == IO_PTY ? "pty" : names[i]);
     }
     lua_rawseti(L, -2, i + 1);
   }
@@ -516,7 +519,10 @@ static int l_spawn(lua_State *L) {
   if (err == 0)
     err = lipc__spawn_start(rt, c, sp);
   lipc__spawn_release(sp, 0); /* the child's ends */
-  if (err == UV_ENOENT && sp->cwd && access(sp->cwd, F_OK) != 0) {
+  if (sp->pty.failed) {
+    lua_pushfstring(L, "%s: no pseudo-terminal from /dev/ptmx", sp->file);
+    sp->detail = lipc__spawn_anchor(L, at, &na);
+  } else if (err == UV_ENOENT && sp->cwd && access(sp->cwd, F_OK) != 0) {
     lua_pushfstring(L, "%s, cwd %s", sp->file, sp->cwd);
     sp->detail = lipc__spawn_anchor(L, at, &na);
   }
@@ -689,12 +695,15 @@ static int child_close(lua_State *L) {
   return 0;
 }
 
+/* clang-format off */
 static const luaL_Reg child_methods[] = {
     {"kill", child_kill},
     {"wait", child_wait},
     {"close", child_close},
+    {"resize", lipc__pty_resize},
     {NULL, NULL},
 };
+/* clang-format on */
 
 int luaopen_spawn(lua_State *L) {
   static const luaL_Reg fns[] = {{"spawn", l_spawn}, {NULL, NULL}};

@@ -133,7 +133,7 @@ function M.run(file, args, opts)
     error("bad argument #3 to 'spawn.run' (opts.max_buffer: number >= 0 expected)", 2)
   end
   opts.max_buffer = nil
-  if opts.stdio == nil then
+  if opts.stdio == nil and not opts.pty then
     opts.stdio = {opts.input and "pipe" or "ignore", "pipe", "pipe"}
   end
 
@@ -143,6 +143,7 @@ function M.run(file, args, opts)
   local bufs, overflow = {}, nil
   local function collect(name)
     local stream = child[name]
+    if name == "stdout" and child.pty then stream = child.pty end -- a terminal: all output
     local parts, size = {}, 0
     bufs[name] = parts
     if not stream then return end
@@ -157,6 +158,7 @@ function M.run(file, args, opts)
         child:kill(opts.kill_signal or "SIGTERM")
         if child.stdout then child.stdout:close() end
         if child.stderr then child.stderr:close() end
+        if child.pty then child.pty:close() end
         return
       end
       parts[#parts + 1] = chunk

@@ -9,6 +9,7 @@
  *   spawn_start.c  the stdio fds, and starting the program (posix_spawn,
  *                  or uv_spawn when uid/gid are asked for)
  *   spawn_reap.c   reaping: one SIGCHLD watcher per runtime
+ *   spawn_pty.c    opts.pty: a terminal for the child, child:resize()
  *
  * The Lua half (spawn.lua) adds the callable module table, the shell and
  * input options, run() and exec().
@@ -77,8 +78,18 @@ struct lchild {
   waiter *waiters;
 };
 
-/* IO_STDOUT: whatever the child's fd 1 is ("stdout": 2>&1). */
-enum { IO_PIPE, IO_IPC, IO_FD, IO_STREAM, IO_NULL, IO_CLOSE, IO_STDOUT };
+/* IO_STDOUT: whatever the child's fd 1 is ("stdout": 2>&1). IO_PTY:
+ * the terminal of opts.pty (entries 1-3; our end is io[0].parent_end). */
+enum {
+  IO_PIPE,
+  IO_IPC,
+  IO_FD,
+  IO_STREAM,
+  IO_NULL,
+  IO_CLOSE,
+  IO_STDOUT,
+  IO_PTY
+};
 
 typedef struct sio {
   int kind;
@@ -87,6 +98,14 @@ typedef struct sio {
   int tmp;        /* a dup made for the spawn only */
   int sidx;       /* IO_STREAM: its stack index */
 } sio;
+
+/* opts.pty, as spawn_pty.c reads and opens it. */
+typedef struct ptyspec {
+  int on;
+  int cols, rows;
+  int failed;     /* no terminal could be had: the error names /dev/ptmx */
+  char slave[64]; /* the terminal's path (/dev/pts/N) */
+} ptyspec;
 
 /* One spawn() call, as its arguments say it. Strings and arrays are kept
  * alive by an anchor table on the Lua stack (lipc__spawn_anchor). */
@@ -106,6 +125,7 @@ typedef struct spec {
   uint64_t timeout;  /* ms, 0: none */
   int kill_sig;
   const char *detail; /* for a spawn error */
+  ptyspec pty;
 } spec;
 
 static inline int lipc__stream_open(lipc__stream *s) {
@@ -142,6 +162,15 @@ int lipc__spawn_start(lipc_runtime *rt, lchild *c, spec *sp);
  * once the leader has exited), else the child and its descendants found
  * in /proc. 0 or a UV_E* error (UV_ESRCH: nobody left). */
 int lipc__kill_tree(lchild *c, int sig);
+
+/* spawn_pty.c */
+/* Reads opts.pty (raises on a bad one); the stdio entries 1-3 become
+ * IO_PTY. */
+void lipc__pty_parse(lua_State *L, spec *sp);
+/* Opens the terminal: the master in io[0].parent_end; 0 or a UV_E* error. */
+int lipc__pty_open(spec *sp);
+/* child:resize(cols, rows), a child method. */
+int lipc__pty_resize(lua_State *L);
 
 /* spawn_reap.c */
 /* Starts the runtime's SIGCHLD watcher (once); 0 or a UV_E* error. */

@@ -358,4 +358,5 @@ void lipc__spawn_parse(lua_State *L, spec *sp, int at, int *na) {
   parse_argv(L, sp, at, na);
   parse_env(L, sp, at, na);
   parse_stdio(L, sp);
+  lipc__pty_parse(L, sp);
 }

@@ -82,6 +82,8 @@ static int lift(int *fds) {
  * overwrites a source still needed. */
 int lipc__spawn_fds(lua_State *L, spec *sp) {
   int i, fds[2], err;
+  if (sp->pty.on && (err = lipc__pty_open(sp)) != 0)
+    return err;
   for (i = 0; i < sp->n; i++) {
     sio *io = &sp->io[i];
     switch (io->kind) {
@@ -174,6 +176,10 @@ static int do_posix_spawn(spec *sp, pid_t *pid) {
       e = posix_spawn_file_actions_addclose(&fa, i);
     else if (io->kind == IO_STDOUT) /* fd 1 is in place by now */
       e = posix_spawn_file_actions_adddup2(&fa, 1, i);
+    else if (io->kind == IO_PTY && i == 0) /* after setsid: see spawn_pty.c */
+      e = posix_spawn_file_actions_addopen(&fa, 0, sp->pty.slave, O_RDWR, 0);
+    else if (io->kind == IO_PTY)
+      e = posix_spawn_file_actions_adddup2(&fa, 0, i);
     else
       e = posix_spawn_file_actions_adddup2(&fa, src_of(io), i);
   }
@@ -189,7 +195,7 @@ static int do_posix_spawn(spec *sp, pid_t *pid) {
   sigfillset(&all);
   posix_spawnattr_setsigmask(&at, &none);
   posix_spawnattr_setsigdefault(&at, &all);
-  if (sp->detached) {
+  if (sp->detached || sp->pty.on) { /* a pty: the terminal's session */
     flags |= POSIX_SPAWN_SETSID;
   } else if (sp->process_group) {
     flags |= POSIX_SPAWN_SETPGROUP;
@@ -225,7 +231,7 @@ _Noreturn static void child_exec(const spec *sp, int ep, pid_t parent,
     goto fail;
   if (getppid() != parent) /* the parent died before prctl */
     _exit(128 + sp->pdeathsig);
-  if (sp->detached)
+  if (sp->detached || sp->pty.on)
     setsid();
   else if (sp->process_group)
     setpgid(0, 0);
@@ -240,6 +246,15 @@ _Noreturn static void child_exec(const spec *sp, int ep, pid_t parent,
       close(i);
     } else if (io->kind == IO_STDOUT) {
       if (dup2(1, i) < 0)
+        goto fail;
+    } else if (io->kind == IO_PTY && i == 0) {
+      /* in the new session: it becomes the controlling terminal */
+      if ((fd = open(sp->pty.slave, O_RDWR)) < 0)
+        goto fail;
+      if (fd != 0 && (dup2(fd, 0) < 0 || close(fd) < 0))
+        goto fail;
+    } else if (io->kind == IO_PTY) {
+      if (dup2(0, i) < 0)
         goto fail;
     } else if (src_of(io) == i) { /* in place: keep it across exec */
       if (fcntl(i, F_SETFD, 0) < 0)
@@ -391,7 +406,7 @@ int lipc__spawn_start(lipc_runtime *rt, lchild *c, spec *sp) {
   int err = lipc__reap_start(rt);
   if (err)
     return err;
-  c->group = sp->detached || sp->process_group;
+  c->group = sp->detached || sp->process_group || sp->pty.on;
   c->kill_tree = sp->kill_tree;
   if (sp->uid >= 0 || sp->gid >= 0)
     return do_uv_spawn(rt, c, sp);

@@ -56,6 +56,7 @@ function spawn.exec(command_line, opts) end
 ---@field process_group? boolean `process_group` — the child leads a new process group (`setpgid(0, 0)`), so `kill(sig, {tree = true})` reaches everything it starts, even after it exited (with `uid`/`gid`: a new session)
 ---@field kill_tree? boolean `kill_tree` — `kill()`, the `timeout` and `cancel` signal the whole tree (as `{tree = true}`)
 ---@field die_with_parent? boolean|string `die_with_parent` — the child gets this signal (`true`: `SIGKILL`) when lipc dies, even by `SIGKILL` (Linux `PR_SET_PDEATHSIG`; not with `uid`/`gid`)
+---@field pty? boolean|spawn.pty_options `pty` — a terminal for the child: its stdin, stdout, stderr and controlling terminal; `child.pty` is our end. `{cols =, rows =}` (1-65535) sets the window size, default 80x24
 ---@field uid? integer `uid`, `gid` — run as this user/group (needs privileges; uses `uv_spawn` instead of `posix_spawn`)
 ---@field gid? integer `uid`, `gid` — run as this user/group (needs privileges; uses `uv_spawn` instead of `posix_spawn`)
 ---@field argv0? string `argv0` — `argv[0]` of the child (default `file`)
@@ -75,6 +76,7 @@ local spawn_options = {}
 ---@field killed boolean `child.killed`, `.timed_out` — `false` until `kill` sent a signal / the timeout fired, then `true` (as Node's `killed`)
 ---@field timed_out boolean `child.killed`, `.timed_out` — `false` until `kill` sent a signal / the timeout fired, then `true` (as Node's `killed`)
 ---@field cancelled boolean? `child.cancelled` — `true` once `opts.cancel` (or `spawn.run`'s task) killed it
+---@field pty lipc.child_stdio? `child.pty` — the terminal's master with `opts.pty`, else nil
 local lipc_child = {}
 
 ---`child:kill([signal][, opts])` — names (`"SIGKILL"`, `"KILL"`) or numbers, default `SIGTERM`; `true` or `nil, msg, "ESRCH"` once it has exited. `{tree = true}` (default: `opts.kill_tree`) signals everything the child started too: its process group when it leads one (`process_group`, `detached`; also once the child itself has exited), else the child and its descendants found in `/proc` (each stopped before its children are read, so none escapes by forking; `ESRCH` once the child has exited: its children went to init)
@@ -99,6 +101,14 @@ function lipc_child:unref() end
 
 ---`child:close()` — stop watching it: close its stdio streams; it is still reaped
 function lipc_child:close() end
+
+---`child:resize(cols, rows)` — the window size of its `pty` (SIGWINCH to the child); raises without one, `nil, msg, "EBADF"` once it is closed
+---@param cols integer
+---@param rows integer
+---@return true?
+---@return string?
+---@return string?
+function lipc_child:resize(cols, rows) end
 
 ---`child:stats()` — counters summed over its stdio streams: `{bytes_read, bytes_written, queued, high_water_hits, stdin, stdout, stderr, stdio = {[i] = stream:stats()}}`
 ---@return table
@@ -127,6 +137,12 @@ function lipc_child:once(name, fn) end
 ---A child's stdio stream (`child.stdin`, `child.stdout`...): a stream.
 ---@class lipc.child_stdio: lipc.stream
 local lipc_child_stdio = {}
+
+---`opts.pty` as a table: the terminal's window size.
+---@class spawn.pty_options
+---@field cols integer?
+---@field rows integer?
+local spawn_pty_options = {}
 
 ---What `spawn.run` returns.
 ---@class spawn.result

@@ -11,6 +11,8 @@ return {
                "error(msg: string, code: string)"}},
     {name = "lipc.child_stdio", extends = "lipc.stream",
      text = "A child's stdio stream (`child.stdin`, `child.stdout`...): a stream."},
+    {name = "spawn.pty_options", text = "`opts.pty` as a table: the terminal's window size.",
+     fields = {"cols: integer?", "rows: integer?"}},
     {name = "spawn.result", text = "What `spawn.run` returns.",
      fields = {"code: integer?", "signal: string?", "stdout: string", "stderr: string", "pid: integer",
                "timed_out: boolean"}},
@@ -56,6 +58,9 @@ under `/bin/sh`, as execvp and Node's spawn run it. Wrong argument types raise `
       {"die_with_parent: boolean|string",
        text = "the child gets this signal (`true`: `SIGKILL`) when lipc dies, even by `SIGKILL` "
          .. "(Linux `PR_SET_PDEATHSIG`; not with `uid`/`gid`)"},
+      {"pty: boolean|spawn.pty_options",
+       text = "a terminal for the child: its stdin, stdout, stderr and controlling terminal; "
+         .. "`child.pty` is our end. `{cols =, rows =}` (1-65535) sets the window size, default 80x24"},
       {"uid: integer", "gid: integer",
        text = "run as this user/group (needs privileges; uses `uv_spawn` instead of `posix_spawn`)"},
       {"argv0: string", text = "`argv[0]` of the child (default `file`)"},
@@ -84,6 +89,29 @@ under `/bin/sh`, as execvp and Node's spawn run it. Wrong argument types raise `
   the order the child wrote them; `child.stderr` is then nil.
 The child receives exactly these fds: everything else is closed.
 
+**A terminal: `opts.pty`.** `spawn(file, args, {pty = true})` (or
+`{pty = {cols = 120, rows = 40}}`) runs the child in a new session with a
+pseudo-terminal as its stdin, stdout, stderr and controlling terminal, so
+`tty`, `stty`, job control, `^C` (`"\3"` sends SIGINT), line editing and
+programs that buffer differently on a terminal (`bc`, `python3 -i`,
+`sh -i`) behave as they do for a user. `child.pty` is one stream over our
+end (the master, non-blocking, close-on-exec): write keystrokes to it,
+read what the child writes (the terminal's own echo and `\r\n` line ends
+included). `child:resize(cols, rows)` sets the window size; the kernel
+sends the child SIGWINCH. `child.stdin`, `.stdout` and `.stderr` are nil;
+`opts.stdio` may still give entries from 4 on. `spawn.run` with `pty`
+collects the terminal's output as `stdout`. When the child and what it
+started have all closed the terminal, `child.pty` reads what is left and
+then ends (the master's `EIO` is the terminal's end of file, not an
+error): `exit`, the pty's `end`, then `close`, with nothing lost. Read the
+pty to its end (`read_all()`, a `data` listener) before `wait()`, as for
+any output stream that was read. Closing `child.pty` (or the child, early)
+hangs the terminal up: the child gets SIGHUP. Where no terminal can be had
+(no `/dev/ptmx`, no devpts) the child does not start: its `error` event
+and `wait()` give, for example, `nil, "ENOENT: no such file or directory
+(spawn sh: no pseudo-terminal from /dev/ptmx)", "ENOENT"`. `pty` cannot be
+combined with `uid`/`gid`.
+
 **The child object**]],
     {table = {"field / method", "meaning"},
       {"child.pid: integer?", text = "process id (nil when starting failed)"},
@@ -107,6 +135,10 @@ The child receives exactly these fds: everything else is closed.
        text = "`code, signal` once `close` came; `nil, msg, code` when it could not start"},
       {"child:ref()", "child:unref()", text = "an unref'd child does not keep the process alive"},
       {"child:close()", text = "stop watching it: close its stdio streams; it is still reaped"},
+      {"child.pty: lipc.child_stdio?", text = "the terminal's master with `opts.pty`, else nil"},
+      {"child:resize(cols: integer, rows: integer): true?, string?, string?",
+       text = "the window size of its `pty` (SIGWINCH to the child); raises without one, "
+         .. "`nil, msg, \"EBADF\"` once it is closed"},
       {"child:stats(): table",
        text = "counters summed over its stdio streams: `{bytes_read, bytes_written, queued, "
          .. "high_water_hits, stdin, stdout, stderr, stdio = {[i] = stream:stats()}}`"},
@@ -164,7 +196,12 @@ with the first spawn.
 **How it works.** Children start through `posix_spawn` (glibc:
 `clone(CLONE_VM|CLONE_VFORK)`), with signal mask and dispositions reset,
 `cwd` via `addchdir_np`, `detached` via `POSIX_SPAWN_SETSID` and the fds
-closed from `#stdio` up. The PATH search is done in the parent with the
+closed from `#stdio` up. `pty` opens the master with `posix_openpt`,
+`grantpt`, `unlockpt` and `ptsname_r`; the child starts with
+`POSIX_SPAWN_SETSID` and a file action that opens the terminal on fd 0
+(dup'd onto 1 and 2): libc makes the session before the file actions, and
+a session leader that opens a terminal gets it as its controlling one, as
+`setsid(); open(); ioctl(TIOCSCTTY)` would in a forked child. The PATH search is done in the parent with the
 child's `PATH`. Every fd the parent creates is `O_CLOEXEC`. One `uv_signal_t`
 on SIGCHLD per runtime calls `waitpid(pid, WNOHANG)` on spawn's own
 children only, so it coexists with libuv's watcher for `uv_spawn` children

@@ -15,8 +15,11 @@
  *     timeout. Each turn that reads something during the spin is a hit
  *     and starts the window again; a window of budget_us without I/O is a
  *     miss and ends the spin (the idle handle stops, the loop sleeps).
- *   - The budget grows by a quarter of max_us on a hit, halves on a miss,
- *     and drops to zero below an eighth of max_us. At zero, the second
+ *   - The budget grows by a quarter of max_us on a hit. A miss after a
+ *     spin with hits (the traffic paused: a preempted peer, the end of a
+ *     burst) sets it back to max_us, so the next wake-up polls as long as
+ *     the one that found data; a miss after a spin without one halves it,
+ *     and below an eighth of max_us it drops to zero. At zero, the second
  *     wake-up in a row with I/O that came within max_us of the loop going
  *     to sleep starts a spin of max_us again (a poll would have found
  *     them: the peer answers that fast, and a hiccup, a preempted peer,
@@ -66,11 +69,12 @@ struct lipc__poll {
   unsigned seen;      /* rt->io_seen at the last check */
   unsigned probe;     /* wake-ups with I/O until the next probe */
   int spinning, probing;
-  int allowed;       /* the last CPU and load check (auto) */
-  uint64_t guard_at; /* uv_now of that check, 0: never */
-  uint64_t since;    /* hrtime the window started */
-  uint64_t slept;    /* hrtime of the last check: the loop slept after it */
-  unsigned quick;    /* wake-ups with I/O in a row after sleeps <= max_us */
+  unsigned spin_hits; /* hits since the spin started */
+  int allowed;        /* the last CPU and load check (auto) */
+  uint64_t guard_at;  /* uv_now of that check, 0: never */
+  uint64_t since;     /* hrtime the window started */
+  uint64_t slept;     /* hrtime of the last check: the loop slept after it */
+  unsigned quick;     /* wake-ups with I/O in a row after sleeps <= max_us */
   uint64_t spins, hits, misses, turns;
   int closing;
 };
@@ -124,6 +128,7 @@ static int allowed(lipc__poll *p, uv_loop_t *loop) {
 static void spin_start(lipc__poll *p, uint64_t now) {
   p->spinning = 1;
   p->since = now;
+  p->spin_hits = 0;
   p->spins++;
   uv_idle_start(&p->idle, on_idle);
 }
@@ -136,6 +141,7 @@ static void spin_stop(lipc__poll *p) {
 
 static void on_hit(lipc__poll *p, uint64_t now) {
   p->hits++;
+  p->spin_hits++;
   p->probing = 0;
   p->since = now;
   p->budget_us += p->max_us / 4 + 1;
@@ -145,6 +151,11 @@ static void on_hit(lipc__poll *p, uint64_t now) {
 
 static void on_miss(lipc__poll *p) {
   p->misses++;
+  if (p->spin_hits > 0) { /* traffic paused: the next wake-up polls again */
+    p->budget_us = p->max_us;
+    spin_stop(p);
+    return;
+  }
   p->budget_us = p->probing ? 0 : p->budget_us / 2;
   if (p->budget_us < p->max_us / 8 + 1) {
     p->budget_us = 0;

@@ -133,6 +133,26 @@ describe("lipc.poll", function()
     assert.are.equal(0, (child:wait()))
   end)
 
+  it("a pause after polls that found data keeps the window; polls that find none halve it",
+    function()
+      -- A 10 ms window: every reply of the ping-pong comes within it, so
+      -- the last spin has hits, then waits out the window in the sleep.
+      local child = assert(fork(script(ECHO)))
+      lipc.poll({max_us = 10000})
+      pingpong(child, 50)
+      lipc.sleep(40)
+      local p = lipc.poll()
+      assert.is_true(p.hits > 0 and p.misses > 0, "hits and misses")
+      assert.are.equal(10000, p.budget_us, "the window after a pause in hot traffic")
+      -- one round trip: the reply starts a spin that finds nothing
+      pingpong(child, 1)
+      lipc.sleep(40)
+      assert.are.equal(5000, lipc.poll().budget_us, "the window after a spin with no hit")
+      lipc.poll(false)
+      child:disconnect()
+      assert.are.equal(0, (child:wait()))
+    end)
+
   it("LIPC_POLL switches a child's poll on and off", function()
     local child_code = ECHO .. [[
       local p = require("lipc").poll()

@@ -184,8 +184,9 @@ function lipc.on_uncaught(fn) end
 ---win: more than one CPU to run on and a load average no higher than their
 ---count. A table sets `max_us` (1-10000) and `mode` (`"on"`, `"off"`,
 ---`"auto"`; default `"on"`). The state: `mode`, `max_us`, `budget_us` (the
----window it adapted to: it grows while polls find data and drops to 0 when
----they do not), and counts: `spins` (polls started), `hits` (reads found
+---window it adapted to: it grows while polls find data, stays whole when a
+---spin that found data waits out its window, halves after one that found
+---none and drops to 0), and counts: `spins` (polls started), `hits` (reads found
 ---while polling), `misses` (polls that ended without one), `turns` (loop
 ---turns spent polling). `LIPC_POLL=0` (or `off`), `1` (`on`), `auto` or a
 ---number of microseconds (on) sets it at start.

@@ -348,6 +348,10 @@ static void finish(connect_op *op, int err) {
     lipc__stream_connected(op->s, 0); /* the writes that waited */
     lipc__stream_read_start(op->s);   /* 'data' listeners wait */
     if (op->in_task) {
+      /* 'connect' too, on the next turn, as Node: a listener added
+       * right after the call (Node's shape) hears it in a task too */
+      lua_pushvalue(L, top + 1);
+      lipc__emit_soon(L, "connect", 0, 0);
       lipc__wake(rt, &op->wait, 1);
     } else {
       lipc__emit(rt, top + 1, "connect", 0);
@@ -510,26 +514,38 @@ static void connect_args(lua_State *L, connect_op *op, const char **host,
     lua_pop(L, 8);
   } else if (lua_type(L, 1) == LUA_TNUMBER) {
     op->port = check_port(L, 1, 1, fname);
-    if (!lua_isnoneornil(L, 2))
+    if (!lua_isnoneornil(L, 2) && !lua_isfunction(L, 2))
       *host = lipc__checkstring(L, 2, fname);
   } else {
     lipc__typeerror(L, 1, fname, "options table or port");
   }
 }
 
-/* net.connect{host=, port=[, local_address=, timeout=]} or
- * net.connect(port[, host]). In a task: the connected socket or nil, msg,
- * code. Elsewhere: the socket at once; it emits 'connect' or 'error'. */
+/* The index of connect's connect listener (Node's last argument), or 0. */
+static int connect_listener(lua_State *L) {
+  int i = lua_istable(L, 1) ? 2 : lua_isfunction(L, 2) ? 2 : 3;
+  if (lua_isnoneornil(L, i))
+    return 0;
+  lipc__checktype(L, i, LUA_TFUNCTION, "net.connect");
+  return i;
+}
+
+/* net.connect{host=, port=[, local_address=, timeout=]}[, listener] or
+ * net.connect(port[, host][, listener]). In a task: the connected socket
+ * or nil, msg, code, and 'connect' on the next turn. Elsewhere, or with a
+ * listener (Node's form): the socket at once; it emits 'connect' or
+ * 'error'. */
 static int l_connect(lua_State *L) {
   lipc_runtime *rt = lipc__rt(L);
   connect_op args, *op;
   const char *host;
   lua_Number timeout;
   uv_tcp_t *t;
-  int err = 0, top;
+  int err = 0, top, listener;
   memset(&args, 0, sizeof(args));
   args.no_delay = 1;
   connect_args(L, &args, &host, &timeout); /* may raise: nothing held */
+  listener = connect_listener(L);
   op = malloc(sizeof(*op));
   t = malloc(sizeof(*t));
   if (op == NULL || t == NULL) {
@@ -539,7 +555,8 @@ static int l_connect(lua_State *L) {
   }
   memcpy(op, &args, sizeof(*op));
   op->wait.ref = LUA_NOREF;
-  op->in_task = L == rt->current && lua_isyieldable(L);
+  /* with a connect listener (Node's form) it never waits */
+  op->in_task = L == rt->current && lua_isyieldable(L) && !listener;
   uv_tcp_init(rt->loop, t);
   snprintf(op->detail, sizeof(op->detail),
            strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, op->port);
@@ -547,6 +564,8 @@ static int l_connect(lua_State *L) {
   if (!op->in_task)
     lipc__stream_connecting(op->s);
   top = lua_gettop(L);
+  if (listener)
+    lipc__once_listener(L, top, "connect", listener);
   if (op->half_open)
     lipc__socket_half_open(L);
   lua_pushvalue(L, top);

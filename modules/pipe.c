@@ -211,16 +211,21 @@ static lipc__stream *new_pipe_stream(lua_State *L, int fd, const char *kind,
   return lipc__stream_new(L, (uv_stream_t *)p, LIPC_PIPE_SOCKET, kind);
 }
 
-/* pipe.connect(path) -> in a task the connected socket or nil, msg, code;
- * elsewhere the socket at once, which emits 'connect' or 'error'. A Unix
- * socket connects (or fails) at once, so this never waits for long. */
+/* pipe.connect(path[, listener]) -> in a task the connected socket or
+ * nil, msg, code, and 'connect' on the next turn; elsewhere, or with a
+ * listener (Node's form), the socket at once, which emits 'connect' or
+ * 'error'. A Unix socket connects (or fails) at once, so this never waits
+ * for long. */
 static int l_connect(lua_State *L) {
   lipc_runtime *rt = lipc__rt(L);
   struct sockaddr_un sun;
   socklen_t salen;
   const char *path, *shown;
   size_t len;
-  int fd, err, oerr, in_task = L == rt->current && lua_isyieldable(L);
+  int fd, err, oerr, listener = !lua_isnoneornil(L, 2);
+  int in_task = L == rt->current && lua_isyieldable(L) && !listener;
+  if (listener)
+    lipc__checktype(L, 2, LUA_TFUNCTION, "pipe.connect");
   check_path(L, 1, "pipe.connect", &len);
   path = lua_tostring(L, 1);
   shown = show_path(L, path, len);
@@ -253,8 +258,12 @@ static int l_connect(lua_State *L) {
       lipc__handle_close(lipc__stream_handle(lipc__stream_test(L, -1)));
       return lipc__push_error(L, err, shown);
     }
+    lua_pushvalue(L, -1); /* as Node: a listener added after hears it */
+    lipc__emit_soon(L, "connect", 0, 0);
     return 1;
   }
+  if (listener)
+    lipc__once_listener(L, lua_gettop(L), "connect", 2);
   lua_pushvalue(L, -1);
   if (err) {
     lipc__stream_set_error(lipc__stream_test(L, -1), err, shown);
@@ -351,6 +360,8 @@ static void on_fifo_retry(uv_timer_t *t) {
       lipc__wake(rt, &op->wait, 3);
       lipc__handle_close(sh);
     } else {
+      lua_pushvalue(L, top + 1); /* 'open' too, on the next turn */
+      lipc__emit_soon(L, "open", 0, 0);
       lua_pushvalue(L, top + 1);
       lipc__wake(rt, &op->wait, 1);
     }
@@ -393,10 +404,8 @@ static int l_open(lua_State *L) {
       lipc__handle_close(lipc__stream_handle(lipc__stream_test(L, -1)));
       return lipc__push_error(L, err, path);
     }
-    if (!in_task) {
-      lua_pushvalue(L, -1);
-      lipc__emit_soon(L, "open", 0, 0);
-    }
+    lua_pushvalue(L, -1); /* in a task too, as Node's 'open' */
+    lipc__emit_soon(L, "open", 0, 0);
     return 1;
   }
   op = calloc(1, sizeof(*op) + plen + 1);

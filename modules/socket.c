@@ -70,6 +70,14 @@ int lipc__push_sockname(lua_State *L, uv_handle_t *uv, int peer) {
 
 /* ---- sockets ------------------------------------------------------------- */
 
+void lipc__once_listener(lua_State *L, int obj, const char *ev, int fn) {
+  lua_getfield(L, obj, "once");
+  lua_pushvalue(L, obj);
+  lua_pushstring(L, ev);
+  lua_pushvalue(L, fn);
+  lua_call(L, 3, 0);
+}
+
 lipc__stream *lipc__socket_new(lua_State *L, uv_stream_t *h, int is_pipe) {
   return lipc__stream_new(L, h, is_pipe ? LIPC_PIPE_SOCKET : LIPC_TCP_SOCKET,
                           is_pipe ? "pipe" : "tcp");

@@ -74,6 +74,8 @@ int lipc__socket_remote(lua_State *L);
 int lipc__push_sockname(lua_State *L, uv_handle_t *uv, int peer);
 /* Socket on top of L: keep writing after the peer's end. */
 void lipc__socket_half_open(lua_State *L);
+/* obj:once(ev, fn) (fn: Node's connect listener argument). */
+void lipc__once_listener(lua_State *L, int obj, const char *ev, int fn);
 /* Applies a server's or connect's options to a TCP socket. */
 void lipc__tcp_tune(uv_tcp_t *t, int no_delay, int keep_alive);
 /* For the TCP (is_pipe 0) or Unix socket family: makes the server type,

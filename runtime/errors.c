@@ -4,6 +4,7 @@
  */
 #include <signal.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -37,8 +38,11 @@ int lipc__push_errpair(lua_State *L, int err, const char *detail) {
 }
 
 int lipc__push_error(lua_State *L, int err, const char *detail) {
+  lipc_runtime *rt = lipc__rt(L);
   lua_pushnil(L);
-  return 1 + lipc__push_errpair(L, err, detail);
+  lipc__push_errpair(L, err, detail);
+  snprintf(rt->last_fail, sizeof(rt->last_fail), "%s", lua_tostring(L, -2));
+  return 3;
 }
 
 static const struct {

@@ -71,6 +71,9 @@ struct lipc_runtime {
   int parent_json;       /* 1: it came as NODE_CHANNEL_FD */
   int parent_remote;     /* 1: over a launcher (LIPC_CHANNEL_REMOTE) */
   char parent_err[160];  /* why the variable is unusable ("" if it is) */
+  char last_fail[160];   /* the last nil, msg, code a call returned, until
+                            a task ends well: named when a nil is then
+                            indexed (Node-shaped `net.connect(...):on`) */
   int uncaught_ref;      /* modules/core.c: lipc.on_uncaught's handler
                             (a registry ref; 0 or LUA_REFNIL: none) */
   /* modules/fork.c: called with the report when the script fails (an

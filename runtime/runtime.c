@@ -71,6 +71,15 @@ void lipc__uncaught(lipc_runtime *rt, lua_State *L, int idx) {
   if (L != M)
     lua_xmove(L, M, 1);
   msg = luaL_tolstring(M, -1, NULL);
+  if (rt->last_fail[0] && strstr(msg, "a nil value")) { /* a nil used */
+    lua_pushfstring(M,
+                    "%s\n(a lipc call before it had failed, returning "
+                    "nil, \"%s\")",
+                    msg, rt->last_fail);
+    lua_replace(M, -2);
+    msg = lua_tostring(M, -1);
+  }
+  rt->last_fail[0] = '\0';
   if (L != M && lua_status(L) != LUA_OK && lua_status(L) != LUA_YIELD)
     luaL_traceback(M, L, msg, 0);
   else

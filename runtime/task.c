@@ -61,6 +61,7 @@ static void resume(lipc_runtime *rt, lua_State *from, lua_State *co, int nargs,
   if (t != NULL)
     handled = lipc__task_ended(rt, t, co, status, nres);
   if (status == LUA_OK) {
+    rt->last_fail[0] = '\0'; /* whatever failed was dealt with */
     lua_settop(co, 0);
     pool_put(rt, co);
     return;

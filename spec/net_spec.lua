@@ -229,6 +229,45 @@ describe("net", function()
     srv:close()
   end)
 
+  describe("Node's shape, wherever it is written", function()
+    it("in a task, a 'connect' listener added right after connect() runs", function()
+      local srv, port = echo_server()
+      local client = assert(net.connect({port = port}))     -- waits: connected already
+      local fired = false
+      client:on("connect", function() fired = true end)
+      assert.is_true(wait_for(function() return fired end, 5000))
+      client:close()
+      srv:close()
+    end)
+
+    it("net.connect(opts, on_connect) never waits: the socket at once, 'error' on failure", function()
+      local srv, port = echo_server()
+      local got
+      local client = net.connect({port = port}, function() got = "connected" end)
+      assert.is_true(client:state().open)
+      assert.is_true(wait_for(function() return got end, 5000))
+      client:close()
+      local refused = net.connect(free_port(), "127.0.0.1", function() got = "wrong" end)
+      local code
+      refused:on("error", function(_, c) code = c end)
+      assert.is_true(wait_for(function() return code end, 5000))
+      assert.are.equal("ECONNREFUSED", code)
+      assert.are.equal("connected", got)
+      srv:close()
+    end)
+
+    it("a failed connect used as a socket names the connect's error", function()
+      local _, err, status = support.run_lipc(([[
+        local net = require "net"
+        local client = net.connect({port = %d})
+        client:on("connect", function() print("connected") end)
+      ]]):format(free_port()))
+      assert.are.equal(1, status)
+      assert.matches("attempt to index a nil value (local 'client')", err, 1, true)
+      assert.matches('returning nil, "ECONNREFUSED: connection refused', err, 1, true)
+    end)
+  end)
+
   it("connects outside a task: returns the socket, then emits connect", function()
     local srv, port = echo_server()
     local got = lipc.cond()

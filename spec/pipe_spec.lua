@@ -35,6 +35,26 @@ describe("pipe", function()
       srv:close()
     end)
 
+    it("Node's shape: 'connect' after connect() in a task; connect(path, fn) never waits", function()
+      local path = support.tmpdir() .. "/s.sock"
+      local srv = assert(greeter():listen(path))
+      local sock = assert(pipe.connect(path))
+      local fired, got = false, nil
+      sock:on("connect", function() fired = true end)
+      assert.is_true(support.wait_for(function() return fired end, 5000))
+      sock:close()
+      local s2 = pipe.connect(path, function() got = "connected" end)
+      assert.is_true(support.wait_for(function() return got end, 5000))
+      s2:close()
+      local code
+      local s3 = pipe.connect(path .. ".none", function() got = "wrong" end)
+      s3:on("error", function(_, c) code = c end)
+      assert.is_true(support.wait_for(function() return code end, 5000))
+      assert.are.equal("ENOENT", code)
+      assert.are.equal("connected", got)
+      srv:close()
+    end)
+
     it("create the socket file owner-only (0600) unless mode says otherwise", function()
       local dir = support.tmpdir()
       local a = assert(pipe.create_server():listen(dir .. "/a.sock"))
@@ -260,6 +280,19 @@ describe("pipe", function()
       assert.equal("EEXIST", code)
       assert.is_true(pipe.mkfifo(path .. "2", "0640"))
       assert.equal("640", mode_of(path .. "2"))
+    end)
+
+    it("open in a task emits 'open' too, for a listener added after the call", function()
+      local path = support.tmpdir() .. "/f"
+      assert(pipe.mkfifo(path))
+      local r = assert(pipe.open(path, "r"))
+      local opened = {}
+      r:on("open", function() opened[#opened + 1] = "r" end)
+      local w = assert(pipe.open(path, "w"))
+      w:on("open", function() opened[#opened + 1] = "w" end)
+      assert.is_true(support.wait_for(function() return #opened == 2 end, 5000))
+      w:close()
+      r:close()
     end)
 
     it("open for writing waits for a reader without blocking the loop", function()

@@ -11,13 +11,14 @@ local net = {}
 ---@return lipc.net.server
 function net.create_server(opts, on_connection) end
 
----`net.connect{host=, port=[, local_address=, timeout=, no_delay=, keep_alive=, allow_half_open=]}` or `net.connect(port[, host])` — in a task: the connected socket, or `nil, msg, code`; elsewhere the socket at once, which emits `connect` or `error`. `host` defaults to `"localhost"`
+---`net.connect{host=, port=[, local_address=, timeout=, no_delay=, keep_alive=, allow_half_open=]}[, on_connect]` or `net.connect(port[, host][, on_connect])` — in a task: the connected socket, or `nil, msg, code`, and `connect` on the next turn (so a listener added after the call runs); elsewhere, or with `on_connect` (Node's form, a `once("connect")`), the socket at once, which emits `connect` or `error`. `host` defaults to `"localhost"`
 ---@param opts net.connect_options|integer
----@param host? string
+---@param host? string|function
+---@param on_connect? function
 ---@return lipc.net.socket?
 ---@return string?
 ---@return string?
-function net.connect(opts, host) end
+function net.connect(opts, host, on_connect) end
 
 ---`net.is_ip(s)` — `4`, `6` or `0`
 ---@param s string

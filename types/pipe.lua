@@ -11,12 +11,13 @@ local pipe = {}
 ---@return lipc.pipe.server
 function pipe.create_server(opts, on_connection) end
 
----`pipe.connect(path)` — in a task: the connected socket or `nil, msg, code`; elsewhere the socket at once, which emits `connect` or `error`
+---`pipe.connect(path[, on_connect])` — in a task: the connected socket or `nil, msg, code`, and `connect` on the next turn; elsewhere, or with `on_connect` (Node's form, a `once("connect")`), the socket at once, which emits `connect` or `error`
 ---@param path string
+---@param on_connect? function
 ---@return lipc.pipe.socket?
 ---@return string?
 ---@return string?
-function pipe.connect(path) end
+function pipe.connect(path, on_connect) end
 
 ---`pipe.mkfifo(path[, mode])` — `true` or `nil, msg, code`; mode default `"0600"`, exact (not masked by the umask)
 ---@param path string
@@ -26,7 +27,7 @@ function pipe.connect(path) end
 ---@return string?
 function pipe.mkfifo(path, mode) end
 
----`pipe.open(path, "r"|"w")` — a stream over a FIFO, or `nil, msg, code` (`ENOENT`, `EINVAL` "not a FIFO")
+---`pipe.open(path, "r"|"w")` — a stream over a FIFO, or `nil, msg, code` (`ENOENT`, `EINVAL` "not a FIFO"). `"w"` waits for a reader: in a task `open` returns then; elsewhere the stream comes at once and writes wait. Either way it emits `open` (on the next turn)
 ---@param path string
 ---@param mode "r"|"w"
 ---@return lipc.pipe.socket?

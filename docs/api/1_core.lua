@@ -40,6 +40,21 @@ standard streams. `lipc.spawn`, `lipc.fork`, `lipc.pipe`, `lipc.net` are the oth
   (lipc.go)"` when called (`lines()` too, not at its first iteration), at
   the caller's line and naming the function called (`stream.read_all`,
   not the `stream.read` it uses).
+- **Calls that wait, and why.** Only these park the task: `lipc.sleep`,
+  `task:wait`, `cond:wait`, stream `read`, `read_all`, `lines`' iterator
+  and `drain` (data or room to come), `child:wait` (the exit), channel
+  `receive` and `drain`, `server:accept` (a connection), `spawn.run` and
+  `spawn.exec` (the output, then the exit), `pool:call` (the answer), and
+  three calls that wait *only in a task*, so that they return a usable
+  object or the failure as `nil, msg, code`: `net.connect` and
+  `pipe.connect` (the connection) and `pipe.open(path, "w")` (a reader).
+  Node's shape works with these too: in a task they still emit `connect` /
+  `open` on the next turn, for a listener added after the call; passed a
+  connect listener (`net.connect(opts, fn)`), a connect never waits, as in
+  Node, and a failure is an `error` event. Code that uses the result of
+  one of them that failed (`nil`) gets an error that names the failure
+  (`attempt to index a nil value (local 'client')` then `(a lipc call
+  before it had failed, returning nil, "ECONNREFUSED: ...")`).
 - **Errors.** Wrong argument types raise errors naming the function and the
   argument. System failures are returned as `nil, message, code`, e.g.
   `nil, "ECONNREFUSED: connection refused (127.0.0.1:9)", "ECONNREFUSED"`,

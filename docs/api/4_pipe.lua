@@ -21,14 +21,17 @@ return {
        class = "lipc.pipe.server",
        text = [[`server`, or `nil, msg, code`. `opts.mode` (octal string `"0660"` or integer; default
 `"0600"`, owner only), `opts.backlog` (511). `path` may be a Linux abstract name `"\0name"` (no file)]]},
-      {"pipe.connect(path: string): lipc.pipe.socket?, string?, string?",
-       text = "in a task: the connected socket or `nil, msg, code`; elsewhere the socket at once, which "
-         .. "emits `connect` or `error`"},
+      {"pipe.connect(path: string, on_connect?: function): lipc.pipe.socket?, string?, string?",
+       text = "in a task: the connected socket or `nil, msg, code`, and `connect` on the next turn; "
+         .. "elsewhere, or with `on_connect` (Node's form, a `once(\"connect\")`), the socket at "
+         .. "once, which emits `connect` or `error`"},
       {"pipe.mkfifo(path: string, mode?: string|integer): true?, string?, string?",
        text = "`true` or `nil, msg, code`; mode default `\"0600\"`, exact (not masked by the umask)"},
       {"pipe.open(path: string, mode: \"r\"|\"w\"): lipc.pipe.socket?, string?, string?",
        sig = "`pipe.open(path, \"r\"|\"w\")`",
-       text = "a stream over a FIFO, or `nil, msg, code` (`ENOENT`, `EINVAL` \"not a FIFO\")"},
+       text = "a stream over a FIFO, or `nil, msg, code` (`ENOENT`, `EINVAL` \"not a FIFO\"). "
+         .. "`\"w\"` waits for a reader: in a task `open` returns then; elsewhere the stream comes "
+         .. "at once and writes wait. Either way it emits `open` (on the next turn)"},
       {"pipe.new(): lipc.stream, lipc.stream",
        text = "`reader, writer`: a `pipe(2)` pair, close-on-exec (for spawn stdio, or between tasks)"},
     },

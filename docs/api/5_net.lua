@@ -33,11 +33,14 @@ return {
        text = [[`server`, or `nil, msg, code`. **Without `host` only loopback (`127.0.0.1`) hears
 it**; `"0.0.0.0"` / `"::"` expose it. `port` 0 picks a free port. `opts.backlog` (511),
 `opts.ipv6_only`, `opts.reuse_port` (`SO_REUSEPORT`)]]},
-      {"net.connect(opts: net.connect_options|integer, host?: string): lipc.net.socket?, string?, string?",
+      {"net.connect(opts: net.connect_options|integer, host?: string|function, on_connect?: function): "
+         .. "lipc.net.socket?, string?, string?",
        sig = "`net.connect{host=, port=[, local_address=, timeout=, no_delay=, keep_alive=, "
-         .. "allow_half_open=]}` or `net.connect(port[, host])`",
-       text = "in a task: the connected socket, or `nil, msg, code`; elsewhere the socket at once, "
-         .. "which emits `connect` or `error`. `host` defaults to `\"localhost\"`"},
+         .. "allow_half_open=]}[, on_connect]` or `net.connect(port[, host][, on_connect])`",
+       text = "in a task: the connected socket, or `nil, msg, code`, and `connect` on the next turn "
+         .. "(so a listener added after the call runs); elsewhere, or with `on_connect` (Node's "
+         .. "form, a `once(\"connect\")`), the socket at once, which emits `connect` or `error`. "
+         .. "`host` defaults to `\"localhost\"`"},
       {"net.is_ip(s: string): integer", text = "`4`, `6` or `0`"},
     },
 [[- **Names** are resolved by `uv_getaddrinfo` on the thread pool; every

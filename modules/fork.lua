@@ -419,7 +419,11 @@ local function fork_via(script, args, opts, arg)
     return handshake_failed(proc, ch, ("fork: the worker through %s runs lipc %s, this is lipc %s")
       :format(name, tostring(peer.lipc), lipc.version), "ERR_LIPC_VERSION")
   end
-  child.remote = {pid = peer.pid, lipc = peer.lipc, via = via}
+  local shipped = {}
+  for mname in pairs(hello.modules or {}) do shipped[#shipped + 1] = mname end
+  table.sort(shipped)
+  child.remote = {pid = peer.pid, lipc = peer.lipc, via = via, modules = shipped,
+                  shipped = hello.source ~= nil}
   -- The end of the channel without the worker's bye is a lost link;
   -- with it, relay's receive says how the worker ended.
   local recv = methods.receive

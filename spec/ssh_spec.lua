@@ -51,6 +51,21 @@ describe("fork through ssh", function()
     assert.are.equal(0, (child:wait()))
   end)
 
+  it("kill() ends ssh, and with it the worker over there", function()
+    if not need_sshd() then return end
+    local child = assert(fork(worker([[
+      local parent = require("fork").parent
+      parent:send("up")
+      require("lipc").sleep(60000)
+    ]]), {via = server.via(), exec_path = S.lipc}))
+    assert.are.equal("up", child:receive())
+    local pid = child.remote.pid
+    child:kill()
+    assert.are.equal(255, (child:wait())) -- ssh ends on SIGTERM with 255
+    assert.is_true(S.wait_for(function() return not S.alive(pid) end, 5000),
+      "the worker on the far side is an orphan")
+  end)
+
   it("killing the far side: receive() gives ERR_IPC_LINK_LOST, ssh ends", function()
     if not need_sshd() then return end
     local child = assert(fork(worker([[

@@ -171,7 +171,9 @@ that cannot start. The launcher's stderr is passed on to ours.
 The child object is a local fork's over the launcher process:
 `wait()` gives the launcher's exit status (ssh's is the worker's),
 `kill()` ends the launcher and through it the worker, `child.remote` is
-`{pid, lipc, via}` of the worker. When the worker's script ends it sends
+`{pid, lipc, via, shipped, modules}`: the worker's pid and lipc version,
+the launcher, whether the script was sent and the names of the modules
+sent with it. When the worker's script ends it sends
 a bye after its last message; a channel that ends without one makes
 `receive()` return `nil, msg, "ERR_IPC_LINK_LOST"` (the connection
 dropped or the worker died); after the bye `receive()` ends as a local

@@ -36,7 +36,7 @@ static const char driver[] =
     "local KEYS = {'cwd', 'env', 'clear_env', 'stdio', 'shell', 'input',\n"
     "              'timeout', 'kill_signal', 'detached', 'uid', 'gid', "
     "'argv0',\n"
-    "              'max_buffer', 'bogus', 1}\n"
+    "              'max_buffer', 'pty', 'bogus', 1}\n"
     "local NUMBERS = {0, -1, 1, 2, 3, 255, 256, 2^31, -2^31, 2^53, 1e300,\n"
     "                 -1e300, 0.5, -0.5, 1/0, -1/0, 0/0, math.maxinteger,\n"
     "                 math.mininteger, 65536}\n"

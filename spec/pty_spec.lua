@@ -230,6 +230,22 @@ describe("spawn with opts.pty", function()
     assert.are.equal("SIGTERM", signal)
   end)
 
+  it("ends the child's input with ^D; shutdown() hangs the terminal up (SIGHUP)", function()
+    local child = spawn("cat", {}, {pty = true})
+    child.pty:write("hello\n\4")
+    local out = child.pty:read_all()
+    assert.are.equal(0, child:wait())
+    assert.matches("^hello\r\n", out) -- the echo, then cat's copy
+    assert.matches("\r\nhello\r\n", out)
+
+    child = spawn("sh", {"-c", "echo ready; exec sleep 30"}, {pty = true})
+    assert.is_truthy(reader(child.pty)("ready\r\n"))
+    child.pty:shutdown()
+    local code, signal = child:wait()
+    assert.is_nil(code)
+    assert.are.equal("SIGHUP", signal)
+  end)
+
   it("raises argument errors naming spawn and the option", function()
     assert.has_error(function() spawn("true", {}, {pty = "yes"}) end,
       "bad argument #3 to 'spawn' (opts.pty: boolean or table expected, got string)")

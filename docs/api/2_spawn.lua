@@ -106,7 +106,10 @@ then ends (the master's `EIO` is the terminal's end of file, not an
 error): `exit`, the pty's `end`, then `close`, with nothing lost. Read the
 pty to its end (`read_all()`, a `data` listener) before `wait()`, as for
 any output stream that was read. Closing `child.pty` (or the child, early)
-hangs the terminal up: the child gets SIGHUP. Where no terminal can be had
+hangs the terminal up: the child gets SIGHUP; so does `child.pty:shutdown()`
+(a terminal has no half-close), after the queued writes. To end a child's
+input, type what a user would: `"\4"` (end of file at a line's start) or
+`"\3"` (SIGINT). Where no terminal can be had
 (no `/dev/ptmx`, no devpts) the child does not start: its `error` event
 and `wait()` give, for example, `nil, "ENOENT: no such file or directory
 (spawn sh: no pseudo-terminal from /dev/ptmx)", "ENOENT"`. `pty` cannot be

@@ -21,6 +21,10 @@
  * the batch in cache. ipc_stream 0.88M -> 1.58M msg/s, ipc_bulk ~2.6 ->
  * ~3.3 GB/s against 1 MiB. */
 #define DEFAULT_HWM ((size_t)64 << 10)
+/* What a channel keeps of the messages nobody took yet before it stops
+ * reading from its peer (whose sends then return false): enough for a
+ * receiver's bursts, small against the memory of the process. */
+#define DEFAULT_RHWM ((size_t)1 << 20)
 
 int lipc__chan_fd(lchannel *ch) {
   uv_os_fd_t fd = -1;
@@ -149,12 +153,12 @@ static int l_bound(lua_State *L) {
 }
 
 /* stats() -> {messages_sent, messages_received, bytes_sent, bytes_received,
- * queued, pending, high_water_hits, receive_held}: bytes are whole frames
- * (or lines). */
+ * queued, pending, high_water_hits, receive_held, pending_bytes}: bytes
+ * are whole frames (or lines). */
 static int l_stats(lua_State *L) {
   lchannel *ch = check_channel(L, 1, "channel.stats");
   size_t queued = out_queued(ch);
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 9);
   lua_pushinteger(L, (lua_Integer)ch->msgs_out);
   lua_setfield(L, -2, "messages_sent");
   lua_pushinteger(L, (lua_Integer)ch->msgs_in);
@@ -171,6 +175,8 @@ static int l_stats(lua_State *L) {
   lua_setfield(L, -2, "high_water_hits");
   lua_pushboolean(L, ch->held);
   lua_setfield(L, -2, "receive_held");
+  lua_pushinteger(L, (lua_Integer)untaken(ch));
+  lua_setfield(L, -2, "pending_bytes");
   return 1;
 }
 
@@ -294,7 +300,7 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
   lipc__stream *s = lipc__stream_check(L, sidx, "stream.channel");
   uv_idle_t *prep;
   lchannel *ch;
-  size_t max = DEFAULT_MAX, hwm = DEFAULT_HWM;
+  size_t max = DEFAULT_MAX, hwm = DEFAULT_HWM, rhwm = DEFAULT_RHWM;
   int err;
   sidx = lua_absindex(L, sidx);
   if (lipc__stream_uv(s) == NULL || !lipc__stream_handle(s)->uv ||
@@ -307,6 +313,7 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
     opts = lua_absindex(L, opts);
     max = opt_size(L, opts, "max_message", max, 0xffffffffu - MARKER_LEN);
     hwm = opt_size(L, opts, "high_water", hwm, (size_t)1 << 40);
+    rhwm = opt_size(L, opts, "receive_high_water", rhwm, (size_t)1 << 40);
     if (lua_getfield(L, opts, "serialization") == LUA_TSTRING) {
       const char *m = lua_tostring(L, -1);
       if (strcmp(m, "json") == 0)
@@ -332,6 +339,7 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
   ch->err_ref = LUA_NOREF;
   ch->max = max;
   ch->hwm = hwm;
+  ch->rhwm = rhwm;
   ch->json = json;
   ch->auto_ref = auto_ref;
   ch->s = s;
@@ -375,7 +383,8 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
 }
 
 /* stream:channel([opts]) -> channel. opts: serialization ("lipc" or
- * "json"), max_message, high_water, owner (object events go to),
+ * "json"), max_message, high_water, receive_high_water, owner (object
+ * events go to),
  * handles (false: send refuses handles; the stream leaves the host). */
 static int l_channel(lua_State *L) {
   int opts = 0;

@@ -79,9 +79,12 @@ struct lchannel {
   size_t str_bytes;
   size_t max; /* max_message: the largest frame body */
   size_t hwm;
-  wnode *spare;      /* a buffer to swap in at the next flush */
-  wnode *writes;     /* writes in flight */
-  unsigned nregular; /* of which batch writes (not handle frames) */
+  size_t rhwm;        /* receive_high_water: untaken bytes before reads stop */
+  size_t qbytes;      /* bytes of the frames whose values are in the queue */
+  size_t deliver_len; /* bytes of the frame being delivered */
+  wnode *spare;       /* a buffer to swap in at the next flush */
+  wnode *writes;      /* writes in flight */
+  unsigned nregular;  /* of which batch writes (not handle frames) */
   uint64_t msgs_out, msgs_in, bytes_out, bytes_in, hwm_hits; /* stats() */
   lipc__waitq receivers, drainers; /* tasks in receive() and drain() */
   unsigned lgen;                   /* rt->listener_gen when lcount was taken */
@@ -125,9 +128,10 @@ void lipc__chan_fault(lchannel *ch, const char *code, int taken);
 void lipc__chan_protocol_error(lchannel *ch, const char *code, const char *fmt,
                                ...);
 int lipc__chan_receive(lua_State *L); /* the receive method */
-/* Holds the stream's reads off while the peer is ahead of us (our JSON
- * replies to it are over the high-water mark), and lets them go again
- * once it is not; called whenever that may have changed. */
+/* Holds the stream's reads off while the peer is ahead of us (more than
+ * receive_high_water bytes of its messages not taken yet, or our JSON
+ * replies to it over the high-water mark), and lets them go again once it
+ * is not; called whenever that may have changed. */
 void lipc__chan_update_hold(lchannel *ch);
 /* Adds receive, on, off, pending, deliver_queued to the methods table on
  * top. */
@@ -247,6 +251,12 @@ static inline void update_ref(lchannel *ch) {
     uv_ref((uv_handle_t *)uv);
   else
     uv_unref((uv_handle_t *)uv);
+}
+
+/* Bytes of messages received and not taken yet: the lazy frames still
+ * encoded in `in`, and the frames of the values in the queue. */
+static inline size_t untaken(lchannel *ch) {
+  return (ch->ipos - ch->dpos) + ch->qbytes;
 }
 
 /* Bytes sent and not yet handed to the stream. */

@@ -122,6 +122,7 @@ static void json_handle(lchannel *ch) {
 
 int lipc__chan_json_line(lchannel *ch, const char *p, size_t n) {
   lua_State *L = ch->h.rt->L;
+  ch->deliver_len = n + 1;
   if (n > 0 && p[n - 1] == '\r')
     n--;
   if (n == 0)

@@ -35,6 +35,8 @@ static void count_in(lchannel *ch, size_t n) {
  * which must be taken from libuv as it arrives, or when listeners went
  * away. Values in the queue always come before the lazy frames. */
 
+/* Each entry is msg, handle and the size of the frame (or line) it came
+ * in, which counts against receive_high_water while it waits (qbytes). */
 static void queue_push(lchannel *ch, lua_State *L) { /* pops msg, handle */
   if (ch->queue_ref == LUA_NOREF) {
     lua_newtable(L);
@@ -43,26 +45,38 @@ static void queue_push(lchannel *ch, lua_State *L) { /* pops msg, handle */
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, ch->queue_ref);
   lua_pushvalue(L, -3);
-  lua_rawseti(L, -2, 2 * ch->qtail + 1);
+  lua_rawseti(L, -2, 3 * ch->qtail + 1);
   lua_pushvalue(L, -2);
-  lua_rawseti(L, -2, 2 * ch->qtail + 2);
+  lua_rawseti(L, -2, 3 * ch->qtail + 2);
+  lua_pushinteger(L, (lua_Integer)ch->deliver_len);
+  lua_rawseti(L, -2, 3 * ch->qtail + 3);
+  ch->qbytes += ch->deliver_len;
   ch->qtail++;
   lua_pop(L, 3);
 }
 
 static int queue_shift(lchannel *ch, lua_State *L) { /* pushes msg, handle */
+  lua_Integer i;
   if (ch->queue_ref == LUA_NOREF || ch->qhead == ch->qtail)
     return 0;
+  i = 3 * ch->qhead;
   lua_rawgeti(L, LUA_REGISTRYINDEX, ch->queue_ref);
-  lua_rawgeti(L, -1, 2 * ch->qhead + 1);
-  lua_rawgeti(L, -2, 2 * ch->qhead + 2);
+  lua_rawgeti(L, -1, i + 3);
+  ch->qbytes -= (size_t)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_rawgeti(L, -1, i + 1);
+  lua_rawgeti(L, -2, i + 2);
   lua_pushnil(L);
-  lua_rawseti(L, -4, 2 * ch->qhead + 1);
+  lua_rawseti(L, -4, i + 1);
   lua_pushnil(L);
-  lua_rawseti(L, -4, 2 * ch->qhead + 2);
+  lua_rawseti(L, -4, i + 2);
+  lua_pushnil(L);
+  lua_rawseti(L, -4, i + 3);
   lua_remove(L, -3);
-  if (++ch->qhead == ch->qtail)
+  if (++ch->qhead == ch->qtail) {
     ch->qhead = ch->qtail = 0;
+    ch->qbytes = 0;
+  }
   return 1;
 }
 
@@ -82,6 +96,7 @@ static int take_lazy(lchannel *ch, lua_State *L) {
   ptrdiff_t used;
   ch->dpos += 4 + n;
   ch->nlazy--;
+  ch->deliver_len = 4 + n;
   luaL_checkstack(L, 8, "channel");
   used = lipc__codec_decode_checked(L, p + 4, n, &err);
   if (used > 0 && (size_t)used == n) {
@@ -102,11 +117,16 @@ static int take_lazy(lchannel *ch, lua_State *L) {
  * 1, 0 when there is none, or -1 with the reason for a malformed one on
  * L instead (the caller faults the channel). */
 static int take_next(lchannel *ch, lua_State *L) {
+  int r;
   if (queue_values(ch) > 0)
-    return queue_shift(ch, L);
-  if (ch->nlazy == 0)
+    r = queue_shift(ch, L);
+  else if (ch->nlazy == 0)
     return 0;
-  return take_lazy(ch, L) < 0 ? -1 : 1;
+  else
+    r = take_lazy(ch, L) < 0 ? -1 : 1;
+  if (ch->held && r > 0) /* under the mark again: read on */
+    lipc__chan_update_hold(ch);
+  return r;
 }
 
 /* The fault kept for the first receive() after the messages before it:
@@ -297,6 +317,7 @@ static int native_frame(lchannel *ch, const char *p, size_t n) {
   ptrdiff_t used;
   lipc__handoff_kind kind = LIPC_HANDOFF_NONE;
   int herr = 0, control = has_control(p, n);
+  ch->deliver_len = 4 + n;
   if (has_marker(p, n) || control) {
     kind = (lipc__handoff_kind)(unsigned char)p[2];
     p += MARKER_LEN;
@@ -427,6 +448,7 @@ static void parse(lchannel *ch) {
   if (ch->nlazy == 0 && ch->ipos == ch->in.len)
     ch->dpos = ch->ipos = ch->in.len = 0;
   lipc__chan_wake_receivers(ch);
+  lipc__chan_update_hold(ch);
 }
 
 /* Reads go straight to the end of the assembly buffer; when the length of
@@ -648,7 +670,7 @@ void lipc__chan_update_hold(lchannel *ch) {
     return;
   if (ch->reply_wait && out_queued(ch) < ch->hwm)
     ch->reply_wait = 0;
-  hold = ch->reply_wait;
+  hold = ch->reply_wait || untaken(ch) > ch->rhwm;
   if (hold == (int)ch->held)
     return;
   ch->held = (unsigned)hold;

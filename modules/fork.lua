@@ -102,7 +102,8 @@ local function copy(t)
 end
 
 local OWN_OPTS = {exec_path = true, exec_argv = true, serialization = true,
-                  max_message = true, high_water = true, via = true, ship = true,
+                  max_message = true, high_water = true, receive_high_water = true,
+                  via = true, ship = true,
                   modules = true, start_timeout = true}
 
 -- How a worker ended, for receive() at the channel's end: nothing when
@@ -338,7 +339,9 @@ local function fork_via(script, args, opts, arg)
   end)
   local child = new_child(proc)
   local ch = a:channel({owner = child, serialization = "lipc", max_message = opts.max_message,
-                        high_water = opts.high_water, own_disconnect = true, handles = false})
+                        high_water = opts.high_water,
+                        receive_high_water = opts.receive_high_water,
+                        own_disconnect = true, handles = false})
   child.channel = ch
   local methods = getmetatable(child).__index
   methods.send, methods.receive = ch:bound()
@@ -505,6 +508,7 @@ function fork(script, args, opts)
   local ch = stream:channel({owner = child, serialization = mode,
                              max_message = opts.max_message,
                              high_water = opts.high_water,
+                             receive_high_water = opts.receive_high_water,
                              own_disconnect = true})
   child.channel = ch
   -- send and receive are C closures over the channel: no Child wrapper

@@ -150,8 +150,12 @@ static void check_close(lchild *c) {
     lua_rawgeti(L, -1, i);
     s = lipc__stream_test(L, -1);
     uv = s ? lipc__stream_uv(s) : NULL;
-    if (uv && lipc__stream_open(s) && uv_is_readable(uv))
+    if (uv && lipc__stream_open(s) && uv_is_readable(uv)) {
+      /* a channel holding reads off (its receiver is behind) reads what
+       * the child left: bounded now, and its end comes after it */
+      lipc__stream_release(s);
       drain_for_end(L, uv);
+    }
     if (uv && lipc__stream_open(s) && uv_is_readable(uv) &&
         (uv_is_active((uv_handle_t *)uv) ||
          (stream_used(L, -1) && unread(uv) > 0))) {

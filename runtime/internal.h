@@ -368,6 +368,9 @@ int lipc__stream_read_start(lipc__stream *s);
 /* hold: stop reading (uv_read_stop) whatever else wants the bytes, until
  * released with 0: a channel whose peer sends more than is taken. */
 void lipc__stream_hold(lipc__stream *s, int hold);
+/* The process writing to s has gone: what it left (a kernel buffer's
+ * worth) is read to the end whatever holds, so that its end is seen. */
+void lipc__stream_release(lipc__stream *s);
 /* net.connect outside a task: writes wait until lipc__stream_connected,
  * which sends them (err 0) or fails them with err (already reported). */
 void lipc__stream_connecting(lipc__stream *s);

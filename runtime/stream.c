@@ -45,7 +45,8 @@ enum {
   F_CONNECTING = 1 << 11, /* net.connect outside a task: writes wait */
   F_SHUT_WAIT = 1 << 12,  /* shutdown() while connecting: after writes */
   F_HELD = 1 << 13,       /* the read hook's owner holds reads off */
-  F_EIO_END = 1 << 14     /* a pty's master: EIO is the end of file */
+  F_EIO_END = 1 << 14,    /* a pty's master: EIO is the end of file */
+  F_UNHELD = 1 << 15      /* the writer is gone: holds no longer apply */
 };
 
 struct lipc__stream {
@@ -438,10 +439,15 @@ void lipc__stream_set_hooks(lipc__stream *s, lipc__alloc_hook alloc,
 }
 
 void lipc__stream_hold(lipc__stream *s, int hold) {
-  if (!hold == !(s->flags & F_HELD))
+  if (!hold == !(s->flags & F_HELD) || (hold && (s->flags & F_UNHELD)))
     return;
   s->flags = hold ? s->flags | F_HELD : s->flags & ~F_HELD;
   update_reading(s);
+}
+
+void lipc__stream_release(lipc__stream *s) {
+  s->flags |= F_UNHELD;
+  lipc__stream_hold(s, 0);
 }
 
 /* An error ends the stream: waiting tasks get nil, msg, code; listeners

@@ -400,13 +400,18 @@ describe("stream:channel", function()
     local big_bin = ("\255\0"):rep(50000)                      -- 100 KiB bin
     local sent, done = {}, 0
     for i = 1, 30 do
-      local v = i % 3 == 0 and {i = i, text = big_text .. i, bin = big_bin}
+      sent[i] = i % 3 == 0 and {i = i, text = big_text .. i, bin = big_bin}
                 or i % 3 == 1 and {i = i}
                 or big_text:rep(2) .. i
-      sent[i] = v
-      local ok = ca:send(v, function(err) assert.is_nil(err); done = done + 1 end)
-      if not ok then assert.is_true(ca:drain()) end
     end
+    -- the sender in a task of its own: the receiver reads only while
+    -- somebody takes (receive backpressure)
+    lipc.go(function()
+      for i = 1, 30 do
+        local ok = ca:send(sent[i], function(err) assert.is_nil(err); done = done + 1 end)
+        if not ok then assert.is_true(ca:drain()) end
+      end
+    end)
     for i = 1, 30 do assert.are.same(sent[i], cb:receive()) end
     assert.is_true(S.wait_for(function() return done == 30 end))
     assert.is_true(ca:stats().bytes_sent > 30 * 100000)

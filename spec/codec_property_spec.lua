@@ -4,6 +4,7 @@
 -- decodes), and through Node's JSON lines to what JSON.stringify would
 -- make of v. The generator is seeded, so a failure names a reproducible
 -- seed (LIPC_PROPERTY_SEED, LIPC_PROPERTY_N).
+local lipc = require "lipc"
 local S = require "support"
 
 local SEED = tonumber(os.getenv("LIPC_PROPERTY_SEED")) or 7
@@ -129,16 +130,22 @@ end
 local function round_trip(opts, count, expect, what)
   local ca, cb = S.channel_pair(opts, opts)
   math.randomseed(SEED)
-  local wants, sent = {}, 0
+  local wants, values, sent = {}, {}, 0
   for _ = 1, count do
     local v = gen(math.random, 0)
     local keep, want = expect(v)
     if keep then
       sent = sent + 1
-      wants[sent] = want
-      if not ca:send(v) then ca:drain() end
+      wants[sent], values[sent] = want, v
     end
   end
+  -- the sender in a task of its own: the receiver reads only while
+  -- somebody takes (receive backpressure)
+  lipc.go(function()
+    for i = 1, sent do
+      if not ca:send(values[i]) then ca:drain() end
+    end
+  end)
   for i = 1, sent do
     local ok, path = same(wants[i], cb:receive(), "v")
     assert(ok, ("%s value %d (seed %d) differs at %s"):format(what, i, SEED, tostring(path)))

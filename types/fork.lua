@@ -34,6 +34,7 @@ function fork.socketpair() end
 ---@field serialization? "lipc"|"json" `serialization` — `"lipc"` default, `"json"`; automatic for Node scripts.
 ---@field max_message? integer `max_message` — bytes of one value (a handle's marker is not counted), default 64 MiB, enforced both ways.
 ---@field high_water? integer `high_water` — bytes of unsent frames before `send` returns false, default 64 KiB.
+---@field receive_high_water? integer `receive_high_water` — bytes of received messages nobody took yet before the channel stops reading from the child, default 1 MiB (receive backpressure, below).
 ---@field via? string[] `via` — a launcher: the worker runs on the far side of it (section "Workers through a launcher" below).
 ---@field ship? boolean `ship` — with `via`: send the script and its modules (default true); false: `script` is a path over there.
 ---@field modules? string[] `modules` — with `via`: more modules to send, by name (found in `package.path`).
@@ -99,9 +100,10 @@ function lipc_channel:disconnect() end
 function lipc_channel:pending() end
 
 ---`stats()` — counters: `{messages_sent, messages_received, bytes_sent, bytes_received,
----queued, pending, high_water_hits, receive_held}` (bytes are frame bytes; `queued` unsent bytes;
----`high_water_hits` how often a `send` went over the high-water mark; `receive_held` whether the
----channel has stopped reading from its peer for now, below).
+---queued, pending, high_water_hits, receive_held, pending_bytes}` (bytes are frame bytes; `queued`
+---unsent bytes; `high_water_hits` how often a `send` went over the high-water mark; `pending_bytes`
+---the frame bytes of the `pending` messages; `receive_held` whether the channel has stopped reading
+---from its peer for now, below).
 ---@return lipc.channel_stats
 function lipc_channel:stats() end
 
@@ -168,6 +170,7 @@ function lipc_channel:once(name, fn) end
 ---@field pending integer
 ---@field high_water_hits integer
 ---@field receive_held boolean
+---@field pending_bytes integer
 local lipc_channel_stats = {}
 
 ---A forked child: spawn's child plus the channel API.

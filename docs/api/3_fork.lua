@@ -14,7 +14,7 @@ return {
     {name = "lipc.channel_stats", text = "What `channel:stats()` returns.",
      fields = {"messages_sent: integer", "messages_received: integer", "bytes_sent: integer",
                "bytes_received: integer", "queued: integer", "pending: integer", "high_water_hits: integer",
-               "receive_held: boolean"}},
+               "receive_held: boolean", "pending_bytes: integer"}},
     {name = "lipc.fork.child", extends = "lipc.child",
      text = "A forked child: spawn's child plus the channel API.",
      events = {"spawn()", "exit(code?: integer, signal?: string)", "close(code?: integer, signal?: string)",
@@ -48,6 +48,8 @@ paths against `opts.cwd`) starts nothing: `nil, msg, code` (`ENOENT`,
        text = "`\"lipc\"` default, `\"json\"`; automatic for Node scripts."},
       {"max_message: integer", text = "bytes of one value (a handle's marker is not counted), default 64 MiB, enforced both ways."},
       {"high_water: integer", text = "bytes of unsent frames before `send` returns false, default 64 KiB."},
+      {"receive_high_water: integer", text = [[bytes of received messages nobody took yet before
+the channel stops reading from the child, default 1 MiB (receive backpressure, below).]]},
       {"via: string[]", text = [[a launcher: the worker runs on the far side of it (section
 "Workers through a launcher" below).]]},
       {"ship: boolean", text = "with `via`: send the script and its modules (default true); false: `script` is a path over there."},
@@ -124,9 +126,10 @@ later `receive()` (a listener that only watches never piles messages up).]]},
       {"pending(): integer", text = "messages received that nobody took yet."},
       {"stats(): lipc.channel_stats",
        text = [[counters: `{messages_sent, messages_received, bytes_sent, bytes_received,
-queued, pending, high_water_hits, receive_held}` (bytes are frame bytes; `queued` unsent bytes;
-`high_water_hits` how often a `send` went over the high-water mark; `receive_held` whether the
-channel has stopped reading from its peer for now, below).]]},
+queued, pending, high_water_hits, receive_held, pending_bytes}` (bytes are frame bytes; `queued`
+unsent bytes; `high_water_hits` how often a `send` went over the high-water mark; `pending_bytes`
+the frame bytes of the `pending` messages; `receive_held` whether the channel has stopped reading
+from its peer for now, below).]]},
       {"ref()", "unref()", text = [[whether the channel keeps the process alive (by default it does
 only while a task waits in `receive()` or a `message` listener exists).]]},
       {"stream(): lipc.stream?", text = "the stream the channel runs over."},
@@ -142,7 +145,24 @@ only while a task waits in `receive()` or a `message` listener exists).]]},
 instead of a message. A launched worker's hello and bye; internal.]]},
     },
 [[- `stream:channel(opts)`: `serialization`, `max_message`, `high_water`,
-  `handles` (false: `send` refuses handles; for a stream that leaves the host).
+  `receive_high_water`, `handles` (false: `send` refuses handles; for a
+  stream that leaves the host).
+- **Receive backpressure.** Once the messages nobody took yet (in
+  `receive()` or through `message` listeners) weigh more than
+  `receive_high_water` bytes (default 1 MiB; frame bytes, as
+  `stats().pending_bytes` counts them), the channel stops reading from its
+  stream; it reads on as they are taken. The peer's writes then wait in
+  its kernel buffer and its own queue: its `send` returns false and its
+  `drain()` waits, as for any slow reader. Nothing is lost, and the order
+  is kept. What may come past the mark is one read (up to the socket
+  buffer). Two peers that each wait in `drain()` and never receive
+  meanwhile now wait for each other: receive in another task (or in a
+  `message` listener) while sending. A forked child's leftovers are read
+  once it has exited, so its `close` and `disconnect` come as before.
+  Byte streams already behaved so: a stream reads only while a task waits
+  in `read()`, or while it flows (`data` listeners, `resume()`); one
+  nobody reads fills the kernel buffer and the writer's `write` turns
+  false.
 - Errors closing a channel: `ERR_IPC_MESSAGE_TOO_LARGE`,
   `ERR_IPC_BAD_MESSAGE` (garbage, truncated value, bad JSON),
   `ERR_IPC_BAD_HANDLE` (an fd the peer passed is not the kind it claims:

@@ -296,14 +296,12 @@ int lipc__server_listened(lua_State *L, int idx, lipc__server *srv, int err,
   }
   lipc__push_error(L, err, detail); /* nil msg code */
   top = lua_gettop(L);
-  if (!in_task || lipc__has_listeners(L, idx, "error")) {
-    lua_pushvalue(L, idx);
-    lua_pushvalue(L, top - 1);
-    lua_pushvalue(L, top);
-    lipc__emit_soon(L, "error", 2, 1); /* error, then close */
-  } else {
-    lipc__handle_close(&srv->h);
-  }
+  /* error, then close; in a task the caller has nil, msg, code, so
+   * only a listener (one added after the call too, Node's shape) */
+  lua_pushvalue(L, idx);
+  lua_pushvalue(L, top - 1);
+  lua_pushvalue(L, top);
+  lipc__emit_soon(L, "error", 2, in_task ? 1 | LIPC_SOON_IF_LISTENED : 1);
   return 3;
 }
 

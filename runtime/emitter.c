@@ -336,10 +336,13 @@ static void on_soon(uv_timer_t *t) {
   lua_rawgeti(L, top + 1, 1);                /* tbl obj */
   obj = lua_touserdata(L, -1);
   if (obj && obj->uv && !obj->closing) { /* closed meanwhile: quiet */
-    for (i = 0; i < d->nargs; i++)
-      lua_rawgeti(L, top + 1, i + 2);
-    lipc__emit(rt, top + 2, d->ev, d->nargs);
-    if (d->close_after)
+    if (!(d->close_after & LIPC_SOON_IF_LISTENED) ||
+        lipc__has_listeners(L, top + 2, d->ev)) {
+      for (i = 0; i < d->nargs; i++)
+        lua_rawgeti(L, top + 1, i + 2);
+      lipc__emit(rt, top + 2, d->ev, d->nargs);
+    }
+    if (d->close_after & 1)
       lipc__handle_close(obj);
   }
   lua_settop(L, top);

@@ -237,6 +237,11 @@ int lipc__emitter_on(lua_State *L); /* the `on` method itself */
  * call still hears it. Pops object and values. close_after closes the
  * object's handle once emitted. */
 void lipc__emit_soon(lua_State *L, const char *ev, int nargs, int close_after);
+/* close_after may add LIPC_SOON_IF_LISTENED: emitted only when the event
+ * has listeners by then (an 'error' a task was given as nil, msg, code:
+ * a listener added after the call hears it, and else it is not
+ * uncaught). */
+#define LIPC_SOON_IF_LISTENED 2
 
 /* handle.c: every object wrapping a uv handle starts with a lipc__handle.
  * The uv handle is malloc'd apart from the userdata so that it can outlive

@@ -477,6 +477,17 @@ open(%q, "wb").write(data)
       a:close()
     end)
 
+    it("EADDRINUSE in a task: an 'error' listener added after listen() hears it (Node's shape)", function()
+      local a = assert(net.create_server():listen(0))
+      local b = net.create_server()
+      b:listen(a:address().port)
+      local code
+      b:on("error", function(_, c) code = c end)
+      assert.is_true(wait_for(function() return code end, 5000))
+      assert.are.equal("EADDRINUSE", code)
+      a:close()
+    end)
+
     it("EADDRINUSE: emits error when somebody listens for it", function()
       local a = assert(net.create_server():listen(0))
       local b = net.create_server()

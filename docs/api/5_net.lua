@@ -105,9 +105,10 @@ half-close, `drain`, `pipe`, `pause`/`resume`, `close`, events `data`,
   listener or a task in `accept()`. Otherwise the kernel's backlog holds
   them, and clients feel the backpressure.
 - **listen() failures** (`EADDRINUSE`, `EACCES`, `ENAMETOOLONG`...) return
-  `nil, msg, code` and close the server; the server also emits `error`
-  when it has `error` listeners, or when `listen` was called outside a
-  task (then nobody else would see it).
+  `nil, msg, code` and close the server; the server also emits `error` on
+  the next turn when it has `error` listeners by then (one added right
+  after the call, Node's shape, too), or always when `listen` was called
+  outside a task (then nobody else would see it).
 - **A client cannot take its server down.** An error on an accepted socket
   (`ECONNRESET` from a client that reset, a write to one that went) that
   nobody handles (no task waiting in `read()`/`drain()`, no `error`

@@ -391,6 +391,15 @@ local function fork_via(script, args, opts, arg)
       break
     end
   end
+  -- A worker that said hello and ended at once may be reported exited
+  -- before its hello is read: the hello, if any, comes before the
+  -- channel's end.
+  if peer == nil and exited and not fault and not spawn_err then
+    local function on_end() wake:signal(true) end
+    ch:on("disconnect", on_end)
+    while peer == nil and fault == nil and ch.connected and wake:wait(1000) ~= nil do end
+    ch:off("disconnect", on_end)
+  end
   child:off("error", on_error)
   proc:off("error", on_spawn_error)
   proc:off("exit", on_exit)

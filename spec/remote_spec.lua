@@ -118,6 +118,15 @@ describe("fork through a launcher (opts.via)", function()
     assert.are.equal(0, (child:wait()))
   end)
 
+  it("a launcher that ends before the worker's hello is read: the hello still counts", function()
+    -- sh ends at once; the worker runs on, its stdout held back 0.3 s
+    local child, msg = start([[require("fork").parent:send("here")]], nil, {via = {"sh", "-c",
+      'exec 3<&0; ("$@" <&3 | (sleep 0.3; cat)) & exit 0', "sh"}})
+    assert(child, msg)
+    assert.are.equal("here", child:receive())
+    assert.are.equal(0, (child:wait()))
+  end)
+
   it("kill() ends the launcher and through it the worker", function()
     local child = assert(start([[require("fork").parent:receive()]]))
     local pid = child.remote.pid

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/remote.sh - what a launcher costs: ipc_pingpong's and ipc_stream's
 # work (bench/lipc/remote.lua) to a worker that is a local fork, one
-# started through `sh` (the worker's stdio relay alone), and one reached
+# started through `sh` (the launcher model, no network), and one reached
 # through ssh to 127.0.0.1 (Debian's sshd, started here in the foreground
 # with keys made for this run in a temp dir, and ended after it).
 #

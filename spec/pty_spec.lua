@@ -331,3 +331,14 @@ describe("spawn with opts.pty", function()
     end)
   end)
 end)
+
+describe("scripts/pty_session.lua", function()
+  it("drives sh -i through its prompts, and the shell sees the resize", function()
+    local r = assert(spawn.run(support.lipc, {support.root .. "/scripts/pty_session.lua"}))
+    assert.are.equal("", r.stderr)
+    assert.are.equal(0, r.code)
+    assert.matches("^lipc%$ tty\n/dev/pts/%d+\nlipc%$ stty size\n30 100\n"
+      .. "lipc%$ echo %$%(%(6 %* 7%)%)\n42\n%(resized to 120x40%)\nlipc%$ stty size\n40 120\n"
+      .. "shell exited with 0\n$", r.stdout)
+  end)
+end)

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -143,7 +144,7 @@ static int write_all(int fd, const char *p, size_t n) {
 
 static void *pump(void *arg) {
   relay *r = arg;
-  static __thread char buf[64 * 1024];
+  char buf[64 * 1024]; /* on the thread's own stack (8 MiB) */
   for (;;) {
     ssize_t n = read(r->from, buf, sizeof(buf));
     if (n < 0 && errno == EINTR)
@@ -235,10 +236,17 @@ static void stdio_channel_end(stdio_channel *sc, int status) {
   unsigned char bye[20] = {0,    0,   0,   16,  0xd4, 0x02, 0x02, 0x81,
                            0xa6, 's', 't', 'a', 't',  'u',  's',  0xd2};
   uint32_t st = (uint32_t)status;
-  if (sc->direct) /* the loop made the socket non-blocking */
+  struct timespec until;
+  if (sc->direct) { /* the loop made the socket non-blocking */
     fcntl(sc->out.to, F_SETFL, fcntl(sc->out.to, F_GETFL) & ~O_NONBLOCK);
-  else
-    pthread_join(sc->out.thread, NULL);
+  } else {
+    /* The runtime closed its end, so the relay ends once the rest is
+     * out; a peer that stopped reading must not keep us for ever. */
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 30;
+    if (pthread_timedjoin_np(sc->out.thread, NULL, &until) != 0)
+      return; /* no bye: the parent sees a lost link */
+  }
   bye[16] = (unsigned char)(st >> 24);
   bye[17] = (unsigned char)(st >> 16);
   bye[18] = (unsigned char)(st >> 8);

@@ -35,7 +35,10 @@ static int used_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int used_call(lua_State *L) {
-  int mark = lua_toboolean(L, lua_upvalueindex(2));
+  lipc_runtime *rt = lipc__rt(L);
+  int mark = (int)lua_tointeger(L, lua_upvalueindex(2));
+  if (mark == 2) /* read(): it raises outside a task, and reads nothing */
+    mark = L == rt->current && lua_isyieldable(L);
   if (!mark && lua_type(L, 2) == LUA_TSTRING)
     mark = strcmp(lua_tostring(L, 2), "data") == 0;
   if (mark && lua_type(L, 1) == LUA_TUSERDATA) {
@@ -55,15 +58,15 @@ static int used_call(lua_State *L) {
 static void stdio_class(lua_State *L) {
   static const struct {
     const char *name;
-    int always;
-  } wrapped[] = {{"read", 1}, {"resume", 1}, {"on", 0}, {"once", 0}, {NULL, 0}};
+    int always; /* 1: marks the stream used; 2: in a task; 0: 'data' */
+  } wrapped[] = {{"read", 2}, {"resume", 1}, {"on", 0}, {"once", 0}, {NULL, 0}};
   int i;
   lipc__stream_class(L, CHILD_STDIO, NULL); /* methods */
   luaL_getmetatable(L, LIPC_STREAM);
   lua_getfield(L, -1, "methods"); /* methods mt base */
   for (i = 0; wrapped[i].name; i++) {
     lua_getfield(L, -1, wrapped[i].name);
-    lua_pushboolean(L, wrapped[i].always);
+    lua_pushinteger(L, wrapped[i].always);
     lua_pushcclosure(L, used_call, 2);
     lua_setfield(L, -4, wrapped[i].name);
   }

@@ -726,6 +726,12 @@ end
 -- pool(script, {size = n, per_worker = 2, args = {...}, hosts = {...},
 -- ...fork opts}) -> pool
 function M.pool(script, opts)
+  if type(script) ~= "string" then
+    error("bad argument #1 to 'fork.pool' (script path expected, got " .. type(script) .. ")", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #2 to 'fork.pool' (table expected, got " .. type(opts) .. ")", 2)
+  end
   opts = opts or {}
   local per_worker = opts.per_worker or 2
   if math.type(per_worker) ~= "integer" or per_worker < 1 then

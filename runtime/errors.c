@@ -134,6 +134,18 @@ int lipc__task_error(lua_State *L, const char *fname) {
   return lua_error(L);
 }
 
+/* The level of the function the user called: the C function (0), or the
+ * lipc Lua helper that called it (fork's child:kill passes self and the
+ * arguments on as they are), so a method call counts as one. */
+static int called_level(lua_State *L) {
+  lua_Debug ar;
+  int level = 0;
+  while (lua_getstack(L, level + 1, &ar) && lua_getinfo(L, "S", &ar) &&
+         lipc__is_embedded(ar.source))
+    level++;
+  return level;
+}
+
 /* Lua's own format (luaL_argerror's), with lipc's name of the function
  * where Lua would guess one ('?' under pcall(f, ...)); a method call does
  * not count self, as in Lua. */
@@ -144,7 +156,7 @@ int lipc__argerror(lua_State *L, int arg, const char *fname, const char *fmt,
   va_start(ap, fmt);
   lua_pushvfstring(L, fmt, ap); /* msg */
   va_end(ap);
-  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) &&
+  if (lua_getstack(L, called_level(L), &ar) && lua_getinfo(L, "n", &ar) &&
       ar.namewhat != NULL && strcmp(ar.namewhat, "method") == 0 && --arg == 0) {
     push_where(L);
     lua_pushfstring(L, "calling '%s' on bad self (%s)", fname,

@@ -547,6 +547,20 @@ describe("fork", function()
       assert.matches("bad argument #2 to 'fork.pool' (opts.per_worker must be an integer >= 1)", err, 1, true)
     end
   end)
+
+  it("argument errors name the function called and count as the user does, at the user's line", function()
+    local line = debug.getinfo(1, "l").currentline
+    local ok, err = pcall(fork.pool, 5)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'fork.pool' (script path expected, got number)", err, 1, true)
+    local child = assert(fork(script([[require("fork").parent:receive()]])))
+    ok, err = pcall(function() child:kill("BOGUS") end)
+    assert.is_false(ok)
+    assert.are.equal(("spec/fork_spec.lua:%d: bad argument #1 to 'child.kill' (unknown signal 'BOGUS')")
+      :format(line + 5), err)
+    child:disconnect()
+    child:wait()
+  end)
 end)
 
 describe("fork and Node", function()

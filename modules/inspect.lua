@@ -1,13 +1,15 @@
 -- inspect.lua - lipc.inspect(value[, opts]): a readable one-line picture
 -- of any Lua value, as Node's util.inspect (the prompt prints with it).
 -- Strings are quoted, tables show their contents (the sequence first,
--- then the other keys sorted), nesting is cut at opts.depth (default 4)
--- and a table met again inside itself is shown as <cycle>. Returns the
+-- then the other keys sorted), nesting is cut at opts.depth (default 4),
+-- a table met again inside itself is shown as <cycle>, and long tables
+-- and strings are cut (the rest counted). Returns the
 -- inspect function.
 local concat, sort = table.concat, table.sort
 local fmt = string.format
 
 local MAX_ITEMS = 100 -- per table; the rest is counted, not shown
+local MAX_STRING = 10000 -- bytes of a string shown, as Node's maxStringLength
 
 local function is_ident(k)
   return type(k) == "string" and k:match("^[%a_][%w_]*$") ~= nil and
@@ -55,12 +57,12 @@ end
 function show(v, depth, seen, opts)
   local t = type(v)
   if t == "string" then
-    return (fmt("%q", v):gsub("\\\n", "\\n"))
+    local more = #v - MAX_STRING
+    if more > 0 then v = v:sub(1, MAX_STRING) end
+    local q = fmt("%q", v):gsub("\\\n", "\\n")
+    return more > 0 and fmt("%s...(%d more bytes)", q, more) or q
   elseif t == "table" then
     return show_table(v, depth, seen, opts)
-  elseif t == "number" and math.type(v) == "float" and v == math.floor(v) and v == v
-    and v ~= math.huge and v ~= -math.huge then
-    return fmt("%.1f", v) -- 1.0, so a float reads as one
   elseif v == opts.null then
     return "null" -- lipc.null (cjson.null)
   end

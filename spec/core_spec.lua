@@ -369,6 +369,8 @@ describe("lipc.inspect", function()
       inspect({1, "two", 3.0, k = {x = true}, ["a key"] = false}))
     assert.are.equal('"line\\nnext"', inspect("line\nnext"))
     assert.are.equal("nil", inspect(nil))
+    assert.are.equal("{1e+300, 2.5, -0.0}", inspect({1e300, 2.5, -0.0}))  -- floats as Lua writes them
+    assert.are.equal('"' .. ("x"):rep(10000) .. '"...(5 more bytes)', inspect(("x"):rep(10005)))
     assert.are.equal("null", inspect(lipc.null))
     assert.are.equal("{}", inspect({}))
     local t = {}

@@ -205,7 +205,8 @@ process alive (as in Node).]]},
        text = [[a readable one-line picture of any value, as Node's
 `util.inspect`: strings quoted, tables with their contents (the sequence,
 then the other keys sorted), `<cycle>` for a table met inside itself,
-`{...}` past `opts.depth` (default 4), 100 entries a table at most. The
+`{...}` past `opts.depth` (default 4), 100 entries a table and 10,000
+bytes a string at most (the rest counted). The
 prompt prints values with it.]]},
       {"lipc.null: lightuserdata",
        text = [[a message that is nil, as `receive()` and `message` listeners

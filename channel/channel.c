@@ -25,6 +25,8 @@
  * reading from its peer (whose sends then return false): enough for a
  * receiver's bursts, small against the memory of the process. */
 #define DEFAULT_RHWM ((size_t)1 << 20)
+/* max_decoded's floor when it follows max_message */
+#define DEFAULT_MIN_DECODED ((uint64_t)16 << 20)
 
 int lipc__chan_fd(lchannel *ch) {
   uv_os_fd_t fd = -1;
@@ -301,6 +303,7 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
   uv_idle_t *prep;
   lchannel *ch;
   size_t max = DEFAULT_MAX, hwm = DEFAULT_HWM, rhwm = DEFAULT_RHWM;
+  size_t decoded = 0;
   int err;
   sidx = lua_absindex(L, sidx);
   if (lipc__stream_uv(s) == NULL || !lipc__stream_handle(s)->uv ||
@@ -314,6 +317,7 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
     max = opt_size(L, opts, "max_message", max, 0xffffffffu - MARKER_LEN);
     hwm = opt_size(L, opts, "high_water", hwm, (size_t)1 << 40);
     rhwm = opt_size(L, opts, "receive_high_water", rhwm, (size_t)1 << 40);
+    decoded = opt_size(L, opts, "max_decoded", 0, (size_t)1 << 50);
     if (lua_getfield(L, opts, "serialization") == LUA_TSTRING) {
       const char *m = lua_tostring(L, -1);
       if (strcmp(m, "json") == 0)
@@ -338,6 +342,12 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
   ch->out_cbs = ch->dec_ref = ch->strs_ref = LUA_NOREF;
   ch->err_ref = LUA_NOREF;
   ch->max = max;
+  /* by default twice max_message (at least 16 MiB): a full-size message
+   * of strings fits, 30 MB of empty maps (2.4 GB as tables) does not */
+  ch->max_decoded = decoded ? decoded
+                    : 2 * (uint64_t)max > DEFAULT_MIN_DECODED
+                        ? 2 * (uint64_t)max
+                        : DEFAULT_MIN_DECODED;
   ch->hwm = hwm;
   ch->rhwm = rhwm;
   ch->json = json;

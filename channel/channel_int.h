@@ -77,7 +77,8 @@ struct lchannel {
   strseg *segs;
   int nsegs, segcap, strs_ref;
   size_t str_bytes;
-  size_t max; /* max_message: the largest frame body */
+  size_t max;           /* max_message: the largest frame body */
+  uint64_t max_decoded; /* what one frame's Lua objects may take */
   size_t hwm;
   size_t rhwm;        /* receive_high_water: untaken bytes before reads stop */
   size_t qbytes;      /* bytes of the frames whose values are in the queue */

@@ -1046,7 +1046,25 @@ typedef struct Dec {
   uint64_t owed; /* bytes the open containers still need after this value */
   int nan;       /* the last value was a NaN float (map keys) */
   int checked;   /* lipc__codec_check passed these bytes: UTF-8 is known */
+  uint64_t cost; /* what the Lua objects so far take (COST_*, estimated) */
+  uint64_t budget;
 } Dec;
+
+/*
+** Memory budget. What a value's Lua objects take, estimated from Lua
+** 5.4's sizes (a Table is 56 bytes, an array slot 16, a node 24 in a
+** power-of-two array, a string 24 + its length, and malloc's overhead):
+** a 1-byte empty map becomes ~80 bytes, so a frame well under max_message
+** could take gigabytes. A believed container counts when it opens (an
+** unbelieved one cannot complete), a string when it is complete.
+*/
+#define COST_TABLE 64
+#define COST_SLOT 16
+#define COST_ENTRY 32
+#define COST_STRING 40
+const char lipc__codec_over_budget[] = "over the decoding budget";
+#define spend(d, n) ((d)->cost += (n), (d)->cost > (d)->budget)
+#define overbudget(d) ((d)->err = lipc__codec_over_budget, -1)
 
 #define bad(d, msg) ((d)->err = ERRPFX msg, -1)
 #define left(d) ((size_t)((d)->end - (d)->p))
@@ -1075,6 +1093,8 @@ static int decstr(Dec *d, size_t l, int utf8) {
   }
   if (utf8 && !d->checked && utf8_check(d->p, l) != 0)
     return bad(d, "str is not valid UTF-8");
+  if (spend(d, COST_STRING + (uint64_t)l))
+    return overbudget(d);
   if (d->L)
     lua_pushlstring(d->L, (const char *)d->p, l);
   d->p += l;
@@ -1103,9 +1123,11 @@ static int decarray(Dec *d, size_t n, int depth) {
   lua_State *L = d->L;
   uint64_t owed = d->owed;
   size_t i;
-  int r;
+  int r, believed = believe(d, n);
+  if (believed && spend(d, COST_TABLE + COST_SLOT * (uint64_t)n))
+    return overbudget(d);
   if (L)
-    lua_createtable(L, believe(d, n) ? prealloc(n) : 0, 0);
+    lua_createtable(L, believed ? prealloc(n) : 0, 0);
   for (i = 1; i <= n; i++) {
     d->owed = owed + (n - i);
     if ((r = decvalue(d, depth + 1)) <= 0)
@@ -1261,6 +1283,8 @@ static int decmap(Dec *d, size_t n, int depth) {
   Flood f;
   size_t nodes = FLOOD_MIN;
   int r, believed = believe(d, 2 * (uint64_t)n);
+  if (believed && spend(d, COST_TABLE + COST_ENTRY * (uint64_t)n))
+    return overbudget(d);
   if (n < FLOOD_MIN) { /* the common case: cheap whatever its keys */
     if (L)
       lua_createtable(L, 0, believed ? (int)n : 0);
@@ -1421,7 +1445,7 @@ static int decvalue(Dec *d, int depth) {
 
 /* L NULL: check only */
 static ptrdiff_t decode(lua_State *L, const char *p, size_t n, const char **err,
-                        int checked) {
+                        int checked, uint64_t budget) {
   Dec d;
   int top = L ? lua_gettop(L) : 0, r;
   if (n == 0)
@@ -1433,6 +1457,8 @@ static ptrdiff_t decode(lua_State *L, const char *p, size_t n, const char **err,
   d.owed = 0;
   d.nan = 0;
   d.checked = checked;
+  d.cost = 0;
+  d.budget = budget;
   if (L && !lua_checkstack(L, 2))
     r = bad(&d, "Lua stack overflow");
   else
@@ -1448,16 +1474,21 @@ static ptrdiff_t decode(lua_State *L, const char *p, size_t n, const char **err,
 
 ptrdiff_t lipc__codec_decode(lua_State *L, const char *p, size_t n,
                              const char **err) {
-  return decode(L, p, n, err, 0);
+  return decode(L, p, n, err, 0, UINT64_MAX);
 }
 
 ptrdiff_t lipc__codec_decode_checked(lua_State *L, const char *p, size_t n,
                                      const char **err) {
-  return decode(L, p, n, err, 1);
+  return decode(L, p, n, err, 1, UINT64_MAX);
 }
 
 ptrdiff_t lipc__codec_check(const char *p, size_t n, const char **err) {
-  return decode(NULL, p, n, err, 0);
+  return decode(NULL, p, n, err, 0, UINT64_MAX);
+}
+
+ptrdiff_t lipc__codec_check_budget(const char *p, size_t n, uint64_t budget,
+                                   const char **err) {
+  return decode(NULL, p, n, err, 0, budget);
 }
 
 /* }================================================================== */

@@ -89,6 +89,14 @@ ptrdiff_t lipc__codec_decode(lua_State *L, const char *p, size_t n,
  */
 ptrdiff_t lipc__codec_check(const char *p, size_t n, const char **err);
 
+/* lipc__codec_check that also refuses (-1, *err ==
+ * lipc__codec_over_budget) a value whose Lua objects would take more than
+ * budget bytes, as estimated: 64 a table, 16 an array element, 32 a map
+ * entry, 40 + its length a string. */
+ptrdiff_t lipc__codec_check_budget(const char *p, size_t n, uint64_t budget,
+                                   const char **err);
+extern const char lipc__codec_over_budget[];
+
 /* lipc__codec_decode of exactly the bytes lipc__codec_check passed: skips
  * the checks already made (UTF-8 of str values). */
 ptrdiff_t lipc__codec_decode_checked(lua_State *L, const char *p, size_t n,

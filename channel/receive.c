@@ -296,17 +296,68 @@ static int has_control(const char *p, size_t n) {
   return n >= MARKER_LEN && (unsigned char)p[0] == 0xd4 && p[1] == CONTROL_EXT;
 }
 
-/* A frame left lazy is checked now: a bad one faults the channel when it
- * arrives, not when somebody takes it. Returns 0 or -1. */
+/* A peer's frame (or line) of n bytes would take more than max_decoded. */
+static void too_costly(lchannel *ch, const char *what, size_t n) {
+  lipc__chan_protocol_error(
+      ch, "ERR_IPC_MESSAGE_TOO_LARGE",
+      "channel: incoming %s of %I bytes would take more than max_decoded "
+      "(%I bytes) as Lua values",
+      what, (lua_Integer)n, (lua_Integer)ch->max_decoded);
+}
+
+/* A frame left lazy is checked now, its decoded size too: a bad one
+ * faults the channel when it arrives, not when somebody takes it, and
+ * one over max_decoded before anything is built. Returns 0 or -1. */
 static int check_frame(lchannel *ch, const char *p, size_t n) {
   const char *err = NULL;
-  ptrdiff_t used = lipc__codec_check(p, n, &err);
+  ptrdiff_t used = lipc__codec_check_budget(p, n, ch->max_decoded, &err);
   if (used > 0 && (size_t)used == n)
     return 0;
+  if (used < 0 && err == lipc__codec_over_budget) {
+    too_costly(ch, "frame", n);
+    return -1;
+  }
   lipc__chan_protocol_error(ch, "ERR_IPC_BAD_MESSAGE",
                             "channel: bad message from peer: %s",
                             bad_reason(used, err));
   return -1;
+}
+
+/* A value costs at most COST_TABLE + COST_SLOT (80) bytes of Lua objects a
+ * byte (an empty map in an array): a frame under this could not exceed
+ * max_decoded, and is decoded without the check walk first. */
+#define MAX_COST_PER_BYTE 80
+
+static int may_cost_too_much(lchannel *ch, size_t n) {
+  return (uint64_t)n * MAX_COST_PER_BYTE > ch->max_decoded;
+}
+
+/*
+** What a JSON line's Lua values would take, estimated as for MessagePack
+** (lipc__codec_check_budget): 64 + 32 an object or array, 32 a further
+** element, 40 + its length a string. Strings are skipped whole, escapes
+** included.
+*/
+static uint64_t json_cost(const char *p, size_t n) {
+  uint64_t cost = 0;
+  size_t i;
+  for (i = 0; i < n; i++) {
+    switch (p[i]) {
+      case '{':
+      case '[': cost += 64 + 32; break;
+      case ',': cost += 32; break;
+      case '"': {
+        size_t start = i;
+        for (i++; i < n && p[i] != '"'; i++)
+          if (p[i] == '\\')
+            i++;
+        cost += 40 + (i - start);
+        break;
+      }
+      default: break;
+    }
+  }
+  return cost;
 }
 
 /* One native frame body: [marker] value. Returns 0, or -1 after a
@@ -323,6 +374,8 @@ static int native_frame(lchannel *ch, const char *p, size_t n) {
     p += MARKER_LEN;
     n -= MARKER_LEN;
   }
+  if (may_cost_too_much(ch, n) && check_frame(ch, p, n) < 0)
+    return -1; /* refused before anything is built */
   luaL_checkstack(L, 8, "channel");
   used = lipc__codec_decode(L, p, n, &err);
   if (used <= 0 || (size_t)used != n) {
@@ -405,6 +458,10 @@ static void parse(lchannel *ch) {
       count_in(ch, flen + 1);
       if (flen > ch->max) {
         too_large(ch, "message", flen);
+        break;
+      }
+      if (may_cost_too_much(ch, flen) && json_cost(p, flen) > ch->max_decoded) {
+        too_costly(ch, "line", flen);
         break;
       }
       if (lipc__chan_json_line(ch, p, flen) < 0)

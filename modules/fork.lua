@@ -103,7 +103,7 @@ end
 
 local OWN_OPTS = {exec_path = true, exec_argv = true, serialization = true,
                   max_message = true, high_water = true, receive_high_water = true,
-                  via = true, ship = true,
+                  max_decoded = true, via = true, ship = true,
                   modules = true, start_timeout = true}
 
 -- How a worker ended, for receive() at the channel's end: nothing when
@@ -341,6 +341,7 @@ local function fork_via(script, args, opts, arg)
   local ch = a:channel({owner = child, serialization = "lipc", max_message = opts.max_message,
                         high_water = opts.high_water,
                         receive_high_water = opts.receive_high_water,
+                        max_decoded = opts.max_decoded,
                         own_disconnect = true, handles = false})
   child.channel = ch
   local methods = getmetatable(child).__index
@@ -518,6 +519,7 @@ function fork(script, args, opts)
                              max_message = opts.max_message,
                              high_water = opts.high_water,
                              receive_high_water = opts.receive_high_water,
+                             max_decoded = opts.max_decoded,
                              own_disconnect = true})
   child.channel = ch
   -- send and receive are C closures over the channel: no Child wrapper

@@ -99,6 +99,78 @@ describe("hostile peers", function()
     end)
   end)
 
+  describe("amplification", function()
+    -- Legal frames whose Lua values take far more than their size: an
+    -- empty map is 1 byte and ~80 bytes as a table
+    local function array_of(n, byte)
+      local body = "\xdd" .. be32(n) .. string.rep(byte, n)
+      return be32(#body) .. body
+    end
+
+    local function rss_kib()
+      return tonumber(S.read_file("/proc/self/status"):match("VmRSS:%s+(%d+)"))
+    end
+
+    it("a frame whose values would take more than max_decoded is refused before any is built", function()
+      local v, msg, code = from_peer(array_of(65536, "\x80"), {max_decoded = 1024 * 1024})
+      assert.is_nil(v)
+      assert.are.equal("ERR_IPC_MESSAGE_TOO_LARGE", code)
+      assert.are.equal("channel: incoming frame of 65541 bytes would take more than max_decoded"
+        .. " (1048576 bytes) as Lua values", msg)
+    end)
+
+    it("so is one delivered to a 'message' listener", function()
+      local ch, raw = tcp_pair({max_decoded = 1024 * 1024})
+      local got, err = {}, nil
+      ch:on("message", function(m) got[#got + 1] = m end)
+      ch:on("error", function(m, c) err = {m, c} end)
+      raw:write(array_of(100, "\x01") .. array_of(65536, "\x80"))
+      assert.is_true(S.wait_for(function() return err ~= nil end, 5000))
+      assert.are.equal(1, #got)                  -- the one before it
+      assert.are.equal("ERR_IPC_MESSAGE_TOO_LARGE", err[2])
+      raw:close()
+      ch:close()
+    end)
+
+    it("by default (twice max_message) 8 MB of empty maps are refused, and RSS stays put", function()
+      local before = rss_kib()
+      local v, _, code = from_peer(array_of(8 * 1024 * 1024, "\x80"))
+      assert.is_nil(v)
+      assert.are.equal("ERR_IPC_MESSAGE_TOO_LARGE", code)
+      -- the frame itself (8 MiB, twice at most while it is assembled),
+      -- not the 640 MB of tables
+      assert.is_true(rss_kib() - before < 64 * 1024, "RSS grew by the tables")
+    end)
+
+    it("a JSON line of [{},{},...] over max_decoded is refused", function()
+      local line = "[" .. string.rep("{},", 40000) .. "{}]\n"
+      local v, msg, code = from_peer(line, {serialization = "json", max_decoded = 1024 * 1024})
+      assert.is_nil(v)
+      assert.are.equal("ERR_IPC_MESSAGE_TOO_LARGE", code)
+      assert.matches("incoming line of 120004 bytes would take more than max_decoded", msg)
+    end)
+
+    it("values within max_decoded are taken: a 1 MiB string, 100 000 small integers", function()
+      local s = string.rep("x", 1024 * 1024)
+      local body = "\xc6" .. be32(#s) .. s
+      assert.are.equal(s, (from_peer(be32(#body) .. body, {max_decoded = 2 * 1024 * 1024})))
+      local v = from_peer(array_of(100000, "\x07"), {max_decoded = 2 * 1024 * 1024})
+      assert.are.equal(100000, #v)
+      assert.are.equal(7, v[100000])
+    end)
+
+    it("max_decoded must be an integer > 0", function()
+      for _, bad in ipairs({0, -1, 1.5, "x"}) do
+        local a, b = assert(require("fork").socketpair())
+        local ok, err = pcall(a.channel, a, {max_decoded = bad})
+        assert.is_false(ok)
+        assert.matches("opts.max_decoded must be an integer in 1..", err)
+        a:close()
+        b:close()
+      end
+    end)
+  end)
+
   describe("re-sending what a peer sent", function()
     it("costs work linear in the value, however its tables are laid out", function()
       t.timeout(5000)

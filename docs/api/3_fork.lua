@@ -50,6 +50,11 @@ paths against `opts.cwd`) starts nothing: `nil, msg, code` (`ENOENT`,
       {"high_water: integer", text = "bytes of unsent frames before `send` returns false, default 64 KiB."},
       {"receive_high_water: integer", text = [[bytes of received messages nobody took yet before
 the channel stops reading from the child, default 1 MiB (receive backpressure, below).]]},
+      {"max_decoded: integer", text = [[bytes the Lua values of one received message may
+take, estimated before any is built (64 a table, 16 an array element, 32 a map entry, 40 + its
+length a string); default twice `max_message`, at least 16 MiB. A frame or JSON line over it
+ends the channel with `ERR_IPC_MESSAGE_TOO_LARGE`, as one over `max_message` does: a 1-byte
+empty map would otherwise take ~80 bytes, 8 MB of them 640 MB.]]},
       {"via: string[]", text = [[a launcher: the worker runs on the far side of it (section
 "Workers through a launcher" below).]]},
       {"ship: boolean", text = "with `via`: send the script and its modules (default true); false: `script` is a path over there."},
@@ -145,7 +150,7 @@ only while a task waits in `receive()` or a `message` listener exists).]]},
 instead of a message. A launched worker's hello and bye; internal.]]},
     },
 [[- `stream:channel(opts)`: `serialization`, `max_message`, `high_water`,
-  `receive_high_water`, `handles` (false: `send` refuses handles; for a
+  `receive_high_water`, `max_decoded`, `handles` (false: `send` refuses handles; for a
   stream that leaves the host).
 - **Receive backpressure.** Once the messages nobody took yet (in
   `receive()` or through `message` listeners) weigh more than

@@ -251,3 +251,32 @@ describe("embedding", function()
     end
   end)
 end)
+
+-- The Lua parts of lipc are carried precompiled (tools/embed.lua): a worker
+-- loads fork.lua's bytecode instead of parsing its source. Debug info is
+-- kept, so errors and tracebacks still name the files and lines.
+describe("the embedded Lua parts", function()
+  local gen = build .. "/gen/embedded.c"
+
+  it("are precompiled, each next to its source", function()
+    local f = assert(io.open(gen, "rb"))
+    local c = f:read("a")
+    f:close()
+    local names = 0
+    for name in c:gmatch("static const char src_([%w_]+)%[%]") do
+      names = names + 1
+      -- "\27Lua": the precompiled chunk's signature
+      assert.matches("static const char bin_" .. name .. "%[%] = {\n  27,76,117,97,", c)
+    end
+    assert.is_true(names >= 5)
+  end)
+
+  it("keep their debug info: functions name their file and line", function()
+    local info = debug.getinfo(require("fork").pool, "S")
+    assert.are.equal("@modules/fork.lua", info.source)
+    assert.is_true(info.linedefined > 1)
+    local ok, err = pcall(require("fork").pool, "x", {per_worker = 0})
+    assert.is_false(ok)
+    assert.matches("bad argument #2 to 'fork.pool'", err, 1, true)
+  end)
+end)

@@ -532,6 +532,7 @@ static int l_exit(lua_State *L) {
     return lua_yield(L, 0);
   }
   fflush(NULL);
+  uv_tty_reset_mode(); /* as lipc_free */
   exit(code);
 }
 

@@ -15,12 +15,13 @@ for _, name in ipairs({"lipc", "spawn", "fork", "pipe", "net"}) do
 end
 
 local prompt -- the prompt on screen while waiting for a line, else nil
+local typed = "" -- what was typed after it so far (raw mode)
 
 -- What is written while the prompt waits goes above it: the prompt line
 -- is cleared first and drawn again after.
 local function write_above(s)
   if prompt and is_tty then
-    out:write("\r\27[K" .. s .. (s:sub(-1) == "\n" and "" or "\n") .. prompt)
+    out:write("\r\27[K" .. s .. (s:sub(-1) == "\n" and "" or "\n") .. prompt .. typed)
   else
     out:write(s)
   end
@@ -89,26 +90,100 @@ local function run(fn)
   if not finished then done:wait() end
 end
 
+-- ---- the line being typed ----------------------------------------------
+-- On a terminal the prompt reads in raw mode and edits the line itself
+-- (backspace, ^U, ^C, ^D), so output that comes meanwhile is written
+-- above it and the prompt is drawn again with what was typed so far.
+local stdin = lipc.stdin
+local raw = is_tty and stdin:set_raw_mode(true) == true
+if raw then stdin:set_raw_mode(false) end -- raw only while a line is typed
+local pending = "" -- bytes read past the line just ended
+
+local function redraw()
+  out:write("\r\27[K" .. prompt .. typed)
+end
+
+-- The next line typed; false after ^C (the line dropped), nil at the end.
+local function edit_line()
+  typed = ""
+  stdin:set_raw_mode(true)
+  local result
+  while result == nil do
+    if pending == "" then
+      local chunk = stdin:read()
+      if not chunk then break end
+      pending = chunk
+    end
+    local i, n = 1, #pending
+    while i <= n do
+      local b = pending:byte(i)
+      if b == 13 or b == 10 then                       -- Enter
+        if b == 13 and pending:byte(i + 1) == 10 then i = i + 1 end
+        out:write("\r\n")
+        result = typed
+        break
+      elseif b == 127 or b == 8 then                   -- backspace: one character
+        typed = typed:gsub("[%z\1-\127\194-\244][\128-\191]*$", "")
+        redraw()
+      elseif b == 21 then                              -- ^U
+        typed = ""
+        redraw()
+      elseif b == 3 then                               -- ^C: drop the line
+        out:write("^C\r\n")
+        i = n
+        result = false
+        break
+      elseif b == 4 then                               -- ^D on an empty line: the end
+        if typed == "" then
+          i = n
+          result = "\4"
+          break
+        end
+      elseif b == 27 then                              -- an escape sequence: skipped
+        local c = pending:sub(i + 1, i + 1)
+        i = i + 1
+        if c == "[" or c == "O" then
+          i = i + 1
+          while i <= n and not pending:sub(i, i):match("[\64-\126]") do i = i + 1 end
+        end
+      elseif b >= 32 then
+        typed = typed .. string.char(b)
+        out:write(string.char(b))
+      end
+      i = i + 1
+    end
+    pending = pending:sub(i + 1)
+  end
+  stdin:set_raw_mode(false)
+  typed = ""
+  if result == "\4" then return nil end
+  return result
+end
+
 out:write(("lipc %s (%s) -- the event loop runs between lines; Ctrl-D exits\n")
   :format(lipc.version, lipc.versions.lua))
 local buffer
-local next_line = lipc.stdin:lines()
+local next_line = raw and edit_line or lipc.stdin:lines()
 while true do
   prompt = buffer and ">> " or "> "
   out:write(prompt)
   local line = next_line()
   prompt = nil
   if line == nil then break end
-  local src = buffer and (buffer .. "\n" .. line) or line
-  local fn, err = compile(src)
-  if fn then
+  if line == false then
     buffer = nil
-    run(fn)
-  elseif err == "incomplete" then
-    buffer = src
   else
-    buffer = nil
-    out:write(err .. "\n")
+    local src = buffer and (buffer .. "\n" .. line) or line
+    local fn, err = compile(src)
+    if fn then
+      buffer = nil
+      run(fn)
+    elseif err == "incomplete" then
+      buffer = src
+    else
+      buffer = nil
+      out:write(err .. "\n")
+    end
   end
 end
 out:write("\n")

@@ -371,6 +371,7 @@ static void drain_and_close(lipc_runtime *rt) {
 void lipc_free(lipc_runtime *rt) {
   if (rt == NULL)
     return;
+  uv_tty_reset_mode(); /* a terminal left raw (set_raw_mode) is restored */
   drain_and_close(rt);
   lipc__tasks_free(rt);
   if (rt->owns_state)

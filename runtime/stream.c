@@ -1134,6 +1134,24 @@ static int l_resume(lua_State *L) {
   return 1;
 }
 
+/* set_raw_mode(on) -> true | nil, msg, code: a terminal's raw mode (no
+ * line editing, no echo, ^C a byte), as Node's setRawMode; the mode the
+ * process found comes back when it ends (lipc_free). */
+static int l_set_raw_mode(lua_State *L) {
+  lipc__stream *s = lipc__stream_check(L, 1, "stream.set_raw_mode");
+  int err;
+  luaL_checkany(L, 2);
+  if (!is_open(s) || s->h.uv->type != UV_TTY)
+    return lipc__push_error(L, UV_ENOTTY, "stream.set_raw_mode");
+  err = uv_tty_set_mode((uv_tty_t *)s->h.uv, lua_toboolean(L, 2)
+                                                 ? UV_TTY_MODE_RAW
+                                                 : UV_TTY_MODE_NORMAL);
+  if (err)
+    return lipc__push_error(L, err, "stream.set_raw_mode");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int l_fileno(lua_State *L) {
   lipc__stream *s = lipc__stream_check(L, 1, "stream.fileno");
   uv_os_fd_t fd = -1;
@@ -1345,6 +1363,7 @@ static const luaL_Reg stream_methods[] = {
     {"pause", l_pause},
     {"resume", l_resume},
     {"fileno", l_fileno},
+    {"set_raw_mode", l_set_raw_mode},
     {"set_high_water", l_set_high_water},
     {"set_half_open", l_set_half_open},
     {"state", l_state},

@@ -457,6 +457,13 @@ function lipc_stream:ref() end
 ---`s:fileno()`, `s:ref()`, `s:unref()`
 function lipc_stream:unref() end
 
+---`s:set_raw_mode(on)` — a terminal's raw mode (no line editing or echo; ^C arrives as a byte), as Node's `setRawMode`; `nil, msg, "ENOTTY"` on other streams. The mode lipc found comes back when it ends
+---@param on boolean
+---@return true?
+---@return string?
+---@return string?
+function lipc_stream:set_raw_mode(on) end
+
 ---`s:channel([opts])` — a message channel over this stream (see fork: Channel API)
 ---@param opts? table
 ---@return lipc.channel

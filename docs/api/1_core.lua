@@ -302,6 +302,10 @@ after shutdown/close (`ERR_STREAM_WRITE_AFTER_END`) or on error. `cb(err)` runs 
 high_water_hits}` (reads/writes are calls; `queued` bytes not yet written; `high_water_hits`
 how often a write went over the high-water mark)]]},
       {"s:fileno(): integer", "s:ref()", "s:unref()", text = ""},
+      {"s:set_raw_mode(on: boolean): true?, string?, string?",
+       text = "a terminal's raw mode (no line editing or echo; ^C arrives as a byte), as Node's "
+         .. "`setRawMode`; `nil, msg, \"ENOTTY\"` on other streams. The mode lipc found comes back "
+         .. "when it ends"},
       {"s:channel(opts?: table): lipc.channel",
        text = "a message channel over this stream (see fork: Channel API)"},
     },

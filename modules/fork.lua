@@ -567,20 +567,73 @@ local Pool = {}
 Pool.__index = Pool
 for k, f in pairs(emitter_methods) do Pool[k] = f end
 
-local function start_worker(pool, slots_on_top)
-  local w = assert(fork(pool.script, pool.args, pool.opts))
+local QUICK_EXIT_NS = 1000000000
+
+local start_worker
+
+-- A worker that ends within a second of its start is started again after
+-- a delay that doubles from backoff to backoff_max (ms) while its
+-- successors do the same (quick_exits), so that a script that cannot run
+-- makes no storm of processes; close() cuts the delay short.
+local function restart_worker(pool, entry)
+  if entry.quick then
+    pool.quick_exits = pool.quick_exits + 1
+  else
+    pool.quick_exits = 0
+  end
+  local q = pool.quick_exits
+  if q == 0 then
+    start_worker(pool, true)
+    pool.ready:broadcast()
+    return
+  end
+  pool.ready:broadcast() -- waiting calls see that no worker is up
+  pool.starting = pool.starting + 1
+  lipc.go(function()
+    pool.retry:wait(math.min(pool.backoff * 2 ^ (q - 1) // 1, pool.backoff_max))
+    pool.starting = pool.starting - 1
+    if pool.closing then
+      pool.ended:signal()
+      return
+    end
+    start_worker(pool, true)
+    pool.ready:broadcast()
+  end)
+end
+
+-- Starts a worker; nil when fork fails (it is tried again after the
+-- backoff, as a worker that ended at once).
+function start_worker(pool, slots_on_top)
+  local w, err, code = fork(pool.script, pool.args, pool.opts)
+  if not w and not slots_on_top then error(err, 0) end -- fork.pool's own start
+  if not w then
+    local entry = {quick = true, why = err, code = code}
+    pool.last_dead = entry
+    restart_worker(pool, entry)
+    return nil
+  end
   local entry = {child = w, busy = false}
+  local t0 = lipc.hrtime()
   pool.workers[entry] = true
-  w:on("exit", function(code, signal)
-    entry.dead = {code = code, signal = signal}
+  -- the first line of a failed script's error, from the worker itself
+  w:on("control", function(kind, value)
+    if kind == WORKER_ERROR and entry.why == nil and type(value) == "table"
+        and type(value.error) == "string" then
+      entry.why = value.error
+    end
+  end)
+  w:on("disconnect", function() pool.ready:broadcast() end)
+  w:on("exit", function(ecode, signal)
+    entry.dead = {code = ecode, signal = signal}
+    entry.quick = lipc.hrtime() - t0 < QUICK_EXIT_NS
     pool.workers[entry] = nil
     local slots = pool.slots
     for i = #slots, 1, -1 do
       if slots[i] == entry then table.remove(slots, i) end
     end
     if not pool.closing then
-      start_worker(pool, true)
-      pool.ready:broadcast()
+      pool.last_dead = entry
+      restart_worker(pool, entry)
     else
       pool.ended:signal()
     end
@@ -589,6 +642,32 @@ local function start_worker(pool, slots_on_top)
     for _ = 1, pool.per_worker do pool.slots[#pool.slots + 1] = entry end
   end
   return entry
+end
+
+-- No worker is up and the last one failed at its start (it could not
+-- start, its script raised, or it ended at once without a call): a call
+-- fails now, with why, instead of waiting through the backoff. One that
+-- ended with calls in flight and no error line had them fail already.
+local function start_failing(pool)
+  local e = pool.last_dead
+  if next(pool.workers) or pool.quick_exits == 0 or not e or e.answered then return nil end
+  -- its error line comes on the channel, which may end after the exit
+  local waits = 0
+  while e.why == nil and e.child and e.child.connected and waits < 10 do
+    pool.ready:wait(100)
+    waits = waits + 1
+  end
+  if e.why == nil and e.used then return nil end
+  local how
+  if e.child then
+    local d = e.dead
+    how = ("worker %d ended at its start (exit code %s, signal %s)"):format(e.child.pid or -1,
+      tostring(d.code), tostring(d.signal))
+  else
+    how = "a worker could not start"
+  end
+  return nil, ("pool: no worker is up: %s%s"):format(how, e.why and ": " .. e.why or ""),
+    "ERR_WORKER_EXIT"
 end
 
 -- ---- pools across hosts ----------------------------------------------------------
@@ -601,8 +680,6 @@ end
 -- same backoff when it ended within a second of its start). A call finds
 -- no worker when every host failed since its last success:
 -- ERR_HOST_LOST, with each host's last error.
-
-local QUICK_EXIT_NS = 1000000000
 
 local function host_name(via) return via[#via] end
 
@@ -743,18 +820,19 @@ function M.pool(script, opts)
     script = script, args = opts.args or {}, size = opts.size or 4, per_worker = per_worker,
     workers = {}, slots = {}, ready = lipc.cond(), ended = lipc.cond(),
     inflight = 0, waiting = 0, closing = false, starting = 0, up = lipc.cond(),
+    quick_exits = 0, retry = lipc.cond(),
   }, Pool)
   local fopts = copy(opts)
   fopts.size, fopts.args, fopts.per_worker = nil, nil, nil
   fopts.hosts, fopts.backoff, fopts.backoff_max = nil, nil, nil
   pool.opts = fopts
+  pool.backoff = ms_opt(opts, "backoff", 100)
+  pool.backoff_max = ms_opt(opts, "backoff_max", 5000)
   if opts.hosts ~= nil then
     if opts.via ~= nil then
       error("bad argument #2 to 'fork.pool' (opts.hosts and opts.via exclude each other)", 2)
     end
     pool.remote_hosts = check_hosts(opts.hosts)
-    pool.backoff = ms_opt(opts, "backoff", 100)
-    pool.backoff_max = ms_opt(opts, "backoff_max", 5000)
     for i = 1, pool.size do
       local host = pool.remote_hosts[(i - 1) % #pool.remote_hosts + 1]
       host.size = host.size + 1
@@ -781,6 +859,10 @@ function Pool:call(msg)
     local n = #slots
     while n == 0 do
       if self.remote_hosts and all_down(self) then return hosts_down_error(self) end
+      if not self.remote_hosts then
+        local _, fmsg, fcode = start_failing(self)
+        if fmsg then return nil, fmsg, fcode end
+      end
       self.waiting = self.waiting + 1
       self.ready:wait()
       self.waiting = self.waiting - 1
@@ -792,10 +874,12 @@ function Pool:call(msg)
     -- a slot of a worker whose channel ended before its exit was seen
   until not entry.dead and entry.child.connected
   self.inflight = self.inflight + 1
+  entry.used = true
   local w = entry.child
   local ok, err = pcall(w.send, w, msg)
   local reply, rmsg, rcode
   if ok then reply, rmsg, rcode = w:receive() end
+  if reply ~= nil then entry.answered = true end
   self.inflight = self.inflight - 1
   if not entry.dead and w.connected then
     slots[#slots + 1] = entry
@@ -833,6 +917,7 @@ function Pool:close()
   for entry in pairs(self.workers) do
     if entry.child.connected then entry.child:disconnect() end
   end
+  self.retry:broadcast()
   if self.remote_hosts then
     for _, host in ipairs(self.remote_hosts) do host.retry:broadcast() end
   end

@@ -540,6 +540,38 @@ describe("fork", function()
     assert.is_nil(next(pool.workers))
   end)
 
+  it("pool: a worker failing at start is restarted after a backoff; calls fail with its error", function()
+    for _, fail in ipairs({"error('cannot load')", "os.exit(1)"}) do
+      local dir = S.tmpdir()
+      local starts = dir .. "/starts"
+      local pool = fork.pool(S.write_file(dir .. "/w.lua", ([[
+        local f = assert(io.open(%q, "a"))
+        f:write("start\n")
+        f:close()
+        %s
+      ]]):format(starts, fail)), {size = 1})
+      local r, msg, code
+      for _ = 1, 3 do -- a call may be in flight on the worker as it ends
+        r, msg, code = pool:call(1)
+        assert.is_nil(r)
+        assert.matches("exit code 1", msg)
+      end
+      if fail:match("error") then
+        assert.are.equal("ERR_WORKER_EXIT", code)
+        assert.matches("pool: no worker is up: worker %d+ ended at its start %(exit code 1", msg)
+        assert.matches("w.lua:4: cannot load", msg, 1, true)
+      end
+      lipc.sleep(1000)
+      local n = select(2, S.read_file(starts):gsub("\n", ""))
+      -- 100 ms doubling: 5 starts in the first second; a storm makes hundreds
+      assert.is_true(n >= 1 and n <= 8, n .. " starts")
+      pool:close() -- cuts the wait before the next start short
+      assert.is_nil(next(pool.workers))
+    end
+    assert.has_error(function() fork.pool("x.lua", {backoff = 0}) end,
+      "bad argument #2 to 'fork.pool' (opts.backoff must be an integer >= 1 (ms))")
+  end)
+
   it("pool: per_worker must be an integer of at least 1", function()
     for _, bad in ipairs({0, 1.5, "2"}) do
       local ok, err = pcall(fork.pool, "x.lua", {per_worker = bad})

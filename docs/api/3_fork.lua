@@ -229,12 +229,19 @@ socket ...`.]]},
 busy worker finds its next call already in its channel when it answers
 one, instead of waiting a round trip through the parent for it; every
 worker gets a call before any gets two. 1: each call waits for an idle
-worker (a long call then never delays one queued behind it).]]},
+worker (a long call then never delays one queued behind it). A worker
+that ends is started again; one that ended within a second of its start
+is started again after `backoff` ms (default 100), doubling up to
+`backoff_max` (default 5000) while its successors do the same, so a script
+that cannot run makes no storm of processes.]]},
       {"pool:call(msg: any): any, string?, string?", task = true, sig = "`pool:call(msg)`",
        text = [[`-> reply | nil, msg, code` - on a worker with a free slot (waits
 for one); `ERR_WORKER_CRASHED` when the worker died with the call in flight
 (every call queued on it fails so; it is replaced), `ERR_WORKER_ERROR`
-when the handler raised, `ERR_POOL_CLOSED`; across hosts also
+when the handler raised, `ERR_POOL_CLOSED`; `ERR_WORKER_EXIT` at once when
+no worker is up and the last failed at its start (its script raised, with
+its error line, or it ended before any call): the pool does not wait out
+the backoff for it; across hosts also
 `ERR_HOST_LOST` (the link to the worker's host dropped with the call in
 flight, or no host is reachable: each host's last error is named).]]},
       {"pool:close()", task = true, text = [[waits for calls in flight, disconnects every

@@ -150,7 +150,7 @@ check: deps
 # definitely lost (the process fails with status 99 otherwise).
 # (the round-trip property with fewer values: valgrind is ~30x slower)
 VALGRIND_SPECS ?= spec/core_spec.lua spec/cli_spec.lua spec/channel_spec.lua \
-                  spec/hostile_spec.lua spec/codec_property_spec.lua
+                  spec/hostile_spec.lua spec/codec_property_spec.lua spec/peers_spec.lua
 valgrind: deps
 	$(MAKE) all
 	LIPC_ALLOC=malloc LIPC_PROPERTY_N=300 LIPC_TEST_TIMEOUT=120000 valgrind -q --leak-check=full --errors-for-leak-kinds=definite \

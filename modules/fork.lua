@@ -901,8 +901,9 @@ function Pool:call(msg)
       w:wait()
       d = entry.dead or {}
     end
-    return nil, ("pool: worker %d crashed during the call (exit code %s, signal %s)")
-      :format(w.pid or -1, tostring(d.code), tostring(d.signal)), "ERR_WORKER_CRASHED"
+    return nil, ("pool: worker %d crashed during the call (exit code %s, signal %s)%s")
+      :format(w.pid or -1, tostring(d.code), tostring(d.signal),
+              entry.why and ": " .. entry.why or ""), "ERR_WORKER_CRASHED"
   end
   if reply[1] then return reply[2] end
   return nil, "pool: worker error: " .. tostring(reply[2]), "ERR_WORKER_ERROR"

@@ -572,6 +572,20 @@ describe("fork", function()
       "bad argument #2 to 'fork.pool' (opts.backoff must be an integer >= 1 (ms))")
   end)
 
+  it("pool: a worker that raises during a call: ERR_WORKER_CRASHED with its error line", function()
+    local pool = fork.pool(script([[
+      local m = require("fork").parent:receive()
+      error("cannot handle " .. tostring(m))
+    ]]), {size = 1})
+    local r, msg, code = pool:call("this")
+    assert.is_nil(r)
+    assert.are.equal("ERR_WORKER_CRASHED", code)
+    assert.matches("pool: worker %d+ crashed during the call %(exit code 1, signal nil%): .*child.lua:2:"
+      .. " cannot handle this", msg)
+    pool:close()
+    assert.is_nil(next(pool.workers))
+  end)
+
   it("pool: per_worker must be an integer of at least 1", function()
     for _, bad in ipairs({0, 1.5, "2"}) do
       local ok, err = pcall(fork.pool, "x.lua", {per_worker = bad})

@@ -257,7 +257,8 @@ local lipc_fork_pool = {}
 
 ---`pool:call(msg)` *(task)* — `-> reply | nil, msg, code` - on a worker with a free slot (waits
 ---for one); `ERR_WORKER_CRASHED` when the worker died with the call in flight
----(every call queued on it fails so; it is replaced), `ERR_WORKER_ERROR`
+---(every call queued on it fails so; it is replaced), with its exit status and
+---the first line of its error when its script raised, `ERR_WORKER_ERROR`
 ---when the handler raised, `ERR_POOL_CLOSED`; `ERR_WORKER_EXIT` at once when
 ---no worker is up and the last failed at its start (its script raised, with
 ---its error line, or it ended before any call): the pool does not wait out

@@ -237,7 +237,8 @@ that cannot run makes no storm of processes.]]},
       {"pool:call(msg: any): any, string?, string?", task = true, sig = "`pool:call(msg)`",
        text = [[`-> reply | nil, msg, code` - on a worker with a free slot (waits
 for one); `ERR_WORKER_CRASHED` when the worker died with the call in flight
-(every call queued on it fails so; it is replaced), `ERR_WORKER_ERROR`
+(every call queued on it fails so; it is replaced), with its exit status and
+the first line of its error when its script raised, `ERR_WORKER_ERROR`
 when the handler raised, `ERR_POOL_CLOSED`; `ERR_WORKER_EXIT` at once when
 no worker is up and the last failed at its start (its script raised, with
 its error line, or it ended before any call): the pool does not wait out

@@ -106,6 +106,51 @@ local OWN_OPTS = {exec_path = true, exec_argv = true, serialization = true,
                   max_decoded = true, via = true, ship = true,
                   modules = true, start_timeout = true}
 
+-- fork's own options and those it reads itself, checked before anything
+-- starts (a bad max_message found by the channel would leave the child
+-- running): errors name fork and its argument, not spawn or
+-- stream.channel. spawn's other options are checked by spawn (spawn_opts).
+local SIZE_OPTS = {max_message = 0xffffffff - 3, high_water = 1 << 40,
+                   receive_high_water = 1 << 40, max_decoded = 1 << 50}
+local TYPED_OPTS = {exec_path = "string", cwd = "string", stdio = "table", env = "table",
+                    exec_argv = "table", ship = "boolean"}
+
+local function check_opts(opts, arg)
+  local function bad(fmt, ...)
+    error(("bad argument #%d to 'fork' (" .. fmt .. ")"):format(arg, ...), 4)
+  end
+  for name, want in pairs(TYPED_OPTS) do
+    local v = opts[name]
+    if v ~= nil and type(v) ~= want and not (name == "stdio" and opts.via ~= nil) then
+      bad("opts.%s: %s expected, got %s", name, want, type(v))
+    end
+  end
+  for i, a in ipairs(opts.exec_argv or {}) do
+    if type(a) ~= "string" then bad("opts.exec_argv[%d]: string expected, got %s", i, type(a)) end
+  end
+  for name, max in pairs(SIZE_OPTS) do
+    local v = opts[name]
+    if v ~= nil and (math.type(v) ~= "integer" or v < 1 or v > max) then
+      bad("opts.%s must be an integer in 1..%d", name, max)
+    end
+  end
+  local mode = opts.serialization
+  if mode ~= nil and mode ~= "json" and mode ~= "lipc" then
+    bad("opts.serialization must be 'lipc' or 'json'")
+  end
+end
+
+-- spawn's errors about the options fork passes on name fork's argument.
+-- level: the user's frame, counted from spawn_for.
+local function spawn_for(file, argv, sopts, arg, level)
+  local ok, proc, err, code = pcall(require("spawn"), file, argv, sopts)
+  if not ok then
+    error((tostring(proc):gsub("bad argument #3 to 'spawn' %(",
+      ("bad argument #%d to 'fork' ("):format(arg), 1)), level)
+  end
+  return proc, err, code
+end
+
 -- How a worker ended, for receive() at the channel's end: nothing when
 -- it exited with status 0, else nil, msg, ERR_WORKER_EXIT.
 local function worker_status(script, proc, why)
@@ -319,7 +364,7 @@ local function fork_via(script, args, opts, arg)
   end
   sopts.stdio = {b, b, "pipe"}
   local proc
-  proc, err, code = require("spawn")(via[1], argv, sopts)
+  proc, err, code = spawn_for(via[1], argv, sopts, arg, 3)
   b:close()
   if not proc then
     a:close()
@@ -462,6 +507,7 @@ function fork(script, args, opts)
     args, opts, opts_arg = nil, args, 2
   end
   args, opts = args or {}, opts or {}
+  check_opts(opts, opts_arg)
   if opts.via ~= nil then return fork_via(script, args, opts, opts_arg) end
   if script:sub(1, 1) ~= "-" then -- a script, not an option of exec_path's
     local path = script
@@ -511,7 +557,7 @@ function fork(script, args, opts)
   end
   sopts.stdio, sopts.env = stdio, env
 
-  local proc, err, code = require("spawn")(exec, argv, sopts)
+  local proc, err, code = spawn_for(exec, argv, sopts, opts_arg, 3)
   if not proc then return nil, err, code end
   local stream = proc.stdio[idx]
   local child = new_child(proc)

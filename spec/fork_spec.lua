@@ -586,6 +586,28 @@ describe("fork", function()
     assert.is_nil(next(pool.workers))
   end)
 
+  it("bad options: the error names fork and its argument (checked before anything starts)", function()
+    local path = script("return")
+    local bad = {exec_path = 5, exec_argv = "x", serialization = "xml", max_message = 0,
+                 high_water = 1.5, receive_high_water = -1, max_decoded = "big", stdio = 3,
+                 env = "A=1", cwd = true, ship = "yes", detached = "yes", timeout = "x",
+                 uid = "root", kill_signal = {}, pty = 1}
+    for name, v in pairs(bad) do
+      for _, how in ipairs({{{}, 3}, {nil, 2}}) do
+        local args, arg = how[1], how[2]
+        local ok, err = pcall(function()
+          local child = args and fork(path, args, {[name] = v}) or fork(path, {[name] = v})
+          return child
+        end)
+        assert.is_false(ok, name)
+        assert.matches(("bad argument #%d to 'fork' (opts.%s"):format(arg, name), err, 1, true)
+      end
+    end
+    local ok, err = pcall(fork, path, {}, {exec_argv = {"-e", 1}})
+    assert.is_false(ok)
+    assert.matches("bad argument #3 to 'fork' (opts.exec_argv[2]: string expected, got number)", err, 1, true)
+  end)
+
   it("pool: per_worker must be an integer of at least 1", function()
     for _, bad in ipairs({0, 1.5, "2"}) do
       local ok, err = pcall(fork.pool, "x.lua", {per_worker = bad})

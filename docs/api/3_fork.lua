@@ -40,7 +40,10 @@ has one). The child finds it through `LIPC_CHANNEL_FD` (native) or
 A script that cannot be read (missing, unreadable, a directory; relative
 paths against `opts.cwd`) starts nothing: `nil, msg, code` (`ENOENT`,
 `EACCES`, `EISDIR`).
-`opts`: everything `spawn` takes, plus:]],
+`opts`: everything `spawn` takes, plus the options below. A bad option
+raises before anything starts, naming `fork` and its argument
+(`bad argument #3 to 'fork' (opts.exec_path: string expected, got number)`),
+spawn's options included.]],
     {list = true, options = "fork.options",
       {"exec_path: string", text = "the program to run (default: this lipc, or `node`)."},
       {"exec_argv: string[]", text = "arguments before the script."},

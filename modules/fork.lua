@@ -484,6 +484,19 @@ local function fork_via(script, args, opts, arg)
                   shipped = hello.source ~= nil}
   -- The end of the channel without the worker's bye is a lost link;
   -- with it, relay's receive says how the worker ended.
+  local function lost() return not (ch.connected or bye or local_end) end
+  local lost_msg = ("fork: the link to the worker through %s was lost (no goodbye)"):format(name)
+  -- 'error' before 'disconnect', for code that takes events rather than
+  -- receive()s (with a 'message' or an 'error' listener; others read it
+  -- from receive(), as a pool does, and an unheard 'error' would raise).
+  local emit = methods.emit
+  methods.emit = function(self, ev, ...)
+    if ev == "disconnect" and lost() and (#self:listeners("error") > 0
+        or #self:listeners("message") > 0) then
+      emit(self, "error", lost_msg, "ERR_IPC_LINK_LOST")
+    end
+    return emit(self, ev, ...)
+  end
   local recv = methods.receive
   methods.receive = function(self)
     local m, h, c = recv(self)
@@ -491,8 +504,7 @@ local function fork_via(script, args, opts, arg)
     if c ~= nil and c ~= "ERR_WORKER_EXIT" and c ~= "ERR_IPC_TRUNCATED" then
       return m, h, c -- a fault of the peer
     end
-    return nil, ("fork: the link to the worker through %s was lost (no goodbye)%s")
-      :format(name, h and "; " .. h or ""), "ERR_IPC_LINK_LOST"
+    return nil, lost_msg .. (h and "; " .. h or ""), "ERR_IPC_LINK_LOST"
   end
   return child
 end

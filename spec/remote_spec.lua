@@ -166,6 +166,29 @@ describe("fork through a launcher (opts.via)", function()
     child:wait()
   end)
 
+  it("a lost link with 'message' listeners: 'error' (ERR_IPC_LINK_LOST) comes before 'disconnect'", function()
+    local child = assert(start([[
+      local parent = require("fork").parent
+      parent:send("up")
+      parent:receive()
+    ]]))
+    local events, ended = {}, lipc.cond()
+    child:on("message", function(m) events[#events + 1] = "message " .. m end)
+    child:on("error", function(msg, code)
+      events[#events + 1] = "error " .. code
+      assert.matches("link to the worker through sh was lost", msg)
+    end)
+    child:on("disconnect", function()
+      events[#events + 1] = "disconnect"
+      ended:signal()
+    end)
+    assert.is_true(S.wait_for(function() return events[1] ~= nil end, 10000))
+    assert(lipc.kill(child.remote.pid, "SIGKILL"))
+    if events[#events] ~= "disconnect" then ended:wait(10000) end
+    assert.are.same({"message up", "error ERR_IPC_LINK_LOST", "disconnect"}, events)
+    child:wait()
+  end)
+
   it("refuses handles both ways: fds cannot cross hosts", function()
     local child = assert(start([[
       local parent = require("fork").parent

@@ -204,7 +204,10 @@ the launcher, whether the script was sent and the names of the modules
 sent with it. When the worker's script ends it sends
 a bye after its last message; a channel that ends without one makes
 `receive()` return `nil, msg, "ERR_IPC_LINK_LOST"` (the connection
-dropped or the worker died); after the bye `receive()` ends as a local
+dropped or the worker died), and a child with `message` or `error`
+listeners gets `error(msg, "ERR_IPC_LINK_LOST")` before `disconnect`
+(without them it is left to `receive()`: an unheard `error` would raise);
+after the bye `receive()` ends as a local
 fork's (`nil`, or `ERR_WORKER_EXIT` for a status other than 0). Handles
 cannot cross hosts: `send` with a handle raises on both sides.
 Environment variables do not cross ssh: `opts.env` is the launcher's.

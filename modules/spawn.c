@@ -104,8 +104,14 @@ static void wrap_end(lua_State *L, int fd, int ipc, int pty) {
     return;
   }
   s = lipc__stream_new(L, (uv_stream_t *)p, CHILD_STDIO, pty ? "pty" : "pipe");
-  if (pty) /* EIO: the child and its own have all closed the terminal */
+  if (pty) { /* EIO: the child and its own have all closed the terminal */
     lipc__stream_eio_end(s);
+    /* Closing the master hangs the terminal up: the child, if it still
+     * runs, gets SIGHUP. A child may close its terminal and then exit
+     * (cat closes stdin, stdout and stderr first): the end is read at
+     * once, the master closed once the child has exited (check_close). */
+    lipc__stream_keep(s, 1);
+  }
 }
 
 /* Bytes waiting in the kernel for us to read. */
@@ -152,6 +158,8 @@ static void check_close(lchild *c) {
     uv_stream_t *uv;
     lua_rawgeti(L, -1, i);
     s = lipc__stream_test(L, -1);
+    if (s && lipc__stream_open(s)) /* the child is gone: a pty may close */
+      lipc__stream_keep(s, 0);
     uv = s ? lipc__stream_uv(s) : NULL;
     if (uv && lipc__stream_open(s) && uv_is_readable(uv)) {
       /* a channel holding reads off (its receiver is behind) reads what

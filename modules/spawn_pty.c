@@ -22,8 +22,11 @@
  *
  * The parent never holds the slave open: once the child and whatever it
  * started have closed it, reading the master fails with EIO, which the
- * stream takes as its end of file (lipc__stream_eio_end). The master is
- * close-on-exec, so no other child inherits it.
+ * stream takes as its end of file (lipc__stream_eio_end). It is closed
+ * only once the child has exited too (lipc__stream_keep): its close
+ * hangs the terminal up, and a child that closed the terminal before it
+ * exits would get SIGHUP. The master is close-on-exec, so no other child
+ * inherits it.
  */
 #include <errno.h>
 #include <fcntl.h>

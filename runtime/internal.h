@@ -376,6 +376,12 @@ void lipc__stream_hold(lipc__stream *s, int hold);
 /* The process writing to s has gone: what it left (a kernel buffer's
  * worth) is read to the end whatever holds, so that its end is seen. */
 void lipc__stream_release(lipc__stream *s);
+/* keep: the stream stays open past its end (its 'end' still comes) until
+ * kept with 0, which closes it then if its end came meanwhile: a pty's
+ * master, whose close hangs the terminal up (SIGHUP to the child), is
+ * closed once the child has exited, not when the child closed its
+ * terminal (cat closes stdin, stdout and stderr before it exits). */
+void lipc__stream_keep(lipc__stream *s, int keep);
 /* net.connect outside a task: writes wait until lipc__stream_connected,
  * which sends them (err 0) or fails them with err (already reported). */
 void lipc__stream_connecting(lipc__stream *s);

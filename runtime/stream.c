@@ -46,7 +46,8 @@ enum {
   F_SHUT_WAIT = 1 << 12,  /* shutdown() while connecting: after writes */
   F_HELD = 1 << 13,       /* the read hook's owner holds reads off */
   F_EIO_END = 1 << 14,    /* a pty's master: EIO is the end of file */
-  F_UNHELD = 1 << 15      /* the writer is gone: holds no longer apply */
+  F_UNHELD = 1 << 15,     /* the writer is gone: holds no longer apply */
+  F_KEEP = 1 << 16        /* open past the end until lipc__stream_keep(0) */
 };
 
 struct lipc__stream {
@@ -229,6 +230,15 @@ static void finish(lipc__stream *s) {
     s->flags |= F_CLOSE_AFTER_WRITES;
 }
 
+/* The end has come: the stream closes unless it stays open for writing. */
+static void after_eof(lipc__stream *s) {
+  if (!can_write(s) || (s->flags & (F_SHUT_DONE | F_ERRORED)) ||
+      (s->flags & F_SHUT && !(s->flags & F_SOCKET)))
+    finish(s);
+  else if (!(s->flags & F_HALF_OPEN))
+    finish(s);
+}
+
 static void on_eof(lipc__stream *s) {
   lipc_runtime *rt = s->h.rt;
   lua_State *L = rt->L;
@@ -239,11 +249,8 @@ static void on_eof(lipc__stream *s) {
   if (lipc__handle_push(&s->h))
     lipc__emit(rt, -1, "end", 0);
   lua_pop(L, 1);
-  if (!can_write(s) || (s->flags & (F_SHUT_DONE | F_ERRORED)) ||
-      (s->flags & F_SHUT && !(s->flags & F_SOCKET)))
-    finish(s);
-  else if (!(s->flags & F_HALF_OPEN))
-    finish(s);
+  if (!(s->flags & F_KEEP))
+    after_eof(s);
 }
 
 /*
@@ -448,6 +455,18 @@ void lipc__stream_hold(lipc__stream *s, int hold) {
 void lipc__stream_release(lipc__stream *s) {
   s->flags |= F_UNHELD;
   lipc__stream_hold(s, 0);
+}
+
+void lipc__stream_keep(lipc__stream *s, int keep) {
+  if (keep) {
+    s->flags |= F_KEEP;
+    return;
+  }
+  if (!(s->flags & F_KEEP))
+    return;
+  s->flags &= ~F_KEEP;
+  if ((s->flags & F_EOF) && is_open(s))
+    after_eof(s);
 }
 
 /* An error ends the stream: waiting tasks get nil, msg, code; listeners

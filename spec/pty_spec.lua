@@ -246,6 +246,22 @@ describe("spawn with opts.pty", function()
     assert.are.equal("SIGHUP", signal)
   end)
 
+  it("keeps the master open past its end until the child exits: no hang-up for closing it first", function()
+    -- as cat does (stdin, stdout, stderr closed before it exits), with
+    -- the time between the two held open: the pty ends, the child runs on
+    local go_r, go_w = require("pipe").new()
+    local child = spawn("sh", {"-c", "exec </dev/null >/dev/null 2>&1; read go <&3; exit 7"},
+      {pty = true, stdio = {nil, nil, nil, go_r}})
+    assert.are.equal("", child.pty:read_all())
+    assert.is_nil(child.pty:read()) -- ended, not closed: no SIGHUP yet
+    assert.is_true(support.alive(child.pid))
+    go_w:write("go\n")
+    local code, signal = child:wait()
+    go_w:close()
+    assert.are.equal(7, code)
+    assert.is_nil(signal)
+  end)
+
   it("raises argument errors naming spawn and the option", function()
     assert.has_error(function() spawn("true", {}, {pty = "yes"}) end,
       "bad argument #3 to 'spawn' (opts.pty: boolean or table expected, got string)")

@@ -103,7 +103,11 @@ sends the child SIGWINCH. `child.stdin`, `.stdout` and `.stderr` are nil;
 collects the terminal's output as `stdout`. When the child and what it
 started have all closed the terminal, `child.pty` reads what is left and
 then ends (the master's `EIO` is the terminal's end of file, not an
-error): `exit`, the pty's `end`, then `close`, with nothing lost. Read the
+error): `exit`, the pty's `end`, then `close`, with nothing lost. Past
+its end the master stays open until the child has exited, as closing it
+would hang the terminal up: a child that closes its terminal before it
+exits (`cat` closes stdin, stdout and stderr at its end of file) exits as
+it would, not by SIGHUP. Read the
 pty to its end (`read_all()`, a `data` listener) before `wait()`, as for
 any output stream that was read. Closing `child.pty` (or the child, early)
 hangs the terminal up: the child gets SIGHUP; so does `child.pty:shutdown()`

@@ -95,18 +95,28 @@ static int timer_active(lua_State *L) {
 
 /* sleep(0) is a yield to the loop, and must let it poll for I/O: a 0 ms
  * timer started in libuv's timer phase runs again in that same phase, so
- * a task looping on it would starve every peer. It waits on an idle
- * handle instead: an active one makes the turn's poll non-blocking, and
- * the idle phase runs only the handles started before it began, so a
- * poll for I/O always comes between the call and the resume. */
-typedef struct {
+ * a task looping on it would starve every peer. The tasks in sleep(0)
+ * wait in a queue that one idle handle resumes, in the order they came
+ * (it lives while tasks wait): an active idle handle makes the turn's poll
+ * non-blocking,
+ * and the queue is taken whole before any task resumes, so one that
+ * yields again waits for the next turn, after a poll for I/O. */
+typedef struct lsleep {
   lipc__handle h;
-  union {
-    uv_timer_t timer;
-    uv_idle_t idle;
-  } uv;
+  uv_timer_t timer;
   lipc__wait wait;
 } lsleep;
+
+typedef struct ynode {
+  lipc__wait wait;
+  struct ynode *next;
+} ynode;
+
+typedef struct lyields {
+  lipc__handle h;
+  uv_idle_t idle;
+  ynode *head, *tail;
+} lyields;
 
 static void sleep_free(lipc__handle *h) {
   lsleep *s = (lsleep *)h;
@@ -114,25 +124,69 @@ static void sleep_free(lipc__handle *h) {
   free(s);
 }
 
-static void sleep_done(lsleep *s) {
+static void on_sleep(uv_timer_t *uv) {
+  lsleep *s = (lsleep *)uv->data;
   lipc_runtime *rt = s->h.rt;
   lipc__handle_close(&s->h);
   lipc__wake(rt, &s->wait, 0);
 }
 
-static void on_sleep(uv_timer_t *uv) {
-  sleep_done((lsleep *)uv->data);
+static void free_ynodes(lipc_runtime *rt, ynode *n) {
+  while (n != NULL) {
+    ynode *next = n->next;
+    lipc__wait_cancel(rt, &n->wait);
+    free(n);
+    n = next;
+  }
+}
+
+static void yields_free(lipc__handle *h) {
+  lyields *y = (lyields *)h;
+  free_ynodes(h->rt, y->head);
+  if (h->rt->yields == y)
+    h->rt->yields = NULL;
+  free(y);
 }
 
 static void on_yield(uv_idle_t *uv) {
-  sleep_done((lsleep *)uv->data);
+  lyields *y = (lyields *)uv->data;
+  lipc_runtime *rt = y->h.rt;
+  ynode *n = y->head;
+  y->head = y->tail = NULL; /* who yields from here waits a turn more */
+  while (n != NULL) {
+    ynode *next = n->next;
+    lipc__wake(rt, &n->wait, 0);
+    lipc__wait_cancel(rt, &n->wait); /* when exiting, it was not resumed */
+    free(n);
+    n = next;
+  }
+  if (y->head == NULL && !y->h.closing) { /* nobody yields: no handle */
+    rt->yields = NULL;
+    lipc__handle_close(&y->h);
+  }
 }
 
-/* A cancelled sleep stops its timer at once. */
-static void sleep_cancel(lipc_runtime *rt, lipc__wait *w) {
-  lsleep *s = (lsleep *)((char *)w - offsetof(lsleep, wait));
-  (void)rt;
-  lipc__handle_close(&s->h);
+/* Parks the task in L until the next turn's idle phase. */
+static int yield_park(lua_State *L, lipc_runtime *rt) {
+  lyields *y = rt->yields;
+  ynode *n;
+  if (y == NULL) {
+    if ((y = calloc(1, sizeof(*y))) == NULL)
+      return luaL_error(L, "lipc.sleep: out of memory");
+    uv_idle_init(rt->loop, &y->idle);
+    lipc__handle_bare(rt, &y->h, (uv_handle_t *)&y->idle, "sleep", yields_free);
+    rt->yields = y;
+  }
+  if ((n = calloc(1, sizeof(*n))) == NULL)
+    return luaL_error(L, "lipc.sleep: out of memory");
+  n->wait.ref = LUA_NOREF;
+  if (y->tail)
+    y->tail->next = n;
+  else
+    y->head = n;
+  y->tail = n;
+  uv_idle_start(&y->idle, on_yield);
+  return lipc__task_park(L, &n->wait);
 }
 
 static int l_sleep(lua_State *L) {
@@ -140,21 +194,15 @@ static int l_sleep(lua_State *L) {
   lua_Integer ms = check_ms(L, 1, "lipc.sleep");
   lsleep *s;
   lipc__task_check(L, "lipc.sleep");
+  if (ms == 0)
+    return yield_park(L, rt);
   s = calloc(1, sizeof(*s));
   if (s == NULL)
     return luaL_error(L, "lipc.sleep: out of memory");
-  if (ms == 0) {
-    uv_idle_init(rt->loop, &s->uv.idle);
-    lipc__handle_bare(rt, &s->h, (uv_handle_t *)&s->uv.idle, "sleep",
-                      sleep_free);
-    uv_idle_start(&s->uv.idle, on_yield);
-  } else {
-    uv_timer_init(rt->loop, &s->uv.timer);
-    lipc__handle_bare(rt, &s->h, (uv_handle_t *)&s->uv.timer, "sleep",
-                      sleep_free);
-    lipc__timer_start(&s->uv.timer, on_sleep, (uint64_t)ms, 0);
-  }
-  return lipc__task_park_c(L, &s->wait, sleep_cancel);
+  uv_timer_init(rt->loop, &s->timer);
+  lipc__handle_bare(rt, &s->h, (uv_handle_t *)&s->timer, "sleep", sleep_free);
+  lipc__timer_start(&s->timer, on_sleep, (uint64_t)ms, 0);
+  return lipc__task_park(L, &s->wait);
 }
 
 /* ---- cond: park tasks until somebody signals ------------------------- */

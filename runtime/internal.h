@@ -76,6 +76,7 @@ struct lipc_runtime {
                             indexed (Node-shaped `net.connect(...):on`) */
   int uncaught_ref;      /* modules/core.c: lipc.on_uncaught's handler
                             (a registry ref; 0 or LUA_REFNIL: none) */
+  void *yields;          /* modules/core.c: the tasks in lipc.sleep(0) */
   /* modules/fork.c: called with the report when the script fails (an
    * uncaught error, or it cannot be loaded), before the exit; NULL: none */
   void (*on_fatal)(lipc_runtime *rt, const char *report);

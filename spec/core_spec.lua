@@ -116,6 +116,22 @@ describe("yielding to the loop", function()
     b:close()
   end)
 
+  it("tasks in sleep(0) resume in the order they yielded, once a turn", function()
+    local log = {}
+    for i = 1, 4 do
+      lipc.go(function()
+        lipc.sleep(0)
+        log[#log + 1] = i
+        lipc.sleep(0)
+        log[#log + 1] = i
+      end)
+    end
+    lipc.sleep(0)
+    log[#log + 1] = "main"
+    assert.is_true(support.wait_for(function() return #log == 9 end))
+    assert.are.same({1, 2, 3, 4, "main", 1, 2, 3, 4}, log)
+  end)
+
   it("a worker looping send(); sleep(0) delivers its messages and reads its own", function()
     local path = support.write_file(support.tmpdir() .. "/worker.lua", [[
       local lipc = require "lipc"

@@ -63,7 +63,7 @@ function lipc.cond() end
 ---before it in that loop turn (as for every lipc timeout). `lipc.sleep(0)`
 ---yields to the loop: the task resumes after one full loop turn, its poll
 ---for I/O included, so a task looping on `sleep(0)` does not starve the
----other peers.
+---other peers; tasks that yield in the same turn resume in that order.
 ---@param ms integer
 function lipc.sleep(ms) end
 

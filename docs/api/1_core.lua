@@ -162,7 +162,7 @@ and `net.connect` take `opts.cancel` (a task or a scope).
 before it in that loop turn (as for every lipc timeout). `lipc.sleep(0)`
 yields to the loop: the task resumes after one full loop turn, its poll
 for I/O included, so a task looping on `sleep(0)` does not starve the
-other peers.]]},
+other peers; tasks that yield in the same turn resume in that order.]]},
       {"lipc.set_timeout(ms: integer, fn: function): lipc.timer", ret = "timer;",
        text = "`fn` runs once in a task."},
       {"lipc.set_interval(ms: integer, fn: function): lipc.timer", ret = "timer;",

@@ -166,6 +166,15 @@ static void on_yield(uv_idle_t *uv) {
   }
 }
 
+/* A cancelled sleep stops its timer at once. A cancelled sleep(0) needs
+ * nothing: its node stays queued and is dropped at the next idle phase,
+ * where waking a wait nobody parks in does nothing. */
+static void sleep_cancel(lipc_runtime *rt, lipc__wait *w) {
+  lsleep *s = (lsleep *)((char *)w - offsetof(lsleep, wait));
+  (void)rt;
+  lipc__handle_close(&s->h);
+}
+
 /* Parks the task in L until the next turn's idle phase. */
 static int yield_park(lua_State *L, lipc_runtime *rt) {
   lyields *y = rt->yields;
@@ -202,7 +211,7 @@ static int l_sleep(lua_State *L) {
   uv_timer_init(rt->loop, &s->timer);
   lipc__handle_bare(rt, &s->h, (uv_handle_t *)&s->timer, "sleep", sleep_free);
   lipc__timer_start(&s->timer, on_sleep, (uint64_t)ms, 0);
-  return lipc__task_park(L, &s->wait);
+  return lipc__task_park_c(L, &s->wait, sleep_cancel);
 }
 
 /* ---- cond: park tasks until somebody signals ------------------------- */

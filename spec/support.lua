@@ -97,15 +97,18 @@ function M.sh(cmd)
 end
 
 -- run_lipc(code[, args][, opts]) -> stdout, stderr, status: code run by a
--- child lipc through a file (opts.stdin feeds its standard input).
+-- child lipc through a file (opts.stdin feeds its standard input). The
+-- wait is blocking, which the spec's deadline cannot stop: a child still
+-- running after opts.timeout seconds (default 120) is killed and the
+-- status is 124, so a hang fails its spec instead of the whole run.
 function M.run_lipc(code, args, opts)
   opts = opts or {}
   local dir = M.tmpdir()
   local script = M.write_file(dir .. "/main.lua", code)
   local argv = {}
   for i, a in ipairs(args or {}) do argv[i] = shell_quote(a) end
-  local cmd = ("%s %s %s 2>%s/stderr"):format(shell_quote(M.lipc), shell_quote(script),
-    table.concat(argv, " "), dir)
+  local cmd = ("timeout -k 5 %d %s %s %s 2>%s/stderr"):format(opts.timeout or 120,
+    shell_quote(M.lipc), shell_quote(script), table.concat(argv, " "), dir)
   if opts.stdin then
     M.write_file(dir .. "/stdin", opts.stdin)
     cmd = cmd .. " <" .. dir .. "/stdin"

@@ -37,6 +37,44 @@ local function nonblocking(fd)
   return tonumber(flags, 8) & tonumber("4000", 8) ~= 0   -- O_NONBLOCK
 end
 
+-- receive_nonblocking(ch, what) -> handle: receives message `what` with
+-- a handle, and checks that the one socket fd it brought is non-blocking.
+local function receive_nonblocking(ch, what)
+  local before = lipc.fds()         -- the fd comes with a read, in receive()
+  local m, h = ch:receive()
+  assert.are.equal(what, m)
+  assert.truthy(h)
+  local new = 0
+  for fd, it in pairs(lipc.fds()) do
+    if before[fd] ~= it and it:match("^socket:") then
+      new = new + 1
+      assert.is_true(nonblocking(fd), "fd " .. fd .. " is blocking")
+    end
+  end
+  assert.are.equal(1, new)
+  return h
+end
+
+-- junk_closed(...): a peer that starts with the steps given, then sends
+-- 250 fds no marker claims 20 times, then a pipe socket one does: the
+-- unclaimed fds are closed at once and the pipe socket comes with its own.
+local function junk_closed(...)
+  local steps = {...}
+  for _ = 1, 20 do steps[#steps + 1] = "junk:250" end
+  steps[#steps + 1] = "send:pipe-socket:4"        -- then one that a marker claims
+  steps[#steps + 1] = "wait"
+  local ch, child = peer(table.unpack(steps))
+  local before = S.open_fds()
+  for _ = 1, 20 do assert.are.equal("junk", ch:receive()) end
+  local m, h = ch:receive()
+  assert.are.equal("pipe-socket", m)
+  assert.truthy(h)                                 -- its own fd, not a stray one
+  assert.is_true(S.open_fds() <= before + 1, "open fds: " .. S.open_fds() .. ", before " .. before)
+  h:close()
+  ch:close()
+  child:wait()
+end
+
 local KINDS = {["tcp-server"] = 1, ["tcp-socket"] = 2, ["pipe-server"] = 3, ["pipe-socket"] = 4}
 
 describe("fds passed by a peer", function()
@@ -48,18 +86,7 @@ describe("fds passed by a peer", function()
   for what, kind in pairs(KINDS) do
     it(("a blocking %s arrives non-blocking"):format(what), function()
       local ch, child = peer(("send:%s:%d"):format(what, kind), "wait")
-      local before = lipc.fds()         -- the fd comes with a read, in receive()
-      local m, h = ch:receive()
-      assert.are.equal(what, m)
-      assert.truthy(h)
-      local new = 0
-      for fd, it in pairs(lipc.fds()) do
-        if before[fd] ~= it and it:match("^socket:") then
-          new = new + 1
-          assert.is_true(nonblocking(fd), "fd " .. fd .. " is blocking")
-        end
-      end
-      assert.are.equal(1, new)
+      local h = receive_nonblocking(ch, what)
       h:close()
       ch:close()
       child:wait()
@@ -109,20 +136,7 @@ describe("fds passed by a peer", function()
   end
 
   it("fds no marker claims are closed at once: 250 per sendmsg, 20 times", function()
-    local steps = {}
-    for i = 1, 20 do steps[i] = "junk:250" end
-    steps[#steps + 1] = "send:pipe-socket:4"        -- then one that a marker claims
-    steps[#steps + 1] = "wait"
-    local ch, child = peer(table.unpack(steps))
-    local before = S.open_fds()
-    for _ = 1, 20 do assert.are.equal("junk", ch:receive()) end
-    local m, h = ch:receive()
-    assert.are.equal("pipe-socket", m)
-    assert.truthy(h)                                 -- its own fd, not a stray one
-    assert.is_true(S.open_fds() <= before + 1, "open fds: " .. S.open_fds() .. ", before " .. before)
-    h:close()
-    ch:close()
-    child:wait()
+    junk_closed()
   end)
 
   it("an fd lipc does not take, with a marker, is refused and the ones after it still arrive", function()
@@ -150,18 +164,7 @@ describe("fds passed by a peer", function()
   describe("in JSON lines (Node's NODE_HANDLE)", function()
     it("a blocking socket arrives non-blocking", function()
       local ch, child = peer("json", "send:tcp-socket:2", "wait")
-      local before = lipc.fds()
-      local m, h = ch:receive()
-      assert.are.equal("tcp-socket", m)
-      assert.truthy(h)
-      local new = 0
-      for fd, it in pairs(lipc.fds()) do
-        if before[fd] ~= it and it:match("^socket:") then
-          new = new + 1
-          assert.is_true(nonblocking(fd), "fd " .. fd .. " is blocking")
-        end
-      end
-      assert.are.equal(1, new)
+      local h = receive_nonblocking(ch, "tcp-socket")
       h:close()
       ch:close()
       child:wait()
@@ -179,20 +182,7 @@ describe("fds passed by a peer", function()
     end)
 
     it("fds no NODE_HANDLE line claims are closed at once", function()
-      local steps = {"json"}
-      for i = 2, 21 do steps[i] = "junk:250" end
-      steps[#steps + 1] = "send:pipe-socket:4"
-      steps[#steps + 1] = "wait"
-      local ch, child = peer(table.unpack(steps))
-      local before = S.open_fds()
-      for _ = 1, 20 do assert.are.equal("junk", ch:receive()) end
-      local m, h = ch:receive()
-      assert.are.equal("pipe-socket", m)
-      assert.truthy(h)
-      assert.is_true(S.open_fds() <= before + 1, "open fds: " .. S.open_fds() .. ", before " .. before)
-      h:close()
-      ch:close()
-      child:wait()
+      junk_closed("json")
     end)
   end)
 end)

@@ -29,6 +29,22 @@ describe("fork through ssh", function()
     return S.write_file(S.tmpdir() .. "/worker.lua", code)
   end
 
+  -- up_worker(rest) -> child: a worker over ssh that has said "up" and
+  -- then runs `rest` (Lua, with `parent` in scope).
+  local function up_worker(rest)
+    local child = assert(fork(worker([[
+      local parent = require("fork").parent
+      parent:send("up")
+      ]] .. rest), {via = server.via(), exec_path = S.lipc}))
+    assert.are.equal("up", child:receive())
+    return child
+  end
+
+  local function no_orphan(pid)
+    assert.is_true(S.wait_for(function() return not S.alive(pid) end, 5000),
+      "the worker on the far side is an orphan")
+  end
+
   it("carries messages both ways, with the script and its modules sent over", function()
     if not need_sshd() then return end
     local dir = S.tmpdir()
@@ -53,27 +69,16 @@ describe("fork through ssh", function()
 
   it("kill() ends ssh, and with it the worker over there", function()
     if not need_sshd() then return end
-    local child = assert(fork(worker([[
-      local parent = require("fork").parent
-      parent:send("up")
-      require("lipc").sleep(60000)
-    ]]), {via = server.via(), exec_path = S.lipc}))
-    assert.are.equal("up", child:receive())
+    local child = up_worker('require("lipc").sleep(60000)')
     local pid = child.remote.pid
     child:kill()
     assert.are.equal(255, (child:wait())) -- ssh ends on SIGTERM with 255
-    assert.is_true(S.wait_for(function() return not S.alive(pid) end, 5000),
-      "the worker on the far side is an orphan")
+    no_orphan(pid)
   end)
 
   it("killing the far side: receive() gives ERR_IPC_LINK_LOST, ssh ends", function()
     if not need_sshd() then return end
-    local child = assert(fork(worker([[
-      local parent = require("fork").parent
-      parent:send("up")
-      parent:receive()
-    ]]), {via = server.via(), exec_path = S.lipc}))
-    assert.are.equal("up", child:receive())
+    local child = up_worker("parent:receive()")
     assert(lipc.kill(child.remote.pid, "SIGKILL"))
     local m, msg, code = child:receive()
     assert.is_nil(m)
@@ -83,12 +88,7 @@ describe("fork through ssh", function()
 
   it("dropping the link (the sshd session killed): the worker ends, the parent is told", function()
     if not need_sshd() then return end
-    local child = assert(fork(worker([[
-      local parent = require("fork").parent
-      parent:send("up")
-      require("lipc").sleep(60000)
-    ]]), {via = server.via(), exec_path = S.lipc}))
-    assert.are.equal("up", child:receive())
+    local child = up_worker('require("lipc").sleep(60000)')
     local pid = child.remote.pid
     local session = assert(ppid(pid))
     assert.are_not.equal(server.proc.pid, session) -- the connection's own sshd
@@ -97,8 +97,7 @@ describe("fork through ssh", function()
     assert.is_nil(m)
     assert.are.equal("ERR_IPC_LINK_LOST", code, msg)
     assert.are.equal(255, (child:wait()))
-    assert.is_true(S.wait_for(function() return not S.alive(pid) end, 5000),
-      "the worker on the far side is an orphan")
+    no_orphan(pid)
   end)
 
   it("a refused key: ERR_LAUNCH_FAILED with ssh's own words", function()

@@ -52,6 +52,28 @@ end
 -- The small table every implementation sends.
 function M.small(seq) return {seq = seq, op = "add", args = {1, 2, 3}} end
 
+-- The child of the forked IPC cases: answers each message with reply(m)
+-- until the parent disconnects. True in the child (the case then returns),
+-- false in the parent.
+function M.serve_child(reply)
+  local parent = require("fork").parent
+  if not parent then return false end
+  while true do
+    local m = parent:receive()
+    if m == nil then break end -- the parent disconnected: done
+    parent:send(reply(m))
+  end
+  return true
+end
+
+-- One round trip with a worker that serve_child answers: M.small(seq)
+-- sent, the reply's seq checked.
+function M.round_trip(worker, seq)
+  worker:send(M.small(seq))
+  local r = worker:receive()
+  if r == nil or r.seq ~= seq then error("parent: bad reply " .. tostring(r and r.seq), 2) end
+end
+
 -- Unwraps the (value) or (nil, message, code) convention.
 function M.check(v, err, ...)
   if v == nil or v == false then error(tostring(err or "failed"), 2) end
@@ -76,6 +98,13 @@ function M.cpu_ns(pid)
   local ns = f:read("n")
   f:close()
   return ns
+end
+
+-- CPU time, in ns, this process and the process `pid` have run together.
+function M.cpu_pair_ns(pid)
+  local p, c = M.cpu_ns(), M.cpu_ns(pid)
+  if not (p and c) then error("no /proc/<pid>/schedstat here", 2) end
+  return p + c
 end
 
 return M

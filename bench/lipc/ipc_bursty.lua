@@ -7,29 +7,17 @@ local C = dofile((debug.getinfo(1, "S").source:match("^[@=]?(.*/)") or "./") .. 
 local lipc = require "lipc"
 local fork = require "fork"
 
-local parent = fork.parent
-if parent then
-  while true do
-    local m = parent:receive()
-    if m == nil then break end
-    parent:send(C.small(m.seq))
-  end
-  return
-end
+if C.serve_child(function(m) return C.small(m.seq) end) then return end
 
 local argv = C.args(...)
 local n = C.count(argv[1], 2000)
 local worker = C.check(fork(C.script(), {"child"}))
-worker:send(C.small(0))
-worker:receive()
-local p0, c0 = C.cpu_ns(), C.cpu_ns(worker.pid)
-if not (p0 and c0) then error("no /proc/<pid>/schedstat here") end
+C.round_trip(worker, 0)
+local cpu0 = C.cpu_pair_ns(worker.pid)
 for i = 1, n do
-  worker:send(C.small(i))
-  local r = worker:receive()
-  if r == nil or r.seq ~= i then error("parent: bad reply") end
+  C.round_trip(worker, i)
   lipc.sleep(1)
 end
-local p1, c1 = C.cpu_ns(), C.cpu_ns(worker.pid)
-C.result("ipc_bursty", (p1 - p0 + c1 - c0) / n / 1000, "us/rt", 2)
+local cpu1 = C.cpu_pair_ns(worker.pid)
+C.result("ipc_bursty", (cpu1 - cpu0) / n / 1000, "us/rt", 2)
 worker:disconnect()

@@ -7,30 +7,17 @@ local C = dofile((debug.getinfo(1, "S").source:match("^[@=]?(.*/)") or "./") .. 
 local lipc = require "lipc"
 local fork = require "fork"
 
-local parent = fork.parent
-if parent then
-  while true do
-    local m = parent:receive()
-    if m == nil then break end
-    parent:send(m)
-  end
-  return
-end
+if C.serve_child(function(m) return m end) then return end
 
 local argv = C.args(...)
 local ms = C.count(argv[1], 10000)
 local worker = C.check(fork(C.script(), {"child"}))
-for i = 1, 200 do
-  worker:send(C.small(i))
-  local r = worker:receive()
-  if r == nil or r.seq ~= i then error("parent: bad reply") end
-end
+for i = 1, 200 do C.round_trip(worker, i) end
 lipc.sleep(20) -- the last poll window ends
-local p0, c0 = C.cpu_ns(), C.cpu_ns(worker.pid)
-if not (p0 and c0) then error("no /proc/<pid>/schedstat here") end
+local cpu0 = C.cpu_pair_ns(worker.pid)
 local t0 = C.now()
 lipc.sleep(ms)
-local p1, c1 = C.cpu_ns(), C.cpu_ns(worker.pid)
+local cpu1 = C.cpu_pair_ns(worker.pid)
 local t1 = C.now()
-C.result("ipc_idle", (p1 - p0 + c1 - c0) / (t1 - t0) * 100, "%", 4)
+C.result("ipc_idle", (cpu1 - cpu0) / (t1 - t0) * 100, "%", 4)
 worker:disconnect()

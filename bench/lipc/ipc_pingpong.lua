@@ -6,26 +6,16 @@
 local C = dofile((debug.getinfo(1, "S").source:match("^[@=]?(.*/)") or "./") .. "common.lua")
 local fork = require "fork"
 
-local parent = fork.parent
-if parent then
-  while true do
-    local m = parent:receive()
-    if m == nil then break end -- the parent disconnected: done
-    if m.args[1] + m.args[2] + m.args[3] ~= 6 then error("child: bad message") end
-    parent:send(C.small(m.seq))
-  end
-  return
-end
+if C.serve_child(function(m)
+  if m.args[1] + m.args[2] + m.args[3] ~= 6 then error("child: bad message") end
+  return C.small(m.seq)
+end) then return end
 
 local argv = C.args(...)
 local n = C.count(argv[1], 50000)
 local worker = C.check(fork(C.script(), {"child"}))
 local t0 = C.now()
-for i = 1, n do
-  worker:send(C.small(i))
-  local r = worker:receive()
-  if r == nil or r.seq ~= i then error("parent: bad reply " .. tostring(r and r.seq)) end
-end
+for i = 1, n do C.round_trip(worker, i) end
 local t1 = C.now()
 C.result("ipc_pingpong", n / C.secs(t0, t1), "rt/s")
 worker:disconnect()

@@ -36,15 +36,6 @@ local function fds_of(pid)
   return list
 end
 
-local function children()
-  local f = io.open(("/proc/%d/task/%d/children"):format(lipc.pid, lipc.pid))
-  local list = {}
-  if not f then return list end
-  for pid in f:read("a"):gmatch("%d+") do list[#list + 1] = tonumber(pid) end
-  f:close()
-  return list
-end
-
 describe("spawn with opts.pty", function()
   it("gives the child a terminal on stdin, stdout and stderr, as its controlling terminal", function()
     local child = spawn("sh", {"-c", "tty; test -t 0 && test -t 1 && test -t 2 && echo all-ttys;"
@@ -205,7 +196,7 @@ describe("spawn with opts.pty", function()
     for _, pid in ipairs({a.pid, b.pid, c.pid}) do
       assert.is_nil(support.proc_state(pid)) -- reaped: no zombie
     end
-    assert.are.same({}, children())
+    assert.are.same({}, support.children())
   end)
 
   it("closes the terminal when the child is closed early: the child gets SIGHUP", function()

@@ -4,19 +4,9 @@ local lipc = require "lipc"
 local spawn = require "spawn"
 local support = require "support"
 
--- Our children as the kernel sees them (zombies included).
-local function children()
-  local f = io.open(("/proc/%d/task/%d/children"):format(lipc.pid, lipc.pid))
-  local list = {}
-  if not f then return list end
-  for pid in f:read("a"):gmatch("%d+") do list[#list + 1] = tonumber(pid) end
-  f:close()
-  return list
-end
-
 local function zombies()
   local n = 0
-  for _, pid in ipairs(children()) do
+  for _, pid in ipairs(support.children()) do
     if support.proc_state(pid) == "Z" then n = n + 1 end
   end
   return n
@@ -553,7 +543,7 @@ describe("spawn", function()
         kids[i] = spawn("sh", {"-c", "exit " .. (i % 7)}, {stdio = "ignore"})
       end
       for i = 1, 200 do assert.are.equal(i % 7, kids[i]:wait()) end
-      assert.are.same({}, children())
+      assert.are.same({}, support.children())
     end)
 
     it("reaps children that exit one by one with a few waits each, not one per child running", function()
@@ -584,7 +574,7 @@ describe("spawn", function()
 
     it("leaves alone a child it did not start, and still reaps its own", function()
       local f = assert(io.popen("exit 3"))                 -- not ours: a zombie soon
-      assert.is_true(support.wait_for(function() return #children() > 0 and zombies() > 0 end))
+      assert.is_true(support.wait_for(function() return #support.children() > 0 and zombies() > 0 end))
       local kids = {}
       for i = 1, 5 do kids[i] = spawn("sh", {"-c", "exit " .. i}, {stdio = "ignore"}) end
       for i = 1, 5 do assert.are.equal(i, kids[i]:wait()) end
@@ -625,7 +615,7 @@ describe("spawn", function()
       assert.is_false(child.stdout:state().open)
       lipc.sleep(300)
       assert.are.equal(2, closed.n)
-      for _, p in ipairs(children()) do assert.are_not.equal(pid, p) end
+      for _, p in ipairs(support.children()) do assert.are_not.equal(pid, p) end
     end)
 
     it("raises on bad argument types, naming the function and the argument", function()
@@ -648,7 +638,7 @@ describe("spawn", function()
           .. "without zero bytes)")
       assert.has_error(function() spawn.exec(1) end,
         "bad argument #1 to 'spawn.exec' (string expected, got number)")
-      assert.are.same({}, children())
+      assert.are.same({}, support.children())
     end)
   end)
 

@@ -39,6 +39,17 @@ function M.alive(pid)
   return state ~= nil and state ~= "Z"
 end
 
+-- children() -> the pids of this process's children as the kernel sees
+-- them (zombies included).
+function M.children()
+  local f = io.open(("/proc/%d/task/%d/children"):format(lipc.pid, lipc.pid))
+  local list = {}
+  if not f then return list end
+  for pid in f:read("a"):gmatch("%d+") do list[#list + 1] = tonumber(pid) end
+  f:close()
+  return list
+end
+
 -- channel_pair([opts_a, opts_b]) -> two channels over the two ends of a
 -- socketpair, then the two streams.
 function M.channel_pair(opts_a, opts_b)

@@ -18,6 +18,18 @@ local function traced(trace, code)
   return out, err, status
 end
 
+-- The end of a traced child's code: it forks a worker that sends "up"
+-- (the worker inherits LIPC_TRACE) and waits for it.
+local FORK_UP = [[
+      local path = require("lipc").mkdtemp() .. "/w.lua"
+      local f = assert(io.open(path, "w"))
+      f:write('require("fork").parent:send("up")')
+      f:close()
+      local w = assert(require("fork")(path))
+      assert(w:receive() == "up")
+      w:wait()
+]]
+
 local function lines_of(err, kind)
   local t = {}
   for line in err:gmatch("[^\n]+") do
@@ -96,22 +108,14 @@ describe("LIPC_TRACE", function()
 
   it("spawn: starts and exits with pid and status; a forked child traces too", function()
     local _, err, status = traced("spawn,ipc", [[
-      local spawn, fork = require "spawn", require "fork"
+      local spawn = require "spawn"
       local c = spawn("sh", {"-c", "exit 3"})
       assert(c:wait() == 3)
       c = spawn("sleep", {"5"})
       c:kill("SIGKILL")
       c:wait()
       spawn("/nonexistent/program"):wait()
-      local lipc = require "lipc"
-      local path = lipc.mkdtemp() .. "/w.lua"
-      local f = assert(io.open(path, "w"))
-      f:write('require("fork").parent:send("up")')
-      f:close()
-      local w = assert(fork(path))
-      assert(w:receive() == "up")
-      w:wait()
-    ]])
+    ]] .. FORK_UP)
     assert.are.equal(0, status, err)
     local sp = lines_of(err, "spawn")
     local pid = assert(find(sp, "^start pid %d+ sh$"), err):match("pid (%d+)")
@@ -127,16 +131,8 @@ describe("LIPC_TRACE", function()
 
   it("times come from one clock for every process: a parent's and a child's lines sort in order", function()
     local _, err, status = traced("spawn,ipc", [[
-      local lipc, fork = require "lipc", require "fork"
-      lipc.sleep(200)                        -- a per-process clock would put the child first
-      local path = lipc.mkdtemp() .. "/w.lua"
-      local f = assert(io.open(path, "w"))
-      f:write('require("fork").parent:send("up")')
-      f:close()
-      local w = assert(fork(path))
-      assert(w:receive() == "up")
-      w:wait()
-    ]])
+      require("lipc").sleep(200)             -- a per-process clock would put the child first
+    ]] .. FORK_UP)
     assert.are.equal(0, status, err)
     local stamped = {}
     for pid, t, rest in err:gmatch("lipc%[(%d+)%] (%d+%.%d+) ([^\n]*)") do

@@ -36,6 +36,19 @@ local ECHO = [[
   end
 ]]
 
+-- Child code: two channels over a socketpair, ca and cb, made hot with
+-- n round trips.
+local function hot_pair(n)
+  return ([[
+      local a, b = assert(require("fork").socketpair())
+      local ca, cb = a:channel(), b:channel()
+      for i = 1, %d do
+        ca:send({seq = i})
+        assert(cb:receive().seq == i)
+      end
+]]):format(n)
+end
+
 local function pingpong(child, n)
   for i = 1, n do
     assert(child:send({seq = i}))
@@ -178,12 +191,7 @@ describe("lipc.poll", function()
     local dir = S.tmpdir()
     local path = S.write_file(dir .. "/main.lua", [[
       local lipc = require "lipc"
-      local a, b = assert(require("fork").socketpair())
-      local ca, cb = a:channel(), b:channel()
-      for i = 1, 300 do
-        ca:send({seq = i})
-        assert(cb:receive().seq == i)
-      end
+    ]] .. hot_pair(300) .. [[
       local p = lipc.poll()
       print(p.mode, p.spins, p.turns)
       ca:disconnect()
@@ -207,12 +215,7 @@ describe("lipc.poll", function()
     -- and its CPU time (utime + stime, in clock ticks) stays near zero.
     local out, err, status = with_env("1", [[
       local lipc = require "lipc"
-      local a, b = assert(require("fork").socketpair())
-      local ca, cb = a:channel(), b:channel()
-      for i = 1, 200 do
-        ca:send({seq = i})
-        assert(cb:receive().seq == i)
-      end
+    ]] .. hot_pair(200) .. [[
       local function cpu()
         local f = assert(io.open("/proc/self/stat"))
         local stat = f:read("a"):match("%) (.*)$")

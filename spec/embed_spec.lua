@@ -5,20 +5,6 @@ local q = support.shell_quote
 
 local build = support.lipc:match("^(.*)/lipc$") or "build"
 
--- The README's embedding shape: topology.lua from the current directory.
-local README_EMBEDDER = [[
-#include "lipc.h"
-
-int main(int argc, char **argv) {
-  lipc_runtime *rt = lipc_new(NULL);
-  lipc_run_file(rt, "topology.lua", argc - 1, argv + 1);
-  lipc_run(rt);
-  int status = lipc_exit_status(rt);
-  lipc_free(rt);
-  return status;
-}
-]]
-
 -- A topology that forks a worker and prints its answer; run a second time
 -- (a worker that ran the embedder's topology) it says so and stops there.
 local TOPOLOGY = [[
@@ -59,7 +45,7 @@ describe("embedding", function()
 
   it("the README's embedder forks workers that run (lipc's executable); none runs the topology", function()
     local dir, run = topology_dir()
-    support.write_file(dir .. "/app.c", README_EMBEDDER)
+    support.write_file(dir .. "/app.c", support.README_EMBEDDER)
     -- against the shared library of the tree: its lipc is next to it
     local out, status = support.sh(("cc -std=c11 -D_GNU_SOURCE -Wall -Werror -o %s/app %s/app.c " ..
       "-Iruntime -L%s -llipc -Wl,-rpath,%s $(pkg-config --cflags --libs lua5.4 libuv) %s 2>&1")

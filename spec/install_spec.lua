@@ -56,17 +56,7 @@ describe("make install", function()
     assert.are.equal(0, status, out)
     assert.are.equal("worker:\t5\t0\nembedder: ticks=1 status=0\n", out)
     local app = prefix .. "/app"
-    support.write_file(app .. ".c", [[
-      #include "lipc.h"
-      int main(int argc, char **argv) {
-        lipc_runtime *rt = lipc_new(NULL);
-        lipc_run_file(rt, "topology.lua", argc - 1, argv + 1);
-        lipc_run(rt);
-        int status = lipc_exit_status(rt);
-        lipc_free(rt);
-        return status;
-      }
-    ]])
+    support.write_file(app .. ".c", support.README_EMBEDDER)
     out, status = support.sh(("PKG_CONFIG_PATH=%s/lib/pkgconfig; export PKG_CONFIG_PATH; " ..
       "cc -std=c11 -Wall -Werror -o %s %s.c $(pkg-config --cflags --libs lipc) %s 2>&1")
       :format(q(prefix), q(app), q(app), asan and "-fsanitize=address,undefined" or ""))

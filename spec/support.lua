@@ -142,6 +142,21 @@ function M.check_sanitizers(stderr)
   end
 end
 
+-- The README's embedding program (its comments left out): it runs
+-- topology.lua from the current directory.
+M.README_EMBEDDER = [[
+#include "lipc.h"
+
+int main(int argc, char **argv) {
+  lipc_runtime *rt = lipc_new(NULL);
+  lipc_run_file(rt, "topology.lua", argc - 1, argv + 1);
+  lipc_run(rt);
+  int status = lipc_exit_status(rt);
+  lipc_free(rt);
+  return status;
+}
+]]
+
 -- ---- a real sshd for the specs of workers through ssh --------------------
 
 local function exists(path)

@@ -285,22 +285,21 @@ void lipc__poll_close(lipc_runtime *rt) {
   uv_close((uv_handle_t *)&p->check, closed);
 }
 
+static void set_integer(lua_State *L, const char *key, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, key);
+}
+
 static void push_state(lua_State *L, const lipc__poll *p) {
   lua_createtable(L, 0, 8);
   lua_pushstring(L, p ? MODES[p->mode] : "off");
   lua_setfield(L, -2, "mode");
-  lua_pushinteger(L, p ? (lua_Integer)p->max_us : 0);
-  lua_setfield(L, -2, "max_us");
-  lua_pushinteger(L, p ? (lua_Integer)p->budget_us : 0);
-  lua_setfield(L, -2, "budget_us");
-  lua_pushinteger(L, p ? (lua_Integer)p->spins : 0);
-  lua_setfield(L, -2, "spins");
-  lua_pushinteger(L, p ? (lua_Integer)p->hits : 0);
-  lua_setfield(L, -2, "hits");
-  lua_pushinteger(L, p ? (lua_Integer)p->misses : 0);
-  lua_setfield(L, -2, "misses");
-  lua_pushinteger(L, p ? (lua_Integer)p->turns : 0);
-  lua_setfield(L, -2, "turns");
+  set_integer(L, "max_us", p ? (lua_Integer)p->max_us : 0);
+  set_integer(L, "budget_us", p ? (lua_Integer)p->budget_us : 0);
+  set_integer(L, "spins", p ? (lua_Integer)p->spins : 0);
+  set_integer(L, "hits", p ? (lua_Integer)p->hits : 0);
+  set_integer(L, "misses", p ? (lua_Integer)p->misses : 0);
+  set_integer(L, "turns", p ? (lua_Integer)p->turns : 0);
 }
 
 static const char FNAME[] = "lipc.poll";

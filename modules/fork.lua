@@ -164,6 +164,8 @@ end
 local WORKER_ERROR = 3 -- the control frame of a worker whose script failed
 
 -- Wires the process events and the channel's end into the child object.
+-- Returns a function that says whether the child was disconnected from
+-- this side (child:disconnect()).
 local function relay(child, proc, ch, script)
   local exited, gone, disconnect_sent = false, false, false
   local closed, ended, why = false, nil, nil
@@ -225,6 +227,7 @@ local function relay(child, proc, ch, script)
     end
     return worker_status(script, proc, why)
   end
+  return function() return local_end end
 end
 
 local function find_ipc(stdio)
@@ -398,13 +401,7 @@ local function fork_via(script, args, opts, arg)
     wake:signal(true)
   end
   proc:on("error", on_spawn_error)
-  relay(child, proc, ch, script)
-  local local_end = false
-  local disconnect = child.disconnect
-  child.disconnect = function(self)
-    local_end = true
-    return disconnect(self)
-  end
+  local local_end = relay(child, proc, ch, script)
 
   local peer, bye, fault, exited
   child:on("control", function(kind, value)
@@ -484,7 +481,7 @@ local function fork_via(script, args, opts, arg)
                   shipped = hello.source ~= nil}
   -- The end of the channel without the worker's bye is a lost link;
   -- with it, relay's receive says how the worker ended.
-  local function lost() return not (ch.connected or bye or local_end) end
+  local function lost() return not (ch.connected or bye or local_end()) end
   local lost_msg = ("fork: the link to the worker through %s was lost (no goodbye)"):format(name)
   -- 'error' before 'disconnect', for code that takes events rather than
   -- receive()s (with a 'message' or an 'error' listener; others read it
@@ -500,7 +497,7 @@ local function fork_via(script, args, opts, arg)
   local recv = methods.receive
   methods.receive = function(self)
     local m, h, c = recv(self)
-    if m ~= nil or ch.connected or bye or local_end then return m, h, c end
+    if m ~= nil or ch.connected or bye or local_end() then return m, h, c end
     if c ~= nil and c ~= "ERR_WORKER_EXIT" and c ~= "ERR_IPC_TRUNCATED" then
       return m, h, c -- a fault of the peer
     end

@@ -23,21 +23,20 @@ end
 local pool = fork.pool(dir .. "/remote_pool_worker.lua",
                        {size = 2 * #hosts, hosts = hosts, exec_path = exec or "lipc"})
 pool:started(30000) -- every worker up (or its host failing): calls spread over all
-local per_host, total, left, done = {}, 0, 40, lipc.cond()
-for i = 1, 40 do
-  lipc.go(function()
-    local r, err = pool:call({from = (i - 1) * 5000 + 1, to = i * 5000})
-    if r then
-      per_host[r.host] = (per_host[r.host] or 0) + 1
-      total = total + r.primes
-    else
-      io.stderr:write("call ", i, ": ", err, "\n")
-    end
-    left = left - 1
-    if left == 0 then done:signal() end
-  end)
-end
-if left > 0 then done:wait() end
+local per_host, total = {}, 0
+lipc.scope(function(scope) -- returns once all 40 calls have
+  for i = 1, 40 do
+    scope:go(function()
+      local r, err = pool:call({from = (i - 1) * 5000 + 1, to = i * 5000})
+      if r then
+        per_host[r.host] = (per_host[r.host] or 0) + 1
+        total = total + r.primes
+      else
+        io.stderr:write("call ", i, ": ", err, "\n")
+      end
+    end)
+  end
+end)
 print("primes up to 200000: " .. total)
 local names = {}
 for name in pairs(per_host) do names[#names + 1] = name end

@@ -574,8 +574,7 @@ end)
 
 describe("scripts/fanout_deadline.lua", function()
   it("fans out to workers under a deadline, keeps what came in time, leaves nothing behind", function()
-    local out, status = support.sh(("cd %s && %s scripts/fanout_deadline.lua 2>&1"):format(
-      support.shell_quote(support.root), support.shell_quote(support.lipc)))
+    local out, status = support.run_script("fanout_deadline.lua")
     assert.are.equal(0, status, out)
     assert.matches("fast: ok", out)
     assert.matches("slow: ECANCELED", out)

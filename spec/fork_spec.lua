@@ -10,13 +10,6 @@ local function script(code)
   return S.write_file(S.tmpdir() .. "/child.lua", code)
 end
 
-local function run_script(name, args)
-  local argv = {}
-  for i, a in ipairs(args or {}) do argv[i] = S.shell_quote(a) end
-  return S.sh(("cd %s && %s scripts/%s %s 2>&1"):format(S.shell_quote(S.root),
-    S.shell_quote(S.lipc), name, table.concat(argv, " ")))
-end
-
 describe("fork", function()
 
   it("runs a child lipc with a channel: send, receive, args, exit", function()
@@ -771,20 +764,20 @@ end)
 
 describe("fork scripts", function()
   it("fork_basic.lua", function()
-    local out, status = run_script("fork_basic.lua")
+    local out, status = S.run_script("fork_basic.lua")
     assert.are.equal(0, status, out)
     assert.matches("sum of 3 numbers = 6", out)
     assert.matches("worker said: bye", out)
   end)
 
   it("ping_pong.lua", function()
-    local out, status = run_script("ping_pong.lua", {"2000"})
+    local out, status = S.run_script("ping_pong.lua", {"2000"})
     assert.are.equal(0, status, out)
     assert.matches("2000 round trips", out)
   end)
 
   it("pool.lua", function()
-    local out, status = run_script("pool.lua")
+    local out, status = S.run_script("pool.lua")
     assert.are.equal(0, status, out)
     assert.matches("sum of squares 1..20 = 2870", out)
     assert.matches("ERR_WORKER_CRASHED", out)
@@ -793,13 +786,13 @@ describe("fork scripts", function()
   end)
 
   it("prefork_server.lua", function()
-    local out, status = run_script("prefork_server.lua", {"3", "12"})
+    local out, status = S.run_script("prefork_server.lua", {"3", "12"})
     assert.are.equal(0, status, out)
     assert.matches("12 connections answered by %d worker", out)
   end)
 
   it("node_child.lua (lipc parent, Node child)", function()
-    local out, status = run_script("node_child.lua")
+    local out, status = S.run_script("node_child.lua")
     assert.are.equal(0, status, out)
     assert.matches("upper: HELLO FROM LIPC", out)
     assert.matches("sum: 10.5", out)

@@ -107,6 +107,16 @@ function M.sh(cmd)
   return body, tonumber(status)
 end
 
+-- run_script(name[, args]) -> output, status: scripts/<name> run to
+-- completion by the lipc under test from the tree's root, with args;
+-- output is its stdout and stderr together.
+function M.run_script(name, args)
+  local argv = {}
+  for i, a in ipairs(args or {}) do argv[i] = M.shell_quote(a) end
+  return M.sh(("cd %s && %s scripts/%s %s 2>&1"):format(M.shell_quote(M.root),
+    M.shell_quote(M.lipc), name, table.concat(argv, " ")))
+end
+
 -- run_lipc(code[, args][, opts]) -> stdout, stderr, status: code run by a
 -- child lipc through a file (opts.stdin feeds its standard input). The
 -- wait is blocking, which the spec's deadline cannot stop: a child still

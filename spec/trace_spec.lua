@@ -240,8 +240,7 @@ describe("stats()", function()
 
   it("scripts/top.lua shows a live table of a pool's workers, then exits", function()
     local t0 = lipc.hrtime()
-    local out, status = support.sh(("cd %s && %s scripts/top.lua 1 200 2>&1")
-      :format(q(support.root), q(support.lipc)))
+    local out, status = support.run_script("top.lua", {"1", "200"})
     assert.are.equal(0, status, out)
     assert.matches("pid%s+msgs out%s+msgs in%s+bytes out%s+bytes in%s+queued%s+hwm", out)
     local rows = 0

@@ -84,6 +84,7 @@ void lipc__chan_gone(lchannel *ch) {
   if (ch->gone)
     return;
   ch->gone = 1;
+  lipc__chan_job_drop(ch); /* a frame half built goes with the channel */
   if (ch->connected)
     lipc__chan_set_connected(ch, 0);
   lipc__chan_wake_receivers(ch);

@@ -35,6 +35,7 @@
 #define CONTROL_EXT 0x02
 
 typedef struct lchannel lchannel;
+typedef struct lipc__chan_job lipc__chan_job; /* receive.c */
 
 /* One write in flight: the bytes, and the callbacks of its frames. */
 typedef struct wnode {
@@ -71,7 +72,8 @@ struct lchannel {
    * still encoded; [ipos, in.len) is unread. */
   lipc__buf in;
   size_t dpos, ipos, nlazy;
-  lipc__buf out; /* frames encoded since the last flush */
+  lipc__chan_job *job; /* the frame at ipos, being built in steps */
+  lipc__buf out;       /* frames encoded since the last flush */
   /* Big strings of those frames, written from the Lua strings themselves
    * (kept alive in the table at strs_ref) instead of being copied. */
   strseg *segs;
@@ -120,6 +122,8 @@ void lipc__chan_gone(lchannel *ch);
 /* receive.c */
 /* Makes the stream's reads the channel's frames; 0 or a UV_E* error. */
 int lipc__chan_read_start(lchannel *ch);
+/* Ends the building in steps of a large frame, if one is going on. */
+void lipc__chan_job_drop(lchannel *ch);
 /* Tasks waiting in receive() get the messages nobody took, one each. */
 void lipc__chan_wake_receivers(lchannel *ch);
 /* Hands msg, handle (on top of rt->L; popped) to whoever takes them. */

@@ -1492,3 +1492,229 @@ ptrdiff_t lipc__codec_check_budget(const char *p, size_t n, uint64_t budget,
 }
 
 /* }================================================================== */
+
+/*
+** {==================================================================
+** Decoding in steps
+** ===================================================================
+** The same walk as decvalue, with the open containers on an explicit
+** stack instead of the C stack, so that it can stop after a number of
+** values and go on later: a channel builds a large frame's values a
+** slice per loop turn. Scalars go through decvalue itself; a container
+** is opened here (what deccontainer and decmap do before their loop),
+** and each element completed is stored as decarray and decentries
+** store it. Results, messages and budget agree with lipc__codec_decode
+** and lipc__codec_check byte for byte (fuzz_codec compares them).
+*/
+
+typedef struct Open {
+  size_t n, i;   /* elements (map entries) and those complete */
+  uint64_t owed; /* d->owed when it opened */
+  Flood f;       /* f.count NULL: keys not counted */
+  lua_State *L;  /* d->L when it opened: a map not believed builds none */
+  unsigned char ismap, haskey, unbelieved;
+} Open;
+
+struct lipc__codec_steps {
+  Dec d;
+  size_t pos; /* bytes consumed so far */
+  int depth;  /* containers open */
+  int top;    /* L's top before the value */
+  int started;
+  Open open[MAXDEPTH];
+};
+
+lipc__codec_steps *lipc__codec_steps_new(uint64_t budget, int checked) {
+  lipc__codec_steps *s = calloc(1, sizeof(*s));
+  if (s == NULL)
+    return NULL;
+  s->d.budget = budget;
+  s->d.checked = checked;
+  return s;
+}
+
+void lipc__codec_steps_free(lipc__codec_steps *s) {
+  int i;
+  if (s == NULL)
+    return;
+  for (i = 0; i < s->depth; i++)
+    free(s->open[i].f.count);
+  free(s);
+}
+
+/* Opens the container with type byte c as decmap / decarray would, at
+   depth; pushes its table (or nothing, or placeholder-to-be). */
+static int open_container(Dec *d, lipc__codec_steps *s, unsigned c, int depth) {
+  int ismap = (c <= 0x8F || c >= 0xDE), believed;
+  size_t k = (c <= 0x9F) ? 0 : (c & 1) ? 4 : 2, n, nodes = FLOOD_MIN;
+  Open *o;
+  if (depth >= MAXDEPTH)
+    return bad(d, DEEPMSG);
+  if (left(d) < 1 + k)
+    return 0;
+  n = (k == 0) ? (c & 0x0F) : (size_t)getn(d->p + 1, k);
+  d->p += 1 + k;
+  if (d->L && !lua_checkstack(d->L, 3))
+    return bad(d, "Lua stack overflow");
+  o = &s->open[s->depth];
+  memset(o, 0, sizeof(*o));
+  o->n = n;
+  o->owed = d->owed;
+  o->ismap = (unsigned char)ismap;
+  o->L = d->L;
+  believed = believe(d, ismap ? 2 * (uint64_t)n : n);
+  if (believed &&
+      spend(d, COST_TABLE + (ismap ? COST_ENTRY : COST_SLOT) * (uint64_t)n))
+    return overbudget(d);
+  if (!ismap || n < FLOOD_MIN) {
+    if (d->L)
+      lua_createtable(d->L, ismap ? 0 : (believed ? prealloc(n) : 0),
+                      ismap ? (believed ? (int)n : 0) : 0);
+  } else if (!believed) {
+    o->unbelieved = 1;
+    d->L = NULL;
+  } else {
+    if (n > PREALLOC_MAX)
+      return bad(d, "map of more than 16777216 entries");
+    while (nodes < n)
+      nodes *= 2;
+    if ((o->f.count = calloc(nodes, sizeof(*o->f.count))) == NULL)
+      return bad(d, "not enough memory");
+    o->f.mod = (nodes - 1) | 1;
+    o->f.limit = FLOOD_STEPS * (uint64_t)n;
+    if (d->L)
+      lua_createtable(d->L, 0, (int)n);
+  }
+  s->depth++;
+  return 1;
+}
+
+/* The open container o is complete: closes it; its value is on top. */
+static void close_container(Dec *d, lipc__codec_steps *s, Open *o) {
+  d->owed = o->owed;
+  free(o->f.count);
+  o->f.count = NULL;
+  if (o->unbelieved) {
+    d->L = o->L;
+    if (d->L)
+      lua_pushboolean(d->L, 0);
+  }
+  s->depth--;
+}
+
+/* Sets up for the next element of o (decarray's and decentries' loop
+   heads); *key gets where a map key starts. 1, or 0 / -1. */
+static int next_element(Dec *d, Open *o, const unsigned char **key) {
+  uint64_t later = (uint64_t)(o->n - o->i - 1);
+  unsigned c;
+  if (!o->ismap) {
+    d->owed = o->owed + later;
+    return 1;
+  }
+  if (o->haskey) {
+    d->owed = o->owed + 2 * later;
+    return 1;
+  }
+  if (d->p == d->end)
+    return 0;
+  c = *d->p;
+  if (c == 0xC0)
+    return bad(d, "map key is nil");
+  if ((c & 0xE0) == 0x80 || (c >= 0xDC && c <= 0xDF))
+    return bad(d, "map key is an array or map");
+  d->owed = o->owed + 1 + 2 * later;
+  d->nan = 0;
+  *key = d->p;
+  return 1;
+}
+
+/* The value on top completes an element of o (or a map key). */
+static int store_element(Dec *d, Open *o, const unsigned char *key) {
+  if (!o->ismap) {
+    o->i++;
+    if (d->L)
+      lua_rawseti(d->L, -2, (lua_Integer)o->i);
+    return 1;
+  }
+  if (!o->haskey) {
+    if (d->nan)
+      return bad(d, "map key is NaN");
+    if (o->f.count && flood_add(d, &o->f, key) < 0)
+      return -1;
+    o->haskey = 1;
+    return 1;
+  }
+  o->haskey = 0;
+  o->i++;
+  if (d->L)
+    lua_rawset(d->L, -3);
+  return 1;
+}
+
+/* Runs the walk for at most work values: 1 when the value is complete,
+   LIPC_CODEC_MORE when the work ran out, else 0 / -1. */
+static int steps_walk(Dec *d, lipc__codec_steps *s, size_t work) {
+  const unsigned char *key = NULL;
+  int r;
+  for (;;) {
+    Open *o = s->depth > 0 ? &s->open[s->depth - 1] : NULL;
+    if (o && o->i == o->n) {
+      close_container(d, s, o);
+    } else {
+      unsigned c;
+      if (work == 0)
+        return LIPC_CODEC_MORE;
+      work--;
+      if (o && (r = next_element(d, o, &key)) <= 0)
+        return r;
+      if (d->p == d->end)
+        return 0;
+      c = *d->p;
+      if (c >= 0x80 && (c <= 0x9F || (c >= 0xDC && c <= 0xDF))) {
+        if ((r = open_container(d, s, c, s->depth)) <= 0)
+          return r;
+        continue;
+      }
+      if ((r = decvalue(d, s->depth)) <= 0)
+        return r;
+    }
+    if (s->depth == 0)
+      return 1;
+    if (store_element(d, &s->open[s->depth - 1], key) < 0)
+      return -1;
+  }
+}
+
+ptrdiff_t lipc__codec_steps_run(lipc__codec_steps *s, lua_State *L,
+                                const char *p, size_t n, size_t work,
+                                const char **err) {
+  Dec *d = &s->d;
+  int r;
+  if (!s->started) {
+    s->started = 1;
+    s->top = L ? lua_gettop(L) : 0;
+    d->L = L;
+    if (n == 0)
+      return 0;
+    if (L && !lua_checkstack(L, 2)) {
+      if (err != NULL)
+        *err = ERRPFX "Lua stack overflow";
+      return -1;
+    }
+  }
+  d->p = (const unsigned char *)p + s->pos;
+  d->end = (const unsigned char *)p + n;
+  r = steps_walk(d, s, work);
+  s->pos = (size_t)(d->p - (const unsigned char *)p);
+  if (r > 0)
+    return (ptrdiff_t)s->pos;
+  if (r == LIPC_CODEC_MORE)
+    return r;
+  if (L)
+    lua_settop(L, s->top); /* drop the partial value */
+  if (r < 0 && err != NULL)
+    *err = d->err;
+  return r;
+}
+
+/* }================================================================== */

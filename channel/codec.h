@@ -102,6 +102,28 @@ extern const char lipc__codec_over_budget[];
 ptrdiff_t lipc__codec_decode_checked(lua_State *L, const char *p, size_t n,
                                      const char **err);
 
+/*
+ * Decoding in steps: the value at p[0..n) built (or, with L NULL,
+ * checked) a slice at a time, for a value too large to build in one go
+ * without holding the loop. lipc__codec_steps_new(budget, checked)
+ * starts one: budget and checked as for lipc__codec_check_budget and
+ * lipc__codec_decode_checked (UINT64_MAX, 0: neither); NULL when out of
+ * memory. Each lipc__codec_steps_run goes through at most `work` more
+ * values (scalars and containers) and returns what lipc__codec_decode
+ * (or _check_budget) would, or LIPC_CODEC_MORE when the work ran out:
+ * call it again with the same L and the same bytes (p may have moved),
+ * leaving what it put on L's stack alone meanwhile (the partial value).
+ * A failure drops that. lipc__codec_steps_free ends it at any point
+ * (what is on L then is the caller's to drop).
+ */
+#define LIPC_CODEC_MORE (-2)
+typedef struct lipc__codec_steps lipc__codec_steps;
+lipc__codec_steps *lipc__codec_steps_new(uint64_t budget, int checked);
+ptrdiff_t lipc__codec_steps_run(lipc__codec_steps *s, lua_State *L,
+                                const char *p, size_t n, size_t work,
+                                const char **err);
+void lipc__codec_steps_free(lipc__codec_steps *s);
+
 /* 1 when p[0..n) is valid UTF-8 (used to choose str or bin). */
 int lipc__utf8_valid(const char *p, size_t n);
 

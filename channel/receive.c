@@ -360,6 +360,8 @@ static uint64_t json_cost(const char *p, size_t n) {
   return cost;
 }
 
+static int frame_value(lchannel *ch, lipc__handoff_kind kind, int control);
+
 /* One native frame body: [marker] value. Returns 0, or -1 after a
  * protocol error. */
 static int native_frame(lchannel *ch, const char *p, size_t n) {
@@ -367,7 +369,7 @@ static int native_frame(lchannel *ch, const char *p, size_t n) {
   const char *err = NULL;
   ptrdiff_t used;
   lipc__handoff_kind kind = LIPC_HANDOFF_NONE;
-  int herr = 0, control = has_control(p, n);
+  int control = has_control(p, n);
   ch->deliver_len = 4 + n;
   if (has_marker(p, n) || control) {
     kind = (lipc__handoff_kind)(unsigned char)p[2];
@@ -386,6 +388,15 @@ static int native_frame(lchannel *ch, const char *p, size_t n) {
                               bad_reason(used, err));
     return -1;
   }
+  return frame_value(ch, kind, control);
+}
+
+/* The value of a frame (on top of rt->L; popped) with the handle of
+ * this kind, or a control frame's: delivered, or emitted as 'control'.
+ * Returns 0, or -1 after a protocol error. */
+static int frame_value(lchannel *ch, lipc__handoff_kind kind, int control) {
+  lua_State *L = ch->h.rt->L;
+  int herr;
   if (control) { /* not a message: 'control' (kind, value) */
     lua_pushinteger(L, (lua_Integer)kind);
     lua_insert(L, -2);
@@ -416,6 +427,194 @@ static int native_frame(lchannel *ch, const char *p, size_t n) {
   return 0;
 }
 
+/* ---- large frames, built in steps -------------------------------------- */
+
+/* Building a frame's values costs up to ~100 ns a value: an 8 MB frame
+ * of small integers held the loop for a second, and every other peer
+ * with it. So a frame of STEP_MIN bytes or more is built (after the
+ * budget check walk, where max_decoded asks for one) STEP_VALUES values
+ * per loop turn, on a Lua thread of its own, from an idle handle: each
+ * turn polls for I/O in between. The frame stays in `in` at ipos, and
+ * reads are held off, until its value is delivered like any other; the
+ * frames behind it wait. The first slice runs at once, so a frame that
+ * is large only in bytes (a big string) takes no extra turn. */
+#define STEP_MIN (64 * 1024)
+#define STEP_VALUES 16384
+#define CHECK_VALUES (8 * STEP_VALUES) /* the check walk builds nothing */
+
+struct lipc__chan_job {
+  lipc__handle h;
+  uv_idle_t idle;
+  lchannel *ch; /* NULL once the channel let it go */
+  lipc__codec_steps *st;
+  lua_State *T;   /* the value is built on this thread */
+  int thread_ref; /* which the registry keeps */
+  size_t off, n;  /* the value: n bytes at in.data + ipos + off */
+  lipc__handoff_kind kind;
+  int control, checking;
+};
+
+static void job_closed(lipc__handle *h) {
+  lipc__chan_job *j = (lipc__chan_job *)h;
+  lipc__codec_steps_free(j->st);
+  free(j);
+}
+
+/* Ends the channel's job, if any, with what it built so far. */
+void lipc__chan_job_drop(lchannel *ch) {
+  lipc__chan_job *j = ch->job;
+  if (j == NULL)
+    return;
+  ch->job = NULL;
+  j->ch = NULL;
+  lipc__codec_steps_free(j->st);
+  j->st = NULL;
+  chan_unref(ch->h.rt->L, &j->thread_ref);
+  lipc__handle_close(&j->h);
+}
+
+/* The job's frame failed a check: the channel closes with the reason. */
+static void job_failed(lchannel *ch, ptrdiff_t used, const char *err) {
+  size_t n = ch->job->n;
+  lipc__chan_job_drop(ch);
+  if (used < 0 && err == lipc__codec_over_budget) {
+    too_costly(ch, "frame", n);
+    return;
+  }
+  lipc__chan_protocol_error(ch, "ERR_IPC_BAD_MESSAGE",
+                            "channel: bad message from peer: %s",
+                            bad_reason(used, err));
+}
+
+/* The value is built (on top of j->T): it goes where native_frame's
+ * would, after the messages before it. */
+static void job_done(lchannel *ch) {
+  lipc__chan_job *j = ch->job;
+  lua_State *L = ch->h.rt->L;
+  size_t flen = get_be32(ch->in.data + ch->ipos);
+  if (queue_len(ch) > 0 && deliver_pending(ch, 1) < 0)
+    return; /* a fault: the channel dropped the job */
+  if (ch->job != j || ch->gone || ch->h.rt->exiting) {
+    lipc__chan_job_drop(ch);
+    return;
+  }
+  ch->ipos += 4 + flen;
+  ch->dpos = ch->ipos;
+  ch->deliver_len = 4 + flen;
+  luaL_checkstack(L, 8, "channel");
+  lua_xmove(j->T, L, 1);
+  lipc__chan_job_drop(ch);
+  frame_value(ch, j->kind, j->control);
+}
+
+/* One slice of the job: 1 when it is over (delivered or failed), 0
+ * when more turns are needed. */
+static int job_slice(lchannel *ch) {
+  lipc__chan_job *j = ch->job;
+  const char *p = ch->in.data + ch->ipos + j->off, *err = NULL;
+  ptrdiff_t used;
+  if (j->checking) {
+    used = lipc__codec_steps_run(j->st, NULL, p, j->n, CHECK_VALUES, &err);
+    if (used == LIPC_CODEC_MORE)
+      return 0;
+    if (used <= 0 || (size_t)used != j->n) {
+      job_failed(ch, used, err);
+      return 1;
+    }
+    lipc__codec_steps_free(j->st); /* checked: now built */
+    j->checking = 0;
+    if ((j->st = lipc__codec_steps_new(UINT64_MAX, 1)) == NULL) {
+      job_failed(ch, -1, "not enough memory");
+      return 1;
+    }
+    return 0;
+  }
+  used = lipc__codec_steps_run(j->st, j->T, p, j->n, STEP_VALUES, &err);
+  if (used == LIPC_CODEC_MORE)
+    return 0;
+  if (used <= 0 || (size_t)used != j->n) {
+    if (used > 0)
+      lua_pop(j->T, 1);
+    job_failed(ch, used, err);
+    return 1;
+  }
+  job_done(ch);
+  return 1;
+}
+
+static void parse(lchannel *ch);
+static void drop_unclaimed(lchannel *ch);
+
+/* A fork child's channel keeps its process alive for a job only while
+ * somebody waits for the message (update_ref). */
+static void job_ref(lchannel *ch) {
+  uv_handle_t *idle = (uv_handle_t *)&ch->job->idle;
+  if (!ch->auto_ref || lipc__waitq_waiting(&ch->receivers) ||
+      has_message_listeners(ch))
+    uv_ref(idle);
+  else
+    uv_unref(idle);
+}
+
+static void on_job_idle(uv_idle_t *idle) {
+  lipc__chan_job *j = idle->data;
+  lchannel *ch = j->ch;
+  if (ch == NULL || ch->h.rt->exiting) {
+    if (ch)
+      lipc__chan_job_drop(ch);
+    return;
+  }
+  if (!job_slice(ch)) {
+    job_ref(ch);
+    return;
+  }
+  if (!ch->gone && ch->s) { /* the frames behind it */
+    parse(ch);
+    drop_unclaimed(ch);
+  }
+}
+
+/* Starts building the frame of flen bytes at ipos in steps, and runs
+ * the first slice. Returns 0 (ch->job is NULL again when that slice
+ * finished it), or -1 after a protocol error. */
+static int job_start(lchannel *ch, size_t flen) {
+  lua_State *L = ch->h.rt->L;
+  const char *p = ch->in.data + ch->ipos + 4;
+  lipc__chan_job *j = calloc(1, sizeof(*j));
+  if (j == NULL) {
+    lipc__chan_protocol_error(ch, "ERR_IPC_BAD_MESSAGE",
+                              "channel: not enough memory for a message");
+    return -1;
+  }
+  j->control = has_control(p, flen);
+  j->off = 4;
+  j->n = flen;
+  if (has_marker(p, flen) || j->control) {
+    j->kind = (lipc__handoff_kind)(unsigned char)p[2];
+    j->off += MARKER_LEN;
+    j->n -= MARKER_LEN;
+  }
+  j->checking = may_cost_too_much(ch, j->n);
+  j->st = j->checking ? lipc__codec_steps_new(ch->max_decoded, 0)
+                      : lipc__codec_steps_new(UINT64_MAX, 0);
+  uv_idle_init(ch->h.rt->loop, &j->idle);
+  lipc__handle_bare(ch->h.rt, &j->h, (uv_handle_t *)&j->idle, "channel",
+                    job_closed);
+  j->T = lua_newthread(L);
+  j->thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  j->ch = ch;
+  ch->job = j;
+  if (j->st == NULL) {
+    job_failed(ch, -1, "not enough memory");
+    return -1;
+  }
+  if (job_slice(ch))
+    return ch->gone ? -1 : 0;
+  job_ref(ch);
+  uv_idle_start(&j->idle, on_job_idle);
+  return 0;
+}
+
 /* The n bytes at p, after a frame, hold no complete frame. */
 static int last_frame(const char *p, size_t n) {
   return n < 4 || n - 4 < get_be32(p);
@@ -439,7 +638,7 @@ static void too_large(lchannel *ch, const char *what, size_t n) {
 ** a batch's frames stay lazy.
 */
 static void parse(lchannel *ch) {
-  while (!ch->gone && ch->s) {
+  while (!ch->gone && ch->s && ch->job == NULL) {
     const char *p = ch->in.data + ch->ipos;
     size_t avail = ch->in.len - ch->ipos, flen;
     if (ch->json) {
@@ -485,6 +684,11 @@ static void parse(lchannel *ch) {
     if (avail - 4 < flen)
       break;
     count_in(ch, 4 + flen);
+    if (flen >= STEP_MIN) { /* built in steps, delivered in its turn */
+      if (job_start(ch, flen) < 0 || ch->job)
+        break;
+      continue;
+    }
     if (!has_message_listeners(ch) && !has_marker(p + 4, flen) &&
         !has_control(p + 4, flen) &&
         !(for_waiter(ch) && last_frame(p + 4 + flen, avail - 4 - flen))) {
@@ -592,6 +796,8 @@ static void drop_unclaimed(lchannel *ch) {
   if (ch->s == NULL || (pipe = (uv_pipe_t *)lipc__stream_uv(ch->s)) == NULL ||
       pipe->type != UV_NAMED_PIPE || !pipe->ipc)
     return;
+  if (ch->job) /* the frames behind it are not parsed yet */
+    return;
   p = ch->in.data + ch->ipos;
   avail = ch->in.len - ch->ipos;
   if (ch->json)
@@ -612,8 +818,10 @@ static void on_read(lipc__stream *s, ssize_t n, const char *base) {
   (void)base;
   if (ch == NULL)
     return;
-  if (n < 0) { /* EOF, reset, or closing */
-    if (!ch->gone && ch->ipos < ch->in.len) {
+  if (n < 0) {                  /* EOF, reset, or closing */
+    int busy = ch->job != NULL; /* reads were held: closing, not cut */
+    lipc__chan_job_drop(ch);
+    if (!ch->gone && !busy && ch->ipos < ch->in.len) {
       cut_short(ch);
       return;
     }
@@ -727,7 +935,7 @@ void lipc__chan_update_hold(lchannel *ch) {
     return;
   if (ch->reply_wait && out_queued(ch) < ch->hwm)
     ch->reply_wait = 0;
-  hold = ch->reply_wait || untaken(ch) > ch->rhwm;
+  hold = ch->reply_wait || untaken(ch) > ch->rhwm || ch->job != NULL;
   if (hold == (int)ch->held)
     return;
   ch->held = (unsigned)hold;

@@ -9,6 +9,9 @@
 ** value decodes, every strict prefix of its bytes must be "need more" (0),
 ** and the value must re-encode, and the re-encoding must decode to an equal
 ** value (integer/float subtype included) of the same encoded length.
+** Decoding in steps (lipc__codec_steps_run, a few values per slice) must
+** give the same result, message and value, and so must checking in steps
+** with a budget (lipc__codec_check_budget).
 **
 ** Build and run from the repository root:
 **
@@ -67,6 +70,56 @@ static void check_prefixes(const char *p, size_t n) {
   ensure(lua_gettop(L) == 1);
 }
 
+/* decoding in steps of `work` values agrees with decoding at once: r,
+ * err and, for a value, an equal one (left on the stack at top + 1) */
+static void check_steps(const char *p, size_t n, ptrdiff_t r, const char *err,
+                        size_t work) {
+  lipc__codec_steps *s = lipc__codec_steps_new(UINT64_MAX, 0);
+  const char *serr = NULL;
+  int top = lua_gettop(L);
+  ptrdiff_t rs;
+  ensure(s != NULL);
+  do
+    rs = lipc__codec_steps_run(s, L, p, n, work, &serr);
+  while (rs == LIPC_CODEC_MORE);
+  lipc__codec_steps_free(s);
+  ensure(rs == r);
+  if (r < 0)
+    ensure(serr != NULL && strcmp(serr, err) == 0);
+  if (r > 0) {
+    ensure(lua_gettop(L) == top + 1 && deq(top, top + 1, 0));
+    lua_pop(L, 1);
+  }
+  ensure(lua_gettop(L) == top);
+}
+
+/* checking in steps with a budget agrees with lipc__codec_check_budget */
+static void check_steps_budget(const char *p, size_t n, uint64_t budget,
+                               size_t work) {
+  lipc__codec_steps *s = lipc__codec_steps_new(budget, 0);
+  const char *err = NULL, *serr = NULL;
+  ptrdiff_t r = lipc__codec_check_budget(p, n, budget, &err), rs;
+  ensure(s != NULL);
+  do
+    rs = lipc__codec_steps_run(s, NULL, p, n, work, &serr);
+  while (rs == LIPC_CODEC_MORE);
+  lipc__codec_steps_free(s);
+  ensure(rs == r);
+  if (r < 0)
+    ensure(serr != NULL && strcmp(serr, err) == 0);
+}
+
+/* a step left unfinished frees what it holds (ASan sees a leak) */
+static void check_steps_abandoned(const char *p, size_t n) {
+  lipc__codec_steps *s = lipc__codec_steps_new(UINT64_MAX, 0);
+  const char *err = NULL;
+  int top = lua_gettop(L);
+  ensure(s != NULL);
+  (void)lipc__codec_steps_run(s, L, p, n, 2, &err);
+  lipc__codec_steps_free(s);
+  lua_settop(L, top);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *p = (const char *)data, *err = NULL, *cerr = NULL;
   lipc__buf b = {0}, b2 = {0};
@@ -79,11 +132,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ensure(rc == r);
   if (r < 0)
     ensure(cerr != NULL && strcmp(cerr, err) == 0);
+  if (size > 0) {
+    check_steps_budget(p, size, (uint64_t)size * (data[0] % 64), 1 + size % 3);
+    check_steps_abandoned(p, size);
+  }
   if (r <= 0) {
+    check_steps(p, size, r, err, 1 + size % 5);
     check_failure(r, err);
     return 0;
   }
   ensure((size_t)r <= size && lua_gettop(L) == 1);
+  check_steps(p, size, r, err, 1 + size % 5);
   /* what the check passed decodes the same without the checks */
   ensure(lipc__codec_decode_checked(L, p, (size_t)r, &err) == r);
   ensure(lua_gettop(L) == 2 && deq(1, 2, 0));

@@ -3,6 +3,7 @@
 -- process. Each attack is raw bytes from a real TCP socket into a channel
 -- served by this process; bounds are checked by counts and sizes, never
 -- by time (bench/lipc/hostile_peers.lua measures the time).
+local lipc = require "lipc"
 local net = require "net"
 local t = require "lipc.test"
 local S = require "support"
@@ -157,6 +158,96 @@ describe("hostile peers", function()
       local v = from_peer(array_of(100000, "\x07"), {max_decoded = 2 * 1024 * 1024})
       assert.are.equal(100000, #v)
       assert.are.equal(7, v[100000])
+    end)
+
+    -- Writes bytes from a raw peer into a channel with 'message' and
+    -- 'error' listeners, and counts the loop turns (sleep(0)) and the
+    -- messages a bystander channel got from the moment the channel has all
+    -- n frames in (stats() counts a frame when its last byte is there)
+    -- until the last one's message (or the error) comes: how long the
+    -- frame held the others up, in turns, not time.
+    local function watch(bytes, n, opts)
+      local ch, raw = tcp_pair(opts)
+      local a, b = S.channel_pair()
+      local r, pings, turn, in_turn, in_pings = {got = {}}, 0, 0, nil, nil
+      ch:on("message", function(m) r.got[#r.got + 1] = m end)
+      ch:on("error", function(msg, code) r.err = {msg, code} end)
+      b:on("message", function() pings = pings + 1 end)
+      raw:write(bytes)
+      while turn < 100000 and #r.got < n and not r.err do
+        a:send("ping")
+        lipc.sleep(0)
+        turn = turn + 1
+        if not in_turn and ch:stats().messages_received >= n then
+          in_turn, in_pings = turn, pings
+        end
+      end
+      r.turns, r.pings = turn - (in_turn or turn), pings - (in_pings or pings)
+      for _, c in ipairs({raw, ch, a, b}) do c:close() end
+      return r
+    end
+
+    local MILLION = array_of(1000000, "\x01") -- 1 MB, 16 MiB as values
+
+    it("while a large frame is built, the loop serves others in between", function()
+      local r = watch(array_of(3, "\x01") .. MILLION, 2)
+      assert.is_nil(r.err)
+      assert.are.equal(2, #r.got)
+      assert.are.equal(1000000, #r.got[2])
+      assert.are.equal(1, r.got[2][1000000])
+      assert.is_true(r.turns > 1, "turns between the frame in and its message: " .. r.turns)
+      assert.is_true(r.pings > 0, "bystander messages in between: " .. r.pings)
+    end)
+
+    it("a large frame keeps its place: the messages before it, it, those after it", function()
+      local ch, raw = tcp_pair()
+      raw:write(array_of(3, "\x01") .. MILLION .. array_of(2, "\x02") .. MILLION)
+      assert.are.same({1, 1, 1}, ch:receive())
+      local v = ch:receive()
+      assert.are.equal(1000000, #v)
+      assert.are.same({2, 2}, ch:receive())
+      assert.are.equal(1000000, #ch:receive())
+      assert.are.equal(0, ch:pending())
+      raw:close()
+      ch:close()
+    end)
+
+    it("a bad byte at the end of a large frame: the message before it, then the error", function()
+      local body = "\xdd" .. be32(1000000) .. string.rep("\x01", 999999) .. "\xc1"
+      local r = watch(array_of(3, "\x01") .. be32(#body) .. body, 2)
+      assert.are.equal(1, #r.got)
+      assert.are.same({"channel: bad message from peer: invalid MessagePack: unknown type byte 0xc1",
+        "ERR_IPC_BAD_MESSAGE"}, r.err)
+      assert.is_true(r.turns > 1, "turns between the frame in and its error: " .. r.turns)
+    end)
+
+    it("a large frame over max_decoded is refused after the message before it, in steps too", function()
+      -- 16 MB for the array's slots, then a string of 800 KB at its end
+      local body = "\xdd" .. be32(1000000) .. string.rep("\x01", 999999)
+        .. "\xc6" .. be32(800000) .. string.rep("x", 800000)
+      local r = watch(array_of(3, "\x01") .. be32(#body) .. body, 2, {max_decoded = 16 * 1024 * 1024})
+      assert.are.equal(1, #r.got)
+      assert.are.same({("channel: incoming frame of %d bytes would take more than max_decoded"
+        .. " (16777216 bytes) as Lua values"):format(#body), "ERR_IPC_MESSAGE_TOO_LARGE"}, r.err)
+      assert.is_true(r.turns > 1, "turns between the frame in and its error: " .. r.turns)
+    end)
+
+    it("a channel closed while a large frame is half built: nothing more comes, nothing leaks", function()
+      local ch, raw = tcp_pair()
+      local got, turn = 0, 0
+      ch:on("message", function() got = got + 1 end)
+      raw:write(array_of(4000000, "\x01"))
+      while ch:stats().messages_received < 1 and turn < 100000 do
+        lipc.sleep(0)
+        turn = turn + 1
+      end
+      assert.are.equal(1, ch:stats().messages_received)
+      assert.are.equal(0, got) -- in, and not built yet
+      ch:close()
+      for _ = 1, 50 do lipc.sleep(0) end
+      assert.are.equal(0, got)
+      assert.is_nil(ch:receive())
+      raw:close()
     end)
 
     it("max_decoded must be an integer > 0", function()

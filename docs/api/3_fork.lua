@@ -57,7 +57,10 @@ the channel stops reading from the child, default 1 MiB (receive backpressure, b
 take, estimated before any is built (64 a table, 16 an array element, 32 a map entry, 40 + its
 length a string); default twice `max_message`, at least 16 MiB. A frame or JSON line over it
 ends the channel with `ERR_IPC_MESSAGE_TOO_LARGE`, as one over `max_message` does: a 1-byte
-empty map would otherwise take ~80 bytes, 8 MB of them 640 MB.]]},
+empty map would otherwise take ~80 bytes, 8 MB of them 640 MB. A frame of 64 KiB or more
+is checked and built in slices of 16 384 values, one a loop turn, so that other peers are
+served meanwhile (8 MB of small integers took a second at once); the channel reads no more
+until its message is delivered, in order. A channel closed meanwhile drops it.]]},
       {"via: string[]", text = [[a launcher: the worker runs on the far side of it (section
 "Workers through a launcher" below).]]},
       {"ship: boolean", text = "with `via`: send the script and its modules (default true); false: `script` is a path over there."},

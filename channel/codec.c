@@ -1517,6 +1517,8 @@ typedef struct Open {
 
 struct lipc__codec_steps {
   Dec d;
+  int (*ready)(void *ctx, size_t bytes); /* lipc__codec_steps_ready */
+  void *ctx;
   size_t pos; /* bytes consumed so far */
   int depth;  /* containers open */
   int top;    /* L's top before the value */
@@ -1531,6 +1533,25 @@ lipc__codec_steps *lipc__codec_steps_new(uint64_t budget, int checked) {
   s->d.budget = budget;
   s->d.checked = checked;
   return s;
+}
+
+void lipc__codec_steps_ready(lipc__codec_steps *s,
+                             int (*ready)(void *ctx, size_t bytes), void *ctx) {
+  s->ready = ready;
+  s->ctx = ctx;
+}
+
+/* Lua 5.4's blocks on 64 bits: an array slot (TValue), a hash node, a
+   long string's header and terminator */
+#define LUA_SLOT 16
+#define LUA_NODE 24
+#define LUA_STRHDR 25
+
+/* A block of `bytes` is about to be made: 0 when the caller wants it
+   ready first (the slice ends there). */
+static int ready(lipc__codec_steps *s, uint64_t bytes) {
+  return s->ready == NULL || s->d.L == NULL || bytes < LIPC_CODEC_READY_MIN ||
+         s->ready(s->ctx, (size_t)bytes);
 }
 
 void lipc__codec_steps_free(lipc__codec_steps *s) {
@@ -1556,13 +1577,23 @@ static int open_container(Dec *d, lipc__codec_steps *s, unsigned c, int depth) {
   d->p += 1 + k;
   if (d->L && !lua_checkstack(d->L, 3))
     return bad(d, "Lua stack overflow");
+  believed = believe(d, ismap ? 2 * (uint64_t)n : n);
+  if (believed && n >= 1024) { /* a big table's block: made ready first */
+    while (ismap && nodes < n)
+      nodes *= 2;
+    if (!ready(s, ismap ? (uint64_t)nodes * LUA_NODE
+                        : (uint64_t)prealloc(n) * LUA_SLOT)) {
+      d->p -= 1 + k; /* again on the next slice */
+      return LIPC_CODEC_MORE;
+    }
+    nodes = FLOOD_MIN;
+  }
   o = &s->open[s->depth];
   memset(o, 0, sizeof(*o));
   o->n = n;
   o->owed = d->owed;
   o->ismap = (unsigned char)ismap;
   o->L = d->L;
-  believed = believe(d, ismap ? 2 * (uint64_t)n : n);
   if (believed &&
       spend(d, COST_TABLE + (ismap ? COST_ENTRY : COST_SLOT) * (uint64_t)n))
     return overbudget(d);
@@ -1651,6 +1682,17 @@ static int store_element(Dec *d, Open *o, const unsigned char *key) {
   return 1;
 }
 
+/* A str or bin 16/32 (type byte c, whole in the input) of a size whose
+   block the caller wants ready: 0 until it is. */
+static int ready_str(Dec *d, lipc__codec_steps *s, unsigned c) {
+  size_t k = (c == 0xC5 || c == 0xDA) ? 2 : 4;
+  uint64_t l;
+  if (left(d) < 1 + k)
+    return 1;
+  l = getn(d->p + 1, k);
+  return l > left(d) - 1 - k || ready(s, l + LUA_STRHDR);
+}
+
 /* Runs the walk for at most work values: 1 when the value is complete,
    LIPC_CODEC_MORE when the work ran out, else 0 / -1. */
 static int steps_walk(Dec *d, lipc__codec_steps *s, size_t work) {
@@ -1675,6 +1717,9 @@ static int steps_walk(Dec *d, lipc__codec_steps *s, size_t work) {
           return r;
         continue;
       }
+      if ((c == 0xC5 || c == 0xC6 || c == 0xDA || c == 0xDB) &&
+          !ready_str(d, s, c))
+        return LIPC_CODEC_MORE;
       if ((r = decvalue(d, s->depth)) <= 0)
         return r;
     }

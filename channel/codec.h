@@ -123,6 +123,13 @@ ptrdiff_t lipc__codec_steps_run(lipc__codec_steps *s, lua_State *L,
                                 const char *p, size_t n, size_t work,
                                 const char **err);
 void lipc__codec_steps_free(lipc__codec_steps *s);
+/* Before it builds a table or string whose block takes
+ * LIPC_CODEC_READY_MIN bytes or more (as Lua 5.4 lays them out on 64
+ * bits), the walk calls ready(ctx, bytes): 0 ends the slice there
+ * (LIPC_CODEC_MORE), to ask again in the next one. */
+#define LIPC_CODEC_READY_MIN ((size_t)1 << 20)
+void lipc__codec_steps_ready(lipc__codec_steps *s,
+                             int (*ready)(void *ctx, size_t bytes), void *ctx);
 
 /* 1 when p[0..n) is valid UTF-8 (used to choose str or bin). */
 int lipc__utf8_valid(const char *p, size_t n);

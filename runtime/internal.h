@@ -124,6 +124,11 @@ void lipc__state_close(lua_State *L);
  * since its last call, and returns how many are still kept. */
 void lipc__state_on_keep(lua_State *L, void (*fn)(void *), void *arg);
 int lipc__state_trim(lua_State *L);
+/* Makes a block of n bytes ready for the allocation of that size that
+ * comes next, its fresh pages touched step bytes a call: 1 once it is (at
+ * once when n is no big block, or the state uses malloc), 0 while pages
+ * remain. n = 0 lets go of one that was not taken. */
+int lipc__state_warm(lua_State *L, size_t n, size_t step);
 
 /* task.c: coroutines. A task runs a function; when it waits it is parked
  * in a lipc__wait and resumed by whoever completes the wait. */

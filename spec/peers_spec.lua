@@ -212,6 +212,25 @@ describe("hostile peers", function()
       ch:close()
     end)
 
+    it("big strings and tables inside a large frame arrive whole", function()
+      -- [6 MiB string, 300 000 integers, {[1..200 000] = true as a map}]:
+      -- blocks big enough to be made ready over several turns first
+      local str = string.rep("abcdefgh", 6 * 1024 * 1024 // 8)
+      local keys = {}
+      for i = 1, 200000 do keys[i] = "\xce" .. be32(i) .. "\xc3" end
+      local body = "\x93\xdb" .. be32(#str) .. str .. "\xdd" .. be32(300000)
+        .. string.rep("\x05", 300000) .. "\xdf" .. be32(200000) .. table.concat(keys)
+      local v = from_peer(be32(#body) .. body)
+      assert.is_table(v)
+      assert.is_true(v[1] == str)
+      assert.are.equal(300000, #v[2])
+      assert.are.equal(5, v[2][300000])
+      local n = 0
+      for _ in pairs(v[3]) do n = n + 1 end
+      assert.are.equal(200000, n)
+      assert.is_true(v[3][200000])
+    end)
+
     it("a bad byte at the end of a large frame: the message before it, then the error", function()
       local body = "\xdd" .. be32(1000000) .. string.rep("\x01", 999999) .. "\xc1"
       local r = watch(array_of(3, "\x01") .. be32(#body) .. body, 2)

@@ -18,6 +18,7 @@
 --   empty_maps   `size` MB (default 8) of empty maps: [{}, {}, ...]
 --   small_ints   `size` MB (default 8) of small integers: [1, 1, ...]
 --   json_maps    `size` MB (default 8) of JSON `[{},{},...]` on a JSON channel
+--   json_ints    `size` MB (default 7, within max_decoded) of JSON `[1,1,...]`
 --   fd_junk      over an IPC channel, `size` (default 60) frames each with 250
 --                fds that no marker claims (spec/fd_peer.c is the attacker)
 --   fd_blocking  over an IPC channel, a blocking TCP listener; the process
@@ -64,6 +65,9 @@ local function payload(attack, size)
     local n = mb * 1024 * 1024 - 5
     local p = arr32(n) .. string.rep("\x01", n)
     return be32(#p) .. p, {}
+  elseif attack == "json_ints" then
+    local n = ((size or 7) * 1024 * 1024 - 2) // 2
+    return "[" .. string.rep("1,", n - 1) .. "1]\n", {serialization = "json"}
   elseif attack == "json_maps" then
     local n = (mb * 1024 * 1024 - 2) // 3
     return "[" .. string.rep("{},", n - 1) .. "{}]\n", {serialization = "json"}

@@ -60,7 +60,8 @@ ends the channel with `ERR_IPC_MESSAGE_TOO_LARGE`, as one over `max_message` doe
 empty map would otherwise take ~80 bytes, 8 MB of them 640 MB. A frame of 64 KiB or more
 is checked and built in slices of 16 384 values, one a loop turn, so that other peers are
 served meanwhile (8 MB of small integers took a second at once); the channel reads no more
-until its message is delivered, in order. A channel closed meanwhile drops it.]]},
+until its message is delivered, in order. A channel closed meanwhile drops it. A JSON line
+is still decoded at once.]]},
       {"via: string[]", text = [[a launcher: the worker runs on the far side of it (section
 "Workers through a launcher" below).]]},
       {"ship: boolean", text = "with `via`: send the script and its modules (default true); false: `script` is a path over there."},

@@ -457,6 +457,8 @@ struct lipc__chan_job {
 
 static void job_closed(lipc__handle *h) {
   lipc__chan_job *j = (lipc__chan_job *)h;
+  if (j->ch != NULL) /* closed at exit before its channel */
+    j->ch->job = NULL;
   lipc__codec_steps_free(j->st);
   free(j);
 }

@@ -231,6 +231,49 @@ describe("hostile peers", function()
       assert.is_true(v[3][200000])
     end)
 
+    it("a process that exits while a large frame is half built exits cleanly", function()
+      local out, err, status = S.run_lipc([[
+        local lipc, fork = require "lipc", require "fork"
+        local a, b = assert(fork.socketpair())
+        local ch = a:channel()
+        local function be32(n) return string.pack(">I4", n) end
+        local body = "\xdd" .. be32(4000000) .. string.rep("\x01", 4000000)
+        ch:on("message", function() print("built") end)
+        b:write(be32(#body) .. body)
+        local turn = 0
+        while ch:stats().messages_received < 1 and turn < 100000 do
+          lipc.sleep(0)
+          turn = turn + 1
+        end
+        print("in", ch:stats().messages_received)
+        lipc.exit(3)
+      ]])
+      assert.are.equal("in\t1\n", out)
+      assert.are.equal("", err)
+      assert.are.equal(3, status)
+    end)
+
+    it("a large message with a handle arrives with it, in its place", function()
+      local a, b = S.channel_pair()
+      local srv = assert(net.create_server(function(sock) sock:close() end):listen(0, "127.0.0.1"))
+      local big = {}
+      for i = 1, 300000 do big[i] = i end
+      a:send("before")
+      a:send(big, srv)
+      a:send("after")
+      assert.are.equal("before", b:receive())
+      local msg, handle = b:receive()
+      assert.are.equal(300000, #msg)
+      assert.are.equal(300000, msg[300000])
+      assert.truthy(handle)
+      assert.are.equal(srv:address().port, handle:address().port)
+      assert.are.equal("after", b:receive())
+      handle:close()
+      srv:close()
+      a:close()
+      b:close()
+    end)
+
     it("a bad byte at the end of a large frame: the message before it, then the error", function()
       local body = "\xdd" .. be32(1000000) .. string.rep("\x01", 999999) .. "\xc1"
       local r = watch(array_of(3, "\x01") .. be32(#body) .. body, 2)

@@ -365,11 +365,17 @@ int lipc__state_warm(lua_State *L, size_t n, size_t step) {
   pool *p = pool_of(L);
   size_t len, pg = (size_t)sysconf(_SC_PAGESIZE), end;
   char *map;
+  int i;
   if (p == NULL)
     return 1;
   if (n < BIG_MIN) {
     drop_warm(p);
     return 1;
+  }
+  for (i = 0; i < p->nkept; i++) { /* a kept one will do: no faults */
+    len = map_len(p->kept[i]);
+    if (len >= n + BIG_HDR && len / 2 <= n + BIG_HDR)
+      return 1;
   }
   len = page_round(n + BIG_HDR);
   if (p->warm != NULL && map_len(p->warm) != len)

@@ -361,15 +361,15 @@ describe("the lipc command", function()
         got = got .. chunk
       end
     end
-    child.stdin:write("lipc.on_signal('SIGUSR1', function() print('signalled') end); return lipc.pid\n")
+    -- the word printed is not in the line typed, whose echo would match it
+    child.stdin:write("lipc.on_signal('SIGUSR1', function() print('sig' .. 'nalled') end); return lipc.pid\n")
     until_seen("\n%d+\r?\n> $", false)
     local pid = tonumber(got:match("\n(%d+)\r?\n> $"))
     assert.truthy(pid, got)
     child.stdin:write("'nex")                -- typed, not entered
     until_seen("> 'nex")
     assert.is_true(lipc.kill(pid, "SIGUSR1"))
-    until_seen("signalled")
-    until_seen("> 'nex")
+    until_seen("signalled\r?\n> 'nex", false)
     child.stdin:write("\127t\127xt'\n")       -- backspace edits the line
     child.stdin:write("\4")
     child.stdin:shutdown()

@@ -761,8 +761,11 @@ static void on_alloc(lipc__stream *s, size_t suggested, uv_buf_t *buf) {
     buf->len = 0; /* libuv reports ENOBUFS */
     return;
   }
+  /* One read takes no more than asked for, however much room the buffer
+   * kept: a hold (receive_high_water) acts between reads, so a read the
+   * size of a grown buffer would overshoot the mark by that much. */
   buf->base = ch->in.data + ch->in.len;
-  buf->len = ch->in.cap - ch->in.len;
+  buf->len = ch->in.cap - ch->in.len < want ? ch->in.cap - ch->in.len : want;
 }
 
 /* The stream ended with part of a frame (or line) unread: the peer died

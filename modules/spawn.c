@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "spawn_int.h"
@@ -288,6 +289,15 @@ static void restart_timer(lchild *c) {
   lipc__timer_start(t, on_tick, ms, 0);
 }
 
+/* A terminal whose child never started was never opened, and reading its
+ * master would wait for ever: opening and closing it once makes the
+ * master read EIO, the pty stream's end, as after a child that exited. */
+static void pty_hang_up(const char *slave) {
+  int fd = open(slave, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (fd >= 0)
+    close(fd);
+}
+
 static void emit_started(lchild *c) {
   lipc_runtime *rt = c->h.rt;
   lua_State *L = rt->L;
@@ -534,6 +544,8 @@ static int l_spawn(lua_State *L) {
   if (err == 0)
     err = lipc__spawn_start(rt, c, sp);
   lipc__spawn_release(sp, 0); /* the child's ends */
+  if (err != 0 && sp->pty.on && sp->pty.slave[0] != '\0')
+    pty_hang_up(sp->pty.slave);
   if (sp->pty.failed) {
     lua_pushfstring(L, "%s: no pseudo-terminal from /dev/ptmx", sp->file);
     sp->detail = lipc__spawn_anchor(L, at, &na);

@@ -37,6 +37,16 @@ local function fds_of(pid)
 end
 
 describe("spawn with opts.pty", function()
+  it("a program that cannot start: spawn.run and read_all end, ENOENT, no wait on the terminal", function()
+    local out, msg, code = spawn.run("no-such-program-lipc", nil, {pty = true})
+    assert.is_nil(out)
+    assert.matches("ENOENT", msg)
+    assert.are.equal("ENOENT", code)
+    local child = spawn("no-such-program-lipc", {}, {pty = true})
+    assert.are.equal("", child.pty:read_all())
+    assert.are.same({nil, "ENOENT"}, {select(1, child:wait()), select(3, child:wait())})
+  end)
+
   it("gives the child a terminal on stdin, stdout and stderr, as its controlling terminal", function()
     local child = spawn("sh", {"-c", "tty; test -t 0 && test -t 1 && test -t 2 && echo all-ttys;"
       .. " echo via-dev-tty >/dev/tty; echo to-stderr >&2"}, {pty = true})

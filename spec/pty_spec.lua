@@ -190,7 +190,10 @@ describe("spawn with opts.pty", function()
     assert.are.same({[0] = tty, [1] = tty, [2] = tty}, fds_of(a.pid))
     local b = spawn("sleep", {"30"}, {stdio = {"ignore", "ignore", "ignore"}})
     assert.are.same({[0] = "/dev/null", [1] = "/dev/null", [2] = "/dev/null"}, fds_of(b.pid))
-    local c = spawn("sleep", {"30"}, {pty = true})
+    -- read once it runs its program: before its exec a child still has
+    -- the start's own fds (the exec-error pipe)
+    local c = spawn("sh", {"-c", "echo ready; exec sleep 30"}, {pty = true})
+    assert.is_truthy(reader(c.pty)("ready"))
     for fd, target in pairs(fds_of(c.pid)) do
       assert.is_true(fd <= 2 and target:match("^/dev/pts/%d+$") ~= nil and target ~= tty)
     end

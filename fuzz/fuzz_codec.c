@@ -72,17 +72,25 @@ static void check_prefixes(const char *p, size_t n) {
 
 /* decoding in steps of `work` values agrees with decoding at once: r,
  * err and, for a value, an equal one (left on the stack at top + 1) */
-static void check_steps(const char *p, size_t n, ptrdiff_t r, const char *err,
-                        size_t work) {
-  lipc__codec_steps *s = lipc__codec_steps_new(UINT64_MAX, 0);
-  const char *serr = NULL;
-  int top = lua_gettop(L);
+/* the stepped walk run to its end, work values a step; builds on T
+ * (NULL: checks only) */
+static ptrdiff_t steps_to_end(uint64_t budget, lua_State *T, const char *p,
+                              size_t n, size_t work, const char **serr) {
+  lipc__codec_steps *s = lipc__codec_steps_new(budget, 0);
   ptrdiff_t rs;
   ensure(s != NULL);
   do
-    rs = lipc__codec_steps_run(s, L, p, n, work, &serr);
+    rs = lipc__codec_steps_run(s, T, p, n, work, serr);
   while (rs == LIPC_CODEC_MORE);
   lipc__codec_steps_free(s);
+  return rs;
+}
+
+static void check_steps(const char *p, size_t n, ptrdiff_t r, const char *err,
+                        size_t work) {
+  const char *serr = NULL;
+  int top = lua_gettop(L);
+  ptrdiff_t rs = steps_to_end(UINT64_MAX, L, p, n, work, &serr);
   ensure(rs == r);
   if (r < 0)
     ensure(serr != NULL && strcmp(serr, err) == 0);
@@ -96,14 +104,9 @@ static void check_steps(const char *p, size_t n, ptrdiff_t r, const char *err,
 /* checking in steps with a budget agrees with lipc__codec_check_budget */
 static void check_steps_budget(const char *p, size_t n, uint64_t budget,
                                size_t work) {
-  lipc__codec_steps *s = lipc__codec_steps_new(budget, 0);
   const char *err = NULL, *serr = NULL;
-  ptrdiff_t r = lipc__codec_check_budget(p, n, budget, &err), rs;
-  ensure(s != NULL);
-  do
-    rs = lipc__codec_steps_run(s, NULL, p, n, work, &serr);
-  while (rs == LIPC_CODEC_MORE);
-  lipc__codec_steps_free(s);
+  ptrdiff_t r = lipc__codec_check_budget(p, n, budget, &err);
+  ptrdiff_t rs = steps_to_end(budget, NULL, p, n, work, &serr);
   ensure(rs == r);
   if (r < 0)
     ensure(serr != NULL && strcmp(serr, err) == 0);

@@ -55,7 +55,7 @@ static const char helper[] =
     "  local function listen()\n"
     "    ch:on('message', function(m) got.n = got.n + 1; got[got.n] = m end)\n"
     "  end\n"
-    "  ch:on('error', function(_, code) got.err = code end)\n"
+    "  ch:on('error', function(m, code) got.err, got.msg = code, m end)\n"
     "  if not late then listen() end\n"
     "  return ch, b, got, late and listen or function() end\n"
     "end\n";
@@ -74,6 +74,25 @@ static void init(void) {
   ensure(luaL_loadbuffer(L, helper, sizeof helper - 1, "=fuzz_frame") == 0);
   ensure(lua_pcall(L, 0, 1, 0) == 0);
   open_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* What each of the three runs got (records at 1..3), for a property
+ * that failed: the error and the message count of each. */
+static void report(lua_Integer max, size_t largest, unsigned seed) {
+  static const char *const runs[] = {"whole", "split", "late listener"};
+  int i;
+  fprintf(stderr, "max_message %lld, largest read %zu, seed %u\n",
+          (long long)max, largest, seed);
+  for (i = 1; i <= 3; i++) {
+    lua_getfield(L, i, "err");
+    lua_getfield(L, i, "msg");
+    lua_getfield(L, i, "n");
+    fprintf(stderr, "run %d (%s): %lld messages, error %s (%s)\n", i,
+            runs[i - 1], (long long)lua_tointeger(L, -1),
+            lua_isnil(L, -3) ? "none" : lua_tostring(L, -3),
+            lua_isnil(L, -2) ? "" : lua_tostring(L, -2));
+    lua_pop(L, 3);
+  }
 }
 
 /* deep equality that also compares integer/float subtype */
@@ -142,6 +161,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lua_Integer max;
   size_t largest;
   unsigned seed;
+  int i;
   if (rt == NULL)
     init();
   if (size < 2)
@@ -159,8 +179,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lua_getfield(L, 1, "err");
   lua_getfield(L, 2, "err");
   lua_getfield(L, 3, "err");
+  if (!lua_rawequal(L, -1, -2) || !lua_rawequal(L, -2, -3))
+    report(max, largest, seed);
   ensure(lua_rawequal(L, -1, -2) && lua_rawequal(L, -2, -3));
   lua_pop(L, 3);
+  for (i = 1; i <= 3; i++) { /* the messages may word a fault apart */
+    lua_pushnil(L);
+    lua_setfield(L, i, "msg");
+  }
+  if (!deq(1, 2, 0) || !deq(1, 3, 0))
+    report(max, largest, seed);
   ensure(deq(1, 2, 0));
   ensure(deq(1, 3, 0));
   lua_settop(L, 0);

@@ -10,8 +10,8 @@ PKGS     = lua5.4 libuv
 # Debian packages: `make deps` installs the missing ones. A plain build
 # needs only BUILD_PKGS (`make deps-build`); the rest are for the specs,
 # sanitizers, fuzzing and benchmarks.
-BUILD_PKGS = gcc make pkg-config liblua5.4-dev libuv1-dev lua5.4 lua-cjson
-TEST_PKGS  = lua-busted lua-check nodejs clang valgrind socat netcat-openbsd \
+BUILD_PKGS = gcc make pkg-config liblua5.4-dev libuv1-dev lua5.4
+TEST_PKGS  = lua-busted lua-cjson lua-check nodejs clang valgrind socat netcat-openbsd \
              libclang-rt-14-dev iproute2 luarocks clang-format-14 \
              openssh-server openssh-client gnuplot-nox bc strace
 DEB_PKGS   = $(BUILD_PKGS) $(TEST_PKGS)

@@ -259,7 +259,6 @@ static void on_close(lipc__handle *h) {
   chan_unref(L, &ch->out_cbs);
   chan_unref(L, &ch->stream_ref);
   chan_unref(L, &ch->owner_ref);
-  chan_unref(L, &ch->dec_ref);
 }
 
 /* Messages that arrived before the end stay to be taken (a parent that
@@ -340,7 +339,7 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
   ch->h.on_gc = on_gc;
   ch->h.flush_close = flush_close;
   ch->stream_ref = ch->owner_ref = ch->queue_ref = LUA_NOREF;
-  ch->out_cbs = ch->dec_ref = ch->strs_ref = LUA_NOREF;
+  ch->out_cbs = ch->strs_ref = LUA_NOREF;
   ch->err_ref = LUA_NOREF;
   ch->max = max;
   /* by default twice max_message (at least 16 MiB): a full-size message
@@ -375,8 +374,6 @@ static lchannel *new_channel(lua_State *L, int sidx, int opts, int json,
     ch->no_handles = !lua_toboolean(L, -1);
   if (opts)
     lua_pop(L, 1);
-  if (json)
-    lipc__chan_json_open(ch, L);
   lipc__chan_set_connected(ch, 1);
   /* stream:on("error", noop): its errors are our disconnect. */
   lua_pushcfunction(L, lipc__emitter_on);

@@ -64,7 +64,6 @@ struct lchannel {
   int owner_ref;   /* emit events here (fork's child) or on self */
   int queue_ref;   /* decoded messages nobody took yet: msg, handle */
   int out_cbs;     /* callbacks of frames in `out` */
-  int dec_ref;     /* cjson decode in JSON mode */
   int err_ref;     /* a fault for receive() once the queue is empty */
   const char *err_code;
   lua_Integer qhead, qtail;
@@ -159,8 +158,13 @@ int lipc__chan_json_line(lchannel *ch, const char *p, size_t n);
  * 0, or -1 with the reason on top of L and `out` as it was. */
 int lipc__chan_json_encode(lchannel *ch, lua_State *L, int idx,
                            lipc__handoff_kind kind);
-/* A private cjson decoder for the channel (ch->dec_ref). */
-void lipc__chan_json_open(lchannel *ch, lua_State *L);
+/* A line's text: without the "\r" before its "\n", if any. */
+size_t lipc__chan_json_text(const char *p, size_t n);
+/* The value a line (or a large line's job) decoded, on top of rt->L
+ * (popped): delivered, or Node's control message acted on. */
+void lipc__chan_json_value(lchannel *ch);
+/* Closes the channel for a line that is not JSON (why: the reason). */
+void lipc__chan_json_bad(lchannel *ch, const char *why);
 
 /* handoff.c: handles that travel with messages */
 /* Takes the handle that came with a frame of this kind from the IPC pipe

@@ -67,6 +67,25 @@ int lipc__codec_encode_ref(lua_State *L, int idx, lipc__buf *b,
 int lipc__codec_encode_json(lua_State *L, int idx, lipc__buf *b);
 
 /*
+ * JSON text -> Lua value (jsonread.c), for Node's IPC lines: strict JSON,
+ * integral numbers within 2^53 as integers, null as lipc.null.
+ * lipc__json_decode pushes the value of p[0..n) and returns 1, or returns
+ * -1 with the reason (naming the byte) in why. In steps: each
+ * lipc__json_steps_run takes at most `work` more tokens and returns 1
+ * (the value on top of L), -1 (nothing left on L;
+ * lipc__json_steps_error says why) or LIPC_CODEC_MORE: call again with
+ * the same L and text (p may have moved), leaving L's stack alone.
+ */
+typedef struct lipc__json_steps lipc__json_steps;
+int lipc__json_decode(lua_State *L, const char *p, size_t n, char *why,
+                      size_t size);
+lipc__json_steps *lipc__json_steps_new(void);
+int lipc__json_steps_run(lipc__json_steps *s, lua_State *L, const char *p,
+                         size_t n, size_t work);
+const char *lipc__json_steps_error(const lipc__json_steps *s);
+void lipc__json_steps_free(lipc__json_steps *s);
+
+/*
  * Decodes one MessagePack value from p[0..n) and pushes it.
  * Returns the number of bytes consumed (> 0) on success.
  * Returns 0 when p[0..n) holds only a prefix of a valid value (need more).

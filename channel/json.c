@@ -2,7 +2,7 @@
  * json.c - Node's JSON lines: a lipc started by Node's fork (NODE_CHANNEL_FD)
  * talks to its parent in Node's format, and fork with serialization =
  * "json" talks to a Node child the same way. One JSON text and "\n" per
- * message, through lua-cjson (a private instance per channel); Node's
+ * message, read by jsonread.c (strict JSON, a large line in steps); Node's
  * control messages ({"cmd": "NODE_..."}) are its own, except NODE_HANDLE,
  * which carries a handle and is answered with NODE_HANDLE_ACK or _NACK.
  */
@@ -11,45 +11,11 @@
 
 #include "channel_int.h"
 
-/* cjson decodes every number as a float; JSON has one number type, so
- * integral values come back as integers, as the peer most likely meant. */
-static void json_ints(lua_State *L, int idx, int depth) {
-  idx = lua_absindex(L, idx);
-  if (depth > LIPC_CODEC_MAX_DEPTH || !lua_checkstack(L, 4))
-    return;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-      lua_Number x = lua_tonumber(L, -1);
-      /* range first: casting inf/NaN/1e300 to an integer is undefined */
-      if (x >= -9007199254740992.0 && x <= 9007199254740992.0 &&
-          x == (lua_Number)(lua_Integer)x) {
-        lua_pushvalue(L, -2);
-        lua_pushinteger(L, (lua_Integer)x);
-        lua_rawset(L, idx);
-      }
-    } else if (lua_type(L, -1) == LUA_TTABLE) {
-      json_ints(L, -1, depth + 1);
-    }
-    lua_pop(L, 1);
-  }
-}
-
-/* A decoded JSON value on top of rt->L as Lua sees it: integral numbers
- * are integers. Node's null stays cjson.null, which is lipc.null: a
- * message that is null is not the channel's end (receive() -> nil). */
+/* The message a line carried, on top of rt->L: Node's null (no msg in a
+ * NODE_HANDLE line) is lipc.null, so that it is not the channel's end
+ * (receive() -> nil). */
 static void json_value(lua_State *L) {
-  nil_as_null(L); /* a NODE_HANDLE without its msg */
-  if (lua_istable(L, -1)) {
-    json_ints(L, -1, 0);
-  } else if (lua_type(L, -1) == LUA_TNUMBER) {
-    lua_Number x = lua_tonumber(L, -1);
-    if (x >= -9007199254740992.0 && x <= 9007199254740992.0 &&
-        x == (lua_Number)(lua_Integer)x) {
-      lua_pop(L, 1);
-      lua_pushinteger(L, (lua_Integer)x);
-    }
-  }
+  nil_as_null(L);
 }
 
 /* Appends the C string s to b: 0, or -1 out of memory. */
@@ -120,29 +86,12 @@ static void json_handle(lchannel *ch) {
   lipc__chan_deliver(ch);
 }
 
-int lipc__chan_json_line(lchannel *ch, const char *p, size_t n) {
+/* The value of a line, on top of rt->L (popped): Node's own messages
+ * ({"cmd": "NODE_..."}) are not for us, but for the one that carries a
+ * handle; any other is delivered. */
+void lipc__chan_json_value(lchannel *ch) {
   lua_State *L = ch->h.rt->L;
-  ch->deliver_len = n + 1;
-  if (n > 0 && p[n - 1] == '\r')
-    n--;
-  if (n == 0)
-    return 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ch->dec_ref);
-  lua_pushlstring(L, p, n);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    const char *msg = lua_tostring(L, -1);
-    lua_pushfstring(L, "%s", msg ? msg : "?");
-    lua_remove(L, -2);
-    lipc__chan_protocol_error(ch, "ERR_IPC_BAD_MESSAGE",
-                              "channel: bad JSON message "
-                              "from peer: %s",
-                              lua_tostring(L, -1));
-    lua_pop(L, 1);
-    return -1;
-  }
   if (lua_istable(L, -1)) {
-    /* Node's own messages ({"cmd": "NODE_..."}) are not for us, but for
-     * the one that carries a handle */
     int t = lua_getfield(L, -1, "cmd");
     const char *cmd = t == LUA_TSTRING ? lua_tostring(L, -1) : "";
     int handle = strcmp(cmd, "NODE_HANDLE") == 0;
@@ -150,16 +99,39 @@ int lipc__chan_json_line(lchannel *ch, const char *p, size_t n) {
     lua_pop(L, 1);
     if (handle) {
       json_handle(ch);
-      return 0;
+      return;
     }
     if (internal) {
       lua_pop(L, 1);
-      return 0;
+      return;
     }
   }
   json_value(L);
   lua_pushnil(L);
   lipc__chan_deliver(ch);
+}
+
+/* A line's bad JSON: the channel closes with the reason. */
+void lipc__chan_json_bad(lchannel *ch, const char *why) {
+  lipc__chan_protocol_error(ch, "ERR_IPC_BAD_MESSAGE",
+                            "channel: bad JSON message from peer: %s", why);
+}
+
+size_t lipc__chan_json_text(const char *p, size_t n) {
+  return n > 0 && p[n - 1] == '\r' ? n - 1 : n;
+}
+
+int lipc__chan_json_line(lchannel *ch, const char *p, size_t n) {
+  char why[128];
+  ch->deliver_len = n + 1;
+  n = lipc__chan_json_text(p, n);
+  if (n == 0)
+    return 0;
+  if (lipc__json_decode(ch->h.rt->L, p, n, why, sizeof why) < 0) {
+    lipc__chan_json_bad(ch, why);
+    return -1;
+  }
+  lipc__chan_json_value(ch);
   return 0;
 }
 
@@ -187,18 +159,4 @@ nomem:
   ch->out.len = start;
   lua_pushliteral(L, "not enough memory");
   return -1;
-}
-
-void lipc__chan_json_open(lchannel *ch, lua_State *L) {
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "cjson");
-  lua_call(L, 1, 1);
-  lua_getfield(L, -1, "new");
-  lua_call(L, 0, 1); /* a private instance */
-  lua_getfield(L, -1, "decode_max_depth");
-  lua_pushinteger(L, LIPC_CODEC_MAX_DEPTH);
-  lua_call(L, 1, 0);
-  lua_getfield(L, -1, "decode");
-  ch->dec_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pop(L, 2);
 }

@@ -8,6 +8,7 @@
  * an 'error' (a fault); the messages before it stay to be taken.
  */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -448,9 +449,11 @@ struct lipc__chan_job {
   uv_idle_t idle;
   lchannel *ch; /* NULL once the channel let it go */
   lipc__codec_steps *st;
-  lua_State *T;   /* the value is built on this thread */
-  int thread_ref; /* which the registry keeps */
-  size_t off, n;  /* the value: n bytes at in.data + ipos + off */
+  lipc__json_steps *js; /* a JSON line's instead */
+  size_t line;          /* a JSON line's length, without its "\n" */
+  lua_State *T;         /* the value is built on this thread */
+  int thread_ref;       /* which the registry keeps */
+  size_t off, n;        /* the value: n bytes at in.data + ipos + off */
   lipc__handoff_kind kind;
   int control, checking;
 };
@@ -460,6 +463,7 @@ static void job_closed(lipc__handle *h) {
   if (j->ch != NULL) /* closed at exit before its channel */
     j->ch->job = NULL;
   lipc__codec_steps_free(j->st);
+  lipc__json_steps_free(j->js);
   free(j);
 }
 
@@ -472,6 +476,8 @@ void lipc__chan_job_drop(lchannel *ch) {
   j->ch = NULL;
   lipc__codec_steps_free(j->st);
   j->st = NULL;
+  lipc__json_steps_free(j->js);
+  j->js = NULL;
   chan_unref(ch->h.rt->L, &j->thread_ref);
   lipc__state_warm(ch->h.rt->L, 0, 0); /* a block made ready and not taken */
   lipc__handle_close(&j->h);
@@ -488,6 +494,13 @@ static int job_ready(void *ctx, size_t bytes) {
 /* The job's frame failed a check: the channel closes with the reason. */
 static void job_failed(lchannel *ch, ptrdiff_t used, const char *err) {
   size_t n = ch->job->n;
+  if (ch->job->js) {
+    char why[128];
+    snprintf(why, sizeof why, "%s", err);
+    lipc__chan_job_drop(ch);
+    lipc__chan_json_bad(ch, why);
+    return;
+  }
   lipc__chan_job_drop(ch);
   if (used < 0 && err == lipc__codec_over_budget) {
     too_costly(ch, "frame", n);
@@ -503,20 +516,24 @@ static void job_failed(lchannel *ch, ptrdiff_t used, const char *err) {
 static void job_done(lchannel *ch) {
   lipc__chan_job *j = ch->job;
   lua_State *L = ch->h.rt->L;
-  size_t flen = get_be32(ch->in.data + ch->ipos);
+  size_t len = j->js ? j->line + 1 : 4 + get_be32(ch->in.data + ch->ipos);
+  int json = j->js != NULL;
   if (queue_len(ch) > 0 && deliver_pending(ch, 1) < 0)
     return; /* a fault: the channel dropped the job */
   if (ch->job != j || ch->gone || ch->h.rt->exiting) {
     lipc__chan_job_drop(ch);
     return;
   }
-  ch->ipos += 4 + flen;
+  ch->ipos += len;
   ch->dpos = ch->ipos;
-  ch->deliver_len = 4 + flen;
+  ch->deliver_len = len;
   luaL_checkstack(L, 8, "channel");
   lua_xmove(j->T, L, 1);
   lipc__chan_job_drop(ch);
-  frame_value(ch, j->kind, j->control);
+  if (json)
+    lipc__chan_json_value(ch);
+  else
+    frame_value(ch, j->kind, j->control);
 }
 
 /* One slice of the job: 1 when it is over (delivered or failed), 0
@@ -525,6 +542,16 @@ static int job_slice(lchannel *ch) {
   lipc__chan_job *j = ch->job;
   const char *p = ch->in.data + ch->ipos + j->off, *err = NULL;
   ptrdiff_t used;
+  if (j->js) {
+    int r = lipc__json_steps_run(j->js, j->T, p, j->n, STEP_VALUES);
+    if (r == LIPC_CODEC_MORE)
+      return 0;
+    if (r < 0)
+      job_failed(ch, -1, lipc__json_steps_error(j->js));
+    else
+      job_done(ch);
+    return 1;
+  }
   if (j->checking) {
     used = lipc__codec_steps_run(j->st, NULL, p, j->n, CHECK_VALUES, &err);
     if (used == LIPC_CODEC_MORE)
@@ -587,29 +614,36 @@ static void on_job_idle(uv_idle_t *idle) {
   }
 }
 
-/* Starts building the frame of flen bytes at ipos in steps, and runs
- * the first slice. Returns 0 (ch->job is NULL again when that slice
- * finished it), or -1 after a protocol error. */
+/* Starts building the frame (or JSON line) of flen bytes at ipos in
+ * steps, and runs the first slice. Returns 0 (ch->job is NULL again when
+ * that slice finished it), or -1 after a protocol error. A line's cost
+ * was estimated before (json_cost), so it has no check walk. */
 static int job_start(lchannel *ch, size_t flen) {
   lua_State *L = ch->h.rt->L;
-  const char *p = ch->in.data + ch->ipos + 4;
+  const char *p = ch->in.data + ch->ipos + (ch->json ? 0 : 4);
   lipc__chan_job *j = calloc(1, sizeof(*j));
   if (j == NULL) {
     lipc__chan_protocol_error(ch, "ERR_IPC_BAD_MESSAGE",
                               "channel: not enough memory for a message");
     return -1;
   }
-  j->control = has_control(p, flen);
-  j->off = 4;
-  j->n = flen;
-  if (has_marker(p, flen) || j->control) {
-    j->kind = (lipc__handoff_kind)(unsigned char)p[2];
-    j->off += MARKER_LEN;
-    j->n -= MARKER_LEN;
+  if (ch->json) {
+    j->line = flen;
+    j->n = lipc__chan_json_text(p, flen);
+    j->js = lipc__json_steps_new();
+  } else {
+    j->control = has_control(p, flen);
+    j->off = 4;
+    j->n = flen;
+    if (has_marker(p, flen) || j->control) {
+      j->kind = (lipc__handoff_kind)(unsigned char)p[2];
+      j->off += MARKER_LEN;
+      j->n -= MARKER_LEN;
+    }
+    j->checking = may_cost_too_much(ch, j->n);
+    j->st = j->checking ? lipc__codec_steps_new(ch->max_decoded, 0)
+                        : lipc__codec_steps_new(UINT64_MAX, 0);
   }
-  j->checking = may_cost_too_much(ch, j->n);
-  j->st = j->checking ? lipc__codec_steps_new(ch->max_decoded, 0)
-                      : lipc__codec_steps_new(UINT64_MAX, 0);
   uv_idle_init(ch->h.rt->loop, &j->idle);
   lipc__handle_bare(ch->h.rt, &j->h, (uv_handle_t *)&j->idle, "channel",
                     job_closed);
@@ -617,11 +651,11 @@ static int job_start(lchannel *ch, size_t flen) {
   j->thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   j->ch = ch;
   ch->job = j;
-  if (j->st == NULL) {
+  if (j->st == NULL && j->js == NULL) {
     job_failed(ch, -1, "not enough memory");
     return -1;
   }
-  if (!j->checking)
+  if (j->st && !j->checking)
     lipc__codec_steps_ready(j->st, job_ready, ch);
   if (job_slice(ch))
     return ch->gone ? -1 : 0;
@@ -667,8 +701,6 @@ static void parse(lchannel *ch) {
         break;
       }
       flen = (size_t)(nl - p);
-      ch->ipos += flen + 1;
-      ch->dpos = ch->ipos;
       count_in(ch, flen + 1);
       if (flen > ch->max) {
         too_large(ch, "message", flen);
@@ -678,6 +710,13 @@ static void parse(lchannel *ch) {
         too_costly(ch, "line", flen);
         break;
       }
+      if (flen >= STEP_MIN) { /* built in steps, delivered in its turn */
+        if (job_start(ch, flen) < 0 || ch->job)
+          break;
+        continue;
+      }
+      ch->ipos += flen + 1;
+      ch->dpos = ch->ipos;
       if (lipc__chan_json_line(ch, p, flen) < 0)
         break;
       continue;

@@ -312,6 +312,95 @@ describe("hostile peers", function()
       raw:close()
     end)
 
+    -- Node's format: a JSON line of 64 KiB or more is built in steps too
+    local JSON = {serialization = "json"}
+    local function json_ints(n) return "[" .. string.rep("1,", n - 1) .. "1]\n" end
+
+    it("JSON lines: while a large line is built, the loop serves others in between", function()
+      local r = watch('"first"\n' .. json_ints(1000000), 2, JSON)
+      assert.is_nil(r.err)
+      assert.are.equal("first", r.got[1])
+      assert.are.equal(1000000, #r.got[2])
+      assert.are.equal(1, r.got[2][1000000])
+      assert.is_true(math.type(r.got[2][1]) == "integer")
+      assert.is_true(r.turns > 1, "turns between the line in and its message: " .. r.turns)
+      assert.is_true(r.pings > 0, "bystander messages in between: " .. r.pings)
+    end)
+
+    it("JSON lines: a large line keeps its place, and reads the same as a small one", function()
+      local item = '{"a":[1,2.5,null,true,false,"x\\u00e9\\ud83d\\ude00\\n"],'
+        .. '"b":-0,"c":1e3,"d":9007199254740993}'
+      local small = "[" .. item .. "]"
+      local big = "[" .. string.rep(item .. ",", 999) .. item .. "]"
+      assert.is_true(#big > 64 * 1024)
+      local ch, raw = tcp_pair(JSON)
+      raw:write("1\r\n" .. small .. "\n" .. big .. "\r\n" .. '"after"\n')
+      assert.are.equal(1, ch:receive())
+      local s1, b1 = ch:receive(), ch:receive()
+      assert.are.equal("after", ch:receive())
+      assert.are.equal(1000, #b1)
+      for _, v in ipairs({s1[1], b1[1], b1[1000]}) do
+        assert.are.same({1, 2.5, lipc.null, true, false, "x\u{e9}\u{1f600}\n"}, v.a)
+        assert.is_true(math.type(v.b) == "integer" and math.type(v.c) == "integer")
+        assert.are.equal(1000, v.c)
+        assert.are.equal(9007199254740992.0, v.d) -- as strtod reads it
+      end
+      raw:close()
+      ch:close()
+    end)
+
+    it("JSON lines: bad JSON at the end of a large line: the message before it, then the error", function()
+      local r = watch('"first"\n[' .. string.rep("1,", 999999) .. "1}\n", 2, JSON)
+      assert.are.same({"first"}, r.got)
+      assert.are.same({"channel: bad JSON message from peer: expected ',' or ']' at byte 2000001",
+        "ERR_IPC_BAD_MESSAGE"}, r.err)
+      assert.is_true(r.turns > 1, "turns between the line in and its error: " .. r.turns)
+    end)
+
+    it("JSON lines: a channel closed while a large line is half built: nothing more comes", function()
+      local ch, raw = tcp_pair(JSON)
+      local got, turn = 0, 0
+      ch:on("message", function() got = got + 1 end)
+      raw:write(json_ints(4000000))
+      while ch:stats().messages_received < 1 and turn < 100000 do
+        lipc.sleep(0)
+        turn = turn + 1
+      end
+      assert.are.equal(1, ch:stats().messages_received)
+      assert.are.equal(0, got) -- in, and not built yet
+      ch:close()
+      for _ = 1, 50 do lipc.sleep(0) end
+      assert.are.equal(0, got)
+      assert.is_nil(ch:receive())
+      raw:close()
+    end)
+
+    it("JSON lines are strict JSON: what JSON.stringify never writes closes the channel", function()
+      for text, why in pairs({
+        ["0x10"] = "more text after the value at byte 2",
+        ["[01]"] = "expected ',' or ']' at byte 3",
+        ["NaN"] = "an unexpected character at byte 1",
+        ["-Infinity"] = "an invalid number at byte 1",
+        ['"a\tb"'] = "a control character in a string at byte 3",
+        ["1 2"] = "more text after the value at byte 3",
+        ["[1,]"] = "an unexpected character at byte 4",
+        ['{"a":1,}'] = "expected a key string at byte 8",
+        ['"\\ud800"'] = "an invalid escape in a string at byte 2",
+        ['"\\x"'] = "an invalid escape in a string at byte 2",
+        ["1\0"] = "more text after the value at byte 2",
+        ["tru"] = "an unknown word at byte 1",
+        [string.rep("[", 129) .. string.rep("]", 129)] = "nested deeper than 128 at byte 129",
+      }) do
+        local v, msg, code = from_peer(text .. "\n", JSON)
+        assert.is_nil(v, text)
+        assert.are.equal("channel: bad JSON message from peer: " .. why, msg, text)
+        assert.are.equal("ERR_IPC_BAD_MESSAGE", code)
+      end
+      local v = from_peer(string.rep("[", 128) .. string.rep("]", 128) .. "\n", JSON)
+      for _ = 1, 127 do v = v[1] end
+      assert.are.same({}, v)
+    end)
+
     it("max_decoded must be an integer > 0", function()
       for _, bad in ipairs({0, -1, 1.5, "x"}) do
         local a, b = assert(require("fork").socketpair())

@@ -18,6 +18,10 @@
 ** the same whether the bytes come in one read or split as chosen; the
 ** channel is closed after a protocol error; every handle is closed at the
 ** end of each input (nothing leaks from one input to the next).
+** fuzz_json also reads each line of the input as one JSON text: in one
+** call and in steps of a few tokens alike (the same value, or the same
+** reason), and whatever it reads lua-cjson reads too, as the same value
+** (its floats that are integral within 2^53 taken as integers).
 **
 **   make fuzz FUZZ_SECONDS=60     (builds build/fuzz/fuzz_frame, fuzz_json)
 */
@@ -35,6 +39,26 @@
 static lipc_runtime *rt;
 static lua_State *L;
 static int open_ref;
+#ifdef FUZZ_JSON
+static int cjson_ref;
+static const char cjson_helper[] =
+    "local cjson = require('cjson').new()\n"
+    "cjson.decode_max_depth(128)\n"
+    "local function ints(v)\n"
+    "  if math.type(v) == 'float' then\n"
+    "    if v >= -2^53 and v <= 2^53 and v == math.floor(v) then\n"
+    "      return math.tointeger(v)\n"
+    "    end\n"
+    "  elseif type(v) == 'table' then\n"
+    "    for k, x in pairs(v) do v[k] = ints(x) end\n"
+    "  end\n"
+    "  return v\n"
+    "end\n"
+    "return function(s)\n"
+    "  local ok, v = pcall(cjson.decode, s)\n"
+    "  return ok, ok and ints(v) or v\n"
+    "end\n";
+#endif
 
 #ifdef FUZZ_JSON
 #define JSON_MODE 1
@@ -74,6 +98,12 @@ static void init(void) {
   ensure(luaL_loadbuffer(L, helper, sizeof helper - 1, "=fuzz_frame") == 0);
   ensure(lua_pcall(L, 0, 1, 0) == 0);
   open_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+#ifdef FUZZ_JSON
+  ensure(luaL_loadbuffer(L, cjson_helper, sizeof cjson_helper - 1, "=cjson") ==
+         0);
+  ensure(lua_pcall(L, 0, 1, 0) == 0);
+  cjson_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+#endif
 }
 
 /* What each of the three runs got (records at 1..3), for a property
@@ -155,6 +185,52 @@ static void run_once(lua_Integer max, const uint8_t *data, size_t size,
   lua_settop(L, top);
 }
 
+#ifdef FUZZ_JSON
+/* One JSON text: the same in one call and in steps of `work` tokens,
+ * and what we read, lua-cjson reads the same. */
+static void json_text(const char *p, size_t n, size_t work) {
+  int top = lua_gettop(L), one, steps;
+  char why[128];
+  lipc__json_steps *st = lipc__json_steps_new();
+  ensure(st != NULL);
+  one = lipc__json_decode(L, p, n, why, sizeof why);
+  ensure(one == 1 || one == -1);
+  ensure(lua_gettop(L) == top + (one == 1));
+  do
+    steps = lipc__json_steps_run(st, L, p, n, work);
+  while (steps == LIPC_CODEC_MORE);
+  ensure(steps == one);
+  if (one < 0)
+    ensure(strcmp(why, lipc__json_steps_error(st)) == 0);
+  lipc__json_steps_free(st);
+  if (one < 0) {
+    ensure(lua_gettop(L) == top);
+    return;
+  }
+  ensure(deq(top + 1, top + 2, 0));
+  lua_rawgeti(L, LUA_REGISTRYINDEX, cjson_ref);
+  lua_pushlstring(L, p, n);
+  ensure(lua_pcall(L, 1, 2, 0) == 0);
+  ensure(lua_toboolean(L, -2)); /* cjson reads it too */
+  ensure(deq(top + 1, top + 4, 0));
+  lua_settop(L, top);
+}
+
+/* Each line of the bytes as a JSON text, as the channel cuts them. */
+static void json_lines(const uint8_t *data, size_t size, unsigned seed) {
+  const char *p = (const char *)data, *end = p + size;
+  int lines = 0;
+  while (p < end && lines++ < 64) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t n = (size_t)((nl ? nl : end) - p);
+    if (n > 0 && p[n - 1] == '\r')
+      n--;
+    json_text(p, n, 1 + seed % 7);
+    p = nl ? nl + 1 : end;
+  }
+}
+#endif
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const lua_Integer maxes[4] = {0, 16, 1000, 0xfffffffcLL};
   static const size_t reads[8] = {1, 2, 3, 7, 64, 4096, 65536, SIZE_MAX};
@@ -193,5 +269,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ensure(deq(1, 3, 0));
   lua_settop(L, 0);
   ensure(!rt->exiting); /* no uncaught error */
+#ifdef FUZZ_JSON
+  json_lines(data + 2, size - 2, seed);
+#endif
   return 0;
 }

@@ -104,9 +104,12 @@ local function redraw()
 end
 
 -- The next line typed; false after ^C (the line dropped), nil at the end.
+-- The terminal is raw before the prompt shows: what is typed once it
+-- shows is ours to echo, never the terminal's too.
 local function edit_line()
   typed = ""
   stdin:set_raw_mode(true)
+  out:write(prompt)
   local result
   while result == nil do
     if pending == "" then
@@ -166,7 +169,7 @@ local buffer
 local next_line = raw and edit_line or lipc.stdin:lines()
 while true do
   prompt = buffer and ">> " or "> "
-  out:write(prompt)
+  if not raw then out:write(prompt) end
   local line = next_line()
   prompt = nil
   if line == nil then break end

@@ -383,6 +383,29 @@ describe("the lipc command", function()
     assert.matches('\n"next"\n', got, 1, true)
   end)
 
+  it("the prompt: the terminal is raw before the prompt shows: what is typed then is echoed once", function()
+    -- the order of the calls, from strace: every "> " is written while
+    -- the terminal's last mode has no ECHO (the terminal would echo a
+    -- line typed at once, and the prompt again: seen under load)
+    local dir = support.tmpdir()
+    local cmd = ("strace -f -o %s -e trace=ioctl,write %s"):format(dir .. "/trace",
+      support.shell_quote(support.lipc))
+    local out, status = support.sh(("printf %s | script -qec %s /dev/null"):format(
+      support.shell_quote("x = 1\nx\n"), support.shell_quote(cmd)))
+    assert.are.equal(0, status, out)
+    local echo, prompts = true, 0
+    for line in io.lines(dir .. "/trace") do
+      local lflag = line:match("TCSETSW?, {.-c_lflag=([%w|]*)")
+      if lflag then
+        echo = ("|" .. lflag .. "|"):find("|ECHO|", 1, true) ~= nil
+      elseif line:find('write%(%d+, "> ", 2%)') then
+        prompts = prompts + 1
+        assert.is_false(echo, "prompt " .. prompts .. " written with the terminal echoing")
+      end
+    end
+    assert.is_true(prompts >= 3, "prompts seen: " .. prompts)
+  end)
+
   it("-i runs the script, then the prompt", function()
     local dir = support.tmpdir()
     support.write_file(dir .. "/s.lua", "greeting = 'hi from script'\n")

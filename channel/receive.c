@@ -873,7 +873,10 @@ static void drop_unclaimed(lchannel *ch) {
 static void on_read(lipc__stream *s, ssize_t n, const char *base) {
   lchannel *ch = lipc__stream_hook_ctx(s);
   (void)base;
-  if (ch == NULL)
+  /* close() was called: its callback ends the channel in the loop's
+   * close phase, and what the stream reads before that (the peer's end
+   * after half a frame, more bytes) is no longer anybody's */
+  if (ch == NULL || ch->h.closing)
     return;
   if (n < 0) {                  /* EOF, reset, or closing */
     int busy = ch->job != NULL; /* reads were held: closing, not cut */

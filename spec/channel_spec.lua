@@ -671,4 +671,25 @@ describe("a frame cut short by the peer's end", function()
     assert.matches("ended inside a line %(5 bytes%)", err)
     child:wait()
   end)
+
+  it("after close(), the peer's end in the middle of a frame or line is no error", function()
+    -- close() ends the channel in the loop's close phase; the stream
+    -- still read until then, and reported the peer's end as a truncation
+    -- (found by fuzz_json)
+    for _, opts in ipairs({{}, {serialization = "json"}}) do
+      local ch, raw = raw_pair(opts)
+      local errors, messages = 0, 0
+      ch:on("error", function() errors = errors + 1 end)
+      ch:on("message", function() messages = messages + 1 end)
+      raw:write(opts.serialization and '"a"\n{"half' or be32(2) .. "\xa1a" .. be32(9) .. "abc")
+      assert.is_true(S.wait_for(function() return messages == 1 end, 5000))
+      ch:close()
+      raw:close()
+      for _ = 1, 20 do lipc.sleep(0) end
+      lipc.sleep(20)
+      assert.are.equal(0, errors, opts.serialization)
+      assert.are.equal(1, messages)
+      assert.is_nil(ch:receive())
+    end
+  end)
 end)

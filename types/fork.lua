@@ -39,7 +39,7 @@ function fork.socketpair() end
 ---@field max_message? integer `max_message` — bytes of one value (a handle's marker is not counted), default 64 MiB, enforced both ways.
 ---@field high_water? integer `high_water` — bytes of unsent frames before `send` returns false, default 64 KiB.
 ---@field receive_high_water? integer `receive_high_water` — bytes of received messages nobody took yet before the channel stops reading from the child, default 1 MiB (receive backpressure, below).
----@field max_decoded? integer `max_decoded` — bytes the Lua values of one received message may take, estimated before any is built (64 a table, 16 an array element, 32 a map entry, 40 + its length a string); default twice `max_message`, at least 16 MiB. A frame or JSON line over it ends the channel with `ERR_IPC_MESSAGE_TOO_LARGE`, as one over `max_message` does: a 1-byte empty map would otherwise take ~80 bytes, 8 MB of them 640 MB. A frame of 64 KiB or more is checked and built in slices of 16 384 values, one a loop turn, so that other peers are served meanwhile (8 MB of small integers took a second at once); the channel reads no more until its message is delivered, in order. A channel closed meanwhile drops it. A JSON line is still decoded at once.
+---@field max_decoded? integer `max_decoded` — bytes the Lua values of one received message may take, estimated before any is built (64 a table, 16 an array element, 32 a map entry, 40 + its length a string); default twice `max_message`, at least 16 MiB. A frame or JSON line over it ends the channel with `ERR_IPC_MESSAGE_TOO_LARGE`, as one over `max_message` does: a 1-byte empty map would otherwise take ~80 bytes, 8 MB of them 640 MB. A frame of 64 KiB or more is checked and built in slices of 16 384 values, one a loop turn, so that other peers are served meanwhile (8 MB of small integers took a second at once); the channel reads no more until its message is delivered, in order. A channel closed meanwhile drops it. A JSON line of 64 KiB or more is read the same way (a slice of tokens a turn).
 ---@field via? string[] `via` — a launcher: the worker runs on the far side of it (section "Workers through a launcher" below).
 ---@field ship? boolean `ship` — with `via`: send the script and its modules (default true); false: `script` is a path over there.
 ---@field modules? string[] `modules` — with `via`: more modules to send, by name (found in `package.path`).
@@ -132,7 +132,9 @@ function lipc_channel:deliver_queued() end
 ---@return function
 function lipc_channel:bound() end
 
----`close()` — closes the channel and its stream at once.
+---`close()` — closes the channel and its stream at once: what the stream still
+---reads (more bytes, the peer's end in the middle of a frame) is dropped, with no `message` or
+---`error` after it.
 function lipc_channel:close() end
 
 ---`send_control(kind, value)` — sends a control frame (docs/wire-format.md section 8) of

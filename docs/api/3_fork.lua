@@ -61,7 +61,7 @@ empty map would otherwise take ~80 bytes, 8 MB of them 640 MB. A frame of 64 KiB
 is checked and built in slices of 16 384 values, one a loop turn, so that other peers are
 served meanwhile (8 MB of small integers took a second at once); the channel reads no more
 until its message is delivered, in order. A channel closed meanwhile drops it. A JSON line
-is still decoded at once.]]},
+of 64 KiB or more is read the same way (a slice of tokens a turn).]]},
       {"via: string[]", text = [[a launcher: the worker runs on the far side of it (section
 "Workers through a launcher" below).]]},
       {"ship: boolean", text = "with `via`: send the script and its modules (default true); false: `script` is a path over there."},
@@ -150,7 +150,9 @@ only while a task waits in `receive()` or a `message` listener exists).]]},
       {"bound(): function, function",
        text = "`send` and `receive` as closures over the channel that ignore their first argument (fork's child objects use them as their methods); internal."},
       {"exit_on_disconnect: boolean", sig = "`exit_on_disconnect`", text = "see `fork.parent`."},
-      {"close()", text = "closes the channel and its stream at once."},
+      {"close()", text = [[closes the channel and its stream at once: what the stream still
+reads (more bytes, the peer's end in the middle of a frame) is dropped, with no `message` or
+`error` after it.]]},
       {"send_control(kind: integer, value: any): boolean",
        text = [[sends a control frame (docs/wire-format.md section 8) of
 `kind` (1..255) carrying `value`; the peer's channel emits `control(kind, value)` on its target

@@ -11,13 +11,6 @@
 
 #include "channel_int.h"
 
-/* The message a line carried, on top of rt->L: Node's null (no msg in a
- * NODE_HANDLE line) is lipc.null, so that it is not the channel's end
- * (receive() -> nil). */
-static void json_value(lua_State *L) {
-  nil_as_null(L);
-}
-
 /* Appends the C string s to b: 0, or -1 out of memory. */
 static int put_text(lipc__buf *b, const char *s) {
   size_t n = strlen(s);
@@ -67,7 +60,7 @@ static void json_handle(lchannel *ch) {
     return;
   }
   lua_getfield(L, -1, "msg");
-  json_value(L);
+  nil_as_null(L); /* a NODE_HANDLE line without its msg */
   lua_remove(L, -2);
   top = lua_gettop(L);
   if (kind > 0 && lipc__handoff_take(L, ipc, kind, &real) == UV_EPROTO) {
@@ -106,8 +99,7 @@ void lipc__chan_json_value(lchannel *ch) {
       return;
     }
   }
-  json_value(L);
-  lua_pushnil(L);
+  lua_pushnil(L); /* no handle; the reader gives null as lipc.null */
   lipc__chan_deliver(ch);
 }
 

@@ -182,30 +182,31 @@ static int digits(const char *p, size_t n, size_t *i) {
   return *i > start;
 }
 
-/* strtod in the C locale, whatever the program set (os.setlocale). */
-static double c_strtod(const char *p, size_t len) {
+/* strtod in the C locale, whatever the program set (os.setlocale), of
+ * the len bytes at p: 0, or -1 out of memory for a long token. */
+static int c_strtod(const char *p, size_t len, double *x) {
   static locale_t c;
   char small[64], *tmp = small;
-  double x;
   if (c == (locale_t)0)
     c = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
   if (len >= sizeof small && (tmp = malloc(len + 1)) == NULL)
-    return 0.0 / 0.0; /* refused below as not a number */
+    return -1;
   memcpy(tmp, p, len);
   tmp[len] = '\0';
-  x = c ? strtod_l(tmp, NULL, c) : strtod(tmp, NULL);
+  *x = c ? strtod_l(tmp, NULL, c) : strtod(tmp, NULL);
   if (tmp != small)
     free(tmp);
-  return x;
+  return 0;
 }
 
 /* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? at s->pos, pushed. */
 static int number(lipc__json_steps *s, lua_State *L, const char *p, size_t n) {
-  size_t i = s->pos, start = i;
+  size_t i = s->pos, start = i, first;
   int integral = 1;
   double x;
   if (p[i] == '-')
     i++;
+  first = i;
   if (i < n && p[i] == '0')
     i++;
   else if (!digits(p, n, &i))
@@ -225,18 +226,14 @@ static int number(lipc__json_steps *s, lua_State *L, const char *p, size_t n) {
       return bad(s, L, "an invalid number");
   }
   s->pos = i;
-  if (integral && i - start <= 16) { /* |v| < 10^15: exact either way */
+  if (integral && i - first <= 15) { /* |v| < 10^15: exact either way */
     lua_Integer v = 0;
-    size_t k = start + (p[start] == '-');
-    if (i - k <= 15) {
-      for (; k < i; k++)
-        v = v * 10 + (p[k] - '0');
-      lua_pushinteger(L, p[start] == '-' ? -v : v);
-      return 0;
-    }
+    for (; first < i; first++)
+      v = v * 10 + (p[first] - '0');
+    lua_pushinteger(L, p[start] == '-' ? -v : v);
+    return 0;
   }
-  x = c_strtod(p + start, i - start);
-  if (x != x)
+  if (c_strtod(p + start, i - start, &x) < 0)
     return bad(s, L, "not enough memory for a number");
   if (x >= -9007199254740992.0 && x <= 9007199254740992.0 &&
       x == (lua_Number)(lua_Integer)x)
@@ -374,20 +371,14 @@ int lipc__json_steps_run(lipc__json_steps *s, lua_State *L, const char *p,
     s->pos = skip_space(p, n, s->pos);
     switch (s->state) {
       case VALUE: r = value(s, L, p, n); break;
-      case ARRAY_FIRST:
-        if (s->pos < n && p[s->pos] == ']') {
-          r = next(s, L, p, n, 0);
-          break;
-        }
-        r = value(s, L, p, n);
+      case ARRAY_FIRST: /* "]" at once ends it, as "," ... "]" would */
+        r = s->pos < n && p[s->pos] == ']' ? next(s, L, p, n, 0)
+                                           : value(s, L, p, n);
         break;
       case ARRAY_NEXT: r = next(s, L, p, n, 0); break;
       case OBJECT_FIRST:
-        if (s->pos < n && p[s->pos] == '}') {
-          r = next(s, L, p, n, 1);
-          break;
-        }
-        r = key(s, L, p, n);
+        r = s->pos < n && p[s->pos] == '}' ? next(s, L, p, n, 1)
+                                           : key(s, L, p, n);
         break;
       case OBJECT_KEY: r = key(s, L, p, n); break;
       case OBJECT_NEXT: r = next(s, L, p, n, 1); break;

@@ -294,11 +294,13 @@ describe("hostile peers", function()
       assert.is_true(r.turns > 1, "turns between the frame in and its error: " .. r.turns)
     end)
 
-    it("a channel closed while a large frame is half built: nothing more comes, nothing leaks", function()
-      local ch, raw = tcp_pair()
+    -- The peer's one large message is in, and close() comes while it is
+    -- being built: it never arrives.
+    local function closed_half_built(bytes, opts)
+      local ch, raw = tcp_pair(opts)
       local got, turn = 0, 0
       ch:on("message", function() got = got + 1 end)
-      raw:write(array_of(4000000, "\x01"))
+      raw:write(bytes)
       while ch:stats().messages_received < 1 and turn < 100000 do
         lipc.sleep(0)
         turn = turn + 1
@@ -310,6 +312,10 @@ describe("hostile peers", function()
       assert.are.equal(0, got)
       assert.is_nil(ch:receive())
       raw:close()
+    end
+
+    it("a channel closed while a large frame is half built: nothing more comes, nothing leaks", function()
+      closed_half_built(array_of(4000000, "\x01"))
     end)
 
     -- Node's format: a JSON line of 64 KiB or more is built in steps too
@@ -358,21 +364,7 @@ describe("hostile peers", function()
     end)
 
     it("JSON lines: a channel closed while a large line is half built: nothing more comes", function()
-      local ch, raw = tcp_pair(JSON)
-      local got, turn = 0, 0
-      ch:on("message", function() got = got + 1 end)
-      raw:write(json_ints(4000000))
-      while ch:stats().messages_received < 1 and turn < 100000 do
-        lipc.sleep(0)
-        turn = turn + 1
-      end
-      assert.are.equal(1, ch:stats().messages_received)
-      assert.are.equal(0, got) -- in, and not built yet
-      ch:close()
-      for _ = 1, 50 do lipc.sleep(0) end
-      assert.are.equal(0, got)
-      assert.is_nil(ch:receive())
-      raw:close()
+      closed_half_built(json_ints(4000000), JSON)
     end)
 
     it("JSON lines are strict JSON: what JSON.stringify never writes closes the channel", function()

@@ -40,6 +40,9 @@ static lipc_runtime *rt;
 static lua_State *L;
 static int open_ref;
 #ifdef FUZZ_JSON
+#define JSON_MODE 1
+/* cjson.decode(s), its integral floats within 2^53 as integers:
+ * -> ok, value (or the error) */
 static int cjson_ref;
 static const char cjson_helper[] =
     "local cjson = require('cjson').new()\n"
@@ -58,10 +61,6 @@ static const char cjson_helper[] =
     "  local ok, v = pcall(cjson.decode, s)\n"
     "  return ok, ok and ints(v) or v\n"
     "end\n";
-#endif
-
-#ifdef FUZZ_JSON
-#define JSON_MODE 1
 #else
 #define JSON_MODE 0
 #endif

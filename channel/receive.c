@@ -895,6 +895,12 @@ static void on_read(lipc__stream *s, ssize_t n, const char *base) {
   ch->in.len += (size_t)n;
   parse(ch);
   drop_unclaimed(ch);
+  /* Replies to what this read delivered go out now, not from the flush
+   * handle in the next loop turn: a peer waiting for the answer gets it
+   * before this loop runs its other callbacks, and every frame of the
+   * read still goes out in one write. */
+  if (ch->out.len > 0 && !ch->h.closing)
+    lipc__chan_flush(ch, 0);
 }
 
 /* Feeds bytes to the channel at idx exactly as reads from its stream

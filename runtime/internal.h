@@ -59,6 +59,7 @@ struct lipc_runtime {
   struct trimmer *trimmer; /* unmaps the allocator's kept blocks (runtime.c) */
   lipc__poll *poll;        /* the adaptive poll (poll.c), NULL: none */
   unsigned io_seen;        /* bumped by every stream read: poll.c's signal */
+  unsigned io_written;     /* bumped by every stream write: poll.c's too */
   /* What the layers above keep per runtime, all of it here (zero until
    * they set it). */
   lipc__wrap_fn wrap[8]; /* channel/handoff.c: by wire kind */

@@ -675,6 +675,7 @@ static int submit(lipc__stream *s, wreq *w, unsigned nbufs,
   }
   if (err)
     return err;
+  s->h.rt->io_written++;
   s->queued += w->len;
   s->nwrites++;
   s->writes++;
@@ -728,6 +729,7 @@ int lipc__stream_try_write(lipc__stream *s, const uv_buf_t *b) {
   k = uv_try_write((uv_stream_t *)s->h.uv, b, 1);
   s->active = uv_now(s->h.rt->loop);
   if (k > 0) {
+    s->h.rt->io_written++;
     s->bytes_written += (uint64_t)k;
     s->writes += (size_t)k == b->len;
   }
@@ -843,6 +845,8 @@ static int l_write(lua_State *L) {
   if (s->nwrites == 0 && !has_cb && n == 1 && !(s->flags & F_CONNECTING)) {
     int k = uv_try_write((uv_stream_t *)s->h.uv, bufs, 1);
     s->active = uv_now(s->h.rt->loop);
+    if (k > 0)
+      s->h.rt->io_written++;
     if (k == (int)total) {
       s->writes++;
       s->bytes_written += total;

@@ -157,13 +157,93 @@ describe("lipc.poll", function()
       local p = lipc.poll()
       assert.is_true(p.hits > 0 and p.misses > 0, "hits and misses")
       assert.are.equal(10000, p.budget_us, "the window after a pause in hot traffic")
-      -- one round trip: the reply starts a spin that finds nothing
+      -- one round trip, and in the reply's turn a write that nobody
+      -- answers: a spin starts and finds nothing
+      local a, b = assert(fork.socketpair())
       pingpong(child, 1)
+      assert(a:write("x"))
       lipc.sleep(40)
       assert.are.equal(5000, lipc.poll().budget_us, "the window after a spin with no hit")
       lipc.poll(false)
+      a:close()
+      b:close()
       child:disconnect()
       assert.are.equal(0, (child:wait()))
+    end)
+
+  it("a process that only reads, a stream it does not answer, does not spin", function()
+    -- The child sends one message a loop turn; the parent takes them and
+    -- writes nothing back until the last: every wake-up reads, none
+    -- answers, so no spin starts (it would only take the stream in
+    -- smaller reads).
+    local child = assert(fork(script([[
+      local lipc = require "lipc"
+      local parent = require("fork").parent
+      for i = 1, 200 do
+        parent:send(i)
+        lipc.sleep(0)
+      end
+      parent:receive()
+    ]])))
+    lipc.poll(true)
+    local before = lipc.poll()
+    for i = 1, 200 do assert.are.equal(i, child:receive()) end
+    local after = lipc.poll()
+    assert.are.same({0, 0}, {after.spins - before.spins, after.turns - before.turns})
+    lipc.poll(false)
+    child:disconnect()
+    assert.are.equal(0, (child:wait()))
+  end)
+
+  it("a reply sent while a read is handled is written before the loop runs timers", function()
+    -- The write goes out at the end of the read callback, so the peer
+    -- waiting for it does not also wait for this turn's timers and the
+    -- next turn's flush; a 0 ms timer set in the handler finds nothing
+    -- of the reply still queued.
+    local child = assert(fork(script([[
+      local lipc = require "lipc"
+      local parent = require("fork").parent
+      parent:on("message", function(m)
+        parent:send(m)
+        lipc.set_timeout(0, function() parent:send(parent:stats().queued) end)
+      end)
+    ]])))
+    for i = 1, 20 do
+      assert(child:send(i))
+      assert.are.equal(i, child:receive())
+      assert.are.equal(0, child:receive(), "bytes of the reply still queued")
+    end
+    child:disconnect()
+    assert.are.equal(0, (child:wait()))
+  end)
+
+  it("while a spin waits, Lua's collector runs there; never once the script stopped it",
+    function()
+      local echo = script(ECHO)
+      local run = function(stop)
+        local out, err, status = with_env("1", ([[
+          local lipc = require "lipc"
+          if %s then collectgarbage("stop") end
+          local kb = collectgarbage("count")
+          local child = assert(require("fork")(%q))
+          for i = 1, 3000 do
+            child:send({seq = i})
+            assert(child:receive().seq == i)
+          end
+          print(lipc.poll().collects, math.floor(collectgarbage("count") - kb))
+          child:disconnect()
+        ]]):format(tostring(stop), echo))
+        assert.are.equal(0, status, err)
+        local collects, grown = out:match("^(%d+)\t(%-?%d+)\n$")
+        assert.is_truthy(collects, out)
+        return tonumber(collects), tonumber(grown)
+      end
+      local collects = run(false)
+      assert.is_true(collects > 0, "collections in the spin")
+      local stopped, grown = run(true)
+      assert.are.equal(0, stopped)
+      -- the tables of 3,000 messages are all still there
+      assert.is_true(grown > 100, "KiB grown with the collector stopped: " .. grown)
     end)
 
   it("LIPC_POLL switches a child's poll on and off", function()

@@ -76,6 +76,7 @@ POLL_CASES=(
 FLOORS=(
   "ipc_pingpong|ipc_pingpong|ipc_pingpong {N} evloop|C with epoll_wait before every read, as an event loop reads"
   "ipc_pingpong|ipc_pingpong+poll|ipc_pingpong {N} evpoll|the same, polling epoll_wait(0) up to 50 us first (lipc's poll)"
+  "ipc_pingpong|ipc_pingpong+poll+lua|lua_floor pingpong {N} evpoll|the same poll, each side also doing the Lua work any Lua runtime must: table from the bytes through the C API, a Lua function, lua_next walk"
   "ipc_stream|ipc_stream|lua_floor {N}|Lua's values alone, no IPC: build the table and read it through the C API, and back"
   "stdout_read|stdout_read|stdout_read {N} evloop|C reading as lipc does (epoll_wait, read on to 32 KiB), each chunk copied once"
   "tcp_echo_rr|tcp_echo_rr|tcp_echo_rr {N} evloop|C with epoll_wait before every read, as an event loop reads"
@@ -84,6 +85,7 @@ FLOORS=(
 # The poll's targets against floors: lipc (poll on) / floor
 declare -A FLOOR_TARGET=(
   [ipc_pingpong+poll]=">= 0.9"
+  [ipc_pingpong+poll+lua]=">= 0.9"
   [tcp_echo_rr]=">= 1.0"
 )
 
@@ -295,7 +297,7 @@ if [[ ${#FLOORS_RUN[@]} -gt 0 ]]; then
     tg=${FLOOR_TARGET[$fid]:-} m="" met=""
     read -r top tthr <<<"$tg"
     [[ -n $tg && $rf != n/a ]] && met=$(check "$rf" "$top" "$tthr") && m=" (target $tg: $met)"
-    printf '  %-20s %12s %-6s lipc/floor %-6s off/floor %-6s floor/node %-6s %s%s\n' "$fid" "$fv" \
+    printf '  %-22s %12s %-6s lipc/floor %-6s off/floor %-6s floor/node %-6s %s%s\n' "$fid" "$fv" \
       "${UNIT[$name]:-}" "$rf" "$ro" "$fn" "${FLOOR_WHAT[$fid]}" "$m"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${fid}_floor" "${UNIT[$name]:-}" \
       "${VAL[lipc,$name]:-n/a}" "${VAL[node,$name]:-n/a}" "$fv" "-" "$rf" "$tg" "$met" \
@@ -341,6 +343,11 @@ if [[ " $IMPLS " == *" lipc "* && " $IMPLS " == *" lipcoff "* ]]; then
     pt "ipc_pingpong lipc/node >= 2" "$(ratio node ipc_pingpong)" ">=" 2
     pt "ipc_pingpong lipc/(C loop with the same poll) >= 0.9" \
       "$(ratio_of "${VAL[lipc,ipc_pingpong]:-}" "${VAL[floor,ipc_pingpong+poll]:-}")" ">=" 0.9
+    # what that C loop allows a Lua runtime at all: its Lua floor over it
+    pt "  (the same loop with Lua's floor)/(C loop with the same poll)" \
+      "$(ratio_of "${VAL[floor,ipc_pingpong+poll+lua]:-}" "${VAL[floor,ipc_pingpong+poll]:-}")" ">=" 0.9
+    pt "ipc_pingpong lipc/(the same loop with Lua's floor) >= 0.9" \
+      "$(ratio_of "${VAL[lipc,ipc_pingpong]:-}" "${VAL[floor,ipc_pingpong+poll+lua]:-}")" ">=" 0.9
   fi
   if wanted tcp_echo_rr; then
     pt "tcp_echo_rr lipc/(C loop, no poll) >= 1.0" \

@@ -105,6 +105,8 @@ struct lchannel {
   unsigned reply_wait : 1;     /* JSON: our replies to the peer are over
                                   the high-water mark: read no more */
   unsigned no_handles : 1;     /* over a launcher: fds cannot cross */
+  unsigned in_read : 1;        /* its read callback runs (receive.c) */
+  unsigned read_wrote : 1;     /* ... and a frame went out at once */
 };
 
 /* channel.c */

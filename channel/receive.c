@@ -893,12 +893,15 @@ static void on_read(lipc__stream *s, ssize_t n, const char *base) {
   if (ch->gone)
     return;
   ch->in.len += (size_t)n;
+  ch->in_read = 1;
+  ch->read_wrote = 0;
   parse(ch);
+  ch->in_read = 0;
   drop_unclaimed(ch);
-  /* Replies to what this read delivered go out now, not from the flush
-   * handle in the next loop turn: a peer waiting for the answer gets it
-   * before this loop runs its other callbacks, and every frame of the
-   * read still goes out in one write. */
+  /* The rest of the replies to what this read delivered go out now, in
+   * one write, not from the flush handle in the next loop turn: a peer
+   * waiting for them gets them before this loop runs its other
+   * callbacks (the first went out at once, send.c's write_now). */
   if (ch->out.len > 0 && !ch->h.closing)
     lipc__chan_flush(ch, 0);
 }

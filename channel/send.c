@@ -283,6 +283,35 @@ void lipc__chan_schedule(lchannel *ch) {
     uv_idle_start((uv_idle_t *)ch->h.uv, on_idle);
 }
 
+/*
+** The first frame sent while this channel's read callback runs (a
+** request being answered) is written at once when nothing is in flight:
+** the peer waiting for it no longer also waits for the rest of the
+** handler, its next receive() and the return to the read callback.
+** Later frames of that read batch as always and go out at its end.
+*/
+static void write_now(lchannel *ch) {
+  uv_buf_t b;
+  int k;
+  ch->read_wrote = 1;
+  if (ch->writes != NULL || ch->out_cbs != LUA_NOREF || ch->nsegs != 0 ||
+      ch->need_drain || ch->held) {
+    lipc__chan_schedule(ch);
+    return;
+  }
+  b = uv_buf_init(ch->out.data, (unsigned)ch->out.len);
+  k = lipc__stream_try_write(ch->s, &b);
+  if (k == (int)ch->out.len) {
+    ch->out.len = 0;
+    return;
+  }
+  if (k > 0) {
+    memmove(ch->out.data, ch->out.data + k, ch->out.len - (size_t)k);
+    ch->out.len -= (size_t)k;
+  }
+  lipc__chan_schedule(ch);
+}
+
 /* Calls obj:pause() on the object at idx. */
 static void pause_handle(lua_State *L, int idx) {
   if (lua_getfield(L, idx, "pause") == LUA_TFUNCTION) {
@@ -468,6 +497,8 @@ int lipc__chan_send(lua_State *L) {
         send_with_handle(ch, L, hidx, hs, start, cb, socket && !keep_open);
     if (err)
       return lipc__push_error(L, err, "channel.send");
+  } else if (ch->in_read && !ch->read_wrote) {
+    write_now(ch);
   } else {
     lipc__chan_schedule(ch);
   }

@@ -217,6 +217,32 @@ describe("lipc.poll", function()
     assert.are.equal(0, (child:wait()))
   end)
 
+  it("the first reply to a read goes out at once, the others of that read together", function()
+    -- Sent from the read callback of the same channel: the first frame is
+    -- written before send() returns (nothing of it is queued after), the
+    -- next ones wait for the end of the read and go out in one write.
+    local child = assert(fork(script([[
+      local parent = require("fork").parent
+      parent:on("message", function(m)
+        parent:send(m)
+        local first = parent:stats().queued
+        parent:send("second")
+        local second = parent:stats().queued
+        parent:send({first = first, second = second})
+      end)
+    ]])))
+    for i = 1, 20 do
+      assert(child:send(i))
+      assert.are.equal(i, child:receive())
+      assert.are.equal("second", child:receive())
+      local q = child:receive()
+      assert.are.equal(0, q.first, "bytes of the first reply still queued")
+      assert.is_true(q.second > 0, "the second reply was written on its own")
+    end
+    child:disconnect()
+    assert.are.equal(0, (child:wait()))
+  end)
+
   it("while a spin waits, Lua's collector runs there; never once the script stopped it",
     function()
       local echo = script(ECHO)

@@ -17,9 +17,10 @@
  *     only reads (a stream flowing in, a child's output) or only writes
  *     starts none: there the peer sends on without waiting for this
  *     process, and a spin only takes reads in smaller pieces (ipc_stream
- *     0.81x, stdout_read 0.86x with it). Each turn that reads something during the spin is a hit
- *     and starts the window again; a window of budget_us without I/O is a
- *     miss and ends the spin (the idle handle stops, the loop sleeps).
+ *     0.81x, stdout_read 0.86x with it). Each turn that reads something
+ *     during the spin is a hit and starts the window again; a window of
+ *     budget_us without I/O is a miss and ends the spin (the idle handle
+ *     stops, the loop sleeps).
  *   - The budget grows by a quarter of max_us on a hit. A miss after a
  *     spin with hits (the traffic paused: a preempted peer, the end of a
  *     burst) sets it back to max_us, so the next wake-up polls as long as
@@ -192,7 +193,8 @@ static void on_wake(lipc__poll *p, uv_loop_t *loop, uint64_t now) {
 
 /* Lua's heap in bytes. */
 static size_t heap_bytes(lua_State *L) {
-  return (size_t)lua_gc(L, LUA_GCCOUNT) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB);
+  return (size_t)lua_gc(L, LUA_GCCOUNT) * 1024 +
+         (size_t)lua_gc(L, LUA_GCCOUNTB);
 }
 
 /*

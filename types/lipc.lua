@@ -178,7 +178,7 @@ function lipc.stream_from_fd(fd) end
 function lipc.on_uncaught(fn) end
 
 ---`lipc.poll([setting])` → the poll's state after the setting — the adaptive poll: after a loop turn that read
----something, the loop polls for more without blocking, for up to `max_us`
+---something and wrote something, the loop polls for more without blocking, for up to `max_us`
 ---microseconds (default 50) since the last read, before it sleeps, so a peer
 ---that answers at once finds it awake (README, "Performance"). `false` turns
 ---it off, `true` on everywhere, `"auto"` (the default) on only where it can
@@ -189,7 +189,8 @@ function lipc.on_uncaught(fn) end
 ---spin that found data waits out its window, halves after one that found
 ---none and drops to 0), and counts: `spins` (polls started), `hits` (reads found
 ---while polling), `misses` (polls that ended without one), `turns` (loop
----turns spent polling). `LIPC_POLL=0` (or `off`), `1` (`on`), `auto` or a
+---turns spent polling), `collects` (Lua collector steps run while polling).
+---`LIPC_POLL=0` (or `off`), `1` (`on`), `auto` or a
 ---number of microseconds (on) sets it at start.
 ---@param setting? boolean|string|{max_us?: integer, mode?: string}
 ---@return lipc.poll_state

@@ -226,7 +226,8 @@ static size_t frame_lua(lua_State *L, uint8_t *out) {
 
 static const char CHILD[] =
     "return function(m)\n"
-    "  if m.args[1] + m.args[2] + m.args[3] ~= 6 then error('child: bad message') end\n"
+    "  if m.args[1] + m.args[2] + m.args[3] ~= 6 then error('child: bad "
+    "message') end\n"
     "  return {seq = m.seq, op = 'add', args = {1, 2, 3}}\n"
     "end\n";
 static const char PARENT[] =

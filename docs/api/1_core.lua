@@ -240,7 +240,7 @@ reported with the original one, and the process exits with status 1.
       {"lipc.poll(setting?: boolean|string|{max_us?: integer, mode?: string}): lipc.poll_state",
        ret = "the poll's state after the setting",
        text = [[the adaptive poll: after a loop turn that read
-something, the loop polls for more without blocking, for up to `max_us`
+something and wrote something, the loop polls for more without blocking, for up to `max_us`
 microseconds (default 50) since the last read, before it sleeps, so a peer
 that answers at once finds it awake (README, "Performance"). `false` turns
 it off, `true` on everywhere, `"auto"` (the default) on only where it can
@@ -251,7 +251,8 @@ window it adapted to: it grows while polls find data, stays whole when a
 spin that found data waits out its window, halves after one that found
 none and drops to 0), and counts: `spins` (polls started), `hits` (reads found
 while polling), `misses` (polls that ended without one), `turns` (loop
-turns spent polling). `LIPC_POLL=0` (or `off`), `1` (`on`), `auto` or a
+turns spent polling), `collects` (Lua collector steps run while polling).
+`LIPC_POLL=0` (or `off`), `1` (`on`), `auto` or a
 number of microseconds (on) sets it at start.]]},
       {"lipc.run(): integer", text = [[with stock `lua5.4` (`require "lipc"` through the
 `lipc.so` module): runs the event loop until nothing is pending and

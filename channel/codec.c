@@ -1041,6 +1041,7 @@ int lipc__codec_encode_json(lua_State *L, int idx, lipc__buf *b) {
 
 typedef struct Dec {
   lua_State *L; /* NULL: check only */
+  int room;     /* depths with stack room already made */
   const unsigned char *p, *end;
   const char *err;
   uint64_t owed; /* bytes the open containers still need after this value */
@@ -1335,8 +1336,11 @@ static int deccontainer(Dec *d, unsigned c, int depth) {
     return 0;
   n = (k == 0) ? (c & 0x0F) : (size_t)getn(d->p + 1, k);
   d->p += 1 + k;
-  if (d->L && !lua_checkstack(d->L, 3)) /* table, key, value */
-    return bad(d, "Lua stack overflow");
+  if (d->L && depth >= d->room) { /* table and key per depth, a value */
+    if (!lua_checkstack(d->L, 2 * ROOMSTEP + 3))
+      return bad(d, "Lua stack overflow");
+    d->room = depth + ROOMSTEP;
+  }
   return ismap ? decmap(d, n, depth) : decarray(d, n, depth);
 }
 
@@ -1403,17 +1407,9 @@ static int decfloat(Dec *d, unsigned c) {
   return 1;
 }
 
-static int decvalue(Dec *d, int depth) {
-  unsigned c;
-  if (d->p == d->end)
-    return 0;
-  c = *d->p;
-  if (c <= 0x7F || c >= 0xE0) { /* positive or negative fixint */
-    if (d->L)
-      lua_pushinteger(d->L, (lua_Integer)(int8_t)c);
-    d->p++;
-    return 1;
-  }
+/* Every value but the two commonest: out of line, so that decvalue
+   stays small (its prologue runs for every value). */
+static __attribute__((noinline)) int decother(Dec *d, unsigned c, int depth) {
   if (c <= 0x9F || (c >= 0xDC && c <= 0xDF))
     return deccontainer(d, c, depth);
   if (c <= 0xBF || (c >= 0xC4 && c <= 0xC6) || (c >= 0xD9 && c <= 0xDB))
@@ -1443,6 +1439,24 @@ static int decvalue(Dec *d, int depth) {
   return 1;
 }
 
+static int decvalue(Dec *d, int depth) {
+  unsigned c;
+  if (d->p == d->end)
+    return 0;
+  c = *d->p;
+  if (c <= 0x7F || c >= 0xE0) { /* positive or negative fixint */
+    if (d->L)
+      lua_pushinteger(d->L, (lua_Integer)(int8_t)c);
+    d->p++;
+    return 1;
+  }
+  if ((c & 0xE0) == 0xA0) { /* fixstr: map keys, short words */
+    d->p++;
+    return decstr(d, c & 0x1F, 1);
+  }
+  return decother(d, c, depth);
+}
+
 /* L NULL: check only */
 static ptrdiff_t decode(lua_State *L, const char *p, size_t n, const char **err,
                         int checked, uint64_t budget) {
@@ -1451,6 +1465,7 @@ static ptrdiff_t decode(lua_State *L, const char *p, size_t n, const char **err,
   if (n == 0)
     return 0;
   d.L = L;
+  d.room = 0;
   d.p = (const unsigned char *)p;
   d.end = d.p + n;
   d.err = NULL;

@@ -25,7 +25,8 @@
 #   BENCH_IMPLS="lipc lipcoff node c"   which columns to run
 #   BENCH_POLL=1         LIPC_POLL of the lipc column (pinned: auto, lipc's
 #                        default, which is off on one CPU)
-#   BENCH_REPEAT=1       runs per cell at the final count; the median is kept
+#   BENCH_REPEAT=1       runs per cell at the final count, in rounds over the
+#                        case's columns; the median is kept
 #   BENCH_TIMEOUT=120    seconds before one run is killed (its cell is n/a)
 #   BENCH_PIN=           a CPU list (e.g. 0): run everything under taskset -c,
 #                        so both processes of a case share that CPU
@@ -141,10 +142,19 @@ cpu_op() {
   fcalc "sprintf(\"%.4g\", $R_CPU * 1e6 / ($2 / ${opd[1]}))"
 }
 
-# measure IMPL CASE BASE CALIBRATE SPEC [KEY]: VAL[IMPL,KEY] (KEY: CASE)
-measure() {
-  local impl=$1 name=$2 base=$3 calib=$4 spec=$5 key=${6:-$2}
-  local n mult vals=() cpus=() i
+# A case's runs go in rounds: every implementation (and floor) of the case
+# is calibrated and measured once, then each further round
+# (BENCH_REPEAT - 1) runs all of them again in turn. The host's other VMs
+# make this machine faster or slower for seconds at a time, and a drift
+# then moves every column of the case alike; with each column's runs one
+# after another it moved the last ones measured (ipc_stream on/off 0.64 in
+# one such run, 0.92-1.10 interleaved).
+declare -A JOB_ARGV JOB_VALS JOB_CPUS JOB_N
+
+# first IMPL CASE BASE CALIBRATE SPEC KEY: calibrated, measured once
+first() {
+  local impl=$1 name=$2 base=$3 calib=$4 spec=$5 key=$6
+  local n mult
   n=$(icalc "(int($base * $SCALE) < 1 ? 1 : int($base * $SCALE))")
   argv_for "$impl" "$spec" "$n"
   run_one "$impl" "$name" "${ARGV[@]}"
@@ -157,16 +167,50 @@ measure() {
     run_one "$impl" "$name" "${ARGV[@]}"
     [[ -z $R_VALUE ]] && return
   fi
-  vals+=("$R_VALUE")
-  cpus+=("$(cpu_op "$name" "$n")")
-  for ((i = 1; i < REPEAT; i++)); do
-    run_one "$impl" "$name" "${ARGV[@]}"
-    [[ -n $R_VALUE ]] && vals+=("$R_VALUE") && cpus+=("$(cpu_op "$name" "$n")")
-  done
-  VAL[$impl,$key]=$(printf '%s\n' "${vals[@]}" | median)
-  CPUOP[$impl,$key]=$(printf '%s\n' "${cpus[@]}" | median)
+  JOB_ARGV[$impl,$key]=$(printf '%q ' "${ARGV[@]}")
+  JOB_N[$impl,$key]=$n
+  JOB_VALS[$impl,$key]=$R_VALUE
+  JOB_CPUS[$impl,$key]=$(cpu_op "$name" "$n")
   [[ -n $R_UNIT ]] && UNIT[$name]=$R_UNIT
   NOTE[$impl,$key]="n=$n"
+}
+
+# again IMPL CASE KEY: one more run of a measured job
+again() {
+  local impl=$1 name=$2 key=$3
+  [[ -n ${JOB_ARGV[$impl,$key]:-} ]] || return 0
+  eval "ARGV=(${JOB_ARGV[$impl,$key]})"
+  run_one "$impl" "$name" "${ARGV[@]}"
+  [[ -z $R_VALUE ]] && return 0
+  JOB_VALS[$impl,$key]+=" $R_VALUE"
+  JOB_CPUS[$impl,$key]+=" $(cpu_op "$name" "${JOB_N[$impl,$key]}")"
+}
+
+# measure_case CASE BASE CALIBRATE JOB...: JOB is "IMPL|SPEC|KEY"; sets
+# VAL[IMPL,KEY] and CPUOP[IMPL,KEY] to the medians of the rounds
+measure_case() {
+  local name=$1 base=$2 calib=$3 job impl spec key round
+  shift 3
+  for job in "$@"; do
+    IFS='|' read -r impl spec key <<<"$job"
+    echo "run.sh: $key: $impl ..." >&2
+    first "$impl" "$name" "$base" "$calib" "$spec" "$key"
+  done
+  for ((round = 1; round < REPEAT; round++)); do
+    echo "run.sh: $name: round $((round + 1)) of $REPEAT ..." >&2
+    for job in "$@"; do
+      IFS='|' read -r impl spec key <<<"$job"
+      again "$impl" "$name" "$key"
+    done
+  done
+  for job in "$@"; do
+    IFS='|' read -r impl spec key <<<"$job"
+    [[ -n ${JOB_VALS[$impl,$key]:-} ]] || continue
+    # shellcheck disable=SC2086
+    VAL[$impl,$key]=$(printf '%s\n' ${JOB_VALS[$impl,$key]} | median)
+    # shellcheck disable=SC2086
+    CPUOP[$impl,$key]=$(printf '%s\n' ${JOB_CPUS[$impl,$key]} | median)
+  done
 }
 
 wanted() {
@@ -195,20 +239,20 @@ for entry in "${CASES[@]}"; do
   wanted "$name" || continue
   ROWS+=("$name")
   UNIT[$name]=$unit
+  jobs=()
   for impl in $IMPLS; do
     have_impl "$impl" || continue
     case $impl in lipc | lipcoff) spec=$s_lipc ;; node) spec=$s_node ;; c) spec=$s_c ;; esac
-    echo "run.sh: $name: $impl ..." >&2
-    measure "$impl" "$name" "$base" "$calib" "$spec"
+    jobs+=("$impl|$spec|$name")
   done
   for floor in "${FLOORS[@]}"; do
     IFS='|' read -r fname fid fspec fwhat <<<"$floor"
     [[ $fname == "$name" && " $IMPLS " == *" c "* ]] || continue
-    echo "run.sh: $fid: floor ..." >&2
-    measure floor "$name" "$base" "$calib" "$fspec" "$fid"
+    jobs+=("floor|$fspec|$fid")
     FLOOR_WHAT[$fid]=$fwhat
     FLOORS_RUN+=("$fid|$name")
   done
+  measure_case "$name" "$base" "$calib" "${jobs[@]}"
 done
 
 POLL_ROWS=()
@@ -217,11 +261,12 @@ for entry in "${POLL_CASES[@]}"; do
   wanted "$name" || continue
   POLL_ROWS+=("$name")
   UNIT[$name]=$unit
+  jobs=()
   for impl in lipc lipcoff; do
     if [[ " $IMPLS " != *" $impl "* ]] || ! have_impl "$impl"; then continue; fi
-    echo "run.sh: $name: $impl ..." >&2
-    measure "$impl" "$name" "$base" "$calib" "$s_lipc"
+    jobs+=("$impl|$s_lipc|$name")
   done
+  [[ ${#jobs[@]} -gt 0 ]] && measure_case "$name" "$base" "$calib" "${jobs[@]}"
 done
 
 # startup: median of 20 runs of wall time and peak RSS. The C column holds

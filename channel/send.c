@@ -2,7 +2,9 @@
  * send.c - frames out. Sends are encoded into an output buffer and every
  * frame of one loop turn goes out in one write, flushed from a uv_idle
  * (after the turn's callbacks, before polling); while that write is in
- * flight the next batch fills the other buffer. Strings of 64 KiB or more
+ * flight the next batch fills the other buffer. Replies to a read of the
+ * same channel go sooner: the first at once (write_now), the rest at the
+ * end of that read callback (receive.c). Strings of 64 KiB or more
  * are not copied into it: the write gathers them from the Lua strings,
  * kept alive until the kernel has the bytes (ipc_bulk with both ends on
  * one CPU: ~3.9 -> ~4.3 GB/s). A frame with a handle goes alone, in its

@@ -30,10 +30,11 @@
  *     to sleep starts a spin of max_us again (a poll would have found
  *     them: the peer answers that fast, and a hiccup, a preempted peer,
  *     ended the spin; any longer sleep, a timer's too, starts the count
- *     again), and so does every PROBE_EVERY-th wake-up with I/O (a probe);
- *     a probe that misses goes straight back to zero. So an idle process
- *     never spins (no I/O, no spin), and a bursty one spends a few
- *     microseconds per PROBE_EVERY messages.
+ *     again), and so does every PROBE_EVERY-th wake-up with I/O (a probe,
+ *     half of max_us long); a probe that misses goes straight back to
+ *     zero. So an idle process never spins (no I/O, no spin), and a bursty
+ *     one spends ~25 us per PROBE_EVERY messages (ipc_bursty: ~1 us of
+ *     polling per round trip in both processes, counted by empty_ns).
  *   - "auto" (the default) spins only where it can win: more than one
  *     CPU to run on (sched_getaffinity), and a load average (/proc/loadavg,
  *     read at most once a second) no higher than that CPU count.
@@ -83,6 +84,7 @@ struct lipc__poll {
   uint64_t slept;     /* hrtime of the last check: the loop slept after it */
   unsigned quick;     /* wake-ups with I/O in a row after sleeps <= max_us */
   uint64_t spins, hits, misses, turns;
+  uint64_t empty_ns; /* in polling turns that found nothing: its cost */
   size_t gc_base; /* Lua's heap after the last collection the spin ran */
   uint64_t collects;
   int closing;
@@ -247,12 +249,14 @@ static void on_check(uv_check_t *c) {
     return;
   }
   p->turns++;
+  if (!io)
+    p->empty_ns += now - p->slept;
   p->slept = now;
   if (io) {
     on_hit(p, now);
     return;
   }
-  window = (uint64_t)(p->probing ? p->max_us : p->budget_us) * 1000;
+  window = (uint64_t)(p->probing ? p->max_us / 2 : p->budget_us) * 1000;
   if (now - p->since >= window)
     on_miss(p);
   else
@@ -338,7 +342,7 @@ static void set_integer(lua_State *L, const char *key, lua_Integer v) {
 }
 
 static void push_state(lua_State *L, const lipc__poll *p) {
-  lua_createtable(L, 0, 9);
+  lua_createtable(L, 0, 10);
   lua_pushstring(L, p ? MODES[p->mode] : "off");
   lua_setfield(L, -2, "mode");
   set_integer(L, "max_us", p ? (lua_Integer)p->max_us : 0);
@@ -348,6 +352,7 @@ static void push_state(lua_State *L, const lipc__poll *p) {
   set_integer(L, "misses", p ? (lua_Integer)p->misses : 0);
   set_integer(L, "turns", p ? (lua_Integer)p->turns : 0);
   set_integer(L, "collects", p ? (lua_Integer)p->collects : 0);
+  set_integer(L, "empty_us", p ? (lua_Integer)(p->empty_ns / 1000) : 0);
 }
 
 static const char FNAME[] = "lipc.poll";

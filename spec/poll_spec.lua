@@ -132,13 +132,17 @@ describe("lipc.poll", function()
     local before = lipc.poll()
     pingpong(child, 300)
     local after = lipc.poll()
-    assert.are.same({0, 0}, {after.spins - before.spins, after.turns - before.turns})
+    assert.are.same({0, 0, 0}, {after.spins - before.spins, after.turns - before.turns,
+      after.empty_us - before.empty_us})
     lipc.poll(true)
     before = lipc.poll()
     pingpong(child, 300)
     after = lipc.poll()
     assert.is_true(after.spins > before.spins, "spins")
     assert.is_true(after.turns > before.turns, "turns")
+    -- the last spin waited out its window: time spent finding nothing
+    lipc.sleep(20)
+    assert.is_true(lipc.poll().empty_us > before.empty_us, "empty_us")
     -- every spin ends: with a hit that started a new window, or a miss
     lipc.poll(false)
     assert.is_true(after.hits + after.misses >= after.spins - 1)

@@ -189,7 +189,9 @@ function lipc.on_uncaught(fn) end
 ---spin that found data waits out its window, halves after one that found
 ---none and drops to 0), and counts: `spins` (polls started), `hits` (reads found
 ---while polling), `misses` (polls that ended without one), `turns` (loop
----turns spent polling), `collects` (Lua collector steps run while polling).
+---turns spent polling), `collects` (Lua collector steps run while polling),
+---`empty_us` (microseconds in polling turns that found nothing: the CPU the
+---poll cost beyond what a sleep would).
 ---`LIPC_POLL=0` (or `off`), `1` (`on`), `auto` or a
 ---number of microseconds (on) sets it at start.
 ---@param setting? boolean|string|{max_us?: integer, mode?: string}

@@ -251,7 +251,9 @@ window it adapted to: it grows while polls find data, stays whole when a
 spin that found data waits out its window, halves after one that found
 none and drops to 0), and counts: `spins` (polls started), `hits` (reads found
 while polling), `misses` (polls that ended without one), `turns` (loop
-turns spent polling), `collects` (Lua collector steps run while polling).
+turns spent polling), `collects` (Lua collector steps run while polling),
+`empty_us` (microseconds in polling turns that found nothing: the CPU the
+poll cost beyond what a sleep would).
 `LIPC_POLL=0` (or `off`), `1` (`on`), `auto` or a
 number of microseconds (on) sets it at start.]]},
       {"lipc.run(): integer", text = [[with stock `lua5.4` (`require "lipc"` through the

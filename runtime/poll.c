@@ -85,7 +85,7 @@ struct lipc__poll {
   unsigned quick;     /* wake-ups with I/O in a row after sleeps <= max_us */
   uint64_t spins, hits, misses, turns;
   uint64_t empty_ns; /* in polling turns that found nothing: its cost */
-  size_t gc_base; /* Lua's heap after the last collection the spin ran */
+  size_t gc_base;    /* Lua's heap after the last collection the spin ran */
   uint64_t collects;
   int closing;
 };

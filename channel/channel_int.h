@@ -106,7 +106,8 @@ struct lchannel {
                                   the high-water mark: read no more */
   unsigned no_handles : 1;     /* over a launcher: fds cannot cross */
   unsigned in_read : 1;        /* its read callback runs (receive.c) */
-  unsigned read_wrote : 1;     /* ... and a frame went out at once */
+  unsigned read_wrote : 1;     /* ... and its first frame was sent
+                                  (send.c's write_now) */
 };
 
 /* channel.c */

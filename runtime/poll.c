@@ -16,11 +16,10 @@
  *     while one is active uv_run polls with a zero timeout. A turn that
  *     only reads (a stream flowing in, a child's output) or only writes
  *     starts none: there the peer sends on without waiting for this
- *     process, and a spin only takes reads in smaller pieces (ipc_stream
- *     0.81x, stdout_read 0.86x with it). Each turn that reads something
- *     during the spin is a hit and starts the window again; a window of
- *     budget_us without I/O is a miss and ends the spin (the idle handle
- *     stops, the loop sleeps).
+ *     process, and a spin can only burn CPU and take reads in smaller
+ *     pieces. Each turn that reads something during the spin is a hit
+ *     and starts the window again; a window of budget_us without I/O is
+ *     a miss and ends the spin (the idle handle stops, the loop sleeps).
  *   - The budget grows by a quarter of max_us on a hit. A miss after a
  *     spin with hits (the traffic paused: a preempted peer, the end of a
  *     burst) sets it back to max_us, so the next wake-up polls as long as

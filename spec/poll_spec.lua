@@ -247,6 +247,34 @@ describe("lipc.poll", function()
     assert.are.equal(0, (child:wait()))
   end)
 
+  it("replies written at once while the peer does not read arrive whole and in order", function()
+    -- The child answers each message (one a read) with up to 64 KB; the
+    -- parent reads nothing until it has sent them all, so the socket
+    -- fills, and a reply written at once goes in part (the rest waits in
+    -- the buffer for the flush), or not at all, behind a write in flight.
+    local child = assert(fork(script([[
+      local parent = require("fork").parent
+      local function size(i) return (i * 7919) % 65000 + 1 end
+      parent:on("message", function(m)
+        parent:send({seq = m, data = string.rep(string.char(65 + m % 26), size(m))})
+      end)
+    ]])))
+    local function size(i) return (i * 7919) % 65000 + 1 end
+    assert(child:send(0))
+    assert.are.equal(0, child:receive().seq)
+    for i = 1, 60 do
+      assert(child:send(i))
+      lipc.sleep(2)
+    end
+    for i = 1, 60 do
+      local r = child:receive()
+      assert.are.equal(i, r.seq)
+      assert.is_true(r.data == string.rep(string.char(65 + i % 26), size(i)), "reply " .. i)
+    end
+    child:disconnect()
+    assert.are.equal(0, (child:wait()))
+  end)
+
   it("while a spin waits, Lua's collector runs there; never once the script stopped it",
     function()
       local echo = script(ECHO)

@@ -287,31 +287,19 @@ void lipc__chan_schedule(lchannel *ch) {
 
 /*
 ** The first frame sent while this channel's read callback runs (a
-** request being answered) is written at once when nothing is in flight:
-** the peer waiting for it no longer also waits for the rest of the
-** handler, its next receive() and the return to the read callback.
-** Later frames of that read batch as always and go out at its end.
+** request being answered) goes out at once, by the flush the loop would
+** run a turn later: the peer waiting for it no longer also waits for the
+** rest of the handler, its next receive() and the return to the read
+** callback. Later frames of that read batch as always and go out at its
+** end. Not while drain()ers or a hold wait for the flush: it would wake
+** them inside this send().
 */
 static void write_now(lchannel *ch) {
-  uv_buf_t b;
-  int k;
   ch->read_wrote = 1;
-  if (ch->writes != NULL || ch->out_cbs != LUA_NOREF || ch->nsegs != 0 ||
-      ch->need_drain || ch->held) {
+  if (ch->need_drain || ch->held)
     lipc__chan_schedule(ch);
-    return;
-  }
-  b = uv_buf_init(ch->out.data, (unsigned)ch->out.len);
-  k = lipc__stream_try_write(ch->s, &b);
-  if (k == (int)ch->out.len) {
-    ch->out.len = 0;
-    return;
-  }
-  if (k > 0) {
-    memmove(ch->out.data, ch->out.data + k, ch->out.len - (size_t)k);
-    ch->out.len -= (size_t)k;
-  }
-  lipc__chan_schedule(ch);
+  else
+    lipc__chan_flush(ch, 0);
 }
 
 /* Calls obj:pause() on the object at idx. */

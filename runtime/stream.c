@@ -843,18 +843,12 @@ static int l_write(lua_State *L) {
   /* Nothing queued: try the write now; most small writes end here,
    * without a request or a reference. */
   if (s->nwrites == 0 && !has_cb && n == 1 && !(s->flags & F_CONNECTING)) {
-    int k = uv_try_write((uv_stream_t *)s->h.uv, bufs, 1);
-    s->active = uv_now(s->h.rt->loop);
-    if (k > 0)
-      s->h.rt->io_written++;
+    int k = lipc__stream_try_write(s, bufs);
     if (k == (int)total) {
-      s->writes++;
-      s->bytes_written += total;
       lua_pushboolean(L, 1);
       return 1;
     }
     if (k > 0) {
-      s->bytes_written += (uint64_t)k;
       bufs[0].base += k;
       bufs[0].len -= (size_t)k;
       total -= (size_t)k;
